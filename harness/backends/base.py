@@ -1,0 +1,140 @@
+"""The interface every inference backend implements.
+
+The harness owns the protocol (phases, timing window, energy); a backend only loads a model,
+generates a fixed amount of work, and reports what it actually ran with. Times are
+``time.perf_counter()`` seconds, the same clock the harness uses for the window edges.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.schema.config import ExperimentConfig
+from harness.schema.result import MemoryMetrics
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt, already tokenised.
+
+    Attributes:
+        request_id: position in the workload.
+        input_ids: prompt token ids.
+        max_new_tokens: tokens to generate; EOS is ignored, so exactly this many.
+    """
+
+    request_id: int
+    input_ids: list[int]
+    max_new_tokens: int
+
+
+@dataclass
+class RequestOutput:
+    """What one request produced and when.
+
+    Attributes:
+        request_id: the request's id.
+        input_tokens: prompt length.
+        output_tokens: tokens generated for this request.
+        start_s: when the request's generation began (perf_counter seconds).
+        end_s: when its last token was produced.
+        first_token_s: when its first token was produced (None if not observed).
+        token_times_s: arrival time of every token (streaming only).
+    """
+
+    request_id: int
+    input_tokens: int
+    output_tokens: int
+    start_s: float
+    end_s: float
+    first_token_s: float | None = None
+    token_times_s: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class PhaseMark:
+    """Edges of one batch: prefill is [start_s, prefill_end_s), decode [prefill_end_s, end_s)."""
+
+    start_s: float
+    prefill_end_s: float
+    end_s: float
+
+
+@dataclass
+class GenerationOutput:
+    """Result of one ``generate`` call over a list of requests."""
+
+    outputs: list[RequestOutput]
+    phase_marks: list[PhaseMark] = field(default_factory=list)
+    phase_split: Literal["exact", "approximate"] | None = None
+
+
+BatchCallback = Callable[[int, int], None]
+"""Called after each batch with (requests done, requests total): progress and liveness."""
+
+
+class Backend(abc.ABC):
+    """An inference backend. Heavy libraries are imported inside methods, never at import time.
+
+    Args:
+        config: the experiment.
+        device: "cuda:N" or "cpu".
+    """
+
+    name: str = ""
+
+    def __init__(self, config: ExperimentConfig, device: str) -> None:
+        self.config = config
+        self.device = device
+
+    @abc.abstractmethod
+    def preflight(self) -> list[str]:
+        """Return every problem that would stop this backend (library, model, device)."""
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Load tokenizer and model onto the device."""
+
+    @abc.abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Tokenise text without special tokens."""
+
+    @abc.abstractmethod
+    def vocab_ids(self) -> list[int]:
+        """Token ids a synthetic prompt may use (no special tokens)."""
+
+    @abc.abstractmethod
+    def warmup_requests(self, requests: list[Request]) -> list[Request]:
+        """One full-size batch with the same shapes as the measurement."""
+
+    @abc.abstractmethod
+    def generate(
+        self, requests: list[Request], on_batch: BatchCallback | None = None
+    ) -> GenerationOutput:
+        """Generate exactly ``max_new_tokens`` per request (EOS ignored)."""
+
+    @abc.abstractmethod
+    def synchronize(self) -> None:
+        """Wait until the device has finished all queued work (window edges)."""
+
+    @abc.abstractmethod
+    def effective_parameters(self) -> dict[str, Any]:
+        """Backend parameters as actually used, every default resolved."""
+
+    @abc.abstractmethod
+    def memory(self) -> MemoryMetrics | None:
+        """Model and peak inference memory."""
+
+    @abc.abstractmethod
+    def parameter_counts(self) -> tuple[int, int]:
+        """(all parameters, non-embedding parameters) of the loaded model."""
+
+    @abc.abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Library versions read from the libraries themselves (``__version__``)."""
+
+    def unload(self) -> None:  # noqa: B027 - optional hook
+        """Release the model."""

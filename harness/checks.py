@@ -1,0 +1,110 @@
+"""Warnings: conditions a reader of a result must know about, each with a stable code.
+
+Machine-level ones are raised by preflight before anything runs; window-level ones after the
+measurement. Warnings never change a figure; they say how far to trust it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from harness.energy.device import GpuSet
+from harness.schema.config import ExperimentConfig
+from harness.schema.result import ThermalMetrics, ThroughputMetrics, Warning_
+
+MIN_WINDOW_S = 10.0
+MIN_SAMPLES = 10
+MAX_DRIFT_C = 5.0
+STEADY_WARMUP_S = 60.0
+
+
+def machine_warnings(gpus: GpuSet) -> list[Warning_]:
+    """MIG, persistence, power limit and foreign compute processes on the measured GPUs."""
+    warnings: list[Warning_] = []
+    own_pid = os.getpid()
+    for gpu in gpus:
+        info = gpu.info()
+        label = f"GPU {info.index} ({info.name})"
+        if info.mig_enabled:
+            warnings.append(Warning_(
+                code="mig_enabled",
+                message=f"{label} has MIG enabled: NVML energy covers the whole GPU, "
+                "not the slice this run used",
+            ))
+        if info.persistence_mode is False:
+            warnings.append(Warning_(
+                code="persistence_off",
+                message=f"{label} has persistence mode off: idle power and first-call latency "
+                "include driver re-initialisation (fix: nvidia-smi -pm 1)",
+            ))
+        if (
+            info.power_limit_w is not None
+            and info.default_power_limit_w is not None
+            and info.power_limit_w < info.default_power_limit_w
+        ):
+            warnings.append(Warning_(
+                code="power_limit_below_default",
+                message=f"{label} power limit {info.power_limit_w:.0f} W is below its default "
+                f"{info.default_power_limit_w:.0f} W: figures are not comparable with a "
+                "default-limit GPU",
+            ))
+        foreign = [pid for pid in gpu.compute_processes() if pid != own_pid]
+        if foreign:
+            warnings.append(Warning_(
+                code="foreign_processes",
+                message=f"{label} runs other compute processes (pids {foreign}): their energy "
+                "is inside this measurement",
+            ))
+    return warnings
+
+
+def config_warnings(config: ExperimentConfig) -> list[Warning_]:
+    """Warnings that follow from the configuration alone."""
+    warnings: list[Warning_] = []
+    if config.warmup.min_seconds < STEADY_WARMUP_S and not config.warmup.until_stable:
+        warnings.append(Warning_(
+            code="warmup_cut_short",
+            message=f"warmup.min_seconds is {config.warmup.min_seconds:g} s (< "
+            f"{STEADY_WARMUP_S:g} s): the window may open before thermal steady state",
+        ))
+    return warnings
+
+
+def window_warnings(
+    work: ThroughputMetrics, samples: int, thermal: ThermalMetrics | None, has_sensor: bool
+) -> list[Warning_]:
+    """Short window, few samples, thermal drift and throttling in the window."""
+    warnings: list[Warning_] = []
+    if work.duration_s < MIN_WINDOW_S:
+        warnings.append(Warning_(
+            code="short_window",
+            message=f"measurement window {work.duration_s:.2f} s is under {MIN_WINDOW_S:g} s: "
+            "the energy counter updates about every 100 ms, so edges weigh heavily",
+        ))
+    if has_sensor and samples < MIN_SAMPLES:
+        warnings.append(Warning_(
+            code="few_samples",
+            message=f"only {samples} power samples in the window (< {MIN_SAMPLES})",
+        ))
+    if thermal is not None:
+        warnings.extend(_thermal_warnings(thermal))
+    return warnings
+
+
+def _thermal_warnings(thermal: ThermalMetrics) -> list[Warning_]:
+    warnings: list[Warning_] = []
+    starts = thermal.temperature_start_c or []
+    ends = thermal.temperature_end_c or []
+    for index, (start, end) in enumerate(zip(starts, ends, strict=False)):
+        if start is not None and end is not None and abs(end - start) > MAX_DRIFT_C:
+            warnings.append(Warning_(
+                code="thermal_drift",
+                message=f"GPU {index} temperature moved {start:.0f} -> {end:.0f} degC in the "
+                "window: it was not at steady state",
+            ))
+    if thermal.throttle_reasons_seen:
+        warnings.append(Warning_(
+            code="throttling",
+            message=f"clock throttling seen: {', '.join(thermal.throttle_reasons_seen)}",
+        ))
+    return warnings

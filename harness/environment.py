@@ -1,0 +1,61 @@
+"""Snapshot of the machine and software a run measured, read from APIs (never from pip)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+from pathlib import Path
+
+from harness._version import __version__
+from harness.energy.device import GpuSet
+from harness.schema.result import Environment
+
+# Set by the Docker runner from the engine's API (image id and repo digest); absent elsewhere.
+IMAGE_ID_ENV = "LLEM_IMAGE_ID"
+IMAGE_DIGEST_ENV = "LLEM_IMAGE_DIGEST"
+
+
+def snapshot(gpus: GpuSet, backend_versions: dict[str, str]) -> Environment:
+    """Describe this machine, its GPUs and the backend libraries.
+
+    Args:
+        gpus: the GPUs the run measures (possibly empty).
+        backend_versions: library versions reported by the backend itself; a ``cudnn``
+            entry, when present, fills ``cudnn_version``.
+    """
+    versions = dict(backend_versions)
+    cudnn = versions.pop("cudnn", None)
+    return Environment(
+        gpus=[gpu.info() for gpu in gpus],
+        driver_version=gpus.driver_version,
+        cuda_version=gpus.cuda_version,
+        cudnn_version=cudnn,
+        cpu=_cpu_model(),
+        cpu_count=os.cpu_count(),
+        ram_gb=_ram_gb(),
+        os=platform.platform(),
+        python=platform.python_version(),
+        harness_version=__version__,
+        backend_versions=versions,
+        container_image_id=os.environ.get(IMAGE_ID_ENV) or None,
+        container_image_digest=os.environ.get(IMAGE_DIGEST_ENV) or None,
+        hostname_hash=hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12],
+    )
+
+
+def _cpu_model() -> str | None:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or None
+
+
+def _ram_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 2)
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -1,0 +1,129 @@
+"""Atomic file writes and the append-only event log.
+
+Every file llem writes is written to a temporary file in the same directory, flushed and
+fsynced, then moved into place with ``os.replace``: a reader sees the old file or the new
+one, never half of one, even if the process dies mid-write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` and move it over ``path`` when the block succeeds.
+
+    Args:
+        path: final location of the file.
+        mode: ``"w"`` for text or ``"wb"`` for bytes.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_replace(tmp: Path, path: Path) -> None:
+    """Fsync an already written ``tmp`` and move it over ``path``."""
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename itself lives in the directory entry; fsync it so it survives a power cut.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json(path: Path, data: BaseModel | dict[str, Any] | list[Any]) -> None:
+    """Write JSON atomically; pydantic models are dumped in JSON mode."""
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    with atomic_open(path) as handle:
+        json.dump(payload, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text atomically."""
+    with atomic_open(path) as handle:
+        handle.write(text)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes atomically."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+class EventLog:
+    """Append-only ``events.jsonl``: one JSON object per line, flushed as it is written.
+
+    The host follows this file for progress and liveness. Each line is written with a single
+    ``write`` call on a file opened in append mode, so a reader never sees a torn line unless
+    the process dies inside that call; readers skip a last line that does not parse.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._t0 = time.monotonic()
+        self._lock = threading.Lock()
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Append one event with a wall-clock and a run-relative timestamp."""
+        record = {"event": event, "time": time.time(), "t_s": time.monotonic() - self._t0}
+        record.update(fields)
+        line = json.dumps(record, default=str) + "\n"
+        with self._lock:
+            if self._handle.closed:
+                return
+            self._handle.write(line)
+            self._handle.flush()
+
+    def close(self) -> None:
+        """Flush to disk and close; safe to call twice."""
+        with self._lock:
+            if not self._handle.closed:
+                self._handle.flush()
+                with contextlib.suppress(OSError):
+                    os.fsync(self._handle.fileno())
+                self._handle.close()
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Read ``events.jsonl``, skipping a torn last line."""
+    if not path.exists():
+        return []
+    events: list[dict[str, Any]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            events.append(json.loads(line))
+    return events

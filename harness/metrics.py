@@ -1,0 +1,154 @@
+"""Turn what the backend and the energy meter recorded into result sections.
+
+Pure functions over recorded numbers: no device access, no clock. Each figure's method is
+written next to it (``docs/methodology.md`` explains them for users).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from harness.backends.base import GenerationOutput
+from harness.energy.device import GpuSample
+from harness.energy.meter import EnergyReading
+from harness.schema.result import (
+    EnergyMetrics,
+    FlopsEstimate,
+    LatencyMetrics,
+    Percentiles,
+    ThermalMetrics,
+    ThroughputMetrics,
+)
+
+NVML_ACCURACY_W = 5.0
+"""NVML's documented power accuracy per GPU (+-5 W)."""
+
+
+def percentiles(values_s: Sequence[float]) -> Percentiles | None:
+    """Mean, p50, p90 and p99 of a latency sample (seconds); None when empty."""
+    if not values_s:
+        return None
+    data = np.asarray(values_s, dtype=float)
+    p50, p90, p99 = np.percentile(data, [50, 90, 99])
+    return Percentiles(
+        mean_s=float(data.mean()),
+        p50_s=float(p50),
+        p90_s=float(p90),
+        p99_s=float(p99),
+        count=int(data.size),
+    )
+
+
+def latency(output: GenerationOutput) -> LatencyMetrics:
+    """End-to-end latency per request; TTFT and ITL when token times were recorded.
+
+    ITL is the gap between consecutive tokens of one request, excluding the first token (whose
+    wait is TTFT).
+    """
+    e2e = [item.end_s - item.start_s for item in output.outputs]
+    ttft = [
+        item.first_token_s - item.start_s
+        for item in output.outputs
+        if item.token_times_s is not None and item.first_token_s is not None
+    ]
+    itl: list[float] = []
+    for item in output.outputs:
+        if item.token_times_s is not None:
+            itl.extend(np.diff(np.asarray(item.token_times_s, dtype=float)).tolist())
+    return LatencyMetrics(e2e=percentiles(e2e), ttft=percentiles(ttft), itl=percentiles(itl))
+
+
+def throughput(output: GenerationOutput, duration_s: float) -> ThroughputMetrics:
+    """Token and request counts over the measurement window."""
+    output_tokens = sum(item.output_tokens for item in output.outputs)
+    requests = len(output.outputs)
+    return ThroughputMetrics(
+        input_tokens=sum(item.input_tokens for item in output.outputs),
+        output_tokens=output_tokens,
+        requests=requests,
+        duration_s=duration_s,
+        output_tokens_per_s=output_tokens / duration_s if duration_s > 0 else 0.0,
+        requests_per_s=requests / duration_s if duration_s > 0 else 0.0,
+    )
+
+
+def energy(
+    reading: EnergyReading,
+    work: ThroughputMetrics,
+    baseline_power_w: float | None,
+    n_gpus: int,
+) -> EnergyMetrics:
+    """Window energy and the figures derived from it; all None without a sensor."""
+    if reading.energy_j is None:
+        return EnergyMetrics(baseline_power_w=baseline_power_w)
+    energy_j = reading.energy_j
+    dynamic = None
+    if baseline_power_w is not None:
+        dynamic = energy_j - baseline_power_w * reading.duration_s
+    mean_power = reading.mean_power_w
+    return EnergyMetrics(
+        energy_j=energy_j,
+        energy_per_gpu_j=reading.energy_per_gpu_j,
+        baseline_power_w=baseline_power_w,
+        energy_dynamic_j=dynamic,
+        energy_integrated_j=reading.energy_integrated_j,
+        energy_method=reading.method,
+        energy_per_output_token_j=_ratio(energy_j, work.output_tokens),
+        energy_per_request_j=_ratio(energy_j, work.requests),
+        tokens_per_joule=_ratio(work.output_tokens, energy_j),
+        mean_power_w=mean_power,
+        uncertainty_pct=(
+            100.0 * NVML_ACCURACY_W * n_gpus / mean_power if mean_power else None
+        ),
+    )
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def flops(non_embedding_params: int, work: ThroughputMetrics) -> FlopsEstimate:
+    """2 x non-embedding parameters x tokens: reference metadata, never a headline."""
+    prefill = 2.0 * non_embedding_params * work.input_tokens
+    decode = 2.0 * non_embedding_params * work.output_tokens
+    return FlopsEstimate(
+        flops=prefill + decode,
+        prefill_flops=prefill,
+        decode_flops=decode,
+        method="2 x non-embedding parameters x tokens; attention score FLOPs not counted",
+        confidence="medium",
+    )
+
+
+def thermal(samples: Sequence[GpuSample], n_gpus: int) -> ThermalMetrics | None:
+    """Temperature at the window edges, throttle reasons seen and mean SM clock, per GPU."""
+    if n_gpus == 0 or not samples:
+        return None
+    per_gpu: list[list[GpuSample]] = [[] for _ in range(n_gpus)]
+    for sample in samples:
+        if 0 <= sample.gpu_index < n_gpus:
+            per_gpu[sample.gpu_index].append(sample)
+    if any(not series for series in per_gpu):
+        return None
+    reasons = sorted({reason for s in samples for reason in s.throttle_reasons})
+    return ThermalMetrics(
+        temperature_start_c=[_first_value(s, "temperature_c") for s in per_gpu],
+        temperature_end_c=[_first_value(list(reversed(s)), "temperature_c") for s in per_gpu],
+        throttle_reasons_seen=reasons,
+        sm_clock_mhz_mean=[_mean(s, "sm_clock_mhz") for s in per_gpu],
+    )
+
+
+def _first_value(series: Sequence[GpuSample], name: str) -> float | None:
+    for sample in series:
+        value = getattr(sample, name)
+        if value is not None:
+            return float(value)
+    return None
+
+
+def _mean(series: Sequence[GpuSample], name: str) -> float | None:
+    values = [getattr(s, name) for s in series if getattr(s, name) is not None]
+    return float(np.mean(values)) if values else None

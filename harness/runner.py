@@ -1,0 +1,308 @@
+"""The measurement protocol: preflight, baseline, load, warmup, measure, write.
+
+One :class:`ExperimentRun` owns one run directory. Every phase is marked in ``events.jsonl``
+and in the time series; a failure in any phase leaves ``error.json`` naming it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from harness import checks, metrics
+from harness.backends import Backend, backend_class
+from harness.datasets import build_requests, check_dataset
+from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
+from harness.energy.device import GpuSample
+from harness.environment import snapshot
+from harness.errors import LlemError, PreflightError
+from harness.io import EventLog, write_json
+from harness.schema.result import (
+    BaselineRecord,
+    ErrorRecord,
+    ExperimentResult,
+    Warning_,
+    WarmupRecord,
+)
+from harness.schema.run_spec import RunSpec
+from harness.timeseries import TimeSeriesWriter
+
+POWER_EVENT_PERIOD_S = 1.0
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class ExperimentRun:
+    """Runs one experiment into ``run_dir``.
+
+    Args:
+        spec: the resolved experiment and its place in a study.
+        run_dir: directory that receives result.json, timeseries.parquet, events.jsonl and,
+            on failure, error.json.
+        gpus: GPUs to measure; discovered through NVML when None.
+    """
+
+    def __init__(self, spec: RunSpec, run_dir: Path, gpus: GpuSet | None = None) -> None:
+        self.spec = spec
+        self.config = spec.config
+        self.run_dir = run_dir
+        self.phase = "preflight"
+        self.warnings: list[Warning_] = []
+        self._gpus = gpus
+        self._last_power_event = 0.0
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.events = EventLog(run_dir / "events.jsonl")
+        self.series = TimeSeriesWriter(run_dir / "timeseries.parquet")
+
+    def execute(self) -> ExperimentResult:
+        """Run every phase; on failure write error.json and re-raise."""
+        started_at = _now()
+        self.events.emit("start", run_id=self.spec.run_id, config_hash=self._hash())
+        try:
+            result = self._phases(started_at)
+        except BaseException as error:
+            self._record_failure(error)
+            raise
+        finally:
+            self.series.close()
+            self.events.close()
+        return result
+
+    def _hash(self) -> str:
+        return self.config.measurement_config_hash
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        self.events.emit("phase", phase=phase)
+        self.series.mark_phase(phase, time.perf_counter())
+        if hasattr(self, "sampler"):
+            self.sampler.set_phase(phase)
+
+    def _phases(self, started_at: str) -> ExperimentResult:
+        gpus, backend = self._preflight()
+        self.sampler = PowerSampler(
+            gpus, self.config.energy.sample_interval_ms, sink=self._on_samples
+        )
+        self.meter = EnergyMeter(gpus, self.sampler)
+        self.sampler.start()
+        try:
+            return self._measure_all(gpus, backend, started_at)
+        finally:
+            self.sampler.stop()
+            backend.unload()
+            gpus.close()
+
+    def _measure_all(self, gpus: GpuSet, backend: Backend, started_at: str) -> ExperimentResult:
+        baseline = self._baseline(gpus)
+        self._enter("load")
+        load_start = self.meter.mark()
+        backend.load()
+        backend.synchronize()
+        load_end = self.meter.mark()
+        cold_start = self.meter.between(load_start, load_end)
+        requests = build_requests(self.config, backend)
+        warmup = self._warmup(backend, requests)
+        self._enter("measure")
+        backend.synchronize()  # the window opens when all queued work has finished
+        window_start = self.meter.mark()
+        output = backend.generate(requests, on_batch=self._progress)
+        backend.synchronize()  # ... and closes only when the last token really exists
+        window_end = self.meter.mark()
+        self._enter("write")
+        reading = self.meter.between(window_start, window_end)
+        window_samples = self.sampler.samples_between(window_start.t_s, window_end.t_s)
+        work = metrics.throughput(output, reading.duration_s)
+        energy = metrics.energy(reading, work, baseline_power_w(baseline), len(gpus))
+        energy.cold_start_energy_j = cold_start.energy_j
+        energy.cold_start_duration_s = cold_start.duration_s
+        self._phase_split(energy, output)
+        thermal = metrics.thermal(window_samples, len(gpus))
+        self.warnings.extend(reading.warnings)
+        self.warnings.extend(
+            checks.window_warnings(work, reading.samples, thermal, has_sensor=len(gpus) > 0)
+        )
+        _, non_embedding = backend.parameter_counts()
+        result = ExperimentResult(
+            run_id=self.spec.run_id,
+            config=self.config,
+            measurement_config_hash=self._hash(),
+            effective_parameters=backend.effective_parameters(),
+            cycle=self.spec.cycle,
+            runner=self.spec.runner,
+            started_at=started_at,
+            finished_at=_now(),
+            energy=energy,
+            throughput=work,
+            latency=metrics.latency(output),
+            memory=backend.memory(),
+            thermal=thermal,
+            flops_estimate=metrics.flops(non_embedding, work),
+            warmup=warmup,
+            baseline=baseline,
+            environment=snapshot(gpus, backend.versions()),
+            warnings=_unique(self.warnings),
+        )
+        write_json(self.run_dir / "result.json", result)
+        self.events.emit("done", output_tokens=work.output_tokens, duration_s=work.duration_s)
+        return result
+
+    def _preflight(self) -> tuple[GpuSet, Backend]:
+        self._enter("preflight")
+        gpus, problems = self._energy_source()
+        backend = backend_class(self.config.backend)(
+            self.config, "cuda:0" if len(gpus) else "cpu"
+        )
+        problems += backend.preflight() + check_dataset(self.config)
+        if problems:
+            gpus.close()
+            raise PreflightError(
+                "preflight found problems:\n  - " + "\n  - ".join(problems),
+                fix="fix each problem listed above and run again",
+            )
+        self.warnings.extend(checks.machine_warnings(gpus))
+        self.warnings.extend(checks.config_warnings(self.config))
+        for warning in self.warnings:
+            self.events.emit("warning", code=warning.code, message=warning.message)
+        return gpus, backend
+
+    def _energy_source(self) -> tuple[GpuSet, list[str]]:
+        source = self.config.energy.backend
+        if source in ("zeus", "codecarbon"):
+            return EMPTY_GPUS, [
+                f"energy.backend '{source}' is not available in this version; "
+                "use auto, nvml or none"
+            ]
+        if source == "none":
+            self.warnings.append(Warning_(
+                code="no_energy_sensor",
+                message="energy.backend is 'none': energy is not measured and energy fields "
+                "are null",
+            ))
+            return EMPTY_GPUS, []
+        gpus = self._gpus if self._gpus is not None else discover_gpus(self.spec.gpus)
+        if source == "nvml" and len(gpus) == 0:
+            return gpus, ["energy.backend is 'nvml' but NVML found no NVIDIA GPU"]
+        return gpus, []
+
+    def _baseline(self, gpus: GpuSet) -> BaselineRecord | None:
+        if not self.config.baseline.enabled:
+            if len(gpus):
+                self.warnings.append(Warning_(
+                    code="no_baseline",
+                    message="baseline.enabled is false: energy_dynamic_j is null",
+                ))
+            return None
+        if len(gpus) == 0:
+            return None  # nothing to measure; no_energy_sensor already says why
+        self._enter("baseline")
+        start = self.meter.mark()
+        time.sleep(self.config.baseline.duration_s)
+        reading = self.meter.between(start, self.meter.mark())
+        per_gpu_j = reading.energy_per_gpu_j or []
+        return BaselineRecord(
+            power_w=[energy_j / reading.duration_s for energy_j in per_gpu_j],
+            duration_s=reading.duration_s,
+            provenance="fresh",
+            age_s=0.0,
+        )
+
+    def _warmup(self, backend: Backend, requests: list[Any]) -> WarmupRecord:
+        self._enter("warmup")
+        warm = self.config.warmup
+        batch = backend.warmup_requests(requests)
+        start = time.perf_counter()
+        batches = 0
+        while batches < warm.n_warmup or time.perf_counter() - start < warm.min_seconds:
+            if time.perf_counter() - start >= warm.max_seconds:
+                break
+            backend.generate(batch)
+            batches += 1
+            self.events.emit("warmup", batches=batches, elapsed_s=time.perf_counter() - start)
+        backend.synchronize()
+        return WarmupRecord(batches=batches, duration_s=time.perf_counter() - start)
+
+    def _phase_split(self, energy: Any, output: Any) -> None:
+        if not output.phase_marks:
+            return
+        from harness.schema.result import PhaseEnergy
+
+        prefill_s = sum(m.prefill_end_s - m.start_s for m in output.phase_marks)
+        decode_s = sum(m.end_s - m.prefill_end_s for m in output.phase_marks)
+        prefill_j: float | None = None
+        decode_j: float | None = None
+        if energy.energy_j is not None:
+            prefill_j = sum(self.meter.energy_at_times(m.start_s, m.prefill_end_s)
+                            for m in output.phase_marks)
+            decode_j = sum(self.meter.energy_at_times(m.prefill_end_s, m.end_s)
+                           for m in output.phase_marks)
+        energy.prefill = PhaseEnergy(energy_j=prefill_j, duration_s=prefill_s)
+        energy.decode = PhaseEnergy(energy_j=decode_j, duration_s=decode_s)
+        energy.phase_split_method = output.phase_split
+
+    def _progress(self, done: int, total: int) -> None:
+        self.events.emit("progress", done=done, total=total)
+
+    def _on_samples(self, phase: str, samples: list[GpuSample]) -> None:
+        self.series.add(phase, samples)
+        now = time.perf_counter()
+        if samples and now - self._last_power_event >= POWER_EVENT_PERIOD_S:
+            self._last_power_event = now
+            self.events.emit("power", power_w=[s.power_w for s in samples])
+
+    def _record_failure(self, error: BaseException) -> None:
+        record = ErrorRecord(
+            type=type(error).__name__,
+            message=str(error) or type(error).__name__,
+            traceback="".join(traceback.format_exception(error)),
+            phase=self.phase,
+        )
+        write_json(self.run_dir / "error.json", record)
+        self.events.emit("error", phase=self.phase, type=record.type, message=record.message)
+
+
+def baseline_power_w(baseline: BaselineRecord | None) -> float | None:
+    """Idle power summed over GPUs, or None without a baseline."""
+    return sum(baseline.power_w) if baseline is not None and baseline.power_w else None
+
+
+def _unique(warnings: list[Warning_]) -> list[Warning_]:
+    seen: set[tuple[str, str]] = set()
+    unique: list[Warning_] = []
+    for warning in warnings:
+        key = (warning.code, warning.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(warning)
+    return unique
+
+
+def run_experiment(
+    config: Any, output_dir: Path | None = None, *, run_id: str = "run"
+) -> ExperimentResult:
+    """Run one experiment in this process and return its result.
+
+    Args:
+        config: an ``ExperimentConfig`` (or a dict that validates as one).
+        output_dir: run directory to write into; a temporary one (removed afterwards) when
+            None.
+        run_id: name recorded in the result.
+    """
+    import tempfile
+
+    from harness.schema.config import ExperimentConfig
+
+    experiment = config if isinstance(config, ExperimentConfig) else ExperimentConfig(**config)
+    spec = RunSpec(run_id=run_id, config=experiment, runner="inprocess")
+    if output_dir is not None:
+        write_json(output_dir / "experiment.json", spec)
+        return ExperimentRun(spec, output_dir).execute()
+    with tempfile.TemporaryDirectory(prefix="llem-run-") as tmp:
+        return ExperimentRun(spec, Path(tmp)).execute()
+
+
+__all__ = ["ExperimentRun", "LlemError", "run_experiment"]

@@ -1,0 +1,376 @@
+"""ExperimentConfig: one measurement point.
+
+Validation here is pure: nothing reads the environment, touches files or the network. Whether
+the model exists, the GPU is there or the dataset file is readable is checked by preflight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from harness.schema.rules import HALF_PRECISIONS, QUANTISED_PRECISIONS, RULES, allowed
+
+Backend = Literal["pytorch", "vllm", "tensorrt"]
+Precision = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
+
+BUILTIN_DATASETS = ("llem-prompts-v1",)
+"""Prompt sets shipped with the harness (``harness/datasets/``)."""
+
+CROSS_CHECK = "llem_cross_check"
+"""Pydantic error type of a rejected value combination (a study skips these, it does not fail)."""
+
+# Names of secrets, not of token counts: "hf_token" is a credential, "max_num_tokens" is not.
+_CREDENTIAL_KEY = re.compile(
+    r"^(hf_|access_|auth_|use_auth_|bearer_)?token$|api_?key|secret|passw(or)?d|credential"
+)
+_CREDENTIAL_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,})$")
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DecoderConfig(Strict):
+    """How tokens are chosen. Sampling and beam parameters are only valid in their own mode."""
+
+    mode: Literal["greedy", "sampling", "beam"] = Field(
+        "greedy", description="greedy (argmax), sampling (temperature/top_p/top_k) or beam."
+    )
+    temperature: float | None = Field(
+        None, gt=0, description="Sampling temperature (sampling only; backend default 1.0)."
+    )
+    top_p: float | None = Field(
+        None, gt=0, le=1, description="Nucleus sampling mass (sampling only; default 1.0)."
+    )
+    top_k: int | None = Field(
+        None, ge=0, description="Keep the k most likely tokens, 0 = off (sampling only)."
+    )
+    num_beams: int | None = Field(
+        None, ge=2, description="Beam width (beam only; default 4)."
+    )
+
+    @model_validator(mode="after")
+    def _params_match_mode(self) -> DecoderConfig:
+        sampling_set = [
+            name for name in ("temperature", "top_p", "top_k") if getattr(self, name) is not None
+        ]
+        if sampling_set and self.mode != "sampling":
+            raise PydanticCustomError(
+                CROSS_CHECK,
+                "decoder.{field} applies to mode 'sampling', not '{mode}'",
+                {"field": sampling_set[0], "mode": self.mode},
+            )
+        if self.num_beams is not None and self.mode != "beam":
+            raise PydanticCustomError(
+                CROSS_CHECK,
+                "decoder.num_beams applies to mode 'beam', not '{mode}'",
+                {"mode": self.mode},
+            )
+        return self
+
+
+class WarmupConfig(Strict):
+    """Warmup before the measurement window; excluded from every metric."""
+
+    n_warmup: int = Field(5, ge=0, description="Full-length batches run before measuring.")
+    min_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "Keep the device under load at least this long (s) so the window opens at thermal "
+            "steady state. Below 60 s the result carries a warmup_cut_short warning."
+        ),
+    )
+    until_stable: bool = Field(
+        False, description="Continue until the GPU temperature slope is flat."
+    )
+    max_seconds: float = Field(
+        600.0, gt=0, description="Upper bound on warmup time (s) with until_stable."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WarmupConfig:
+        if self.max_seconds < self.min_seconds:
+            raise PydanticCustomError(
+                CROSS_CHECK,
+                "warmup.max_seconds ({max}) is below warmup.min_seconds ({min})",
+                {"max": self.max_seconds, "min": self.min_seconds},
+            )
+        return self
+
+
+class BaselineConfig(Strict):
+    """Idle power measured before the model loads."""
+
+    enabled: bool = Field(True, description="Measure idle power per GPU before loading.")
+    duration_s: float = Field(30.0, gt=0, description="Idle measurement length (s).")
+    cache_ttl_s: float = Field(
+        3600.0, ge=0, description="Reuse a cached baseline of the same GPU this long (s)."
+    )
+
+
+class EnergyConfig(Strict):
+    """Where energy comes from; exactly one source per run."""
+
+    backend: Literal["auto", "nvml", "zeus", "codecarbon", "none"] = Field(
+        "auto", description="auto = NVML when NVIDIA GPUs are visible, else none (with warning)."
+    )
+    sample_interval_ms: int = Field(
+        100, ge=10, le=10_000, description="Power/temperature sampling period (ms)."
+    )
+
+
+class LatencyConfig(Strict):
+    """Per-request latency detail."""
+
+    streaming: bool = Field(
+        False,
+        description=(
+            "Measure TTFT and ITL per request. Off by default: streaming perturbs the "
+            "measurement; it is part of the config hash."
+        ),
+    )
+
+
+class PyTorchConfig(Strict):
+    """PyTorch/transformers knobs. Unset means the backend's own default (recorded)."""
+
+    batch_size: int | None = Field(None, ge=1, description="Static batch size (default 1).")
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] | None = Field(
+        None, description="Attention kernel (default: transformers' choice, usually sdpa)."
+    )
+    torch_compile: bool | None = Field(None, description="Wrap the model in torch.compile.")
+    load_in_8bit: bool | None = Field(None, description="bitsandbytes 8-bit weights.")
+    load_in_4bit: bool | None = Field(None, description="bitsandbytes 4-bit weights.")
+    device_map: str | None = Field(
+        None, description="transformers device_map (default: the first selected device)."
+    )
+
+
+class VllmConfig(Strict):
+    """vLLM engine knobs. Unset means vLLM's own default (recorded)."""
+
+    max_num_seqs: int | None = Field(None, ge=1, description="Max sequences per step.")
+    max_num_batched_tokens: int | None = Field(None, ge=1, description="Max tokens per step.")
+    tensor_parallel_size: int | None = Field(None, ge=1, description="GPUs per model.")
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="Fraction of GPU memory vLLM may take."
+    )
+    enable_prefix_caching: bool | None = Field(None, description="Reuse KV of shared prefixes.")
+    enable_chunked_prefill: bool | None = Field(None, description="Split long prefills.")
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = Field(
+        None, description="KV-cache element type."
+    )
+    quantization: Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"] | None = (
+        Field(None, description="Weight quantisation scheme.")
+    )
+    enforce_eager: bool | None = Field(None, description="Disable CUDA graphs.")
+    block_size: int | None = Field(None, ge=1, description="KV-cache block size (tokens).")
+
+
+class TensorRtConfig(Strict):
+    """TensorRT-LLM build and runtime knobs. Unset means TensorRT-LLM's default (recorded)."""
+
+    max_batch_size: int | None = Field(None, ge=1, description="Engine max batch size.")
+    max_input_len: int | None = Field(None, ge=1, description="Engine max input length.")
+    max_seq_len: int | None = Field(None, ge=1, description="Engine max input+output length.")
+    max_num_tokens: int | None = Field(None, ge=1, description="Engine max tokens per step.")
+    tp_size: int | None = Field(None, ge=1, description="Tensor parallelism.")
+    pp_size: int | None = Field(None, ge=1, description="Pipeline parallelism.")
+    quantization: Literal["fp8", "int8_sq", "int8_weight_only", "int4_weight_only", "int4_awq"] | (
+        None
+    ) = Field(None, description="Quantisation algorithm.")
+    kv_cache_free_gpu_memory_fraction: float | None = Field(
+        None, gt=0, le=1, description="Free GPU memory given to the KV cache."
+    )
+    builder_opt_level: int | None = Field(None, ge=0, le=5, description="TensorRT opt level.")
+    engine_dir: str | None = Field(None, description="Use this prebuilt engine (no build).")
+
+
+class LoraConfig(Strict):
+    """A LoRA adapter applied to the model."""
+
+    adapter: str = Field(description="Adapter id or local path.")
+    merged: bool = Field(False, description="Merge into the weights before measuring.")
+
+
+class ExperimentConfig(Strict):
+    """One measurement point: a model, a backend, its settings and a workload."""
+
+    model: str = Field(min_length=1, description="Hugging Face id or local model directory.")
+    revision: str | None = Field(None, description="Model revision (branch, tag or commit).")
+    backend: Backend = Field(description="Inference backend.")
+    precision: Precision = Field("bf16", description="Compute dtype.")
+    dataset: str = Field(
+        "synthetic",
+        description=(
+            "'synthetic' (exact input_len tokens, seeded), a built-in prompt set "
+            f"({', '.join(BUILTIN_DATASETS)}) or a path to a .jsonl file."
+        ),
+    )
+    n: int = Field(100, ge=1, description="Number of prompts measured.")
+    input_len: int = Field(
+        128, ge=1, description="Prompt length in tokens (synthetic) or truncation limit."
+    )
+    output_len: int = Field(
+        128, ge=1, description="Generated tokens per prompt; EOS is ignored (fixed work)."
+    )
+    random_seed: int = Field(42, description="Seed for synthetic prompts and sampling.")
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig)
+    warmup: WarmupConfig = Field(default_factory=WarmupConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    pytorch: PyTorchConfig | None = None
+    vllm: VllmConfig | None = None
+    tensorrt: TensorRtConfig | None = None
+    lora: LoraConfig | None = None
+    passthrough_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra keyword arguments handed to the backend as they are (recorded).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        problem = find_credential(data)
+        if problem:
+            raise PydanticCustomError(
+                "llem_credential",
+                "{path} looks like a credential; credentials are never config. Remove it and "
+                "set HF_TOKEN in the environment instead",
+                {"path": problem},
+            )
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            dataset = data.get("dataset", "synthetic")
+            if isinstance(dataset, str) and not _dataset_ok(dataset):
+                raise PydanticCustomError(
+                    "llem_dataset",
+                    "dataset {value} is not known; allowed: synthetic, {builtin}, or a path "
+                    "ending in .jsonl",
+                    {"value": repr(dataset), "builtin": ", ".join(BUILTIN_DATASETS)},
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ExperimentConfig:
+        problems = cross_check(self)
+        if problems:
+            raise PydanticCustomError(CROSS_CHECK, "{problems}", {"problems": "; ".join(problems)})
+        return self
+
+    def section(self) -> PyTorchConfig | VllmConfig | TensorRtConfig:
+        """The backend section, or an all-defaults one when the config left it out."""
+        section = getattr(self, self.backend)
+        if section is not None:
+            return section  # type: ignore[no-any-return]
+        return _SECTION_TYPES[self.backend]()
+
+    def canonical_json(self) -> str:
+        """The canonical JSON form that the config hash is taken over."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def measurement_config_hash(self) -> str:
+        """First 16 hex digits of SHA-256 over the canonical JSON dump."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+
+_SECTION_TYPES: dict[str, type[PyTorchConfig | VllmConfig | TensorRtConfig]] = {
+    "pytorch": PyTorchConfig,
+    "vllm": VllmConfig,
+    "tensorrt": TensorRtConfig,
+}
+
+SECTION_MODELS = _SECTION_TYPES
+"""Backend name -> its section model (read by the study loader and the docs generator)."""
+
+
+def _dataset_ok(dataset: str) -> bool:
+    return dataset == "synthetic" or dataset in BUILTIN_DATASETS or dataset.endswith(".jsonl")
+
+
+def cross_check(config: ExperimentConfig) -> list[str]:
+    """Return every value combination the backend tables reject (empty when valid)."""
+    rules = RULES[config.backend]
+    problems: list[str] = []
+    for other in RULES:
+        if other != config.backend and getattr(config, other) is not None:
+            problems.append(
+                f"section '{other}' does not apply to backend '{config.backend}'; "
+                f"remove it or set backend: {other}"
+            )
+    if config.precision not in rules.precisions:
+        problems.append(
+            f"precision '{config.precision}' is not supported by {config.backend}; "
+            f"allowed: {allowed(rules.precisions)}"
+        )
+    if config.decoder.mode not in rules.decoders:
+        problems.append(
+            f"decoder.mode '{config.decoder.mode}' is not supported by {config.backend}; "
+            f"allowed: {allowed(rules.decoders)}"
+        )
+    if config.lora is not None and not rules.lora:
+        problems.append(f"lora is not supported by {config.backend}: {rules.lora_fix}")
+    problems.extend(_quantisation_checks(config))
+    return problems
+
+
+def _quantisation_checks(config: ExperimentConfig) -> list[str]:
+    problems: list[str] = []
+    if config.pytorch is not None:
+        if config.pytorch.load_in_8bit and config.pytorch.load_in_4bit:
+            problems.append("pytorch.load_in_8bit and pytorch.load_in_4bit exclude each other")
+        quantised = config.pytorch.load_in_8bit or config.pytorch.load_in_4bit
+        if quantised and config.precision not in HALF_PRECISIONS:
+            problems.append(
+                f"bitsandbytes quantisation computes in fp16 or bf16, not '{config.precision}'"
+            )
+    if config.vllm is not None and config.vllm.quantization and config.precision == "fp32":
+        problems.append(f"vllm.quantization '{config.vllm.quantization}' needs fp16 or bf16")
+    if (
+        config.tensorrt is not None
+        and config.tensorrt.quantization
+        and config.precision in QUANTISED_PRECISIONS
+    ):
+        problems.append(
+            f"precision '{config.precision}' already selects a quantisation; remove "
+            f"tensorrt.quantization '{config.tensorrt.quantization}' or use precision fp16/bf16"
+        )
+    return problems
+
+
+def find_credential(data: Any, path: str = "") -> str | None:
+    """Return the dotted path of the first key or value that looks like a credential.
+
+    The value itself is never returned, so error messages cannot echo a secret.
+    """
+    if isinstance(data, dict):
+        for key, value in data.items():
+            child = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _CREDENTIAL_KEY.search(key.lower()):
+                return child
+            found = find_credential(value, child)
+            if found:
+                return found
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found = find_credential(value, f"{path}[{index}]")
+            if found:
+                return found
+    elif isinstance(data, str) and _CREDENTIAL_VALUE.match(data.strip()):
+        return path or "<value>"
+    return None

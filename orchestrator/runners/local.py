@@ -1,0 +1,140 @@
+"""Local runner: one subprocess per run on the host, same contract as a container.
+
+The subprocess gets its own session (process group), so a Ctrl-C in the terminal reaches only
+the orchestrator, which then stops the run gracefully (SIGTERM, then SIGKILL after a grace
+period) and marks it interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.runners.base import (
+    LOG_NAME,
+    EndKind,
+    EventCallback,
+    EventFollower,
+    RunOutcome,
+    Runner,
+    log_tail,
+)
+
+POLL_S = 0.2
+GRACE_S = 10.0
+
+# Only these variables reach the harness; anything else in the host environment stays out.
+ENV_ALLOW = (
+    "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "HF_HOME", "HF_HUB_CACHE", "HF_TOKEN",
+    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "VIRTUAL_ENV", "PYTHONPATH",
+)
+
+
+class LocalRunner(Runner):
+    """Runs each experiment as ``python -m harness run`` in a child process.
+
+    Args:
+        python: interpreter with the harness and backend libraries installed (default: this
+            one).
+        grace_s: time between SIGTERM and SIGKILL when a run is stopped.
+    """
+
+    name = "local"
+
+    def __init__(self, python: str | None = None, grace_s: float = GRACE_S) -> None:
+        super().__init__()
+        self.python = python or sys.executable
+        self.grace_s = grace_s
+
+    def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback) -> RunOutcome:
+        """Start the harness on ``run_dir/experiment.json`` and wait for it."""
+        log_path = run_dir / LOG_NAME
+        follower = EventFollower(run_dir / "events.jsonl")
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [self.python, "-m", "harness", "run", str(run_dir / "experiment.json")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._environment(),
+                start_new_session=True,
+            )
+            try:
+                end = self._wait(process, timeout_s, follower, on_event)
+            except BaseException:
+                # A second Ctrl-C (or any crash here) must not leave the harness running.
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+                raise
+        for event in follower.poll():
+            on_event(event)
+        return self._outcome(end, process.returncode, log_path, timeout_s)
+
+    def _environment(self) -> dict[str, str]:
+        env = {key: os.environ[key] for key in ENV_ALLOW if key in os.environ}
+        env["HF_HUB_OFFLINE"] = env.get("HF_HUB_OFFLINE", "1")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _wait(
+        self,
+        process: subprocess.Popen[bytes],
+        timeout_s: float | None,
+        follower: EventFollower,
+        on_event: EventCallback,
+    ) -> EndKind | None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while process.poll() is None:
+            for event in follower.poll():
+                on_event(event)
+            if self.stop_requested.is_set():
+                self._stop(process)
+                return "interrupted"
+            if deadline is not None and time.monotonic() > deadline:
+                self._stop(process)
+                return "timeout"
+            time.sleep(POLL_S)
+        return None
+
+    def _stop(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGTERM the run's process group, SIGKILL it after the grace period."""
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout=self.grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+
+    def _outcome(
+        self, end: EndKind | None, exit_code: int, log_path: Path, timeout_s: float | None
+    ) -> RunOutcome:
+        tail = log_tail(log_path)
+        if end == "timeout":
+            return RunOutcome("timeout", None, f"exceeded its timeout of {timeout_s:g} s", tail)
+        if end == "interrupted":
+            return RunOutcome("interrupted", None, "stopped by the user", tail)
+        if exit_code == 0:
+            return RunOutcome("ok", 0)
+        if exit_code < 0:
+            name = signal.Signals(-exit_code).name
+            return RunOutcome("killed", exit_code, f"harness killed by {name}", tail)
+        return RunOutcome("error", exit_code, _last_error_line(tail, exit_code), tail)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _last_error_line(tail: list[str], exit_code: int) -> str:
+    for line in reversed(tail):
+        if line.startswith("error:"):
+            return line.removeprefix("error:").strip()
+    return f"harness exited with status {exit_code}"
