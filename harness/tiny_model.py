@@ -27,6 +27,8 @@ EOS_TOKEN = "<|eos|>"
 PAD_TOKEN = "<|pad|>"
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, PAD_TOKEN)
 """Special tokens, in id order (0, 1, 2)."""
+MAX_POSITIONS = 4096
+"""Longest sequence (prompt + output tokens) the model accepts."""
 
 _EXTRA_TEXT = """\
 The quick brown fox jumps over the lazy dog. Energy is measured in joules and power in watts;
@@ -108,6 +110,7 @@ def build_tiny_model(
     with _staging_dir(out_dir) as staging:
         _write_tokenizer(staging, spec)
         _write_model(staging, spec)
+        _make_readable(staging)
         staging.replace(out_dir)
     return out_dir
 
@@ -137,6 +140,14 @@ def _staging_dir(out_dir: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _make_readable(directory: Path) -> None:
+    # mkdtemp creates a private directory; a model directory is meant to be shared (for
+    # example mounted read-only into a container running as another user).
+    directory.chmod(0o755)
+    for path in directory.iterdir():
+        path.chmod(0o644)
+
+
 def training_text() -> list[str]:
     """Text the tokenizer is trained on: the built-in prompt set plus a few lines of prose/code."""
     prompt_file = resources.files("harness.datasets").joinpath("llem-prompts-v1.jsonl")
@@ -161,9 +172,22 @@ def _write_tokenizer(directory: Path, spec: TinyModelSpec) -> None:
     )
     tokenizer.train_from_iterator(training_text(), trainer)
     wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN
+        tokenizer_object=tokenizer,
+        bos_token=BOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        model_max_length=MAX_POSITIONS,
     )
     wrapped.save_pretrained(str(directory))
+    _use_portable_tokenizer_class(directory / "tokenizer_config.json")
+
+
+def _use_portable_tokenizer_class(config_path: Path) -> None:
+    # transformers 5 records its own class name, which transformers 4 cannot resolve; the
+    # generic fast-tokenizer name loads the same tokenizer.json in both.
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def _write_model(directory: Path, spec: TinyModelSpec) -> None:
@@ -188,7 +212,7 @@ def _llama_config_kwargs(spec: TinyModelSpec) -> dict[str, Any]:
         "num_hidden_layers": spec.layers,
         "num_attention_heads": spec.heads,
         "num_key_value_heads": spec.kv_heads,
-        "max_position_embeddings": 4096,
+        "max_position_embeddings": MAX_POSITIONS,
         "bos_token_id": 0,
         "eos_token_id": 1,
         "pad_token_id": 2,

@@ -1,0 +1,51 @@
+# llem: one entry point per task. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUNNER ?= local
+STUDY ?= studies/demo.yaml
+OUTPUT ?= results
+TINY_MODEL := .llem/models/tiny-llama
+
+.PHONY: help install test lint demo study model bench clean-venv
+
+help:
+	@echo "make install   create $(VENV) and install llem with the pytorch and dev extras"
+	@echo "make test      run the test suite (unit + integration; gpu tests skip without a GPU)"
+	@echo "make lint      ruff + mypy (strict)"
+	@echo "make demo      build the tiny model and run studies/demo.yaml (RUNNER=$(RUNNER))"
+	@echo "make study     run STUDY=path/to/study.yaml"
+	@echo "make bench     print the benchmark figures of tests/perf"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[pytorch,dev]'
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest tests -q
+
+lint: install
+	$(BIN)/ruff check harness orchestrator tests
+	$(BIN)/mypy
+
+model: install $(TINY_MODEL)/config.json
+
+$(TINY_MODEL)/config.json:
+	$(BIN)/llem tiny-model $(TINY_MODEL)
+
+demo: model
+	$(BIN)/llem run studies/demo.yaml --runner $(RUNNER) --output $(OUTPUT)
+
+study: install
+	$(BIN)/llem run $(STUDY) --runner $(RUNNER) --output $(OUTPUT)
+
+bench: model
+	$(BIN)/python tests/perf/bench_harness_overhead.py
+	$(BIN)/python tests/perf/bench_expansion.py
+
+clean-venv:
+	rm -rf $(VENV)

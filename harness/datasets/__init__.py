@@ -1,0 +1,242 @@
+"""Workloads: turn ``config.dataset`` into the tokenised requests a run measures.
+
+Three kinds of dataset:
+
+- ``synthetic``: exactly ``input_len`` token ids per prompt, drawn with ``random_seed`` from the
+  tokenizer's ordinary (non-special) ids, each asking for ``output_len`` tokens. Same config,
+  same tokenizer, same requests.
+- a built-in prompt set shipped in this package (``llem-prompts-v1``: 40 original prompts,
+  questions, summarise-this, code and reasoning).
+- a ``.jsonl`` file with one ``{"prompt": "...", "max_new_tokens": 64}`` object per line
+  (``max_new_tokens`` optional, default ``output_len``).
+
+Prompt sets are tokenised with the backend's tokenizer, truncated to ``input_len`` tokens and
+cycled when they hold fewer than ``n`` prompts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import Backend, Request
+from harness.errors import BackendError, ConfigError, LlemError, PreflightError
+from harness.schema.config import BUILTIN_DATASETS, ExperimentConfig
+from harness.schema.messages import did_you_mean
+
+SYNTHETIC = "synthetic"
+PROMPT_KEYS = ("prompt", "max_new_tokens")
+"""Keys a ``.jsonl`` line may hold."""
+
+LINE_FIX = (
+    'write one JSON object per line, e.g. {"prompt": "Why is the sky blue?", '
+    '"max_new_tokens": 64}; max_new_tokens is optional (default: output_len)'
+)
+_MAX_PROBLEMS = 10
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One line of a prompt set.
+
+    Attributes:
+        text: the prompt.
+        max_new_tokens: tokens to generate for it, or None for the config's ``output_len``.
+        source: where it came from, ``file, line N``, for error messages.
+    """
+
+    text: str
+    max_new_tokens: int | None
+    source: str
+
+
+def build_requests(config: ExperimentConfig, backend: Backend) -> list[Request]:
+    """Return the ``config.n`` requests of the configured dataset, tokenised by ``backend``.
+
+    Raises:
+        ConfigError: a prompt file holds a bad line, no prompts, or a prompt with no tokens.
+        PreflightError: a prompt file is missing or unreadable.
+    """
+    if config.dataset == SYNTHETIC:
+        return synthetic_requests(config, backend.vocab_ids())
+    return prompt_requests(load_prompts(config.dataset), config, backend.encode)
+
+
+def synthetic_requests(config: ExperimentConfig, vocab_ids: Sequence[int]) -> list[Request]:
+    """Return ``config.n`` prompts of exactly ``input_len`` random ordinary token ids.
+
+    The ids are drawn with ``random_seed`` from the sorted vocabulary, so the result does not
+    depend on the order in which the backend lists its ids.
+    """
+    population = sorted(set(vocab_ids))
+    if not population:
+        raise BackendError(
+            "the tokenizer offers no ordinary token ids to draw synthetic prompts from",
+            fix="use a model whose tokenizer has a non-empty vocabulary, or a prompt dataset",
+        )
+    rng = random.Random(config.random_seed)  # noqa: S311 - a workload, not cryptography
+    return [
+        Request(index, rng.choices(population, k=config.input_len), config.output_len)
+        for index in range(config.n)
+    ]
+
+
+def prompt_requests(
+    prompts: Sequence[Prompt], config: ExperimentConfig, encode: Callable[[str], list[int]]
+) -> list[Request]:
+    """Tokenise ``prompts``, truncate each to ``input_len`` and cycle them to ``config.n``."""
+    encoded = [_encode(prompt, config, encode) for prompt in prompts]
+    return [
+        Request(index, *encoded[index % len(encoded)]) for index in range(config.n)
+    ]
+
+
+def _encode(
+    prompt: Prompt, config: ExperimentConfig, encode: Callable[[str], list[int]]
+) -> tuple[list[int], int]:
+    input_ids = encode(prompt.text)[: config.input_len]
+    if not input_ids:
+        raise ConfigError(
+            f"{prompt.source}: the prompt encodes to no tokens", fix="give the line some text"
+        )
+    return input_ids, prompt.max_new_tokens or config.output_len
+
+
+def load_prompts(dataset: str) -> list[Prompt]:
+    """Read and check a built-in prompt set or a ``.jsonl`` file.
+
+    Raises:
+        PreflightError: the file is missing or unreadable.
+        ConfigError: a line is bad (the first one is named, with its line number) or the
+            file holds no prompts.
+    """
+    source, text = _read_dataset(dataset)
+    prompts, problems = parse_prompts(text, source)
+    if problems:
+        more = f" (and {len(problems) - 1} more bad lines)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more, fix=LINE_FIX)
+    if not prompts:
+        raise ConfigError(f"{source} holds no prompts", fix=LINE_FIX)
+    return prompts
+
+
+def check_dataset(config: ExperimentConfig) -> list[str]:
+    """Return every problem with the configured dataset (empty when it can be used).
+
+    For preflight: the file exists, is readable and every line is well formed.
+    """
+    if config.dataset == SYNTHETIC:
+        return []
+    try:
+        source, text = _read_dataset(config.dataset)
+    except LlemError as error:
+        return [str(error)]
+    prompts, problems = parse_prompts(text, source)
+    if not problems and not prompts:
+        problems = [f"{source} holds no prompts"]
+    return [str(ConfigError(problem, fix=LINE_FIX)) for problem in problems[:_MAX_PROBLEMS]]
+
+
+def parse_prompts(text: str, source: str) -> tuple[list[Prompt], list[str]]:
+    """Parse JSON Lines text into prompts and a list of problems, one per bad line.
+
+    Blank lines are skipped. Problems read ``<source>, line <N>: <what is wrong>``.
+    """
+    prompts: list[Prompt] = []
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{source}, line {number}"
+        try:
+            prompts.append(_parse_line(line, where))
+        except ValueError as error:
+            problems.append(f"{where}: {error}")
+    return prompts, problems
+
+
+def _parse_line(line: str, where: str) -> Prompt:
+    try:
+        record: Any = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from error
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    _check_keys(record)
+    text = record["prompt"]
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("'prompt' must be a non-empty string")
+    max_new_tokens = record.get("max_new_tokens")
+    if max_new_tokens is not None and not _positive_int(max_new_tokens):
+        raise ValueError(f"'max_new_tokens' must be a positive integer, got {max_new_tokens!r}")
+    return Prompt(text, max_new_tokens, where)
+
+
+def _check_keys(record: dict[str, Any]) -> None:
+    for key in record:
+        if key not in PROMPT_KEYS:
+            guess = did_you_mean(key, PROMPT_KEYS)
+            hint = f"; did you mean '{guess}'?" if guess else ""
+            raise ValueError(f"unknown key '{key}'{hint} (allowed: {', '.join(PROMPT_KEYS)})")
+    if "prompt" not in record:
+        raise ValueError("missing key 'prompt'")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _read_dataset(dataset: str) -> tuple[str, str]:
+    """Return (name for messages, text) of a built-in prompt set or a ``.jsonl`` file."""
+    if dataset in BUILTIN_DATASETS:
+        return dataset, _read_builtin(dataset)
+    path = Path(dataset).expanduser()
+    if not path.is_file():
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise PreflightError(
+            f"dataset file {path} {what}",
+            fix=(
+                "point dataset: at an existing .jsonl file (a relative path is resolved from "
+                f"the working directory, {Path.cwd()}), or use synthetic or "
+                f"{', '.join(BUILTIN_DATASETS)}"
+            ),
+        )
+    try:
+        return str(path), path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"dataset file {path} is not UTF-8 text", fix=LINE_FIX) from error
+    except OSError as error:
+        raise PreflightError(
+            f"dataset file {path} cannot be read: {error.strerror}",
+            fix="make the file readable by the user the harness runs as",
+        ) from error
+
+
+def _read_builtin(name: str) -> str:
+    resource = resources.files(__name__).joinpath(f"{name}.jsonl")
+    try:
+        return resource.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PreflightError(
+            f"built-in dataset {name} is missing from this installation",
+            fix="reinstall llem; the prompt set ships inside the harness package",
+        ) from error
+
+
+__all__ = [
+    "LINE_FIX",
+    "PROMPT_KEYS",
+    "SYNTHETIC",
+    "Prompt",
+    "build_requests",
+    "check_dataset",
+    "load_prompts",
+    "parse_prompts",
+    "prompt_requests",
+    "synthetic_requests",
+]

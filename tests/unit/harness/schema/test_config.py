@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from harness.schema import ExperimentConfig, describe
+from harness.schema.docgen import render
+
+BASE = {"model": "m", "backend": "pytorch"}
+
+
+def problems(**overrides):
+    with pytest.raises(ValidationError) as info:
+        ExperimentConfig(**{**BASE, **overrides})
+    return describe(info.value)
+
+
+def test_hash_is_16_hex_and_stable_across_key_order():
+    one = ExperimentConfig(model="m", backend="pytorch", precision="fp16", n=3)
+    two = ExperimentConfig(n=3, precision="fp16", backend="pytorch", model="m")
+    assert one.measurement_config_hash == two.measurement_config_hash
+    assert len(one.measurement_config_hash) == 16
+    int(one.measurement_config_hash, 16)
+
+
+def test_hash_changes_with_streaming_flag():
+    plain = ExperimentConfig(**BASE)
+    streaming = ExperimentConfig(**BASE, latency={"streaming": True})
+    assert plain.measurement_config_hash != streaming.measurement_config_hash
+
+
+def test_unknown_key_suggests_nearest_and_section():
+    (problem,) = problems(pytorch={"batch_sise": 2})
+    assert "did you mean 'pytorch.batch_size'" in problem.message
+    (problem,) = problems(batch_size=2)
+    assert "pytorch.batch_size" in problem.message
+
+
+def test_literal_error_lists_allowed_values():
+    (problem,) = problems(precision="fp64")
+    assert problem.path == ("precision",)
+    assert "'fp64'" in problem.message and "bf16" in problem.message
+
+
+def test_cross_checks_are_flagged_as_such():
+    (problem,) = problems(backend="vllm", decoder={"mode": "beam"})
+    assert problem.cross_check
+    assert "allowed: greedy, sampling" in problem.message
+    (problem,) = problems(pytorch={"load_in_8bit": True}, precision="fp32")
+    assert problem.cross_check and "fp16 or bf16" in problem.message
+
+
+def test_section_must_match_backend():
+    (problem,) = problems(vllm={"max_num_seqs": 4})
+    assert "section 'vllm' does not apply to backend 'pytorch'" in problem.message
+
+
+def test_tensorrt_rejects_lora_with_merge_instructions():
+    (problem,) = problems(backend="tensorrt", lora={"adapter": "a"})
+    assert "merge_and_unload" in problem.message
+
+
+def test_credential_key_points_at_hf_token_without_echoing_value():
+    secret = "hf_" + "x" * 34
+    (problem,) = problems(passthrough_kwargs={"token": secret})
+    assert "HF_TOKEN" in problem.message
+    assert secret not in problem.message
+    (problem,) = problems(passthrough_kwargs={"headers": secret})
+    assert secret not in problem.message and "credential" in problem.message
+
+
+def test_token_counts_are_not_credentials():
+    config = ExperimentConfig(model="m", backend="vllm", vllm={"max_num_batched_tokens": 8})
+    assert config.vllm is not None and config.vllm.max_num_batched_tokens == 8
+
+
+def test_sampling_params_only_in_sampling_mode():
+    (problem,) = problems(decoder={"temperature": 0.7})
+    assert "mode 'sampling'" in problem.message
+    ok = ExperimentConfig(**BASE, decoder={"mode": "sampling", "temperature": 0.7})
+    assert ok.decoder.temperature == 0.7
+
+
+def test_dataset_kinds():
+    assert ExperimentConfig(**BASE, dataset="prompts.jsonl").dataset == "prompts.jsonl"
+    (problem,) = problems(dataset="prompts.csv")
+    assert "synthetic" in problem.message and ".jsonl" in problem.message
+
+
+def test_configuration_reference_is_generated_from_the_models():
+    committed = Path(__file__).parents[4] / "docs" / "configuration.md"
+    assert committed.read_text() == render(), "run: python -m harness.schema.docgen > docs/configuration.md"

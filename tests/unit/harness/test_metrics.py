@@ -1,0 +1,45 @@
+import pytest
+
+from harness import metrics
+from harness.backends.base import GenerationOutput, RequestOutput
+
+
+def output(streaming: bool) -> GenerationOutput:
+    items = []
+    for i in range(4):
+        start = float(i)
+        times = [start + 0.5 + 0.1 * k for k in range(5)] if streaming else None
+        items.append(RequestOutput(i, 10, 5, start, start + 1.0 + i * 0.1,
+                                   first_token_s=start + 0.5, token_times_s=times))
+    return GenerationOutput(items)
+
+
+def test_percentiles_of_known_sample():
+    summary = metrics.percentiles([1.0, 2.0, 3.0, 4.0])
+    assert summary is not None
+    assert summary.mean_s == 2.5 and summary.p50_s == 2.5 and summary.count == 4
+    assert metrics.percentiles([]) is None
+
+
+def test_itl_excludes_first_token_and_ttft_needs_streaming():
+    streaming = metrics.latency(output(streaming=True))
+    assert streaming.ttft is not None and streaming.ttft.mean_s == pytest.approx(0.5)
+    assert streaming.itl is not None and streaming.itl.count == 4 * 4
+    assert streaming.itl.mean_s == pytest.approx(0.1)
+    plain = metrics.latency(output(streaming=False))
+    assert plain.ttft is None and plain.itl is None
+    assert plain.e2e is not None and plain.e2e.p50_s == pytest.approx(1.15)
+
+
+def test_throughput_counts():
+    work = metrics.throughput(output(False), duration_s=2.0)
+    assert (work.input_tokens, work.output_tokens, work.requests) == (40, 20, 4)
+    assert work.output_tokens_per_s == 10.0 and work.requests_per_s == 2.0
+
+
+def test_flops_is_two_times_params_times_tokens():
+    work = metrics.throughput(output(False), duration_s=1.0)
+    estimate = metrics.flops(1000, work)
+    assert estimate.prefill_flops == 2 * 1000 * 40
+    assert estimate.decode_flops == 2 * 1000 * 20
+    assert estimate.flops == estimate.prefill_flops + estimate.decode_flops
