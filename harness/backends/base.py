@@ -43,6 +43,8 @@ class RequestOutput:
         end_s: when its last token was produced.
         first_token_s: when its first token was produced (None if not observed).
         token_times_s: arrival time of every token (streaming only).
+        output_ids: the generated token ids, when the backend exposes them (lets a test or a
+            user check the work done; never part of the result file).
     """
 
     request_id: int
@@ -52,6 +54,7 @@ class RequestOutput:
     end_s: float
     first_token_s: float | None = None
     token_times_s: list[float] | None = None
+    output_ids: list[int] | None = None
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class GpuDevice(abc.ABC):
         index: index of the GPU as the harness sees it.
         counter_wrap_j: value (J) at which the energy counter wraps back to zero, or None if it
             never wraps. Lets a meter tell a wrap from a counter that went backwards.
+
     """
 
     index: int

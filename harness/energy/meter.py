@@ -43,6 +43,7 @@ class Mark:
     Attributes:
         t_s: when the counters were read (sampler clock, s).
         counters_j: each GPU's counter (J), in GPU order; None for a GPU without one.
+
     """
 
     t_s: float
@@ -64,6 +65,7 @@ class EnergyReading:
         mean_power_w: energy_j / duration_s (W).
         samples: sampler ticks inside the window.
         warnings: conditions the reader of these figures should know about.
+
     """
 
     duration_s: float
@@ -166,6 +168,7 @@ class EnergyMeter:
     Args:
         gpus: the GPUs measured; empty on a machine without NVIDIA GPUs.
         sampler: the running power sampler; its clock is the meter's clock.
+
     """
 
     def __init__(self, gpus: Sequence[GpuDevice], sampler: PowerSampler) -> None:
@@ -192,6 +195,7 @@ class EnergyMeter:
         Raises:
             CounterWentBackwards: a GPU's counter decreased inside the window (not a wrap).
             ValueError: ``end`` is before ``start``.
+
         """
         duration_s = end.t_s - start.t_s
         if duration_s < 0:
@@ -216,6 +220,7 @@ class EnergyMeter:
         Raises:
             EnergyError: there is no GPU, or no reading of one, to measure with.
             CounterWentBackwards: a counter decreased inside the span.
+
         """
         if t1_s < t0_s:
             raise ValueError(f"t1_s ({t1_s}) is before t0_s ({t0_s})")

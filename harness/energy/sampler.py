@@ -35,6 +35,7 @@ class SampleBatch:
         phase: the phase label current when the tick was taken.
         t_s: when the tick began (sampler clock, s).
         samples: one sample per GPU read successfully, in GPU order.
+
     """
 
     phase: str
@@ -50,6 +51,7 @@ class SamplerError:
         t_s: when it failed (sampler clock, s).
         gpu_index: the GPU being read, or None when the sink failed.
         error: the exception.
+
     """
 
     t_s: float
@@ -66,6 +68,7 @@ def next_deadline_s(start_s: float, interval_s: float, now_s: float) -> float:
         start_s: when the schedule started (s).
         interval_s: time between ticks (s).
         now_s: the current time (s).
+
     """
     ticks_done = math.floor((now_s - start_s) / interval_s) + 1
     return start_s + max(ticks_done, 1) * interval_s
@@ -80,6 +83,7 @@ class PowerSampler:
         clock: returns seconds; the same clock the window edges are read with.
         sink: called as ``sink(phase, samples)`` after every tick (for the time-series file).
         phase: label of the ticks taken before the first :meth:`set_phase`.
+
     """
 
     def __init__(
@@ -210,14 +214,14 @@ class PowerSampler:
             logger.warning("power sampler: reading %s failed: %s", where, error)
 
     def batches(self) -> list[SampleBatch]:
-        """A copy of every tick so far, oldest first."""
+        """Return a copy of every tick so far, oldest first."""
         with self._data_lock:
             return list(self._batches)
 
     def samples(self) -> list[GpuSample]:
-        """A copy of every sample so far, oldest first, all GPUs interleaved."""
+        """Return a copy of every sample so far, oldest first, all GPUs interleaved."""
         return [sample for batch in self.batches() for sample in batch.samples]
 
     def samples_between(self, t0_s: float, t1_s: float) -> list[GpuSample]:
-        """Samples taken at ``t0_s <= t_s <= t1_s`` (sampler clock, s)."""
+        """Return the samples taken at ``t0_s <= t_s <= t1_s`` (sampler clock, s)."""
         return [sample for sample in self.samples() if t0_s <= sample.t_s <= t1_s]

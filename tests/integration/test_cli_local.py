@@ -1,0 +1,214 @@
+"""The CLI's contract, exercised as a user would: `llem` as a subprocess, local runner."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from harness.schema import ExperimentResult
+from harness.schema.result import ErrorRecord
+from orchestrator.manifest import Manifest
+from orchestrator.tables import StudyResult
+
+LLEM = str(Path(sys.executable).with_name("llem"))
+SPEC_RUN_FILES = {"experiment.json", "result.json", "timeseries.parquet", "events.jsonl",
+                  "container.log"}
+SERIES_COLUMNS = {"t_s", "phase", "gpu_index", "power_w", "energy_counter_j", "temperature_c",
+                  "sm_clock_mhz", "mem_clock_mhz", "gpu_util_pct", "mem_used_mb",
+                  "throttle_reasons"}
+
+
+def study_text(model: Path, body: str, **top: object) -> str:
+    head = {
+        "name": "t", "model": str(model), "backend": "pytorch", "precision": "fp32",
+        "n": 4, "input_len": 16, "output_len": 8,
+        "warmup": {"n_warmup": 1, "min_seconds": 0}, **top,
+    }
+    lines = [f"{key}: {json.dumps(value)}" for key, value in head.items()]
+    return "\n".join(lines) + "\n" + body
+
+
+def llem(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LLEM, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def only_study_dir(output: Path) -> Path:
+    (study_dir,) = [p for p in output.iterdir() if p.is_dir()]
+    return study_dir
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_study_writes_every_spec_file_and_validates(tiny_model_dir, tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text(study_text(
+        tiny_model_dir, "sweep:\n  pytorch.batch_size: [1, 2]\n",
+        execution={"config_gap_s": 0, "cycle_gap_s": 0}))
+    done = llem("run", str(study), "--runner", "local", "--output", "out", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    study_dir = only_study_dir(tmp_path / "out")
+    assert {"study.yaml", "manifest.json", "summary.json", "results.parquet"} <= {
+        p.name for p in study_dir.iterdir()}
+    assert (study_dir / "study.yaml").read_text() == study.read_text()
+    manifest = Manifest.load(study_dir)
+    assert [r.status for r in manifest.runs] == ["completed", "completed"]
+    summary = StudyResult.model_validate_json((study_dir / "summary.json").read_text())
+    assert summary.counts == {"completed": 2} and len(summary.result_files) == 2
+    for run in manifest.runs:
+        run_dir = study_dir / run.run_id
+        assert SPEC_RUN_FILES <= {p.name for p in run_dir.iterdir()}
+        result = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
+        assert result.throughput.output_tokens == 4 * 8
+        assert result.energy.energy_j is None and "no_energy_sensor" in result.warning_codes()
+        series = pq.read_table(run_dir / "timeseries.parquet")
+        assert SERIES_COLUMNS == set(series.column_names)
+        assert {"warmup", "measure"} <= set(series.column("phase").to_pylist())
+    table = pq.read_table(study_dir / "results.parquet")
+    assert table.num_rows == 2
+    assert sorted(table.column("config.pytorch.batch_size").to_pylist()) == [1, 2]
+    assert "runs" not in done.stdout or "completed" in done.stdout
+
+
+@pytest.mark.slow
+def test_failed_run_does_not_stop_the_study(tiny_model_dir, tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text(study_text(tiny_model_dir, (
+        "experiments:\n"
+        "  - dataset: missing-prompts.jsonl\n"
+        "  - pytorch: {batch_size: 2}\n"
+    ), execution={"config_gap_s": 0}))
+    done = llem("run", str(study), "--runner", "local", "--output", "out", "-q", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    study_dir = only_study_dir(tmp_path / "out")
+    manifest = Manifest.load(study_dir)
+    failed, completed = manifest.runs
+    assert (failed.status, completed.status) == ("failed", "completed")
+    assert failed.failure is not None and failed.failure.cause == "error"
+    assert "missing-prompts.jsonl" in failed.failure.message
+    error = ErrorRecord.model_validate_json((study_dir / failed.run_id / "error.json").read_text())
+    assert error.phase == "preflight" and "Traceback" in error.traceback
+
+
+@pytest.mark.slow
+def test_timeout_stops_the_run_and_records_log_tail(tiny_model_dir, tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text(study_text(
+        tiny_model_dir, "sweep:\n  pytorch.batch_size: [1]\n",
+        warmup={"n_warmup": 1, "min_seconds": 120, "max_seconds": 600},
+        execution={"timeout_s": 8}))
+    done = llem("run", str(study), "--runner", "local", "--output", "out", "-q", cwd=tmp_path)
+    assert done.returncode == 1
+    (run,) = Manifest.load(only_study_dir(tmp_path / "out")).runs
+    assert run.status == "failed" and run.failure is not None
+    assert run.failure.cause == "timeout" and "8 s" in run.failure.message
+    assert any("run directory" in line for line in run.failure.log_tail)
+
+
+@pytest.mark.slow
+def test_sigint_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model_dir, tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text(study_text(
+        tiny_model_dir, "sweep:\n  pytorch.batch_size: [1, 2, 3]\n",
+        warmup={"n_warmup": 1, "min_seconds": 300, "max_seconds": 600}))
+    process = subprocess.Popen([LLEM, "run", str(study), "--runner", "local", "--output", "out",
+                                "-q"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    events = None
+    while time.monotonic() < deadline:
+        found = list((tmp_path / "out").glob("*/001_*/events.jsonl"))
+        if found and '"warmup"' in found[0].read_text():
+            events = found[0]
+            break
+        time.sleep(0.3)
+    assert events is not None, "the first run never reached warmup"
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert time.monotonic() - started < 30
+    study_dir = only_study_dir(tmp_path / "out")
+    statuses = [r.status for r in Manifest.load(study_dir).runs]
+    assert statuses == ["interrupted", "pending", "pending"]
+    summary = json.loads((study_dir / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    leftover = subprocess.run(["pgrep", "-f", str(study_dir)], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "a harness process outlived the orchestrator"
+    error = json.loads((events.parent / "error.json").read_text())
+    assert error["phase"] == "warmup"
+
+
+BAD_INPUTS = {
+    "malformed": "model: m\nbackend: [pytorch\n",
+    "unknown_nested_path": "model: m\nbackend: pytorch\nsweep:\n  pytorch.attn.implementation: [sdpa]\n",
+    "backend_field_top_level": "model: m\nbackend: pytorch\nbatch_size: 4\n",
+    "unlisted_backend_scope": "model: m\nbackend: pytorch\nsweep:\n  vllm.max_num_seqs: [8]\n",
+    "empty_sweep": "model: m\nbackend: pytorch\nsweep:\n  precision: []\n",
+    "scalar_sweep": "model: m\nbackend: pytorch\nsweep:\n  precision: bf16\n",
+    "duplicate_key": "model: m\nbackend: pytorch\nmodel: n\n",
+    "credential": "model: m\nbackend: pytorch\nhf_token: hf_abcdefghijklmnopqrstuvwxyz0123\n",
+    "python_tag": "model: !!python/object/apply:os.system ['touch pwned']\nbackend: pytorch\n",
+    "yaml_no": "model: m\nbackend: pytorch\nprecision: no\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_message_and_touches_nothing(case, tmp_path):
+    earlier = tmp_path / "out" / "earlier_study"
+    earlier.mkdir(parents=True)
+    (earlier / "manifest.json").write_text('{"keep": true}\n')
+    before = tree_digest(tmp_path / "out")
+    study = tmp_path / f"{case}.yaml"
+    study.write_text(BAD_INPUTS[case])
+    done = llem("run", str(study), "--runner", "local", "--output", "out", cwd=tmp_path,
+                timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.startswith("error:"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 4, done.stderr
+    assert str(study.name) in done.stderr or case == "missing"
+    assert "hf_abcdefghijklmnopqrstuvwxyz0123" not in done.stderr + done.stdout
+    assert tree_digest(tmp_path / "out") == before
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_file_and_unknown_runner_exit_2(tmp_path):
+    done = llem("run", "nope.yaml", "--runner", "local", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "nope.yaml" in done.stderr
+    study = tmp_path / "s.yaml"
+    study.write_text("model: m\nbackend: pytorch\n")
+    done = llem("run", str(study), "--runner", "lokal", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "did you mean 'local'" in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_dry_run_lists_runs_and_skipped_and_starts_nothing(tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        "model: m\nbackend: [pytorch, vllm]\n"
+        "sweep:\n  precision: [fp32, bf16]\n  decoder.mode: [greedy, beam]\n")
+    done = llem("run", str(study), "--dry-run", "--output", "out", cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "6 configurations x 1 cycles = 6 runs" in done.stdout
+    assert done.stdout.count("skipped:") == 2 and "beam" in done.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_version():
+    done = subprocess.run([LLEM, "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("llem, version ")
+    assert os.path.basename(LLEM) == "llem"
