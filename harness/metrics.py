@@ -13,6 +13,7 @@ import numpy as np
 from harness.backends.base import GenerationOutput
 from harness.energy.device import GpuSample
 from harness.energy.meter import EnergyReading
+from harness.energy.nvml import SLOWDOWN_REASONS
 from harness.schema.result import (
     EnergyMetrics,
     FlopsEstimate,
@@ -122,17 +123,24 @@ def flops(non_embedding_params: int, work: ThroughputMetrics) -> FlopsEstimate:
     )
 
 
-def thermal(samples: Sequence[GpuSample], n_gpus: int) -> ThermalMetrics | None:
-    """Temperature at the window edges, throttle reasons seen and mean SM clock, per GPU."""
-    if n_gpus == 0 or not samples:
+def thermal(samples: Sequence[GpuSample], gpu_indices: Sequence[int]) -> ThermalMetrics | None:
+    """Temperature at the window edges, slowdown reasons seen and mean SM clock, per GPU.
+
+    Args:
+        samples: samples taken inside the window.
+        gpu_indices: the measured GPUs' indices, in result order.
+    """
+    if not gpu_indices or not samples:
         return None
-    per_gpu: list[list[GpuSample]] = [[] for _ in range(n_gpus)]
+    position = {index: i for i, index in enumerate(gpu_indices)}
+    per_gpu: list[list[GpuSample]] = [[] for _ in gpu_indices]
     for sample in samples:
-        if 0 <= sample.gpu_index < n_gpus:
-            per_gpu[sample.gpu_index].append(sample)
+        if sample.gpu_index in position:
+            per_gpu[position[sample.gpu_index]].append(sample)
     if any(not series for series in per_gpu):
         return None
-    reasons = sorted({reason for s in samples for reason in s.throttle_reasons})
+    # Idle and application-clock "reasons" are not slowdowns; only real throttling counts.
+    reasons = sorted({r for s in samples for r in s.throttle_reasons if r in SLOWDOWN_REASONS})
     return ThermalMetrics(
         temperature_start_c=[_first_value(s, "temperature_c") for s in per_gpu],
         temperature_end_c=[_first_value(list(reversed(s)), "temperature_c") for s in per_gpu],

@@ -121,7 +121,7 @@ class ExperimentRun:
         energy.cold_start_energy_j = cold_start.energy_j
         energy.cold_start_duration_s = cold_start.duration_s
         self._phase_split(energy, output)
-        thermal = metrics.thermal(window_samples, len(gpus))
+        thermal = metrics.thermal(window_samples, [gpu.index for gpu in gpus])
         self.warnings.extend(reading.warnings)
         self.warnings.extend(
             checks.window_warnings(work, reading.samples, thermal, has_sensor=len(gpus) > 0)

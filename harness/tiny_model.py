@@ -22,11 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-BOS_TOKEN = "<|bos|>"
-EOS_TOKEN = "<|eos|>"
-PAD_TOKEN = "<|pad|>"
-SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, PAD_TOKEN)
-"""Special tokens, in id order (0, 1, 2)."""
+SPECIAL_TOKENS = ("<|bos|>", "<|eos|>", "<|pad|>")
+"""Special tokens (beginning of sequence, end of sequence, padding), in id order 0, 1, 2."""
+BOS, EOS, PAD = SPECIAL_TOKENS
 MAX_POSITIONS = 4096
 """Longest sequence (prompt + output tokens) the model accepts."""
 
@@ -55,6 +53,7 @@ class TinyModelSpec:
         vocab_size: tokenizer target size and embedding rows.
         seed: seed of the random weights.
         tie_word_embeddings: share the input embedding with the output projection.
+
     """
 
     layers: int = 2
@@ -100,8 +99,11 @@ def build_tiny_model(
     Raises:
         FileExistsError: ``out_dir`` exists and is not empty.
         ValueError: the shape is inconsistent.
+
     """
-    spec = TinyModelSpec(layers, hidden_size, heads, kv_heads, vocab_size, seed, tie_word_embeddings)
+    spec = TinyModelSpec(
+        layers, hidden_size, heads, kv_heads, vocab_size, seed, tie_word_embeddings
+    )
     _check_spec(spec)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -171,11 +173,11 @@ def _write_tokenizer(directory: Path, spec: TinyModelSpec) -> None:
         show_progress=False,
     )
     tokenizer.train_from_iterator(training_text(), trainer)
-    wrapped = PreTrainedTokenizerFast(
+    wrapped = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tokenizer,
-        bos_token=BOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
         model_max_length=MAX_POSITIONS,
     )
     wrapped.save_pretrained(str(directory))
@@ -199,7 +201,9 @@ def _write_model(directory: Path, spec: TinyModelSpec) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(bos_token_id=0, eos_token_id=1, pad_token_id=2)
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
+        bos_token_id=0, eos_token_id=1, pad_token_id=2
+    )
     with _quiet_progress_bars():
         model.save_pretrained(str(directory), safe_serialization=True)
 
@@ -226,12 +230,12 @@ def _quiet_progress_bars() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
         if was_enabled:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,6 +48,7 @@ class Prompt:
         text: the prompt.
         max_new_tokens: tokens to generate for it, or None for the config's ``output_len``.
         source: where it came from, ``file, line N``, for error messages.
+
     """
 
     text: str
@@ -61,6 +62,7 @@ def build_requests(config: ExperimentConfig, backend: Backend) -> list[Request]:
     Raises:
         ConfigError: a prompt file holds a bad line, no prompts, or a prompt with no tokens.
         PreflightError: a prompt file is missing or unreadable.
+
     """
     if config.dataset == SYNTHETIC:
         return synthetic_requests(config, backend.vocab_ids())
@@ -91,9 +93,7 @@ def prompt_requests(
 ) -> list[Request]:
     """Tokenise ``prompts``, truncate each to ``input_len`` and cycle them to ``config.n``."""
     encoded = [_encode(prompt, config, encode) for prompt in prompts]
-    return [
-        Request(index, *encoded[index % len(encoded)]) for index in range(config.n)
-    ]
+    return [Request(index, *encoded[index % len(encoded)]) for index in range(config.n)]
 
 
 def _encode(
@@ -114,6 +114,7 @@ def load_prompts(dataset: str) -> list[Prompt]:
         PreflightError: the file is missing or unreadable.
         ConfigError: a line is bad (the first one is named, with its line number) or the
             file holds no prompts.
+
     """
     source, text = _read_dataset(dataset)
     prompts, problems = parse_prompts(text, source)

@@ -162,6 +162,49 @@ def _counter_series(
     return _CounterSeries(_Curve(cumulative), backwards, gpu.index)
 
 
+@dataclass(frozen=True)
+class _GpuHistory:
+    """Everything read from one GPU so far, ordered by time."""
+
+    power: _Curve
+    counter_points: list[tuple[float, float]]
+    counter: _CounterSeries | None
+
+    def counter_points_inside(self, t0_s: float, t1_s: float) -> list[tuple[float, float]]:
+        times = [t for t, _ in self.counter_points]
+        lo, hi = bisect.bisect_right(times, t0_s), bisect.bisect_left(times, t1_s)
+        return self.counter_points[lo:hi]
+
+    def integrated_j(self, t0_s: float, t1_s: float) -> float | None:
+        return self.power.integral(t0_s, t1_s) if len(self.power) else None
+
+
+def _histories(
+    gpus: Sequence[GpuDevice], batches: list[SampleBatch], marks: list[Mark]
+) -> list[_GpuHistory]:
+    position_of = {gpu.index: position for position, gpu in enumerate(gpus)}
+    power: list[list[tuple[float, float]]] = [[] for _ in gpus]
+    counters: list[list[tuple[float, float]]] = [[] for _ in gpus]
+    for sample in (sample for batch in batches for sample in batch.samples):
+        position = position_of.get(sample.gpu_index)
+        if position is None:
+            continue
+        if sample.power_w is not None:
+            power[position].append((sample.t_s, sample.power_w))
+        if sample.energy_counter_j is not None:
+            counters[position].append((sample.t_s, sample.energy_counter_j))
+    for mark in marks:
+        for position, counter_j in enumerate(mark.counters_j):
+            if counter_j is not None:
+                counters[position].append((mark.t_s, counter_j))
+    histories = []
+    for gpu, power_points, counter_points in zip(gpus, power, counters, strict=True):
+        counter_points.sort(key=lambda point: point[0])
+        series = _counter_series(counter_points, gpu) if counter_points else None
+        histories.append(_GpuHistory(_Curve(power_points), counter_points, series))
+    return histories
+
+
 class EnergyMeter:
     """Read energy between marks from the GPUs' counters, cross-checked with sampled power.
 
@@ -176,6 +219,7 @@ class EnergyMeter:
         self.sampler = sampler
         self._marks: list[Mark] = []
         self._lock = threading.Lock()
+        self._cache: tuple[tuple[int, int], list[_GpuHistory]] | None = None
 
     def mark(self) -> Mark:
         """Read every GPU's counter and the clock (the midpoint of the reads) now."""
@@ -200,14 +244,16 @@ class EnergyMeter:
         duration_s = end.t_s - start.t_s
         if duration_s < 0:
             raise ValueError(f"end mark ({end.t_s} s) is before start mark ({start.t_s} s)")
-        batches = _in_window(self.sampler.batches(), start.t_s, end.t_s)
+        samples = sum(start.t_s <= b.t_s <= end.t_s for b in self.sampler.batches())
         if len(self.gpus) == 0:
-            return _no_sensor_reading(duration_s, len(batches))
-        integrated = [self._integrated_j(position, start.t_s, end.t_s) for position in
-                      range(len(self.gpus))]
-        counted = [self._counter_delta_j(position, start, end) for position in
-                   range(len(self.gpus))]
-        return _reading(self.gpus, duration_s, counted, integrated, len(batches))
+            return _no_sensor_reading(duration_s, samples)
+        histories = self._histories()
+        integrated = [h.integrated_j(start.t_s, end.t_s) for h in histories]
+        counted = [
+            self._counter_delta_j(position, history, start, end)
+            for position, history in enumerate(histories)
+        ]
+        return _reading(self.gpus, duration_s, counted, integrated, samples)
 
     def energy_at_times(self, t0_s: float, t1_s: float) -> float:
         """Energy summed over GPUs between two arbitrary instants (J).
@@ -220,61 +266,44 @@ class EnergyMeter:
         Raises:
             EnergyError: there is no GPU, or no reading of one, to measure with.
             CounterWentBackwards: a counter decreased inside the span.
+            ValueError: ``t1_s`` is before ``t0_s``.
 
         """
         if t1_s < t0_s:
             raise ValueError(f"t1_s ({t1_s}) is before t0_s ({t0_s})")
         if len(self.gpus) == 0:
-            raise EnergyError("energy_at_times needs a GPU: " + NO_SENSOR_MESSAGE)
+            raise EnergyError("energy_at_times needs a GPU. " + NO_SENSOR_MESSAGE)
         total_j = 0.0
-        for position in range(len(self.gpus)):
-            series = self._full_counter_series(position)
-            if series is not None:
-                total_j += series.energy_j(t0_s, t1_s)
-                continue
-            integrated = self._integrated_j(position, t0_s, t1_s)
-            if integrated is None:
-                raise EnergyError(f"GPU {self.gpus[position].index} has no energy readings")
-            total_j += integrated
+        for gpu, history in zip(self.gpus, self._histories(), strict=True):
+            energy_j = (
+                history.counter.energy_j(t0_s, t1_s)
+                if history.counter is not None
+                else history.integrated_j(t0_s, t1_s)
+            )
+            if energy_j is None:
+                raise EnergyError(f"GPU {gpu.index} has no energy or power readings")
+            total_j += energy_j
         return total_j
 
-    def _counter_delta_j(self, position: int, start: Mark, end: Mark) -> float | None:
+    def _histories(self) -> list[_GpuHistory]:
+        """Per-GPU readings, rebuilt only when a tick or a mark was added since last time."""
+        batches = self.sampler.batches()
+        with self._lock:
+            marks = list(self._marks)
+        key = (len(batches), len(marks))  # both lists only ever grow
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, _histories(self.gpus, batches, marks))
+        return self._cache[1]
+
+    def _counter_delta_j(
+        self, position: int, history: _GpuHistory, start: Mark, end: Mark
+    ) -> float | None:
         first, last = start.counters_j[position], end.counters_j[position]
         if first is None or last is None:
             return None
-        inside = [(t, c) for t, c in self._counter_points(position) if start.t_s < t < end.t_s]
+        inside = history.counter_points_inside(start.t_s, end.t_s)
         points = [(start.t_s, first), *inside, (end.t_s, last)]
         return _counter_series(points, self.gpus[position]).energy_j(start.t_s, end.t_s)
-
-    def _full_counter_series(self, position: int) -> _CounterSeries | None:
-        points = self._counter_points(position)
-        return _counter_series(points, self.gpus[position]) if points else None
-
-    def _counter_points(self, position: int) -> list[tuple[float, float]]:
-        """Every counter reading of one GPU: sampler ticks and marks, by time."""
-        gpu_index = self.gpus[position].index
-        points = [
-            (sample.t_s, sample.energy_counter_j)
-            for sample in self.sampler.samples()
-            if sample.gpu_index == gpu_index and sample.energy_counter_j is not None
-        ]
-        with self._lock:
-            marks = list(self._marks)
-        points += [(m.t_s, c) for m in marks if (c := m.counters_j[position]) is not None]
-        return sorted(points, key=lambda point: point[0])
-
-    def _integrated_j(self, position: int, t0_s: float, t1_s: float) -> float | None:
-        gpu_index = self.gpus[position].index
-        curve = _Curve([
-            (sample.t_s, sample.power_w)
-            for sample in self.sampler.samples()
-            if sample.gpu_index == gpu_index and sample.power_w is not None
-        ])
-        return curve.integral(t0_s, t1_s) if len(curve) else None
-
-
-def _in_window(batches: list[SampleBatch], t0_s: float, t1_s: float) -> list[SampleBatch]:
-    return [batch for batch in batches if t0_s <= batch.t_s <= t1_s]
 
 
 def _no_sensor_reading(duration_s: float, samples: int) -> EnergyReading:

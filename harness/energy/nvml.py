@@ -9,6 +9,7 @@ that a GPU does not support (``NVMLError_NotSupported``) is not an error: the va
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -313,10 +314,15 @@ def discover_gpus(indices: list[int] | None = None, *, nvml: Any = None) -> GpuS
     if lib is None:
         return EMPTY_GPUS
     try:
-        return _open_gpus(lib, indices)
+        gpus = _open_gpus(lib, indices)
     except BaseException:
-        lib.nvmlShutdown()
+        with contextlib.suppress(Exception):  # keep the original error, not a shutdown one
+            lib.nvmlShutdown()
         raise
+    if len(gpus) == 0:
+        lib.nvmlShutdown()
+        return EMPTY_GPUS
+    return gpus
 
 
 def _load_nvml(nvml: Any) -> Any:
@@ -347,9 +353,6 @@ def _open_gpus(lib: Any, indices: list[int] | None) -> GpuSet:
         if _is_nvml_error(e):
             raise _to_energy_error(e, "list the GPUs") from e
         raise
-    if count == 0:
-        lib.nvmlShutdown()
-        return EMPTY_GPUS
     chosen = list(range(count)) if indices is None else indices
     missing = [index for index in chosen if not 0 <= index < count]
     if missing:

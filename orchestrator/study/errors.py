@@ -31,6 +31,7 @@ class StudyFileError(ConfigError):
         line: 1-based line of the offending key or value, or None for the whole file.
         column: 1-based column, or None for the whole file.
         key: the key as the message names it (``sweep.precision``), or None.
+
     """
 
     def __init__(
@@ -53,7 +54,7 @@ class StudyFileError(ConfigError):
     def at(
         cls, pos: Pos, message: str, *, key: str | None = None, fix: str | None = None
     ) -> StudyFileError:
-        """An error at ``pos``."""
+        """Make an error that points at ``pos``."""
         return cls(message, file=pos.file, line=pos.line, column=pos.column, key=key, fix=fix)
 
     @property

@@ -38,6 +38,7 @@ def resolve_model(model: str, revision: str | None) -> ModelSource:
 
     Raises:
         PreflightError: the model is not available offline, with what to do about it.
+
     """
     path = Path(model).expanduser()
     if path.is_dir():
@@ -94,6 +95,11 @@ def _in_hf_cache(model: str, revision: str | None) -> bool:
         return isinstance(found, str)
 
     return cached("config.json") and any(cached(name) for name in WEIGHT_FILES)
+
+
+def importable(module: str) -> bool:
+    """Whether ``module`` imports."""
+    return import_problem(module, "", "") is None
 
 
 def import_problem(module: str, why: str, fix: str) -> str | None:

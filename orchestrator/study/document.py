@@ -1,0 +1,199 @@
+"""One study file, with its ``base:`` files merged in, split into its parts.
+
+Top-level keys are shared defaults, except the study keys: ``name``, ``base``, ``sweep``,
+``experiments`` and ``execution``. A ``base: other.yaml`` (relative to the file) is read first
+and the file's own keys are merged over it: mappings merge key by key, lists and single values
+replace, sweep keys replace one by one, ``experiments:`` replaces the base's list. ``name`` is
+never inherited: a study is named by its own ``name:`` or its file name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from harness.schema.config import find_credential
+from orchestrator.study.errors import Pos, StudyFileError
+from orchestrator.study.keys import Layer, config_layer
+from orchestrator.study.safe_yaml import DocPath, LocDict, LocList, dotted, read_yaml
+from orchestrator.study.sweep import Dimension, parse_sweep
+
+STUDY_KEYS = ("name", "base", "sweep", "experiments", "execution")
+
+
+@dataclass(frozen=True)
+class StudySource:
+    """A study file's parts, bases merged in.
+
+    Attributes:
+        path: the file as given.
+        text: its text (bases not included).
+        name: the study name.
+        has_sweep: the file (or a base) has a ``sweep:`` block, even an empty one.
+        anchor: where the file's settings start (for problems that no single key caused).
+        defaults: the shared settings.
+        sweep: dimensions by config path, in the order written.
+        experiments: the explicit entries, or None when there is no ``experiments:``.
+        execution: the ``execution:`` mapping (empty when absent).
+
+    """
+
+    path: Path
+    text: str
+    name: str
+    has_sweep: bool
+    anchor: Pos
+    defaults: Layer
+    sweep: dict[tuple[str, ...], Dimension]
+    experiments: LocList | None
+    execution: LocDict
+
+    @property
+    def is_study(self) -> bool:
+        """A file with ``sweep:`` or ``experiments:`` is a study; anything else one experiment."""
+        return self.has_sweep or self.experiments is not None
+
+
+def read_source(path: Path) -> StudySource:
+    """Read a study file and its chain of ``base:`` files.
+
+    Raises:
+        StudyFileError: any problem in the file or a base, a credential-like key or value,
+            or a cycle of bases.
+
+    """
+    return _read(path, ())
+
+
+def _read(path: Path, chain: tuple[Path, ...]) -> StudySource:
+    text, root = read_yaml(path)
+    root = _top_mapping(root, path)
+    check_credentials(root)
+    own = _split(path, text, root)
+    if "base" not in root:
+        return own
+    base_path = _base_path(root, path, chain)
+    return _combine(_read(base_path, (*chain, path)), own)
+
+
+def check_credentials(mapping: LocDict, path: DocPath = ()) -> None:
+    """Refuse any key or value that looks like a credential, naming the key, never the value.
+
+    Raises:
+        StudyFileError: pointing at ``HF_TOKEN``.
+
+    """
+    for key, value in mapping.items():
+        here = (*path, key)
+        named_like_secret = any(find_credential({part: None}) for part in key.split("."))
+        if named_like_secret or _holds_secret(value, here):
+            raise StudyFileError.at(
+                mapping.key_pos[key],
+                f"'{dotted(here)}' looks like a credential; credentials are never config "
+                "(study files are copied next to the results)",
+                key=dotted(here),
+                fix="remove it from the file and set HF_TOKEN in the environment instead",
+            )
+
+
+def _holds_secret(value: Any, path: DocPath) -> bool:
+    if isinstance(value, LocDict):
+        check_credentials(value, path)
+        return False
+    if isinstance(value, list):
+        return any(_holds_secret(item, (*path, index)) for index, item in enumerate(value))
+    return isinstance(value, str) and find_credential(value) is not None
+
+
+def _top_mapping(root: Any, path: Path) -> LocDict:
+    if root is None:
+        raise StudyFileError(
+            "the file is empty", file=path, fix="write at least 'model:' and 'backend:'"
+        )
+    if not isinstance(root, LocDict):
+        raise StudyFileError(
+            "the file must be a mapping of settings (key: value), not a list or a single value",
+            file=path,
+            fix="start the file with keys such as 'model:' and 'backend:'",
+        )
+    return root
+
+
+def _split(path: Path, text: str, root: LocDict) -> StudySource:
+    settings = LocDict(root.pos)
+    for key, value in root.items():
+        if key not in STUDY_KEYS:
+            settings[key], settings.key_pos[key] = value, root.key_pos[key]
+    sweep = _typed(root, "sweep", LocDict, "a mapping of key: [values]")
+    return StudySource(
+        path=path,
+        text=text,
+        name=_typed(root, "name", str, "text") or path.stem,
+        has_sweep="sweep" in root,
+        anchor=root.pos,
+        defaults=config_layer(settings, top_level=True),
+        sweep=parse_sweep(sweep) if sweep else {},
+        experiments=_experiments(root),
+        execution=_typed(root, "execution", LocDict, "a mapping") or LocDict(root.pos),
+    )
+
+
+def _typed(root: LocDict, key: str, kind: type[Any], described: str) -> Any:
+    value = root.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is str and not value.strip()):
+        raise StudyFileError.at(
+            root.key_pos[key],
+            f"'{key}' must be {described}",
+            key=key,
+            fix=f"write '{key}:' as {described}",
+        )
+    return value
+
+
+def _experiments(root: LocDict) -> LocList | None:
+    if "experiments" not in root:
+        return None
+    value = _typed(root, "experiments", list, "a list of mappings")
+    return value if value is not None else LocList(root.key_pos["experiments"])
+
+
+def _base_path(root: LocDict, path: Path, chain: tuple[Path, ...]) -> Path:
+    pos = root.key_pos["base"]
+    value = _typed(root, "base", str, "the path of one YAML file, relative to this file")
+    if value is None:
+        raise StudyFileError.at(pos, "'base' is empty", key="base", fix="name a YAML file")
+    base: Path = path.parent / value
+    if not base.is_file():
+        raise StudyFileError.at(
+            pos,
+            f"base file '{value}' not found (looked for {base})",
+            key="base",
+            fix="write the base file's path relative to this file",
+        )
+    if base.resolve() in {seen.resolve() for seen in (*chain, path)}:
+        names = " -> ".join(str(seen) for seen in (*chain, path, base))
+        raise StudyFileError.at(
+            pos,
+            f"base files form a cycle: {names}",
+            key="base",
+            fix="remove the 'base:' that points back to a file already in the chain",
+        )
+    return base
+
+
+def _combine(base: StudySource, own: StudySource) -> StudySource:
+    execution = LocDict(own.execution.pos)
+    for source in (base.execution, own.execution):
+        execution.update(source)
+        execution.key_pos.update(source.key_pos)
+    return replace(
+        own,
+        has_sweep=own.has_sweep or base.has_sweep,
+        defaults=own.defaults.over(base.defaults),
+        sweep={**base.sweep, **own.sweep},
+        experiments=own.experiments if own.experiments is not None else base.experiments,
+        execution=execution,
+    )

@@ -1,0 +1,45 @@
+"""How a study runs: cycles, order, gaps, devices and time limits.
+
+This model is the one place these defaults live; the CLI only overrides what the user passes.
+None of it is part of the study design hash.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ExecutionConfig(BaseModel):
+    """The ``execution:`` block of a study file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_cycles: int = Field(
+        1, ge=1, description="How many times every configuration is measured (repetitions)."
+    )
+    cycle_order: Literal["sequential", "interleaved", "shuffled"] = Field(
+        "interleaved",
+        description=(
+            "sequential: all cycles of one configuration, then the next; interleaved: every "
+            "configuration once per cycle; shuffled: a seeded random order per cycle (the "
+            "realised order is recorded)."
+        ),
+    )
+    shuffle_seed: int = Field(42, description="Seed of the shuffled order.")
+    config_gap_s: float = Field(
+        60.0, ge=0, description="Pause between two runs (s), so the GPU cools down."
+    )
+    cycle_gap_s: float = Field(300.0, ge=0, description="Pause between two cycles (s).")
+    gap_until_cool: bool = Field(
+        False,
+        description=(
+            "Extend each pause until the GPU temperature is back within a margin of its idle "
+            "value (bounded)."
+        ),
+    )
+    gpus: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="Device indices the runs use (default: the runner's choice)."
+    )
+    timeout_s: float = Field(3600.0, gt=0, description="Limit on one run's wall time (s).")

@@ -1,0 +1,67 @@
+"""What loading a study file produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.schema.config import ExperimentConfig
+from orchestrator.study.execution import ExecutionConfig
+
+
+@dataclass(frozen=True)
+class StudyEntry:
+    """One configuration to measure (every cycle runs it once).
+
+    Attributes:
+        config: the resolved, validated experiment.
+        slug: a short filesystem-safe description of what varies (``pytorch-bf16-bs8``).
+        origin: where it comes from: ``sweep``, ``file`` (a single-experiment file) or
+            ``experiments[i]``.
+
+    """
+
+    config: ExperimentConfig
+    slug: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    """A combination the cross-checks reject; listed up front, never run.
+
+    Attributes:
+        description: which combination (its slug and origin).
+        reason: every cross-check it fails, each saying what is allowed.
+
+    """
+
+    description: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Study:
+    """A loaded study: the experiments to run and how to run them.
+
+    Attributes:
+        name: the study's ``name:``, or the file name without its extension.
+        source_path: the file as given.
+        source_text: its text, to be kept next to the results.
+        experiments: the configurations, in design order, duplicates removed.
+        skipped: combinations rejected by the cross-checks, with their reasons.
+        warnings: things the user should know (collapsed duplicates, for example).
+        execution: cycles, order, gaps, devices and time limits.
+        design_hash: first 16 hex digits of SHA-256 over the ordered experiments' canonical
+            JSON; independent of ``execution`` and ``name``.
+
+    """
+
+    name: str
+    source_path: Path
+    source_text: str
+    experiments: list[StudyEntry]
+    skipped: list[SkippedEntry]
+    warnings: list[str]
+    execution: ExecutionConfig
+    design_hash: str

@@ -1,0 +1,121 @@
+"""The ``sweep:`` block: each key a dimension of the grid, each list item one of its values.
+
+``precision: [bf16, fp16]`` is universal: it adds a dimension to every backend's grid.
+``pytorch.batch_size: [1, 8]`` is scoped (the part before the first dot is a backend name): it
+adds a dimension to that backend's grid only. A nested mapping is the same as dotted keys:
+``pytorch: {batch_size: [1, 8]}`` means ``pytorch.batch_size: [1, 8]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from harness.schema.rules import BACKENDS
+from orchestrator.study.errors import Pos, StudyFileError
+from orchestrator.study.keys import Layer, resolve, value_layer
+from orchestrator.study.safe_yaml import LocDict, LocList, to_plain
+from orchestrator.study.slug import token
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One sweep key and the values it takes.
+
+    Attributes:
+        key: the key as written, dotted from the top of ``sweep:``.
+        path: the config path it sets.
+        scope: the backend whose grid it belongs to, or None for every backend.
+        pos: where the key was written.
+        values: the values, as plain data.
+        item_pos: where each value was written.
+        layers: one layer per value, setting ``path``.
+        tokens: one slug part per value.
+
+    """
+
+    key: str
+    path: tuple[str, ...]
+    scope: str | None
+    pos: Pos
+    values: tuple[Any, ...]
+    item_pos: tuple[Pos, ...]
+    layers: tuple[Layer, ...]
+    tokens: tuple[str, ...]
+
+
+def parse_sweep(sweep: LocDict) -> dict[tuple[str, ...], Dimension]:
+    """Check every key and value list of a ``sweep:`` mapping; return dimensions by path.
+
+    Raises:
+        StudyFileError: an unknown key, a value that is not a non-empty list, or the same
+            path swept twice.
+
+    """
+    dims: dict[tuple[str, ...], Dimension] = {}
+    for written, values, pos in _flatten(sweep, ""):
+        dim = _dimension(written, values, pos)
+        if dim.path in dims:
+            first = dims[dim.path].pos
+            raise StudyFileError.at(
+                pos,
+                f"sweep key '{written}' is swept twice (first at line {first.line})",
+                key=written,
+                fix="merge the two value lists into one",
+            )
+        dims[dim.path] = dim
+    return dims
+
+
+def _flatten(mapping: LocDict, prefix: str) -> Iterator[tuple[str, LocList, Pos]]:
+    for key, value in mapping.items():
+        written, pos = prefix + key, mapping.key_pos[key]
+        if isinstance(value, LocDict):
+            yield from _flatten(value, written + ".")
+        elif isinstance(value, LocList):
+            if not value:
+                raise StudyFileError.at(
+                    pos,
+                    f"sweep key '{written}' has no values",
+                    key=written,
+                    fix="give at least one value, or remove the key",
+                )
+            yield written, value, pos
+        else:
+            raise StudyFileError.at(
+                pos,
+                f"sweep key '{written}' must be a list of values, not a single value",
+                key=written,
+                fix=(
+                    f"write '{written}: [{_show(value)}]', or set it outside sweep: to apply it "
+                    "to every experiment"
+                ),
+            )
+
+
+def _dimension(written: str, values: LocList, pos: Pos) -> Dimension:
+    path, target = resolve(written, pos)
+    scope = path[0] if path[0] in BACKENDS else None
+    plain = tuple(to_plain(value) for value in values)
+    return Dimension(
+        key=written,
+        path=path,
+        scope=scope,
+        pos=pos,
+        values=plain,
+        item_pos=tuple(values.item_pos),
+        layers=tuple(
+            value_layer(path, target, value, item_pos)
+            for value, item_pos in zip(values, values.item_pos, strict=True)
+        ),
+        tokens=tuple(token(path, value) for value in plain),
+    )
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)

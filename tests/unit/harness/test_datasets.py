@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backends.base import Backend, BatchCallback, GenerationOutput, Request
+from harness.datasets import build_requests, check_dataset, load_prompts
+from harness.errors import ConfigError, PreflightError
+from harness.schema.config import ExperimentConfig
+from harness.schema.result import MemoryMetrics
+
+
+class CharBackend(Backend):
+    """A tokenizer-only backend: one token per character (its code point)."""
+
+    name = "chars"
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(char) for char in text]
+
+    def vocab_ids(self) -> list[int]:
+        return list(range(200, 3, -1))  # deliberately unsorted
+
+    def preflight(self) -> list[str]:
+        return []
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def warmup_requests(self, requests: list[Request]) -> list[Request]:
+        raise NotImplementedError
+
+    def generate(
+        self, requests: list[Request], on_batch: BatchCallback | None = None
+    ) -> GenerationOutput:
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        raise NotImplementedError
+
+    def effective_parameters(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def memory(self) -> MemoryMetrics | None:
+        raise NotImplementedError
+
+    def parameter_counts(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def versions(self) -> dict[str, str]:
+        raise NotImplementedError
+
+
+def make_config(**overrides: Any) -> ExperimentConfig:
+    values: dict[str, Any] = {
+        "model": "m",
+        "backend": "pytorch",
+        "n": 5,
+        "input_len": 12,
+        "output_len": 7,
+    }
+    values.update(overrides)
+    return ExperimentConfig(**values)
+
+
+def requests_for(**overrides: Any) -> list[Request]:
+    config = make_config(**overrides)
+    return build_requests(config, CharBackend(config, "cpu"))
+
+
+def write_jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# -- synthetic ------------------------------------------------------------------------------
+
+
+def test_synthetic_prompts_have_exactly_input_len_vocab_tokens() -> None:
+    requests = requests_for(n=6, input_len=33, output_len=9)
+
+    assert [r.request_id for r in requests] == list(range(6))
+    assert all(len(r.input_ids) == 33 for r in requests)
+    assert all(r.max_new_tokens == 9 for r in requests)
+    assert all(4 <= token <= 200 for r in requests for token in r.input_ids)
+
+
+def test_synthetic_prompts_are_seeded() -> None:
+    first = requests_for(random_seed=7)
+    again = requests_for(random_seed=7)
+    other = requests_for(random_seed=8)
+
+    assert first == again
+    assert [r.input_ids for r in first] != [r.input_ids for r in other]
+    assert first[0].input_ids != first[1].input_ids
+
+
+def test_synthetic_prompts_with_the_real_tokenizer_avoid_special_tokens(
+    tiny_model_dir: Path,
+) -> None:
+    from harness.backends.pytorch import PyTorchBackend
+
+    config = make_config(model=str(tiny_model_dir), n=3, input_len=50)
+    backend = PyTorchBackend(config, "cpu")
+    requests = build_requests(config, backend)
+
+    assert all(len(r.input_ids) == 50 for r in requests)
+    assert not {0, 1, 2} & {token for r in requests for token in r.input_ids}
+
+
+# -- built-in prompt set --------------------------------------------------------------------
+
+
+def test_builtin_prompt_set_ships_forty_prompts() -> None:
+    prompts = load_prompts("llem-prompts-v1")
+
+    assert len(prompts) == 40
+    assert len({p.text for p in prompts}) == 40
+    assert all(p.max_new_tokens is None for p in prompts)
+    assert any("def " in p.text or "SELECT" in p.text for p in prompts)
+
+
+def test_builtin_prompts_are_truncated_to_input_len_and_cycled_to_n() -> None:
+    requests = requests_for(dataset="llem-prompts-v1", n=45, input_len=20, output_len=5)
+    prompts = load_prompts("llem-prompts-v1")
+
+    assert len(requests) == 45
+    assert all(len(r.input_ids) <= 20 for r in requests)
+    assert requests[0].input_ids == [ord(c) for c in prompts[0].text[:20]]
+    assert requests[40].input_ids == requests[0].input_ids
+    assert requests[40].request_id == 40
+    assert all(r.max_new_tokens == 5 for r in requests)
+
+
+# -- .jsonl files ---------------------------------------------------------------------------
+
+
+def test_jsonl_max_new_tokens_per_line_overrides_output_len(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            json.dumps({"prompt": "short one", "max_new_tokens": 3}),
+            "",
+            json.dumps({"prompt": "a much longer prompt than twelve characters"}),
+        ],
+    )
+
+    requests = requests_for(dataset=str(path), n=3)
+
+    assert [r.max_new_tokens for r in requests] == [3, 7, 3]
+    assert requests[0].input_ids == [ord(c) for c in "short one"]
+    assert len(requests[1].input_ids) == 12
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"prompt": "ok"', "not valid JSON"),
+        ('["a list"]', "expected a JSON object, got list"),
+        ('{"max_new_tokens": 4}', "missing key 'prompt'"),
+        ('{"prompt": ""}', "non-empty string"),
+        ('{"prompt": 12}', "non-empty string"),
+        ('{"prompt": "x", "max_new_tokens": 0}', "positive integer, got 0"),
+        ('{"prompt": "x", "max_new_tokens": "8"}', "positive integer, got '8'"),
+        ('{"prompt": "x", "max_new_tokens": true}', "positive integer, got True"),
+        ('{"prompt": "x", "max_new_token": 8}', "did you mean 'max_new_tokens'"),
+    ],
+)
+def test_a_bad_line_is_a_config_error_naming_file_line_and_fix(
+    tmp_path: Path, line: str, reason: str
+) -> None:
+    path = write_jsonl(tmp_path / "p.jsonl", ['{"prompt": "fine"}', "", line])
+
+    with pytest.raises(ConfigError) as caught:
+        requests_for(dataset=str(path))
+
+    message = str(caught.value)
+    assert f"{path}, line 3: " in message
+    assert reason in message
+    assert caught.value.fix is not None and '"prompt"' in caught.value.fix
+
+
+def test_missing_jsonl_file_is_a_preflight_error(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.jsonl"
+
+    with pytest.raises(PreflightError, match="does not exist") as caught:
+        requests_for(dataset=str(path))
+
+    assert str(path) in str(caught.value)
+    assert caught.value.fix
+
+
+def test_a_file_without_prompts_is_a_config_error(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "empty.jsonl", ["", "   "])
+
+    with pytest.raises(ConfigError, match="holds no prompts"):
+        requests_for(dataset=str(path))
+
+
+def test_a_prompt_without_tokens_is_named(tmp_path: Path) -> None:
+    config = make_config(dataset=str(write_jsonl(tmp_path / "p.jsonl", ['{"prompt": "hi"}'])))
+
+    class NoTokens(CharBackend):
+        def encode(self, text: str) -> list[int]:
+            return []
+
+    with pytest.raises(ConfigError, match="line 1: the prompt encodes to no tokens"):
+        build_requests(config, NoTokens(config, "cpu"))
+
+
+# -- preflight ------------------------------------------------------------------------------
+
+
+def test_check_dataset_accepts_synthetic_builtin_and_good_files(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "p.jsonl", ['{"prompt": "x"}'])
+
+    assert check_dataset(make_config()) == []
+    assert check_dataset(make_config(dataset="llem-prompts-v1")) == []
+    assert check_dataset(make_config(dataset=str(path))) == []
+
+
+def test_check_dataset_lists_every_bad_line(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "p.jsonl", ["{", '{"prompt": "x"}', '{"prompt": 1}'])
+
+    problems = check_dataset(make_config(dataset=str(path)))
+
+    assert len(problems) == 2
+    assert "line 1" in problems[0] and "line 3" in problems[1]
+    assert all("fix:" in problem for problem in problems)
+
+
+def test_check_dataset_reports_a_missing_file_or_a_directory(tmp_path: Path) -> None:
+    missing = check_dataset(make_config(dataset=str(tmp_path / "gone.jsonl")))
+    (tmp_path / "dir.jsonl").mkdir()
+    directory = check_dataset(make_config(dataset=str(tmp_path / "dir.jsonl")))
+
+    assert len(missing) == 1 and "does not exist" in missing[0] and "fix:" in missing[0]
+    assert len(directory) == 1 and "is a directory" in directory[0]

@@ -1,0 +1,103 @@
+import pytest
+
+from harness.schema.result import GpuInfo
+from harness.testing import FakeClock, FakeGpu, Trace
+
+
+def test_fake_clock_moves_only_when_advanced():
+    clock = FakeClock(start_s=5.0)
+    assert clock() == 5.0
+    assert clock.advance(1.5) == 6.5
+    assert clock() == 6.5
+    with pytest.raises(ValueError):
+        clock.advance(-1.0)
+
+
+def test_trace_interpolates_and_holds_its_ends():
+    trace = Trace([(1.0, 100.0), (3.0, 300.0)])
+    assert trace.at(0.0) == 100.0
+    assert trace.at(2.0) == pytest.approx(200.0)
+    assert trace.at(10.0) == 300.0
+
+
+def test_trace_rejects_unordered_times():
+    with pytest.raises(ValueError, match="increase"):
+        Trace([(0.0, 1.0), (0.0, 2.0)])
+
+
+def test_counter_is_the_exact_integral_of_a_ramp():
+    clock = FakeClock(start_s=100.0)
+    gpu = FakeGpu([(0.0, 100.0), (10.0, 300.0)], clock=clock, counter_offset_j=50.0)
+    assert gpu.energy_counter_j() == pytest.approx(50.0)
+    clock.advance(10.0)
+    # trapezoid 10 s x (100 + 300) / 2 W = 2000 J
+    assert gpu.energy_counter_j() == pytest.approx(2050.0)
+    clock.advance(2.0)  # power held at 300 W after the trace ends
+    assert gpu.energy_counter_j() == pytest.approx(2650.0)
+
+
+def test_counter_integral_splits_segments_exactly():
+    clock = FakeClock()
+    gpu = FakeGpu([(0.0, 0.0), (2.0, 200.0), (4.0, 0.0)], clock=clock)
+    # triangle: half of it up to t=2 s, the part from 1 to 3 s is 3/4 of the area
+    assert gpu.counter_at(2.0) == pytest.approx(200.0)
+    assert gpu.true_energy_j(1.0, 3.0) == pytest.approx(300.0)
+    assert gpu.counter_at(4.0) == pytest.approx(400.0)
+
+
+def test_counter_wraps_modulo_its_range():
+    clock = FakeClock()
+    gpu = FakeGpu([(0.0, 100.0)], clock=clock, counter_offset_j=950.0, counter_wrap_j=1000.0)
+    assert gpu.counter_wrap_j == 1000.0
+    assert gpu.counter_at(0.4) == pytest.approx(990.0)
+    assert gpu.counter_at(1.0) == pytest.approx(50.0)
+
+
+def test_counter_jumps_back_at_the_scripted_time():
+    clock = FakeClock()
+    gpu = FakeGpu([(0.0, 100.0)], clock=clock, counter_offset_j=10_000.0,
+                  backwards_at_s=5.0, backwards_by_j=9_000.0)
+    assert gpu.counter_at(4.9) == pytest.approx(10_490.0)
+    assert gpu.counter_at(5.0) == pytest.approx(1_500.0)
+
+
+def test_unsupported_counter_reads_none_but_power_still_works():
+    clock = FakeClock()
+    gpu = FakeGpu([(0.0, 250.0)], clock=clock, counter_supported=False)
+    assert gpu.energy_counter_j() is None
+    sample = gpu.sample(clock())
+    assert sample.energy_counter_j is None
+    assert sample.power_w == 250.0
+
+
+def test_sample_reads_every_trace_at_its_timestamp():
+    clock = FakeClock(start_s=10.0)
+    gpu = FakeGpu([(0.0, 100.0), (2.0, 300.0)], index=3, clock=clock,
+                  temperature_c=[(0.0, 40.0), (2.0, 60.0)], sm_clock_mhz=1980.0,
+                  throttle_reasons=("sw_power_cap",))
+    sample = gpu.sample(11.0)
+    assert sample.gpu_index == 3
+    assert sample.t_s == 11.0
+    assert sample.power_w == pytest.approx(200.0)
+    assert sample.temperature_c == pytest.approx(50.0)
+    assert sample.energy_counter_j == pytest.approx(150.0)
+    assert sample.sm_clock_mhz == 1980.0
+    assert sample.throttle_reasons == ("sw_power_cap",)
+
+
+def test_info_overrides_and_processes():
+    gpu = FakeGpu([(0.0, 1.0)], index=1, clock=FakeClock(),
+                  info={"name": "H100", "mig_enabled": True, "power_limit_w": 500.0},
+                  processes=[42, 43])
+    info = gpu.info()
+    assert isinstance(info, GpuInfo)
+    assert (info.index, info.name, info.uuid) == (1, "H100", "GPU-fake-1")
+    assert info.mig_enabled is True
+    assert info.power_limit_w == 500.0
+    assert info.default_power_limit_w == 700.0
+    assert gpu.compute_processes() == [42, 43]
+
+
+def test_info_override_with_unknown_field_is_rejected():
+    with pytest.raises(ValueError):
+        FakeGpu([(0.0, 1.0)], clock=FakeClock(), info={"nmae": "typo"})
