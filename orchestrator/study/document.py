@@ -77,33 +77,39 @@ def _read(path: Path, chain: tuple[Path, ...]) -> StudySource:
     return _combine(_read(base_path, (*chain, path)), own)
 
 
-def check_credentials(mapping: LocDict, path: DocPath = ()) -> None:
+def check_credentials(value: Any, path: DocPath = ()) -> None:
     """Refuse any key or value that looks like a credential, naming the key, never the value.
 
     Raises:
         StudyFileError: pointing at ``HF_TOKEN``.
 
     """
-    for key, value in mapping.items():
-        here = (*path, key)
-        named_like_secret = any(find_credential({part: None}) for part in key.split("."))
-        if named_like_secret or _holds_secret(value, here):
-            raise StudyFileError.at(
-                mapping.key_pos[key],
-                f"'{dotted(here)}' looks like a credential; credentials are never config "
-                "(study files are copied next to the results)",
-                key=dotted(here),
-                fix="remove it from the file and set HF_TOKEN in the environment instead",
-            )
-
-
-def _holds_secret(value: Any, path: DocPath) -> bool:
     if isinstance(value, LocDict):
-        check_credentials(value, path)
-        return False
-    if isinstance(value, list):
-        return any(_holds_secret(item, (*path, index)) for index, item in enumerate(value))
+        for key, item in value.items():
+            here = (*path, key)
+            named_like_secret = any(find_credential({part: None}) for part in key.split("."))
+            if named_like_secret or _is_secret(item):
+                raise _credential_error(value.key_pos[key], here)
+            check_credentials(item, here)
+    elif isinstance(value, LocList):
+        for index, item in enumerate(value):
+            if _is_secret(item):
+                raise _credential_error(value.item_pos[index], (*path, index))
+            check_credentials(item, (*path, index))
+
+
+def _is_secret(value: Any) -> bool:
     return isinstance(value, str) and find_credential(value) is not None
+
+
+def _credential_error(pos: Pos, path: DocPath) -> StudyFileError:
+    return StudyFileError.at(
+        pos,
+        f"'{dotted(path)}' looks like a credential; credentials are never config "
+        "(study files are copied next to the results)",
+        key=dotted(path),
+        fix="remove it from the file and set HF_TOKEN in the environment instead",
+    )
 
 
 def _top_mapping(root: Any, path: Path) -> LocDict:
@@ -129,7 +135,7 @@ def _split(path: Path, text: str, root: LocDict) -> StudySource:
     return StudySource(
         path=path,
         text=text,
-        name=_typed(root, "name", str, "text") or path.stem,
+        name=_typed(root, "name", str, "non-empty text") or path.stem,
         has_sweep="sweep" in root,
         anchor=root.pos,
         defaults=config_layer(settings, top_level=True),

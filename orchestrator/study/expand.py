@@ -3,9 +3,11 @@
 Each listed backend gets its own grid: the cartesian product of the universal sweep keys and
 the keys scoped to that backend. Grids come in backend order, then the ``experiments:``
 entries in file order. An entry without ``backend`` inherits the shared one; where that is a
-list, the entry is run once per backend. A backend section (shared or in an entry) applies only
-to experiments on that backend. A file without ``sweep:`` or ``experiments:`` is one experiment
-(one per backend when ``backend`` is a list).
+list (the entry's own or the shared one), the entry runs once per backend. A shared backend
+section applies only to experiments on that backend, and so does an entry's section for one of
+the backends the entry lists; an entry's section for a backend it does not run on is kept, and
+the cross-checks skip that entry with a reason. A file without ``sweep:`` or ``experiments:`` is
+one experiment (one per backend when ``backend`` is a list).
 
 The number of experiments is known before any is built, so an absurd grid is refused at once.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,7 +143,7 @@ def _grids(source: StudySource, shared: Layer) -> tuple[_Grid, ...]:
     return tuple(
         _Grid(
             backend=name,
-            shared=_for_backend(shared, name, pos, [b for b, _ in backends]),
+            shared=_for_backend(shared, name, pos, BACKENDS),
             dims=tuple(dim for dim in dims if dim.scope in (None, name)),
             origin=origin,
             anchor=source.anchor,
@@ -180,9 +182,9 @@ def _named(value: Any, pos: Pos, key: str) -> Named:
     )
 
 
-def _for_backend(shared: Layer, name: str, pos: Pos, listed: list[str]) -> Layer:
-    """``shared`` for one backend: other listed backends' sections dropped, backend set."""
-    layer = shared.without(*(other for other in listed if other != name))
+def _for_backend(layer: Layer, name: str, pos: Pos, sections: Iterable[str]) -> Layer:
+    """Copy ``layer`` for one backend: the other ``sections`` dropped, ``backend`` set."""
+    layer = layer.without(*(other for other in sections if other != name))
     layer.values["backend"] = name
     layer.positions[("backend",)] = pos
     return layer
@@ -243,6 +245,8 @@ def _entry_recipes(
     listed = [name for name, _ in backends]
     for name, name_pos in backends:
         mine = _for_backend(entry.without("backend"), name, name_pos, listed)
-        layers = (_for_backend(shared, name, name_pos, listed), mine)
+        # Shared sections apply to their own backend only; an entry's section for a backend
+        # it does not list stays, and the cross-check skips it with a reason.
+        layers = (_for_backend(shared, name, name_pos, BACKENDS), mine)
         tokens = (name, *tokens_of(mine.without("backend").values))
         yield Recipe(origin, layers, tokens, pos)

@@ -77,6 +77,7 @@ class Layer:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise _set_twice(path[: depth + 1], pos, self.positions.get(path[: depth + 1]))
+            self.positions.setdefault(path[: depth + 1], pos)  # 'pytorch' of 'pytorch.batch_size'
             node = child
         return node
 
@@ -142,8 +143,9 @@ def resolve(
         if not part:
             raise _bad_key(full, pos, "has an empty part", "remove the extra dot")
         if not isinstance(target, type):
+            leaf = ".".join(full[:depth])
             raise _bad_key(
-                full, pos, f"goes below '{'.'.join(full[:depth])}', which is a single value", None
+                full, pos, f"goes below '{leaf}', which is a single value", f"set '{leaf}' itself"
             )
         if part not in target.model_fields:
             raise unknown_key(full, depth, target, pos, top_level=top_level)
@@ -156,6 +158,13 @@ def unknown_key(
 ) -> StudyFileError:
     """Describe ``full``, whose part at ``depth`` is not a field of ``model``."""
     key = ".".join(full)
+    if top_level and depth == 0 and full[0] in ExecutionConfig.model_fields:
+        return StudyFileError.at(
+            pos,
+            f"unknown key '{key}'; '{full[0]}' is an execution setting",
+            key=key,
+            fix=f"move it under 'execution:' (execution: {{{full[0]}: ...}})",
+        )
     suggestion = _suggestion(full, depth, model)
     if suggestion:
         return StudyFileError.at(
@@ -163,13 +172,6 @@ def unknown_key(
             f"unknown key '{key}'; did you mean '{suggestion}'?",
             key=key,
             fix=f"rename '{key}' to '{suggestion}'",
-        )
-    if top_level and depth == 0 and full[0] in ExecutionConfig.model_fields:
-        return StudyFileError.at(
-            pos,
-            f"unknown key '{key}'; '{full[0]}' is an execution setting",
-            key=key,
-            fix=f"move it under 'execution:' (execution: {{{full[0]}: ...}})",
         )
     return StudyFileError.at(
         pos,
@@ -233,11 +235,9 @@ def _put(
         layer.set(path, value, pos)
 
 
-def _bad_key(full: tuple[str, ...], pos: Pos, problem: str, fix: str | None) -> StudyFileError:
+def _bad_key(full: tuple[str, ...], pos: Pos, problem: str, fix: str) -> StudyFileError:
     key = ".".join(full)
-    return StudyFileError.at(
-        pos, f"key '{key}' {problem}", key=key, fix=fix or "check the key against the reference"
-    )
+    return StudyFileError.at(pos, f"key '{key}' {problem}", key=key, fix=fix)
 
 
 def _set_twice(path: ConfigPath, pos: Pos, first: Pos | None) -> StudyFileError:

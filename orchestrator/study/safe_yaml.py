@@ -35,8 +35,8 @@ _TRUE = {"true", "yes", "on", "y"}  # yes/on/y only reach here under a '%YAML 1.
 _FALSE = {"false", "no", "off", "n"}
 _NULL = {"", "~", "null"}
 
-MAX_NODES = 1_000_000
-"""Values built from one file, counting every alias expansion (stops 'billion laughs')."""
+MAX_ALIAS_VALUES = 100_000
+"""Values that aliases may repeat in one file (stops 'billion laughs' expansion)."""
 MAX_DEPTH = 64
 """Deepest nesting accepted; a config is a few levels deep."""
 
@@ -144,7 +144,8 @@ class _Converter:
 
     def __init__(self, file: Path) -> None:
         self.file = file
-        self.budget = MAX_NODES
+        self.alias_budget = MAX_ALIAS_VALUES
+        self.built: set[int] = set()
         self.active: set[int] = set()
 
     def convert(self, node: Node, path: DocPath) -> Any:
@@ -160,13 +161,15 @@ class _Converter:
         raise _tag_error(tag, path, pos)
 
     def _check_limits(self, node: Node, path: DocPath, pos: Pos) -> None:
-        self.budget -= 1
-        if self.budget < 0:
-            raise StudyFileError.at(
-                pos,
-                f"the file expands to more than {MAX_NODES:,} values (aliases included)",
-                fix="write the study without nested aliases, or split it",
-            )
+        if id(node) in self.built:  # built before: an alias repeats it
+            self.alias_budget -= 1
+            if self.alias_budget < 0:
+                raise StudyFileError.at(
+                    pos,
+                    f"aliases repeat more than {MAX_ALIAS_VALUES:,} values",
+                    fix="write the study without nested aliases",
+                )
+        self.built.add(id(node))
         if len(path) > MAX_DEPTH:
             raise StudyFileError.at(pos, "the YAML is nested too deeply", fix="flatten it")
         if id(node) in self.active:
@@ -223,7 +226,7 @@ def _key(node: Node, path: DocPath, pos: Pos) -> str:
     if tag != STR:
         raise StudyFileError.at(
             pos,
-            f"key {node.value} is read as a {tag.removeprefix(_STD)}, not text",
+            f"key {node.value} is not text (YAML reads it as {tag.removeprefix(_STD)})",
             fix=f"quote it: '{node.value}'",
         )
     return str(node.value)
@@ -260,7 +263,7 @@ def _scalar(node: ScalarNode, tag: str, path: DocPath, pos: Pos) -> Any:
     name = tag.removeprefix(_STD)
     raise StudyFileError.at(
         pos,
-        f"'{dotted(path)}': {text!r} is not a valid {name}",
+        f"{dotted(path)}: {text!r} is not a valid {name}",
         key=dotted(path),
         fix=f"write a {name}, or remove the explicit tag",
     )
@@ -280,7 +283,7 @@ def _leading_zero_error(text: str, path: DocPath, pos: Pos) -> StudyFileError:
         readings = f"YAML 1.1 reads it as octal {int(digits, 8)}, " + readings
     return StudyFileError.at(
         pos,
-        f"'{dotted(path)}': {text} has a leading zero, which YAML versions read differently "
+        f"{dotted(path)}: {text} has a leading zero, which YAML versions read differently "
         f"({readings}); llem does not guess",
         key=dotted(path),
         fix=f"write {decimal} without the leading zero, or quote it ('{text}') if you mean text",

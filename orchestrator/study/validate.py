@@ -93,6 +93,8 @@ def _fix(problem: Problem, key: str) -> str:
         return f"set '{key}' (at the top level, or in every entry that needs it)"
     if "did you mean" in problem.message:
         return "use the key suggested above"
+    if "valid string" in problem.message:
+        return f"quote the value of '{key}' so that YAML reads it as text"
     if "allowed" in problem.message:
         return f"change '{key}' to one of the allowed values"
     return f"correct '{key}' as described above"

@@ -11,6 +11,7 @@ import importlib
 from pathlib import Path
 from typing import Literal
 
+from harness.backends.pytorch.loading import quantization
 from harness.errors import PreflightError
 from harness.schema.config import ExperimentConfig, PyTorchConfig
 
@@ -98,52 +99,66 @@ def _in_hf_cache(model: str, revision: str | None) -> bool:
 
 
 def importable(module: str) -> bool:
-    """Whether ``module`` imports."""
-    return import_problem(module, "", "") is None
+    """Return whether ``module`` imports."""
+    return _import_error(module) is None
 
 
-def import_problem(module: str, why: str, fix: str) -> str | None:
-    """Return a problem when ``module`` cannot be imported, else None."""
+def _import_error(module: str) -> str | None:
     try:
         importlib.import_module(module)
     except Exception as error:  # a broken install fails in many ways; each is this problem
-        return problem(f"{why} needs {module}, which cannot be imported ({error})", fix)
+        return str(error) or type(error).__name__
     return None
 
 
 def library_problems(config: ExperimentConfig, settings: PyTorchConfig) -> list[str]:
-    """Every library this configuration needs that does not import."""
+    """Return every library this configuration needs that does not import."""
+    quantised = quantization(settings) is not None
     needed = [
         ("torch", "the pytorch backend", _INSTALL_FIX),
         ("transformers", "the pytorch backend", _INSTALL_FIX),
     ]
-    if settings.load_in_8bit or settings.load_in_4bit:
+    if quantised:
         needed.append(("bitsandbytes", "pytorch.load_in_8bit/4bit", "pip install bitsandbytes"))
-    if settings.device_map is not None or settings.load_in_8bit or settings.load_in_4bit:
+    if settings.device_map is not None or quantised:
         needed.append(("accelerate", "a device_map", "pip install accelerate"))
     if settings.attn_implementation == "flash_attention_2":
         needed.append(("flash_attn", "attn_implementation flash_attention_2", _FLASH_FIX))
     if config.lora is not None:
         needed.append(("peft", "a lora: adapter", "pip install peft"))
-    found = (import_problem(module, why, fix) for module, why, fix in needed)
-    return [message for message in found if message is not None]
+    problems = []
+    for module, needed_by, fix in needed:
+        error = _import_error(module)
+        if error is not None:
+            problems.append(
+                problem(f"{needed_by} needs {module}, which fails to import: {error}", fix)
+            )
+    return problems
 
 
 def device_problems(device: str, settings: PyTorchConfig) -> list[str]:
-    """Problems with the target device (torch must import)."""
-    quantised = bool(settings.load_in_8bit or settings.load_in_4bit)
+    """Return problems with the target device (torch must import)."""
     if device == "cpu":
-        if quantised:
-            return [
-                problem(
-                    "bitsandbytes quantisation (load_in_8bit/4bit) needs a CUDA GPU, not cpu",
-                    "run on a GPU, or remove pytorch.load_in_8bit/load_in_4bit",
-                )
-            ]
-        return []
+        return _cpu_problems(settings)
     if not device.startswith("cuda"):
         return [problem(f"device '{device}' is not supported", "use 'cpu' or 'cuda:N'")]
     return _cuda_problems(device)
+
+
+def _cpu_problems(settings: PyTorchConfig) -> list[str]:
+    problems = []
+    if quantization(settings) is not None:
+        problems.append(
+            problem(
+                "bitsandbytes quantisation (load_in_8bit/4bit) needs a CUDA GPU, not cpu",
+                "run on a GPU, or remove pytorch.load_in_8bit/load_in_4bit",
+            )
+        )
+    if settings.attn_implementation == "flash_attention_2":
+        problems.append(
+            problem("flash_attention_2 needs a CUDA GPU, not cpu", "use sdpa or eager on cpu")
+        )
+    return problems
 
 
 def _cuda_problems(device: str) -> list[str]:
@@ -164,7 +179,7 @@ def _cuda_problems(device: str) -> list[str]:
         return [
             problem(
                 f"device {device} does not exist ({count} CUDA devices visible)",
-                f"use cuda:0 to cuda:{count - 1}" if count else "make the GPUs visible",
+                f"use cuda:0 to cuda:{count - 1}",
             )
         ]
     return []

@@ -117,8 +117,9 @@ def test_scoped_key_for_a_backend_not_listed_is_an_error(tmp_path: Path) -> None
     assert "add vllm to 'backend:'" in str(error)
 
 
-def test_section_for_a_backend_nothing_uses_is_an_error(tmp_path: Path) -> None:
-    path = write(tmp_path, "model: tiny\nbackend: pytorch\nvllm: {max_num_seqs: 8}\n")
+@pytest.mark.parametrize("section", ["vllm: {max_num_seqs: 8}", "vllm.max_num_seqs: 8"])
+def test_section_for_a_backend_nothing_uses_is_an_error(tmp_path: Path, section: str) -> None:
+    path = write(tmp_path, f"model: tiny\nbackend: pytorch\n{section}\n")
     error = load_error(path)
     assert error.line == 3
     assert "no experiment uses backend 'vllm'" in str(error)

@@ -94,6 +94,26 @@ def test_experiments_without_sweep_run_only_the_entries(tmp_path: Path) -> None:
     assert all(c.output_len == 32 for c in configs)
 
 
+def test_shared_backend_sections_apply_to_their_own_backend_only(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        model: tiny
+        backend: [pytorch, vllm]
+        vllm: {max_num_seqs: 8}
+        pytorch: {batch_size: 4}
+        experiments:
+          - {backend: pytorch, precision: fp32}
+          - {backend: vllm, precision: fp16}
+        """,
+    )
+    study = load_study(path)
+    assert study.skipped == []
+    pytorch, vllm = (entry.config for entry in study.experiments)
+    assert pytorch.vllm is None and pytorch.pytorch is not None
+    assert vllm.pytorch is None and vllm.vllm is not None and vllm.vllm.max_num_seqs == 8
+
+
 def test_nested_sweep_mapping_means_the_same_as_dotted_keys(tmp_path: Path) -> None:
     dotted = write(
         tmp_path,

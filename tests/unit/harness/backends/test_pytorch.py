@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +51,13 @@ def make_config(model_dir: Path, **overrides: Any) -> ExperimentConfig:
 
 
 @pytest.fixture
-def make_backend(tiny_model_dir: Path) -> Iterator[MakeBackend]:
-    loaded: list[PyTorchBackend] = []
-
+def make_backend(tiny_model_dir: Path) -> MakeBackend:
     def make(**overrides: Any) -> PyTorchBackend:
         backend = PyTorchBackend(make_config(tiny_model_dir, **overrides), "cpu")
         backend.load()
-        loaded.append(backend)
         return backend
 
-    yield make
-    for backend in loaded:
-        backend.unload()
+    return make
 
 
 def favour_eos(backend: PyTorchBackend) -> None:
@@ -301,6 +296,17 @@ def test_generating_before_load_is_a_backend_error(tiny_model_dir: Path) -> None
 
     with pytest.raises(BackendError, match="not loaded"):
         backend.generate([Request(0, [5], 1)])
+    assert backend.memory() is None
+
+
+def test_unload_drops_the_model(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+
+    backend.unload()
+
+    assert backend.memory() is None
+    with pytest.raises(BackendError, match="not loaded"):
+        backend.generate([Request(0, [5], 1)])
 
 
 def test_a_bad_generate_argument_becomes_a_backend_error(make_backend: MakeBackend) -> None:
@@ -348,9 +354,16 @@ def test_preflight_explains_that_runs_never_download(tiny_model_dir: Path) -> No
     assert "Hugging Face cache" in problems[0] and "hf download nobody/not-a-model" in problems[0]
 
 
-def test_preflight_reports_quantisation_needs_on_cpu(tiny_model_dir: Path) -> None:
-    config = make_config(tiny_model_dir, precision="fp16", pytorch={"load_in_8bit": True})
+@pytest.mark.parametrize(
+    "section",
+    [{"load_in_8bit": True}, {"attn_implementation": "flash_attention_2"}],
+    ids=["bitsandbytes", "flash-attention"],
+)
+def test_preflight_reports_gpu_only_settings_on_cpu(
+    tiny_model_dir: Path, section: dict[str, Any]
+) -> None:
+    config = make_config(tiny_model_dir, precision="fp16", pytorch=section)
 
     problems = PyTorchBackend(config, "cpu").preflight()
 
-    assert any("needs a CUDA GPU" in p for p in problems)
+    assert any("needs a CUDA GPU, not cpu" in p for p in problems)

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Build one llem image: llem/BACKEND:<harness version>, also tagged llem/BACKEND:latest.
+#
+# Usage: images/build.sh BACKEND [--base IMAGE] [--refresh] [--force]
+#   BACKEND       cpu | pytorch | vllm | tensorrt
+#   --base IMAGE  base image (default: the BASE_IMAGE default in images/BACKEND/Dockerfile;
+#                 for cpu, llem/base:bookworm, built by images/base/build-base.sh if missing)
+#   --refresh     resolve the cpu image's dependencies again (newer releases)
+#   --force       run `docker build` even if the image is up to date (layer cache still used)
+#
+# What it does, per image (the orchestrator's `llem images build` does the same through the
+# Docker SDK):
+#   1. base: cpu: llem/base:bookworm (built locally from Debian packages, no registry);
+#            others: the release image, pulled if it is not loaded already
+#   2. context: images/wheels.sh BACKEND -> images/.wheels/BACKEND/
+#   3. versions for the labels: harness from the llem wheel's file name; backend from
+#      requirements.lock (cpu: torch) or from the base image's package metadata (others)
+#   4. docker build -f images/BACKEND/Dockerfile images/.wheels/BACKEND, skipped when the image
+#      already carries the same llem.build_inputs fingerprint (Dockerfile, wheels, base image
+#      id, versions); otherwise Docker's layer cache makes an unchanged dependency layer free
+#   5. remove the images this script made obsolete (dangling, with our labels)
+#
+# Environment: DOCKER (default docker), and those of wheels.sh and base/build-base.sh.
+set -euo pipefail
+
+images_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DOCKER=${DOCKER:-docker}
+PYTHON=${PYTHON:-python3}
+
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+log() { printf '[build] %s\n' "$*" >&2; }
+die() { printf '[build] error: %s\n' "$*" >&2; exit 1; }
+
+backend=""
+base_image=""
+wheels_args=()
+force=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --base) base_image=${2:?--base needs an image}; shift ;;
+        --refresh) wheels_args+=(--refresh) ;;
+        --force) force=1 ;;
+        -h|--help) usage; exit 0 ;;
+        -*) echo "build.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+        *) [[ -z $backend ]] || { echo "build.sh: one BACKEND only" >&2; exit 2; }; backend=$1 ;;
+    esac
+    shift
+done
+
+# The distribution whose version labels the image (llem.backend_version).
+case "$backend" in
+    cpu|pytorch) backend_dist=torch ;;
+    vllm) backend_dist=vllm ;;
+    tensorrt) backend_dist=tensorrt_llm ;;
+    "") usage >&2; exit 2 ;;
+    *) echo "build.sh: unknown backend '$backend' (cpu, pytorch, vllm, tensorrt)" >&2; exit 2 ;;
+esac
+
+dockerfile=$images_dir/$backend/Dockerfile
+context_dir=$images_dir/.wheels/$backend
+image=llem/$backend
+
+"$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
+    die "no Docker engine reachable ('$DOCKER version' failed); start it or set DOCKER_HOST"
+
+default_base_image() {
+    sed -n 's/^ARG BASE_IMAGE=//p' "$dockerfile" | head -n1
+}
+
+image_exists() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
+
+ensure_base() {
+    if [[ -z $base_image ]]; then
+        base_image=$(default_base_image)
+        if [[ $backend == cpu ]]; then
+            "$images_dir/base/build-base.sh" --tag "$base_image"
+            return
+        fi
+    fi
+    if ! image_exists "$base_image"; then
+        log "base image $base_image is not loaded; pulling it"
+        "$DOCKER" pull "$base_image" >&2 || die "base image $base_image is neither loaded nor \
+pullable: load it with 'docker load -i FILE' or pass --base IMAGE"
+    fi
+}
+
+backend_version() {
+    if [[ $backend == cpu ]]; then
+        sed -n "s/^${backend_dist}==//p" "$context_dir/deps/requirements.lock"
+        return
+    fi
+    # Package metadata only: importing vllm or tensorrt_llm would need a GPU.
+    "$DOCKER" run --rm --network none --entrypoint python3 "$base_image" -c \
+        "import importlib.metadata as m; print(m.version('$backend_dist'))" 2>/dev/null ||
+        { log "could not read the $backend_dist version from $base_image"; echo unknown; }
+}
+
+build_inputs_fingerprint() {
+    # Everything that decides the image's content; equal fingerprints mean nothing to rebuild.
+    {
+        sha256sum "$dockerfile" "$context_dir"/harness/*.whl | cut -d' ' -f1
+        [[ ! -d $context_dir/deps ]] || cat "$context_dir/deps/requirements.lock" \
+            "$context_dir/deps/wheels.txt"
+        "$DOCKER" image inspect --format '{{.Id}}' "$base_image"
+        printf '%s\n' "$backend_version" "$harness_version"
+    } | sha256sum | cut -c1-16
+}
+
+image_label() {
+    "$DOCKER" image inspect --format "{{index .Config.Labels \"$2\"}}" "$1" 2>/dev/null || true
+}
+
+build_image() {
+    local deps_lock="" deps_args=()
+    if [[ -d $context_dir/deps ]]; then
+        deps_lock=$(sha256sum "$context_dir/deps/requirements.lock" | cut -c1-16)
+        deps_args=(--build-arg "DEPS_LOCK=$deps_lock")
+    fi
+    # No BuildKit needed: the Dockerfiles work with the legacy builder, which is all an engine
+    # without the buildx plugin offers.
+    "$DOCKER" build \
+        --file "$dockerfile" \
+        --build-arg "BASE_IMAGE=$base_image" \
+        --build-arg "BACKEND_VERSION=$backend_version" \
+        --build-arg "HARNESS_VERSION=$harness_version" \
+        --build-arg "BUILD_INPUTS=$fingerprint" \
+        "${deps_args[@]}" \
+        --tag "$image:$harness_version" \
+        --tag "$image:latest" \
+        "$context_dir" >&2
+    remove_obsolete_images "$deps_lock"
+}
+
+remove_obsolete_images() {
+    # Earlier builds of this image lost their tags to the new one. The cpu dependency stage of
+    # the current lock is untagged too, but it is Docker's cache for the next build: keep it.
+    "$DOCKER" image prune --force --filter "label=llem.image=$backend" >/dev/null
+    if [[ -n $1 ]]; then
+        "$DOCKER" image prune --force --filter "label=llem.stage=$backend-deps" \
+            --filter "label!=llem.deps_lock=$1" >/dev/null
+    fi
+}
+
+ensure_base
+"$images_dir/wheels.sh" "$backend" "${wheels_args[@]}"
+llem_wheel=$(basename "$(ls "$context_dir"/harness/llem-*.whl)")
+harness_version=$(echo "$llem_wheel" | cut -d- -f2)
+backend_version=$(backend_version)
+fingerprint=$(build_inputs_fingerprint)
+
+if [[ $force -eq 0 && $(image_label "$image:$harness_version" llem.build_inputs) == "$fingerprint" ]]
+then
+    "$DOCKER" tag "$image:$harness_version" "$image:latest"
+    log "$image:$harness_version is up to date (--force to rebuild)"
+else
+    log "building $image:$harness_version from $base_image ($backend_dist $backend_version)"
+    build_image
+fi
+size_bytes=$("$DOCKER" image inspect --format '{{.Size}}' "$image:$harness_version")
+log "$image:$harness_version and $image:latest ready ($((size_bytes / 1000000)) MB)"
