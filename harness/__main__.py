@@ -26,7 +26,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 @click.group()
 @click.version_option(__version__, prog_name="llem-harness")
 def main() -> None:
-    """llem measurement harness: runs one experiment into one run directory."""
+    """Llem measurement harness: runs one experiment into one run directory."""
 
 
 @main.command()

@@ -24,8 +24,8 @@ from harness.schema.result import (
     BaselineRecord,
     ErrorRecord,
     ExperimentResult,
-    Warning_,
     WarmupRecord,
+    Warning_,
 )
 from harness.schema.run_spec import RunSpec
 from harness.timeseries import TimeSeriesWriter

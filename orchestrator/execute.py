@@ -20,7 +20,7 @@ from harness.paths import create_unique_dir, sanitize, utc_stamp
 from harness.schema.result import ExperimentResult
 from harness.schema.run_spec import RunSpec
 from orchestrator.manifest import Failure, Manifest, RunEntry, SkippedRecord, now_utc
-from orchestrator.runners.base import RunOutcome, Runner
+from orchestrator.runners.base import Runner, RunOutcome
 from orchestrator.study import Study, StudyEntry
 from orchestrator.tables import StudyResult, load_results, write_results_table
 

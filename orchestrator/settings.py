@@ -42,7 +42,9 @@ def _user_config() -> dict[str, object]:
     try:
         data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
     except YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}", fix="fix or remove the file") from error
+        raise ConfigError(
+            f"{path}: not valid YAML: {error}", fix="fix or remove the file"
+        ) from error
     if data is None:
         return {}
     if not isinstance(data, dict):

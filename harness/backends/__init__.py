@@ -26,7 +26,9 @@ def backend_class(name: str) -> type[Backend]:
             )
         guess = did_you_mean(name, list(REGISTRY) + list(PLANNED))
         hint = f"; did you mean '{guess}'?" if guess else ""
-        raise ConfigError(f"unknown backend '{name}'{hint}", fix=f"use one of {', '.join(REGISTRY)}")
+        raise ConfigError(
+            f"unknown backend '{name}'{hint}", fix=f"use one of {', '.join(REGISTRY)}"
+        )
     module_name, _, class_name = REGISTRY[name].partition(":")
     module = importlib.import_module(module_name)
     cls: type[Backend] = getattr(module, class_name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.errors import ConfigError
 from harness.schema.messages import did_you_mean
-from orchestrator.runners.base import RunOutcome, Runner
+from orchestrator.runners.base import Runner, RunOutcome
 from orchestrator.runners.local import LocalRunner
 
 RUNNERS: dict[str, type[Runner]] = {"local": LocalRunner}

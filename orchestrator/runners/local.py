@@ -7,6 +7,7 @@ period) and marks it interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,8 +20,8 @@ from orchestrator.runners.base import (
     EndKind,
     EventCallback,
     EventFollower,
-    RunOutcome,
     Runner,
+    RunOutcome,
     log_tail,
 )
 
@@ -127,10 +128,8 @@ class LocalRunner(Runner):
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _last_error_line(tail: list[str], exit_code: int) -> str:

@@ -70,12 +70,12 @@ def test_study_writes_every_spec_file_and_validates(tiny_model_dir, tmp_path):
     assert summary.counts == {"completed": 2} and len(summary.result_files) == 2
     for run in manifest.runs:
         run_dir = study_dir / run.run_id
-        assert SPEC_RUN_FILES <= {p.name for p in run_dir.iterdir()}
+        assert {p.name for p in run_dir.iterdir()} >= SPEC_RUN_FILES
         result = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
         assert result.throughput.output_tokens == 4 * 8
         assert result.energy.energy_j is None and "no_energy_sensor" in result.warning_codes()
         series = pq.read_table(run_dir / "timeseries.parquet")
-        assert SERIES_COLUMNS == set(series.column_names)
+        assert set(series.column_names) == SERIES_COLUMNS
         assert {"warmup", "measure"} <= set(series.column("phase").to_pylist())
     table = pq.read_table(study_dir / "results.parquet")
     assert table.num_rows == 2
@@ -154,7 +154,9 @@ def test_sigint_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model_dir,
 
 BAD_INPUTS = {
     "malformed": "model: m\nbackend: [pytorch\n",
-    "unknown_nested_path": "model: m\nbackend: pytorch\nsweep:\n  pytorch.attn.implementation: [sdpa]\n",
+    "unknown_nested_path": (
+        "model: m\nbackend: pytorch\nsweep:\n  pytorch.attn.implementation: [sdpa]\n"
+    ),
     "backend_field_top_level": "model: m\nbackend: pytorch\nbatch_size: 4\n",
     "unlisted_backend_scope": "model: m\nbackend: pytorch\nsweep:\n  vllm.max_num_seqs: [8]\n",
     "empty_sweep": "model: m\nbackend: pytorch\nsweep:\n  precision: []\n",

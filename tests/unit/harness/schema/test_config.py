@@ -89,4 +89,5 @@ def test_dataset_kinds():
 
 def test_configuration_reference_is_generated_from_the_models():
     committed = Path(__file__).parents[4] / "docs" / "configuration.md"
-    assert committed.read_text() == render(), "run: python -m harness.schema.docgen > docs/configuration.md"
+    regenerate = "python -m harness.schema.docgen > docs/configuration.md"
+    assert committed.read_text() == render(), f"regenerate with: {regenerate}"
