@@ -110,7 +110,7 @@ def generate_batch(run: BatchRun, batch: list[Request]) -> tuple[list[RequestOut
     run.synchronize()
     end_s = time.perf_counter()
     new_tokens = sequences[:, input_ids.shape[1] :].tolist()
-    _check_fixed_length(new_tokens, clock.times_s, length)
+    _check_shape(new_tokens, len(batch), clock.times_s, length)
     outputs = [
         _request_output(request, token_ids, start_s, end_s, clock.times_s, run.streaming)
         for request, token_ids in zip(batch, new_tokens, strict=True)
@@ -176,9 +176,15 @@ def _request_output(
     )
 
 
-def _check_fixed_length(
-    new_tokens: list[list[int]], step_times_s: list[float], length: int
+def _check_shape(
+    new_tokens: list[list[int]], requests: int, step_times_s: list[float], length: int
 ) -> None:
+    if len(new_tokens) != requests:
+        raise BackendError(
+            f"generate() returned {len(new_tokens)} sequences for {requests} requests",
+            fix="remove passthrough_kwargs that return several sequences per prompt "
+            "(num_return_sequences)",
+        )
     produced = len(new_tokens[0]) if new_tokens else 0
     if produced != length or len(step_times_s) != length:
         raise BackendError(

@@ -6,6 +6,7 @@ Each function imports torch/transformers itself; nothing here runs at import tim
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from harness.errors import BackendError
@@ -51,7 +52,7 @@ def load_tokenizer(config: ExperimentConfig) -> Any:
 
     kwargs = _offline_kwargs(config)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.model, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(model_location(config.model), **kwargs)
     except _LOAD_ERRORS as error:
         raise BackendError(
             f"loading the tokenizer of '{config.model}' failed: {error}",
@@ -89,7 +90,7 @@ def _from_pretrained(config: ExperimentConfig, settings: PyTorchConfig, device: 
 
     try:
         return AutoModelForCausalLM.from_pretrained(
-            config.model, **from_pretrained_kwargs(config, settings, device)
+            model_location(config.model), **from_pretrained_kwargs(config, settings, device)
         )
     except _LOAD_ERRORS as error:
         raise BackendError(
@@ -118,6 +119,11 @@ def from_pretrained_kwargs(
     if placement is not None:
         kwargs["device_map"] = placement
     return kwargs
+
+
+def model_location(model: str) -> str:
+    """Return what ``from_pretrained`` should open: ``~`` expanded for a local directory."""
+    return str(Path(model).expanduser()) if model.startswith("~") else model
 
 
 def _offline_kwargs(config: ExperimentConfig) -> dict[str, Any]:

@@ -315,7 +315,24 @@ def test_a_bad_generate_argument_becomes_a_backend_error(make_backend: MakeBacke
     with pytest.raises(BackendError) as caught:
         run(backend)
 
-    assert caught.value.__cause__ is not None
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("passthrough", "message"),
+    [({"max_time": 0.0}, "fixed-length"), ({"num_return_sequences": 2}, "4 sequences for 2")],
+)
+def test_passthrough_that_breaks_the_fixed_work_is_refused(
+    make_backend: MakeBackend, passthrough: dict[str, Any], message: str
+) -> None:
+    backend = make_backend(
+        decoder={"mode": "beam", "num_beams": 2},
+        pytorch={"batch_size": 2},
+        passthrough_kwargs=passthrough,
+    )
+
+    with pytest.raises(BackendError, match=message):
+        run(backend)
 
 
 # -- preflight ------------------------------------------------------------------------------

@@ -1,0 +1,19 @@
+"""GPU tests run only where NVML sees an NVIDIA GPU; elsewhere they are skipped, visibly."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.energy import discover_gpus
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpus = discover_gpus()
+    present = len(gpus) > 0
+    gpus.close()
+    if present:
+        return
+    skip = pytest.mark.skip(reason="no NVIDIA GPU visible to NVML")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
