@@ -61,7 +61,7 @@ def run(file: Path, output: Path) -> None:
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
 def _resolve(file: Path, output: Path) -> tuple[RunSpec, Path]:

@@ -44,16 +44,26 @@ class ExperimentRun:
         spec: the resolved experiment and its place in a study.
         run_dir: directory that receives result.json, timeseries.parquet, events.jsonl and,
             on failure, error.json.
-        gpus: GPUs to measure; discovered through NVML when None.
+        gpus: GPUs to measure; discovered through NVML when None. Pass a ``GpuSet`` of
+            ``harness.testing.FakeGpu`` to replay a recorded power trace.
+        device: where the backend computes ("cuda:0", "cpu"); by default CUDA when GPUs were
+            found, else CPU.
     """
 
-    def __init__(self, spec: RunSpec, run_dir: Path, gpus: GpuSet | None = None) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        run_dir: Path,
+        gpus: GpuSet | None = None,
+        device: str | None = None,
+    ) -> None:
         self.spec = spec
         self.config = spec.config
         self.run_dir = run_dir
         self.phase = "preflight"
         self.warnings: list[Warning_] = []
         self._gpus = gpus
+        self._device = device
         self._last_power_event = 0.0
         run_dir.mkdir(parents=True, exist_ok=True)
         self.events = EventLog(run_dir / "events.jsonl")
@@ -154,9 +164,8 @@ class ExperimentRun:
     def _preflight(self) -> tuple[GpuSet, Backend]:
         self._enter("preflight")
         gpus, problems = self._energy_source()
-        backend = backend_class(self.config.backend)(
-            self.config, "cuda:0" if len(gpus) else "cpu"
-        )
+        device = self._device or ("cuda:0" if len(gpus) else "cpu")
+        backend = backend_class(self.config.backend)(self.config, device)
         problems += backend.preflight() + check_dataset(self.config)
         if problems:
             gpus.close()

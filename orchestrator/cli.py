@@ -27,7 +27,8 @@ from orchestrator.tables import StudyResult
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-out = Console(soft_wrap=True)
+# Piped output gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -151,8 +152,10 @@ def _print_summary(summary: StudyResult, study_dir: Path, as_json: bool) -> None
     manifest = Manifest.load(study_dir)
     results = {r.run_id: r for r in load_results(study_dir, manifest)}
     table = Table(title=f"{summary.study} ({study_dir})")
-    for column in ("run", "status", "tokens/s", "J/token", "energy J", "window s", "warnings"):
-        table.add_column(column, overflow="fold")
+    table.add_column("run", no_wrap=True)
+    for column in ("status", "tokens/s", "J/token", "energy J", "window s"):
+        table.add_column(column, no_wrap=True, justify="right" if column != "status" else "left")
+    table.add_column("warnings / failure", overflow="fold")
     for entry in manifest.runs:
         result = results.get(entry.run_id)
         table.add_row(entry.run_id, _status(entry.status), *_figures(result, entry))
@@ -176,7 +179,7 @@ def _figures(result: Any, entry: Any) -> list[str]:
         _fmt(energy.energy_per_output_token_j, ".4g"),
         _fmt(energy.energy_j, ".4g"),
         f"{result.throughput.duration_s:.2f}",
-        ",".join(result.warning_codes()),
+        " ".join(result.warning_codes()),
     ]
 
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from harness.io import write_json, write_text
 from harness.paths import create_unique_dir, sanitize, utc_stamp
-from harness.schema.result import ExperimentResult
+from harness.schema.result import ErrorRecord, ExperimentResult
 from harness.schema.run_spec import RunSpec
 from orchestrator.manifest import Failure, Manifest, RunEntry, SkippedRecord, now_utc
 from orchestrator.runners.base import Runner, RunOutcome
@@ -178,7 +178,7 @@ class StudyExecution:
         entry.status = "interrupted" if outcome.end == "interrupted" else "failed"
         entry.failure = Failure(
             cause=outcome.end,
-            message=outcome.message,
+            message=_failure_message(run_dir, outcome),
             exit_code=outcome.exit_code,
             log_tail=outcome.log_tail,
         )
@@ -218,6 +218,25 @@ class StudyExecution:
         )
         write_json(self.study_dir / "summary.json", summary)
         return summary
+
+
+def _failure_message(run_dir: Path, outcome: RunOutcome) -> str:
+    # For a timeout or an interruption the runner's account is the cause; the harness's
+    # error.json only records the stop it was sent.
+    if outcome.end in ("timeout", "interrupted"):
+        return outcome.message
+    return harness_error(run_dir) or outcome.message
+
+
+def harness_error(run_dir: Path) -> str | None:
+    """One line from the run's error.json ("Type: message"), or None without one."""
+    path = run_dir / "error.json"
+    try:
+        record = ErrorRecord.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    message = " ".join(line.strip() for line in record.message.splitlines() if line.strip())
+    return f"{record.type} in {record.phase}: {message}"
 
 
 def validate_result(run_dir: Path) -> str | None:

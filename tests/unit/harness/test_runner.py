@@ -1,0 +1,149 @@
+"""The measurement protocol end to end, in-process, with the real tiny model on CPU and a
+FakeGpu playing a known power trace, so every energy figure has an exact expected value."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from harness.energy import GpuSet
+from harness.errors import PreflightError
+from harness.runner import ExperimentRun
+from harness.schema import ExperimentConfig
+from harness.schema.result import ErrorRecord, ExperimentResult
+from harness.schema.run_spec import RunSpec
+from harness.testing import FakeGpu
+
+POWER_W = 120.0
+
+
+def spec(model_dir, **overrides):
+    config = {
+        "model": str(model_dir), "backend": "pytorch", "precision": "fp32", "n": 6,
+        "input_len": 16, "output_len": 12, "warmup": {"n_warmup": 1, "min_seconds": 0},
+        "baseline": {"duration_s": 0.5}, "energy": {"sample_interval_ms": 20},
+        "pytorch": {"batch_size": 3}, **overrides,
+    }
+    return RunSpec(run_id="r1", config=ExperimentConfig(**config))
+
+
+def fake_gpus(**gpu_options):
+    gpus = [FakeGpu([(0.0, POWER_W), (1e6, POWER_W)], index=i,
+                    temperature_c=[(0.0, 40.0), (1e6, 40.0)], **gpu_options) for i in range(2)]
+    return GpuSet(gpus, driver_version="999.1", cuda_version="12.9")
+
+
+@pytest.fixture(scope="module")
+def replayed(tiny_model_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    result = ExperimentRun(spec(tiny_model_dir), run_dir, gpus=fake_gpus(), device="cpu").execute()
+    return result, run_dir
+
+
+def test_energy_follows_the_trace(replayed):
+    result, _ = replayed
+    energy = result.energy
+    duration = result.throughput.duration_s
+    assert energy.energy_method == "nvml_counter"
+    assert energy.energy_j == pytest.approx(2 * POWER_W * duration, rel=1e-4)
+    assert energy.energy_per_gpu_j == pytest.approx([POWER_W * duration] * 2, rel=1e-4)
+    assert energy.mean_power_w == pytest.approx(2 * POWER_W, rel=1e-4)
+    assert energy.energy_integrated_j == pytest.approx(energy.energy_j, rel=0.02)
+    assert energy.energy_per_output_token_j == pytest.approx(energy.energy_j / (6 * 12))
+    assert energy.tokens_per_joule == pytest.approx(6 * 12 / energy.energy_j)
+    assert energy.uncertainty_pct == pytest.approx(100 * 10 / (2 * POWER_W))
+    assert "no_energy_sensor" not in result.warning_codes()
+
+
+def test_baseline_and_dynamic_energy(replayed):
+    result, _ = replayed
+    assert result.baseline is not None and result.baseline.provenance == "fresh"
+    assert result.baseline.power_w == pytest.approx([POWER_W, POWER_W], rel=1e-3)
+    # Constant power: everything is "idle", so dynamic energy is ~0 and the raw figure stays.
+    assert result.energy.energy_dynamic_j == pytest.approx(0.0, abs=0.01 * result.energy.energy_j)
+    assert result.energy.energy_j > 0
+
+
+def test_cold_start_and_phase_split(replayed):
+    result, _ = replayed
+    energy = result.energy
+    assert energy.cold_start_duration_s is not None and energy.cold_start_duration_s > 0
+    expected_j = 2 * POWER_W * energy.cold_start_duration_s
+    assert energy.cold_start_energy_j == pytest.approx(expected_j, rel=1e-3)
+    assert energy.phase_split_method == "exact"
+    assert energy.prefill is not None and energy.decode is not None
+    split = energy.prefill.energy_j + energy.decode.energy_j
+    assert split <= energy.energy_j * 1.001
+    assert split == pytest.approx(2 * POWER_W * (energy.prefill.duration_s
+                                                 + energy.decode.duration_s), rel=0.01)
+
+
+def test_result_sections_and_environment(replayed):
+    result, run_dir = replayed
+    again = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
+    assert again == result
+    assert result.thermal is not None and result.thermal.temperature_start_c == [40.0, 40.0]
+    assert [g.index for g in result.environment.gpus] == [0, 1]
+    assert result.environment.driver_version == "999.1"
+    assert result.environment.backend_versions["torch"]
+    assert result.flops_estimate is not None and result.flops_estimate.flops > 0
+    assert result.effective_parameters["batch_size"] == 3
+    assert result.warmup.batches == 1
+    assert {"warmup_cut_short", "short_window"} <= set(result.warning_codes())
+
+
+def test_timeseries_has_phases_and_gpu_rows(replayed):
+    _, run_dir = replayed
+    table = pq.read_table(run_dir / "timeseries.parquet").to_pylist()
+    phases = {row["phase"] for row in table}
+    assert {"preflight", "baseline", "load", "warmup", "measure", "write"} <= phases
+    measured = [row for row in table if row["phase"] == "measure" and row["gpu_index"] is not None]
+    assert {row["gpu_index"] for row in measured} == {0, 1}
+    assert all(row["power_w"] == pytest.approx(POWER_W) for row in measured)
+    for gpu in (0, 1):
+        times = [row["t_s"] for row in table if row["gpu_index"] == gpu]
+        assert times == sorted(times)
+
+
+def test_events_mark_every_phase(replayed):
+    _, run_dir = replayed
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    phases = [e["phase"] for e in events if e["event"] == "phase"]
+    assert phases == ["preflight", "baseline", "load", "warmup", "measure", "write"]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[-1]["done"] == progress[-1]["total"] == 6
+    assert events[-1]["event"] == "done"
+
+
+def test_preflight_failure_writes_error_json_and_keeps_series(tiny_model_dir, tmp_path):
+    bad = spec(tiny_model_dir, dataset=str(tmp_path / "absent.jsonl"))
+    with pytest.raises(PreflightError, match="absent.jsonl"):
+        ExperimentRun(bad, tmp_path / "run", gpus=fake_gpus(), device="cpu").execute()
+    error = ErrorRecord.model_validate_json((tmp_path / "run" / "error.json").read_text())
+    assert error.phase == "preflight" and error.type == "PreflightError"
+    assert "absent.jsonl" in error.message and "Traceback" in error.traceback
+    assert pq.read_table(tmp_path / "run" / "timeseries.parquet").num_rows >= 1
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_machine_warnings_reach_the_result(tiny_model_dir, tmp_path):
+    gpus = fake_gpus(info={"mig_enabled": True, "persistence_mode": False,
+                           "power_limit_w": 300.0, "default_power_limit_w": 400.0},
+                     processes=[999_999])
+    result = ExperimentRun(spec(tiny_model_dir, baseline={"enabled": False}), tmp_path / "r",
+                           gpus=gpus, device="cpu").execute()
+    codes = set(result.warning_codes())
+    assert {"mig_enabled", "persistence_off", "power_limit_below_default",
+            "foreign_processes", "no_baseline"} <= codes
+    assert result.energy.energy_dynamic_j is None and result.baseline is None
+
+
+def test_no_sensor_gives_null_energy_with_warning(tiny_model_dir, tmp_path):
+    result = ExperimentRun(spec(tiny_model_dir), tmp_path / "r", gpus=GpuSet(),
+                           device="cpu").execute()
+    assert result.energy.energy_j is None and result.energy.energy_per_output_token_j is None
+    assert result.energy.prefill is not None and result.energy.prefill.energy_j is None
+    assert "no_energy_sensor" in result.warning_codes()
+    assert result.throughput.output_tokens == 72
