@@ -46,7 +46,9 @@ def main() -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--runner", "runner_name", help="local (default from LLEM_RUNNER or user config).")
+@click.option("--runner", "runner_name",
+              help="docker or local (default: LLEM_RUNNER, user config, then docker).")
+@click.option("--image", help="Docker image for every run (default: llem/<backend>:latest).")
 @click.option("--dry-run", is_flag=True, help="Expand and validate only; start nothing.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("results"),
               show_default=True, help="Output root.")
@@ -54,19 +56,19 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.option("-v", "--verbose", is_flag=True, help="Print phases and warnings of every run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(file: Path, runner_name: str | None, dry_run: bool, output: Path, no_gaps: bool,
-        quiet: bool, verbose: bool, as_json: bool) -> None:
+def run(file: Path, runner_name: str | None, image: str | None, dry_run: bool, output: Path,
+        no_gaps: bool, quiet: bool, verbose: bool, as_json: bool) -> None:
     """Run a study (or a single experiment) FILE."""
     try:
         study = load_study(file)
         name, source = resolve_runner(runner_name)
-        runner = make_runner(name)
+        runner = make_runner(name, image=image)
     except LlemError as error:
         fail(error)
     if dry_run:
         _print_dry_run(study, as_json)
         return
-    problems = runner.preflight()
+    problems = runner.preflight({entry.config.backend for entry in study.experiments})
     if problems:
         fail(f"runner '{name}' (from {source}) cannot run here:\n  - " + "\n  - ".join(problems))
     for warning in study.warnings:
@@ -205,6 +207,79 @@ def tiny_model(out_dir: Path, layers: int, hidden_size: int, vocab_size: int, se
     path = build_tiny_model(out_dir, layers=layers, hidden_size=hidden_size,
                             vocab_size=vocab_size, seed=seed)
     out.print(str(path))
+
+
+@main.command()
+def clean() -> None:
+    """Remove containers left behind by llem sessions that are no longer alive."""
+    from orchestrator.engine import Engine
+    from orchestrator.runners.docker import clean_orphans
+
+    try:
+        removed = clean_orphans(Engine())
+    except LlemError as error:
+        fail(error)
+    out.print(f"removed {len(removed)} orphaned container(s)"
+              + (f": {', '.join(removed)}" if removed else ""), highlight=False)
+
+
+@main.command()
+@click.option("--output", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True, help="Output root whose disk is checked.")
+def doctor(output: Path) -> None:
+    """Check engine, NVIDIA runtime, GPUs, images, disk and caches; print each fix."""
+    from orchestrator.doctor import run_checks
+
+    checks = run_checks(output)
+    table = Table(title="llem doctor")
+    for column in ("check", "status", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]problem[/]",
+                      check.detail, "" if check.ok else check.fix)
+    out.print(table)
+    sys.exit(EXIT_OK if all(check.ok for check in checks) else EXIT_FAILED)
+
+
+@main.group()
+def images() -> None:
+    """Build and list llem's container images."""
+
+
+@images.command("build")
+@click.argument("name", required=False, default="cpu")
+@click.option("--base", help="Base image (default: the Dockerfile's, or a local Debian base).")
+def images_build(name: str, base: str | None) -> None:
+    """Build llem/NAME:latest (cpu, pytorch, vllm or tensorrt; default cpu)."""
+    from orchestrator.images import build
+
+    try:
+        build(name, base)
+    except LlemError as error:
+        fail(error, EXIT_BAD_INPUT if "unknown image" in error.message else EXIT_FAILED)
+
+
+@images.command("list")
+def images_list() -> None:
+    """List the llem images the engine holds, with their labels."""
+    from orchestrator.engine import Engine
+    from orchestrator.images import listing
+
+    try:
+        found = listing(Engine())
+    except LlemError as error:
+        fail(error)
+    table = Table(title="llem images")
+    for column in ("image", "backend", "backend version", "harness", "size GB", "id"):
+        table.add_column(column)
+    for image in found:
+        labels = image.labels
+        for tag in image.tags or [image.ref]:
+            table.add_row(tag, labels.get("llem.backend", "?"),
+                          labels.get("llem.backend_version", "?"),
+                          labels.get("llem.harness_version", "?"),
+                          f"{image.size_bytes / 1e9:.2f}", image.id[7:19])
+    out.print(table)
 
 
 if __name__ == "__main__":

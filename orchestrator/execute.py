@@ -148,7 +148,7 @@ class StudyExecution:
             study=self.study.name,
             cycle=run.cycle,
             runner=self.runner.name,
-            gpus=self.study.execution.gpus,
+            gpus=self.runner.harness_gpus(self.study.execution.gpus),
             config=run.entry.config,
         )
         write_json(run_dir / "experiment.json", spec)
@@ -159,6 +159,7 @@ class StudyExecution:
             run_dir,
             self.study.execution.timeout_s,
             lambda event: self.on_event({"event": "run_event", "run_id": run.run_id, **event}),
+            gpus=self.study.execution.gpus,
         )
         self._record(entry, run_dir, outcome)
         manifest.save(self.study_dir)

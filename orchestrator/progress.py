@@ -53,6 +53,7 @@ class StudyProgress:
                                  completed=0, total=None)
         elif kind == "run_finished":
             self.progress.advance(self.runs_task)
+            self.progress.update(self.current, visible=False)
             self._say(f"{run_id}: {event.get('status')}")
         elif kind == "gap":
             self.progress.update(self.current, description=f"gap {event['seconds']:g} s")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 
-DEFAULT_RUNNER = "local"
+DEFAULT_RUNNER = "docker"
 USER_CONFIG = Path("~/.config/llem/config.yaml")
 RUNNER_ENV = "LLEM_RUNNER"
 

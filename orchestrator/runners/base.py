@@ -49,16 +49,28 @@ class Runner(abc.ABC):
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
 
-    def preflight(self) -> list[str]:
-        """Problems that stop this runner from serving runs on this machine (with the fix)."""
+    def preflight(self, backends: set[str] | None = None) -> list[str]:
+        """Problems that stop this runner from serving these backends here (with the fix)."""
         return []
+
+    def harness_gpus(self, requested: list[int] | None) -> list[int] | None:
+        """GPU indices as the harness will see them (``experiment.json``'s ``gpus``)."""
+        return requested
 
     def startup(self) -> None:  # noqa: B027 - optional hook
         """Called once before a study's first run (e.g. orphan cleanup)."""
 
     @abc.abstractmethod
-    def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback) -> RunOutcome:
-        """Run ``run_dir/experiment.json`` to its end and classify it."""
+    def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
+            gpus: list[int] | None = None) -> RunOutcome:
+        """Run ``run_dir/experiment.json`` to its end and classify it.
+
+        Args:
+            run_dir: the run directory holding experiment.json.
+            timeout_s: wall-clock limit; the run is stopped and classified ``timeout`` past it.
+            on_event: receives every event the harness appends to events.jsonl.
+            gpus: host GPU indices the run may use (None: all).
+        """
 
     def request_stop(self) -> None:
         """Ask the running experiment to stop (first Ctrl-C): graceful, then killed."""

@@ -52,7 +52,8 @@ class LocalRunner(Runner):
         self.python = python or sys.executable
         self.grace_s = grace_s
 
-    def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback) -> RunOutcome:
+    def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
+            gpus: list[int] | None = None) -> RunOutcome:
         """Start the harness on ``run_dir/experiment.json`` and wait for it."""
         log_path = run_dir / LOG_NAME
         follower = EventFollower(run_dir / "events.jsonl")

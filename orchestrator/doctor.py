@@ -1,0 +1,79 @@
+"""``llem doctor``: can this machine run studies? Each problem comes with its fix."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import RunnerError
+from orchestrator.engine import Engine
+from orchestrator.runners.container_spec import MachineSettings
+from orchestrator.runners.docker import CPU_IMAGE, DEFAULT_IMAGES
+from orchestrator.sessions import LABEL_SESSION, orphans
+
+MIN_FREE_GB = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def run_checks(output: Path) -> list[Check]:
+    """Engine, NVIDIA runtime, GPUs, images, disk and caches."""
+    checks = [_gpus()]
+    try:
+        engine = Engine()
+        version = engine.ping()
+    except RunnerError as error:
+        checks.insert(0, Check("docker engine", False, error.message, error.fix or ""))
+        return checks + [_disk(output), _hf_cache()]
+    checks.insert(0, Check("docker engine", True, f"server {version}"))
+    runtimes = engine.info().get("Runtimes") or {}
+    checks.append(Check(
+        "nvidia runtime", "nvidia" in runtimes,
+        "registered" if "nvidia" in runtimes else "not registered (GPU containers impossible)",
+        "install nvidia-container-toolkit and run: nvidia-ctk runtime configure --runtime=docker",
+    ))
+    for ref in (CPU_IMAGE, *DEFAULT_IMAGES.values()):
+        present = engine.has_image(ref)
+        flavour = ref.split("/")[1].split(":")[0]
+        checks.append(Check(f"image {ref}", present, "built" if present else "missing",
+                            f"llem images build {flavour}"))
+    stale = orphans(engine.containers(LABEL_SESSION))
+    checks.append(Check("orphaned containers", not stale, f"{len(stale)} found",
+                        "llem clean"))
+    return checks + [_disk(output), _hf_cache()]
+
+
+def _gpus() -> Check:
+    from harness.energy import discover_gpus
+
+    gpus = discover_gpus()
+    names = [gpu.info().name for gpu in gpus]
+    gpus.close()
+    if names:
+        return Check("gpus", True, ", ".join(names))
+    return Check("gpus", False, "no NVIDIA GPU visible to NVML: energy will be null",
+                 "install the NVIDIA driver, or accept CPU-only runs without energy figures")
+
+
+def _disk(output: Path) -> Check:
+    probe = output if output.exists() else Path.cwd()
+    free_gb = shutil.disk_usage(probe).free / 2**30
+    return Check("disk", free_gb >= MIN_FREE_GB, f"{free_gb:.0f} GiB free under {probe}",
+                 f"free at least {MIN_FREE_GB:g} GiB (images and results are large)")
+
+
+def _hf_cache() -> Check:
+    cache = MachineSettings.detect().hf_cache
+    if cache is None:
+        return Check("hf cache", True, "none yet (only local model directories can be used)",
+                     "")
+    return Check("hf cache", True, f"{cache} (mounted read-only into containers)")

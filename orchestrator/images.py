@@ -1,0 +1,45 @@
+"""``llem images build|list``: the project's image recipes, driven from the CLI.
+
+Building wraps ``images/build.sh`` (argument list, no shell string): it prepares the local
+Debian base when no registry answers, downloads wheels on the host and runs the build with
+Docker's layer cache. Listing reads labels through the Docker SDK.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from harness.errors import ConfigError, RunnerError
+from orchestrator.engine import Engine, ImageInfo
+
+IMAGE_NAMES = ("cpu", "pytorch", "vllm", "tensorrt")
+
+
+def images_dir() -> Path:
+    """The ``images/`` directory of the source checkout this llem runs from."""
+    path = Path(__file__).resolve().parents[1] / "images"
+    if not (path / "build.sh").is_file():
+        raise RunnerError(
+            "image recipes not found next to this installation",
+            fix="run llem images build from a source checkout of llem (git clone ...)",
+        )
+    return path
+
+
+def build(name: str, base: str | None = None) -> None:
+    """Build ``llem/<name>:latest`` with the project's recipe (output goes to the terminal)."""
+    if name not in IMAGE_NAMES:
+        raise ConfigError(f"unknown image '{name}'", fix=f"use one of {', '.join(IMAGE_NAMES)}")
+    command = ["bash", str(images_dir() / "build.sh"), name]
+    if base:
+        command += ["--base", base]
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0:
+        raise RunnerError(f"building llem/{name} failed (exit {done.returncode})",
+                          fix="read the build output above; images/README.md explains each step")
+
+
+def listing(engine: Engine) -> list[ImageInfo]:
+    """Every llem image the engine holds."""
+    return sorted(engine.llem_images(), key=lambda image: image.ref)

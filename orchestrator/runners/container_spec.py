@@ -1,0 +1,188 @@
+"""What a run's container looks like: a pure function of the run and the machine's settings.
+
+Security defaults, all fixed here and covered by a unit test: the host user's uid:gid, every
+capability dropped, ``no-new-privileges``, never privileged, no Docker socket, ``init`` as
+PID 1, and no network when the model is on local disk. Paths inside the container are the
+host's own paths (the run directory, a local model, a ``.jsonl`` dataset are bind-mounted at the
+same absolute path and the working directory is the host's), so ``experiment.json`` means the
+same thing on both sides and the measurement config hash never depends on the runner.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.schema.run_spec import RunSpec
+from orchestrator.sessions import LABEL_RUN, LABEL_STUDY, Session
+
+ENV_ALLOW = ("HF_TOKEN",)
+"""Host variables passed into containers by name; the value is never written anywhere."""
+
+HF_CACHE_TARGET = "/llem/hf-cache"
+ENGINE_CACHE_TARGET = "/llem/engine-cache"
+DEFAULT_SHM = "2g"
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """A bind mount."""
+
+    source: str
+    target: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    """Everything the engine is told about one run's container."""
+
+    image: str
+    command: list[str]
+    user: str
+    working_dir: str
+    labels: dict[str, str]
+    mounts: list[MountSpec]
+    environment: dict[str, str]
+    network_mode: str | None
+    gpu_ids: list[int] | None
+    shm_size: str = DEFAULT_SHM
+    mem_limit: str | None = None
+    security_opt: list[str] = field(default_factory=lambda: ["no-new-privileges"])
+    cap_drop: list[str] = field(default_factory=lambda: ["ALL"])
+    privileged: bool = False
+    init: bool = True
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``docker.DockerClient.containers.create``."""
+        from docker.types import DeviceRequest, Mount
+
+        kwargs: dict[str, Any] = {
+            "image": self.image,
+            "command": self.command,
+            "user": self.user,
+            "working_dir": self.working_dir,
+            "labels": self.labels,
+            "mounts": [Mount(m.target, m.source, type="bind", read_only=m.read_only)
+                       for m in self.mounts],
+            "environment": self.environment,
+            "shm_size": self.shm_size,
+            "security_opt": self.security_opt,
+            "cap_drop": self.cap_drop,
+            "privileged": self.privileged,
+            "init": self.init,
+            "detach": True,
+        }
+        if self.network_mode:
+            kwargs["network_mode"] = self.network_mode
+        if self.mem_limit:
+            kwargs["mem_limit"] = self.mem_limit
+            kwargs["memswap_limit"] = self.mem_limit  # no swap: an OOM is an OOM, not slowness
+        if self.gpu_ids is not None:
+            kwargs["device_requests"] = [DeviceRequest(
+                driver="nvidia", device_ids=[str(i) for i in self.gpu_ids],
+                capabilities=[["gpu"]])] if self.gpu_ids else [DeviceRequest(
+                driver="nvidia", count=-1, capabilities=[["gpu"]])]
+        return kwargs
+
+
+@dataclass(frozen=True)
+class MachineSettings:
+    """What the plan needs to know about the host (gathered once, outside the pure function)."""
+
+    uid: int
+    gid: int
+    cwd: Path
+    hf_cache: Path | None
+    engine_cache: Path | None
+    host_env: dict[str, str]
+
+    @classmethod
+    def detect(cls, engine_cache: Path | None = None) -> MachineSettings:
+        """Read uid/gid, working directory, HF cache location and the allow-listed variables."""
+        hub = os.environ.get("HF_HUB_CACHE") or str(
+            Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub")
+        return cls(
+            uid=os.getuid(),
+            gid=os.getgid(),
+            cwd=Path.cwd(),
+            hf_cache=Path(hub) if Path(hub).is_dir() else None,
+            engine_cache=engine_cache,
+            host_env={k: os.environ[k] for k in ENV_ALLOW if k in os.environ},
+        )
+
+
+def plan_container(  # noqa: PLR0913 - each argument is one independent input
+    run_dir: Path,
+    spec: RunSpec,
+    image: str,
+    image_id: str,
+    image_digest: str | None,
+    session: Session,
+    machine: MachineSettings,
+    gpu_ids: list[int] | None,
+    mem_limit: str | None = None,
+    shm_size: str = DEFAULT_SHM,
+) -> ContainerPlan:
+    """The container for one run.
+
+    Args:
+        run_dir: absolute run directory on the host (mounted read-write at the same path).
+        spec: the run's experiment.json.
+        image: image reference.
+        image_id: the image's id (recorded in the result's environment).
+        image_digest: its repo digest, when it has one.
+        session: the orchestrator session that owns the container.
+        machine: host facts.
+        gpu_ids: GPUs to request through the NVIDIA runtime; None for a CPU image.
+        mem_limit: memory limit (e.g. "8g"), None for none.
+        shm_size: /dev/shm size; vLLM and NCCL need more than Docker's 64 MB default.
+    """
+    run_dir = run_dir.resolve()
+    mounts = [MountSpec(str(run_dir), str(run_dir), read_only=False)]
+    model_path = _local_path(spec.config.model, machine.cwd)
+    if model_path is not None:
+        mounts.append(MountSpec(str(model_path), str(model_path), read_only=True))
+    if spec.config.dataset.endswith(".jsonl"):
+        dataset = _local_path(spec.config.dataset, machine.cwd)
+        if dataset is not None:
+            mounts.append(MountSpec(str(dataset), str(dataset), read_only=True))
+    environment = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "LLEM_IMAGE_ID": image_id}
+    if image_digest:
+        environment["LLEM_IMAGE_DIGEST"] = image_digest
+    if machine.hf_cache is not None:
+        mounts.append(MountSpec(str(machine.hf_cache), HF_CACHE_TARGET, read_only=True))
+        environment["HF_HUB_CACHE"] = HF_CACHE_TARGET
+    if spec.config.backend == "tensorrt" and machine.engine_cache is not None:
+        mounts.append(MountSpec(str(machine.engine_cache), ENGINE_CACHE_TARGET, read_only=False))
+    environment.update(machine.host_env)
+    labels = {**session.labels(), LABEL_STUDY: spec.study or "", LABEL_RUN: spec.run_id}
+    return ContainerPlan(
+        image=image,
+        command=["run", str(run_dir / "experiment.json")],
+        user=f"{machine.uid}:{machine.gid}",
+        working_dir=str(machine.cwd),
+        labels=labels,
+        mounts=mounts,
+        environment=environment,
+        network_mode="none" if model_path is not None or _in_hf_cache(spec, machine) else None,
+        gpu_ids=gpu_ids,
+        shm_size=shm_size,
+        mem_limit=mem_limit,
+    )
+
+
+def _in_hf_cache(spec: RunSpec, machine: MachineSettings) -> bool:
+    """True when the hub model is already in the host's HF cache (fetched before the study)."""
+    if machine.hf_cache is None:
+        return False
+    return (machine.hf_cache / f"models--{spec.config.model.replace('/', '--')}").is_dir()
+
+
+def _local_path(value: str, cwd: Path) -> Path | None:
+    """The absolute path of ``value`` when it exists on this host, else None (a hub id)."""
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else cwd / path
+    return path.resolve() if path.exists() else None
