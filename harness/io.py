@@ -31,7 +31,7 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
-    os.chmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results get the usual permissions
+    os.chmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
     try:
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as handle:
@@ -45,10 +45,14 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; do that once, at import, before any thread runs.
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+_UMASK = _read_umask()
 
 
 def atomic_replace(tmp: Path, path: Path) -> None:
