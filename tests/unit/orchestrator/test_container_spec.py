@@ -1,0 +1,115 @@
+"""The container every run gets: security defaults, mounts, labels, environment allow-list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.schema import ExperimentConfig
+from harness.schema.run_spec import RunSpec
+from orchestrator.runners.container_spec import MachineSettings, plan_container
+from orchestrator.runners.docker import classify
+from orchestrator.sessions import Session, orphans, session_alive
+
+CANARY = "hf_canaryCANARYcanaryCANARY0123456789"
+
+
+class FakeContainer:
+    def __init__(self, labels, name="c"):
+        self.labels = labels
+        self.name = name
+
+
+def plan(tmp_path: Path, model: str = "model-dir", gpu_ids=None, **machine):
+    (tmp_path / "model-dir").mkdir(exist_ok=True)
+    run_dir = tmp_path / "study" / "001_x_c1"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = RunSpec(run_id="001_x_c1", study="s", config=ExperimentConfig(
+        model=model, backend="pytorch"))
+    settings = MachineSettings(uid=1234, gid=5678, cwd=tmp_path, hf_cache=None,
+                               engine_cache=None, host_env={"HF_TOKEN": CANARY}, **machine)
+    session = Session("abc123", 42, "777", "host-a")
+    return plan_container(run_dir, spec, "llem/cpu:latest", "sha256:img", None, session,
+                          settings, gpu_ids=gpu_ids), run_dir
+
+
+def test_security_defaults(tmp_path):
+    container, _ = plan(tmp_path)
+    kwargs = container.create_kwargs()
+    assert kwargs["user"] == "1234:5678"
+    assert kwargs["cap_drop"] == ["ALL"]
+    assert kwargs["security_opt"] == ["no-new-privileges"]
+    assert kwargs["privileged"] is False
+    assert kwargs["init"] is True
+    assert kwargs["shm_size"] == "2g"
+    assert "device_requests" not in kwargs  # the cpu image asks for no GPU
+    sources = [mount["Source"] for mount in kwargs["mounts"]]
+    assert not any("docker.sock" in source for source in sources)
+    assert "volumes" not in kwargs and "ports" not in kwargs
+
+
+def test_mounts_run_dir_rw_and_local_model_ro_at_host_paths(tmp_path):
+    container, run_dir = plan(tmp_path)
+    mounts = {m.target: m for m in container.mounts}
+    assert mounts[str(run_dir)].read_only is False
+    model = str((tmp_path / "model-dir").resolve())
+    assert mounts[model].read_only is True and mounts[model].source == model
+    assert container.command == ["run", str(run_dir / "experiment.json")]
+    assert container.working_dir == str(tmp_path)
+    assert container.network_mode == "none"  # the model is local: no network at all
+
+
+def test_hub_model_not_cached_keeps_network(tmp_path):
+    container, _ = plan(tmp_path, model="org/not-downloaded")
+    assert container.network_mode is None
+
+
+def test_labels_identify_session_study_and_run(tmp_path):
+    container, _ = plan(tmp_path)
+    assert container.labels["llem.session"] == "abc123"
+    assert container.labels["llem.study"] == "s"
+    assert container.labels["llem.run"] == "001_x_c1"
+    assert container.labels["llem.session.pid"] == "42"
+
+
+def test_environment_is_an_allow_list(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "leak")
+    monkeypatch.setenv("HF_TOKEN", CANARY)
+    detected = MachineSettings.detect()
+    assert detected.host_env == {"HF_TOKEN": CANARY}
+    container, _ = plan(tmp_path)
+    assert container.environment["HF_TOKEN"] == CANARY
+    assert container.environment["HF_HUB_OFFLINE"] == "1"
+    assert "AWS_SECRET_ACCESS_KEY" not in container.environment
+
+
+def test_gpu_request_through_nvidia_runtime(tmp_path):
+    container, _ = plan(tmp_path, gpu_ids=[1, 3])
+    (request,) = container.create_kwargs()["device_requests"]
+    assert request["Driver"] == "nvidia" and request["DeviceIDs"] == ["1", "3"]
+    assert request["Capabilities"] == [["gpu"]]
+
+
+def test_classification(tmp_path):
+    log = tmp_path / "container.log"
+    log.write_text("line 1\nerror: boom\n")
+    assert classify(None, {"ExitCode": 0}, log, 10).end == "ok"
+    assert classify(None, {"ExitCode": 1}, log, 10).end == "error"
+    oom = classify(None, {"ExitCode": 137, "OOMKilled": True}, log, 10)
+    assert oom.end == "oom" and oom.log_tail == ["line 1", "error: boom"]
+    assert classify(None, {"ExitCode": 137, "OOMKilled": False}, log, 10).end == "killed"
+    timeout = classify("timeout", {"ExitCode": 137}, log, 10)
+    assert timeout.end == "timeout" and "10 s" in timeout.message and timeout.log_tail
+    assert classify("interrupted", {"ExitCode": 130}, log, 10).end == "interrupted"
+
+
+def test_orphans_are_containers_of_dead_sessions():
+    me = Session.current()
+    mine = FakeContainer(me.labels(), "mine")
+    dead = FakeContainer({**me.labels(), "llem.session": "old", "llem.session.pid": "999999999"},
+                         "dead")
+    recycled = FakeContainer({**me.labels(), "llem.session": "older",
+                              "llem.session.pid_start": "1"}, "recycled-pid")
+    elsewhere = FakeContainer({**dead.labels, "llem.session.host": "other-host"}, "elsewhere")
+    assert session_alive(me.labels())
+    assert [c.name for c in orphans([mine, dead, recycled, elsewhere], me)] == [
+        "dead", "recycled-pid"]
