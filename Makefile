@@ -2,12 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-RUNNER ?= local
+RUNNER ?= docker
 STUDY ?= studies/demo.yaml
 OUTPUT ?= results
 TINY_MODEL := .llem/models/tiny-llama
 
-.PHONY: help install test lint demo study model bench clean-venv
+.PHONY: help install test lint demo study model images bench clean-venv
 
 help:
 	@echo "make install   create $(VENV) and install llem with the pytorch and dev extras"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint      ruff + mypy (strict)"
 	@echo "make demo      build the tiny model and run studies/demo.yaml (RUNNER=$(RUNNER))"
 	@echo "make study     run STUDY=path/to/study.yaml"
+	@echo "make images    build the cpu image (IMAGE=cpu|pytorch|vllm|tensorrt)"
 	@echo "make bench     print the benchmark figures of tests/perf"
 
 install: $(VENV)/.installed
@@ -26,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=10
 
 lint: install
 	$(BIN)/ruff check harness orchestrator tests
@@ -37,15 +38,22 @@ model: install $(TINY_MODEL)/config.json
 $(TINY_MODEL)/config.json:
 	$(BIN)/llem tiny-model $(TINY_MODEL)
 
-demo: model
+IMAGE ?= cpu
+
+images: install
+	$(BIN)/llem images build $(IMAGE)
+
+# The docker runner needs the cpu image (built from the local recipe when no registry answers).
+demo: model $(if $(filter docker,$(RUNNER)),images)
 	$(BIN)/llem run studies/demo.yaml --runner $(RUNNER) --output $(OUTPUT)
 
 study: install
 	$(BIN)/llem run $(STUDY) --runner $(RUNNER) --output $(OUTPUT)
 
-bench: model
+bench: model images
 	$(BIN)/python tests/perf/bench_harness_overhead.py
 	$(BIN)/python tests/perf/bench_expansion.py
+	$(BIN)/python tests/perf/bench_orchestration.py
 
 clean-venv:
 	rm -rf $(VENV)

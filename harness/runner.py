@@ -7,6 +7,7 @@ and in the time series; a failure in any phase leaves ``error.json`` naming it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import traceback
 from pathlib import Path
@@ -72,7 +73,8 @@ class ExperimentRun:
     def execute(self) -> ExperimentResult:
         """Run every phase; on failure write error.json and re-raise."""
         started_at = _now()
-        self.events.emit("start", run_id=self.spec.run_id, config_hash=self._hash())
+        self.events.emit("start", run_id=self.spec.run_id, config_hash=self._hash(),
+                         process_started_at=process_started_at())
         try:
             result = self._phases(started_at)
         except BaseException as error:
@@ -272,6 +274,21 @@ class ExperimentRun:
         )
         write_json(self.run_dir / "error.json", record)
         self.events.emit("error", phase=self.phase, type=record.type, message=record.message)
+
+
+def process_started_at() -> float | None:
+    """Wall-clock time this process started (epoch s), from /proc; None where unavailable.
+
+    Lets a runner tell its own overhead from the harness's (interpreter start and imports
+    included).
+    """
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    age_s = uptime_s - start_ticks / os.sysconf("SC_CLK_TCK")
+    return time.time() - age_s
 
 
 def baseline_power_w(baseline: BaselineRecord | None) -> float | None:

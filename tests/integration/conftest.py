@@ -1,0 +1,58 @@
+"""Fixtures for tests against the real Docker engine and the image the project builds.
+
+Without a reachable engine these tests skip, unless LLEM_REQUIRE_DOCKER=1 (CI), where a skip
+would prove nothing and becomes a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestrator.engine import Engine
+from orchestrator.sessions import LABEL_SESSION
+
+REPO = Path(__file__).resolve().parents[2]
+CPU_IMAGE = "llem/cpu:latest"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    docker_items = [item for item in items if "docker" in item.keywords]
+    if not docker_items:
+        return
+    try:
+        Engine().ping()
+    except Exception as error:  # any failure to reach the engine
+        if os.environ.get("LLEM_REQUIRE_DOCKER") == "1":
+            raise pytest.UsageError(
+                f"LLEM_REQUIRE_DOCKER=1 but no Docker engine is reachable: {error}") from error
+        for item in docker_items:
+            item.add_marker(pytest.mark.skip(reason=f"no Docker engine: {error}"))
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture(scope="session")
+def cpu_image(engine: Engine) -> str:
+    """llem/cpu:latest built from images/ with the harness of this checkout (layer-cached)."""
+    done = subprocess.run(["bash", str(REPO / "images" / "build.sh"), "cpu"], cwd=REPO,
+                          capture_output=True, text=True, timeout=3600, check=False)
+    assert done.returncode == 0, f"image build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return CPU_IMAGE
+
+
+@pytest.fixture
+def no_leftover_containers(engine: Engine):
+    """Fail a test that leaves any llem container behind; remove them either way."""
+    before = {c.id for c in engine.containers(LABEL_SESSION)}
+    yield
+    after = [c for c in engine.containers(LABEL_SESSION) if c.id not in before]
+    for container in after:
+        engine.remove(container)
+    assert not after, f"containers left behind: {[c.name for c in after]}"

@@ -1,0 +1,170 @@
+"""The Docker runner against the real engine, with the cpu image built from images/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.schema import ExperimentResult
+from harness.schema.result import ErrorRecord
+from orchestrator import run_study
+from orchestrator.manifest import Manifest
+from orchestrator.runners.docker import DockerRunner
+from orchestrator.sessions import LABEL_RUN, LABEL_SESSION
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+LLEM = str(Path(sys.executable).with_name("llem"))
+CANARY = "hf_llemCanaryToken0123456789abcdefXYZ"
+FAST = {"n": 4, "input_len": 16, "output_len": 8, "warmup": {"n_warmup": 1, "min_seconds": 0}}
+
+
+def write_study(path: Path, model: Path, body: str, **top: object) -> Path:
+    head = {"name": "d", "model": str(model), "backend": "pytorch", "precision": "fp32",
+            **FAST, "execution": {"config_gap_s": 0, "cycle_gap_s": 0}, **top}
+    path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in head.items()) + "\n" + body)
+    return path
+
+
+def study_dir_of(output: Path) -> Path:
+    (found,) = [p for p in output.iterdir() if p.is_dir()]
+    return found
+
+
+def files_of(study_dir: Path, run_id: str) -> set[str]:
+    return {p.name for p in (study_dir / run_id).iterdir()}
+
+
+def test_four_runs_match_local_files_owned_by_user_and_leave_no_container(
+        cpu_image, tiny_model_dir, tmp_path, engine, no_leftover_containers):
+    study = write_study(tmp_path / "s.yaml", tiny_model_dir,
+                        "sweep:\n  precision: [fp32, bf16]\n  pytorch.batch_size: [1, 2]\n")
+    env = {**os.environ, "HF_TOKEN": CANARY}
+    done = subprocess.run([LLEM, "run", str(study), "--runner", "docker", "--output", "dock",
+                           "-v"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    docker_dir = study_dir_of(tmp_path / "dock")
+    manifest = Manifest.load(docker_dir)
+    assert [r.status for r in manifest.runs] == ["completed"] * 4
+    local = subprocess.run([LLEM, "run", str(study), "--runner", "local", "--output", "loc",
+                            "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                           check=False)
+    assert local.returncode == 0, local.stderr[-3000:]
+    local_dir = study_dir_of(tmp_path / "loc")
+    for run in manifest.runs:
+        assert files_of(docker_dir, run.run_id) == files_of(local_dir, run.run_id)
+        result = ExperimentResult.model_validate_json(
+            (docker_dir / run.run_id / "result.json").read_text())
+        assert result.runner == "docker"
+        assert result.environment.container_image_id == engine.image(cpu_image).id
+    for path in docker_dir.rglob("*"):
+        assert path.stat().st_uid == os.getuid(), path
+        assert path.stat().st_gid == os.getgid(), path
+    # The canary token reached the containers' environment but no file and no log.
+    for path in [*docker_dir.rglob("*"), *local_dir.rglob("*")]:
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    assert CANARY not in done.stdout + done.stderr
+    assert engine.containers(LABEL_SESSION) == []
+
+
+def _kill_when_warming(engine, run_label: str, stop: threading.Event) -> None:
+    while not stop.is_set():
+        for container in engine.containers(f"{LABEL_RUN}={run_label}"):
+            container.reload()
+            logs = container.logs().decode(errors="replace")
+            if container.status == "running" and "run directory" in logs:
+                time.sleep(3)  # well inside the 300 s warmup
+                container.kill()
+                return
+        time.sleep(0.5)
+
+
+def test_faults_are_classified_and_the_study_continues(
+        cpu_image, tiny_model_dir, tmp_path, engine, no_leftover_containers):
+    long_warmup = {"warmup": {"n_warmup": 1, "min_seconds": 300, "max_seconds": 600}}
+    entries = [
+        {"dataset": "missing-prompts.jsonl"},              # 001: the harness raises
+        {**long_warmup, "pytorch": {"batch_size": 2}},     # 002: killed from outside
+        {**long_warmup, "pytorch": {"batch_size": 3}},     # 003: exceeds its timeout
+        {"pytorch": {"batch_size": 4}},                    # 004: fine
+    ]
+    body = "experiments:\n" + "".join(f"  - {json.dumps(e)}\n" for e in entries)
+    study = write_study(tmp_path / "s.yaml", tiny_model_dir, body,
+                        execution={"config_gap_s": 0, "timeout_s": 40})
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_when_warming,
+                              args=(engine, "002_pytorch-bs2_c1", stop), daemon=True)
+    killer.start()
+    try:
+        summary, study_dir = run_study(study, DockerRunner(), output=tmp_path / "out")
+    finally:
+        stop.set()
+    runs = {r.run_id[:3]: r for r in Manifest.load(study_dir).runs}
+    assert runs["001"].failure is not None and runs["001"].failure.cause == "error"
+    error = ErrorRecord.model_validate_json(
+        (study_dir / runs["001"].run_id / "error.json").read_text())
+    assert "Traceback" in error.traceback and "missing-prompts.jsonl" in error.message
+    assert runs["002"].failure is not None and runs["002"].failure.cause == "killed"
+    assert runs["003"].failure is not None and runs["003"].failure.cause == "timeout"
+    assert any("run directory" in line for line in runs["003"].failure.log_tail)
+    assert runs["004"].status == "completed"
+    assert summary.counts == {"failed": 3, "completed": 1}
+
+
+def test_memory_limit_too_small_is_oom_and_the_study_continues(
+        cpu_image, tiny_model_dir, tmp_path, no_leftover_containers):
+    study = write_study(tmp_path / "s.yaml", tiny_model_dir,
+                        "sweep:\n  pytorch.batch_size: [1, 2]\n")
+    summary, study_dir = run_study(study, DockerRunner(mem_limit="48m"), output=tmp_path / "o")
+    runs = Manifest.load(study_dir).runs
+    assert [r.failure.cause for r in runs if r.failure] == ["oom", "oom"]
+    assert "OOMKilled" in runs[0].failure.message
+    assert summary.counts == {"failed": 2}
+
+
+def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
+        cpu_image, tiny_model_dir, tmp_path, engine):
+    study = write_study(tmp_path / "s.yaml", tiny_model_dir, (
+        "experiments:\n"
+        "  - {pytorch: {batch_size: 1}}\n"
+        "  - {pytorch: {batch_size: 2}, warmup: {n_warmup: 1, min_seconds: 300,"
+        " max_seconds: 600}}\n"))
+    process = subprocess.Popen([LLEM, "run", str(study), "--runner", "docker", "--output", "o",
+                                "-q"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not engine.containers("llem.run=002_pytorch-bs2_c1"):
+        time.sleep(0.5)
+    assert engine.containers("llem.run=002_pytorch-bs2_c1"), "second run never started"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    orphaned = engine.containers(LABEL_SESSION)
+    assert len(orphaned) == 1, "the killed orchestrator's container should still be there"
+    cleaned = subprocess.run([LLEM, "clean"], capture_output=True, text=True, timeout=120,
+                             check=True)
+    assert "removed 1 orphaned container" in cleaned.stdout
+    assert engine.containers(LABEL_SESSION) == []
+    study_dir = study_dir_of(tmp_path / "o")
+    first = Manifest.load(study_dir).runs[0]
+    assert first.status == "completed" and first.result_path
+    ExperimentResult.model_validate_json((study_dir / first.result_path).read_text())
+
+
+def test_missing_image_fails_preflight_with_the_build_command(tiny_model_dir, tmp_path):
+    study = write_study(tmp_path / "s.yaml", tiny_model_dir, "")
+    done = subprocess.run([LLEM, "run", str(study), "--runner", "docker", "--image",
+                           "llem/absent:never", "--output", "o"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert "llem/absent:never" in done.stderr and "llem images build" in done.stderr
+    assert not (tmp_path / "o").exists()
