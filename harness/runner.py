@@ -15,6 +15,7 @@ from typing import Any
 
 from harness import checks, metrics
 from harness.backends import Backend, backend_class
+from harness.baseline import BaselineCache, measure_baseline
 from harness.datasets import build_requests, check_dataset
 from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
 from harness.energy.device import GpuSample
@@ -211,16 +212,13 @@ class ExperimentRun:
         if len(gpus) == 0:
             return None  # nothing to measure; no_energy_sensor already says why
         self._enter("baseline")
-        start = self.meter.mark()
-        time.sleep(self.config.baseline.duration_s)
-        reading = self.meter.between(start, self.meter.mark())
-        per_gpu_j = reading.energy_per_gpu_j or []
-        return BaselineRecord(
-            power_w=[energy_j / reading.duration_s for energy_j in per_gpu_j],
-            duration_s=reading.duration_s,
-            provenance="fresh",
-            age_s=0.0,
-        )
+        cache = None
+        if self.spec.baseline_cache_dir:
+            cache = BaselineCache(Path(self.spec.baseline_cache_dir),
+                                  self.config.baseline.cache_ttl_s)
+        record = measure_baseline(gpus, self.meter, self.config.baseline, cache)
+        self.events.emit("baseline", provenance=record.provenance, power_w=record.power_w)
+        return record
 
     def _warmup(self, backend: Backend, requests: list[Any]) -> WarmupRecord:
         self._enter("warmup")

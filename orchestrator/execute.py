@@ -24,6 +24,7 @@ from orchestrator.runners.base import Runner, RunOutcome
 from orchestrator.study import Study, StudyEntry
 from orchestrator.tables import StudyResult, load_results, write_results_table
 
+BASELINE_CACHE = ".baseline-cache"
 StudyEvent = dict[str, Any]
 OnStudyEvent = Callable[[StudyEvent], None]
 
@@ -149,6 +150,7 @@ class StudyExecution:
             cycle=run.cycle,
             runner=self.runner.name,
             gpus=self.runner.harness_gpus(self.study.execution.gpus),
+            baseline_cache_dir=str(self._baseline_cache()),
             config=run.entry.config,
         )
         write_json(run_dir / "experiment.json", spec)
@@ -164,6 +166,12 @@ class StudyExecution:
         self._record(entry, run_dir, outcome)
         manifest.save(self.study_dir)
         self.on_event({"event": "run_finished", "run_id": run.run_id, "status": entry.status})
+
+    def _baseline_cache(self) -> Path:
+        # Shared by every run of the study (and mounted into every container).
+        path = (self.study_dir / BASELINE_CACHE).resolve()
+        path.mkdir(exist_ok=True)
+        return path
 
     def _record(self, entry: RunEntry, run_dir: Path, outcome: RunOutcome) -> None:
         entry.finished_at = now_utc()

@@ -24,4 +24,7 @@ class RunSpec(Strict):
     cycle: int = Field(1, ge=1, description="Cycle number (1-based).")
     runner: str = Field("inprocess", description="docker | local | inprocess.")
     gpus: list[int] | None = Field(None, description="NVML indices to measure; None = all.")
+    baseline_cache_dir: str | None = Field(
+        None, description="Directory shared by a study's runs for cached idle power per GPU."
+    )
     config: ExperimentConfig

@@ -149,6 +149,9 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
         dataset = _local_path(spec.config.dataset, machine.cwd)
         if dataset is not None:
             mounts.append(MountSpec(str(dataset), str(dataset), read_only=True))
+    if spec.baseline_cache_dir:
+        cache = Path(spec.baseline_cache_dir)
+        mounts.append(MountSpec(str(cache), str(cache), read_only=False))
     environment = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "LLEM_IMAGE_ID": image_id}
     if image_digest:
         environment["LLEM_IMAGE_DIGEST"] = image_digest

@@ -43,7 +43,8 @@ def cpu_image(engine: Engine) -> str:
     """llem/cpu:latest built from images/ with the harness of this checkout (layer-cached)."""
     done = subprocess.run(["bash", str(REPO / "images" / "build.sh"), "cpu"], cwd=REPO,
                           capture_output=True, text=True, timeout=3600, check=False)
-    assert done.returncode == 0, f"image build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"image build failed:\n{output}"
     return CPU_IMAGE
 
 

@@ -147,3 +147,14 @@ def test_no_sensor_gives_null_energy_with_warning(tiny_model_dir, tmp_path):
     assert result.energy.prefill is not None and result.energy.prefill.energy_j is None
     assert "no_energy_sensor" in result.warning_codes()
     assert result.throughput.output_tokens == 72
+
+
+def test_second_run_of_a_study_reuses_the_cached_baseline(tiny_model_dir, tmp_path):
+    cache_dir = tmp_path / "cache"
+    first_spec = spec(tiny_model_dir).model_copy(update={"baseline_cache_dir": str(cache_dir)})
+    first = ExperimentRun(first_spec, tmp_path / "a", gpus=fake_gpus(), device="cpu").execute()
+    second = ExperimentRun(first_spec, tmp_path / "b", gpus=fake_gpus(), device="cpu").execute()
+    assert first.baseline is not None and first.baseline.provenance == "fresh"
+    assert second.baseline is not None and second.baseline.provenance == "cached"
+    assert second.baseline.power_w == first.baseline.power_w
+    assert second.baseline.age_s > 0
