@@ -15,6 +15,7 @@ from typing import Any
 
 from harness import checks, metrics
 from harness.backends import Backend, backend_class
+from harness.backends.base import Request
 from harness.baseline import BaselineCache, measure_baseline
 from harness.datasets import build_requests, check_dataset
 from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
@@ -31,6 +32,7 @@ from harness.schema.result import (
 )
 from harness.schema.run_spec import RunSpec
 from harness.timeseries import TimeSeriesWriter
+from harness.warmup import run_warmup
 
 POWER_EVENT_PERIOD_S = 1.0
 
@@ -119,7 +121,7 @@ class ExperimentRun:
         load_end = self.meter.mark()
         cold_start = self.meter.between(load_start, load_end)
         requests = build_requests(self.config, backend)
-        warmup = self._warmup(backend, requests)
+        warmup = self._warmup(backend, requests, gpus)
         self._enter("measure")
         backend.synchronize()  # the window opens when all queued work has finished
         window_start = self.meter.mark()
@@ -220,20 +222,22 @@ class ExperimentRun:
         self.events.emit("baseline", provenance=record.provenance, power_w=record.power_w)
         return record
 
-    def _warmup(self, backend: Backend, requests: list[Any]) -> WarmupRecord:
+    def _warmup(self, backend: Backend, requests: list[Request], gpus: GpuSet) -> WarmupRecord:
         self._enter("warmup")
-        warm = self.config.warmup
-        batch = backend.warmup_requests(requests)
-        start = time.perf_counter()
-        batches = 0
-        while batches < warm.n_warmup or time.perf_counter() - start < warm.min_seconds:
-            if time.perf_counter() - start >= warm.max_seconds:
-                break
-            backend.generate(batch)
-            batches += 1
-            self.events.emit("warmup", batches=batches, elapsed_s=time.perf_counter() - start)
-        backend.synchronize()
-        return WarmupRecord(batches=batches, duration_s=time.perf_counter() - start)
+        record = run_warmup(
+            backend, backend.warmup_requests(requests), self.config.warmup, self.sampler,
+            [gpu.index for gpu in gpus],
+            lambda batches, elapsed_s: self.events.emit(
+                "warmup", batches=batches, elapsed_s=elapsed_s),
+        )
+        if record.stable is False:
+            self.warnings.append(Warning_(
+                code="warmup_cut_short",
+                message=f"GPU temperature was still moving after warmup.max_seconds "
+                f"({self.config.warmup.max_seconds:g} s): the window opened before thermal "
+                "steady state",
+            ))
+        return record
 
     def _phase_split(self, energy: Any, output: Any) -> None:
         if not output.phase_marks:

@@ -47,9 +47,9 @@ def test_energy_follows_the_trace(replayed):
     energy = result.energy
     duration = result.throughput.duration_s
     assert energy.energy_method == "nvml_counter"
-    assert energy.energy_j == pytest.approx(2 * POWER_W * duration, rel=1e-4)
-    assert energy.energy_per_gpu_j == pytest.approx([POWER_W * duration] * 2, rel=1e-4)
-    assert energy.mean_power_w == pytest.approx(2 * POWER_W, rel=1e-4)
+    assert energy.energy_j == pytest.approx(2 * POWER_W * duration, rel=2e-3)
+    assert energy.energy_per_gpu_j == pytest.approx([POWER_W * duration] * 2, rel=2e-3)
+    assert energy.mean_power_w == pytest.approx(2 * POWER_W, rel=2e-3)
     assert energy.energy_integrated_j == pytest.approx(energy.energy_j, rel=0.02)
     assert energy.energy_per_output_token_j == pytest.approx(energy.energy_j / (6 * 12))
     assert energy.tokens_per_joule == pytest.approx(6 * 12 / energy.energy_j)
