@@ -80,6 +80,9 @@ class ExperimentRun:
                          process_started_at=process_started_at())
         try:
             result = self._phases(started_at)
+            # Last line of the log: the sampler has stopped, result.json is on disk.
+            self.events.emit("done", output_tokens=result.throughput.output_tokens,
+                             duration_s=result.throughput.duration_s)
         except BaseException as error:
             self._record_failure(error)
             raise
@@ -163,7 +166,6 @@ class ExperimentRun:
             warnings=_unique(self.warnings),
         )
         write_json(self.run_dir / "result.json", result)
-        self.events.emit("done", output_tokens=work.output_tokens, duration_s=work.duration_s)
         return result
 
     def _preflight(self) -> tuple[GpuSet, Backend]:

@@ -53,7 +53,7 @@ def test_energy_follows_the_trace(replayed):
     assert energy.energy_integrated_j == pytest.approx(energy.energy_j, rel=0.02)
     assert energy.energy_per_output_token_j == pytest.approx(energy.energy_j / (6 * 12))
     assert energy.tokens_per_joule == pytest.approx(6 * 12 / energy.energy_j)
-    assert energy.uncertainty_pct == pytest.approx(100 * 10 / (2 * POWER_W))
+    assert energy.uncertainty_pct == pytest.approx(100 * 10 / (2 * POWER_W), rel=2e-3)
     assert "no_energy_sensor" not in result.warning_codes()
 
 
