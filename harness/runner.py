@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from harness import checks, metrics
+from harness import checks, metrics, sanity
 from harness.backends import Backend, backend_class
 from harness.backends.base import Request
 from harness.baseline import BaselineCache, measure_baseline
@@ -165,6 +165,7 @@ class ExperimentRun:
             environment=snapshot(gpus, backend.versions()),
             warnings=_unique(self.warnings),
         )
+        result = sanity.flag(result, has_sensor=len(gpus) > 0)
         write_json(self.run_dir / "result.json", result)
         return result
 

@@ -70,6 +70,7 @@ def flat_row(result: ExperimentResult) -> dict[str, Any]:
     dumped = result.model_dump(mode="json")
     for column, path in HEADLINE.items():
         row[column] = _get(dumped, path)
+    row["sanity_passed"] = result.sanity.passed if result.sanity else None
     row["warnings"] = ",".join(result.warning_codes())
     return row
 

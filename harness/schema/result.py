@@ -174,6 +174,13 @@ class Environment(Record):
     hostname_hash: str | None = Field(None, description="SHA-256 prefix, not the name itself.")
 
 
+class SanityRecord(Record):
+    """Post-run checks; a failure flags the result, it does not drop it."""
+
+    passed: bool
+    failed_checks: list[str] = Field(default_factory=list)
+
+
 class ExperimentResult(Record):
     """Everything one run measured."""
 
@@ -197,6 +204,7 @@ class ExperimentResult(Record):
     warmup: WarmupRecord
     baseline: BaselineRecord | None = None
     environment: Environment
+    sanity: SanityRecord | None = Field(None, description="Post-run sanity checks.")
     warnings: list[Warning_] = Field(default_factory=list)
 
     def warning_codes(self) -> list[str]:
