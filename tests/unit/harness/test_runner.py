@@ -158,3 +158,16 @@ def test_second_run_of_a_study_reuses_the_cached_baseline(tiny_model_dir, tmp_pa
     assert second.baseline is not None and second.baseline.provenance == "cached"
     assert second.baseline.power_w == first.baseline.power_w
     assert second.baseline.age_s > 0
+
+
+def test_streaming_latency_gives_ttft_and_itl(tiny_model_dir, tmp_path):
+    streaming = spec(tiny_model_dir, latency={"streaming": True})
+    result = ExperimentRun(streaming, tmp_path / "r", gpus=GpuSet(), device="cpu").execute()
+    latency = result.latency
+    assert latency.ttft is not None and latency.ttft.count == 6
+    assert latency.itl is not None and latency.itl.count == 6 * (12 - 1)  # first token excluded
+    assert latency.e2e is not None and latency.ttft.p50_s < latency.e2e.p50_s
+    plain = ExperimentRun(spec(tiny_model_dir), tmp_path / "p", gpus=GpuSet(),
+                          device="cpu").execute()
+    assert plain.latency.ttft is None and plain.latency.itl is None
+    assert plain.measurement_config_hash != result.measurement_config_hash
