@@ -7,7 +7,7 @@ STUDY ?= studies/demo.yaml
 OUTPUT ?= results
 TINY_MODEL := .llem/models/tiny-llama
 
-.PHONY: help install test lint demo study model images bench clean-venv
+.PHONY: help install test lint demo study model images bench gpu-check clean-venv
 
 help:
 	@echo "make install   create $(VENV) and install llem with the pytorch and dev extras"
@@ -17,6 +17,7 @@ help:
 	@echo "make study     run STUDY=path/to/study.yaml"
 	@echo "make images    build the cpu image (IMAGE=cpu|pytorch|vllm|tensorrt)"
 	@echo "make bench     print the benchmark figures of tests/perf"
+	@echo "make gpu-check on an NVIDIA GPU: energy, agreement, baseline, overhead"
 
 install: $(VENV)/.installed
 
@@ -54,6 +55,11 @@ bench: model images
 	$(BIN)/python tests/perf/bench_harness_overhead.py
 	$(BIN)/python tests/perf/bench_expansion.py
 	$(BIN)/python tests/perf/bench_orchestration.py
+
+# On a machine with an NVIDIA GPU: a short real study plus the harness-overhead check.
+gpu-check: install
+	$(BIN)/python -m pytest tests/gpu -q
+	$(BIN)/python tests/gpu/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)
