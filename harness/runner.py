@@ -20,6 +20,7 @@ from harness.baseline import BaselineCache, measure_baseline
 from harness.datasets import build_requests, check_dataset
 from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
 from harness.energy.device import GpuSample
+from harness.energy.zeus import discover_zeus_gpus
 from harness.environment import snapshot
 from harness.errors import LlemError, PreflightError
 from harness.io import EventLog, write_json
@@ -189,11 +190,16 @@ class ExperimentRun:
 
     def _energy_source(self) -> tuple[GpuSet, list[str]]:
         source = self.config.energy.backend
-        if source in ("zeus", "codecarbon"):
+        if source == "codecarbon":
             return EMPTY_GPUS, [
-                f"energy.backend '{source}' is not available in this version; "
-                "use auto, nvml or none"
+                "energy.backend 'codecarbon' is not available in this version; "
+                "use auto, nvml, zeus or none"
             ]
+        if source == "zeus":
+            try:
+                return discover_zeus_gpus(self.spec.gpus), []
+            except LlemError as error:
+                return EMPTY_GPUS, [str(error)]
         if source == "none":
             self.warnings.append(Warning_(
                 code="no_energy_sensor",

@@ -78,10 +78,11 @@ class GpuSet(Sequence[GpuDevice]):
     """The GPUs a run measures. Empty on a machine without NVIDIA GPUs."""
 
     def __init__(self, devices: Sequence[GpuDevice] = (), driver_version: str | None = None,
-                 cuda_version: str | None = None) -> None:
+                 cuda_version: str | None = None, source: str = "nvml") -> None:
         self._devices = list(devices)
         self.driver_version = driver_version
         self.cuda_version = cuda_version
+        self.source = source  # names the energy method: "<source>_counter", ...
 
     def __getitem__(self, index: int) -> GpuDevice:  # type: ignore[override]
         return self._devices[index]

@@ -345,7 +345,7 @@ def _reading(
         energy_per_gpu_j=energy_per_gpu_j,
         energy_integrated_j=_sum_or_none(energy_integrated_per_gpu_j),
         energy_integrated_per_gpu_j=energy_integrated_per_gpu_j,
-        method=None if energy_j is None else _method(counted),
+        method=None if energy_j is None else _method(counted, getattr(gpus, "source", "nvml")),
         mean_power_w=energy_j / duration_s if energy_j is not None and duration_s > 0 else None,
         samples=samples,
         warnings=warnings,
@@ -371,8 +371,9 @@ def _disagreement_warnings(
     return warnings
 
 
-def _method(counted: list[float | None]) -> str:
-    return METHOD_COUNTER if all(c is not None for c in counted) else METHOD_INTEGRATION
+def _method(counted: list[float | None], source: str) -> str:
+    method = METHOD_COUNTER if all(c is not None for c in counted) else METHOD_INTEGRATION
+    return method.replace("nvml", source, 1)
 
 
 def _all_or_none(values: list[float | None]) -> list[float] | None:
