@@ -19,6 +19,7 @@ from harness.io import write_json, write_text
 from harness.paths import create_unique_dir, sanitize, utc_stamp
 from harness.schema.result import ErrorRecord, ExperimentResult
 from harness.schema.run_spec import RunSpec
+from orchestrator.cooling import CoolDown
 from orchestrator.manifest import Failure, Manifest, RunEntry, SkippedRecord, now_utc
 from orchestrator.runners.base import Runner, RunOutcome
 from orchestrator.study import Study, StudyEntry
@@ -110,6 +111,12 @@ class StudyExecution:
         self.on_event = on_event or (lambda event: None)
         self.no_gaps = no_gaps
         self.started_at = now_utc()
+        execution = study.execution
+        # The idle reference is read now, before the first run heats anything.
+        self.cool_down = (
+            CoolDown.for_host(execution.gpus, execution.cool_margin_c, execution.cool_max_s)
+            if execution.gap_until_cool and not no_gaps else None
+        )
 
     def execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudyResult:
         """Run every pending run in order; return the summary (also written to disk)."""
@@ -134,10 +141,15 @@ class StudyExecution:
             return
         execution = self.study.execution
         seconds = execution.cycle_gap_s if run.cycle != previous.cycle else execution.config_gap_s
-        if seconds <= 0:
-            return
-        self.on_event({"event": "gap", "seconds": seconds})
-        self.runner.stop_requested.wait(seconds)
+        if seconds > 0:
+            self.on_event({"event": "gap", "seconds": seconds})
+            self.runner.stop_requested.wait(seconds)
+        if self.cool_down is not None and not self.runner.stop_requested.is_set():
+            waited = self.cool_down.wait(
+                self.runner.stop_requested.wait,
+                lambda elapsed: self.on_event({"event": "cooling", "elapsed_s": elapsed}),
+            )
+            self.on_event({"event": "cooled", "waited_s": waited})
 
     def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest) -> None:
         run_dir = self.study_dir / run.run_id

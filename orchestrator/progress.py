@@ -57,6 +57,9 @@ class StudyProgress:
             self._say(f"{run_id}: {event.get('status')}")
         elif kind == "gap":
             self.progress.update(self.current, description=f"gap {event['seconds']:g} s")
+        elif kind == "cooling":
+            self.progress.update(self.current,
+                                 description=f"cooling down ({event['elapsed_s']:.0f} s)")
         elif kind == "run_event":
             self._run_event(run_id, event)
 

@@ -39,6 +39,12 @@ class ExecutionConfig(BaseModel):
             "value (bounded)."
         ),
     )
+    cool_margin_c: float = Field(
+        3.0, gt=0, description="gap_until_cool: within this many degC of the idle temperature."
+    )
+    cool_max_s: float = Field(
+        600.0, gt=0, description="gap_until_cool: never wait longer than this (s)."
+    )
     gpus: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, description="Device indices the runs use (default: the runner's choice)."
     )
