@@ -22,6 +22,7 @@ from harness.schema.run_spec import RunSpec
 from orchestrator.cooling import CoolDown
 from orchestrator.manifest import Failure, Manifest, RunEntry, SkippedRecord, now_utc
 from orchestrator.runners.base import Runner, RunOutcome
+from orchestrator.stats import write_stats
 from orchestrator.study import Study, StudyEntry
 from orchestrator.tables import StudyResult, load_results, write_results_table
 
@@ -210,6 +211,7 @@ class StudyExecution:
         table = None
         if results:
             write_results_table(self.study_dir / "results.parquet", results)
+            write_stats(self.study_dir, results)
             table = "results.parquet"
         execution = self.study.execution
         summary = StudyResult(
