@@ -5,9 +5,13 @@ Exit codes: 0 ok, 1 a run failed, 2 bad input (nothing ran), 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import shutil
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -17,15 +21,28 @@ from rich.console import Console
 from rich.table import Table
 
 from harness._version import __version__
-from harness.errors import LlemError
-from orchestrator.execute import StudyExecution, copy_study_file, new_manifest, new_study_dir, plan
+from harness.errors import ConfigError, LlemError
+from orchestrator.execute import (
+    PlannedRun,
+    StudyExecution,
+    copy_study_file,
+    new_manifest,
+    new_study_dir,
+    plan,
+)
+from orchestrator.manifest import Manifest
 from orchestrator.progress import StudyProgress
+from orchestrator.resume import prepare, study_lock
 from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_runner
 from orchestrator.study import Study, load_study
-from orchestrator.tables import StudyResult
+from orchestrator.tables import StudyResult, export_csv
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+LARGE_STUDY = 1000
+"""Runs above which a study asks for --yes."""
+MIN_FREE_GB = 1.0
+DRY_RUN_ROWS = 200
 
 # Piped output gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -45,57 +62,147 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path), required=False)
 @click.option("--runner", "runner_name",
               help="docker or local (default: LLEM_RUNNER, user config, then docker).")
 @click.option("--image", help="Docker image for every run (default: llem/<backend>:latest).")
-@click.option("--dry-run", is_flag=True, help="Expand and validate only; start nothing.")
+@click.option("--dry-run", is_flag=True, help="Expand, validate and estimate; start nothing.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              help="Continue the study in this directory (pending, failed, interrupted runs).")
+@click.option("--cycles", type=click.IntRange(min=1), help="Override execution.n_cycles "
+              "(with --resume: top up to this many cycles).")
+@click.option("--order", type=click.Choice(["sequential", "interleaved", "shuffled"]),
+              help="Override execution.cycle_order.")
+@click.option("--gpus", help="Override execution.gpus, e.g. 0,1.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("results"),
               show_default=True, help="Output root.")
 @click.option("--no-gaps", is_flag=True, help="Skip the gaps between runs and cycles.")
+@click.option("--yes", is_flag=True, help=f"Run a study larger than {LARGE_STUDY} runs.")
+@click.option("--export-csv", is_flag=True, help="Also write results.csv next to results.parquet.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.option("-v", "--verbose", is_flag=True, help="Print phases and warnings of every run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(file: Path, runner_name: str | None, image: str | None, dry_run: bool, output: Path,
-        no_gaps: bool, quiet: bool, verbose: bool, as_json: bool) -> None:
-    """Run a study (or a single experiment) FILE."""
+def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: bool,
+        resume_dir: Path | None, cycles: int | None, order: str | None, gpus: str | None,
+        output: Path, no_gaps: bool, yes: bool, export_csv: bool, quiet: bool, verbose: bool,
+        as_json: bool) -> None:
+    """Run a study (or a single experiment) FILE, or --resume a study directory."""
+    options = RunOptions(output, no_gaps, quiet, verbose, as_json, export_csv)
     try:
-        study = load_study(file)
+        study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
+        if dry_run:
+            _print_dry_run(study, as_json)
+            return
         name, source = resolve_runner(runner_name)
         runner = make_runner(name, image=image)
+        _guard(study, output if resume_dir is None else resume_dir, yes)
     except LlemError as error:
         fail(error)
-    if dry_run:
-        _print_dry_run(study, as_json)
-        return
     problems = runner.preflight({entry.config.backend for entry in study.experiments})
     if problems:
         fail(f"runner '{name}' (from {source}) cannot run here:\n  - " + "\n  - ".join(problems))
     for warning in study.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    summary, study_dir = _execute(study, runner, output, no_gaps, quiet, verbose)
+    summary, study_dir = _execute(study, runner, options, resume_dir, cycles)
     _print_summary(summary, study_dir, as_json)
     if summary.interrupted:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
 
 
-def _execute(study: Study, runner: Runner, output: Path, no_gaps: bool, quiet: bool,
-             verbose: bool) -> tuple[StudyResult, Path]:
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``llem run`` presents and where it writes."""
+
+    output: Path
+    no_gaps: bool
+    quiet: bool
+    verbose: bool
+    as_json: bool
+    export_csv: bool
+
+
+def _load(file: Path | None, resume_dir: Path | None) -> Study:
+    if file is None and resume_dir is None:
+        raise ConfigError("no study file given", fix="llem run STUDY.yaml, or --resume DIR")
+    if file is None and resume_dir is not None:
+        file = resume_dir / "study.yaml"
+        if not file.is_file():
+            raise ConfigError(f"{resume_dir} holds no study.yaml",
+                              fix="pass the study file too: llem run FILE --resume DIR")
+    assert file is not None
+    return load_study(file)
+
+
+def _with_overrides(study: Study, cycles: int | None, order: str | None,
+                    gpus: str | None) -> Study:
+    update: dict[str, Any] = {}
+    if cycles is not None:
+        update["n_cycles"] = cycles
+    if order is not None:
+        update["cycle_order"] = order
+    if gpus is not None:
+        try:
+            update["gpus"] = [int(part) for part in gpus.split(",") if part.strip()]
+        except ValueError as error:
+            raise ConfigError(f"--gpus {gpus!r} is not a list of indices",
+                              fix="write it like --gpus 0,1") from error
+    if not update:
+        return study
+    return dataclasses.replace(study, execution=study.execution.model_copy(update=update))
+
+
+def _guard(study: Study, where: Path, yes: bool) -> None:
+    runs = len(study.experiments) * study.execution.n_cycles
+    if runs > LARGE_STUDY and not yes:
+        raise ConfigError(f"this study has {runs} runs (more than {LARGE_STUDY})",
+                          fix="check it with --dry-run, then pass --yes to run it")
+    probe = where if where.exists() else Path.cwd()
+    free_gb = shutil.disk_usage(probe).free / 2**30
+    if free_gb < MIN_FREE_GB:
+        raise ConfigError(f"only {free_gb:.1f} GiB free under {probe} (less than "
+                          f"{MIN_FREE_GB:g} GiB)", fix="free some disk or choose --output")
+
+
+def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path | None,
+             cycles: int | None) -> tuple[StudyResult, Path]:
+    with contextlib.ExitStack() as stack:
+        try:
+            study_dir = (resume_dir if resume_dir is not None
+                         else new_study_dir(study, options.output))
+            stack.enter_context(study_lock(study_dir))
+            runs, manifest = _plan_or_resume(study, study_dir, runner, resume_dir, cycles)
+        except (LlemError, OSError) as error:
+            fail(f"{error}")
+        todo = sum(1 for r in manifest.runs if r.status not in ("completed", "skipped"))
+        err.print(f"study [bold]{study.name}[/]: {todo} of {len(manifest.runs)} runs to do "
+                  f"-> {study_dir}", highlight=False)
+        _install_interrupt(runner)
+        try:
+            with StudyProgress(err, todo, quiet=options.quiet,
+                               verbose=options.verbose) as progress:
+                execution = StudyExecution(study, study_dir, runner, progress.on_event,
+                                           options.no_gaps)
+                summary = execution.execute(runs, manifest)
+            if options.export_csv and summary.results_table:
+                export_csv(study_dir)
+        except LlemError as error:
+            fail(error)
+    return summary, study_dir
+
+
+def _plan_or_resume(study: Study, study_dir: Path, runner: Runner, resume_dir: Path | None,
+                    cycles: int | None) -> tuple[list[PlannedRun], Manifest]:
+    if resume_dir is not None:
+        runs, manifest, notes = prepare(study, study_dir, cycles)
+        for note in notes:
+            err.print(f"[yellow]resume:[/] {note}", highlight=False)
+        return runs, manifest
     runs = plan(study)
-    try:
-        study_dir = new_study_dir(study, output)
-    except (LlemError, OSError) as error:
-        fail(f"cannot create the study directory under '{output}': {error}")
     copy_study_file(study, study_dir)
     manifest = new_manifest(study, runs, runner.name)
     manifest.save(study_dir)
-    err.print(f"study [bold]{study.name}[/]: {len(runs)} runs -> {study_dir}", highlight=False)
-    _install_interrupt(runner)
-    with StudyProgress(err, len(runs), quiet=quiet, verbose=verbose) as progress:
-        execution = StudyExecution(study, study_dir, runner, progress.on_event, no_gaps)
-        summary = execution.execute(runs, manifest)
-    return summary, study_dir
+    return runs, manifest
 
 
 def _install_interrupt(runner: Runner) -> None:
@@ -113,42 +220,53 @@ def _install_interrupt(runner: Runner) -> None:
 
 
 def _print_dry_run(study: Study, as_json: bool) -> None:
-    runs = plan(study)
+    from orchestrator.dryrun import estimate
+
+    found = estimate(study)
+    runs = found["runs"]
     if as_json:
         out.print_json(json.dumps({
-            "study": study.name,
-            "design_hash": study.design_hash,
-            "configurations": len(study.experiments),
-            "cycles": study.execution.n_cycles,
-            "runs": [r.run_id for r in runs],
+            "study": study.name, "design_hash": study.design_hash,
+            "configurations": len(study.experiments), "cycles": study.execution.n_cycles,
+            "runs": [{"run_id": r.run.run_id, "vram_gb_per_gpu": r.vram_gb, "fits": r.fits}
+                     for r in runs],
             "skipped": [{"description": s.description, "reason": s.reason}
                         for s in study.skipped],
-            "warnings": study.warnings,
+            "warnings": study.warnings, "gpus": found["gpus"],
+            "estimated_duration_s": found["estimated_duration_s"],
         }))
         return
     table = Table(title=f"{study.name}: dry run (nothing started)")
-    for column in ("run", "backend", "model", "precision", "configuration"):
+    for column in ("run", "backend", "precision", "configuration", "VRAM GB/GPU (est.)", "fit"):
         table.add_column(column)
-    for run in runs:
-        config = run.entry.config
-        table.add_row(run.run_id, config.backend, config.model, config.precision, run.entry.slug)
+    for item in runs[:DRY_RUN_ROWS]:
+        config = item.run.entry.config
+        vram = "?" if item.vram_gb is None else f"{item.vram_gb:.2f}"
+        table.add_row(item.run.run_id, config.backend, config.precision, item.run.entry.slug,
+                      vram, item.fits)
     out.print(table)
+    if len(runs) > DRY_RUN_ROWS:
+        out.print(f"... and {len(runs) - DRY_RUN_ROWS} more runs (--json lists all)")
     for skipped in study.skipped:
         out.print(f"skipped: {skipped.description}: {skipped.reason}", highlight=False)
     for warning in study.warnings:
         out.print(f"warning: {warning}", highlight=False)
+    gpus = ", ".join(f"{name} ({gb:.0f} GB)" for name, gb in found["gpus"]) or "none detected"
+    out.print(f"GPUs: {gpus}", highlight=False)
     out.print(
         f"{len(study.experiments)} configurations x {study.execution.n_cycles} cycles = "
         f"{len(runs)} runs; {len(study.skipped)} skipped; design hash {study.design_hash}",
         highlight=False,
     )
+    seconds = found["estimated_duration_s"]
+    shown = f"{seconds / 3600:.1f} h" if seconds >= 7200 else f"{seconds / 60:.0f} min"
+    out.print(f"estimated duration (rough estimate): {shown}", highlight=False)
 
 
 def _print_summary(summary: StudyResult, study_dir: Path, as_json: bool) -> None:
     if as_json:
         out.print_json(summary.model_dump_json())
         return
-    from orchestrator.manifest import Manifest
     from orchestrator.tables import load_results
 
     manifest = Manifest.load(study_dir)

@@ -114,3 +114,15 @@ def load_results(study_dir: Path, manifest: Manifest) -> list[ExperimentResult]:
             text = (study_dir / run.result_path).read_text(encoding="utf-8")
             results.append(ExperimentResult.model_validate_json(text))
     return results
+
+
+def export_csv(study_dir: Path) -> Path:
+    """Write results.csv from results.parquet (atomically) and return its path."""
+    import pyarrow.csv as pacsv
+
+    table = pq.read_table(study_dir / "results.parquet")
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer)
+    path = study_dir / "results.csv"
+    write_bytes(path, buffer.getvalue())
+    return path
