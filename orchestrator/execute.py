@@ -270,6 +270,8 @@ def validate_result(run_dir: Path) -> str | None:
     try:
         ExperimentResult.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as error:
+        if any(item["type"] == "json_invalid" for item in error.errors()):
+            return "result.json is not valid JSON (truncated or damaged)"
         return f"result.json does not match the schema: {error.error_count()} problem(s)"
     except ValueError as error:
         return f"result.json is not valid JSON: {error}"

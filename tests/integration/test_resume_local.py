@@ -1,0 +1,101 @@
+"""Resume, top-up, design-change refusal and damaged-result detection (local runner)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.manifest import Manifest
+
+pytestmark = pytest.mark.slow
+
+LLEM = str(Path(sys.executable).with_name("llem"))
+
+
+def write(path: Path, model: Path, batch_sizes: list[int], cycles: int) -> Path:
+    path.write_text(
+        f"name: r\nmodel: {model}\nbackend: pytorch\nprecision: fp32\nn: 2\ninput_len: 8\n"
+        "output_len: 4\nwarmup: {n_warmup: 0, min_seconds: 0}\n"
+        f"execution: {{n_cycles: {cycles}, config_gap_s: 0, cycle_gap_s: 0}}\n"
+        f"sweep:\n  pytorch.batch_size: {json.dumps(batch_sizes)}\n")
+    return path
+
+
+def llem(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LLEM, *args, "--runner", "local", "-q"], cwd=cwd,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def started(study_dir: Path) -> dict[str, str]:
+    return {r.run_id: r.started_at or "" for r in Manifest.load(study_dir).runs}
+
+
+def test_top_up_runs_only_the_new_cycle(tiny_model_dir, tmp_path):
+    study = write(tmp_path / "s.yaml", tiny_model_dir, [1], cycles=2)
+    assert llem("run", str(study), "--output", "out", cwd=tmp_path).returncode == 0
+    (study_dir,) = (tmp_path / "out").iterdir()
+    before = {p: p.read_bytes() for p in study_dir.glob("*/result.json")}
+    done = llem("run", str(study), "--resume", str(study_dir), "--cycles", "3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 of 3 runs to do" in done.stderr
+    runs = Manifest.load(study_dir).runs
+    assert [(r.cycle, r.status) for r in runs] == [(1, "completed"), (2, "completed"),
+                                                  (3, "completed")]
+    assert {p: p.read_bytes() for p in before} == before  # earlier results untouched
+    stats = json.loads((study_dir / "stats.json").read_text())
+    (config,) = stats["configurations"]
+    assert config["cycles"] == [1, 2, 3]
+    assert config["metrics"]["output_tokens_per_s"]["ci"] is not None
+
+
+def test_changed_design_is_refused_with_what_changed(tiny_model_dir, tmp_path):
+    study = write(tmp_path / "s.yaml", tiny_model_dir, [1], cycles=1)
+    assert llem("run", str(study), "--output", "out", cwd=tmp_path).returncode == 0
+    (study_dir,) = (tmp_path / "out").iterdir()
+    manifest_before = (study_dir / "manifest.json").read_bytes()
+    edited = write(tmp_path / "edited.yaml", tiny_model_dir, [1, 2], cycles=1)
+    done = llem("run", str(edited), "--resume", str(study_dir), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "1 configuration(s) added" in done.stderr and "differs" in done.stderr
+    assert (study_dir / "manifest.json").read_bytes() == manifest_before
+
+
+def test_truncated_result_is_detected_and_run_again(tiny_model_dir, tmp_path):
+    study = write(tmp_path / "s.yaml", tiny_model_dir, [1, 2], cycles=1)
+    assert llem("run", str(study), "--output", "out", cwd=tmp_path).returncode == 0
+    (study_dir,) = (tmp_path / "out").iterdir()
+    first, second = Manifest.load(study_dir).runs
+    damaged = study_dir / second.run_id / "result.json"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    intact = (study_dir / first.run_id / "result.json").read_bytes()
+    done = llem("run", "--resume", str(study_dir), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"{second.run_id}: result.json is not valid JSON" in done.stderr
+    assert "1 of 2 runs to do" in done.stderr
+    assert json.loads(damaged.read_text())["run_id"] == second.run_id
+    assert (study_dir / first.run_id / "result.json").read_bytes() == intact
+
+
+def test_second_run_on_a_locked_study_refuses(tiny_model_dir, tmp_path):
+    from filelock import FileLock
+
+    study = write(tmp_path / "s.yaml", tiny_model_dir, [1], cycles=1)
+    assert llem("run", str(study), "--output", "out", cwd=tmp_path).returncode == 0
+    (study_dir,) = (tmp_path / "out").iterdir()
+    with FileLock(str(study_dir / ".llem.lock")):
+        done = llem("run", "--resume", str(study_dir), cwd=tmp_path)
+    assert done.returncode == 2 and "another llem run is working on" in done.stderr
+
+
+def test_large_study_needs_yes(tmp_path):
+    study = tmp_path / "big.yaml"
+    study.write_text("model: m\nbackend: pytorch\nsweep:\n  input_len: "
+                     f"{json.dumps(list(range(1, 1002)))}\n")
+    done = subprocess.run([LLEM, "run", str(study), "--runner", "local", "--output", "o"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "1001 runs" in done.stderr and "--yes" in done.stderr
+    assert not (tmp_path / "o").exists()
