@@ -10,6 +10,7 @@ import abc
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,33 @@ class Runner(abc.ABC):
     def request_stop(self) -> None:
         """Ask the running experiment to stop (first Ctrl-C): graceful, then killed."""
         self.stop_requested.set()
+
+    def supervise(
+        self,
+        running: Callable[[], bool],
+        stop: Callable[[], None],
+        timeout_s: float | None,
+        follower: EventFollower,
+        on_event: EventCallback,
+        poll_s: float = 0.25,
+    ) -> EndKind | None:
+        """Follow a run until it ends by itself (None), or stop it for a timeout or the user.
+
+        The wall-clock timeout is enforced here, by the orchestrator, whatever the isolation
+        primitive: neither a subprocess nor the Docker SDK's wait enforces one on its own.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while running():
+            for event in follower.poll():
+                on_event(event)
+            if self.stop_requested.is_set():
+                stop()
+                return "interrupted"
+            if deadline is not None and time.monotonic() > deadline:
+                stop()
+                return "timeout"
+            time.sleep(poll_s)
+        return None
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:

@@ -8,7 +8,6 @@ logs to ``container.log``, inspects the container before removing it, and classi
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,22 +150,13 @@ class DockerRunner(Runner):
 
     def _wait(self, container: Any, timeout_s: float | None, follower: EventFollower,
               on_event: EventCallback) -> EndKind | None:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
-            while _status(container) in ("created", "running"):
-                for event in follower.poll():
-                    on_event(event)
-                if self.stop_requested.is_set():
-                    self._stop(container)
-                    return "interrupted"
-                if deadline is not None and time.monotonic() > deadline:
-                    self._stop(container)
-                    return "timeout"
-                time.sleep(POLL_S)
+            return self.supervise(lambda: _status(container) in ("created", "running"),
+                                  lambda: self._stop(container), timeout_s, follower, on_event,
+                                  POLL_S)
         except BaseException:
             _kill(container)  # second Ctrl-C: stop now; removal follows in _container
             raise
-        return None
 
     def _stop(self, container: Any) -> None:
         """SIGTERM, then SIGKILL after the grace period (Docker's own stop semantics)."""

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from orchestrator.runners.base import (
@@ -90,18 +89,8 @@ class LocalRunner(Runner):
         follower: EventFollower,
         on_event: EventCallback,
     ) -> EndKind | None:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while process.poll() is None:
-            for event in follower.poll():
-                on_event(event)
-            if self.stop_requested.is_set():
-                self._stop(process)
-                return "interrupted"
-            if deadline is not None and time.monotonic() > deadline:
-                self._stop(process)
-                return "timeout"
-            time.sleep(POLL_S)
-        return None
+        return self.supervise(lambda: process.poll() is None, lambda: self._stop(process),
+                              timeout_s, follower, on_event, POLL_S)
 
     def _stop(self, process: subprocess.Popen[bytes]) -> None:
         """SIGTERM the run's process group, SIGKILL it after the grace period."""
