@@ -213,6 +213,7 @@ class ExperimentRun:
         return gpus, []
 
     def _baseline(self, gpus: GpuSet) -> BaselineRecord | None:
+        self._enter("baseline")  # marked even when there is nothing to measure
         if not self.config.baseline.enabled:
             if len(gpus):
                 self.warnings.append(Warning_(
@@ -222,7 +223,6 @@ class ExperimentRun:
             return None
         if len(gpus) == 0:
             return None  # nothing to measure; no_energy_sensor already says why
-        self._enter("baseline")
         cache = None
         if self.spec.baseline_cache_dir:
             cache = BaselineCache(Path(self.spec.baseline_cache_dir),

@@ -76,7 +76,7 @@ def test_study_writes_every_spec_file_and_validates(tiny_model_dir, tmp_path):
         assert result.energy.energy_j is None and "no_energy_sensor" in result.warning_codes()
         series = pq.read_table(run_dir / "timeseries.parquet")
         assert set(series.column_names) == SERIES_COLUMNS
-        assert {"warmup", "measure"} <= set(series.column("phase").to_pylist())
+        assert {"baseline", "warmup", "measure"} <= set(series.column("phase").to_pylist())
     table = pq.read_table(study_dir / "results.parquet")
     assert table.num_rows == 2
     assert sorted(table.column("config.pytorch.batch_size").to_pylist()) == [1, 2]
