@@ -8,7 +8,7 @@
 #   --refresh     resolve the cpu image's dependencies again (newer releases)
 #   --force       run `docker build` even if the image is up to date (layer cache still used)
 #
-# What it does, per image (the orchestrator's `llem images build` does the same through the
+# What it does, per image (plain steps, so that a Python caller can follow them through the
 # Docker SDK):
 #   1. base: cpu: llem/base:bookworm (built locally from Debian packages, no registry);
 #            others: the release image, pulled if it is not loaded already
@@ -18,7 +18,8 @@
 #   4. docker build -f images/BACKEND/Dockerfile images/.wheels/BACKEND, skipped when the image
 #      already carries the same llem.build_inputs fingerprint (Dockerfile, wheels, base image
 #      id, versions); otherwise Docker's layer cache makes an unchanged dependency layer free
-#   5. remove the images this script made obsolete (dangling, with our labels)
+#   5. tag the cpu dependency stage llem/build-cache:cpu-deps (kept as cache), and remove the
+#      images this script made obsolete (dangling, with our labels)
 #
 # Environment: DOCKER (default docker), and those of wheels.sh and base/build-base.sh.
 set -euo pipefail
@@ -27,7 +28,7 @@ images_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DOCKER=${DOCKER:-docker}
 PYTHON=${PYTHON:-python3}
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] error: %s\n' "$*" >&2; exit 1; }
 
@@ -111,35 +112,51 @@ image_label() {
 }
 
 build_image() {
-    local deps_lock="" deps_args=()
-    if [[ -d $context_dir/deps ]]; then
-        deps_lock=$(sha256sum "$context_dir/deps/requirements.lock" | cut -c1-16)
-        deps_args=(--build-arg "DEPS_LOCK=$deps_lock")
-    fi
-    # No BuildKit needed: the Dockerfiles work with the legacy builder, which is all an engine
-    # without the buildx plugin offers.
-    "$DOCKER" build \
+    local log
+    log=$(mktemp)
+    # The Dockerfiles need no BuildKit feature: the legacy builder, all that an engine without
+    # the buildx plugin offers, builds them too.
+    if ! "$DOCKER" build \
         --file "$dockerfile" \
         --build-arg "BASE_IMAGE=$base_image" \
         --build-arg "BACKEND_VERSION=$backend_version" \
         --build-arg "HARNESS_VERSION=$harness_version" \
         --build-arg "BUILD_INPUTS=$fingerprint" \
-        "${deps_args[@]}" \
         --tag "$image:$harness_version" \
         --tag "$image:latest" \
-        "$context_dir" >&2
-    remove_obsolete_images "$deps_lock"
+        "$context_dir" 2>&1 | tee "$log" >&2; then
+        rm -f "$log"
+        die "docker build of $image failed (output above)"
+    fi
+    keep_dependency_stage "$log"
+    rm -f "$log"
+    remove_obsolete_images
+}
+
+keep_dependency_stage() {
+    # The legacy builder leaves the cpu dependency stage (6 GB) as an untagged image: Docker's
+    # cache for the next build, which any `docker image prune` would delete. Tagging it keeps
+    # it, and marks every other one as obsolete. Its id is the last one printed before the
+    # second FROM; BuildKit prints no ids and keeps its cache elsewhere, so nothing to do there.
+    [[ -d $context_dir/deps ]] || return 0
+    local deps_id
+    deps_id=$(awk '/^Step [0-9]+\/[0-9]+ : FROM / { if (seen++) { print id; exit } }
+                   /^ ---> [0-9a-f]+$/ { id = $2 }' "$1")
+    [[ -z $deps_id ]] || "$DOCKER" tag "$deps_id" "llem/build-cache:$backend-deps"
 }
 
 remove_obsolete_images() {
-    # Earlier builds of this image lost their tags to the new one. The cpu dependency stage of
-    # the current lock is untagged too, but it is Docker's cache for the next build: keep it.
+    # Earlier builds of this image and of its dependency stage, which lost their tags.
     "$DOCKER" image prune --force --filter "label=llem.image=$backend" >/dev/null
-    if [[ -n $1 ]]; then
-        "$DOCKER" image prune --force --filter "label=llem.stage=$backend-deps" \
-            --filter "label!=llem.deps_lock=$1" >/dev/null
-    fi
+    "$DOCKER" image prune --force --filter "label=llem.stage=$backend-deps" >/dev/null
 }
+
+# Two builds at once (say, a test session and a user) would rewrite each other's context.
+mkdir -p "$images_dir/.wheels"
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$images_dir/.wheels/.build.lock"
+    flock 9 || die "could not lock $images_dir/.wheels/.build.lock"
+fi
 
 ensure_base
 "$images_dir/wheels.sh" "$backend" "${wheels_args[@]}"
@@ -148,8 +165,8 @@ harness_version=$(echo "$llem_wheel" | cut -d- -f2)
 backend_version=$(backend_version)
 fingerprint=$(build_inputs_fingerprint)
 
-if [[ $force -eq 0 && $(image_label "$image:$harness_version" llem.build_inputs) == "$fingerprint" ]]
-then
+built_from=$(image_label "$image:$harness_version" llem.build_inputs)
+if [[ $force -eq 0 && $built_from == "$fingerprint" ]]; then
     "$DOCKER" tag "$image:$harness_version" "$image:latest"
     log "$image:$harness_version is up to date (--force to rebuild)"
 else

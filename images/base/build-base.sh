@@ -27,7 +27,7 @@ TAG=llem/base:${SUITE}
 FORCE=0
 REFRESH=0
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -55,7 +55,8 @@ fi
 if ! command -v debootstrap >/dev/null 2>&1; then
     log "installing debootstrap with apt-get"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        debootstrap >/dev/null
 fi
 
 # The package tarball depends on what is installed and from where; a change to any of these
@@ -81,7 +82,8 @@ if [[ $REFRESH -eq 1 || ! -s $packages_tarball ]]; then
     log "downloading packages from $MIRROR into $packages_tarball"
     partial=$packages_tarball.partial
     rm -f "$partial"
-    debootstrap "${debootstrap_args[@]}" --make-tarball="$partial" "$SUITE" "$work_dir/download" "$MIRROR" >&2
+    debootstrap "${debootstrap_args[@]}" --make-tarball="$partial" \
+        "$SUITE" "$work_dir/download" "$MIRROR" >&2
     mv "$partial" "$packages_tarball"
     rm -rf --one-file-system "$work_dir/download"
 else
@@ -89,7 +91,8 @@ else
 fi
 
 log "installing the root file system"
-debootstrap "${debootstrap_args[@]}" --unpack-tarball="$packages_tarball" "$SUITE" "$root" "$MIRROR" >&2
+debootstrap "${debootstrap_args[@]}" --unpack-tarball="$packages_tarball" \
+    "$SUITE" "$root" "$MIRROR" >&2
 
 log "trimming"
 # Future apt-get installs in derived images skip documentation too.
@@ -111,26 +114,33 @@ rm -rf "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/lintia
 find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old \
     "$root"/var/log/* "$root"/tmp/* "$root"/var/tmp/*
-# Bytecode of the standard library is rebuilt on demand; the image need not carry stale copies.
-find "$root/usr/lib/python3" "$root/usr/lib/python3.11" -name __pycache__ -type d -prune \
-    -exec rm -rf {} + 2>/dev/null || true
-# Reproducible machine identity is the container runtime's job.
+# The standard library's bytecode stays: containers run as a uid that cannot write it, and
+# recompiling it in memory at every start would add to each run's overhead.
+# Machine id, hostname and DNS come from the container runtime.
 : >"$root/etc/machine-id"
 rm -f "$root/etc/hostname" "$root/etc/resolv.conf"
 
+replaced_image=$("$DOCKER" image inspect --format '{{.Id}}' "$TAG" 2>/dev/null || true)
 python_version=$(chroot "$root" python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
 log "loading $TAG into the engine (python $python_version)"
+# Images built on this one replace llem.base with the base image they name; the llem.base.*
+# labels carry over and keep the recipe, suite and Python visible there.
 tar --numeric-owner -C "$root" -c . | "$DOCKER" import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["/bin/bash"]' \
     --change 'LABEL llem.base=debootstrap' \
+    --change 'LABEL llem.base.recipe=debootstrap' \
     --change "LABEL llem.base.suite=$SUITE" \
     --change "LABEL llem.base.python=$python_version" \
-    --change "LABEL org.opencontainers.image.title=llem-base" \
-    --change "LABEL org.opencontainers.image.description=\"Debian $SUITE minbase, built with debootstrap\"" \
-    --change "LABEL org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --change "LABEL llem.base.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --change 'LABEL org.opencontainers.image.title=llem-base' \
     - "$TAG" >/dev/null
 
+# A rebuild leaves the previous image untagged; drop it unless images built on it still exist.
+new_image=$("$DOCKER" image inspect --format '{{.Id}}' "$TAG")
+if [[ -n $replaced_image && $replaced_image != "$new_image" ]]; then
+    "$DOCKER" rmi "$replaced_image" >/dev/null 2>&1 || true
+fi
 size_bytes=$("$DOCKER" image inspect --format '{{.Size}}' "$TAG")
 log "built $TAG ($((size_bytes / 1000000)) MB)"
