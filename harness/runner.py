@@ -15,19 +15,22 @@ from typing import Any
 
 from harness import checks, metrics, sanity
 from harness.backends import Backend, backend_class
-from harness.backends.base import Request
+from harness.backends.base import GenerationOutput, Request
 from harness.baseline import BaselineCache, measure_baseline
 from harness.datasets import build_requests, check_dataset
 from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
 from harness.energy.device import GpuSample
+from harness.energy.meter import EnergyReading
 from harness.energy.zeus import discover_zeus_gpus
 from harness.environment import snapshot
 from harness.errors import LlemError, PreflightError
 from harness.io import EventLog, write_json
 from harness.schema.result import (
     BaselineRecord,
+    EnergyMetrics,
     ErrorRecord,
     ExperimentResult,
+    PhaseEnergy,
     WarmupRecord,
     Warning_,
 )
@@ -118,23 +121,11 @@ class ExperimentRun:
 
     def _measure_all(self, gpus: GpuSet, backend: Backend, started_at: str) -> ExperimentResult:
         baseline = self._baseline(gpus)
-        self._enter("load")
-        load_start = self.meter.mark()
-        backend.load()
-        backend.synchronize()
-        load_end = self.meter.mark()
-        cold_start = self.meter.between(load_start, load_end)
+        cold_start = self._load(backend)
         requests = build_requests(self.config, backend)
         warmup = self._warmup(backend, requests, gpus)
-        self._enter("measure")
-        backend.synchronize()  # the window opens when all queued work has finished
-        window_start = self.meter.mark()
-        output = backend.generate(requests, on_batch=self._progress)
-        backend.synchronize()  # ... and closes only when the last token really exists
-        window_end = self.meter.mark()
+        output, reading, window_samples = self._window(backend, requests)
         self._enter("write")
-        reading = self.meter.between(window_start, window_end)
-        window_samples = self.sampler.samples_between(window_start.t_s, window_end.t_s)
         work = metrics.throughput(output, reading.duration_s)
         energy = metrics.energy(reading, work, baseline_power_w(baseline), len(gpus))
         energy.cold_start_energy_j = cold_start.energy_j
@@ -169,6 +160,26 @@ class ExperimentRun:
         result = sanity.flag(result, has_sensor=len(gpus) > 0)
         write_json(self.run_dir / "result.json", result)
         return result
+
+    def _load(self, backend: Backend) -> EnergyReading:
+        """Load the model outside every window; its time and energy are the cold start."""
+        self._enter("load")
+        start = self.meter.mark()
+        backend.load()
+        backend.synchronize()
+        return self.meter.between(start, self.meter.mark())
+
+    def _window(self, backend: Backend, requests: list[Request]
+                ) -> tuple[GenerationOutput, EnergyReading, list[GpuSample]]:
+        """The measurement window: the whole workload between two synchronised edges."""
+        self._enter("measure")
+        backend.synchronize()  # the window opens when all queued work has finished
+        start = self.meter.mark()
+        output = backend.generate(requests, on_batch=self._progress)
+        backend.synchronize()  # ... and closes only when the last token really exists
+        end = self.meter.mark()
+        return output, self.meter.between(start, end), self.sampler.samples_between(
+            start.t_s, end.t_s)
 
     def _preflight(self) -> tuple[GpuSet, Backend]:
         self._enter("preflight")
@@ -248,10 +259,10 @@ class ExperimentRun:
             ))
         return record
 
-    def _phase_split(self, energy: Any, output: Any) -> None:
+    def _phase_split(self, energy: EnergyMetrics, output: GenerationOutput) -> None:
+        """Prefill and decode energy from the counter at each batch's phase edges."""
         if not output.phase_marks:
             return
-        from harness.schema.result import PhaseEnergy
 
         prefill_s = sum(m.prefill_end_s - m.start_s for m in output.phase_marks)
         decode_s = sum(m.end_s - m.prefill_end_s for m in output.phase_marks)
