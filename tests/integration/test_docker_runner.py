@@ -77,9 +77,14 @@ def test_four_runs_match_local_files_owned_by_user_and_leave_no_container(
     assert engine.containers(LABEL_SESSION) == []
 
 
-def _kill_when_warming(engine, run_label: str, stop: threading.Event) -> None:
+def containers_of_run(engine, run_prefix: str) -> list:
+    return [c for c in engine.containers(LABEL_SESSION)
+            if c.labels.get(LABEL_RUN, "").startswith(run_prefix)]
+
+
+def _kill_when_warming(engine, run_prefix: str, stop: threading.Event) -> None:
     while not stop.is_set():
-        for container in engine.containers(f"{LABEL_RUN}={run_label}"):
+        for container in containers_of_run(engine, run_prefix):
             container.reload()
             logs = container.logs().decode(errors="replace")
             if container.status == "running" and "run directory" in logs:
@@ -103,7 +108,7 @@ def test_faults_are_classified_and_the_study_continues(
                         execution={"config_gap_s": 0, "timeout_s": 40})
     stop = threading.Event()
     killer = threading.Thread(target=_kill_when_warming,
-                              args=(engine, "002_pytorch-bs2_c1", stop), daemon=True)
+                              args=(engine, "002_", stop), daemon=True)
     killer.start()
     try:
         summary, study_dir = run_study(study, DockerRunner(), output=tmp_path / "out")
@@ -143,9 +148,9 @@ def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
                                 "-q"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not engine.containers("llem.run=002_pytorch-bs2_c1"):
+    while time.monotonic() < deadline and not containers_of_run(engine, "002_"):
         time.sleep(0.5)
-    assert engine.containers("llem.run=002_pytorch-bs2_c1"), "second run never started"
+    assert containers_of_run(engine, "002_"), "second run never started"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     orphaned = engine.containers(LABEL_SESSION)
