@@ -147,12 +147,14 @@ def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
     process = subprocess.Popen([LLEM, "run", str(study), "--runner", "docker", "--output", "o",
                                 "-q"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not containers_of_run(engine, "002_"):
-        time.sleep(0.5)
-    assert containers_of_run(engine, "002_"), "second run never started"
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not containers_of_run(engine, "002_"):
+            time.sleep(0.5)
+        assert containers_of_run(engine, "002_"), "second run never started"
+    finally:
+        process.send_signal(signal.SIGKILL)  # the orchestrator dies without cleaning up
+        process.wait(timeout=30)
     orphaned = engine.containers(LABEL_SESSION)
     assert len(orphaned) == 1, "the killed orchestrator's container should still be there"
     cleaned = subprocess.run([LLEM, "clean"], capture_output=True, text=True, timeout=120,
