@@ -28,7 +28,7 @@ from orchestrator.runners.base import (
 from orchestrator.runners.container_spec import MachineSettings, plan_container
 from orchestrator.sessions import LABEL_SESSION, Session, orphans
 
-POLL_S = 0.25
+POLL_S = 0.1
 GRACE_S = 10.0
 EXIT_SIGKILL, EXIT_SIGTERM, EXIT_INTERRUPTED = 137, 143, 130
 
