@@ -155,8 +155,10 @@ def _with_overrides(study: Study, cycles: int | None, order: str | None,
 def _guard(study: Study, where: Path, yes: bool) -> None:
     runs = len(study.experiments) * study.execution.n_cycles
     if runs > LARGE_STUDY and not yes:
-        raise ConfigError(f"this study has {runs} runs (more than {LARGE_STUDY})",
-                          fix="check it with --dry-run, then pass --yes to run it")
+        question = f"this study has {runs} runs (more than {LARGE_STUDY}); run them all?"
+        if not (sys.stdin.isatty() and click.confirm(question, err=True)):
+            raise ConfigError(f"this study has {runs} runs (more than {LARGE_STUDY})",
+                              fix="check it with --dry-run, then pass --yes to run it")
     probe = where if where.exists() else Path.cwd()
     free_gb = shutil.disk_usage(probe).free / 2**30
     if free_gb < MIN_FREE_GB:

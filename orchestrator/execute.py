@@ -142,9 +142,12 @@ class StudyExecution:
             return
         execution = self.study.execution
         seconds = execution.cycle_gap_s if run.cycle != previous.cycle else execution.config_gap_s
-        if seconds > 0:
-            self.on_event({"event": "gap", "seconds": seconds})
-            self.runner.stop_requested.wait(seconds)
+        remaining = seconds
+        while remaining > 0 and not self.runner.stop_requested.is_set():
+            self.on_event({"event": "gap", "seconds": seconds, "remaining_s": remaining})
+            step = min(1.0, remaining)
+            self.runner.stop_requested.wait(step)
+            remaining -= step
         if self.cool_down is not None and not self.runner.stop_requested.is_set():
             waited = self.cool_down.wait(
                 self.runner.stop_requested.wait,

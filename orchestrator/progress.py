@@ -56,7 +56,8 @@ class StudyProgress:
             self.progress.update(self.current, visible=False)
             self._say(f"{run_id}: {event.get('status')}")
         elif kind == "gap":
-            self.progress.update(self.current, description=f"gap {event['seconds']:g} s")
+            self.progress.update(self.current, description=(
+                f"gap: next run in {event['remaining_s']:.0f} s (of {event['seconds']:g} s)"))
         elif kind == "cooling":
             self.progress.update(self.current,
                                  description=f"cooling down ({event['elapsed_s']:.0f} s)")
