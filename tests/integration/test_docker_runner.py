@@ -128,9 +128,14 @@ def test_faults_are_classified_and_the_study_continues(
 
 def test_memory_limit_too_small_is_oom_and_the_study_continues(
         cpu_image, tiny_model_dir, tmp_path, no_leftover_containers):
+    # Eager attention over 64 prompts of 1024 tokens materialises ~1 GB of scores at once: an
+    # anonymous allocation the kernel cannot reclaim, so the OOM killer acts at once (a limit
+    # that only squeezes the page cache would make the run thrash instead of dying).
     study = write_study(tmp_path / "s.yaml", tiny_model_dir,
-                        "sweep:\n  pytorch.batch_size: [1, 2]\n")
-    summary, study_dir = run_study(study, DockerRunner(mem_limit="48m"), output=tmp_path / "o")
+                        "sweep:\n  pytorch.batch_size: [64, 63]\n", n=64, input_len=1024,
+                        output_len=2, pytorch={"attn_implementation": "eager"},
+                        execution={"config_gap_s": 0, "timeout_s": 300})
+    summary, study_dir = run_study(study, DockerRunner(mem_limit="800m"), output=tmp_path / "o")
     runs = Manifest.load(study_dir).runs
     assert [r.failure.cause for r in runs if r.failure] == ["oom", "oom"]
     assert "OOMKilled" in runs[0].failure.message
