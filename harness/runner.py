@@ -353,4 +353,4 @@ def run_experiment(
         return ExperimentRun(spec, Path(tmp)).execute()
 
 
-__all__ = ["ExperimentRun", "LlemError", "run_experiment"]
+__all__ = ["ExperimentRun", "process_started_at", "run_experiment"]
