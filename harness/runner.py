@@ -19,6 +19,11 @@ from harness.backends.base import GenerationOutput, Request
 from harness.baseline import BaselineCache, measure_baseline
 from harness.datasets import build_requests, check_dataset
 from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
+from harness.energy.codecarbon import (
+    TrackerFactory,
+    codecarbon_tracker,
+    discover_codecarbon_gpus,
+)
 from harness.energy.device import GpuSample
 from harness.energy.meter import EnergyReading
 from harness.energy.zeus import discover_zeus_gpus
@@ -56,6 +61,8 @@ class ExperimentRun:
             ``harness.testing.FakeGpu`` to replay a recorded power trace.
         device: where the backend computes ("cuda:0", "cpu"); by default CUDA when GPUs were
             found, else CPU.
+        tracker_factory: makes a GPU's CodeCarbon tracker when ``energy.backend`` is
+            codecarbon (a fake in tests).
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class ExperimentRun:
         run_dir: Path,
         gpus: GpuSet | None = None,
         device: str | None = None,
+        tracker_factory: TrackerFactory = codecarbon_tracker,
     ) -> None:
         self.spec = spec
         self.config = spec.config
@@ -72,6 +80,7 @@ class ExperimentRun:
         self.warnings: list[Warning_] = []
         self._gpus = gpus
         self._device = device
+        self._tracker_factory = tracker_factory
         self._last_power_event = 0.0
         run_dir.mkdir(parents=True, exist_ok=True)
         self.events = EventLog(run_dir / "events.jsonl")
@@ -202,10 +211,15 @@ class ExperimentRun:
     def _energy_source(self) -> tuple[GpuSet, list[str]]:
         source = self.config.energy.backend
         if source == "codecarbon":
-            return EMPTY_GPUS, [
-                "energy.backend 'codecarbon' is not available in this version; "
-                "use auto, nvml, zeus or none"
-            ]
+            facts = self._gpus if self._gpus is not None else discover_gpus(self.spec.gpus)
+            if len(facts) == 0:
+                return facts, ["energy.backend is 'codecarbon' but NVML found no NVIDIA GPU "
+                               "(CodeCarbon reads GPU energy through NVML)"]
+            try:
+                return discover_codecarbon_gpus(facts, self._tracker_factory), []
+            except LlemError as error:
+                facts.close()
+                return EMPTY_GPUS, [str(error)]
         if source == "zeus":
             try:
                 return discover_zeus_gpus(self.spec.gpus), []

@@ -58,7 +58,8 @@ class EnergyMetrics(Record):
         None, description="Trapezoidal integral of sampled power (cross-check)."
     )
     energy_method: str | None = Field(
-        None, description="nvml_counter | nvml_power_integration | zeus | codecarbon | null."
+        None, description="<source>_counter or <source>_power_integration (source: nvml, "
+        "zeus or codecarbon); null without a sensor."
     )
     energy_per_output_token_j: float | None = None
     energy_per_request_j: float | None = None
