@@ -18,6 +18,7 @@ from harness.schema.result import (
     EnergyMetrics,
     FlopsEstimate,
     LatencyMetrics,
+    MemoryMetrics,
     Percentiles,
     ThermalMetrics,
     ThroughputMetrics,
@@ -160,3 +161,37 @@ def _first_value(series: Sequence[GpuSample], name: str) -> float | None:
 def _mean(series: Sequence[GpuSample], name: str) -> float | None:
     values = [getattr(s, name) for s in series if getattr(s, name) is not None]
     return float(np.mean(values)) if values else None
+
+
+def device_memory(samples: Sequence[GpuSample], load_start_s: float, load_end_s: float,
+                  window: Sequence[GpuSample], gpu_indices: Sequence[int]) -> MemoryMetrics | None:
+    """GPU memory from the time series, for backends whose engine runs in other processes.
+
+    Model memory is each GPU's ``mem_used_mb`` at the first sample after loading minus the last
+    sample before it, summed; peak is the highest in-window reading minus the same pre-load
+    reading. Both are whole-GPU figures from the driver: they include the engine's KV-cache
+    reservation and CUDA contexts, not just weights. None when a GPU lacks the readings.
+    """
+    model_mb = peak_mb = 0.0
+    for index in gpu_indices:
+        mine = [s for s in samples if s.gpu_index == index and s.mem_used_mb is not None]
+        before = [s for s in mine if s.t_s <= load_start_s]
+        after = [s for s in mine if s.t_s >= load_end_s]
+        in_window = [s.mem_used_mb for s in window
+                     if s.gpu_index == index and s.mem_used_mb is not None]
+        if not before or not after or not in_window:
+            return None
+        idle = before[-1].mem_used_mb or 0.0
+        model_mb += (after[0].mem_used_mb or 0.0) - idle
+        peak_mb += max(in_window) - idle
+    return MemoryMetrics(
+        device="cuda",
+        model_memory_mb=model_mb,
+        peak_inference_memory_mb=peak_mb,
+        method=(
+            "NVML memory used per GPU, summed: model = first sample after load minus last "
+            "sample before it; peak = highest sample in the window minus the pre-load sample. "
+            "Whole-GPU figures: they include the engine's KV-cache reservation and CUDA "
+            "contexts; MiB"
+        ),
+    )

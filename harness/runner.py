@@ -35,6 +35,7 @@ from harness.schema.result import (
     EnergyMetrics,
     ErrorRecord,
     ExperimentResult,
+    MemoryMetrics,
     PhaseEnergy,
     WarmupRecord,
     Warning_,
@@ -158,11 +159,12 @@ class ExperimentRun:
             energy=energy,
             throughput=work,
             latency=metrics.latency(output),
-            memory=backend.memory(),
+            memory=self._memory(backend, gpus, window_samples),
             thermal=thermal,
             flops_estimate=metrics.flops(non_embedding, work),
             warmup=warmup,
             baseline=baseline,
+            engine_cache=backend.engine_cache(),
             environment=snapshot(gpus, backend.versions()),
             warnings=_unique(self.warnings),
         )
@@ -170,13 +172,24 @@ class ExperimentRun:
         write_json(self.run_dir / "result.json", result)
         return result
 
+    def _memory(self, backend: Backend, gpus: GpuSet,
+                window_samples: list[GpuSample]) -> MemoryMetrics | None:
+        """The backend's own figures, else (engines in other processes) NVML's."""
+        own = backend.memory()
+        if own is not None or len(gpus) == 0:
+            return own
+        return metrics.device_memory(self.sampler.samples(), *self._load_edges_s,
+                                     window_samples, [gpu.index for gpu in gpus])
+
     def _load(self, backend: Backend) -> EnergyReading:
         """Load the model outside every window; its time and energy are the cold start."""
         self._enter("load")
         start = self.meter.mark()
         backend.load()
         backend.synchronize()
-        return self.meter.between(start, self.meter.mark())
+        end = self.meter.mark()
+        self._load_edges_s = (start.t_s, end.t_s)
+        return self.meter.between(start, end)
 
     def _window(self, backend: Backend, requests: list[Request]
                 ) -> tuple[GenerationOutput, EnergyReading, list[GpuSample]]:
@@ -195,6 +208,9 @@ class ExperimentRun:
         gpus, problems = self._energy_source()
         device = self._device or ("cuda:0" if len(gpus) else "cpu")
         backend = backend_class(self.config.backend)(self.config, device)
+        backend.gpu_info = [gpu.info() for gpu in gpus]
+        if self.spec.engine_cache_dir:
+            backend.engine_cache_root = Path(self.spec.engine_cache_dir)
         problems += backend.preflight() + check_dataset(self.config)
         if problems:
             gpus.close()

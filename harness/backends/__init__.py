@@ -5,26 +5,21 @@ from __future__ import annotations
 import importlib
 
 from harness.backends.base import Backend
-from harness.errors import ConfigError, PreflightError
+from harness.errors import ConfigError
 from harness.schema.messages import did_you_mean
 
 REGISTRY: dict[str, str] = {
     "pytorch": "harness.backends.pytorch:PyTorchBackend",
+    "vllm": "harness.backends.vllm:VllmBackend",
+    "tensorrt": "harness.backends.tensorrt:TensorRtBackend",
 }
-"""Backend name -> "module:Class". vLLM and TensorRT-LLM are not implemented yet."""
-
-PLANNED = ("vllm", "tensorrt")
+"""Backend name -> "module:Class"; the module imports no engine library at import time."""
 
 
 def backend_class(name: str) -> type[Backend]:
     """Import and return the backend class registered under ``name``."""
     if name not in REGISTRY:
-        if name in PLANNED:
-            raise PreflightError(
-                f"backend '{name}' is not implemented in this version of llem",
-                fix=f"use backend: {', '.join(REGISTRY)}",
-            )
-        guess = did_you_mean(name, list(REGISTRY) + list(PLANNED))
+        guess = did_you_mean(name, list(REGISTRY))
         hint = f"; did you mean '{guess}'?" if guess else ""
         raise ConfigError(
             f"unknown backend '{name}'{hint}", fix=f"use one of {', '.join(REGISTRY)}"

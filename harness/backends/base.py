@@ -10,10 +10,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from harness.schema.config import ExperimentConfig
-from harness.schema.result import MemoryMetrics
+from harness.schema.result import EngineCacheRecord, GpuInfo, MemoryMetrics
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,12 @@ class Backend(abc.ABC):
     Args:
         config: the experiment.
         device: "cuda:N" or "cpu".
+
+    Attributes:
+        gpu_info: facts about the GPUs the run measures (from the energy source, before
+            preflight); lets a backend learn e.g. the compute capability without touching CUDA.
+        engine_cache_root: where built engines are cached (backends that build engines);
+            None = the default location.
     """
 
     name: str = ""
@@ -92,6 +99,8 @@ class Backend(abc.ABC):
     def __init__(self, config: ExperimentConfig, device: str) -> None:
         self.config = config
         self.device = device
+        self.gpu_info: list[GpuInfo] = []
+        self.engine_cache_root: Path | None = None
 
     @abc.abstractmethod
     def preflight(self) -> list[str]:
@@ -141,3 +150,7 @@ class Backend(abc.ABC):
 
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Release the model."""
+
+    def engine_cache(self) -> EngineCacheRecord | None:
+        """How the engine was obtained (TensorRT-LLM); None for backends without engines."""
+        return None

@@ -175,6 +175,19 @@ class Environment(Record):
     hostname_hash: str | None = Field(None, description="SHA-256 prefix, not the name itself.")
 
 
+class EngineCacheRecord(Record):
+    """How a TensorRT-LLM run got its engine (see docs/backends.md)."""
+
+    source: Literal["cache", "engine_dir"] = Field(
+        description="'cache': the llem engine cache; 'engine_dir': a prebuilt engine given.")
+    hit: bool | None = Field(None, description="True: found built; False: built by this run.")
+    key: str | None = Field(None, description="SHA-256 of the build description.")
+    engine_dir: str = Field(description="The engine that was loaded.")
+    build_s: float | None = Field(
+        None, description="Build time in this run (part of the cold start), None on a hit.")
+    description: dict[str, Any] | None = Field(None, description="What the key hashes.")
+
+
 class SanityRecord(Record):
     """Post-run checks; a failure flags the result, it does not drop it."""
 
@@ -204,6 +217,8 @@ class ExperimentResult(Record):
     flops_estimate: FlopsEstimate | None = None
     warmup: WarmupRecord
     baseline: BaselineRecord | None = None
+    engine_cache: EngineCacheRecord | None = Field(
+        None, description="TensorRT-LLM only: engine cache hit or miss and build time.")
     environment: Environment
     sanity: SanityRecord | None = Field(None, description="Post-run sanity checks.")
     warnings: list[Warning_] = Field(default_factory=list)

@@ -27,4 +27,8 @@ class RunSpec(Strict):
     baseline_cache_dir: str | None = Field(
         None, description="Directory shared by a study's runs for cached idle power per GPU."
     )
+    engine_cache_dir: str | None = Field(
+        None, description="TensorRT-LLM engine cache (mounted read-write into tensorrt runs); "
+        "None = LLEM_ENGINE_CACHE or ~/.cache/llem/trt-engines."
+    )
     config: ExperimentConfig

@@ -43,3 +43,21 @@ def test_flops_is_two_times_params_times_tokens():
     assert estimate.prefill_flops == 2 * 1000 * 40
     assert estimate.decode_flops == 2 * 1000 * 20
     assert estimate.flops == estimate.prefill_flops + estimate.decode_flops
+
+
+def test_device_memory_from_the_time_series():
+    from harness.energy.device import GpuSample
+    from harness.metrics import device_memory
+
+    def at(t, gpu, mb):
+        return GpuSample(gpu_index=gpu, t_s=t, power_w=100.0, energy_counter_j=None,
+                         mem_used_mb=mb)
+
+    samples = [at(0.0, 0, 500), at(0.0, 1, 400), at(5.0, 0, 9000), at(5.0, 1, 8000)]
+    window = [at(9.0, 0, 9500), at(9.0, 1, 8100), at(10.0, 0, 9200)]
+    memory = device_memory(samples + window, 1.0, 4.0, window, [0, 1])
+    assert memory is not None
+    assert memory.model_memory_mb == (9000 - 500) + (8000 - 400)
+    assert memory.peak_inference_memory_mb == (9500 - 500) + (8100 - 400)
+    assert "KV-cache" in memory.method
+    assert device_memory(samples, 1.0, 4.0, [], [0, 1]) is None  # no in-window reading
