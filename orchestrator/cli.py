@@ -403,5 +403,72 @@ def images_list() -> None:
     out.print(table)
 
 
+@main.group()
+def cache() -> None:
+    """Inspect and prune the TensorRT-LLM engine cache (LLEM_ENGINE_CACHE or ~/.cache/llem)."""
+
+
+def _engine_cache(root: Path | None) -> Any:
+    from harness.engine_cache import EngineCache, default_cache_root
+
+    return EngineCache(root or default_cache_root())
+
+
+_ROOT_OPTION = click.option("--root", type=click.Path(path_type=Path),
+                            help="Cache directory (default: LLEM_ENGINE_CACHE or "
+                            "~/.cache/llem/trt-engines).")
+
+
+@cache.command("list")
+@_ROOT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def cache_list(root: Path | None, as_json: bool) -> None:
+    """List cached engines: key, state, model, versions, size and last use."""
+    import datetime as dt
+
+    engines = _engine_cache(root)
+    entries = engines.entries()
+    if as_json:
+        click.echo(json.dumps([{
+            "key": entry.key, "state": entry.state, "path": str(entry.path),
+            "size_bytes": entry.size_bytes, "created_at": entry.created_at,
+            "last_used_s": entry.last_used_s, "description": entry.description,
+        } for entry in entries], indent=2))
+        return
+    table = Table(title=f"llem engine cache: {engines.root}")
+    for column in ("key", "state", "model", "tensorrt_llm", "cc", "size GB", "last used"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        described = entry.description or {}
+        used = dt.datetime.fromtimestamp(entry.last_used_s, dt.timezone.utc)
+        table.add_row(entry.key[:12], entry.state, str(described.get("model", "")),
+                      str(described.get("tensorrt_llm_version", "")),
+                      str(described.get("compute_capability", "")),
+                      f"{entry.size_bytes / 1e9:.2f}", used.isoformat(timespec="minutes"))
+    out.print(table)
+    if not entries:
+        out.print("the cache is empty", highlight=False)
+
+
+@cache.command("prune")
+@_ROOT_OPTION
+@click.option("--unused-days", type=click.FloatRange(min=0),
+              help="Also remove complete engines not used for this many days.")
+@click.option("--all", "everything", is_flag=True, help="Remove every engine.")
+def cache_prune(root: Path | None, unused_days: float | None, everything: bool) -> None:
+    """Remove partial, mismatching and abandoned entries (and old or all engines if asked).
+
+    Entries whose key is being built right now are skipped.
+    """
+    removed = _engine_cache(root).prune(
+        unused_for_s=None if unused_days is None else unused_days * 86400,
+        everything=everything)
+    freed = sum(entry.size_bytes for entry in removed)
+    out.print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} "
+              f"({freed / 1e9:.2f} GB)", highlight=False)
+    for entry in removed:
+        out.print(f"  {entry.key[:12]}  {entry.state}", highlight=False)
+
+
 if __name__ == "__main__":
     main()

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from harness.engine_cache import default_cache_root
 from harness.io import write_json, write_text
 from harness.paths import create_unique_dir, sanitize, utc_stamp
 from harness.schema.result import ErrorRecord, ExperimentResult
@@ -167,6 +168,7 @@ class StudyExecution:
             runner=self.runner.name,
             gpus=self.runner.harness_gpus(self.study.execution.gpus),
             baseline_cache_dir=str(self._baseline_cache()),
+            engine_cache_dir=self._engine_cache(run.entry.config.backend),
             config=run.entry.config,
         )
         write_json(run_dir / "experiment.json", spec)
@@ -182,6 +184,15 @@ class StudyExecution:
         self._record(entry, run_dir, outcome)
         manifest.save(self.study_dir)
         self.on_event({"event": "run_finished", "run_id": run.run_id, "status": entry.status})
+
+    def _engine_cache(self, backend: str) -> str | None:
+        # Engines outlive studies: one cache per user (LLEM_ENGINE_CACHE or ~/.cache/llem),
+        # mounted read-write into tensorrt containers only.
+        if backend != "tensorrt":
+            return None
+        path = default_cache_root().expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return str(path)
 
     def _baseline_cache(self) -> Path:
         # Shared by every run of the study (and mounted into every container).

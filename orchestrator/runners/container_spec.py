@@ -22,7 +22,6 @@ ENV_ALLOW = ("HF_TOKEN",)
 """Host variables passed into containers by name; the value is never written anywhere."""
 
 HF_CACHE_TARGET = "/llem/hf-cache"
-ENGINE_CACHE_TARGET = "/llem/engine-cache"
 DEFAULT_SHM = "2g"
 
 
@@ -96,11 +95,10 @@ class MachineSettings:
     gid: int
     cwd: Path
     hf_cache: Path | None
-    engine_cache: Path | None
     host_env: dict[str, str]
 
     @classmethod
-    def detect(cls, engine_cache: Path | None = None) -> MachineSettings:
+    def detect(cls) -> MachineSettings:
         """Read uid/gid, working directory, HF cache location and the allow-listed variables."""
         hub = os.environ.get("HF_HUB_CACHE") or str(
             Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub")
@@ -109,7 +107,6 @@ class MachineSettings:
             gid=os.getgid(),
             cwd=Path.cwd(),
             hf_cache=Path(hub) if Path(hub).is_dir() else None,
-            engine_cache=engine_cache,
             host_env={k: os.environ[k] for k in ENV_ALLOW if k in os.environ},
         )
 
@@ -158,8 +155,9 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
     if machine.hf_cache is not None:
         mounts.append(MountSpec(str(machine.hf_cache), HF_CACHE_TARGET, read_only=True))
         environment["HF_HUB_CACHE"] = HF_CACHE_TARGET
-    if spec.config.backend == "tensorrt" and machine.engine_cache is not None:
-        mounts.append(MountSpec(str(machine.engine_cache), ENGINE_CACHE_TARGET, read_only=False))
+    if spec.config.backend == "tensorrt" and spec.engine_cache_dir:
+        engines = Path(spec.engine_cache_dir)  # built engines are shared by every run: rw
+        mounts.append(MountSpec(str(engines), str(engines), read_only=False))
     environment.update(machine.host_env)
     labels = {**session.labels(), LABEL_STUDY: spec.study or "", LABEL_RUN: spec.run_id}
     return ContainerPlan(

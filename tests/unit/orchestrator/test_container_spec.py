@@ -26,7 +26,7 @@ def plan(tmp_path: Path, model: str = "model-dir", gpu_ids=None, **machine):
     spec = RunSpec(run_id="001_x_c1", study="s", config=ExperimentConfig(
         model=model, backend="pytorch"))
     settings = MachineSettings(uid=1234, gid=5678, cwd=tmp_path, hf_cache=None,
-                               engine_cache=None, host_env={"HF_TOKEN": CANARY}, **machine)
+                               host_env={"HF_TOKEN": CANARY}, **machine)
     session = Session("abc123", 42, "777", "host-a")
     return plan_container(run_dir, spec, "llem/cpu:latest", "sha256:img", None, session,
                           settings, gpu_ids=gpu_ids), run_dir
@@ -113,3 +113,22 @@ def test_orphans_are_containers_of_dead_sessions():
     assert session_alive(me.labels())
     assert [c.name for c in orphans([mine, dead, recycled, elsewhere], me)] == [
         "dead", "recycled-pid"]
+
+
+def test_tensorrt_runs_get_the_engine_cache_read_write_at_its_host_path(tmp_path):
+    (tmp_path / "model-dir").mkdir()
+    run_dir = tmp_path / "study" / "001_x_c1"
+    run_dir.mkdir(parents=True)
+    engines = tmp_path / "engines"
+    settings = MachineSettings(uid=1, gid=1, cwd=tmp_path, hf_cache=None, host_env={})
+    session = Session("abc123", 42, "777", "host-a")
+    for backend, expected in [("tensorrt", True), ("vllm", False)]:
+        spec = RunSpec(run_id="001_x_c1", engine_cache_dir=str(engines),
+                       config=ExperimentConfig(model="model-dir", backend=backend))
+        container = plan_container(run_dir, spec, "llem/tensorrt:latest", "sha256:img", None,
+                                   session, settings, gpu_ids=[0])
+        mounts = {m.target: m for m in container.mounts}
+        assert (str(engines) in mounts) is expected, backend
+        if expected:
+            assert mounts[str(engines)].source == str(engines)
+            assert mounts[str(engines)].read_only is False

@@ -1,0 +1,44 @@
+"""`llem cache list | prune` over a real cache directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from harness.engine_cache import EngineCache
+from orchestrator.cli import main
+
+
+def engine(target: Path) -> None:
+    target.mkdir(parents=True)
+    (target / "rank0.engine").write_bytes(b"x" * 1000)
+
+
+def test_list_shows_entries_and_prune_removes_what_was_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLEM_ENGINE_CACHE", str(tmp_path))
+    cache = EngineCache(tmp_path)
+    kept = cache.get_or_build({"model": "tiny", "tensorrt_llm_version": "1.0.0",
+                               "compute_capability": "9.0"}, engine)
+    (tmp_path / ("0" * 64)).mkdir()  # partial: no key.json
+    runner = CliRunner()
+
+    listed = runner.invoke(main, ["cache", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    entries = {entry["key"]: entry for entry in json.loads(listed.output)}
+    assert entries[kept.key]["state"] == "complete"
+    assert entries[kept.key]["description"]["model"] == "tiny"
+    assert entries["0" * 64]["state"] == "partial"
+    table = runner.invoke(main, ["cache", "list"])
+    assert kept.key[:12] in table.output and "1.0.0" in table.output
+
+    pruned = runner.invoke(main, ["cache", "prune"])
+    assert pruned.exit_code == 0 and "removed 1 entry" in pruned.output
+    assert cache.lookup({"model": "tiny", "tensorrt_llm_version": "1.0.0",
+                         "compute_capability": "9.0"}) == kept.engine_dir
+
+    everything = runner.invoke(main, ["cache", "prune", "--all", "--root", str(tmp_path)])
+    assert everything.exit_code == 0 and "removed 1 entry" in everything.output
+    assert cache.entries() == []
+    assert "the cache is empty" in runner.invoke(main, ["cache", "list"]).output
