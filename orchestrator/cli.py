@@ -231,8 +231,10 @@ def _print_dry_run(study: Study, as_json: bool) -> None:
         click.echo(json.dumps({
             "study": study.name, "design_hash": study.design_hash,
             "configurations": len(study.experiments), "cycles": study.execution.n_cycles,
-            "runs": [{"run_id": r.run.run_id, "vram_gb_per_gpu": r.vram_gb, "fits": r.fits}
-                     for r in runs],
+            "grids": found["grids"],
+            "runs": [{"run_id": r.run.run_id, "backend": r.run.entry.config.backend,
+                      "vram_gb_per_gpu": r.vram_gb, "fits": r.fits,
+                      "reservation": r.reservation} for r in runs],
             "skipped": [{"description": s.description, "reason": s.reason}
                         for s in study.skipped],
             "warnings": study.warnings, "gpus": found["gpus"],
@@ -254,6 +256,10 @@ def _print_dry_run(study: Study, as_json: bool) -> None:
         out.print(f"skipped: {skipped.description}: {skipped.reason}", highlight=False)
     for warning in study.warnings:
         out.print(f"warning: {warning}", highlight=False)
+    for backend, grid in found["grids"].items():
+        reserved = next(r.reservation for r in runs if r.run.entry.config.backend == backend)
+        out.print(f"grid {backend}: {grid['configurations']} configurations, {grid['runs']} "
+                  f"runs; {reserved}", highlight=False)
     gpus = ", ".join(f"{name} ({gb:.0f} GB)" for name, gb in found["gpus"]) or "none detected"
     out.print(f"GPUs: {gpus}", highlight=False)
     out.print(

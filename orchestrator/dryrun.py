@@ -6,9 +6,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.energy import discover_gpus
+from harness.schema.config import ExperimentConfig
 from orchestrator.estimate import ModelShape, estimate_run_s, estimate_vram, find_config, shape_of
 from orchestrator.execute import PlannedRun, plan
 from orchestrator.study import Study
+
+VLLM_MEMORY_UTILIZATION = 0.9
+"""vLLM's default gpu_memory_utilization."""
+TRT_KV_FREE_FRACTION = 0.9
+"""TensorRT-LLM's default KvCacheConfig.free_gpu_memory_fraction."""
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,7 @@ class PlannedEstimate:
     run: PlannedRun
     vram_gb: float | None
     fits: str
+    reservation: str
 
 
 def gpu_memory_gb() -> list[tuple[str, float]]:
@@ -36,6 +43,37 @@ def _fit(vram_gb: float | None, memory_gb: list[float]) -> str:
     return "fits" if vram_gb <= min(memory_gb) else "likely OOM"
 
 
+def reservation(config: ExperimentConfig, memory_gb: list[float]) -> str:
+    """What the backend actually takes on the GPU, beyond the estimate of what it needs."""
+    if config.backend == "vllm":
+        fraction = (config.vllm.gpu_memory_utilization if config.vllm
+                    and config.vllm.gpu_memory_utilization else VLLM_MEMORY_UTILIZATION)
+        taken = f" = {fraction * min(memory_gb):.1f} GB" if memory_gb else ""
+        return f"vLLM reserves gpu_memory_utilization {fraction:g} of each GPU{taken}"
+    if config.backend == "tensorrt":
+        fraction = (config.tensorrt.kv_cache_free_gpu_memory_fraction if config.tensorrt
+                    and config.tensorrt.kv_cache_free_gpu_memory_fraction
+                    else TRT_KV_FREE_FRACTION)
+        return (f"TensorRT-LLM gives the KV cache {fraction:g} of the memory free after the "
+                "engine loads")
+    return "PyTorch allocates as it goes (estimate = need)"
+
+
+def grids(runs: list[PlannedRun]) -> dict[str, dict[str, int]]:
+    """Per backend: its independent grid's configurations and runs."""
+    found: dict[str, dict[str, int]] = {}
+    seen: dict[str, set[str]] = {}
+    for run in runs:
+        backend = run.entry.config.backend
+        grid = found.setdefault(backend, {"configurations": 0, "runs": 0})
+        grid["runs"] += 1
+        identity = run.entry.config.measurement_config_hash
+        if identity not in seen.setdefault(backend, set()):
+            seen[backend].add(identity)
+            grid["configurations"] += 1
+    return found
+
+
 def estimate(study: Study) -> dict[str, Any]:
     """Runs with VRAM estimates, GPUs, totals and a duration estimate."""
     gpus = gpu_memory_gb()
@@ -51,8 +89,11 @@ def estimate(study: Study) -> dict[str, Any]:
             shapes[config.model] = shape_of(found) if found else None
         shape = shapes[config.model]
         vram = estimate_vram(config, shape).per_gpu_gb if shape else None
-        planned.append(PlannedEstimate(run, vram, _fit(vram, memory)))
-        total_s += estimate_run_s(config, shape, on_gpu=bool(gpus))
+        planned.append(PlannedEstimate(run, vram, _fit(vram, memory),
+                                       reservation(config, memory)))
+        # vLLM and TensorRT-LLM only run on GPUs: never estimate them at CPU speed
+        total_s += estimate_run_s(config, shape, on_gpu=bool(gpus) or config.backend != "pytorch")
     gaps = study.execution.config_gap_s * max(len(runs) - 1, 0)
     gaps += study.execution.cycle_gap_s * max(study.execution.n_cycles - 1, 0)
-    return {"runs": planned, "gpus": gpus, "estimated_duration_s": total_s + gaps}
+    return {"runs": planned, "gpus": gpus, "grids": grids(runs),
+            "estimated_duration_s": total_s + gaps}
