@@ -23,6 +23,7 @@ from orchestrator.sessions import LABEL_RUN, LABEL_SESSION
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 LLEM = str(Path(sys.executable).with_name("llem"))
+REPO = Path(__file__).resolve().parents[2]
 CANARY = "hf_llemCanaryToken0123456789abcdefXYZ"
 FAST = {"n": 4, "input_len": 16, "output_len": 8, "warmup": {"n_warmup": 1, "min_seconds": 0}}
 
@@ -179,4 +180,22 @@ def test_missing_image_fails_preflight_with_the_build_command(tiny_model_dir, tm
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2
     assert "llem/absent:never" in done.stderr and "llem images build" in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cross_backend_study_names_the_build_command_of_each_missing_image(tiny_model_dir,
+                                                                          tmp_path):
+    # No vLLM or TensorRT-LLM image exists on this engine: preflight must stop before anything
+    # runs and say, per backend, which command builds the missing image.
+    study = tmp_path / "cross.yaml"
+    study.write_text(f"base: {REPO / 'studies' / 'cross-backend.yaml'}\n"
+                     f"model: {tiny_model_dir}\n")
+    done = subprocess.run([LLEM, "run", str(study), "--runner", "docker", "--output", "o"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 2, done.stderr
+    assert "image llem/vllm:latest for backend vllm is not built" in done.stderr
+    assert "llem images build vllm" in done.stderr
+    assert "image llem/tensorrt:latest for backend tensorrt is not built" in done.stderr
+    assert "llem images build tensorrt" in done.stderr
     assert not (tmp_path / "o").exists()
