@@ -339,17 +339,24 @@ def _quantisation_checks(config: ExperimentConfig) -> list[str]:
             problems.append(
                 f"bitsandbytes quantisation computes in fp16 or bf16, not '{config.precision}'"
             )
-    if config.vllm is not None and config.vllm.quantization and config.precision == "fp32":
-        problems.append(f"vllm.quantization '{config.vllm.quantization}' needs fp16 or bf16")
-    if (
-        config.tensorrt is not None
-        and config.tensorrt.quantization
-        and config.precision in QUANTISED_PRECISIONS
-    ):
-        problems.append(
-            f"precision '{config.precision}' already selects a quantisation; remove "
-            f"tensorrt.quantization '{config.tensorrt.quantization}' or use precision fp16/bf16"
-        )
+    for backend in ("vllm", "tensorrt"):
+        section = getattr(config, backend)
+        scheme = getattr(section, "quantization", None) if section is not None else None
+        if not scheme:
+            continue
+        rules = RULES[backend]
+        if scheme not in rules.quantizations:
+            problems.append(f"{backend}.quantization '{scheme}' is not supported; allowed: "
+                            f"{', '.join(sorted(rules.quantizations))}")
+        elif config.precision in QUANTISED_PRECISIONS:
+            problems.append(
+                f"precision '{config.precision}' already selects a quantisation; remove "
+                f"{backend}.quantization '{scheme}' or use precision "
+                f"{allowed(rules.quantized_precisions)}")
+        elif config.precision not in rules.quantized_precisions:
+            problems.append(
+                f"{backend}.quantization '{scheme}' computes in "
+                f"{allowed(rules.quantized_precisions)}, not '{config.precision}'")
     return problems
 
 

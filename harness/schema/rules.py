@@ -18,12 +18,17 @@ class BackendRules:
         decoders: decoding modes the backend implements.
         lora: whether a ``lora:`` section is accepted.
         lora_fix: what to do instead when it is not.
+        quantizations: weight-quantisation schemes of the backend section's ``quantization``
+            field (empty: the section has none).
+        quantized_precisions: compute precisions a quantisation scheme may run with.
     """
 
     precisions: frozenset[str]
     decoders: frozenset[str]
     lora: bool = True
     lora_fix: str = ""
+    quantizations: frozenset[str] = frozenset()
+    quantized_precisions: frozenset[str] = frozenset()
 
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
@@ -39,10 +44,17 @@ RULES: dict[str, BackendRules] = {
         precisions=frozenset({"fp32", "fp16", "bf16"}),
         # vLLM's beam search is a separate API (LLM.beam_search) outside SamplingParams.
         decoders=frozenset({"greedy", "sampling"}),
+        # vLLM's QuantizationMethods names (model_executor/layers/quantization).
+        quantizations=frozenset({"awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"}),
+        quantized_precisions=frozenset({"fp16", "bf16"}),
     ),
     "tensorrt": BackendRules(
         precisions=frozenset(PRECISIONS),
         decoders=frozenset({"greedy", "sampling", "beam"}),
+        # llem names for TensorRT-LLM QuantAlgo members (see harness.backends.tensorrt.build).
+        quantizations=frozenset({"fp8", "int8_sq", "int8_weight_only", "int4_weight_only",
+                                 "int4_awq"}),
+        quantized_precisions=frozenset({"fp16", "bf16"}),
         lora=False,
         lora_fix=(
             "merge the adapter into the base weights first (peft: "

@@ -91,3 +91,31 @@ def test_configuration_reference_is_generated_from_the_models():
     committed = Path(__file__).parents[4] / "docs" / "configuration.md"
     regenerate = "python -m harness.schema.docgen > docs/configuration.md"
     assert committed.read_text() == render(), f"regenerate with: {regenerate}"
+
+
+def test_quantisation_tables_are_the_schema_choices():
+    import typing
+
+    from harness.schema.config import TensorRtConfig, VllmConfig
+    from harness.schema.rules import RULES
+
+    for backend, section in (("vllm", VllmConfig), ("tensorrt", TensorRtConfig)):
+        annotation = section.model_fields["quantization"].annotation
+        choices = {value for arm in typing.get_args(annotation)
+                   for value in typing.get_args(arm)}
+        assert choices == set(RULES[backend].quantizations), backend
+
+
+@pytest.mark.parametrize("backend, scheme", [("vllm", "awq"), ("tensorrt", "int4_awq")])
+def test_weight_quantisation_needs_half_precision(backend, scheme):
+    (problem,) = problems(backend=backend, precision="fp32", **{backend: {"quantization": scheme}})
+    assert f"{backend}.quantization '{scheme}' computes in fp16, bf16, not 'fp32'" in (
+        problem.message)
+    assert problem.cross_check  # a study skips the combination instead of failing
+    ExperimentConfig(**{**BASE, "backend": backend, "precision": "bf16",
+                        backend: {"quantization": scheme}})
+
+
+def test_tensorrt_quantised_precision_excludes_a_second_scheme():
+    (problem,) = problems(backend="tensorrt", precision="fp8", tensorrt={"quantization": "fp8"})
+    assert "precision 'fp8' already selects a quantisation" in problem.message
