@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Build one llem image: llem/BACKEND:<harness version>, also tagged llem/BACKEND:latest.
 #
-# Usage: images/build.sh BACKEND [--base IMAGE] [--refresh] [--force]
+# Usage: images/build.sh BACKEND [--base IMAGE] [--extras LIST] [--refresh] [--force]
 #   BACKEND       cpu | pytorch | vllm | tensorrt
 #   --base IMAGE  base image (default: the BASE_IMAGE default in images/BACKEND/Dockerfile;
 #                 for cpu, llem/base:bookworm, built by images/base/build-base.sh if missing)
+#   --extras LIST llem extras to install too, comma-separated (zeus, codecarbon): the
+#                 alternative energy sources; GPU images only
 #   --refresh     resolve the cpu image's dependencies again (newer releases)
 #   --force       run `docker build` even if the image is up to date (layer cache still used)
 #
@@ -36,9 +38,11 @@ backend=""
 base_image=""
 wheels_args=()
 force=0
+extras=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --base) base_image=${2:?--base needs an image}; shift ;;
+        --extras) extras=${2:?--extras needs a list, e.g. zeus,codecarbon}; shift ;;
         --refresh) wheels_args+=(--refresh) ;;
         --force) force=1 ;;
         -h|--help) usage; exit 0 ;;
@@ -56,6 +60,10 @@ case "$backend" in
     "") usage >&2; exit 2 ;;
     *) echo "build.sh: unknown backend '$backend' (cpu, pytorch, vllm, tensorrt)" >&2; exit 2 ;;
 esac
+
+[[ -z $extras || $backend != cpu ]] || {
+    echo "build.sh: --extras applies to the GPU images (pytorch, vllm, tensorrt)" >&2; exit 2; }
+[[ $extras =~ ^[a-z0-9,_-]*$ ]] || { echo "build.sh: bad --extras '$extras'" >&2; exit 2; }
 
 dockerfile=$images_dir/$backend/Dockerfile
 context_dir=$images_dir/.wheels/$backend
@@ -103,7 +111,7 @@ build_inputs_fingerprint() {
         [[ ! -d $context_dir/deps ]] || cat "$context_dir/deps/requirements.lock" \
             "$context_dir/deps/wheels.txt"
         "$DOCKER" image inspect --format '{{.Id}}' "$base_image"
-        printf '%s\n' "$backend_version" "$harness_version"
+        printf '%s\n' "$backend_version" "$harness_version" "$extras"
     } | sha256sum | cut -c1-16
 }
 
@@ -122,6 +130,7 @@ build_image() {
         --build-arg "BACKEND_VERSION=$backend_version" \
         --build-arg "HARNESS_VERSION=$harness_version" \
         --build-arg "BUILD_INPUTS=$fingerprint" \
+        ${extras:+--build-arg "LLEM_EXTRAS=$extras"} \
         --tag "$image:$harness_version" \
         --tag "$image:latest" \
         "$context_dir" 2>&1 | tee "$log" >&2; then

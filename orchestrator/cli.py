@@ -376,12 +376,14 @@ def images() -> None:
 @images.command("build")
 @click.argument("name", required=False, default="cpu")
 @click.option("--base", help="Base image (default: the Dockerfile's, or a local Debian base).")
-def images_build(name: str, base: str | None) -> None:
+@click.option("--extras", help="llem extras to install too, e.g. zeus,codecarbon (the "
+              "alternative energy sources; GPU images only).")
+def images_build(name: str, base: str | None, extras: str | None) -> None:
     """Build llem/NAME:latest (cpu, pytorch, vllm or tensorrt; default cpu)."""
     from orchestrator.images import build
 
     try:
-        build(name, base)
+        build(name, base, extras)
     except LlemError as error:
         fail(error, EXIT_BAD_INPUT if "unknown image" in error.message else EXIT_FAILED)
 

@@ -27,13 +27,21 @@ def images_dir() -> Path:
     return path
 
 
-def build(name: str, base: str | None = None) -> None:
-    """Build ``llem/<name>:latest`` with the project's recipe (output goes to the terminal)."""
+def build(name: str, base: str | None = None, extras: str | None = None) -> None:
+    """Build ``llem/<name>:latest`` with the project's recipe (output goes to the terminal).
+
+    Args:
+        name: cpu, pytorch, vllm or tensorrt.
+        base: base image instead of the Dockerfile's default.
+        extras: llem extras to install too (``zeus,codecarbon``); GPU images only.
+    """
     if name not in IMAGE_NAMES:
         raise ConfigError(f"unknown image '{name}'", fix=f"use one of {', '.join(IMAGE_NAMES)}")
     command = ["bash", str(images_dir() / "build.sh"), name]
     if base:
         command += ["--base", base]
+    if extras:
+        command += ["--extras", extras]
     done = subprocess.run(command, check=False)
     if done.returncode != 0:
         raise RunnerError(f"building llem/{name} failed (exit {done.returncode})",

@@ -44,7 +44,9 @@ def codecarbon_tracker(index: int) -> Any:
         from codecarbon import OfflineEmissionsTracker
     except ImportError as error:
         raise PreflightError("energy.backend is 'codecarbon' but codecarbon is not installed",
-                             fix="pip install 'llem[codecarbon]' (or choose energy.backend: nvml)"
+                             fix=("pip install 'llem[codecarbon]'; in a container, rebuild its "
+                                  "image: llem images build BACKEND --extras codecarbon (or choose "
+                                  "energy.backend: nvml)")
                              ) from error
     return OfflineEmissionsTracker(
         project_name="llem",

@@ -90,7 +90,9 @@ def discover_zeus_gpus(indices: list[int] | None = None) -> GpuSet:
         from zeus.device import get_gpus
     except ImportError as error:
         raise PreflightError("energy.backend is 'zeus' but zeus is not installed",
-                             fix="pip install 'llem[zeus]' (or choose energy.backend: nvml)"
+                             fix=("pip install 'llem[zeus]'; in a container, rebuild its "
+                                  "image: llem images build BACKEND --extras zeus (or choose "
+                                  "energy.backend: nvml)")
                              ) from error
     gpus = _zeus_errors(get_gpus)()
     if len(gpus) == 0:
