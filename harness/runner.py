@@ -17,7 +17,7 @@ from harness import checks, metrics, sanity
 from harness.backends import Backend, backend_class
 from harness.backends.base import GenerationOutput, Request
 from harness.baseline import BaselineCache, measure_baseline
-from harness.datasets import build_requests, check_dataset
+from harness.datasets import build_requests, check_dataset, warmup_twins
 from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
 from harness.energy.codecarbon import (
     TrackerFactory,
@@ -275,7 +275,10 @@ class ExperimentRun:
     def _warmup(self, backend: Backend, requests: list[Request], gpus: GpuSet) -> WarmupRecord:
         self._enter("warmup")
         record = run_warmup(
-            backend, backend.warmup_requests(requests), self.config.warmup, self.sampler,
+            backend,
+            warmup_twins(backend.warmup_requests(requests), backend.vocab_ids(),
+                         self.config.random_seed),
+            self.config.warmup, self.sampler,
             [gpu.index for gpu in gpus],
             lambda batches, elapsed_s: self.events.emit(
                 "warmup", batches=batches, elapsed_s=elapsed_s),

@@ -88,6 +88,26 @@ def synthetic_requests(config: ExperimentConfig, vocab_ids: Sequence[int]) -> li
     ]
 
 
+WARMUP_SEED_SALT = 0x5EED
+"""Mixed into ``random_seed`` for warmup prompts, so they never equal the measured ones."""
+
+
+def warmup_twins(shapes: Sequence[Request], vocab_ids: Sequence[int], seed: int) -> list[Request]:
+    """Requests with the shapes of ``shapes`` (lengths, tokens to generate) but fresh tokens.
+
+    Warmup must exercise the same kernels, batch sizes and lengths as the window, but must not
+    leave the window's prompts in a prefix cache (vLLM's prefix caching, TensorRT-LLM's KV
+    block reuse): a window served partly from cache would measure less work than it claims.
+    Tokens are drawn from the ordinary vocabulary with a seed derived from ``random_seed``.
+    """
+    population = sorted(set(vocab_ids))
+    if not population:
+        return list(shapes)
+    rng = random.Random(seed ^ WARMUP_SEED_SALT)  # noqa: S311 - a workload, not cryptography
+    return [Request(request.request_id, rng.choices(population, k=len(request.input_ids)),
+                    request.max_new_tokens) for request in shapes]
+
+
 def prompt_requests(
     prompts: Sequence[Prompt], config: ExperimentConfig, encode: Callable[[str], list[int]]
 ) -> list[Request]:
@@ -240,4 +260,5 @@ __all__ = [
     "parse_prompts",
     "prompt_requests",
     "synthetic_requests",
+    "warmup_twins",
 ]

@@ -239,3 +239,18 @@ def test_check_dataset_reports_a_missing_file_or_a_directory(tmp_path: Path) -> 
 
     assert len(missing) == 1 and "does not exist" in missing[0] and "fix:" in missing[0]
     assert len(directory) == 1 and "is a directory" in directory[0]
+
+
+def test_warmup_twins_keep_shapes_but_share_no_prompt_with_the_window():
+    from harness.backends.base import Request
+    from harness.datasets import warmup_twins
+
+    vocab = list(range(3, 500))
+    window = [Request(i, [7 + i] * (16 + i), 8 + i) for i in range(4)]
+    twins = warmup_twins(window, vocab, seed=42)
+    assert [len(t.input_ids) for t in twins] == [len(w.input_ids) for w in window]
+    assert [t.max_new_tokens for t in twins] == [w.max_new_tokens for w in window]
+    window_prefixes = {tuple(w.input_ids[:8]) for w in window}
+    assert not any(tuple(t.input_ids[:8]) in window_prefixes for t in twins)
+    assert all(set(t.input_ids) <= set(vocab) for t in twins)
+    assert warmup_twins(window, vocab, seed=42) == twins  # seeded: reproducible
