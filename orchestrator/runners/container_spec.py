@@ -155,6 +155,10 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
     if machine.hf_cache is not None:
         mounts.append(MountSpec(str(machine.hf_cache), HF_CACHE_TARGET, read_only=True))
         environment["HF_HUB_CACHE"] = HF_CACHE_TARGET
+    prebuilt = spec.config.tensorrt.engine_dir if spec.config.tensorrt else None
+    engine_path = _local_path(prebuilt, machine.cwd) if prebuilt else None
+    if engine_path is not None:
+        mounts.append(MountSpec(str(engine_path), str(engine_path), read_only=True))
     if spec.config.backend == "tensorrt" and spec.engine_cache_dir:
         engines = Path(spec.engine_cache_dir)  # built engines are shared by every run: rw
         mounts.append(MountSpec(str(engines), str(engines), read_only=False))

@@ -132,3 +132,18 @@ def test_tensorrt_runs_get_the_engine_cache_read_write_at_its_host_path(tmp_path
         if expected:
             assert mounts[str(engines)].source == str(engines)
             assert mounts[str(engines)].read_only is False
+
+
+def test_a_prebuilt_tensorrt_engine_is_mounted_read_only(tmp_path):
+    (tmp_path / "model-dir").mkdir()
+    (tmp_path / "engine").mkdir()
+    run_dir = tmp_path / "study" / "001_x_c1"
+    run_dir.mkdir(parents=True)
+    spec = RunSpec(run_id="001_x_c1", config=ExperimentConfig(
+        model="model-dir", backend="tensorrt", tensorrt={"engine_dir": "engine"}))
+    settings = MachineSettings(uid=1, gid=1, cwd=tmp_path, hf_cache=None, host_env={})
+    container = plan_container(run_dir, spec, "llem/tensorrt:latest", "sha256:img", None,
+                               Session("abc123", 42, "777", "host-a"), settings, gpu_ids=[0])
+    mounts = {m.target: m for m in container.mounts}
+    engine = str((tmp_path / "engine").resolve())
+    assert mounts[engine].read_only is True and mounts[engine].source == engine
