@@ -1,0 +1,450 @@
+"""The TensorRT-LLM backend: one compiled engine, all requests batched in flight.
+
+The engine comes from ``tensorrt.engine_dir`` when one is given; otherwise from the engine cache
+(:mod:`harness.engine_cache`), which builds it on a miss through TensorRT-LLM's LLM API (the
+TensorRT-engine path: ``tensorrt_llm._tensorrt_engine.LLM`` in 1.x, ``tensorrt_llm.LLM`` in
+0.17-0.21) and keeps what ``LLM.save`` writes. A build is part of the run's cold start; the LLM
+that built the engine also serves it, so a miss loads nothing twice.
+
+Every request goes to the engine at once and its scheduler batches them in flight, up to the
+engine's ``max_batch_size``. EOS is ignored and ``min_tokens = max_tokens``, so each request
+produces exactly its fixed length.
+
+Timing. Without streaming, one ``LLM.generate`` call returns every result together, so its
+edges are every request's start and end, and there are no phase marks. With
+``latency.streaming`` every request streams through ``generate_async`` in one asyncio loop and
+each new token is stamped on arrival (tokens that arrive together share a stamp). In-flight
+batching runs one request's prefill in the same engine steps as other requests' decoding, so no
+instant separates the workload's prefill from its decode; the split is approximate: prefill from
+the call's start to the last request's first token, decode from there to the end.
+
+``passthrough_kwargs`` go to ``LLM(...)`` (when building and when loading an engine) and never
+override llem's own arguments. tensorrt_llm is imported inside methods only, and nothing here
+touches CUDA outside the library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.backends import hf
+from harness.backends.base import (
+    Backend,
+    BatchCallback,
+    GenerationOutput,
+    PhaseMark,
+    Request,
+    RequestOutput,
+)
+from harness.backends.pytorch.generation import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P
+from harness.backends.pytorch.preflight import problem
+from harness.backends.tensorrt import build
+from harness.engine_cache import EngineCache, default_cache_root
+from harness.errors import BackendError, LlemError
+from harness.schema.config import DecoderConfig, ExperimentConfig
+from harness.schema.result import EngineCacheRecord, MemoryMetrics
+
+UNKNOWN_CAPABILITY = "unknown"
+"""Compute capability recorded in the cache key when the run has no GPU facts."""
+
+BUILD_CONFIG_FIELDS = ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens",
+                       "max_beam_width", "opt_batch_size", "opt_num_tokens", "builder_opt")
+"""``BuildConfig`` fields reported in the effective parameters (those the version has)."""
+
+_ENGINE_FIX = ("see the TensorRT-LLM message above; check the tensorrt section (limits, "
+               "quantization, tp_size/pp_size) against the model and the GPUs")
+_LENGTH_FIX = ("remove passthrough_kwargs that change stopping or the number of returned "
+               "sequences; report it if the engine ignores min_tokens/ignore_eos")
+
+
+def engine_llm_class() -> Any:
+    """TensorRT-LLM's LLM class for TensorRT engines (1.x moved it; 0.x exports it at the top)."""
+    try:
+        module = importlib.import_module("tensorrt_llm._tensorrt_engine")
+    except ModuleNotFoundError as error:
+        if error.name != "tensorrt_llm._tensorrt_engine":
+            raise
+        module = importlib.import_module("tensorrt_llm")
+    return module.LLM
+
+
+def decoding_kwargs(decoder: DecoderConfig) -> dict[str, Any]:
+    """``SamplingParams`` decoding fields for the decoder mode, every default resolved.
+
+    Greedy is ``top_k=1``: TensorRT-LLM decodes greedily for top_k 1 with no top_p, and
+    setting it says so regardless of what the C++ runtime's defaults are. Sampling passes all
+    three parameters (top_k 0 = no top-k cut, top_p 1.0 = no nucleus cut). Beam search asks for
+    ``best_of`` beams and returns the best one (``n=1``).
+    """
+    if decoder.mode == "sampling":
+        return {
+            "temperature": decoder.temperature or DEFAULT_TEMPERATURE,
+            "top_p": decoder.top_p if decoder.top_p is not None else DEFAULT_TOP_P,
+            "top_k": decoder.top_k if decoder.top_k is not None else DEFAULT_TOP_K,
+        }
+    if decoder.mode == "beam":
+        return {"use_beam_search": True, "n": 1, "best_of": build.beam_width(decoder)}
+    return {"top_k": 1}
+
+
+class TensorRtBackend(Backend):
+    """A TensorRT-LLM engine on one or more CUDA GPUs, built once per configuration and cached.
+
+    Args:
+        config: the experiment; its ``tensorrt`` section may be absent (all defaults).
+        device: must be "cuda:N"; the engine places itself on the visible GPUs.
+
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, config: ExperimentConfig, device: str) -> None:
+        super().__init__(config, device)
+        self.settings = build.settings_of(config)
+        self._tokenizer = hf.HfTokenizer(config)
+        self._model_dir: Path | None = None
+        self._llm: Any = None
+        self._record: EngineCacheRecord | None = None
+        self._engine_config: dict[str, Any] = {}
+
+    # -- preflight -------------------------------------------------------------------------
+
+    def preflight(self) -> list[str]:
+        """Return every problem: library, model files (offline), device, GPUs, engine limits."""
+        missing = hf.library_problem("tensorrt_llm", "tensorrt", "tensorrt")
+        problems = [missing] if missing else []
+        try:
+            hf.model_directory(self.config.model, self.config.revision)
+        except LlemError as error:
+            problems.append(str(error))
+        problems.extend(self._device_problems())
+        if self.settings.engine_dir:
+            problems.extend(build.engine_problems(self.config, self._given_engine_dir()))
+            return problems
+        problems.extend(build.workload_problems(self.config))
+        opt_problem = build.builder_opt_problem(self.config) if missing is None else None
+        return problems + ([opt_problem] if opt_problem else [])
+
+    def _device_problems(self) -> list[str]:
+        if not self.device.startswith("cuda"):
+            return [problem(f"backend 'tensorrt' runs on NVIDIA GPUs only, not on device "
+                            f"'{self.device}'",
+                            "run on a machine with an NVIDIA GPU (device cuda:N), or use the "
+                            "pytorch backend on cpu")]
+        tensor_parallel, pipeline_parallel = build.parallel_sizes(self.config)
+        world = tensor_parallel * pipeline_parallel
+        # Without GPU facts (energy.backend none) the count is unknown: TensorRT-LLM checks it.
+        if self.gpu_info and world > len(self.gpu_info):
+            return [problem(f"tensorrt.tp_size x pp_size needs {world} GPUs, but the run has "
+                            f"{len(self.gpu_info)}",
+                            "lower tp_size/pp_size, or give the run more GPUs")]
+        return []
+
+    def compute_capability(self) -> str:
+        """The first GPU's compute capability from the run's GPU facts ("unknown" without)."""
+        if self.gpu_info and self.gpu_info[0].compute_capability:
+            return self.gpu_info[0].compute_capability
+        return UNKNOWN_CAPABILITY
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Open the given engine, or get it from the cache (building it on a miss).
+
+        Raises:
+            PreflightError: the model cannot be found offline.
+            BackendError: TensorRT-LLM failed to build or load the engine, or the cache failed.
+
+        """
+        self._model_dir = hf.model_directory(self.config.model, self.config.revision)
+        if self.settings.engine_dir:
+            engine_dir = self._given_engine_dir()
+            self._llm = self._construct(engine_dir, build.runtime_settings(self.config), "load")
+            self._record = EngineCacheRecord(source="engine_dir", engine_dir=str(engine_dir))
+        else:
+            self._load_through_cache(self._model_dir)
+        self._engine_config = build.read_engine_config(Path(self._require_record().engine_dir))
+
+    def _load_through_cache(self, model_dir: Path) -> None:
+        description = build.cache_description(
+            self.config, hf.resolved_revision(model_dir), self._library_version(),
+            self.compute_capability())
+        built: list[Any] = []
+
+        def build_engine(target: Path) -> None:
+            built.append(self._construct(model_dir, build.build_settings(self.config), "build"))
+            try:
+                built[0].save(str(target))
+            except (OSError, RuntimeError) as error:
+                raise BackendError(f"saving the built engine into {target} failed: {error}",
+                                   fix="check free space and permissions of the engine "
+                                   "cache") from error
+
+        root = self.engine_cache_root or default_cache_root()
+        try:
+            outcome = EngineCache(root).get_or_build(description, build_engine)
+        except BaseException as error:
+            for llm in built:
+                llm.shutdown()
+            if isinstance(error, (OSError, RuntimeError)):
+                raise _cache_error(error, root) from error
+            raise
+        self._llm = built[0] if built else self._construct(
+            outcome.engine_dir, build.runtime_settings(self.config), "load")
+        self._record = EngineCacheRecord(
+            source="cache", hit=outcome.hit, key=outcome.key, engine_dir=str(outcome.engine_dir),
+            build_s=outcome.build_s, description=description)
+
+    def _construct(self, model: Path, settings: dict[str, Any], action: str) -> Any:
+        # passthrough_kwargs first: they may add LLM options, never replace llem's.
+        arguments = {**self.config.passthrough_kwargs, **settings, "model": str(model),
+                     "tokenizer": str(self._require_model_dir())}
+        llm_class = engine_llm_class()
+        try:
+            return llm_class(**arguments)
+        except Exception as error:  # TensorRT-LLM raises many types; each is this failure
+            raise BackendError(f"TensorRT-LLM failed to {action} the engine for "
+                               f"'{self.config.model}': {error}", fix=_ENGINE_FIX) from error
+
+    def _given_engine_dir(self) -> Path:
+        return Path(self.settings.engine_dir or "").expanduser()
+
+    def _library_version(self) -> str:
+        return str(importlib.import_module("tensorrt_llm").__version__)
+
+    def unload(self) -> None:
+        """Shut the engine's executor down and release its GPUs."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.shutdown()
+
+    # -- tokenizer -------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Tokenise without special tokens, with the model's own tokenizer (on the CPU)."""
+        return self._tokenizer.encode(text)
+
+    def vocab_ids(self) -> list[int]:
+        """Ordinary token ids below the model's vocabulary size, special tokens excluded."""
+        return self._tokenizer.vocab_ids(hf.vocab_size(self._require_model_dir()))
+
+    def _pad_id(self) -> int | None:
+        value = self._tokenizer.tokenizer.pad_token_id
+        return self._tokenizer.eos_token_id() if value is None else int(value)
+
+    # -- generation ------------------------------------------------------------------------
+
+    def warmup_requests(self, requests: list[Request]) -> list[Request]:
+        """What the engine runs at once: the workload, up to the configured max_batch_size."""
+        return list(requests[: self.settings.max_batch_size or len(requests)])
+
+    def sampling_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
+        """``SamplingParams`` fields for one request of ``max_new_tokens`` tokens."""
+        return {
+            **decoding_kwargs(self.config.decoder),
+            "max_tokens": max_new_tokens,
+            "min_tokens": max_new_tokens,
+            "ignore_eos": True,
+            "end_id": self._tokenizer.eos_token_id(),
+            "pad_id": self._pad_id(),
+            "seed": self.config.random_seed,
+            "detokenize": False,  # llem counts tokens; text would only cost host time
+        }
+
+    def generate(
+        self, requests: list[Request], on_batch: BatchCallback | None = None
+    ) -> GenerationOutput:
+        """Generate exactly ``max_new_tokens`` per request, all requests in flight together.
+
+        Raises:
+            BackendError: generation failed or did not produce the fixed length.
+
+        """
+        llm = self._require_llm()
+        sampling_class = importlib.import_module("tensorrt_llm").SamplingParams
+        params = [sampling_class(**self.sampling_kwargs(r.max_new_tokens)) for r in requests]
+        try:
+            if self.config.latency.streaming:
+                output = _generate_streaming(llm, requests, params)
+            else:
+                output = _generate_at_once(llm, requests, params)
+        except LlemError:
+            raise
+        except Exception as error:  # TensorRT-LLM raises many types; each is this failure
+            raise BackendError(f"TensorRT-LLM generation failed: {error}",
+                               fix="see the traceback in error.json") from error
+        if on_batch is not None:
+            on_batch(len(requests), len(requests))
+        return output
+
+    def synchronize(self) -> None:
+        """Nothing to wait for: ``generate`` returns only when its tokens are on the host."""
+
+    def _require_llm(self) -> Any:
+        if self._llm is None:
+            raise BackendError("the engine is not loaded", fix="call load() before generating")
+        return self._llm
+
+    def _require_model_dir(self) -> Path:
+        # Resolved on first use, so a dataset can be tokenised before the engine is loaded.
+        if self._model_dir is None:
+            self._model_dir = hf.model_directory(self.config.model, self.config.revision)
+        return self._model_dir
+
+    def _require_record(self) -> EngineCacheRecord:
+        if self._record is None:
+            raise BackendError("the engine is not loaded", fix="call load() first")
+        return self._record
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def effective_parameters(self) -> dict[str, Any]:
+        """Backend parameters as actually used: the engine's build, KV cache and sampling.
+
+        ``llm_passthrough_kwargs`` are the ``passthrough_kwargs`` handed to ``LLM(...)``.
+        """
+        pretrained = self._engine_config.get("pretrained_config") or {}
+        mapping = pretrained.get("mapping") or {}
+        quantization = pretrained.get("quantization") or {}
+        tensor_parallel, pipeline_parallel = build.parallel_sizes(self.config)
+        given = bool(self.settings.engine_dir)  # a prebuilt engine: llem's build settings unused
+        return {
+            "engine_source": self._record.source if self._record else None,
+            "engine_dir": self._record.engine_dir if self._record else None,
+            "build_config": self._build_config(),
+            "builder_opt_level": self.settings.builder_opt_level,
+            "tensor_parallel_size": mapping.get("tp_size", tensor_parallel),
+            "pipeline_parallel_size": mapping.get("pp_size", pipeline_parallel),
+            "dtype": None if given else build.dtype(self.config),
+            "engine_dtype": pretrained.get("dtype"),
+            "quant_algo": quantization.get(
+                "quant_algo", None if given else build.quant_algo(self.config)),
+            "kv_cache_quant_algo": quantization.get("kv_cache_quant_algo"),
+            "kv_cache_config": self._kv_cache_config(),
+            "batching": "inflight",
+            "device": self.device,
+            "decoder_mode": self.config.decoder.mode,
+            **self.sampling_kwargs(self.config.output_len),
+            "output_length": "fixed: min_tokens = max_tokens, ignore_eos (EOS ignored)",
+            "llm_passthrough_kwargs": dict(self.config.passthrough_kwargs),
+            "timing": ("per-token arrival through generate_async streams; phase split "
+                       "approximate (in-flight batching)" if self.config.latency.streaming
+                       else "edges of one LLM.generate call over all requests"),
+        }
+
+    def _build_config(self) -> dict[str, Any]:
+        # An engine built by this run: the LLM's own args; otherwise the engine's config.json.
+        args = getattr(self._llm, "args", None)
+        source = getattr(args, "build_config", None)
+        if self._record is not None and self._record.hit is False and source is not None:
+            return {name: getattr(source, name) for name in BUILD_CONFIG_FIELDS
+                    if hasattr(source, name)}
+        built = self._engine_config.get("build_config") or {}
+        return {name: built[name] for name in BUILD_CONFIG_FIELDS if name in built}
+
+    def _kv_cache_config(self) -> dict[str, Any]:
+        kv_cache = getattr(getattr(self._llm, "args", None), "kv_cache_config", None)
+        requested = self.settings.kv_cache_free_gpu_memory_fraction
+        return {
+            # None: TensorRT-LLM's runtime default.
+            "free_gpu_memory_fraction": getattr(kv_cache, "free_gpu_memory_fraction", requested),
+            "enable_block_reuse": getattr(kv_cache, "enable_block_reuse", None),
+        }
+
+    def memory(self) -> MemoryMetrics | None:
+        """None: the engine allocates in its own executor, so NVML is the only view of it."""
+        return None
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(all parameters, non-embedding parameters) from the checkpoint's safetensors."""
+        return hf.checkpoint_parameter_counts(self._require_model_dir())
+
+    def versions(self) -> dict[str, str]:
+        """The tensorrt_llm version, from the library itself."""
+        return {"tensorrt_llm": self._library_version()}
+
+    def engine_cache(self) -> EngineCacheRecord | None:
+        """Where the engine came from: the cache (hit or build) or ``tensorrt.engine_dir``."""
+        return self._record
+
+
+def _cache_error(error: OSError | RuntimeError, root: Path) -> BackendError:
+    if isinstance(error, TimeoutError):
+        return BackendError(f"{error}: another run is building the same engine",
+                            fix="let that run finish; if it died, llem cache prune removes "
+                            "its leftovers")
+    return BackendError(f"the engine cache in {root} failed: {error}",
+                        fix="check that the engine cache directory is writable and has space "
+                        "(engine_cache_dir, LLEM_ENGINE_CACHE)")
+
+
+def _generate_at_once(llm: Any, requests: list[Request], params: list[Any]) -> GenerationOutput:
+    start_s = time.perf_counter()
+    results = llm.generate([r.input_ids for r in requests], sampling_params=params,
+                           use_tqdm=False)
+    end_s = time.perf_counter()
+    _check_count(results, requests)
+    outputs = []
+    for request, result in zip(requests, results, strict=True):
+        ids = list(result.outputs[0].token_ids)
+        _check_length(request, len(ids), len(ids))
+        outputs.append(RequestOutput(request.request_id, len(request.input_ids), len(ids),
+                                     start_s=start_s, end_s=end_s, output_ids=ids))
+    return GenerationOutput(outputs=outputs)
+
+
+def _generate_streaming(llm: Any, requests: list[Request], params: list[Any]
+                        ) -> GenerationOutput:
+    start_s = time.perf_counter()
+    streamed = asyncio.run(_stream_all(llm, requests, params))
+    end_s = time.perf_counter()
+    outputs = []
+    for request, (final, times) in zip(requests, streamed, strict=True):
+        ids = list(final.outputs[0].token_ids)
+        _check_length(request, len(ids), len(times))
+        outputs.append(RequestOutput(
+            request.request_id, len(request.input_ids), len(ids), start_s=start_s,
+            end_s=times[-1], first_token_s=times[0], token_times_s=times, output_ids=ids))
+    prefill_end_s = max(times[0] for _, times in streamed)
+    return GenerationOutput(outputs=outputs,
+                            phase_marks=[PhaseMark(start_s, prefill_end_s, end_s)],
+                            phase_split="approximate")
+
+
+async def _stream_all(llm: Any, requests: list[Request], params: list[Any]
+                      ) -> list[tuple[Any, list[float]]]:
+    streams = (_stream_one(llm, r.input_ids, p) for r, p in zip(requests, params, strict=True))
+    return list(await asyncio.gather(*streams))
+
+
+async def _stream_one(llm: Any, input_ids: list[int], params: Any
+                      ) -> tuple[Any, list[float]]:
+    # generate_async submits at once; iterating yields the same request object, updated,
+    # each time new tokens arrive.
+    stream = llm.generate_async(input_ids, sampling_params=params, streaming=True)
+    times: list[float] = []
+    final = None
+    async for partial in stream:
+        arrived_s = time.perf_counter()
+        times.extend([arrived_s] * len(partial.outputs[0].token_ids_diff))
+        final = partial
+    return final, times
+
+
+def _check_count(results: Any, requests: list[Request]) -> None:
+    if results is None or len(results) != len(requests):
+        count = 0 if results is None else len(results)
+        raise BackendError(f"TensorRT-LLM returned {count} results for {len(requests)} "
+                           "requests", fix=_LENGTH_FIX)
+
+
+def _check_length(request: Request, produced: int, stamped: int) -> None:
+    if produced != request.max_new_tokens or stamped != produced:
+        raise BackendError(
+            f"request {request.request_id} produced {produced} tokens ({stamped} timed) where "
+            f"exactly {request.max_new_tokens} were asked for; the fixed-length contract is "
+            "broken", fix=_LENGTH_FIX)

@@ -1,0 +1,290 @@
+"""What makes a TensorRT-LLM engine: the ``LLM(...)`` build arguments and the engine cache key.
+
+Both come from the same few functions, so the key cannot miss a field the build uses: every
+value handed to the builder is also in :func:`cache_description`, and nothing that only
+matters at run time is (the KV-cache memory fraction, sampling parameters, the workload).
+
+A setting the config leaves unset means TensorRT-LLM's own default: it is not passed, and the
+key records it as ``None`` (the library version is in the key, so a changed default rebuilds).
+
+tensorrt_llm is imported inside functions only, through :mod:`importlib`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.backends.pytorch.generation import DEFAULT_NUM_BEAMS
+from harness.backends.pytorch.preflight import problem
+from harness.errors import BackendError
+from harness.schema.config import DecoderConfig, ExperimentConfig, TensorRtConfig
+
+
+@dataclass(frozen=True)
+class PrecisionRow:
+    """How one llem setting reaches TensorRT-LLM.
+
+    Attributes:
+        setting: ``precision`` (the config's compute precision) or ``quantization``
+            (``tensorrt.quantization``).
+        value: the llem value.
+        dtype: the ``LLM(dtype=...)`` it gives; None leaves the dtype to ``precision``.
+        quant_algo: the ``QuantAlgo`` member it selects, or None.
+    """
+
+    setting: Literal["precision", "quantization"]
+    value: str
+    dtype: str | None
+    quant_algo: str | None
+
+
+PRECISION_TABLE = (
+    PrecisionRow("precision", "fp32", "float32", None),
+    PrecisionRow("precision", "fp16", "float16", None),
+    PrecisionRow("precision", "bf16", "bfloat16", None),
+    # Quantised precisions: TensorRT-LLM keeps the checkpoint's own activation dtype ("auto").
+    PrecisionRow("precision", "fp8", "auto", "FP8"),
+    PrecisionRow("precision", "int8", "auto", "W8A16"),
+    PrecisionRow("precision", "int4", "auto", "W4A16"),
+    PrecisionRow("quantization", "fp8", None, "FP8"),
+    PrecisionRow("quantization", "int8_sq", None, "W8A8_SQ_PER_CHANNEL"),
+    PrecisionRow("quantization", "int8_weight_only", None, "W8A16"),
+    PrecisionRow("quantization", "int4_weight_only", None, "W4A16"),
+    PrecisionRow("quantization", "int4_awq", None, "W4A16_AWQ"),
+)
+"""The one mapping from llem precision and quantisation names to TensorRT-LLM's."""
+
+RUNTIME_LIMITS = ("max_batch_size", "max_num_tokens")
+"""Build limits that ``LLM(...)`` also takes as run-time limits (never above the built ones)."""
+
+_BUILD_LIMITS = ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens")
+
+
+def _row(setting: str, value: str) -> PrecisionRow:
+    return next(row for row in PRECISION_TABLE if (row.setting, row.value) == (setting, value))
+
+
+def settings_of(config: ExperimentConfig) -> TensorRtConfig:
+    """The config's ``tensorrt`` section, or an all-defaults one."""
+    return config.tensorrt or TensorRtConfig()
+
+
+def dtype(config: ExperimentConfig) -> str:
+    """The ``LLM(dtype=...)`` for the config's precision."""
+    return _row("precision", config.precision).dtype or "auto"
+
+
+def quant_algo(config: ExperimentConfig) -> str | None:
+    """The ``QuantAlgo`` member name the config selects, or None for no quantisation."""
+    quantization = settings_of(config).quantization
+    if quantization is not None:
+        return _row("quantization", quantization).quant_algo
+    return _row("precision", config.precision).quant_algo
+
+
+def beam_width(decoder: DecoderConfig) -> int:
+    """The engine's ``max_beam_width``: the number of beams for beam search, else 1."""
+    if decoder.mode == "beam":
+        return decoder.num_beams or DEFAULT_NUM_BEAMS
+    return 1
+
+
+def parallel_sizes(config: ExperimentConfig) -> tuple[int, int]:
+    """(tensor parallel size, pipeline parallel size); unset means 1, as in ``LLM``."""
+    settings = settings_of(config)
+    return settings.tp_size or 1, settings.pp_size or 1
+
+
+def build_config_values(config: ExperimentConfig) -> dict[str, int]:
+    """The ``BuildConfig`` fields the config sets; unset limits are TensorRT-LLM's defaults."""
+    settings = settings_of(config)
+    values = {name: getattr(settings, name) for name in _BUILD_LIMITS}
+    found = {name: value for name, value in values.items() if value is not None}
+    found["max_beam_width"] = beam_width(config.decoder)
+    if settings.builder_opt_level is not None:
+        found["builder_opt"] = settings.builder_opt_level
+    return found
+
+
+def runtime_limits(config: ExperimentConfig) -> dict[str, int]:
+    """Run-time limits passed to every ``LLM(...)``, building or loading an engine.
+
+    They repeat the built limits, so TensorRT-LLM's run-time defaults cannot contradict the
+    engine (a default ``max_num_tokens`` above the built one is an error in some versions), and
+    the executor reserves the beams that beam search needs when it loads a prebuilt engine.
+    """
+    settings = settings_of(config)
+    limits = {name: getattr(settings, name) for name in RUNTIME_LIMITS}
+    found: dict[str, int] = {name: value for name, value in limits.items() if value is not None}
+    found["max_beam_width"] = beam_width(config.decoder)
+    return found
+
+
+def has_builder_opt(build_config_class: Any) -> bool:
+    """Whether this tensorrt_llm's ``BuildConfig`` has a ``builder_opt`` field."""
+    try:
+        return "builder_opt" in inspect.signature(build_config_class).parameters
+    except (TypeError, ValueError):  # no introspectable signature: look at the fields
+        return "builder_opt" in getattr(build_config_class, "__dataclass_fields__", {})
+
+
+def builder_opt_message(version: str) -> str:
+    """The problem text for a ``builder_opt_level`` this tensorrt_llm cannot take."""
+    return (f"tensorrt.builder_opt_level is set, but tensorrt_llm {version} has no builder "
+            "optimisation level setting (its BuildConfig has no builder_opt field)")
+
+
+BUILDER_OPT_FIX = ("remove tensorrt.builder_opt_level, or run with a tensorrt_llm version whose "
+                   "BuildConfig has builder_opt")
+
+
+def builder_opt_problem(config: ExperimentConfig) -> str | None:
+    """A preflight problem when ``builder_opt_level`` is set and cannot be honoured.
+
+    Imports ``tensorrt_llm.llmapi`` (only when the level is set): the one way to know is to
+    look at the installed ``BuildConfig``.
+    """
+    if settings_of(config).builder_opt_level is None:
+        return None
+    try:
+        library = importlib.import_module("tensorrt_llm")
+        llmapi = importlib.import_module("tensorrt_llm.llmapi")
+    except Exception as error:  # a broken install fails in many ways; each is this problem
+        return problem(f"tensorrt_llm fails to import: {error}",
+                       "reinstall tensorrt_llm or use the tensorrt image")
+    if has_builder_opt(llmapi.BuildConfig):
+        return None
+    return problem(builder_opt_message(str(library.__version__)), BUILDER_OPT_FIX)
+
+
+def build_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """Keyword arguments for ``LLM(model=<checkpoint>, ...)`` that build the engine.
+
+    Raises:
+        BackendError: ``builder_opt_level`` is set and this tensorrt_llm has no such setting.
+
+    """
+    library = importlib.import_module("tensorrt_llm")
+    llmapi = importlib.import_module("tensorrt_llm.llmapi")
+    values = build_config_values(config)
+    if "builder_opt" in values and not has_builder_opt(llmapi.BuildConfig):
+        raise BackendError(builder_opt_message(str(library.__version__)), fix=BUILDER_OPT_FIX)
+    tensor_parallel, pipeline_parallel = parallel_sizes(config)
+    kwargs: dict[str, Any] = {
+        "build_config": llmapi.BuildConfig(**values),
+        "tensor_parallel_size": tensor_parallel,
+        "pipeline_parallel_size": pipeline_parallel,
+        "dtype": dtype(config),
+        **runtime_settings(config),
+    }
+    algo = quant_algo(config)
+    if algo is not None:
+        kwargs["quant_config"] = llmapi.QuantConfig(quant_algo=getattr(llmapi.QuantAlgo, algo))
+    return kwargs
+
+
+def runtime_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """Keyword arguments for every ``LLM(...)``: run-time limits and the KV-cache memory."""
+    kwargs: dict[str, Any] = dict(runtime_limits(config))
+    fraction = settings_of(config).kv_cache_free_gpu_memory_fraction
+    if fraction is not None:
+        llmapi = importlib.import_module("tensorrt_llm.llmapi")
+        kwargs["kv_cache_config"] = llmapi.KvCacheConfig(free_gpu_memory_fraction=fraction)
+    return kwargs
+
+
+def cache_description(config: ExperimentConfig, revision: str, trt_version: str,
+                      compute_capability: str) -> dict[str, Any]:
+    """Every field that makes the engine different, and nothing that only matters at run time.
+
+    Args:
+        config: the experiment.
+        revision: the checkpoint's resolved revision (``hf.resolved_revision``).
+        trt_version: ``tensorrt_llm.__version__``.
+        compute_capability: the GPU's, e.g. "9.0" ("unknown" without GPU facts).
+
+    Returns:
+        The description whose SHA-256 is the engine's cache key.
+
+    """
+    settings = settings_of(config)
+    tensor_parallel, pipeline_parallel = parallel_sizes(config)
+    return {
+        "model": config.model,
+        "model_revision": revision,
+        "precision": config.precision,
+        "dtype": dtype(config),
+        "quant_algo": quant_algo(config),
+        "kv_cache_quant_algo": None,  # llem never sets one; recorded so the key says so
+        "tensor_parallel_size": tensor_parallel,
+        "pipeline_parallel_size": pipeline_parallel,
+        **{name: getattr(settings, name) for name in _BUILD_LIMITS},
+        "max_beam_width": beam_width(config.decoder),
+        "builder_opt_level": settings.builder_opt_level,
+        # Handed to LLM(...) with the build arguments, so they may change the engine.
+        "passthrough_kwargs": dict(config.passthrough_kwargs),
+        "tensorrt_llm_version": trt_version,
+        "compute_capability": compute_capability,
+    }
+
+
+def read_engine_config(engine_dir: Path) -> dict[str, Any]:
+    """An engine directory's config.json (``version``, ``pretrained_config``, ``build_config``).
+
+    Raises:
+        BackendError: the file is missing or not a JSON object.
+
+    """
+    path = engine_dir / "config.json"
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise BackendError(f"cannot read the engine's {path}: {error}",
+                           fix="point tensorrt.engine_dir at a directory written by "
+                           "LLM.save() or trtllm-build") from error
+    if not isinstance(loaded, dict):
+        raise BackendError(f"{path} is not a JSON object",
+                           fix="point tensorrt.engine_dir at a TensorRT-LLM engine directory")
+    return loaded
+
+
+def engine_problems(config: ExperimentConfig, engine_dir: Path) -> list[str]:
+    """What stops a prebuilt engine from serving this workload (read from its config.json)."""
+    if not (engine_dir / "config.json").is_file():
+        return [problem(f"tensorrt.engine_dir {engine_dir} has no config.json",
+                        "point it at a directory written by LLM.save() or trtllm-build, or "
+                        "remove tensorrt.engine_dir to build (and cache) the engine")]
+    try:
+        built = read_engine_config(engine_dir).get("build_config") or {}
+    except BackendError as error:
+        return [str(error)]
+    needed = {"max_beam_width": beam_width(config.decoder),
+              "max_input_len": config.input_len,
+              "max_seq_len": config.input_len + config.output_len,
+              **runtime_limits(config)}
+    return [
+        problem(f"the engine in {engine_dir} was built with {name} {built[name]}, but this "
+                f"experiment needs {value}",
+                f"rebuild the engine with {name} >= {value}, or change the experiment")
+        for name, value in needed.items()
+        if isinstance(built.get(name), int) and built[name] < value
+    ]
+
+
+def workload_problems(config: ExperimentConfig) -> list[str]:
+    """Build limits set below what the workload needs (the engine would reject its prompts)."""
+    settings = settings_of(config)
+    checks = (("max_input_len", settings.max_input_len, config.input_len),
+              ("max_seq_len", settings.max_seq_len, config.input_len + config.output_len))
+    return [
+        problem(f"tensorrt.{name} is {limit}, but the workload needs {needed} "
+                "(input_len" + (" + output_len" if name == "max_seq_len" else "") + ")",
+                f"raise tensorrt.{name} to at least {needed}, or leave it unset")
+        for name, limit, needed in checks
+        if limit is not None and limit < needed
+    ]

@@ -1,0 +1,364 @@
+"""The vLLM backend: the whole workload handed to vLLM's engine at once, continuous batching.
+
+All requests go to the engine in one submission, as token ids, and vLLM's scheduler batches
+them continuously (at most ``max_num_seqs`` sequences and ``max_num_batched_tokens`` tokens per
+step). Each request generates exactly ``max_new_tokens`` (``min_tokens = max_tokens`` with
+``ignore_eos``). The model and the tokenizer are the checkpoint's local directory, so runs
+never download; llem tokenises with the same tokenizer on the CPU and counts parameters from
+the safetensors headers, because the weights live only in vLLM's worker processes.
+
+Nothing here touches CUDA. vLLM is imported inside ``load``, after its environment is set
+(:data:`harness.backends.vllm.engine.ENVIRONMENT`, recorded), and the engine initialises the
+GPUs in its own processes. For vLLM, ``passthrough_kwargs`` are further engine arguments: they
+go to ``LLM(...)`` (or ``AsyncEngineArgs(...)``) as they are, and an unknown name fails the load.
+
+Timing without ``latency.streaming``: the workload is one ``LLM.generate`` call, which returns
+when every request has finished. Each request is recorded as spanning the whole call (start and
+end at the call's edges); no first-token time is observable (V1 engines leave
+``RequestOutput.metrics`` empty), so there is no TTFT, no ITL and no prefill/decode split: the
+approximate split needs first-token times.
+
+Timing with ``latency.streaming``: the engine is ``AsyncLLMEngine``. All requests are submitted
+at once, each as its own stream of ``output_kind=DELTA`` outputs, consumed concurrently on one
+event loop that the backend owns. Every output is stamped with ``time.perf_counter()`` when it
+reaches this process, and each token it carries gets that stamp: a request's first-token time
+is its first stamp (TTFT counts from the call's start) and its end is its last stamp. The call
+gives one phase mark: prefill runs from the call's start to the instant the *last* request
+received its first token, decode from there to the call's end (``phase_split_method:
+approximate``). Continuous batching mixes prefill and decode in one engine step, so the cut is
+an instant, not a boundary between kinds of work. When every request fits in one wave
+(``n <= max_num_seqs``) all prefills fall before the cut, and the prefill part also holds the
+decode steps of requests that were admitted first (chunked prefill spreads long prompts over
+several steps). When ``n > max_num_seqs``, later requests are admitted as earlier ones finish,
+and their prefills fall in the "decode" part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import importlib.metadata
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.backends import hf
+from harness.backends.base import Backend, BatchCallback, GenerationOutput, Request
+from harness.backends.pytorch.preflight import problem
+from harness.backends.vllm import engine, generation
+from harness.errors import BackendError, LlemError
+from harness.schema.config import ExperimentConfig
+from harness.schema.result import MemoryMetrics
+
+_START_FIX = (
+    "check the vllm: section and passthrough_kwargs (for vLLM they are engine arguments, "
+    "passed to LLM(...)), the model directory, and free GPU memory"
+)
+_GENERATE_FIX = "check that input_len + output_len fits the model's context (max_model_len)"
+
+
+class VllmBackend(Backend):
+    """vLLM's engine: ``LLM`` offline, or ``AsyncLLMEngine`` when latency is streamed.
+
+    Args:
+        config: the experiment; its ``vllm`` section may be absent (all vLLM defaults).
+        device: must be "cuda:0": vLLM places its workers on the first visible GPUs itself.
+
+    """
+
+    name = "vllm"
+
+    def __init__(self, config: ExperimentConfig, device: str) -> None:
+        super().__init__(config, device)
+        self.settings = engine.settings(config)
+        self._tokenizer = hf.HfTokenizer(config)
+        self._model_dir: Path | None = None
+        self._vllm: Any = None
+        self._llm: Any = None
+        self._async_engine: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._environment: dict[str, str] | None = None
+        self._engine_kwargs: dict[str, Any] | None = None
+        self._calls = 0
+
+    @property
+    def streaming(self) -> bool:
+        """Whether per-token times are recorded (``latency.streaming``: the async engine)."""
+        return self.config.latency.streaming
+
+    # -- preflight and loading -------------------------------------------------------------
+
+    def preflight(self) -> list[str]:
+        """Return every problem: vLLM installed, model files (offline), device, arguments."""
+        problems = []
+        missing = hf.library_problem("vllm", self.name, "vllm")
+        if missing is not None:
+            problems.append(missing)
+        try:
+            self._directory()
+        except LlemError as error:
+            problems.append(str(error))
+        problems.extend(self._device_problems())
+        problems.extend(self._passthrough_problems())
+        return problems
+
+    def _device_problems(self) -> list[str]:
+        if not self.device.startswith("cuda"):
+            return [problem(
+                f"vLLM needs an NVIDIA GPU; the run's device is '{self.device}'",
+                "run on a machine with an NVIDIA GPU, or use backend pytorch on cpu",
+            )]
+        if self.device not in ("cuda", "cuda:0"):
+            return [problem(
+                f"vLLM places its workers on the first visible GPUs and cannot be pointed at "
+                f"{self.device}",
+                "make that GPU the first visible one (the run's GPU selection, or "
+                "CUDA_VISIBLE_DEVICES) and use cuda:0",
+            )]
+        tensor_parallel = self.settings.tensor_parallel_size or 1
+        if self.gpu_info and tensor_parallel > len(self.gpu_info):
+            return [problem(
+                f"vllm.tensor_parallel_size is {tensor_parallel}, but the run has "
+                f"{len(self.gpu_info)} GPU(s)",
+                f"select at least {tensor_parallel} GPUs, or lower vllm.tensor_parallel_size",
+            )]
+        return []
+
+    def _passthrough_problems(self) -> list[str]:
+        error = self._passthrough_error()
+        return [] if error is None else [problem(error.message, error.fix or "")]
+
+    def _passthrough_error(self) -> BackendError | None:
+        conflicts = engine.passthrough_conflicts(self.config)
+        if not conflicts:
+            return None
+        return BackendError(
+            f"passthrough_kwargs {', '.join(conflicts)} would override what llem sets from the "
+            "config",
+            fix="set the model, revision, precision and random_seed fields and the vllm: "
+            "section instead; passthrough_kwargs may only add engine arguments",
+        )
+
+    def load(self) -> None:
+        """Start the engine on the checkpoint's local directory, offline.
+
+        Raises:
+            PreflightError: the model cannot be found offline.
+            BackendError: vLLM is missing, rejected an argument, or failed to start.
+
+        """
+        model_dir = self._directory()
+        conflict = self._passthrough_error()
+        if conflict is not None:
+            raise conflict
+        self._tokenizer.tokenizer  # noqa: B018 - loaded now, so load time includes it
+        self._vllm = self._import_vllm()
+        kwargs = engine.engine_kwargs(self.config, model_dir)
+        self._engine_kwargs = kwargs
+        fix = f"{_START_FIX}; passthrough_kwargs given: {sorted(self.config.passthrough_kwargs)}"
+        with engine.translated_errors("engine start", fix):
+            if self.streaming:
+                self._start_async_engine(kwargs)
+            else:
+                self._llm = self._vllm.LLM(**kwargs)
+
+    def _start_async_engine(self, kwargs: dict[str, Any]) -> None:
+        engine_args = self._vllm.AsyncEngineArgs(**kwargs)
+        self._async_engine = self._vllm.AsyncLLMEngine.from_engine_args(engine_args)
+        # The engine binds its output handler to the loop of the first request; every call
+        # must run on that same loop.
+        self._loop = asyncio.new_event_loop()
+
+    def _import_vllm(self) -> Any:
+        self._environment = engine.prepare_environment()
+        with engine.translated_errors(
+            "import",
+            "run in the vllm image (llem run --runner docker; build it with llem images build "
+            "vllm), or install vllm in this environment",
+        ):
+            return importlib.import_module("vllm")
+
+    def unload(self) -> None:
+        """Shut the engine down (its worker processes exit) and drop every reference to it."""
+        llm, async_engine, loop = self._llm, self._async_engine, self._loop
+        self._llm = self._async_engine = self._loop = None
+        try:
+            with engine.translated_errors("shutdown", "check for leftover vLLM processes"):
+                if llm is not None:
+                    _shut_down_llm(llm)
+                if async_engine is not None:
+                    async_engine.shutdown()
+        finally:
+            if loop is not None:
+                _close_loop(loop)
+            gc.collect()
+
+    def _directory(self) -> Path:
+        if self._model_dir is None:
+            self._model_dir = hf.model_directory(self.config.model, self.config.revision)
+        return self._model_dir
+
+    # -- tokenizer -------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Tokenise text without special tokens (the model's own tokenizer, on the CPU)."""
+        return self._tokenizer.encode(text)
+
+    def vocab_ids(self) -> list[int]:
+        """Return ordinary token ids below the checkpoint's ``vocab_size``, specials excluded."""
+        return self._tokenizer.vocab_ids(hf.vocab_size(self._directory()))
+
+    # -- generation ------------------------------------------------------------------------
+
+    def warmup_requests(self, requests: list[Request]) -> list[Request]:
+        """Return one full engine wave: the first ``max_num_seqs`` requests (or all of them)."""
+        wave = self.settings.max_num_seqs or self._resolved("max_num_seqs") or len(requests)
+        return list(requests[:wave])
+
+    def generate(
+        self, requests: list[Request], on_batch: BatchCallback | None = None
+    ) -> GenerationOutput:
+        """Generate exactly ``max_new_tokens`` per request, all submitted at once.
+
+        Raises:
+            BackendError: the engine is not loaded, failed, or did not produce the fixed
+                length.
+
+        """
+        if not requests:
+            return GenerationOutput(outputs=[])
+        self._calls += 1
+        with engine.translated_errors("generation", _GENERATE_FIX):
+            result = self._generate(requests)
+        if on_batch is not None:
+            on_batch(len(result.outputs), len(requests))
+        return result
+
+    def _generate(self, requests: list[Request]) -> GenerationOutput:
+        decoder = self.config.decoder
+        if self._async_engine is not None and self._loop is not None:
+            outputs, mark = generation.generate_streaming(
+                self._loop, self._async_engine, self._vllm, decoder, requests, self._calls
+            )
+            return GenerationOutput(outputs=outputs, phase_marks=[mark], phase_split="approximate")
+        if self._llm is None:
+            raise BackendError("the engine is not loaded", fix="call load() before generating")
+        return GenerationOutput(
+            outputs=generation.generate_offline(self._llm, self._vllm, decoder, requests)
+        )
+
+    def synchronize(self) -> None:
+        """Nothing to wait for: LLM.generate returns only after every token reached the host.
+
+        The streaming path likewise returns after the last token arrived. Calling into CUDA
+        here would initialise it in this process, which vLLM's workers must own.
+        """
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def effective_parameters(self) -> dict[str, Any]:
+        """Engine settings as resolved by vLLM after load (as requested before), and the rest."""
+        vllm_config = self._vllm_config()
+        if vllm_config is not None:
+            settings = engine.resolved_settings(vllm_config)
+            source = "resolved: read from the engine's VllmConfig after construction"
+        else:
+            settings = engine.requested_settings(self.config)
+            source = "requested: the engine is not running (None means vLLM's default)"
+        return {
+            "engine": "AsyncLLMEngine" if self.streaming else "LLM",
+            "batching": "continuous",
+            **settings,
+            "settings_source": source,
+            "precision": self.config.precision,
+            "decoder_mode": self.config.decoder.mode,
+            **generation.decoding_kwargs(self.config.decoder),
+            "output_length": "fixed: min_tokens = max_tokens, ignore_eos=True",
+            "detokenize": False,
+            "seed": self.config.random_seed,
+            "seed_scope": "engine (LLM seed=); requests carry no seed of their own",
+            "device": self.device,
+            "engine_kwargs": dict(self._engine_kwargs or self._planned_kwargs()),
+            "engine_passthrough_kwargs": dict(self.config.passthrough_kwargs),
+            "environment": dict(self._environment or engine.planned_environment()),
+            "timing": self._timing(),
+        }
+
+    def _timing(self) -> str:
+        if self.streaming:
+            return (
+                "all requests submitted at once to AsyncLLMEngine, streamed with DELTA outputs; "
+                "each token stamped when its output arrived; phase split approximate: prefill "
+                "ends when the last request got its first token"
+            )
+        return (
+            "all requests in one LLM.generate call; each request spans the call; "
+            "no first-token times, so no phase split"
+        )
+
+    def _planned_kwargs(self) -> dict[str, Any]:
+        try:
+            model_dir = self._directory()
+        except LlemError:
+            model_dir = Path(self.config.model)
+        return engine.engine_kwargs(self.config, model_dir)
+
+    def _vllm_config(self) -> Any:
+        if self._llm is not None:
+            return getattr(getattr(self._llm, "llm_engine", None), "vllm_config", None)
+        if self._async_engine is not None:
+            return getattr(self._async_engine, "vllm_config", None)
+        return None
+
+    def _resolved(self, name: str) -> Any:
+        vllm_config = self._vllm_config()
+        return None if vllm_config is None else engine.resolved_settings(vllm_config)[name]
+
+    def memory(self) -> MemoryMetrics | None:
+        """None: the weights and KV cache live in vLLM's worker processes, not this one."""
+        return None
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """Return (all parameters, non-embedding parameters) from the safetensors headers."""
+        return hf.checkpoint_parameter_counts(self._directory())
+
+    def versions(self) -> dict[str, str]:
+        """Return the vllm, torch and transformers versions (read without touching CUDA)."""
+        vllm = self._vllm if self._vllm is not None else self._import_vllm()
+        found = {"vllm": str(vllm.__version__)}
+        for name in ("torch", "transformers"):
+            version = _library_version(name)
+            if version is not None:
+                found[name] = version
+        return found
+
+
+def _shut_down_llm(llm: Any) -> None:
+    # V1: the engine core runs in its own process behind a client that can shut it down.
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    # The engine's output handler is a task on this loop; shutdown cancels it, and the loop
+    # must run once more for the cancellation to finish before it closes.
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
+def _library_version(name: str) -> str | None:
+    module = sys.modules.get(name)  # vLLM imports both; reading them here initialises nothing
+    version = getattr(module, "__version__", None)
+    if version is not None:
+        return str(version)
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,202 @@
+"""Generating with vLLM: fixed-length sampling parameters, one offline call or many streams.
+
+Every request asks for exactly ``max_new_tokens``: ``min_tokens = max_tokens`` with
+``ignore_eos``, so an EOS the model emits neither ends the request nor is masked, and every
+configuration does the same work. Output is not detokenised (the harness counts tokens, it never
+reads text). The module takes the imported ``vllm`` module and the engine as arguments and
+imports nothing from vLLM itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.backends.base import PhaseMark, Request, RequestOutput
+from harness.errors import BackendError
+from harness.schema.config import DecoderConfig
+
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 1.0
+TOP_K_OFF = -1
+"""vLLM's "no top-k" value. vLLM 0.8-0.10 reject top_k 0 (the config's "off"); -1 means off in
+every version."""
+
+_LENGTH_FIX = (
+    "remove passthrough_kwargs that change what the engine generates, and check that "
+    "input_len + output_len fits the model's context"
+)
+
+
+def decoding_kwargs(decoder: DecoderConfig) -> dict[str, Any]:
+    """``SamplingParams`` decoding fields for the config's decoder, every default resolved."""
+    if decoder.mode == "sampling":
+        return {
+            "temperature": decoder.temperature or DEFAULT_TEMPERATURE,
+            "top_p": decoder.top_p if decoder.top_p is not None else DEFAULT_TOP_P,
+            "top_k": decoder.top_k or TOP_K_OFF,
+        }
+    return {"temperature": 0.0}  # greedy; beam search is rejected by the rules table
+
+
+def fixed_length_kwargs(max_new_tokens: int) -> dict[str, Any]:
+    """``SamplingParams`` fields that make a request generate exactly ``max_new_tokens``."""
+    return {
+        "n": 1,
+        "max_tokens": max_new_tokens,
+        "min_tokens": max_new_tokens,
+        "ignore_eos": True,
+        "detokenize": False,
+    }
+
+
+def sampling_params(
+    vllm: Any, decoder: DecoderConfig, requests: list[Request], **extra: Any
+) -> Any:
+    """One ``SamplingParams`` for all requests, or one per request when their lengths differ."""
+    decoding = decoding_kwargs(decoder)
+    lengths = {request.max_new_tokens for request in requests}
+    if len(lengths) == 1:
+        return vllm.SamplingParams(**fixed_length_kwargs(lengths.pop()), **decoding, **extra)
+    return [
+        vllm.SamplingParams(**fixed_length_kwargs(request.max_new_tokens), **decoding, **extra)
+        for request in requests
+    ]
+
+
+def token_prompt(request: Request) -> dict[str, list[int]]:
+    """The request as a ``vllm.inputs.TokensPrompt`` (a typed dict): no tokenisation in vLLM."""
+    return {"prompt_token_ids": list(request.input_ids)}
+
+
+def generate_offline(
+    llm: Any, vllm: Any, decoder: DecoderConfig, requests: list[Request]
+) -> list[RequestOutput]:
+    """All requests in one ``LLM.generate`` call; each is timed as the whole call.
+
+    ``LLM.generate`` returns only when every request has finished, and V1 engines leave
+    ``RequestOutput.metrics`` empty, so no per-request or per-token time is observable here.
+    """
+    params = sampling_params(vllm, decoder, requests)
+    prompts = [token_prompt(request) for request in requests]
+    start_s = time.perf_counter()
+    results = llm.generate(prompts, params, use_tqdm=False)
+    end_s = time.perf_counter()
+    if len(results) != len(requests):
+        raise BackendError(
+            f"vLLM returned {len(results)} outputs for {len(requests)} prompts", fix=_LENGTH_FIX
+        )
+    outputs = []
+    for request, result in zip(requests, results, strict=True):
+        ids = _checked_ids(request, list(result.outputs[0].token_ids))
+        outputs.append(_output(request, ids, start_s, end_s))
+    return outputs
+
+
+@dataclass
+class _Stream:
+    """Tokens of one streamed request and the time each reached this process."""
+
+    ids: list[int] = field(default_factory=list)
+    times_s: list[float] = field(default_factory=list)
+
+
+def generate_streaming(
+    loop: asyncio.AbstractEventLoop,
+    engine: Any,
+    vllm: Any,
+    decoder: DecoderConfig,
+    requests: list[Request],
+    call_id: int,
+) -> tuple[list[RequestOutput], PhaseMark]:
+    """All requests submitted at once to the async engine and streamed concurrently.
+
+    Every output the engine yields carries the tokens new since the previous one (``DELTA``);
+    each token is stamped with the time its output arrived. The phase mark ends prefill at the
+    instant the last request received its first token.
+
+    Args:
+        loop: the backend's event loop; the engine's output handler lives on it, so every call
+            must use the same one.
+        engine: the ``AsyncLLMEngine``.
+        vllm: the imported ``vllm`` module.
+        decoder: the decoding settings.
+        requests: the requests, all submitted at the start of the call.
+        call_id: distinguishes this call's request ids from earlier calls'.
+
+    """
+    delta = importlib.import_module("vllm.sampling_params").RequestOutputKind.DELTA
+    streams = [
+        _stream(
+            engine,
+            token_prompt(request),
+            sampling_params(vllm, decoder, [request], output_kind=delta),
+            f"llem-{call_id}-{request.request_id}",
+        )
+        for request in requests
+    ]
+    start_s = time.perf_counter()
+    streamed = loop.run_until_complete(_all(streams))
+    end_s = time.perf_counter()
+    outputs = [
+        _streamed_output(request, stream, start_s)
+        for request, stream in zip(requests, streamed, strict=True)
+    ]
+    prefill_end_s = max(output.first_token_s or start_s for output in outputs)
+    return outputs, PhaseMark(start_s=start_s, prefill_end_s=prefill_end_s, end_s=end_s)
+
+
+async def _stream(
+    engine: Any, prompt: dict[str, list[int]], params: Any, request_id: str
+) -> _Stream:
+    stream = _Stream()
+    async for output in engine.generate(prompt, params, request_id):
+        arrived_s = time.perf_counter()
+        new_ids = list(output.outputs[0].token_ids)
+        stream.ids.extend(new_ids)
+        stream.times_s.extend([arrived_s] * len(new_ids))
+    return stream
+
+
+async def _all(streams: list[Any]) -> list[_Stream]:
+    tasks = [asyncio.ensure_future(stream) for stream in streams]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        # One failed request must not leave the others running into the next call.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _streamed_output(request: Request, stream: _Stream, start_s: float) -> RequestOutput:
+    ids = _checked_ids(request, stream.ids)
+    output = _output(request, ids, start_s, stream.times_s[-1])
+    output.first_token_s = stream.times_s[0]
+    output.token_times_s = list(stream.times_s)
+    return output
+
+
+def _checked_ids(request: Request, ids: list[int]) -> list[int]:
+    if len(ids) != request.max_new_tokens:
+        raise BackendError(
+            f"request {request.request_id} produced {len(ids)} tokens, expected exactly "
+            f"{request.max_new_tokens} (min_tokens = max_tokens, ignore_eos)",
+            fix=_LENGTH_FIX,
+        )
+    return ids
+
+
+def _output(request: Request, ids: list[int], start_s: float, end_s: float) -> RequestOutput:
+    return RequestOutput(
+        request_id=request.request_id,
+        input_tokens=len(request.input_ids),
+        output_tokens=len(ids),
+        start_s=start_s,
+        end_s=end_s,
+        output_ids=ids,
+    )

@@ -1,0 +1,125 @@
+"""TensorRT-LLM's documented signatures for everything llem calls, as stubs without bodies.
+
+Copied from NVIDIA/TensorRT-LLM (0.17-1.0); each stub names its source file. The tests compare
+the fake ``tensorrt_llm`` (and, where installed, the real one) against these: parameter names,
+kinds and defaults of what llem relies on, and every keyword llem passes.
+
+Parameters after the ones llem uses differ between versions (``generate`` gained
+``scheduling_params`` and others); ``RELIED`` lists, per stub, the parameters whose name, kind
+and default must match.
+"""
+
+from typing import Any
+
+
+class LLM:
+    """``tensorrt_llm/llmapi/llm.py``: ``_TrtLLM``, exported as
+    ``tensorrt_llm._tensorrt_engine.LLM`` in 1.0 and as ``tensorrt_llm.LLM`` in 0.17-0.21, with
+    ``generate``/``generate_async`` from ``BaseLLM`` in the same file."""
+
+    def __init__(self,
+                 model: str,
+                 tokenizer: str | None = None,
+                 tokenizer_mode: str = "auto",
+                 skip_tokenizer_init: bool = False,
+                 trust_remote_code: bool = False,
+                 tensor_parallel_size: int = 1,
+                 dtype: str = "auto",
+                 revision: str | None = None,
+                 tokenizer_revision: str | None = None,
+                 **kwargs: Any) -> None: ...
+
+    def generate(self,
+                 inputs: Any,
+                 sampling_params: Any = None,
+                 use_tqdm: bool = True,
+                 lora_request: Any = None,
+                 prompt_adapter_request: Any = None,
+                 kv_cache_retention_config: Any = None,
+                 disaggregated_params: Any = None) -> Any: ...
+
+    def generate_async(self,
+                       inputs: Any,
+                       sampling_params: Any = None,
+                       lora_request: Any = None,
+                       prompt_adapter_request: Any = None,
+                       streaming: bool = False,
+                       kv_cache_retention_config: Any = None,
+                       disaggregated_params: Any = None) -> Any: ...
+
+    def save(self, engine_dir: str) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+TRT_LLM_ARGS_PASSED = ("pipeline_parallel_size", "build_config", "kv_cache_config",
+                       "quant_config", "max_batch_size", "max_num_tokens", "max_beam_width")
+"""``tensorrt_llm/llmapi/llm_args.py``: ``TrtLlmArgs``/``BaseLlmArgs`` fields llem passes to
+``LLM(...)`` as keyword arguments (validated there; unknown ones are a ValueError)."""
+
+
+def BuildConfig(max_input_len: int = 1024,
+                max_seq_len: int | None = None,
+                opt_batch_size: int = 8,
+                max_batch_size: int = 2048,
+                max_beam_width: int = 1,
+                max_num_tokens: int = 8192,
+                opt_num_tokens: int | None = None) -> None:
+    """``tensorrt_llm/builder.py``: ``@dataclass class BuildConfig`` (leading fields)."""
+
+
+def KvCacheConfig(*,
+                  enable_block_reuse: bool = True,
+                  max_tokens: int | None = None,
+                  free_gpu_memory_fraction: float | None = None) -> None:
+    """``tensorrt_llm/llmapi/llm_args.py``: ``class KvCacheConfig(StrictBaseModel)`` (pydantic,
+    so keyword-only). The default of ``free_gpu_memory_fraction`` moved from None (the C++
+    runtime's 0.9) to 0.9 across versions; llem passes it only when the config sets it."""
+
+
+def QuantConfig(quant_algo: Any = None,
+                kv_cache_quant_algo: Any = None) -> None:
+    """``tensorrt_llm/models/modeling_utils.py``: ``@dataclass class QuantConfig`` (exported by
+    ``tensorrt_llm.llmapi``)."""
+
+
+QUANT_ALGO_MEMBERS = ("FP8", "W8A8_SQ_PER_CHANNEL", "W8A16", "W4A16", "W4A16_AWQ")
+"""``tensorrt_llm/quantization/mode.py``: ``QuantAlgo`` members llem selects."""
+
+
+def SamplingParams(*,
+                   end_id: int | None = None,
+                   pad_id: int | None = None,
+                   max_tokens: int = 32,
+                   n: int = 1,
+                   best_of: int | None = None,
+                   use_beam_search: bool = False,
+                   top_k: int | None = None,
+                   top_p: float | None = None,
+                   seed: int | None = None,
+                   temperature: float | None = None,
+                   min_tokens: int | None = None,
+                   ignore_eos: bool = False,
+                   detokenize: bool = True) -> None:
+    """``tensorrt_llm/sampling_params.py``: ``@dataclass(slots=True, kw_only=True) class
+    SamplingParams`` (the fields llem passes)."""
+
+
+RELIED = {
+    "LLM.__init__": ("model", "tokenizer", "tensor_parallel_size", "dtype", "kwargs"),
+    "LLM.generate": ("inputs", "sampling_params", "use_tqdm"),
+    "LLM.generate_async": ("inputs", "sampling_params", "streaming"),
+    "LLM.save": ("engine_dir",),
+    "LLM.shutdown": (),
+    "BuildConfig": ("max_input_len", "max_seq_len", "max_batch_size", "max_beam_width",
+                    "max_num_tokens"),
+    "KvCacheConfig": ("free_gpu_memory_fraction",),
+    "QuantConfig": ("quant_algo", "kv_cache_quant_algo"),
+    "SamplingParams": ("end_id", "pad_id", "max_tokens", "n", "best_of", "use_beam_search",
+                       "top_k", "top_p", "seed", "temperature", "min_tokens", "ignore_eos",
+                       "detokenize"),
+}
+"""Per stub, the parameters whose name, kind and default llem relies on."""
+
+VERSION_DEPENDENT_DEFAULTS = {("KvCacheConfig", "free_gpu_memory_fraction")}
+"""Defaults that differ between released versions: only the name is checked against them."""

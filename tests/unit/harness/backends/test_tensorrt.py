@@ -1,0 +1,686 @@
+"""The TensorRT-LLM backend against a fake ``tensorrt_llm`` (tests/fakes/tensorrt_llm) that
+mirrors the LLM API surface llem calls, with the real tiny model's tokenizer and checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from harness.backends.base import Request
+from harness.backends.tensorrt import TensorRtBackend, build
+from harness.backends.tensorrt.backend import decoding_kwargs, engine_llm_class
+from harness.energy import GpuSet
+from harness.engine_cache import EngineCache, cache_key
+from harness.errors import BackendError
+from harness.runner import ExperimentRun
+from harness.schema.config import ExperimentConfig, LatencyConfig
+from harness.schema.result import ExperimentResult
+from harness.schema.run_spec import RunSpec
+from harness.testing import FakeGpu
+
+FAKES = Path(__file__).resolve().parents[3] / "fakes"
+EOS_ID = 1
+POWER_W = 150.0
+
+
+def _load_documented() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("tensorrt_llm_documented",
+                                                  FAKES / "tensorrt_llm_documented.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+DOCUMENTED = _load_documented()
+
+
+def _forget_tensorrt_llm() -> None:
+    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def trtllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The fake tensorrt_llm, freshly imported (its build/load counters start at zero)."""
+    _forget_tensorrt_llm()
+    monkeypatch.syspath_prepend(str(FAKES))
+    yield importlib.import_module("tensorrt_llm")
+    _forget_tensorrt_llm()
+
+
+def fake_llm_module() -> ModuleType:
+    return importlib.import_module("tensorrt_llm.llmapi.llm")
+
+
+def make_config(model: Path | str, **overrides: Any) -> ExperimentConfig:
+    values: dict[str, Any] = {"model": str(model), "backend": "tensorrt", "precision": "fp16",
+                              "n": 4, "input_len": 8, "output_len": 6}
+    values.update(overrides)
+    return ExperimentConfig(**values)
+
+
+def gpu_info(compute_capability: str = "9.0") -> list[Any]:
+    return [FakeGpu([(0.0, POWER_W)], info={"compute_capability": compute_capability}).info()]
+
+
+def make_backend(model: Path | str, cache_root: Path, **overrides: Any) -> TensorRtBackend:
+    backend = TensorRtBackend(make_config(model, **overrides), "cuda:0")
+    backend.gpu_info = gpu_info()
+    backend.engine_cache_root = cache_root
+    return backend
+
+
+def requests_of(backend: TensorRtBackend, lengths: list[int]) -> list[Request]:
+    vocab = backend.vocab_ids()
+    return [Request(i, vocab[i * 5: i * 5 + 8], length) for i, length in enumerate(lengths)]
+
+
+def test_importing_the_backend_does_not_import_tensorrt_llm() -> None:
+    code = (
+        "import sys\n"
+        "from harness.backends import backend_class\n"
+        "backend_class('tensorrt')\n"
+        "assert 'tensorrt_llm' not in sys.modules\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKES), *sys.path])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+    assert result.returncode == 0, result.stderr
+
+
+# -- the cache key: every build field, nothing else ------------------------------------------
+
+BASE = {"model": "org/model", "backend": "tensorrt", "precision": "bf16"}
+
+
+def key_of(overrides: dict[str, Any], revision: str = "rev1", version: str = "1.0.0",
+           capability: str = "9.0") -> str:
+    config = ExperimentConfig(**{**BASE, **overrides})
+    return cache_key(build.cache_description(config, revision, version, capability))
+
+
+BUILD_CHANGES = [
+    {"model": "org/other"},
+    {"precision": "fp16"},
+    {"precision": "fp8"},
+    {"tensorrt": {"quantization": "int4_awq"}},
+    {"tensorrt": {"max_batch_size": 16}},
+    {"tensorrt": {"max_input_len": 512}},
+    {"tensorrt": {"max_seq_len": 2048}},
+    {"tensorrt": {"max_num_tokens": 4096}},
+    {"tensorrt": {"tp_size": 2}},
+    {"tensorrt": {"pp_size": 2}},
+    {"tensorrt": {"builder_opt_level": 3}},
+    {"decoder": {"mode": "beam"}},
+    {"passthrough_kwargs": {"embedding_parallel_mode": "NONE"}},
+]
+
+
+@pytest.mark.parametrize("change", BUILD_CHANGES, ids=lambda c: json.dumps(c))
+def test_the_key_changes_with_every_build_field(change: dict[str, Any]) -> None:
+    assert key_of(change) != key_of({})
+
+
+def test_the_key_changes_with_the_beam_width_revision_version_and_gpu() -> None:
+    four = {"decoder": {"mode": "beam", "num_beams": 4}}
+    assert key_of({"decoder": {"mode": "beam", "num_beams": 2}}) != key_of(four)
+    assert key_of({}, revision="rev2") != key_of({})
+    assert key_of({}, version="0.21.0") != key_of({})
+    assert key_of({}, capability="8.0") != key_of({})
+
+
+RUNTIME_CHANGES = [
+    {"tensorrt": {"kv_cache_free_gpu_memory_fraction": 0.5}},
+    {"decoder": {"mode": "sampling", "temperature": 0.7, "top_p": 0.9, "top_k": 20}},
+    {"n": 7},
+    {"input_len": 300},
+    {"output_len": 300},
+    {"random_seed": 1},
+    {"dataset": "llem-prompts-v1"},
+    {"warmup": {"n_warmup": 9, "min_seconds": 0}},
+    {"baseline": {"enabled": False}},
+    {"energy": {"backend": "none"}},
+    {"latency": {"streaming": True}},
+    {"tensorrt": {"tp_size": 1, "pp_size": 1}},  # the default, spelled out
+]
+
+
+@pytest.mark.parametrize("change", RUNTIME_CHANGES, ids=lambda c: json.dumps(c))
+def test_the_key_ignores_run_time_fields(change: dict[str, Any]) -> None:
+    assert key_of(change) == key_of({})
+
+
+def test_the_description_names_model_version_and_capability_for_cache_list() -> None:
+    config = ExperimentConfig(**{**BASE, "tensorrt": {"max_batch_size": 8}})
+    described = build.cache_description(config, "rev1", "1.0.0", "9.0")
+
+    assert described["model"] == "org/model" and described["model_revision"] == "rev1"
+    assert described["tensorrt_llm_version"] == "1.0.0"
+    assert described["compute_capability"] == "9.0"
+    assert described["max_batch_size"] == 8 and described["max_seq_len"] is None
+    assert "kv_cache_free_gpu_memory_fraction" not in json.dumps(described)
+
+
+# -- build arguments --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("overrides", "dtype", "algo"), [
+    ({"precision": "fp32"}, "float32", None),
+    ({"precision": "fp16"}, "float16", None),
+    ({"precision": "bf16"}, "bfloat16", None),
+    ({"precision": "fp8"}, "auto", "FP8"),
+    ({"precision": "int8"}, "auto", "W8A16"),
+    ({"precision": "int4"}, "auto", "W4A16"),
+    ({"tensorrt": {"quantization": "fp8"}}, "bfloat16", "FP8"),
+    ({"tensorrt": {"quantization": "int8_sq"}}, "bfloat16", "W8A8_SQ_PER_CHANNEL"),
+    ({"tensorrt": {"quantization": "int8_weight_only"}}, "bfloat16", "W8A16"),
+    ({"tensorrt": {"quantization": "int4_weight_only"}}, "bfloat16", "W4A16"),
+    ({"tensorrt": {"quantization": "int4_awq"}}, "bfloat16", "W4A16_AWQ"),
+])
+def test_precision_and_quantisation_reach_the_builder(
+        trtllm: ModuleType, overrides: dict[str, Any], dtype: str, algo: str | None) -> None:
+    settings = build.build_settings(ExperimentConfig(**{**BASE, **overrides}))
+
+    assert settings["dtype"] == dtype
+    if algo is None:
+        assert "quant_config" not in settings
+    else:
+        assert settings["quant_config"].quant_algo is trtllm.llmapi.QuantAlgo[algo]
+
+
+def test_unset_build_fields_keep_the_library_defaults(trtllm: ModuleType) -> None:
+    settings = build.build_settings(ExperimentConfig(**BASE))
+    defaults = trtllm.llmapi.BuildConfig()
+
+    assert settings["build_config"] == defaults
+    assert "kv_cache_config" not in settings and "max_batch_size" not in settings
+    assert settings["tensor_parallel_size"] == settings["pipeline_parallel_size"] == 1
+
+
+def test_set_build_fields_reach_build_config_and_run_time_limits(trtllm: ModuleType) -> None:
+    config = ExperimentConfig(**BASE, decoder={"mode": "beam", "num_beams": 3}, tensorrt={
+        "max_batch_size": 16, "max_input_len": 64, "max_seq_len": 128, "max_num_tokens": 512,
+        "tp_size": 2, "pp_size": 2, "kv_cache_free_gpu_memory_fraction": 0.4})
+    settings = build.build_settings(config)
+    built = settings["build_config"]
+
+    assert (built.max_batch_size, built.max_input_len, built.max_seq_len,
+            built.max_num_tokens, built.max_beam_width) == (16, 64, 128, 512, 3)
+    assert settings["tensor_parallel_size"] == settings["pipeline_parallel_size"] == 2
+    assert (settings["max_batch_size"], settings["max_num_tokens"],
+            settings["max_beam_width"]) == (16, 512, 3)
+    assert settings["kv_cache_config"].free_gpu_memory_fraction == 0.4
+
+
+def test_builder_opt_level_needs_a_build_config_that_has_it(trtllm: ModuleType,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    config = ExperimentConfig(**BASE, tensorrt={"builder_opt_level": 4})
+    with pytest.raises(BackendError, match="no builder optimisation level"):
+        build.build_settings(config)
+    assert build.builder_opt_problem(config) is not None
+
+    @dataclasses.dataclass
+    class OlderBuildConfig(trtllm.llmapi.BuildConfig):
+        builder_opt: int | None = None
+
+    monkeypatch.setattr(trtllm.llmapi, "BuildConfig", OlderBuildConfig)
+
+    assert build.build_settings(config)["build_config"].builder_opt == 4
+    assert build.builder_opt_problem(config) is None
+
+
+# -- the LLM class ---------------------------------------------------------------------------
+
+
+def test_the_engine_llm_is_the_tensorrt_engine_path_not_the_pytorch_default(
+        trtllm: ModuleType) -> None:
+    assert engine_llm_class() is importlib.import_module("tensorrt_llm._tensorrt_engine").LLM
+    assert engine_llm_class() is not trtllm.LLM
+
+
+def test_versions_without_the_engine_module_use_the_top_level_llm(
+        trtllm: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine_class = importlib.import_module("tensorrt_llm._tensorrt_engine").LLM
+    monkeypatch.setitem(sys.modules, "tensorrt_llm._tensorrt_engine", None)
+    monkeypatch.setattr(trtllm, "LLM", engine_class)
+
+    assert engine_llm_class() is engine_class
+
+
+# -- preflight -------------------------------------------------------------------------------
+
+
+def test_preflight_lists_every_problem_at_once(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt_llm", None)  # not installed
+    backend = TensorRtBackend(make_config(tmp_path / "absent"), "cpu")
+
+    problems = backend.preflight()
+
+    assert len(problems) == 3
+    assert "needs tensorrt_llm, which is not installed" in problems[0]
+    assert "llem images build tensorrt" in problems[0]
+    assert "does not exist" in problems[1]
+    assert "NVIDIA GPUs only, not on device 'cpu'" in problems[2]
+
+
+def test_preflight_checks_gpus_limits_and_builder_opt(trtllm: ModuleType,
+                                                      tiny_model_dir: Path) -> None:
+    config = make_config(tiny_model_dir, input_len=100, output_len=50, tensorrt={
+        "tp_size": 2, "max_seq_len": 120, "builder_opt_level": 2})
+    backend = TensorRtBackend(config, "cuda:0")
+    backend.gpu_info = gpu_info()
+
+    problems = "\n".join(backend.preflight())
+
+    assert "needs 2 GPUs, but the run has 1" in problems
+    assert "tensorrt.max_seq_len is 120, but the workload needs 150" in problems
+    assert "no builder optimisation level setting" in problems
+
+
+def test_a_healthy_configuration_passes_preflight(trtllm: ModuleType,
+                                                  tiny_model_dir: Path) -> None:
+    backend = make_backend(tiny_model_dir, Path("unused"))
+
+    assert backend.preflight() == []
+
+
+def test_preflight_checks_a_given_engine_dir(trtllm: ModuleType, tiny_model_dir: Path,
+                                             tmp_path: Path) -> None:
+    missing = TensorRtBackend(make_config(tiny_model_dir, tensorrt={"engine_dir": str(tmp_path)}),
+                              "cuda:0")
+    assert "has no config.json" in "\n".join(missing.preflight())
+
+    engine = tmp_path / "engine"
+    engine_llm_class()(model=str(tiny_model_dir), tokenizer=str(tiny_model_dir)).save(str(engine))
+    beam = make_config(tiny_model_dir, decoder={"mode": "beam", "num_beams": 2},
+                       tensorrt={"engine_dir": str(engine)})
+    problems = "\n".join(TensorRtBackend(beam, "cuda:0").preflight())
+
+    assert "built with max_beam_width 1, but this experiment needs 2" in problems
+
+
+# -- loading and the engine cache -------------------------------------------------------------
+
+
+def test_a_miss_builds_once_and_keeps_the_llm_it_built(trtllm: ModuleType, tiny_model_dir: Path,
+                                                       tmp_path: Path) -> None:
+    backend = make_backend(tiny_model_dir, tmp_path / "cache", tensorrt={"max_batch_size": 4})
+    backend.load()
+    record = backend.engine_cache()
+    fake = fake_llm_module()
+
+    assert record is not None and record.source == "cache" and record.hit is False
+    assert record.build_s is not None and record.build_s > 0
+    assert (fake.BUILDS, fake.LOADS, len(fake.INSTANCES)) == (1, 0, 1)
+    engine = Path(record.engine_dir)
+    assert engine.parent == tmp_path / "cache" / record.key
+    assert (engine / "rank0.engine").is_file()
+    assert json.loads((engine / "config.json").read_text())["build_config"]["max_batch_size"] == 4
+    assert record.description is not None and record.description["compute_capability"] == "9.0"
+    backend.unload()
+    assert fake.INSTANCES[0].is_shut_down
+
+
+def test_a_hit_loads_the_cached_engine_without_building(trtllm: ModuleType,
+                                                        tiny_model_dir: Path,
+                                                        tmp_path: Path) -> None:
+    first = make_backend(tiny_model_dir, tmp_path, tensorrt={"kv_cache_free_gpu_memory_fraction":
+                                                             0.5})
+    first.load()
+    first.unload()
+    second = make_backend(tiny_model_dir, tmp_path, tensorrt={"kv_cache_free_gpu_memory_fraction":
+                                                              0.3})
+    second.load()
+    fake = fake_llm_module()
+    record = second.engine_cache()
+
+    assert record is not None and record.hit is True and record.build_s is None
+    assert (fake.BUILDS, fake.LOADS) == (1, 1)
+    assert record.key == first.engine_cache().key
+    assert fake.INSTANCES[1].args.model == record.engine_dir
+    assert second.effective_parameters()["kv_cache_config"]["free_gpu_memory_fraction"] == 0.3
+
+
+def test_another_gpu_generation_or_library_version_builds_again(
+        trtllm: ModuleType, tiny_model_dir: Path, tmp_path: Path) -> None:
+    make_backend(tiny_model_dir, tmp_path).load()
+    other_gpu = make_backend(tiny_model_dir, tmp_path)
+    other_gpu.gpu_info = gpu_info("8.0")
+    other_gpu.load()
+    trtllm.__version__ = "0.21.0"
+    make_backend(tiny_model_dir, tmp_path).load()
+
+    assert fake_llm_module().BUILDS == 3
+    assert len([e for e in EngineCache(tmp_path).entries() if e.state == "complete"]) == 3
+
+
+def test_a_failed_build_is_a_backend_error_and_leaves_no_entry(trtllm: ModuleType,
+                                                               tiny_model_dir: Path,
+                                                               tmp_path: Path) -> None:
+    backend = make_backend(tiny_model_dir, tmp_path, passthrough_kwargs={"not_an_arg": 1})
+
+    with pytest.raises(BackendError, match="failed to build the engine.*not_an_arg"):
+        backend.load()
+    assert [e for e in EngineCache(tmp_path).entries() if e.state == "complete"] == []
+
+
+def test_an_unusable_cache_directory_is_a_backend_error(trtllm: ModuleType,
+                                                       tiny_model_dir: Path,
+                                                       tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    backend = make_backend(tiny_model_dir, not_a_directory)
+
+    with pytest.raises(BackendError, match="the engine cache in .*file failed"):
+        backend.load()
+
+
+def test_a_given_engine_dir_is_used_as_is(trtllm: ModuleType, tiny_model_dir: Path,
+                                          tmp_path: Path) -> None:
+    engine = tmp_path / "prebuilt"
+    builder = engine_llm_class()(model=str(tiny_model_dir), tokenizer=str(tiny_model_dir),
+                                 build_config=trtllm.llmapi.BuildConfig(max_batch_size=8))
+    builder.save(str(engine))
+    backend = make_backend(tiny_model_dir, tmp_path / "cache",
+                           tensorrt={"engine_dir": str(engine)})
+    backend.load()
+    record = backend.engine_cache()
+
+    assert record is not None and record.source == "engine_dir" and record.hit is None
+    assert record.engine_dir == str(engine) and record.key is None
+    assert fake_llm_module().LOADS == 1 and not (tmp_path / "cache").exists()
+    assert backend.effective_parameters()["build_config"]["max_batch_size"] == 8
+
+
+# -- generation ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loaded(trtllm: ModuleType, tiny_model_dir: Path, tmp_path: Path) -> Iterator[TensorRtBackend]:
+    backend = make_backend(tiny_model_dir, tmp_path)
+    backend.load()
+    yield backend
+    backend.unload()
+
+
+def test_every_request_gets_exactly_its_length_through_eos(loaded: TensorRtBackend) -> None:
+    requests = requests_of(loaded, [6, 3, 9])
+    output = loaded.generate(requests)
+
+    assert [o.output_tokens for o in output.outputs] == [6, 3, 9]
+    assert [len(o.output_ids or []) for o in output.outputs] == [6, 3, 9]
+    assert all((o.output_ids or [])[2] == EOS_ID for o in output.outputs)  # EOS was ignored
+    assert {o.start_s for o in output.outputs} == {output.outputs[0].start_s}
+    assert output.phase_marks == [] and output.phase_split is None
+
+
+def test_a_short_result_breaks_the_fixed_length_contract(trtllm: ModuleType,
+                                                         tiny_model_dir: Path,
+                                                         tmp_path: Path) -> None:
+    class StopsAtEos(TensorRtBackend):
+        def sampling_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
+            kwargs = super().sampling_kwargs(max_new_tokens)
+            return {**kwargs, "ignore_eos": False, "min_tokens": None}
+
+    backend = StopsAtEos(make_config(tiny_model_dir), "cuda:0")
+    backend.engine_cache_root = tmp_path
+    backend.load()
+
+    with pytest.raises(BackendError, match="produced 2 tokens .* exactly 6"):
+        backend.generate(requests_of(backend, [6]))
+
+
+def test_streaming_stamps_every_token_and_splits_approximately(loaded: TensorRtBackend) -> None:
+    loaded.config = loaded.config.model_copy(update={"latency": LatencyConfig(streaming=True)})
+    calls: list[tuple[int, int]] = []
+    output = loaded.generate(requests_of(loaded, [5, 5, 7]), on_batch=lambda *a: calls.append(a))
+
+    assert calls == [(3, 3)]
+    for item in output.outputs:
+        assert item.token_times_s is not None and len(item.token_times_s) == item.output_tokens
+        assert item.first_token_s == item.token_times_s[0] and item.end_s == item.token_times_s[-1]
+        assert item.token_times_s == sorted(item.token_times_s)
+    [mark] = output.phase_marks
+    assert mark.prefill_end_s == max(o.first_token_s or 0.0 for o in output.outputs)
+    assert mark.start_s < mark.prefill_end_s < mark.end_s
+    assert output.phase_split == "approximate"
+
+
+def test_generation_errors_are_backend_errors(loaded: TensorRtBackend) -> None:
+    too_long = [Request(0, [5] * 2000, 4)]  # beyond the engine's max_input_len (1024)
+
+    with pytest.raises(BackendError, match="max_input_len"):
+        loaded.generate(too_long)
+
+
+@pytest.mark.parametrize(("decoder", "expected"), [
+    ({"mode": "greedy"}, {"top_k": 1}),
+    ({"mode": "sampling"}, {"temperature": 1.0, "top_p": 1.0, "top_k": 0}),
+    ({"mode": "sampling", "temperature": 0.5, "top_k": 5}, {"temperature": 0.5, "top_p": 1.0,
+                                                           "top_k": 5}),
+    ({"mode": "beam"}, {"use_beam_search": True, "n": 1, "best_of": 4}),
+    ({"mode": "beam", "num_beams": 2}, {"use_beam_search": True, "n": 1, "best_of": 2}),
+])
+def test_decoder_modes_become_sampling_params(decoder: dict[str, Any],
+                                              expected: dict[str, Any]) -> None:
+    assert decoding_kwargs(make_config("org/model", decoder=decoder).decoder) == expected
+
+
+def test_sampling_params_the_engine_accepts_are_greedy_only_for_greedy(
+        trtllm: ModuleType) -> None:
+    for mode, greedy in (("greedy", True), ("sampling", False)):
+        kwargs = decoding_kwargs(make_config("org/model", decoder={"mode": mode}).decoder)
+        assert trtllm.SamplingParams(**kwargs)._greedy_decoding is greedy
+
+
+# -- whole runs through the harness ----------------------------------------------------------
+
+
+def run_spec(model_dir: Path, cache_dir: Path | None, **overrides: Any) -> RunSpec:
+    config = {"model": str(model_dir), "backend": "tensorrt", "precision": "fp16", "n": 6,
+              "input_len": 16, "output_len": 12, "warmup": {"n_warmup": 1, "min_seconds": 0},
+              "baseline": {"enabled": False}, "energy": {"sample_interval_ms": 20},
+              "tensorrt": {"max_batch_size": 4}, **overrides}
+    return RunSpec(run_id="r1", config=ExperimentConfig(**config),
+                   engine_cache_dir=str(cache_dir) if cache_dir else None)
+
+
+def fake_gpus(compute_capability: str = "9.0") -> GpuSet:
+    gpu = FakeGpu([(0.0, POWER_W), (1e6, POWER_W)], temperature_c=[(0.0, 40.0), (1e6, 40.0)],
+                  info={"compute_capability": compute_capability})
+    return GpuSet([gpu], driver_version="999.1", cuda_version="12.9")
+
+
+def execute(spec: RunSpec, run_dir: Path) -> ExperimentResult:
+    return ExperimentRun(spec, run_dir, gpus=fake_gpus(), device="cuda:0").execute()
+
+
+def test_two_runs_build_once_then_hit(trtllm: ModuleType, tiny_model_dir: Path,
+                                      tmp_path: Path) -> None:
+    spec = run_spec(tiny_model_dir, tmp_path / "engines")
+    first = execute(spec, tmp_path / "a")
+    second = execute(spec, tmp_path / "b")
+    fake = fake_llm_module()
+
+    assert first.engine_cache is not None and first.engine_cache.hit is False
+    assert first.engine_cache.build_s is not None and first.engine_cache.build_s > 0
+    assert second.engine_cache is not None and second.engine_cache.hit is True
+    assert second.engine_cache.build_s is None
+    assert second.engine_cache.key == first.engine_cache.key
+    assert (fake.BUILDS, fake.LOADS) == (1, 1)
+    assert all(llm.is_shut_down for llm in fake.INSTANCES)
+    for result, run_dir in ((first, tmp_path / "a"), (second, tmp_path / "b")):
+        saved = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
+        assert saved == result
+        assert result.throughput.output_tokens == 6 * 12
+        assert result.environment.backend_versions == {"tensorrt_llm": trtllm.__version__}
+        assert result.energy.energy_j is not None and result.energy.energy_j > 0
+        params = result.effective_parameters
+        assert params["build_config"]["max_batch_size"] == 4
+        assert params["build_config"]["max_seq_len"] == 4096  # the model's, resolved at build
+        assert params["batching"] == "inflight" and params["ignore_eos"] is True
+        assert params["min_tokens"] == params["max_tokens"] == 12
+    assert first.effective_parameters["engine_source"] == "cache"
+
+
+def test_the_default_cache_root_comes_from_the_environment(
+        trtllm: ModuleType, tiny_model_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLEM_ENGINE_CACHE", str(tmp_path / "env-engines"))
+    result = execute(run_spec(tiny_model_dir, None), tmp_path / "run")
+
+    assert result.engine_cache is not None
+    assert Path(result.engine_cache.engine_dir).is_relative_to(tmp_path / "env-engines")
+
+
+def test_a_run_with_engine_dir_uses_it(trtllm: ModuleType, tiny_model_dir: Path,
+                                       tmp_path: Path) -> None:
+    engine = tmp_path / "prebuilt"
+    engine_llm_class()(model=str(tiny_model_dir), tokenizer=str(tiny_model_dir)).save(str(engine))
+    spec = run_spec(tiny_model_dir, tmp_path / "engines",
+                    tensorrt={"engine_dir": str(engine)})
+    result = execute(spec, tmp_path / "run")
+
+    assert result.engine_cache is not None and result.engine_cache.source == "engine_dir"
+    assert result.engine_cache.engine_dir == str(engine)
+    assert fake_llm_module().BUILDS == 1  # the prebuilt one only
+    assert result.effective_parameters["engine_source"] == "engine_dir"
+    assert result.throughput.output_tokens == 6 * 12
+
+
+def test_a_streaming_run_reports_ttft_itl_and_an_approximate_split(
+        trtllm: ModuleType, tiny_model_dir: Path, tmp_path: Path) -> None:
+    spec = run_spec(tiny_model_dir, tmp_path / "engines", latency={"streaming": True})
+    result = execute(spec, tmp_path / "run")
+    latency = result.latency
+    energy = result.energy
+
+    assert latency.ttft is not None and latency.ttft.count == 6
+    assert latency.itl is not None and latency.itl.count == 6 * (12 - 1)
+    assert latency.e2e is not None and latency.ttft.p50_s < latency.e2e.p50_s
+    assert energy.phase_split_method == "approximate"
+    assert energy.prefill is not None and energy.decode is not None
+    assert energy.prefill.energy_j is not None and energy.decode.energy_j is not None
+    assert energy.prefill.energy_j + energy.decode.energy_j <= energy.energy_j * 1.001
+
+
+@pytest.mark.parametrize("decoder", [{"mode": "sampling", "temperature": 0.8},
+                                     {"mode": "beam", "num_beams": 2}])
+def test_sampling_and_beam_runs_keep_the_fixed_length(trtllm: ModuleType, tiny_model_dir: Path,
+                                                      tmp_path: Path,
+                                                      decoder: dict[str, Any]) -> None:
+    spec = run_spec(tiny_model_dir, tmp_path / "engines", decoder=decoder)
+    built = execute(spec, tmp_path / "built")
+    loaded = execute(spec, tmp_path / "loaded")  # the executor must reserve the beams again
+
+    assert loaded.engine_cache is not None and loaded.engine_cache.hit is True
+    for result in (built, loaded):
+        assert result.throughput.output_tokens == 6 * 12
+        assert result.effective_parameters["build_config"]["max_beam_width"] == decoder.get(
+            "num_beams", 1)
+
+
+def test_a_cpu_run_fails_preflight(trtllm: ModuleType, tiny_model_dir: Path,
+                                   tmp_path: Path) -> None:
+    from harness.errors import PreflightError
+
+    spec = run_spec(tiny_model_dir, tmp_path / "engines")
+    with pytest.raises(PreflightError, match="NVIDIA GPUs only"):
+        ExperimentRun(spec, tmp_path / "run", gpus=GpuSet(), device="cpu").execute()
+
+
+def test_lora_is_rejected_with_merge_instructions() -> None:
+    with pytest.raises(ValidationError, match=r"lora is not supported by tensorrt.*"
+                       r"merge_and_unload\(\)\.save_pretrained\(DIR\)"):
+        make_config("org/model", lora={"adapter": "org/adapter"})
+
+
+# -- the fake mirrors the documented (and, where installed, the real) signatures ---------------
+
+
+def _documented_signature(name: str) -> inspect.Signature:
+    owner, _, method = name.partition(".")
+    target = getattr(DOCUMENTED, owner)
+    return inspect.signature(getattr(target, method) if method else target)
+
+
+def _library_objects(library: ModuleType) -> dict[str, Any]:
+    llm = importlib.import_module(f"{library.__name__}.llmapi")
+    try:
+        engine_llm = importlib.import_module(f"{library.__name__}._tensorrt_engine").LLM
+    except ModuleNotFoundError:
+        engine_llm = library.LLM
+    return {"LLM": engine_llm, "BuildConfig": llm.BuildConfig, "KvCacheConfig": llm.KvCacheConfig,
+            "QuantConfig": llm.QuantConfig, "SamplingParams": library.SamplingParams}
+
+
+def _assert_matches_documented(library: ModuleType, check_all_defaults: bool) -> None:
+    objects = _library_objects(library)
+    for name, relied in DOCUMENTED.RELIED.items():
+        owner, _, method = name.partition(".")
+        target = getattr(objects[owner], method) if method else objects[owner]
+        actual = inspect.signature(target).parameters
+        documented = _documented_signature(name).parameters
+        for parameter in relied:
+            assert parameter in actual, f"{name} has no parameter {parameter}"
+            assert actual[parameter].kind == documented[parameter].kind, (name, parameter)
+            varies = (owner, parameter) in DOCUMENTED.VERSION_DEPENDENT_DEFAULTS
+            if check_all_defaults or not varies:
+                assert actual[parameter].default == documented[parameter].default, (
+                    name, parameter)
+    quant_algo = importlib.import_module(f"{library.__name__}.llmapi").QuantAlgo
+    assert all(hasattr(quant_algo, member) for member in DOCUMENTED.QUANT_ALGO_MEMBERS)
+
+
+def test_the_fake_matches_the_documented_signatures(trtllm: ModuleType) -> None:
+    _assert_matches_documented(trtllm, check_all_defaults=True)
+
+
+def test_every_keyword_llem_passes_is_accepted_by_the_fake(trtllm: ModuleType,
+                                                           tiny_model_dir: Path) -> None:
+    config = make_config(tiny_model_dir, decoder={"mode": "beam", "num_beams": 2}, tensorrt={
+        "max_batch_size": 4, "max_num_tokens": 256, "tp_size": 1, "pp_size": 1,
+        "quantization": "int8_weight_only", "kv_cache_free_gpu_memory_fraction": 0.5})
+    settings = build.build_settings(config)
+    llm_keywords = set(settings) - set(inspect.signature(DOCUMENTED.LLM.__init__).parameters)
+
+    assert llm_keywords <= set(DOCUMENTED.TRT_LLM_ARGS_PASSED)
+    llm = engine_llm_class()(model=str(tiny_model_dir), tokenizer=str(tiny_model_dir),
+                             **settings)
+    backend = TensorRtBackend(config, "cuda:0")
+    sampling = set(backend.sampling_kwargs(3))
+    assert sampling <= set(inspect.signature(DOCUMENTED.SamplingParams).parameters)
+    assert sampling <= set(inspect.signature(trtllm.SamplingParams).parameters)
+    llm.shutdown()
+
+
+def test_the_real_library_matches_the_documented_signatures() -> None:
+    _forget_tensorrt_llm()
+    library = pytest.importorskip("tensorrt_llm")
+    if Path(library.__file__ or "").is_relative_to(FAKES):
+        pytest.skip("only the fake tensorrt_llm is importable")
+    _assert_matches_documented(library, check_all_defaults=False)
+    config = ExperimentConfig(**BASE, decoder={"mode": "beam", "num_beams": 2}, tensorrt={
+        "max_batch_size": 4, "max_num_tokens": 256, "quantization": "fp8",
+        "kv_cache_free_gpu_memory_fraction": 0.5})
+    settings = build.build_settings(config)  # constructs BuildConfig, QuantConfig, KvCacheConfig
+    assert set(settings) - {"tensor_parallel_size", "dtype"} <= set(DOCUMENTED.TRT_LLM_ARGS_PASSED)
+    library.SamplingParams(**{**decoding_kwargs(config.decoder), "max_tokens": 3,
+                              "min_tokens": 3, "ignore_eos": True, "end_id": 2, "pad_id": 2,
+                              "seed": 1, "detokenize": False})

@@ -1,0 +1,576 @@
+"""The vLLM backend against a fake vLLM (tests/fakes/vllm) that mirrors the API llem calls.
+
+The fake is checked against vLLM's documented signatures (tests/fakes/vllm_documented.py) and,
+where vLLM is installed, the calls the backend makes are checked against the real library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from harness.backends.base import GenerationOutput, Request
+from harness.backends.vllm import VllmBackend
+from harness.backends.vllm.engine import ENVIRONMENT
+from harness.datasets import build_requests
+from harness.energy import GpuSet
+from harness.errors import BackendError, PreflightError
+from harness.runner import ExperimentRun
+from harness.schema.config import ExperimentConfig
+from harness.schema.result import ExperimentResult
+from harness.schema.run_spec import RunSpec
+from harness.testing import FakeGpu
+
+FAKES = Path(__file__).resolve().parents[3] / "fakes"
+POWER_W = 150.0
+EOS_ID = 1  # the tiny model's
+N, INPUT_LEN, OUTPUT_LEN, MAX_NUM_SEQS = 6, 8, 7, 4
+
+
+def test_importing_the_backend_imports_neither_vllm_nor_torch() -> None:
+    code = (
+        "import sys\n"
+        "from harness.backends import backend_class\n"
+        "backend_class('vllm')\n"
+        "heavy = sorted(m for m in ('vllm', 'torch', 'transformers') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+def forget_vllm() -> None:
+    for name in [name for name in sys.modules if name == "vllm" or name.startswith("vllm.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM's variables start unset and are restored afterwards, whatever the backend sets."""
+    for name in ENVIRONMENT:
+        monkeypatch.setenv(name, "placeholder")  # remembers the original state ...
+        monkeypatch.delenv(name)  # ... and starts the test without the variable
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch: pytest.MonkeyPatch, clean_environment: None) -> Iterator[ModuleType]:
+    """``import vllm`` finds the fake; its record of calls starts empty."""
+    forget_vllm()
+    monkeypatch.syspath_prepend(str(FAKES))
+    yield importlib.import_module("vllm")
+    forget_vllm()
+
+
+def recorded(target: str) -> list[Any]:
+    calls: list[Any] = importlib.import_module("vllm._fake").calls(target)
+    return calls
+
+
+def make_config(model_dir: Path, **overrides: Any) -> ExperimentConfig:
+    values: dict[str, Any] = {
+        "model": str(model_dir),
+        "backend": "vllm",
+        "precision": "fp16",
+        "n": N,
+        "input_len": INPUT_LEN,
+        "output_len": OUTPUT_LEN,
+        "vllm": {"max_num_seqs": MAX_NUM_SEQS},
+    }
+    values.update(overrides)
+    return ExperimentConfig(**values)
+
+
+def loaded(config: ExperimentConfig) -> VllmBackend:
+    backend = VllmBackend(config, "cuda:0")
+    backend.load()
+    return backend
+
+
+def run_all(backend: VllmBackend) -> GenerationOutput:
+    return backend.generate(build_requests(backend.config, backend))
+
+
+def fake_gpus() -> GpuSet:
+    gpus = [FakeGpu([(0.0, POWER_W), (1e6, POWER_W)], index=i,
+                    temperature_c=[(0.0, 40.0), (1e6, 40.0)]) for i in range(2)]
+    return GpuSet(gpus, driver_version="999.1", cuda_version="12.9")
+
+
+def execute(model_dir: Path, run_dir: Path, **overrides: Any) -> ExperimentResult:
+    config = make_config(
+        model_dir, warmup={"n_warmup": 1, "min_seconds": 0}, baseline={"duration_s": 0.2},
+        energy={"sample_interval_ms": 20}, **overrides,
+    )
+    spec = RunSpec(run_id="vllm-run", config=config)
+    return ExperimentRun(spec, run_dir, gpus=fake_gpus(), device="cuda:0").execute()
+
+
+# -- through the harness --------------------------------------------------------------------
+
+
+def test_a_run_measures_the_fixed_work_and_records_what_the_engine_resolved(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = execute(tiny_model_dir, tmp_path / "run")
+
+    assert ExperimentResult.model_validate_json((tmp_path / "run" / "result.json").read_text())
+    assert result.throughput.requests == N
+    assert result.throughput.output_tokens == N * OUTPUT_LEN
+    assert result.throughput.input_tokens == N * INPUT_LEN
+    duration = result.throughput.duration_s
+    assert result.energy.energy_j == pytest.approx(2 * POWER_W * duration, rel=2e-3)
+    assert result.energy.energy_per_output_token_j == pytest.approx(
+        result.energy.energy_j / (N * OUTPUT_LEN))
+    # Without streaming there are no first-token times: no TTFT, no ITL, no phase split.
+    assert result.latency.e2e is not None and result.latency.ttft is None
+    assert result.energy.phase_split_method is None and result.energy.prefill is None
+    assert result.memory is None
+    assert result.environment.backend_versions["vllm"] == "0.10.2+fake"
+
+
+def test_a_run_records_the_engine_arguments_and_resolved_settings(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = execute(tiny_model_dir, tmp_path / "run")
+    params = result.effective_parameters
+    model_dir = str(tiny_model_dir.resolve())
+
+    expected_kwargs = {"model": model_dir, "tokenizer": model_dir, "revision": None,
+                       "dtype": "float16", "seed": 42, "disable_log_stats": True,
+                       "max_num_seqs": MAX_NUM_SEQS}
+    assert params["engine_kwargs"] == expected_kwargs
+    [construction] = recorded("LLM")
+    assert construction.kwargs == expected_kwargs
+    assert params["engine"] == "LLM" and params["batching"] == "continuous"
+    assert params["max_num_seqs"] == MAX_NUM_SEQS  # from the config
+    assert params["block_size"] == 16  # vLLM's defaults, resolved by the engine
+    assert params["max_num_batched_tokens"] == 8192
+    assert params["enable_prefix_caching"] is True and params["kv_cache_dtype"] == "auto"
+    assert params["dtype"] == "float16" and params["max_model_len"] == 4096
+    assert params["num_gpu_blocks"] > 0
+    assert params["environment"]["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
+    assert params["settings_source"].startswith("resolved")
+
+
+def test_warmup_is_one_engine_wave_and_the_engine_is_shut_down(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    execute(tiny_model_dir, tmp_path / "run")
+
+    calls = recorded("LLM.generate")
+    assert [len(call.args[0]) for call in calls] == [MAX_NUM_SEQS, N]  # warmup, then the window
+    assert all(call.kwargs == {"use_tqdm": False} for call in calls)
+    assert len(recorded("engine_core.shutdown")) == 1
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").open()]
+    progress = [event for event in events if event["event"] == "progress"]
+    assert [(event["done"], event["total"]) for event in progress] == [(N, N)]
+
+
+def test_streaming_gives_ttft_itl_and_an_approximate_phase_split(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = execute(tiny_model_dir, tmp_path / "run", latency={"streaming": True})
+
+    latency = result.latency
+    assert latency.ttft is not None and latency.ttft.count == N
+    assert latency.itl is not None and latency.itl.count == N * (OUTPUT_LEN - 1)
+    assert latency.e2e is not None and latency.ttft.p50_s <= latency.e2e.p50_s
+    energy = result.energy
+    assert energy.phase_split_method == "approximate"
+    assert energy.prefill is not None and energy.decode is not None
+    assert energy.energy_j is not None
+    split_j = energy.prefill.energy_j + energy.decode.energy_j
+    assert split_j <= energy.energy_j * 1.001
+    assert split_j == pytest.approx(energy.energy_j, rel=0.1)
+    assert result.throughput.output_tokens == N * OUTPUT_LEN
+    assert result.effective_parameters["engine"] == "AsyncLLMEngine"
+    assert len(recorded("AsyncLLMEngine.from_engine_args")) == 1
+    assert len(recorded("AsyncLLMEngine.generate")) == MAX_NUM_SEQS + N
+    assert len(recorded("AsyncLLMEngine.shutdown")) == 1
+
+
+def test_preflight_failures_stop_the_run_before_anything_loads(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    spec = RunSpec(run_id="r", config=make_config(tiny_model_dir, vllm={"tensor_parallel_size": 4}))
+
+    with pytest.raises(PreflightError, match="tensor_parallel_size is 4, but the run has 2"):
+        ExperimentRun(spec, tmp_path / "run", gpus=fake_gpus(), device="cuda:0").execute()
+    assert recorded("LLM") == []
+
+
+# -- generation -----------------------------------------------------------------------------
+
+
+def test_the_fake_model_would_stop_at_eos_without_ignore_eos(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    llm = fake_vllm.LLM(str(tiny_model_dir))
+    [output] = llm.generate([{"prompt_token_ids": [5, 6, 7]}],
+                            fake_vllm.SamplingParams(max_tokens=12))
+
+    assert output.outputs[0].token_ids[-1] == EOS_ID
+    assert len(output.outputs[0].token_ids) == 5
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_every_request_generates_exactly_output_len_tokens_through_eos(
+    fake_vllm: ModuleType, tiny_model_dir: Path, streaming: bool
+) -> None:
+    backend = loaded(make_config(tiny_model_dir, output_len=12, latency={"streaming": streaming}))
+    output = run_all(backend)
+
+    assert [item.output_tokens for item in output.outputs] == [12] * N
+    assert all(item.output_ids is not None and len(item.output_ids) == 12
+               for item in output.outputs)
+    # The model did emit EOS in every request; it neither ended nor was masked.
+    assert all(item.output_ids is not None and EOS_ID in item.output_ids
+               for item in output.outputs)
+    backend.unload()
+
+
+def test_outputs_follow_the_prompt_order(fake_vllm: ModuleType, tiny_model_dir: Path) -> None:
+    backend = loaded(make_config(tiny_model_dir))
+    requests = build_requests(backend.config, backend)
+    output = backend.generate(requests)
+
+    assert [item.request_id for item in output.outputs] == [r.request_id for r in requests]
+    assert [item.input_tokens for item in output.outputs] == [INPUT_LEN] * N
+
+
+def test_greedy_sampling_parameters(fake_vllm: ModuleType, tiny_model_dir: Path) -> None:
+    run_all(loaded(make_config(tiny_model_dir)))
+
+    [params] = recorded("SamplingParams")
+    assert params.kwargs == {"n": 1, "max_tokens": OUTPUT_LEN, "min_tokens": OUTPUT_LEN,
+                             "ignore_eos": True, "detokenize": False, "temperature": 0.0}
+
+
+def test_sampling_defaults_are_vllms_and_top_k_zero_means_off(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    decoder = {"mode": "sampling", "temperature": 0.7, "top_k": 0}
+    backend = loaded(make_config(tiny_model_dir, decoder=decoder))
+    run_all(backend)
+
+    [params] = recorded("SamplingParams")
+    assert params.kwargs["temperature"] == 0.7
+    assert params.kwargs["top_p"] == 1.0
+    assert params.kwargs["top_k"] == -1  # vLLM 0.10 rejects 0
+    assert backend.effective_parameters()["top_k"] == -1
+
+
+def test_differing_lengths_get_one_sampling_params_per_request(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    backend = loaded(make_config(tiny_model_dir))
+    output = backend.generate([Request(0, [5, 6, 7], 3), Request(1, [8, 9], 5)])
+
+    assert [item.output_tokens for item in output.outputs] == [3, 5]
+    [call] = recorded("LLM.generate")
+    assert isinstance(call.args[1], list) and len(call.args[1]) == 2
+
+
+def test_a_short_output_is_an_error(fake_vllm: ModuleType, tiny_model_dir: Path) -> None:
+    backend = loaded(make_config(tiny_model_dir))
+    importlib.import_module("vllm._fake").Faults.drop_last_token = True
+
+    with pytest.raises(BackendError, match=f"produced {OUTPUT_LEN - 1} tokens, expected exactly"):
+        run_all(backend)
+
+
+def test_a_vllm_error_while_generating_is_a_backend_error(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    backend = loaded(make_config(tiny_model_dir, input_len=16,
+                                 passthrough_kwargs={"max_model_len": 16}))
+
+    with pytest.raises(BackendError, match="vLLM generation failed: ValueError") as caught:
+        run_all(backend)
+    assert "max_model_len" in str(caught.value)
+
+
+def test_streaming_stamps_every_token_and_ends_prefill_at_the_last_first_token(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    backend = loaded(make_config(tiny_model_dir, latency={"streaming": True}))
+    output = run_all(backend)
+    second = run_all(backend)  # same event loop: the engine is bound to it
+
+    [mark] = output.phase_marks
+    assert output.phase_split == "approximate"
+    assert mark.start_s <= mark.prefill_end_s <= mark.end_s
+    assert mark.prefill_end_s == max(item.first_token_s or 0.0 for item in output.outputs)
+    for item in output.outputs:
+        times = item.token_times_s
+        assert times is not None and len(times) == OUTPUT_LEN and times == sorted(times)
+        assert item.start_s == mark.start_s
+        assert item.first_token_s == times[0] and item.end_s == times[-1]
+    # Outputs carrying several tokens give each of them the output's arrival time.
+    assert any(len(set(item.token_times_s or [])) < OUTPUT_LEN for item in output.outputs)
+    kinds = {call.kwargs["output_kind"].name for call in recorded("SamplingParams")}
+    assert kinds == {"DELTA"}
+    ids = [call.args[2] for call in recorded("AsyncLLMEngine.generate")]
+    assert len(set(ids)) == 2 * N
+    assert [item.output_ids for item in second.outputs] == [item.output_ids
+                                                            for item in output.outputs]
+
+
+def test_unload_shuts_the_engine_down(fake_vllm: ModuleType, tiny_model_dir: Path) -> None:
+    backend = loaded(make_config(tiny_model_dir))
+    backend.unload()
+
+    assert len(recorded("engine_core.shutdown")) == 1
+    with pytest.raises(BackendError, match="not loaded"):
+        run_all(backend)
+
+
+def test_warmup_requests_are_one_wave(fake_vllm: ModuleType, tiny_model_dir: Path) -> None:
+    requests = [Request(i, [5], 2) for i in range(300)]
+    configured = VllmBackend(make_config(tiny_model_dir), "cuda:0")
+    resolved = loaded(make_config(tiny_model_dir, vllm=None))  # vLLM's default: 256
+
+    assert len(configured.warmup_requests(requests)) == MAX_NUM_SEQS
+    assert len(resolved.warmup_requests(requests)) == 256
+    assert len(resolved.warmup_requests(requests[:6])) == 6
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+def test_an_unknown_passthrough_argument_names_the_key(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    backend = VllmBackend(
+        make_config(tiny_model_dir, passthrough_kwargs={"not_an_engine_arg": 1}), "cuda:0")
+
+    with pytest.raises(BackendError, match="not_an_engine_arg") as caught:
+        backend.load()
+    assert "TypeError" in str(caught.value) and "passthrough_kwargs" in str(caught.value)
+
+
+def test_passthrough_arguments_reach_the_engine(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    backend = loaded(make_config(tiny_model_dir, passthrough_kwargs={"max_model_len": 512}))
+    params = backend.effective_parameters()
+
+    assert params["engine_kwargs"]["max_model_len"] == 512
+    assert params["max_model_len"] == 512
+    assert params["engine_passthrough_kwargs"] == {"max_model_len": 512}
+
+
+def test_passthrough_may_not_override_what_the_config_sets(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    config = make_config(tiny_model_dir, passthrough_kwargs={"dtype": "float32", "block_size": 8})
+    backend = VllmBackend(config, "cuda:0")
+
+    [problem] = backend.preflight()
+    assert "passthrough_kwargs block_size, dtype would override" in problem
+    with pytest.raises(BackendError, match="block_size, dtype"):
+        backend.load()
+
+
+def test_before_load_the_requested_settings_are_reported(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    params = VllmBackend(make_config(tiny_model_dir), "cuda:0").effective_parameters()
+
+    assert params["max_num_seqs"] == MAX_NUM_SEQS and params["block_size"] is None
+    assert params["dtype"] == "float16"
+    assert params["settings_source"].startswith("requested")
+    assert params["engine_kwargs"]["model"] == str(tiny_model_dir.resolve())
+
+
+def test_the_environment_is_set_before_vllm_and_user_values_win(
+    fake_vllm: ModuleType, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "DEBUG")
+    backend = loaded(make_config(tiny_model_dir))
+    environment = backend.effective_parameters()["environment"]
+
+    assert environment == {**ENVIRONMENT, "VLLM_LOGGING_LEVEL": "DEBUG"}
+    assert all(os.environ[name] == value for name, value in environment.items())
+
+
+# -- preflight ------------------------------------------------------------------------------
+
+
+def test_preflight_reports_missing_vllm_and_a_cpu_device_together(tiny_model_dir: Path) -> None:
+    forget_vllm()
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    problems = VllmBackend(make_config(tiny_model_dir), "cpu").preflight()
+
+    assert len(problems) == 2
+    assert "needs vllm, which is not installed" in problems[0]
+    assert "llem images build vllm" in problems[0]
+    assert "vLLM needs an NVIDIA GPU" in problems[1]
+
+
+@pytest.mark.parametrize(
+    ("device", "section", "expected"),
+    [
+        ("cuda:0", {}, None),
+        ("cuda:1", {}, "cannot be pointed at cuda:1"),
+        ("cuda:0", {"tensor_parallel_size": 2}, None),
+        ("cuda:0", {"tensor_parallel_size": 3}, "tensor_parallel_size is 3, but the run has 2"),
+    ],
+)
+def test_preflight_checks_the_device(
+    fake_vllm: ModuleType, tiny_model_dir: Path, device: str, section: dict[str, Any],
+    expected: str | None,
+) -> None:
+    backend = VllmBackend(make_config(tiny_model_dir, vllm=section), device)
+    backend.gpu_info = [gpu.info() for gpu in fake_gpus()]
+
+    problems = backend.preflight()
+    assert problems == [] if expected is None else (len(problems) == 1 and expected in problems[0])
+
+
+def test_preflight_reports_a_missing_model(fake_vllm: ModuleType, tmp_path: Path) -> None:
+    problems = VllmBackend(make_config(tmp_path / "absent"), "cuda:0").preflight()
+
+    assert len(problems) == 1 and "does not exist" in problems[0]
+
+
+# -- reporting ------------------------------------------------------------------------------
+
+
+def test_parameter_counts_come_from_the_checkpoint(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), local_files_only=True)
+    total = sum(parameter.numel() for parameter in model.parameters())
+    embeddings = (model.get_input_embeddings().weight.numel()
+                  + model.get_output_embeddings().weight.numel())
+
+    counts = VllmBackend(make_config(tiny_model_dir), "cuda:0").parameter_counts()
+    assert counts == (total, total - embeddings)
+
+
+def test_versions_and_vocabulary(fake_vllm: ModuleType, tiny_model_dir: Path) -> None:
+    backend = loaded(make_config(tiny_model_dir))
+
+    versions = backend.versions()
+    assert versions["vllm"] == "0.10.2+fake" and versions["torch"] and versions["transformers"]
+    ids = backend.vocab_ids()
+    assert min(ids) == 3 and max(ids) == 511  # specials 0-2 excluded, below vocab_size 512
+    assert backend.encode("energy") and all(0 <= token < 512 for token in backend.encode("watt"))
+
+
+# -- the fake against vLLM's documented signatures ------------------------------------------
+
+SURFACE: dict[str, Callable[[Any], Any]] = {
+    "LLM": lambda vllm: vllm.LLM.__init__,
+    "LLM.generate": lambda vllm: vllm.LLM.generate,
+    "SamplingParams": lambda vllm: vllm.SamplingParams,
+    "AsyncLLMEngine.from_engine_args": lambda vllm: vllm.AsyncLLMEngine.from_engine_args,
+    "AsyncLLMEngine.generate": lambda vllm: vllm.AsyncLLMEngine.generate,
+    "AsyncLLMEngine.shutdown": lambda vllm: vllm.AsyncLLMEngine.shutdown,
+}
+"""Recorded call target -> where it lives in a ``vllm`` module (fake, documented or real)."""
+
+
+@pytest.fixture
+def documented(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("vllm_documented", FAKES / "vllm_documented.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "vllm_documented", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def signature(target: Any) -> inspect.Signature:
+    """The signature as a caller sees it (``self`` left out)."""
+    found = inspect.signature(target)
+    parameters = list(found.parameters.values())
+    if parameters and parameters[0].name == "self":
+        parameters = parameters[1:]
+    return found.replace(parameters=parameters)
+
+
+def shape(target: Any) -> list[tuple[str, Any]]:
+    return [(p.name, p.kind) for p in signature(target).parameters.values()]
+
+
+def record_every_call(tiny_model_dir: Path) -> tuple[list[Any], set[str]]:
+    """Drive the backend through every path (offline, streaming, mixed lengths, sampling)."""
+    engine_kwargs: set[str] = set()
+    for streaming in (False, True):
+        config = make_config(tiny_model_dir, latency={"streaming": streaming},
+                             decoder={"mode": "sampling", "temperature": 0.5, "top_p": 0.9})
+        backend = loaded(config)
+        run_all(backend)
+        backend.generate([Request(0, [5, 6], 2), Request(1, [7], 3)])
+        engine_kwargs |= set(backend.effective_parameters()["engine_kwargs"])
+        backend.unload()
+    return list(importlib.import_module("vllm._fake").CALLS), engine_kwargs
+
+
+def test_the_fake_has_the_documented_signatures(
+    fake_vllm: ModuleType, documented: ModuleType
+) -> None:
+    for target, locate in SURFACE.items():
+        assert shape(locate(fake_vllm)) == shape(locate(documented)), target
+    assert inspect.isasyncgenfunction(fake_vllm.AsyncLLMEngine.generate)
+    assert inspect.isasyncgenfunction(documented.AsyncLLMEngine.generate)
+    documented_fields = {field.name for field in dataclasses.fields(documented.EngineArgs)}
+    assert documented_fields <= {field.name for field in dataclasses.fields(fake_vllm.EngineArgs)}
+    assert issubclass(fake_vllm.AsyncEngineArgs, fake_vllm.EngineArgs)
+
+
+def test_every_call_the_backend_makes_binds_to_the_documented_signatures(
+    fake_vllm: ModuleType, documented: ModuleType, tiny_model_dir: Path
+) -> None:
+    calls, engine_kwargs = record_every_call(tiny_model_dir)
+
+    assert {call.target for call in calls} >= set(SURFACE)
+    for call in calls:
+        if call.target in SURFACE:
+            signature(SURFACE[call.target](documented)).bind(*call.args, **call.kwargs)
+    # LLM(**kwargs) hands what it does not name to EngineArgs; AsyncEngineArgs takes them all.
+    documented_fields = {field.name for field in dataclasses.fields(documented.AsyncEngineArgs)}
+    assert engine_kwargs <= documented_fields
+
+
+def test_the_installed_vllm_accepts_the_same_calls(
+    tiny_model_dir: Path, documented: ModuleType, monkeypatch: pytest.MonkeyPatch,
+    clean_environment: None,
+) -> None:
+    forget_vllm()
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vllm is not installed here (it runs in the vllm image)")
+    with monkeypatch.context() as patch:
+        patch.syspath_prepend(str(FAKES))
+        calls, engine_kwargs = record_every_call(tiny_model_dir)
+    forget_vllm()
+    real = pytest.importorskip("vllm")
+
+    for call in calls:
+        if call.target in SURFACE:
+            expected = signature(SURFACE[call.target](documented)).bind(*call.args, **call.kwargs)
+            found = signature(SURFACE[call.target](real)).bind(*call.args, **call.kwargs)
+            assert dict(found.arguments) == dict(expected.arguments), call.target
+    assert inspect.isasyncgenfunction(real.AsyncLLMEngine.generate)
+    assert engine_kwargs <= {field.name for field in dataclasses.fields(real.AsyncEngineArgs)}
