@@ -33,7 +33,7 @@ def run_checks(output: Path) -> list[Check]:
         version = engine.ping()
     except RunnerError as error:
         checks.insert(0, Check("docker engine", False, error.message, error.fix or ""))
-        return checks + [_disk(output), _hf_cache()]
+        return checks + [_disk(output), _hf_cache(), _engine_cache()]
     checks.insert(0, Check("docker engine", True, f"server {version}"))
     runtimes = engine.info().get("Runtimes") or {}
     checks.append(Check(
@@ -49,7 +49,7 @@ def run_checks(output: Path) -> list[Check]:
     stale = orphans(engine.containers(LABEL_SESSION))
     checks.append(Check("orphaned containers", not stale, f"{len(stale)} found",
                         "llem clean"))
-    return checks + [_disk(output), _hf_cache()]
+    return checks + [_disk(output), _hf_cache(), _engine_cache()]
 
 
 def _gpus() -> Check:
@@ -77,3 +77,17 @@ def _hf_cache() -> Check:
         return Check("hf cache", True, "none yet (only local model directories can be used)",
                      "")
     return Check("hf cache", True, f"{cache} (mounted read-only into containers)")
+
+
+def _engine_cache() -> Check:
+    from harness.engine_cache import EngineCache, default_cache_root
+
+    cache = EngineCache(default_cache_root())
+    entries = cache.entries()
+    broken = [entry for entry in entries if entry.state in ("partial", "mismatch")]
+    size_gb = sum(entry.size_bytes for entry in entries) / 1e9
+    complete = len(entries) - len(broken)
+    return Check("trt engine cache", not broken,
+                 f"{cache.root}: {complete} engine(s), {size_gb:.1f} GB"
+                 + (f", {len(broken)} broken" if broken else ""),
+                 "llem cache prune (broken entries would be rebuilt anyway)")
