@@ -55,6 +55,7 @@ bench: model images
 	$(BIN)/python tests/perf/bench_harness_overhead.py
 	$(BIN)/python tests/perf/bench_expansion.py
 	$(BIN)/python tests/perf/bench_orchestration.py
+	$(BIN)/python tests/perf/bench_codecarbon_read.py
 
 # On a machine with an NVIDIA GPU: a short real study plus the harness-overhead check.
 gpu-check: install

@@ -12,8 +12,8 @@ CodeCarbon exposes no temperature, clocks, throttling or device facts, so those 
 warmup stability, thermal drift and the environment snapshot) come from NVML directly; the
 energy figures come from CodeCarbon alone. CodeCarbon's own GPU reading is NVML's energy
 counter, so on one GPU the two sources should agree; each read also makes CodeCarbon measure
-CPU and RAM (which llem ignores), so a read costs more than an NVML read: prefer
-``energy.sample_interval_ms`` of 200 or more. Emissions (CO2) are not reported: the tracker runs
+CPU and RAM (which llem ignores), so a read costs more than an NVML read (about 0.4 ms,
+``tests/perf/bench_codecarbon_read.py``). Emissions (CO2) are not reported: the tracker runs
 offline with a fixed country only because CodeCarbon requires one.
 
 CodeCarbon is an extra (``pip install 'llem[codecarbon]'``) and is imported only here, only when
