@@ -31,6 +31,7 @@ from orchestrator.execute import (
     plan,
 )
 from orchestrator.manifest import Manifest
+from orchestrator.preflight import model_problems
 from orchestrator.progress import StudyProgress
 from orchestrator.resume import prepare, study_lock
 from orchestrator.runners import Runner, make_runner
@@ -99,8 +100,10 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
     except LlemError as error:
         fail(error)
     problems = runner.preflight({entry.config.backend for entry in study.experiments})
+    problems += model_problems(study)
     if problems:
-        fail(f"runner '{name}' (from {source}) cannot run here:\n  - " + "\n  - ".join(problems))
+        fail(f"the study cannot run here (runner '{name}', from {source}):\n  - "
+             + "\n  - ".join(problems))
     for warning in study.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     summary, study_dir = _execute(study, runner, options, resume_dir, cycles)

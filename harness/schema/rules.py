@@ -21,6 +21,7 @@ class BackendRules:
         quantizations: weight-quantisation schemes of the backend section's ``quantization``
             field (empty: the section has none).
         quantized_precisions: compute precisions a quantisation scheme may run with.
+        gpu_only: the backend runs on NVIDIA GPUs only (no CPU execution).
     """
 
     precisions: frozenset[str]
@@ -29,6 +30,7 @@ class BackendRules:
     lora_fix: str = ""
     quantizations: frozenset[str] = frozenset()
     quantized_precisions: frozenset[str] = frozenset()
+    gpu_only: bool = False
 
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
@@ -47,6 +49,7 @@ RULES: dict[str, BackendRules] = {
         # vLLM's QuantizationMethods names (model_executor/layers/quantization).
         quantizations=frozenset({"awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"}),
         quantized_precisions=frozenset({"fp16", "bf16"}),
+        gpu_only=True,
     ),
     "tensorrt": BackendRules(
         precisions=frozenset(PRECISIONS),
@@ -55,6 +58,7 @@ RULES: dict[str, BackendRules] = {
         quantizations=frozenset({"fp8", "int8_sq", "int8_weight_only", "int4_weight_only",
                                  "int4_awq"}),
         quantized_precisions=frozenset({"fp16", "bf16"}),
+        gpu_only=True,
         lora=False,
         lora_fix=(
             "merge the adapter into the base weights first (peft: "

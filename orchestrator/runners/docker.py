@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.errors import RunnerError
 from harness.io import write_bytes
+from harness.schema.rules import RULES
 from harness.schema.run_spec import RunSpec
 from orchestrator.engine import Engine, ImageInfo
 from orchestrator.runners.base import (
@@ -106,6 +107,12 @@ class DockerRunner(Runner):
         except RunnerError as error:
             return [str(error)]
         problems = []
+        gpu_backends = sorted(b for b in backends or set() if RULES[b].gpu_only)
+        if gpu_backends and not self._has_gpus():
+            problems.append(
+                f"backend {', '.join(gpu_backends)} needs NVIDIA GPUs, but the Docker engine has "
+                "no nvidia runtime\n  fix: install the NVIDIA driver and nvidia-container-toolkit "
+                "(nvidia-ctk runtime configure --runtime=docker), or run pytorch on cpu")
         for backend in sorted(backends or set()):
             ref = self.image_for(backend)
             if not self.engine.has_image(ref):

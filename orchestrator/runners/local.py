@@ -51,6 +51,23 @@ class LocalRunner(Runner):
         self.python = python or sys.executable
         self.grace_s = grace_s
 
+    def preflight(self, backends: set[str] | None = None) -> list[str]:
+        """GPU-only backends (vLLM, TensorRT-LLM) need an NVIDIA GPU on this machine."""
+        from harness.energy import discover_gpus
+        from harness.schema.rules import RULES
+
+        gpu_backends = sorted(b for b in backends or set() if RULES[b].gpu_only)
+        if not gpu_backends:
+            return []
+        gpus = discover_gpus()
+        found = len(gpus)
+        gpus.close()
+        if found:
+            return []
+        return [f"backend {', '.join(gpu_backends)} needs NVIDIA GPUs, but NVML finds none "
+                "here\n  fix: run the study on a machine with NVIDIA GPUs and their driver, or "
+                "run pytorch on cpu"]
+
     def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
             gpus: list[int] | None = None) -> RunOutcome:
         """Start the harness on ``run_dir/experiment.json`` and wait for it."""
