@@ -1,6 +1,7 @@
 """GPU check (`make gpu-check`): a short study on a real NVIDIA GPU, local runner, ~1B-parameter
 random-weight model built from a config (no download). Prints energy, counter-vs-integration
-agreement, baseline, warmup stability, and harness overhead against a bare generate loop.
+agreement, baseline, warmup stability, harness overhead against a bare generate loop, and
+the same run measured through each installed energy source (NVML, Zeus, CodeCarbon).
 
     .venv/bin/python tests/gpu/gpu_check.py [WORK_DIR]
 """
@@ -71,6 +72,33 @@ def harness_tokens_per_s(model_dir: Path, batch_size: int, work: Path) -> float:
     return result.throughput.output_tokens_per_s
 
 
+def source_comparison(model_dir: Path, work: Path) -> None:
+    """One run per installed energy source, same workload: J/token side by side with NVML's."""
+    import importlib.util
+
+    sources = ["nvml"] + [name for name in ("zeus", "codecarbon")
+                          if importlib.util.find_spec(name) is not None]
+    per_token: dict[str, float] = {}
+    for source in sources:
+        config = ExperimentConfig(model=str(model_dir), backend="pytorch", precision="bf16",
+                                  **WORKLOAD, warmup={"n_warmup": 2, "min_seconds": 10},
+                                  baseline={"enabled": False}, energy={"backend": source},
+                                  pytorch={"batch_size": 32})
+        result = run_experiment(config, work / f"source-{source}-{time.monotonic_ns()}")
+        energy = result.energy
+        if energy.energy_per_output_token_j is None:
+            print(f"- source {source}: no energy ({', '.join(result.warning_codes())})")
+            continue
+        per_token[source] = energy.energy_per_output_token_j
+        print(f"- source {source}: {energy.energy_j:.1f} J ({energy.energy_method}), "
+              f"{energy.energy_per_output_token_j:.4f} J/token, ratio to nvml "
+              f"{energy.energy_per_output_token_j / per_token.get('nvml', float('nan')):.3f}")
+    missing = {"zeus", "codecarbon"} - set(sources)
+    if missing:
+        print(f"- not installed, not compared: {', '.join(sorted(missing))} "
+              "(pip install 'llem[zeus,codecarbon]')")
+
+
 def main() -> None:
     """Run the check and print its figures."""
     gpus = discover_gpus()
@@ -103,6 +131,7 @@ def main() -> None:
               f"{result.warmup.duration_s:.0f} s, stable={result.warmup.stable}; warnings: "
               f"{', '.join(result.warning_codes()) or 'none'}; sanity passed: "
               f"{result.sanity.passed if result.sanity else None}")
+    source_comparison(model_dir, work)
     for batch_size in (8, 32):
         bare = [bare_tokens_per_s(model_dir, batch_size) for _ in range(3)]
         full = [harness_tokens_per_s(model_dir, batch_size, work) for _ in range(3)]
