@@ -388,7 +388,7 @@ def images_build(name: str, base: str | None, extras: str | None) -> None:
     try:
         build(name, base, extras)
     except LlemError as error:
-        fail(error, EXIT_BAD_INPUT if "unknown image" in error.message else EXIT_FAILED)
+        fail(error, EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_FAILED)
 
 
 @images.command("list")

@@ -37,6 +37,9 @@ def build(name: str, base: str | None = None, extras: str | None = None) -> None
     """
     if name not in IMAGE_NAMES:
         raise ConfigError(f"unknown image '{name}'", fix=f"use one of {', '.join(IMAGE_NAMES)}")
+    if extras and name == "cpu":
+        raise ConfigError("--extras applies to the GPU images (pytorch, vllm, tensorrt), not cpu",
+                          fix="drop --extras: the cpu image has no GPU to measure")
     command = ["bash", str(images_dir() / "build.sh"), name]
     if base:
         command += ["--base", base]

@@ -109,15 +109,7 @@ class HfTokenizer:
 
     def vocab_ids(self, limit: int | None = None) -> list[int]:
         """Ordinary token ids below ``limit`` (the model's vocabulary), specials excluded."""
-        tokenizer = self.tokenizer
-        special = set(tokenizer.all_special_ids)
-        special.update(
-            token_id
-            for token_id, token in tokenizer.added_tokens_decoder.items()
-            if getattr(token, "special", False)
-        )
-        end = len(tokenizer) if limit is None else min(limit, len(tokenizer))
-        return [token_id for token_id in range(end) if token_id not in special]
+        return loading.ordinary_token_ids(self.tokenizer, limit)
 
     def eos_token_id(self) -> int | None:
         """The end-of-sequence id (None when the tokenizer has none)."""

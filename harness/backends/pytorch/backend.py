@@ -123,17 +123,10 @@ class PyTorchBackend(Backend):
 
     def vocab_ids(self) -> list[int]:
         """Return ordinary token ids: below the embedding size, special tokens excluded."""
-        tokenizer = self._require_tokenizer()
-        special = set(tokenizer.all_special_ids)
-        special.update(
-            token_id
-            for token_id, token in tokenizer.added_tokens_decoder.items()
-            if getattr(token, "special", False)
-        )
-        limit = len(tokenizer)
+        limit = None
         if self._model is not None:
-            limit = min(limit, self._model.get_input_embeddings().num_embeddings)
-        return [token_id for token_id in range(limit) if token_id not in special]
+            limit = self._model.get_input_embeddings().num_embeddings
+        return loading.ordinary_token_ids(self._require_tokenizer(), limit)
 
     def _pad_token_id(self) -> int:
         tokenizer = self._require_tokenizer()

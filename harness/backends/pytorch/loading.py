@@ -62,6 +62,18 @@ def load_tokenizer(config: ExperimentConfig) -> Any:
     return tokenizer
 
 
+def ordinary_token_ids(tokenizer: Any, limit: int | None = None) -> list[int]:
+    """Token ids below ``limit`` (the model's vocabulary) that are not special tokens."""
+    special = set(tokenizer.all_special_ids)
+    special.update(
+        token_id
+        for token_id, token in tokenizer.added_tokens_decoder.items()
+        if getattr(token, "special", False)
+    )
+    end = len(tokenizer) if limit is None else min(limit, len(tokenizer))
+    return [token_id for token_id in range(end) if token_id not in special]
+
+
 def load_model(config: ExperimentConfig, device: str, pad_token_id: int) -> Any:
     """Load the model in eval mode on ``device``, with a LoRA adapter and compilation if asked.
 

@@ -42,3 +42,9 @@ def test_list_shows_entries_and_prune_removes_what_was_asked(tmp_path, monkeypat
     assert everything.exit_code == 0 and "removed 1 entry" in everything.output
     assert cache.entries() == []
     assert "the cache is empty" in runner.invoke(main, ["cache", "list"]).output
+
+
+def test_images_build_refuses_extras_for_the_cpu_image_as_bad_input():
+    done = CliRunner().invoke(main, ["images", "build", "cpu", "--extras", "zeus"])
+    assert done.exit_code == 2
+    assert "--extras applies to the GPU images" in done.output
