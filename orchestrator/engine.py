@@ -95,8 +95,13 @@ class Engine:
 
     @docker_errors
     def containers(self, label: str) -> list[Any]:
-        """All containers (running or not) carrying ``label``."""
-        return list(self.client.containers.list(all=True, filters={"label": label}))
+        """All containers (running or not) carrying ``label``.
+
+        A container removed between the listing and its inspection (a run that just ended) is
+        left out rather than failing the whole listing.
+        """
+        return list(self.client.containers.list(all=True, filters={"label": label},
+                                                ignore_removed=True))
 
     @docker_errors
     def create(self, **kwargs: Any) -> Any:
