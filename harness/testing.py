@@ -11,6 +11,7 @@ This module ships in the package and never imports pytest.
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -87,6 +88,24 @@ class Trace:
         )
 
 
+class _Updates:
+    """Instants at which a sensor refreshes a value: ``phase + k * period``, or always."""
+
+    def __init__(self, period_s: float | None, phase_s: float) -> None:
+        if period_s is not None and period_s <= 0:
+            raise ValueError(f"an update period must be positive, got {period_s}")
+        self.period_s = period_s
+        self.phase_s = phase_s
+
+    def last(self, t_s: float) -> float:
+        """The latest update instant at or before ``t_s`` (``t_s`` itself when continuous)."""
+        if self.period_s is None:
+            return t_s
+        # A hair of tolerance so an update exactly at t_s is not lost to rounding.
+        steps = math.floor((t_s - self.phase_s) / self.period_s + 1e-9)
+        return self.phase_s + steps * self.period_s
+
+
 _DEFAULT_INFO: dict[str, Any] = {
     "name": "Fake GPU",
     "memory_total_mb": 81920.0,
@@ -106,6 +125,12 @@ class FakeGpu(GpuDevice):
     ``counter_offset_j`` plus the exact integral of power from 0 to t (J), minus
     ``backwards_by_j`` from ``backwards_at_s`` on (a driver reload), modulo ``counter_wrap_j``.
 
+    Like NVML on a real GPU, the counter can be made to move only at update instants
+    (``counter_update_period_s``, about 0.1 s on NVIDIA GPUs): between two updates it holds
+    the integral up to the last one. The reported power can likewise be the mean of the trace
+    over the last ``power_average_s`` seconds (recent GPUs report a ~1 s average), refreshed
+    only every ``power_update_period_s``. Defaults reproduce an ideal sensor.
+
     Args:
         power_w: (t_s, power_w) breakpoints of piecewise-linear power (W).
         index: index the GPU reports.
@@ -123,6 +148,13 @@ class FakeGpu(GpuDevice):
         gpu_util_pct: utilisation every sample reports.
         mem_used_mb: memory in use every sample reports.
         throttle_reasons: throttle reasons every sample reports.
+        counter_update_period_s: the counter moves only every this many seconds (NVML: about
+            0.1 s); None moves it continuously.
+        counter_update_phase_s: trace time of the first counter update (its offset from 0).
+        power_average_s: reported power is the trace's mean over this many seconds before the
+            reading (recent NVIDIA GPUs: about 1 s); None reports the instantaneous value.
+        power_update_period_s: the reported power is refreshed only every this many seconds;
+            None refreshes it at every reading.
 
     """
 
@@ -145,6 +177,10 @@ class FakeGpu(GpuDevice):
         gpu_util_pct: float | None = None,
         mem_used_mb: float | None = None,
         throttle_reasons: tuple[str, ...] = (),
+        counter_update_period_s: float | None = None,
+        counter_update_phase_s: float = 0.0,
+        power_average_s: float | None = None,
+        power_update_period_s: float | None = None,
     ) -> None:
         self.index = index
         self.counter_wrap_j = counter_wrap_j
@@ -167,14 +203,32 @@ class FakeGpu(GpuDevice):
             "mem_used_mb": mem_used_mb,
         }
         self._throttle_reasons = throttle_reasons
+        self._counter_update = _Updates(counter_update_period_s, counter_update_phase_s)
+        self._power_update = _Updates(power_update_period_s, 0.0)
+        self._power_average_s = power_average_s
 
     def trace_time_s(self, t_s: float) -> float:
         """Convert a clock reading into seconds since the trace started."""
         return t_s - self._t0_s
 
     def power_at(self, t_s: float) -> float:
-        """Power (W) at clock time ``t_s``."""
+        """True instantaneous power (W) of the trace at clock time ``t_s``."""
         return self._power.at(self.trace_time_s(t_s))
+
+    def reported_power_w(self, t_s: float) -> float:
+        """Power (W) as the sensor reports it at clock time ``t_s`` (averaged, refreshed late)."""
+        trace_t_s = self._power_update.last(self.trace_time_s(t_s))
+        average_s = self._power_average_s
+        if not average_s:
+            return self._power.at(trace_t_s)
+        start_s = trace_t_s - average_s
+        return (self._integral(trace_t_s) - self._integral(start_s)) / average_s
+
+    def _integral(self, trace_t_s: float) -> float:
+        # Power before the trace starts is the trace's first value, as Trace.at holds it.
+        if trace_t_s >= 0:
+            return self._power.integral(trace_t_s)
+        return trace_t_s * self._power.at(trace_t_s)
 
     def true_energy_j(self, t0_s: float, t1_s: float) -> float:
         """Exact energy of the trace between two clock times (J), for checking a meter."""
@@ -186,7 +240,7 @@ class FakeGpu(GpuDevice):
         if not self._counter_supported:
             return None
         trace_t_s = self.trace_time_s(t_s)
-        value = self._counter_offset_j + self._power.integral(trace_t_s)
+        value = self._counter_offset_j + self._power.integral(self._counter_update.last(trace_t_s))
         if self._backwards_at_s is not None and trace_t_s >= self._backwards_at_s:
             value -= self._backwards_by_j
         if self.counter_wrap_j is not None:
@@ -203,7 +257,7 @@ class FakeGpu(GpuDevice):
         return GpuSample(
             gpu_index=self.index,
             t_s=t_s,
-            power_w=self.power_at(t_s),
+            power_w=self.reported_power_w(t_s),
             energy_counter_j=self.counter_at(t_s),
             temperature_c=None if temperature is None else temperature.at(self.trace_time_s(t_s)),
             throttle_reasons=self._throttle_reasons,

@@ -101,3 +101,42 @@ def test_info_overrides_and_processes():
 def test_info_override_with_unknown_field_is_rejected():
     with pytest.raises(ValueError):
         FakeGpu([(0.0, 1.0)], clock=FakeClock(), info={"nmae": "typo"})
+
+
+def test_counter_moves_only_at_update_instants_like_nvml():
+    clock = FakeClock()
+    gpu = FakeGpu([(0.0, 100.0)], clock=clock, counter_update_period_s=0.1)
+    # 100 W: 10 J per 100 ms update; between updates the counter holds the last value.
+    assert gpu.counter_at(0.05) == pytest.approx(0.0)
+    assert gpu.counter_at(0.1) == pytest.approx(10.0)
+    assert gpu.counter_at(0.199) == pytest.approx(10.0)
+    assert gpu.counter_at(0.25) == pytest.approx(20.0)
+    # the true energy is still the continuous integral
+    assert gpu.true_energy_j(0.0, 0.25) == pytest.approx(25.0)
+
+
+def test_counter_update_phase_shifts_the_update_grid():
+    clock = FakeClock()
+    gpu = FakeGpu([(0.0, 100.0)], clock=clock, counter_update_period_s=0.1,
+                  counter_update_phase_s=0.03)
+    assert gpu.counter_at(0.12) == pytest.approx(3.0)
+    assert gpu.counter_at(0.13) == pytest.approx(13.0)
+
+
+def test_reported_power_is_a_trailing_average_refreshed_late():
+    clock = FakeClock()
+    # a 1 s step from 100 W to 500 W at t=2 s
+    gpu = FakeGpu([(0.0, 100.0), (2.0, 100.0), (2.0001, 500.0)], clock=clock,
+                  power_average_s=1.0, power_update_period_s=0.5)
+    assert gpu.reported_power_w(1.9) == pytest.approx(100.0)
+    # at 2.4 s the last refresh was at 2.0 s: the average still shows 100 W
+    assert gpu.reported_power_w(2.4) == pytest.approx(100.0, abs=0.1)
+    # refreshed at 2.5 s: half a second of 500 W in the last second
+    assert gpu.reported_power_w(2.5) == pytest.approx(300.0, abs=0.2)
+    assert gpu.sample(3.2).power_w == pytest.approx(500.0, abs=0.2)
+    assert gpu.power_at(2.4) == pytest.approx(500.0)
+
+
+def test_update_period_must_be_positive():
+    with pytest.raises(ValueError, match="positive"):
+        FakeGpu([(0.0, 1.0)], clock=FakeClock(), counter_update_period_s=0.0)
