@@ -10,25 +10,33 @@ from pathlib import Path
 
 from harness._version import __version__
 from harness.energy.device import GpuSet
-from harness.schema.result import Environment
+from harness.energy.selection import Selection
+from harness.schema.result import Environment, GpuIdentityProof
 
 # Set by the Docker runner from the engine's API (image id and repo digest); absent elsewhere.
 IMAGE_ID_ENV = "LLEM_IMAGE_ID"
 IMAGE_DIGEST_ENV = "LLEM_IMAGE_DIGEST"
 
 
-def snapshot(gpus: GpuSet, backend_versions: dict[str, str]) -> Environment:
+def snapshot(gpus: GpuSet, backend_versions: dict[str, str],
+             selection: Selection | None = None,
+             identity: GpuIdentityProof | None = None) -> Environment:
     """Describe this machine, its GPUs and the backend libraries.
 
     Args:
         gpus: the GPUs the run measures (possibly empty).
         backend_versions: library versions reported by the backend itself; a ``cudnn``
             entry, when present, fills ``cudnn_version``.
+        selection: how the measured GPUs were chosen (CUDA <-> NVML map).
+        identity: the proof, after load, that the model computes on them.
     """
     versions = dict(backend_versions)
     cudnn = versions.pop("cudnn", None)
     return Environment(
         gpus=[gpu.info() for gpu in gpus],
+        gpu_bindings=list(selection.bindings) if selection is not None else [],
+        gpu_identity=identity,
+        gpus_available=selection.candidates if selection is not None else None,
         driver_version=gpus.driver_version,
         cuda_version=gpus.cuda_version,
         cudnn_version=cudnn,

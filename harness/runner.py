@@ -19,22 +19,26 @@ from harness.backends.base import GenerationOutput, Request
 from harness.baseline import BaselineCache, measure_baseline
 from harness.datasets import build_requests, check_dataset, warmup_twins
 from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
-from harness.energy.codecarbon import (
-    TrackerFactory,
-    codecarbon_tracker,
-    discover_codecarbon_gpus,
-)
+from harness.energy.codecarbon import TrackerFactory, codecarbon_tracker
 from harness.energy.device import GpuSample
-from harness.energy.meter import EnergyReading
-from harness.energy.zeus import discover_zeus_gpus
+from harness.energy.meter import NO_SENSOR_MESSAGE, EnergyReading
+from harness.energy.selection import (
+    Selection,
+    narrow_cuda_view,
+    prove,
+    restore_cuda_view,
+    select,
+)
+from harness.energy.sources import open_energy_source
 from harness.environment import snapshot
-from harness.errors import LlemError, PreflightError
+from harness.errors import PreflightError
 from harness.io import EventLog, write_json
 from harness.schema.result import (
     BaselineRecord,
     EnergyMetrics,
     ErrorRecord,
     ExperimentResult,
+    GpuIdentityProof,
     MemoryMetrics,
     PhaseEnergy,
     WarmupRecord,
@@ -58,7 +62,9 @@ class ExperimentRun:
         spec: the resolved experiment and its place in a study.
         run_dir: directory that receives result.json, timeseries.parquet, events.jsonl and,
             on failure, error.json.
-        gpus: GPUs to measure; discovered through NVML when None. Pass a ``GpuSet`` of
+        gpus: every GPU of the machine as NVML lists them; discovered through NVML when
+            None. The run measures only those its backend computes on (see
+            :mod:`harness.energy.selection`). Pass a ``GpuSet`` of
             ``harness.testing.FakeGpu`` to replay a recorded power trace.
         device: where the backend computes ("cuda:0", "cpu"); by default CUDA when GPUs were
             found, else CPU.
@@ -83,6 +89,10 @@ class ExperimentRun:
         self._device = device
         self._tracker_factory = tracker_factory
         self._last_power_event = 0.0
+        self._machine: GpuSet = EMPTY_GPUS
+        self.selection = Selection(EMPTY_GPUS, [], 0)
+        self.identity: GpuIdentityProof | None = None
+        self._saved_cuda_view: dict[str, str | None] = {}
         run_dir.mkdir(parents=True, exist_ok=True)
         self.events = EventLog(run_dir / "events.jsonl")
         self.series = TimeSeriesWriter(run_dir / "timeseries.parquet")
@@ -101,6 +111,7 @@ class ExperimentRun:
             self._record_failure(error)
             raise
         finally:
+            restore_cuda_view(self._saved_cuda_view)
             self.series.close()
             self.events.close()
         return result
@@ -128,6 +139,7 @@ class ExperimentRun:
             self.sampler.stop()
             backend.unload()
             gpus.close()
+            self._machine.close()
 
     def _measure_all(self, gpus: GpuSet, backend: Backend, started_at: str) -> ExperimentResult:
         baseline = self._baseline(gpus)
@@ -165,7 +177,7 @@ class ExperimentRun:
             warmup=warmup,
             baseline=baseline,
             engine_cache=backend.engine_cache(),
-            environment=snapshot(gpus, backend.versions()),
+            environment=snapshot(gpus, backend.versions(), self.selection, self.identity),
             warnings=_unique(self.warnings),
         )
         result = sanity.flag(result, has_sensor=len(gpus) > 0)
@@ -182,14 +194,38 @@ class ExperimentRun:
                                      window_samples, [gpu.index for gpu in gpus])
 
     def _load(self, backend: Backend) -> EnergyReading:
-        """Load the model outside every window; its time and energy are the cold start."""
+        """Load the model outside every window; its time and energy are the cold start.
+
+        Around the load, the measured GPUs' memory and processes are read so that the
+        placement of the model can be proven afterwards (:meth:`_prove_placement`).
+        """
         self._enter("load")
+        facts = self.selection.gpus
+        before = [(gpu.sample(time.perf_counter()), gpu.compute_processes()) for gpu in facts]
         start = self.meter.mark()
         backend.load()
         backend.synchronize()
         end = self.meter.mark()
+        after = [(gpu.sample(time.perf_counter()), gpu.compute_processes()) for gpu in facts]
         self._load_edges_s = (start.t_s, end.t_s)
+        self.identity = self._prove_placement(backend, before, after)
         return self.meter.between(start, end)
+
+    def _prove_placement(self, backend: Backend, before: list[tuple[GpuSample, list[int]]],
+                         after: list[tuple[GpuSample, list[int]]]) -> GpuIdentityProof | None:
+        """Fail the run unless the model computes on exactly the measured GPUs."""
+        bindings = self.selection.bindings
+        if not bindings:
+            return None
+        if backend.device == "cpu":
+            message = (f"the backend computed on the CPU while GPU(s) "
+                       f"{[b.nvml_index for b in bindings]} were measured (a replayed trace): "
+                       "their energy is not this model's")
+            self.warnings.append(Warning_(code="gpu_identity_unproven", message=message))
+            return GpuIdentityProof(method="none", evidence=[message])
+        return prove(bindings, backend.device_uuids(),
+                     [sample for sample, _ in before], [sample for sample, _ in after],
+                     [pids for _, pids in before], [pids for _, pids in after])
 
     def _window(self, backend: Backend, requests: list[Request]
                 ) -> tuple[GenerationOutput, EnergyReading, list[GpuSample]]:
@@ -205,53 +241,45 @@ class ExperimentRun:
 
     def _preflight(self) -> tuple[GpuSet, Backend]:
         self._enter("preflight")
-        gpus, problems = self._energy_source()
-        device = self._device or ("cuda:0" if len(gpus) else "cpu")
+        machine = self._gpus if self._gpus is not None else discover_gpus()
+        self._machine = machine
+        device = self._device or ("cuda:0" if len(machine) else "cpu")
         backend = backend_class(self.config.backend)(self.config, device)
-        backend.gpu_info = [gpu.info() for gpu in gpus]
+        problems: list[str] = []
+        try:
+            self.selection = select(machine, backend.gpus_needed(), self.spec.gpus)
+        except PreflightError as error:
+            self.selection = Selection(EMPTY_GPUS, [], len(machine))
+            problems.append(str(error))
+        self._saved_cuda_view = narrow_cuda_view(self.selection.bindings)
+        gpus, source_problems = open_energy_source(
+            self.config.energy.backend, self.selection.gpus, self._tracker_factory)
+        backend.gpu_info = [gpu.info() for gpu in self.selection.gpus]
         if self.spec.engine_cache_dir:
             backend.engine_cache_root = Path(self.spec.engine_cache_dir)
-        problems += backend.preflight() + check_dataset(self.config)
+        problems += source_problems + backend.preflight() + check_dataset(self.config)
         if problems:
-            gpus.close()
+            machine.close()
             raise PreflightError(
                 "preflight found problems:\n  - " + "\n  - ".join(problems),
                 fix="fix each problem listed above and run again",
             )
+        self._source_warnings(gpus)
         self.warnings.extend(checks.machine_warnings(gpus))
         self.warnings.extend(checks.config_warnings(self.config))
         for warning in self.warnings:
             self.events.emit("warning", code=warning.code, message=warning.message)
         return gpus, backend
 
-    def _energy_source(self) -> tuple[GpuSet, list[str]]:
-        source = self.config.energy.backend
-        if source == "codecarbon":
-            facts = self._gpus if self._gpus is not None else discover_gpus(self.spec.gpus)
-            if len(facts) == 0:
-                return facts, ["energy.backend is 'codecarbon' but NVML found no NVIDIA GPU "
-                               "(CodeCarbon reads GPU energy through NVML)"]
-            try:
-                return discover_codecarbon_gpus(facts, self._tracker_factory), []
-            except LlemError as error:
-                facts.close()
-                return EMPTY_GPUS, [str(error)]
-        if source == "zeus":
-            try:
-                return discover_zeus_gpus(self.spec.gpus), []
-            except LlemError as error:
-                return EMPTY_GPUS, [str(error)]
-        if source == "none":
+    def _source_warnings(self, gpus: GpuSet) -> None:
+        if self.config.energy.backend == "none":
             self.warnings.append(Warning_(
                 code="no_energy_sensor",
                 message="energy.backend is 'none': energy is not measured and energy fields "
                 "are null",
             ))
-            return EMPTY_GPUS, []
-        gpus = self._gpus if self._gpus is not None else discover_gpus(self.spec.gpus)
-        if source == "nvml" and len(gpus) == 0:
-            return gpus, ["energy.backend is 'nvml' but NVML found no NVIDIA GPU"]
-        return gpus, []
+        elif len(gpus) == 0:
+            self.warnings.append(Warning_(code="no_energy_sensor", message=NO_SENSOR_MESSAGE))
 
     def _baseline(self, gpus: GpuSet) -> BaselineRecord | None:
         self._enter("baseline")  # marked even when there is nothing to measure

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -86,6 +88,52 @@ class Trace:
         return sum(
             (b - a) * (self.at(a) + self.at(b)) / 2 for a, b in zip(edges, edges[1:], strict=False)
         )
+
+
+_FAKE_GPUS: weakref.WeakValueDictionary[str, FakeGpu] = weakref.WeakValueDictionary()
+"""Live fake GPUs by UUID: what a fake engine started in this process can find."""
+
+
+def visible_fake_gpus() -> list[FakeGpu]:
+    """The fake GPUs ``CUDA_VISIBLE_DEVICES`` names by UUID, in its order.
+
+    What a fake engine (vLLM, TensorRT-LLM) started now would compute on, as the real engines
+    place their workers on the first visible CUDA devices. Unset or naming no fake GPU: none.
+    """
+    tokens = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+    return [gpu for token in tokens if (gpu := _FAKE_GPUS.get(token.strip())) is not None]
+
+
+FAKE_WORKER_PID_BASE = 4_000_000
+"""PIDs of fake engine workers (above Linux's default pid_max, so never a real process)."""
+
+
+class FakeWorkers:
+    """An engine's GPU workers, one per rank, on the first visible fake GPUs.
+
+    Like vLLM and TensorRT-LLM, an engine computes on the first ``tensor x pipeline parallel``
+    CUDA devices that ``CUDA_VISIBLE_DEVICES`` names; each worker is a process that NVML lists
+    on its GPU and that holds ``memory_fraction`` of the GPU's memory (weights plus the KV-cache
+    reservation) until the engine shuts down. Fake engines use this so the harness can prove,
+    as on real GPUs, where the engine runs.
+
+    Args:
+        world_size: number of ranks (GPUs).
+        memory_fraction: share of each GPU's memory a worker holds.
+
+    """
+
+    def __init__(self, world_size: int, memory_fraction: float) -> None:
+        self.gpus = visible_fake_gpus()[:world_size]
+        for rank, gpu in enumerate(self.gpus):
+            gpu.occupy(FAKE_WORKER_PID_BASE + rank,
+                       memory_fraction * gpu.info().memory_total_mb)
+
+    def stop(self) -> None:
+        """The workers exit: their processes and memory leave the GPUs."""
+        for rank, gpu in enumerate(self.gpus):
+            gpu.release(FAKE_WORKER_PID_BASE + rank)
+        self.gpus = []
 
 
 class _Updates:
@@ -196,16 +244,32 @@ class FakeGpu(GpuDevice):
             {**_DEFAULT_INFO, "index": index, "uuid": f"GPU-fake-{index}", **(info or {})}
         )
         self._processes = list(processes)
+        self._mem_used_mb = mem_used_mb
+        self._occupants: dict[int, float] = {}
         self._static = {
             "sm_clock_mhz": sm_clock_mhz,
             "mem_clock_mhz": mem_clock_mhz,
             "gpu_util_pct": gpu_util_pct,
-            "mem_used_mb": mem_used_mb,
         }
         self._throttle_reasons = throttle_reasons
         self._counter_update = _Updates(counter_update_period_s, counter_update_phase_s)
         self._power_update = _Updates(power_update_period_s, 0.0)
         self._power_average_s = power_average_s
+        _FAKE_GPUS[self._info.uuid] = self
+
+    def occupy(self, pid: int, memory_mb: float) -> None:
+        """A process starts computing here: NVML lists it and its memory (what engines do)."""
+        self._occupants[pid] = self._occupants.get(pid, 0.0) + memory_mb
+
+    def release(self, pid: int) -> None:
+        """The process ended: it leaves the process list and frees its memory."""
+        self._occupants.pop(pid, None)
+
+    def mem_used_mb(self) -> float | None:
+        """Device memory in use (MiB): the scripted figure plus what occupants hold."""
+        if self._mem_used_mb is None and not self._occupants:
+            return None
+        return (self._mem_used_mb or 0.0) + sum(self._occupants.values())
 
     def trace_time_s(self, t_s: float) -> float:
         """Convert a clock reading into seconds since the trace started."""
@@ -261,12 +325,13 @@ class FakeGpu(GpuDevice):
             energy_counter_j=self.counter_at(t_s),
             temperature_c=None if temperature is None else temperature.at(self.trace_time_s(t_s)),
             throttle_reasons=self._throttle_reasons,
+            mem_used_mb=self.mem_used_mb(),
             **self._static,
         )
 
     def compute_processes(self) -> list[int]:
-        """Return the scripted PIDs."""
-        return list(self._processes)
+        """Return the scripted PIDs and those of processes occupying the GPU."""
+        return [*self._processes, *self._occupants]
 
     def info(self) -> GpuInfo:
         """Defaults of a 700 W, 80 GiB GPU, with the given overrides."""

@@ -99,7 +99,8 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
         _guard(study, output if resume_dir is None else resume_dir, yes)
     except LlemError as error:
         fail(error)
-    problems = runner.preflight({entry.config.backend for entry in study.experiments})
+    problems = runner.preflight({entry.config.backend for entry in study.experiments},
+                                study.execution.gpus)
     problems += model_problems(study)
     if problems:
         fail(f"the study cannot run here (runner '{name}', from {source}):\n  - "

@@ -148,6 +148,21 @@ class Backend(abc.ABC):
     def versions(self) -> dict[str, str]:
         """Library versions read from the libraries themselves (``__version__``)."""
 
+    def gpus_needed(self) -> int | None:
+        """How many of the run's GPUs this backend computes on; None means all of them.
+
+        Only these are measured (the first that many of the GPUs the run may use).
+        """
+        return 1
+
+    def device_uuids(self) -> list[str] | None:
+        """UUIDs of the CUDA devices that hold the loaded model, from the backend's library.
+
+        None when the model lives in worker processes this process cannot inspect (vLLM,
+        TensorRT-LLM); the harness then proves placement through NVML instead.
+        """
+        return None
+
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Release the model."""
 

@@ -96,5 +96,21 @@ class GpuSet(Sequence[GpuDevice]):
     def close(self) -> None:
         """Release the vendor library (NVML shutdown); a no-op for an empty set."""
 
+    def subset(self, devices: Sequence[GpuDevice]) -> GpuSet:
+        """The same machine's GPUs narrowed to ``devices``; closing it closes this set."""
+        return _Subset(devices, self)
+
+
+class _Subset(GpuSet):
+    """Some GPUs of a set; the vendor library stays owned (and closed) by the whole set."""
+
+    def __init__(self, devices: Sequence[GpuDevice], whole: GpuSet) -> None:
+        super().__init__(devices, whole.driver_version, whole.cuda_version, whole.source)
+        self._whole = whole
+
+    def close(self) -> None:
+        """Close the whole set (NVML shutdown)."""
+        self._whole.close()
+
 
 EMPTY_GPUS = GpuSet()

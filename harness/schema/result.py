@@ -156,10 +156,37 @@ class GpuInfo(Record):
     mig_enabled: bool | None = None
 
 
+class GpuBinding(Record):
+    """One measured GPU as CUDA and NVML number it (the two orders differ)."""
+
+    cuda_index: int = Field(description="Index of the GPU among the run's CUDA devices.")
+    nvml_index: int = Field(description="Index of the GPU in NVML (PCI bus order) where the "
+                            "harness ran (inside a container: the container's own numbering).")
+    uuid: str = Field(description="The GPU's UUID: the same on the host and in a container.")
+
+
+class GpuIdentityProof(Record):
+    """How the run showed, after the model loaded, that it measures the GPUs it computes on."""
+
+    method: Literal["cuda_device_uuid", "nvml_processes_or_memory", "none"] = Field(
+        description="cuda_device_uuid: the UUIDs of the devices holding the model's tensors "
+        "equal the measured GPUs'; nvml_processes_or_memory: every measured GPU gained a "
+        "compute process or >= 256 MiB of memory across the load (engines whose workers are "
+        "other processes); none: nothing to prove (see evidence).")
+    evidence: list[str] = Field(default_factory=list, description="What was seen, per GPU.")
+
+
 class Environment(Record):
     """The machine and software the run measured, read from APIs (never from pip)."""
 
-    gpus: list[GpuInfo] = Field(default_factory=list)
+    gpus: list[GpuInfo] = Field(default_factory=list, description="The measured GPUs.")
+    gpu_bindings: list[GpuBinding] = Field(
+        default_factory=list, description="CUDA index -> NVML index -> UUID of each measured GPU.")
+    gpu_identity: GpuIdentityProof | None = Field(
+        None, description="Proof, after load, that the measured GPUs are the model's.")
+    gpus_available: int | None = Field(
+        None, description="GPUs the run could have used (the measured ones are the first of "
+        "them, as many as the backend computes on); null without NVML.")
     driver_version: str | None = None
     cuda_version: str | None = None
     cudnn_version: str | None = None

@@ -50,7 +50,8 @@ class Runner(abc.ABC):
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
 
-    def preflight(self, backends: set[str] | None = None) -> list[str]:
+    def preflight(self, backends: set[str] | None = None,
+                  gpus: list[int] | None = None) -> list[str]:
         """Problems that stop this runner from serving these backends here (with the fix)."""
         return []
 

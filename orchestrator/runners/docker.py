@@ -100,7 +100,8 @@ class DockerRunner(Runner):
         runtimes = self.engine.info().get("Runtimes") or {}
         return "nvidia" in runtimes
 
-    def preflight(self, backends: set[str] | None = None) -> list[str]:
+    def preflight(self, backends: set[str] | None = None,
+                  gpus: list[int] | None = None) -> list[str]:
         """Engine reachable and every needed image built (each problem with its fix)."""
         try:
             self.engine.ping()

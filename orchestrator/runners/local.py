@@ -12,8 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from harness.errors import LlemError, PreflightError
 from orchestrator.runners.base import (
     LOG_NAME,
     EndKind,
@@ -30,7 +32,8 @@ GRACE_S = 10.0
 # Only these variables reach the harness; anything else in the host environment stays out.
 ENV_ALLOW = (
     "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "HF_HOME", "HF_HUB_CACHE", "HF_TOKEN",
-    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
+    "OMP_NUM_THREADS",
     "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "VIRTUAL_ENV", "PYTHONPATH",
 )
 
@@ -46,22 +49,34 @@ class LocalRunner(Runner):
 
     name = "local"
 
-    def __init__(self, python: str | None = None, grace_s: float = GRACE_S) -> None:
+    def __init__(self, python: str | None = None, grace_s: float = GRACE_S,
+                 gpu_uuids: Callable[[list[int]], list[str]] | None = None) -> None:
         super().__init__()
         self.python = python or sys.executable
         self.grace_s = grace_s
+        self._gpu_uuids = gpu_uuids or nvml_uuids
 
-    def preflight(self, backends: set[str] | None = None) -> list[str]:
-        """GPU-only backends (vLLM, TensorRT-LLM) need an NVIDIA GPU on this machine."""
+    def harness_gpus(self, requested: list[int] | None) -> list[int] | None:
+        """None: the child's CUDA view is restricted by UUID, and the harness maps it by UUID."""
+        return None
+
+    def preflight(self, backends: set[str] | None = None,
+                  gpus: list[int] | None = None) -> list[str]:
+        """GPU-only backends need an NVIDIA GPU here; ``execution.gpus`` must name real GPUs."""
         from harness.energy import discover_gpus
         from harness.schema.rules import RULES
 
+        if gpus:
+            try:
+                self._gpu_uuids(gpus)
+            except LlemError as error:
+                return [str(error)]
         gpu_backends = sorted(b for b in backends or set() if RULES[b].gpu_only)
         if not gpu_backends:
             return []
-        gpus = discover_gpus()
-        found = len(gpus)
-        gpus.close()
+        machine = discover_gpus()
+        found = len(machine)
+        machine.close()
         if found:
             return []
         return [f"backend {', '.join(gpu_backends)} needs NVIDIA GPUs, but NVML finds none "
@@ -79,7 +94,7 @@ class LocalRunner(Runner):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self._environment(),
+                env=self._environment(gpus),
                 start_new_session=True,
             )
             try:
@@ -93,10 +108,15 @@ class LocalRunner(Runner):
             on_event(event)
         return self._outcome(end, process.returncode, log_path, timeout_s)
 
-    def _environment(self) -> dict[str, str]:
+    def _environment(self, gpus: list[int] | None = None) -> dict[str, str]:
         env = {key: os.environ[key] for key in ENV_ALLOW if key in os.environ}
         env["HF_HUB_OFFLINE"] = env.get("HF_HUB_OFFLINE", "1")
         env["PYTHONUNBUFFERED"] = "1"
+        # CUDA numbers GPUs fastest-first by default and NVML by PCI bus: make them agree, and
+        # show the child only the selected GPUs, by UUID (indices would be renumbered).
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpu_uuids(gpus))
         return env
 
     def _wait(
@@ -132,6 +152,25 @@ class LocalRunner(Runner):
             name = signal.Signals(-exit_code).name
             return RunOutcome("killed", exit_code, f"harness killed by {name}", tail)
         return RunOutcome("error", exit_code, _last_error_line(tail, exit_code), tail)
+
+
+def nvml_uuids(indices: list[int]) -> list[str]:
+    """UUIDs of the GPUs at these NVML indices on this machine.
+
+    Raises:
+        PreflightError: an index names no GPU (or NVML finds none).
+    """
+    from harness.energy import discover_gpus
+
+    gpus = discover_gpus(indices)
+    try:
+        if len(gpus) == 0:
+            raise PreflightError(
+                f"execution.gpus is {indices}, but NVML finds no NVIDIA GPU on this machine",
+                fix="remove execution.gpus, or run on a machine with NVIDIA GPUs and drivers")
+        return [gpu.info().uuid for gpu in gpus]
+    finally:
+        gpus.close()
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:

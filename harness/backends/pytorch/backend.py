@@ -32,6 +32,8 @@ from harness.schema.result import MemoryMetrics
 
 DEFAULT_BATCH_SIZE = 1
 _MIB = 2**20
+MULTI_DEVICE_MAPS = frozenset({"auto", "balanced", "balanced_low_0", "sequential"})
+"""device_map strategies that spread a model over every GPU the run may use."""
 
 
 class PyTorchBackend(Backend):
@@ -194,6 +196,19 @@ class PyTorchBackend(Backend):
 
         for device in self._cuda_devices():
             torch.cuda.synchronize(device)
+
+    def gpus_needed(self) -> int | None:
+        """One GPU, or every GPU of the run for a multi-device ``device_map`` strategy."""
+        return None if self.settings.device_map in MULTI_DEVICE_MAPS else 1
+
+    def device_uuids(self) -> list[str] | None:
+        """UUIDs (as torch reports them) of the CUDA devices holding the model; [] on CPU."""
+        if not self._is_cuda():
+            return []
+        import torch
+
+        return [str(torch.cuda.get_device_properties(device).uuid)
+                for device in self._cuda_devices()]
 
     def _is_cuda(self) -> bool:
         return self.device.startswith("cuda")

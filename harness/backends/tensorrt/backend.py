@@ -129,6 +129,11 @@ class TensorRtBackend(Backend):
         opt_problem = build.builder_opt_problem(self.config) if missing is None else None
         return problems + ([opt_problem] if opt_problem else [])
 
+    def gpus_needed(self) -> int:
+        """tp_size x pp_size: one GPU per rank."""
+        tensor_parallel, pipeline_parallel = build.parallel_sizes(self.config)
+        return tensor_parallel * pipeline_parallel
+
     def _device_problems(self) -> list[str]:
         if not self.device.startswith("cuda"):
             return [problem(f"backend 'tensorrt' runs on NVIDIA GPUs only, not on device "

@@ -103,6 +103,12 @@ class VllmBackend(Backend):
         problems.extend(self._passthrough_problems())
         return problems
 
+    def gpus_needed(self) -> int:
+        """Tensor x pipeline parallel size (the latter only through passthrough_kwargs)."""
+        pipeline = self.config.passthrough_kwargs.get("pipeline_parallel_size", 1)
+        return (self.settings.tensor_parallel_size or 1) * (
+            pipeline if isinstance(pipeline, int) and pipeline > 0 else 1)
+
     def _device_problems(self) -> list[str]:
         if not self.device.startswith("cuda"):
             return [problem(

@@ -134,3 +134,4 @@ def recorded(target: str) -> Any:
         return call
 
     return decorate
+

@@ -47,20 +47,21 @@ def test_energy_follows_the_trace(replayed):
     energy = result.energy
     duration = result.throughput.duration_s
     assert energy.energy_method == "nvml_counter"
-    assert energy.energy_j == pytest.approx(2 * POWER_W * duration, rel=2e-3)
-    assert energy.energy_per_gpu_j == pytest.approx([POWER_W * duration] * 2, rel=2e-3)
-    assert energy.mean_power_w == pytest.approx(2 * POWER_W, rel=2e-3)
+    # The machine has two GPUs; the model computes on one, so only that one is measured.
+    assert energy.energy_j == pytest.approx(POWER_W * duration, rel=2e-3)
+    assert energy.energy_per_gpu_j == pytest.approx([POWER_W * duration], rel=2e-3)
+    assert energy.mean_power_w == pytest.approx(POWER_W, rel=2e-3)
     assert energy.energy_integrated_j == pytest.approx(energy.energy_j, rel=0.02)
     assert energy.energy_per_output_token_j == pytest.approx(energy.energy_j / (6 * 12))
     assert energy.tokens_per_joule == pytest.approx(6 * 12 / energy.energy_j)
-    assert energy.uncertainty_pct == pytest.approx(100 * 10 / (2 * POWER_W), rel=2e-3)
+    assert energy.uncertainty_pct == pytest.approx(100 * 5 / POWER_W, rel=2e-3)
     assert "no_energy_sensor" not in result.warning_codes()
 
 
 def test_baseline_and_dynamic_energy(replayed):
     result, _ = replayed
     assert result.baseline is not None and result.baseline.provenance == "fresh"
-    assert result.baseline.power_w == pytest.approx([POWER_W, POWER_W], rel=1e-3)
+    assert result.baseline.power_w == pytest.approx([POWER_W], rel=1e-3)
     # Constant power: everything is "idle", so dynamic energy is ~0 and the raw figure stays.
     assert result.energy.energy_dynamic_j == pytest.approx(0.0, abs=0.01 * result.energy.energy_j)
     assert result.energy.energy_j > 0
@@ -70,13 +71,13 @@ def test_cold_start_and_phase_split(replayed):
     result, _ = replayed
     energy = result.energy
     assert energy.cold_start_duration_s is not None and energy.cold_start_duration_s > 0
-    expected_j = 2 * POWER_W * energy.cold_start_duration_s
+    expected_j = POWER_W * energy.cold_start_duration_s
     assert energy.cold_start_energy_j == pytest.approx(expected_j, rel=1e-3)
     assert energy.phase_split_method == "exact"
     assert energy.prefill is not None and energy.decode is not None
     split = energy.prefill.energy_j + energy.decode.energy_j
     assert split <= energy.energy_j * 1.001
-    assert split == pytest.approx(2 * POWER_W * (energy.prefill.duration_s
+    assert split == pytest.approx(POWER_W * (energy.prefill.duration_s
                                                  + energy.decode.duration_s), rel=0.01)
 
 
@@ -84,8 +85,14 @@ def test_result_sections_and_environment(replayed):
     result, run_dir = replayed
     again = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
     assert again == result
-    assert result.thermal is not None and result.thermal.temperature_start_c == [40.0, 40.0]
-    assert [g.index for g in result.environment.gpus] == [0, 1]
+    assert result.thermal is not None and result.thermal.temperature_start_c == [40.0]
+    assert [g.index for g in result.environment.gpus] == [0]
+    assert result.environment.gpus_available == 2
+    assert [b.uuid for b in result.environment.gpu_bindings] == ["GPU-fake-0"]
+    # computed on the CPU while a GPU trace was replayed: said, not hidden
+    assert result.environment.gpu_identity is not None
+    assert result.environment.gpu_identity.method == "none"
+    assert "gpu_identity_unproven" in result.warning_codes()
     assert result.environment.driver_version == "999.1"
     assert result.environment.backend_versions["torch"]
     assert result.flops_estimate is not None and result.flops_estimate.flops > 0
@@ -100,9 +107,9 @@ def test_timeseries_has_phases_and_gpu_rows(replayed):
     phases = {row["phase"] for row in table}
     assert {"preflight", "baseline", "load", "warmup", "measure", "write"} <= phases
     measured = [row for row in table if row["phase"] == "measure" and row["gpu_index"] is not None]
-    assert {row["gpu_index"] for row in measured} == {0, 1}
+    assert {row["gpu_index"] for row in measured} == {0}
     assert all(row["power_w"] == pytest.approx(POWER_W) for row in measured)
-    for gpu in (0, 1):
+    for gpu in (0,):
         times = [row["t_s"] for row in table if row["gpu_index"] == gpu]
         assert times == sorted(times)
 
@@ -171,3 +178,18 @@ def test_streaming_latency_gives_ttft_and_itl(tiny_model_dir, tmp_path):
                           device="cpu").execute()
     assert plain.latency.ttft is None and plain.latency.itl is None
     assert plain.measurement_config_hash != result.measurement_config_hash
+
+
+def test_a_node_of_eight_gpus_publishes_the_energy_of_the_one_the_model_uses(
+        tiny_model_dir, tmp_path, monkeypatch):
+    # Before: an unset execution.gpus summed every GPU of the host (450 W + 7 x 70 W).
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    machine = GpuSet([FakeGpu([(0.0, 450.0 if i == 0 else 70.0)], index=i,
+                              temperature_c=[(0.0, 40.0)]) for i in range(8)])
+    result = ExperimentRun(spec(tiny_model_dir, baseline={"enabled": False}), tmp_path / "r",
+                           gpus=machine, device="cpu").execute()
+    assert result.energy.energy_j == pytest.approx(450.0 * result.throughput.duration_s,
+                                                   rel=2e-3)
+    assert result.environment.gpus_available == 8
+    assert [gpu.uuid for gpu in result.environment.gpus] == ["GPU-fake-0"]
+    assert "CUDA_VISIBLE_DEVICES" not in __import__("os").environ  # restored after the run

@@ -29,6 +29,8 @@ from tensorrt_llm.builder import BuildConfig
 from tensorrt_llm.llmapi.llm_args import TRT_LLM_ARGS, KvCacheConfig, QuantConfig
 from tensorrt_llm.sampling_params import SamplingParams
 
+from harness.testing import FakeWorkers
+
 BUILDS = 0
 LOADS = 0
 INSTANCES: list["_TrtLLM"] = []
@@ -132,6 +134,10 @@ class _TrtLLM:
             kv_cache_config=kwargs.get("kv_cache_config") or KvCacheConfig(),
             quant_config=kwargs.get("quant_config") or QuantConfig())
         self._shut_down = False
+        fraction = self.args.kv_cache_config.free_gpu_memory_fraction
+        self._workers = FakeWorkers(
+            tensor_parallel_size * self.args.pipeline_parallel_size,
+            0.9 if fraction is None else fraction)
         self._next_request_id = 0
         self._eos_id = _tokenizer_eos(tokenizer or model)
         source = Path(model)
@@ -219,6 +225,7 @@ class _TrtLLM:
             shutil.copytree(self._engine_dir, engine_dir, dirs_exist_ok=True)
 
     def shutdown(self) -> None:
+        self._workers.stop()
         self._shut_down = True
 
     @property

@@ -18,15 +18,19 @@ from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.sampling_params import SamplingParams
 from vllm.usage.usage_lib import UsageContext
 
+from harness.testing import FakeWorkers
+
 
 class EngineCoreClient:
     """The V1 engine core (a separate process in vLLM); llem shuts it down on unload."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: FakeWorkers) -> None:
         self.is_shut_down = False
+        self.workers = workers
 
     def shutdown(self) -> None:
         record("engine_core.shutdown")
+        self.workers.stop()
         self.is_shut_down = True
 
 
@@ -35,7 +39,10 @@ class LLMEngine:
         self.vllm_config = vllm_config
         self.model_config = vllm_config.model_config
         self.model = model
-        self.engine_core = EngineCoreClient()
+        parallel = vllm_config.parallel_config
+        self.engine_core = EngineCoreClient(FakeWorkers(
+            parallel.tensor_parallel_size * parallel.pipeline_parallel_size,
+            vllm_config.cache_config.gpu_memory_utilization))
 
 
 class LLM:

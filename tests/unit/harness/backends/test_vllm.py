@@ -134,7 +134,11 @@ def test_a_run_measures_the_fixed_work_and_records_what_the_engine_resolved(
     assert result.throughput.output_tokens == N * OUTPUT_LEN
     assert result.throughput.input_tokens == N * INPUT_LEN
     duration = result.throughput.duration_s
-    assert result.energy.energy_j == pytest.approx(2 * POWER_W * duration, rel=2e-3)
+    # Two GPUs on the machine, tensor_parallel_size 1: only the engine's GPU is measured.
+    assert result.energy.energy_j == pytest.approx(POWER_W * duration, rel=2e-3)
+    assert [b.uuid for b in result.environment.gpu_bindings] == ["GPU-fake-0"]
+    identity = result.environment.gpu_identity
+    assert identity is not None and identity.method == "nvml_processes_or_memory"
     assert result.energy.energy_per_output_token_j == pytest.approx(
         result.energy.energy_j / (N * OUTPUT_LEN))
     # Without streaming there are no first-token times: no TTFT, no ITL, no phase split.
@@ -205,12 +209,34 @@ def test_streaming_gives_ttft_itl_and_an_approximate_phase_split(
     assert len(recorded("AsyncLLMEngine.shutdown")) == 1
 
 
+def test_tensor_parallel_runs_measure_exactly_the_engines_gpus(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-fake-3,GPU-fake-1,GPU-fake-0")
+    powers_w = [100.0, 200.0, 300.0, 400.0]
+    machine = GpuSet([FakeGpu([(0.0, p)], index=i, temperature_c=[(0.0, 40.0)])
+                      for i, p in enumerate(powers_w)])
+    config = make_config(tiny_model_dir, warmup={"n_warmup": 1, "min_seconds": 0},
+                         baseline={"enabled": False}, energy={"sample_interval_ms": 20},
+                         vllm={"max_num_seqs": MAX_NUM_SEQS, "tensor_parallel_size": 2})
+    result = ExperimentRun(RunSpec(run_id="tp2", config=config), tmp_path / "run",
+                           gpus=machine, device="cuda:0").execute()
+    # the engine's two workers sit on the first two visible GPUs: NVML 3 and 1
+    duration = result.throughput.duration_s
+    assert result.energy.energy_j == pytest.approx((400.0 + 200.0) * duration, rel=2e-3)
+    assert [(b.cuda_index, b.nvml_index) for b in result.environment.gpu_bindings] == [
+        (0, 3), (1, 1)]
+    identity = result.environment.gpu_identity
+    assert identity is not None and len(identity.evidence) == 2
+    assert all("new compute process" in line for line in identity.evidence)
+
+
 def test_preflight_failures_stop_the_run_before_anything_loads(
     fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     spec = RunSpec(run_id="r", config=make_config(tiny_model_dir, vllm={"tensor_parallel_size": 4}))
 
-    with pytest.raises(PreflightError, match="tensor_parallel_size is 4, but the run has 2"):
+    with pytest.raises(PreflightError, match="computes on 4 GPU.s. but the run may use 2"):
         ExperimentRun(spec, tmp_path / "run", gpus=fake_gpus(), device="cuda:0").execute()
     assert recorded("LLM") == []
 

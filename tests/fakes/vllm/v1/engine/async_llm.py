@@ -21,6 +21,8 @@ from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.sampling_params import RequestOutputKind, SamplingParams
 from vllm.usage.usage_lib import UsageContext
 
+from harness.testing import FakeWorkers
+
 TOKENS_PER_OUTPUT = 2
 """Tokens one streamed output carries after the first (merged engine steps)."""
 
@@ -33,6 +35,9 @@ class AsyncLLM:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: set[str] = set()
         self.is_shut_down = False
+        parallel = vllm_config.parallel_config
+        self._workers = FakeWorkers(parallel.tensor_parallel_size * parallel.pipeline_parallel_size,
+                                vllm_config.cache_config.gpu_memory_utilization)
 
     @classmethod
     @recorded("AsyncLLMEngine.from_engine_args")
@@ -104,4 +109,5 @@ class AsyncLLM:
 
     def shutdown(self) -> None:
         record("AsyncLLMEngine.shutdown")
+        self._workers.stop()
         self.is_shut_down = True
