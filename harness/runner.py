@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from harness import checks, metrics, sanity
+from harness import checks, metrics, phases, sanity
 from harness.backends import Backend, backend_class
 from harness.backends.base import GenerationOutput, Request
 from harness.baseline import BaselineCache, measure_baseline
@@ -40,7 +40,6 @@ from harness.schema.result import (
     ExperimentResult,
     GpuIdentityProof,
     MemoryMetrics,
-    PhaseEnergy,
     WarmupRecord,
     Warning_,
 )
@@ -147,12 +146,12 @@ class ExperimentRun:
         requests = build_requests(self.config, backend)
         warmup = self._warmup(backend, requests, gpus)
         output, reading, window_samples = self._window(backend, requests)
-        self._enter("write")
         work = metrics.throughput(output, reading.duration_s)
         energy = metrics.energy(reading, work, baseline_power_w(baseline), len(gpus))
         energy.cold_start_energy_j = cold_start.energy_j
         energy.cold_start_duration_s = cold_start.duration_s
-        self._phase_split(energy, output)
+        self._phase_split(energy, output, backend, requests, reading.duration_s)
+        self._enter("write")
         thermal = metrics.thermal(window_samples, [gpu.index for gpu in gpus])
         self.warnings.extend(reading.warnings)
         self.warnings.extend(
@@ -320,23 +319,42 @@ class ExperimentRun:
             ))
         return record
 
-    def _phase_split(self, energy: EnergyMetrics, output: GenerationOutput) -> None:
-        """Prefill and decode energy from the counter at each batch's phase edges."""
-        if not output.phase_marks:
-            return
+    def _phase_split(self, energy: EnergyMetrics, output: GenerationOutput, backend: Backend,
+                     requests: list[Request], duration_s: float) -> None:
+        """Prefill and decode energy, by the configured method where it is valid."""
+        split, reason = None, self._no_split_reason(energy, output, backend)
+        if reason is None:
+            assert energy.energy_j is not None  # checked by _no_split_reason
+            if self._edges_allowed() and phases.edges_problem(output) is None:
+                split = phases.split_by_edges(self.meter, output.phase_marks)
+            else:
+                self._enter("prefill_pass")
+                split = phases.run_prefill_pass(
+                    backend, requests, self.meter, energy.energy_j, duration_s,
+                    self.config.energy.prefill_pass_min_s)
+        phases.apply(energy, split, reason)
 
-        prefill_s = sum(m.prefill_end_s - m.start_s for m in output.phase_marks)
-        decode_s = sum(m.end_s - m.prefill_end_s for m in output.phase_marks)
-        prefill_j: float | None = None
-        decode_j: float | None = None
-        if energy.energy_j is not None:
-            prefill_j = sum(self.meter.energy_at_times(m.start_s, m.prefill_end_s)
-                            for m in output.phase_marks)
-            decode_j = sum(self.meter.energy_at_times(m.prefill_end_s, m.end_s)
-                           for m in output.phase_marks)
-        energy.prefill = PhaseEnergy(energy_j=prefill_j, duration_s=prefill_s)
-        energy.decode = PhaseEnergy(energy_j=decode_j, duration_s=decode_s)
-        energy.phase_split_method = output.phase_split
+    def _edges_allowed(self) -> bool:
+        return self.config.energy.phase_split in ("auto", "window_edges")
+
+    def _no_split_reason(self, energy: EnergyMetrics, output: GenerationOutput,
+                         backend: Backend) -> str | None:
+        """Why no method can split this run's energy (None: one can)."""
+        method = self.config.energy.phase_split
+        if method == "off":
+            return "energy.phase_split is off"
+        if energy.energy_j is None:
+            return "no energy sensor: energy is not measured"
+        edges = phases.edges_problem(output)
+        if method == "window_edges":
+            return None if edges is None else f"window_edges: {edges}"
+        if edges is None and method == "auto":
+            return None
+        if backend.caches_across_requests():
+            return ("a prefill-only pass would be served from the cross-request cache the "
+                    "study turned on (prefix caching / KV block reuse); "
+                    + (edges or ""))
+        return None
 
     def _progress(self, done: int, total: int) -> None:
         self.events.emit("progress", done=done, total=total)

@@ -11,7 +11,7 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import EngineCacheRecord, GpuInfo, MemoryMetrics
@@ -73,7 +73,10 @@ class GenerationOutput:
 
     outputs: list[RequestOutput]
     phase_marks: list[PhaseMark] = field(default_factory=list)
-    phase_split: Literal["exact", "approximate"] | None = None
+    phases_separated: bool = False
+    """True when every mark's prefill and decode are separated in time (static batches);
+    False when an engine interleaves them and the marks are only instants (continuous
+    batching)."""
 
 
 BatchCallback = Callable[[int, int], None]
@@ -154,6 +157,10 @@ class Backend(abc.ABC):
         Only these are measured (the first that many of the GPUs the run may use).
         """
         return 1
+
+    def caches_across_requests(self) -> bool:
+        """Whether a cache shared across requests (prefix cache, KV block reuse) is on."""
+        return False
 
     def device_uuids(self) -> list[str] | None:
         """UUIDs of the CUDA devices that hold the loaded model, from the backend's library.

@@ -126,6 +126,18 @@ class EnergyConfig(Strict):
     sample_interval_ms: int = Field(
         100, ge=10, le=10_000, description="Power/temperature sampling period (ms)."
     )
+    phase_split: Literal["auto", "prefill_pass", "window_edges", "off"] = Field(
+        "auto",
+        description=(
+            "How prefill and decode energy are separated: window_edges (the window's counter "
+            "at static batches' phase edges, only when every phase lasts >= 5 s), "
+            "prefill_pass (a measured prefill-only pass after the window, decode by "
+            "difference), auto (window_edges when valid, else prefill_pass), off."
+        ),
+    )
+    prefill_pass_min_s: float = Field(
+        10.0, ge=0, description="Repeat the prefill-only pass until it lasts this long (s)."
+    )
 
 
 class LatencyConfig(Strict):

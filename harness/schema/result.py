@@ -39,10 +39,20 @@ class Percentiles(Record):
 
 
 class PhaseEnergy(Record):
-    """Energy of the prefill or decode phase."""
+    """Energy of the prefill or decode phase of the whole workload."""
 
-    energy_j: float | None
-    duration_s: float
+    energy_j: float | None = Field(description="Energy of the phase, summed over GPUs (J).")
+    duration_s: float = Field(description="Time spent in the phase (s).")
+
+
+class PrefillPassRecord(Record):
+    """The measured prefill-only pass behind ``phase_split_method: prefill_pass``."""
+
+    repeats: int = Field(description="Times the workload's prefill (one output token per "
+                         "request) was run back to back.")
+    duration_s: float = Field(description="Length of the whole pass (s).")
+    energy_j: float = Field(description="Energy of the whole pass, summed over GPUs (J); "
+                            "prefill energy is this divided by repeats.")
 
 
 class EnergyMetrics(Record):
@@ -68,9 +78,20 @@ class EnergyMetrics(Record):
     uncertainty_pct: float | None = Field(
         None, description="NVML's +-5 W accuracy as a percentage of mean power."
     )
-    prefill: PhaseEnergy | None = None
-    decode: PhaseEnergy | None = None
-    phase_split_method: Literal["exact", "approximate"] | None = None
+    prefill: PhaseEnergy | None = Field(
+        None, description="Prefill energy and time of the workload; null with "
+        "phase_split_null_reason when not measurable.")
+    decode: PhaseEnergy | None = Field(
+        None, description="Decode energy and time of the workload (see prefill).")
+    phase_split_method: Literal["window_edges", "prefill_pass", "exact", "approximate"] | None = (
+        Field(None, description="window_edges: the window's counter cut at each static "
+              "batch's phase edges, every phase at least 5 s long; prefill_pass: a measured "
+              "prefill-only pass, decode by difference (docs/methodology.md). exact and "
+              "approximate were written by earlier versions (no longer produced)."))
+    phase_split_null_reason: str | None = Field(
+        None, description="Why prefill and decode are null, when they are.")
+    prefill_pass: PrefillPassRecord | None = Field(
+        None, description="The prefill-only pass, when that method was used.")
     cold_start_energy_j: float | None = Field(None, description="Energy of model load (J).")
     cold_start_duration_s: float | None = Field(None, description="Model load time (s).")
 

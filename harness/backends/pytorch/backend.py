@@ -167,7 +167,7 @@ class PyTorchBackend(Backend):
             marks.append(mark)
             if on_batch is not None:
                 on_batch(len(outputs), len(requests))
-        return GenerationOutput(outputs=outputs, phase_marks=marks, phase_split="exact")
+        return GenerationOutput(outputs=outputs, phase_marks=marks, phases_separated=True)
 
     def _batch_run(self) -> BatchRun:
         # passthrough_kwargs first: they may add generate() options, never override the

@@ -129,6 +129,10 @@ class TensorRtBackend(Backend):
         opt_problem = build.builder_opt_problem(self.config) if missing is None else None
         return problems + ([opt_problem] if opt_problem else [])
 
+    def caches_across_requests(self) -> bool:
+        """TensorRT-LLM's KV-cache block reuse: on unless the study turned it off."""
+        return getattr(self.settings, "enable_block_reuse", None) is not False
+
     def gpus_needed(self) -> int:
         """tp_size x pp_size: one GPU per rank."""
         tensor_parallel, pipeline_parallel = build.parallel_sizes(self.config)
@@ -416,8 +420,7 @@ def _generate_streaming(llm: Any, requests: list[Request], params: list[Any]
             end_s=times[-1], first_token_s=times[0], token_times_s=times, output_ids=ids))
     prefill_end_s = max(times[0] for _, times in streamed)
     return GenerationOutput(outputs=outputs,
-                            phase_marks=[PhaseMark(start_s, prefill_end_s, end_s)],
-                            phase_split="approximate")
+                            phase_marks=[PhaseMark(start_s, prefill_end_s, end_s)])
 
 
 async def _stream_all(llm: Any, requests: list[Request], params: list[Any]

@@ -109,6 +109,10 @@ class VllmBackend(Backend):
         return (self.settings.tensor_parallel_size or 1) * (
             pipeline if isinstance(pipeline, int) and pipeline > 0 else 1)
 
+    def caches_across_requests(self) -> bool:
+        """vLLM's prefix cache: on unless the study turned it off (vLLM's own default: on)."""
+        return self.settings.enable_prefix_caching is not False
+
     def _device_problems(self) -> list[str]:
         if not self.device.startswith("cuda"):
             return [problem(
@@ -247,7 +251,7 @@ class VllmBackend(Backend):
             outputs, mark = generation.generate_streaming(
                 self._loop, self._async_engine, self._vllm, decoder, requests, self._calls
             )
-            return GenerationOutput(outputs=outputs, phase_marks=[mark], phase_split="approximate")
+            return GenerationOutput(outputs=outputs, phase_marks=[mark])
         if self._llm is None:
             raise BackendError("the engine is not loaded", fix="call load() before generating")
         return GenerationOutput(

@@ -116,7 +116,7 @@ def test_every_request_gets_exactly_max_new_tokens_even_when_eos_is_likely(
     assert all(EOS_ID not in (o.output_ids or []) for o in result.outputs)
     assert all(o.input_tokens == 8 for o in result.outputs)
     assert len(result.phase_marks) == -(-4 // batch_size)
-    assert result.phase_split == "exact"
+    assert result.phases_separated is True
 
 
 def test_requests_of_different_lengths_in_one_batch_each_get_their_own(

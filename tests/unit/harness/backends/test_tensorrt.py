@@ -427,7 +427,7 @@ def test_every_request_gets_exactly_its_length_through_eos(loaded: TensorRtBacke
     assert [len(o.output_ids or []) for o in output.outputs] == [6, 3, 9]
     assert all((o.output_ids or [])[2] == EOS_ID for o in output.outputs)  # EOS was ignored
     assert {o.start_s for o in output.outputs} == {output.outputs[0].start_s}
-    assert output.phase_marks == [] and output.phase_split is None
+    assert output.phase_marks == [] and output.phases_separated is False
 
 
 def test_a_short_result_breaks_the_fixed_length_contract(trtllm: ModuleType,
@@ -459,7 +459,7 @@ def test_streaming_stamps_every_token_and_splits_approximately(loaded: TensorRtB
     [mark] = output.phase_marks
     assert mark.prefill_end_s == max(o.first_token_s or 0.0 for o in output.outputs)
     assert mark.start_s < mark.prefill_end_s < mark.end_s
-    assert output.phase_split == "approximate"
+    assert output.phases_separated is False  # an instant, not a boundary between phases
 
 
 def test_generation_errors_are_backend_errors(loaded: TensorRtBackend) -> None:
@@ -495,7 +495,8 @@ def test_sampling_params_the_engine_accepts_are_greedy_only_for_greedy(
 def run_spec(model_dir: Path, cache_dir: Path | None, **overrides: Any) -> RunSpec:
     config = {"model": str(model_dir), "backend": "tensorrt", "precision": "fp16", "n": 6,
               "input_len": 16, "output_len": 12, "warmup": {"n_warmup": 1, "min_seconds": 0},
-              "baseline": {"enabled": False}, "energy": {"sample_interval_ms": 20},
+              "baseline": {"enabled": False},
+              "energy": {"sample_interval_ms": 20, "prefill_pass_min_s": 0.2},
               "tensorrt": {"max_batch_size": 4}, **overrides}
     return RunSpec(run_id="r1", config=ExperimentConfig(**config),
                    engine_cache_dir=str(cache_dir) if cache_dir else None)
@@ -564,7 +565,7 @@ def test_a_run_with_engine_dir_uses_it(trtllm: ModuleType, tiny_model_dir: Path,
     assert result.throughput.output_tokens == 6 * 12
 
 
-def test_a_streaming_run_reports_ttft_itl_and_an_approximate_split(
+def test_a_streaming_run_reports_ttft_itl_and_a_measured_split(
         trtllm: ModuleType, tiny_model_dir: Path, tmp_path: Path) -> None:
     spec = run_spec(tiny_model_dir, tmp_path / "engines", latency={"streaming": True})
     result = execute(spec, tmp_path / "run")
@@ -574,10 +575,12 @@ def test_a_streaming_run_reports_ttft_itl_and_an_approximate_split(
     assert latency.ttft is not None and latency.ttft.count == 6
     assert latency.itl is not None and latency.itl.count == 6 * (12 - 1)
     assert latency.e2e is not None and latency.ttft.p50_s < latency.e2e.p50_s
-    assert energy.phase_split_method == "approximate"
+    # continuous batching interleaves the phases: only the measured prefill pass splits them
+    assert energy.phase_split_method == "prefill_pass"
     assert energy.prefill is not None and energy.decode is not None
     assert energy.prefill.energy_j is not None and energy.decode.energy_j is not None
-    assert energy.prefill.energy_j + energy.decode.energy_j <= energy.energy_j * 1.001
+    assert energy.prefill.energy_j + energy.decode.energy_j == pytest.approx(energy.energy_j)
+    assert energy.prefill_pass is not None and energy.prefill_pass.repeats >= 1
 
 
 @pytest.mark.parametrize("decoder", [{"mode": "sampling", "temperature": 0.8},
