@@ -271,6 +271,7 @@ class VllmBackend(Backend):
             "batching": "continuous",
             **settings,
             "settings_source": source,
+            "cross_request_cache": self._cross_request_cache(settings),
             "precision": self.config.precision,
             "decoder_mode": self.config.decoder.mode,
             **generation.decoding_kwargs(self.config.decoder),
@@ -284,6 +285,13 @@ class VllmBackend(Backend):
             "environment": dict(self._environment or engine.planned_environment()),
             "timing": self._timing(),
         }
+
+    def _cross_request_cache(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Prefix caching as the engine runs it (resolved, else requested) and who chose it."""
+        requested, source = engine.prefix_caching(self.config)
+        enabled = settings.get("enable_prefix_caching")
+        return {"setting": "enable_prefix_caching",
+                "enabled": requested if enabled is None else enabled, "source": source}
 
     def _timing(self) -> str:
         if self.streaming:
