@@ -502,10 +502,10 @@ def cached_by_the_fake(llm: Any, vllm: ModuleType, prompts: list[list[int]]) -> 
 def test_the_fake_serves_repeated_full_blocks_from_its_prefix_cache_like_vllm(
     fake_vllm: ModuleType, tiny_model_dir: Path
 ) -> None:
-    # The measured case (vLLM's CPU engine, 128-token blocks, caching on by default):
-    # 40 distinct 300-token prompts cycled to 80 requests, 10,240 of 24,000 prompt tokens
-    # (43 %) from the prefix cache: two full blocks of every repeat; the third block would
-    # need all 300 tokens, and vLLM always recomputes the last prompt token.
+    # The reported case (vLLM's CPU engine, caching on by default): 40 distinct 300-token
+    # prompts cycled to 80 requests, 10,240 of 24,000 prompt tokens (43 %) from the prefix
+    # cache, 256 per repeat. With 128-token blocks that is two whole blocks of every repeat:
+    # a third would need all 300 tokens, and vLLM always recomputes the last prompt token.
     llm = fake_vllm.LLM(str(tiny_model_dir), block_size=128)
     cached = cached_by_the_fake(llm, fake_vllm, cycled_prompts())
 
