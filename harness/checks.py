@@ -108,3 +108,23 @@ def _thermal_warnings(thermal: ThermalMetrics) -> list[Warning_]:
             message=f"clock throttling seen: {', '.join(thermal.throttle_reasons_seen)}",
         ))
     return warnings
+
+
+def cross_request_cache_requested(config: ExperimentConfig) -> bool:
+    """Whether the study turned a cross-request KV cache on (it is off by default)."""
+    vllm = config.vllm is not None and config.vllm.enable_prefix_caching is True
+    tensorrt = config.tensorrt is not None and config.tensorrt.enable_block_reuse is True
+    return vllm or tensorrt
+
+
+def cache_warnings(config: ExperimentConfig, work: ThroughputMetrics) -> list[Warning_]:
+    """Prompt tokens served from a cross-request cache that the study did not ask for."""
+    cached = work.cached_prompt_tokens
+    if not cached or cross_request_cache_requested(config):
+        return []
+    return [Warning_(
+        code="cross_request_cache_hits",
+        message=f"{cached} of {work.input_tokens} prompt tokens in the window were served from "
+        "a cross-request KV cache although the study did not turn one on: the window did less "
+        "prefill than the workload claims, so energy per token is not comparable",
+    )]

@@ -73,7 +73,19 @@ def throughput(output: GenerationOutput, duration_s: float) -> ThroughputMetrics
         duration_s=duration_s,
         output_tokens_per_s=output_tokens / duration_s if duration_s > 0 else 0.0,
         requests_per_s=requests / duration_s if duration_s > 0 else 0.0,
+        cached_prompt_tokens=cached_prompt_tokens(output),
     )
+
+
+def cached_prompt_tokens(output: GenerationOutput) -> int | None:
+    """Prompt tokens served from a cross-request cache, summed over requests.
+
+    None when any request's count is unknown: a partial sum would read as a complete one.
+    """
+    counts = [item.cached_input_tokens for item in output.outputs]
+    if not counts or any(count is None for count in counts):
+        return None
+    return sum(count for count in counts if count is not None)
 
 
 def energy(

@@ -157,6 +157,7 @@ class ExperimentRun:
         self.warnings.extend(
             checks.window_warnings(work, reading.samples, thermal, has_sensor=len(gpus) > 0)
         )
+        self.warnings.extend(checks.cache_warnings(self.config, work))
         _, non_embedding = backend.parameter_counts()
         result = ExperimentResult(
             run_id=self.spec.run_id,

@@ -46,6 +46,9 @@ class RequestOutput:
         token_times_s: arrival time of every token (streaming only).
         output_ids: the generated token ids, when the backend exposes them (lets a test or a
             user check the work done; never part of the result file).
+        cached_input_tokens: prompt tokens whose KV came from a cross-request cache (vLLM's
+            prefix cache) instead of being computed; 0 where no such cache exists; None where
+            the backend does not report it.
     """
 
     request_id: int
@@ -56,6 +59,7 @@ class RequestOutput:
     first_token_s: float | None = None
     token_times_s: list[float] | None = None
     output_ids: list[int] | None = None
+    cached_input_tokens: int | None = None
 
 
 @dataclass(frozen=True)

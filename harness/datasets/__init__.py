@@ -11,7 +11,9 @@ Three kinds of dataset:
   (``max_new_tokens`` optional, default ``output_len``).
 
 Prompt sets are tokenised with the backend's tokenizer, truncated to ``input_len`` tokens and
-cycled when they hold fewer than ``n`` prompts.
+cycled when they hold fewer than ``n`` prompts. Every repeat of a cycled prompt is made distinct
+at its start (:func:`distinct_repeats`), so that no engine can serve it from a cross-request
+prefix cache: the window does the work it claims on every backend.
 """
 
 from __future__ import annotations
@@ -66,7 +68,10 @@ def build_requests(config: ExperimentConfig, backend: Backend) -> list[Request]:
     """
     if config.dataset == SYNTHETIC:
         return synthetic_requests(config, backend.vocab_ids())
-    return prompt_requests(load_prompts(config.dataset), config, backend.encode)
+    prompts = load_prompts(config.dataset)
+    # The vocabulary is needed only to mark repeats, i.e. when the set is cycled.
+    vocab_ids = backend.vocab_ids() if config.n > len(prompts) else []
+    return prompt_requests(prompts, config, backend.encode, vocab_ids)
 
 
 def synthetic_requests(config: ExperimentConfig, vocab_ids: Sequence[int]) -> list[Request]:
@@ -109,11 +114,92 @@ def warmup_twins(shapes: Sequence[Request], vocab_ids: Sequence[int], seed: int)
 
 
 def prompt_requests(
-    prompts: Sequence[Prompt], config: ExperimentConfig, encode: Callable[[str], list[int]]
+    prompts: Sequence[Prompt],
+    config: ExperimentConfig,
+    encode: Callable[[str], list[int]],
+    vocab_ids: Sequence[int] = (),
 ) -> list[Request]:
-    """Tokenise ``prompts``, truncate each to ``input_len`` and cycle them to ``config.n``."""
+    """Tokenise ``prompts``, truncate each to ``input_len`` and cycle them to ``config.n``.
+
+    Repeats (every request after the first pass over the set) are made distinct with
+    :func:`distinct_repeats`, drawing from ``vocab_ids``.
+    """
     encoded = [_encode(prompt, config, encode) for prompt in prompts]
-    return [Request(index, *encoded[index % len(encoded)]) for index in range(config.n)]
+    cycled = [Request(index, *encoded[index % len(encoded)]) for index in range(config.n)]
+    return distinct_repeats(cycled, len(encoded), vocab_ids, config.random_seed)
+
+
+CYCLE_SEED_SALT = 0xC1C1E
+"""Mixed into ``random_seed`` for the tokens that mark repeats of a cycled prompt set."""
+
+_MAX_DRAWS = 1000
+"""Draws of a marker before a repeat keeps one already used (see :func:`distinct_repeats`)."""
+
+
+def distinct_repeats(
+    requests: Sequence[Request], distinct: int, vocab_ids: Sequence[int], seed: int
+) -> list[Request]:
+    """Give every repeat its own first tokens, keeping its length and everything after them.
+
+    A cycled prompt set repeats its prompts verbatim, and an engine with a cross-request cache
+    (vLLM's prefix caching, TensorRT-LLM's KV-block reuse) would serve every full KV block of a
+    repeat from the first copy: less prefill than the workload claims. The first ``distinct``
+    requests (one pass over the set) are kept; each later one has its first ``width`` tokens
+    replaced by ordinary tokens drawn with a seed derived from ``seed``, redrawn until no other
+    request starts with the same ``width`` tokens. A repeat therefore shares no leading KV
+    block of any size >= ``width`` with any request, whatever the engine's block size, while
+    prompt length, output length and the rest of the prompt stay as they were. ``width`` is
+    the fewest tokens whose combinations outnumber twice the requests (1 for any real
+    vocabulary and ``n`` up to half its size). A prompt shorter than ``width`` tokens, too
+    short to fill any cache block, keeps a used marker after :data:`_MAX_DRAWS` draws.
+
+    Raises:
+        BackendError: there are repeats, and fewer than two ordinary token ids to mark them.
+
+    """
+    if len(requests) <= distinct:
+        return list(requests)
+    population = sorted(set(vocab_ids))
+    if len(population) < 2:
+        raise BackendError(
+            "the tokenizer offers fewer than two ordinary token ids to make repeated prompts "
+            "distinct", fix="use a model whose tokenizer has a vocabulary, or set n to at most "
+            "the number of prompts in the set",
+        )
+    width = marker_width(len(population), len(requests))
+    taken = {tuple(request.input_ids[:width]) for request in requests[:distinct]}
+    rng = random.Random(seed ^ CYCLE_SEED_SALT)  # noqa: S311 - a workload, not cryptography
+    marked = list(requests[:distinct])
+    for request in requests[distinct:]:
+        ids = _marked(request.input_ids, width, population, rng, taken)
+        marked.append(Request(request.request_id, ids, request.max_new_tokens))
+    return marked
+
+
+def marker_width(vocabulary: int, requests: int) -> int:
+    """The marker width for ``requests`` requests drawn from ``vocabulary`` token ids.
+
+    The fewest leading tokens whose combinations (``vocabulary ** width``) are at least twice
+    ``requests``, so that a random draw is free at least half the time.
+    """
+    width = 1
+    while vocabulary**width < 2 * requests:
+        width += 1
+    return width
+
+
+def _marked(
+    ids: list[int], width: int, population: list[int], rng: random.Random,
+    taken: set[tuple[int, ...]],
+) -> list[int]:
+    size = min(width, len(ids))
+    marker = tuple(rng.choices(population, k=size))
+    for _ in range(_MAX_DRAWS):
+        if marker not in taken:
+            break
+        marker = tuple(rng.choices(population, k=size))
+    taken.add(marker)
+    return [*marker, *ids[size:]]
 
 
 def _encode(
@@ -256,6 +342,7 @@ __all__ = [
     "Prompt",
     "build_requests",
     "check_dataset",
+    "distinct_repeats",
     "load_prompts",
     "parse_prompts",
     "prompt_requests",

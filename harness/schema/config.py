@@ -176,7 +176,13 @@ class VllmConfig(Strict):
     gpu_memory_utilization: float | None = Field(
         None, gt=0, le=1, description="Fraction of GPU memory vLLM may take."
     )
-    enable_prefix_caching: bool | None = Field(None, description="Reuse KV of shared prefixes.")
+    enable_prefix_caching: bool | None = Field(
+        None,
+        description=(
+            "Serve prompt prefixes seen before from cached KV blocks, across requests. Unset = "
+            "off in measurement runs (vLLM's own default is on); the value used is recorded."
+        ),
+    )
     enable_chunked_prefill: bool | None = Field(None, description="Split long prefills.")
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = Field(
         None, description="KV-cache element type."
@@ -202,6 +208,15 @@ class TensorRtConfig(Strict):
     ) = Field(None, description="Quantisation algorithm.")
     kv_cache_free_gpu_memory_fraction: float | None = Field(
         None, gt=0, le=1, description="Free GPU memory given to the KV cache."
+    )
+    enable_block_reuse: bool | None = Field(
+        None,
+        description=(
+            "Reuse KV-cache blocks of prompt prefixes seen before, across requests "
+            "(KvCacheConfig(enable_block_reuse=...)). Unset = off in measurement runs "
+            "(TensorRT-LLM's own default is on); the value used is recorded. Part of the "
+            "engine cache key: some TensorRT-LLM versions build a different engine for it."
+        ),
     )
     builder_opt_level: int | None = Field(None, ge=0, le=5, description="TensorRT opt level.")
     engine_dir: str | None = Field(None, description="Use this prebuilt engine (no build).")

@@ -105,6 +105,15 @@ class ThroughputMetrics(Record):
     duration_s: float = Field(description="Measurement window length (s).")
     output_tokens_per_s: float
     requests_per_s: float
+    cached_prompt_tokens: int | None = Field(
+        None,
+        description=(
+            "Prompt tokens (count) in the window whose KV the engine took from a cross-request "
+            "cache instead of computing them: the sum of vLLM's RequestOutput.num_cached_tokens; "
+            "0 for PyTorch, which has no such cache; null where the backend does not report it "
+            "(TensorRT-LLM)."
+        ),
+    )
 
 
 class LatencyMetrics(Record):

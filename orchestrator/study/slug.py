@@ -18,6 +18,7 @@ _SHORT = {
     "max_num_batched_tokens": "tok", "max_num_tokens": "tok", "tensor_parallel_size": "tp",
     "tp_size": "tp", "pp_size": "pp", "gpu_memory_utilization": "mem",
     "kv_cache_free_gpu_memory_fraction": "kvmem", "enable_prefix_caching": "prefix",
+    "enable_block_reuse": "reuse",
     "enable_chunked_prefill": "chunked", "enforce_eager": "eager", "torch_compile": "compile",
     "load_in_8bit": "8bit", "load_in_4bit": "4bit", "block_size": "blk",
     "builder_opt_level": "opt", "max_input_len": "maxin", "max_seq_len": "maxseq",

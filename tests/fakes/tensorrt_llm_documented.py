@@ -74,7 +74,12 @@ def KvCacheConfig(*,
                   free_gpu_memory_fraction: float | None = None) -> None:
     """``tensorrt_llm/llmapi/llm_args.py``: ``class KvCacheConfig(StrictBaseModel)`` (pydantic,
     so keyword-only). The default of ``free_gpu_memory_fraction`` moved from None (the C++
-    runtime's 0.9) to 0.9 across versions; llem passes it only when the config sets it."""
+    runtime's 0.9) to 0.9 across versions; llem passes it only when the config sets it.
+    ``enable_block_reuse`` (default True: reuse KV blocks of prefixes seen before, across
+    requests) is a run-time executor setting that llem always passes (False unless the study
+    sets ``tensorrt.enable_block_reuse``). Versions whose LLM API arbitrates build options
+    (``_ConfigArbitrator`` in ``llm_args.py``/``llm_utils.py``) also claim
+    ``plugin_config.use_paged_context_fmha=True`` for it when building: the engine changes."""
 
 
 def QuantConfig(quant_algo: Any = None,
@@ -113,7 +118,7 @@ RELIED = {
     "LLM.shutdown": (),
     "BuildConfig": ("max_input_len", "max_seq_len", "max_batch_size", "max_beam_width",
                     "max_num_tokens"),
-    "KvCacheConfig": ("free_gpu_memory_fraction",),
+    "KvCacheConfig": ("free_gpu_memory_fraction", "enable_block_reuse"),
     "QuantConfig": ("quant_algo", "kv_cache_quant_algo"),
     "SamplingParams": ("end_id", "pad_id", "max_tokens", "n", "best_of", "use_beam_search",
                        "top_k", "top_p", "seed", "temperature", "min_tokens", "ignore_eos",

@@ -106,6 +106,33 @@ class SamplingParams:
     ) -> None: ...
 
 
+class RequestOutput:
+    """vllm/outputs.py, class RequestOutput: what generation returns. llem reads
+    ``outputs[0].token_ids`` and ``num_cached_tokens`` ("The number of tokens with prefix cache
+    hit"; the V1 engine sets it on every output of a request, streamed ones included).
+
+    llem never constructs one. The parameters after ``num_cached_tokens`` differ between
+    versions (keyword-only extras such as ``multi_modal_placeholders`` in some, only
+    ``**kwargs`` in the newest); the leading ones, up to ``num_cached_tokens``, do not.
+    """
+
+    def __init__(
+        self,
+        request_id: str,
+        prompt: str | None,
+        prompt_token_ids: list[int] | None,
+        prompt_logprobs: Any,
+        outputs: list[Any],
+        finished: bool,
+        metrics: Any = None,
+        lora_request: Any = None,
+        encoder_prompt: str | None = None,
+        encoder_prompt_token_ids: list[int] | None = None,
+        num_cached_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> None: ...
+
+
 @dataclass
 class EngineArgs:
     """vllm/engine/arg_utils.py, class EngineArgs: the fields llem sets (a dataclass of ~150)."""

@@ -34,6 +34,14 @@ DEFAULT_BATCH_SIZE = 1
 _MIB = 2**20
 MULTI_DEVICE_MAPS = frozenset({"auto", "balanced", "balanced_low_0", "sequential"})
 """device_map strategies that spread a model over every GPU the run may use."""
+CROSS_REQUEST_CACHE = {
+    "setting": None,
+    "enabled": False,
+    "source": "none exists: transformers' generate starts every batch from an empty KV cache "
+    "(llem passes none in), so no prompt token is served from an earlier request",
+}
+"""What ``effective_parameters`` records about cross-request KV caching (vLLM and TensorRT-LLM
+record their setting here)."""
 
 
 class PyTorchBackend(Backend):
@@ -243,6 +251,7 @@ class PyTorchBackend(Backend):
             "decoder_mode": self.config.decoder.mode,
             **self.decoding_kwargs(),
             "output_length": "fixed: min_new_tokens = max_new_tokens (EOS ignored)",
+            "cross_request_cache": CROSS_REQUEST_CACHE,
             "seed": self.config.random_seed,
             "lora": self.config.lora.model_dump() if self.config.lora else None,
             "generate_passthrough_kwargs": dict(self.config.passthrough_kwargs),

@@ -173,6 +173,7 @@ def _request_output(
         first_token_s=times_s[0],
         token_times_s=list(times_s) if streaming else None,
         output_ids=token_ids[:count],
+        cached_input_tokens=0,  # each generate call starts from an empty KV cache
     )
 
 

@@ -18,9 +18,14 @@ batching runs one request's prefill in the same engine steps as other requests' 
 instant separates the workload's prefill from its decode; the split is approximate: prefill from
 the call's start to the last request's first token, decode from there to the end.
 
-``passthrough_kwargs`` go to ``LLM(...)`` (when building and when loading an engine) and never
-override llem's own arguments. tensorrt_llm is imported inside methods only, and nothing here
-touches CUDA outside the library.
+``passthrough_kwargs`` go to ``LLM(...)`` (when building and when loading an engine); naming an
+argument llem sets itself (:data:`build.OWN_LLM_ARGS`) fails preflight and load. tensorrt_llm
+is imported inside methods only, and nothing here touches CUDA outside the library.
+
+Cross-request KV-block reuse is off unless the study turns it on (:func:`build.block_reuse`).
+How many prompt tokens reused blocks is not reported: the LLM API's outputs do not carry it
+(only per-request performance metrics do, in some versions, at a cost per request), so
+``cached_input_tokens`` stays None.
 """
 
 from __future__ import annotations
@@ -122,6 +127,9 @@ class TensorRtBackend(Backend):
         except LlemError as error:
             problems.append(str(error))
         problems.extend(self._device_problems())
+        conflict = build.passthrough_error(self.config)
+        if conflict is not None:
+            problems.append(problem(conflict.message, conflict.fix or ""))
         if self.settings.engine_dir:
             problems.extend(build.engine_problems(self.config, self._given_engine_dir()))
             return problems
@@ -130,8 +138,8 @@ class TensorRtBackend(Backend):
         return problems + ([opt_problem] if opt_problem else [])
 
     def caches_across_requests(self) -> bool:
-        """TensorRT-LLM's KV-cache block reuse: on unless the study turned it off."""
-        return getattr(self.settings, "enable_block_reuse", None) is not False
+        """TensorRT-LLM's KV-cache block reuse: off unless the study turned it on."""
+        return build.block_reuse(self.config)[0]
 
     def gpus_needed(self) -> int:
         """tp_size x pp_size: one GPU per rank."""
@@ -170,6 +178,9 @@ class TensorRtBackend(Backend):
 
         """
         self._model_dir = hf.model_directory(self.config.model, self.config.revision)
+        conflict = build.passthrough_error(self.config)
+        if conflict is not None:
+            raise conflict
         if self.settings.engine_dir:
             engine_dir = self._given_engine_dir()
             self._llm = self._construct(engine_dir, build.runtime_settings(self.config), "load")
@@ -334,6 +345,7 @@ class TensorRtBackend(Backend):
                 "quant_algo", None if given else build.quant_algo(self.config)),
             "kv_cache_quant_algo": quantization.get("kv_cache_quant_algo"),
             "kv_cache_config": self._kv_cache_config(),
+            "cross_request_cache": self._cross_request_cache(),
             "batching": "inflight",
             "device": self.device,
             "decoder_mode": self.config.decoder.mode,
@@ -363,6 +375,14 @@ class TensorRtBackend(Backend):
             "free_gpu_memory_fraction": getattr(kv_cache, "free_gpu_memory_fraction", requested),
             "enable_block_reuse": getattr(kv_cache, "enable_block_reuse", None),
         }
+
+    def _cross_request_cache(self) -> dict[str, Any]:
+        """KV-block reuse as the LLM runs it (else as requested) and who chose it."""
+        requested, source = build.block_reuse(self.config)
+        kv_cache = getattr(getattr(self._llm, "args", None), "kv_cache_config", None)
+        enabled = getattr(kv_cache, "enable_block_reuse", None)
+        return {"setting": "kv_cache_config.enable_block_reuse",
+                "enabled": requested if enabled is None else enabled, "source": source}
 
     def memory(self) -> MemoryMetrics | None:
         """None: the engine allocates in its own executor, so NVML is the only view of it."""

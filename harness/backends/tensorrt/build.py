@@ -3,6 +3,8 @@
 Both come from the same few functions, so the key cannot miss a field the build uses: every
 value handed to the builder is also in :func:`cache_description`, and nothing that only
 matters at run time is (the KV-cache memory fraction, sampling parameters, the workload).
+KV-block reuse is a run-time setting too, but some versions change the engine for it, so it is
+in the key (:func:`block_reuse`).
 
 A setting the config leaves unset means TensorRT-LLM's own default: it is not passed, and the
 key records it as ``None`` (the library version is in the key, so a changed default rebuilds).
@@ -63,6 +65,21 @@ RUNTIME_LIMITS = ("max_batch_size", "max_num_tokens")
 """Build limits that ``LLM(...)`` also takes as run-time limits (never above the built ones)."""
 
 _BUILD_LIMITS = ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens")
+
+OWN_LLM_ARGS = ("model", "tokenizer", "build_config", "tensor_parallel_size",
+                "pipeline_parallel_size", "dtype", "quant_config", "kv_cache_config",
+                *RUNTIME_LIMITS, "max_beam_width")
+"""``LLM(...)`` arguments llem derives from the config; ``passthrough_kwargs`` may not name
+them (they would be replaced without a word)."""
+
+PASSTHROUGH_FIX = ("set the tensorrt: section instead (e.g. tensorrt.enable_block_reuse, "
+                   "kv_cache_free_gpu_memory_fraction, max_batch_size); passthrough_kwargs may "
+                   "only add LLM arguments")
+
+BLOCK_REUSE_DEFAULT_SOURCE = (
+    "llem default: off in measurement runs (tensorrt.enable_block_reuse unset)"
+)
+BLOCK_REUSE_STUDY_SOURCE = "study: tensorrt.enable_block_reuse"
 
 
 def _row(setting: str, value: str) -> PrecisionRow:
@@ -188,13 +205,39 @@ def build_settings(config: ExperimentConfig) -> dict[str, Any]:
     return kwargs
 
 
+def block_reuse(config: ExperimentConfig) -> tuple[bool, str]:
+    """Whether the executor may reuse KV blocks across requests, and who decided.
+
+    Off unless the study sets ``tensorrt.enable_block_reuse``. TensorRT-LLM's own default (on)
+    would serve every full KV block of a prompt prefix seen before from cache, so the window
+    would do less prefill than the workload claims. It is a run-time ``KvCacheConfig`` field,
+    but it is handed to the builder too, and TensorRT-LLM versions whose LLM API arbitrates
+    build options turn ``use_paged_context_fmha`` on in the engine when it is True (and refuse
+    to load an engine without it): :func:`cache_description` keys on it.
+
+    Returns:
+        (enabled, source): the value passed to ``KvCacheConfig`` and where it came from.
+
+    """
+    requested = settings_of(config).enable_block_reuse
+    if requested is None:
+        return False, BLOCK_REUSE_DEFAULT_SOURCE
+    return requested, BLOCK_REUSE_STUDY_SOURCE
+
+
 def runtime_settings(config: ExperimentConfig) -> dict[str, Any]:
-    """Keyword arguments for every ``LLM(...)``: run-time limits and the KV-cache memory."""
+    """Keyword arguments for every ``LLM(...)``: run-time limits and the KV-cache settings.
+
+    ``KvCacheConfig`` always carries ``enable_block_reuse`` (:func:`block_reuse`); the memory
+    fraction only when the config sets it (else TensorRT-LLM's default).
+    """
     kwargs: dict[str, Any] = dict(runtime_limits(config))
+    kv_cache: dict[str, Any] = {"enable_block_reuse": block_reuse(config)[0]}
     fraction = settings_of(config).kv_cache_free_gpu_memory_fraction
     if fraction is not None:
-        llmapi = importlib.import_module("tensorrt_llm.llmapi")
-        kwargs["kv_cache_config"] = llmapi.KvCacheConfig(free_gpu_memory_fraction=fraction)
+        kv_cache["free_gpu_memory_fraction"] = fraction
+    llmapi = importlib.import_module("tensorrt_llm.llmapi")
+    kwargs["kv_cache_config"] = llmapi.KvCacheConfig(**kv_cache)
     return kwargs
 
 
@@ -226,6 +269,8 @@ def cache_description(config: ExperimentConfig, revision: str, trt_version: str,
         **{name: getattr(settings, name) for name in _BUILD_LIMITS},
         "max_beam_width": beam_width(config.decoder),
         "builder_opt_level": settings.builder_opt_level,
+        # Handed to LLM(...) with the build arguments; some versions build for it.
+        "enable_block_reuse": block_reuse(config)[0],
         # Handed to LLM(...) with the build arguments, so they may change the engine.
         "passthrough_kwargs": dict(config.passthrough_kwargs),
         "tensorrt_llm_version": trt_version,
@@ -274,6 +319,15 @@ def engine_problems(config: ExperimentConfig, engine_dir: Path) -> list[str]:
         for name, value in needed.items()
         if isinstance(built.get(name), int) and built[name] < value
     ]
+
+
+def passthrough_error(config: ExperimentConfig) -> BackendError | None:
+    """The error for ``passthrough_kwargs`` that name an argument llem sets, or None."""
+    conflicts = sorted(set(OWN_LLM_ARGS) & set(config.passthrough_kwargs))
+    if not conflicts:
+        return None
+    return BackendError(f"passthrough_kwargs {', '.join(conflicts)} would be replaced by what "
+                        "llem sets from the config", fix=PASSTHROUGH_FIX)
 
 
 def workload_problems(config: ExperimentConfig) -> list[str]:

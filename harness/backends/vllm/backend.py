@@ -110,8 +110,8 @@ class VllmBackend(Backend):
             pipeline if isinstance(pipeline, int) and pipeline > 0 else 1)
 
     def caches_across_requests(self) -> bool:
-        """vLLM's prefix cache: on unless the study turned it off (vLLM's own default: on)."""
-        return self.settings.enable_prefix_caching is not False
+        """Whether vLLM's prefix cache is on: off unless the study turned it on."""
+        return engine.prefix_caching(self.config)[0]
 
     def _device_problems(self) -> list[str]:
         if not self.device.startswith("cuda"):
@@ -281,6 +281,7 @@ class VllmBackend(Backend):
             "batching": "continuous",
             **settings,
             "settings_source": source,
+            "cross_request_cache": self._cross_request_cache(settings),
             "precision": self.config.precision,
             "decoder_mode": self.config.decoder.mode,
             **generation.decoding_kwargs(self.config.decoder),
@@ -294,6 +295,13 @@ class VllmBackend(Backend):
             "environment": dict(self._environment or engine.planned_environment()),
             "timing": self._timing(),
         }
+
+    def _cross_request_cache(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Prefix caching as the engine runs it (resolved, else requested) and who chose it."""
+        requested, source = engine.prefix_caching(self.config)
+        enabled = settings.get("enable_prefix_caching")
+        return {"setting": "enable_prefix_caching",
+                "enabled": requested if enabled is None else enabled, "source": source}
 
     def _timing(self) -> str:
         if self.streaming:

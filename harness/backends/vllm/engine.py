@@ -50,7 +50,13 @@ SECTION_ARGS = (
     "enable_chunked_prefill",
     "block_size",
 )
-"""``vllm:`` section fields, passed under the same name, and only when set."""
+"""``vllm:`` section fields, passed under the same name, and only when set (except
+``enable_prefix_caching``, which is always passed: see :func:`prefix_caching`)."""
+
+PREFIX_CACHING_DEFAULT_SOURCE = (
+    "llem default: off in measurement runs (vllm.enable_prefix_caching unset)"
+)
+PREFIX_CACHING_STUDY_SOURCE = "study: vllm.enable_prefix_caching"
 
 OWN_ARGS = ("model", "tokenizer", "revision", "dtype", "seed")
 """Engine arguments llem derives from the config; passthrough_kwargs may not name them."""
@@ -91,6 +97,24 @@ def settings(config: ExperimentConfig) -> VllmConfig:
     return config.vllm or VllmConfig()
 
 
+def prefix_caching(config: ExperimentConfig) -> tuple[bool, str]:
+    """Whether the engine may serve prompt tokens from its prefix cache, and who decided.
+
+    Off unless the study sets ``vllm.enable_prefix_caching``. vLLM's own default (on in the V1
+    engine) would serve every full KV block of a prompt prefix seen before from cache, so the
+    window would do less prefill than the workload claims, and less than the other backends
+    do for the same workload.
+
+    Returns:
+        (enabled, source): the value passed to the engine and where it came from.
+
+    """
+    requested = settings(config).enable_prefix_caching
+    if requested is None:
+        return False, PREFIX_CACHING_DEFAULT_SOURCE
+    return requested, PREFIX_CACHING_STUDY_SOURCE
+
+
 def passthrough_conflicts(config: ExperimentConfig) -> list[str]:
     """Passthrough keys that would override what llem sets from the config (sorted)."""
     reserved = set(OWN_ARGS) | set(SECTION_ARGS)
@@ -102,7 +126,8 @@ def engine_kwargs(config: ExperimentConfig, model_dir: Path) -> dict[str, Any]:
 
     The model and tokenizer are the resolved local directory, so vLLM never looks anything up
     on the hub. ``vllm:`` fields that are unset are left out, so vLLM applies its own default
-    (which can depend on the GPU) and the resolved value is recorded after construction.
+    (which can depend on the GPU) and the resolved value is recorded after construction; the
+    exception is ``enable_prefix_caching``, always passed (:func:`prefix_caching`).
     ``disable_log_stats`` is what ``LLM`` sets by itself; giving it explicitly keeps the
     streaming engine equally quiet. ``passthrough_kwargs`` come last, as further engine
     arguments (they must not name an argument listed in :data:`OWN_ARGS` or
@@ -121,6 +146,7 @@ def engine_kwargs(config: ExperimentConfig, model_dir: Path) -> dict[str, Any]:
         value = getattr(section, name)
         if value is not None:
             kwargs[name] = value
+    kwargs["enable_prefix_caching"] = prefix_caching(config)[0]
     kwargs.update(config.passthrough_kwargs)
     return kwargs
 
@@ -130,6 +156,7 @@ def requested_settings(config: ExperimentConfig) -> dict[str, Any]:
     section = settings(config)
     requested: dict[str, Any] = dict.fromkeys(RESOLVED_FIELDS)
     requested.update({name: getattr(section, name) for name in SECTION_ARGS})
+    requested["enable_prefix_caching"] = prefix_caching(config)[0]
     requested["dtype"] = VLLM_DTYPES[config.precision]
     requested.update(
         {name: value for name, value in config.passthrough_kwargs.items() if name in requested}

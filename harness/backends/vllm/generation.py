@@ -92,8 +92,19 @@ def generate_offline(
     outputs = []
     for request, result in zip(requests, results, strict=True):
         ids = _checked_ids(request, list(result.outputs[0].token_ids))
-        outputs.append(_output(request, ids, start_s, end_s))
+        output = _output(request, ids, start_s, end_s)
+        output.cached_input_tokens = cached_tokens(result)
+        outputs.append(output)
     return outputs
+
+
+def cached_tokens(result: Any) -> int | None:
+    """A ``RequestOutput``'s prompt tokens served from the prefix cache (None: not reported).
+
+    ``num_cached_tokens`` is the request's count, the same on every output of it.
+    """
+    value = getattr(result, "num_cached_tokens", None)
+    return None if value is None else int(value)
 
 
 @dataclass
@@ -102,6 +113,7 @@ class _Stream:
 
     ids: list[int] = field(default_factory=list)
     times_s: list[float] = field(default_factory=list)
+    cached_tokens: int | None = None
 
 
 def generate_streaming(
@@ -158,6 +170,9 @@ async def _stream(
         new_ids = list(output.outputs[0].token_ids)
         stream.ids.extend(new_ids)
         stream.times_s.extend([arrived_s] * len(new_ids))
+        reported = cached_tokens(output)
+        if reported is not None:  # a count, not a delta: every output repeats it
+            stream.cached_tokens = max(stream.cached_tokens or 0, reported)
     return stream
 
 
@@ -178,6 +193,7 @@ def _streamed_output(request: Request, stream: _Stream, start_s: float) -> Reque
     output = _output(request, ids, start_s, stream.times_s[-1])
     output.first_token_s = stream.times_s[0]
     output.token_times_s = list(stream.times_s)
+    output.cached_input_tokens = stream.cached_tokens
     return output
 
 

@@ -5,9 +5,12 @@ mirrors vLLM 0.10's module layout and behaviour where llem depends on it: ``LLM(
 builds a dataclass ``EngineArgs`` (an unknown argument is a ``TypeError``), ``SamplingParams``
 validates like vLLM's, generation stops at EOS unless ``ignore_eos`` and never before
 ``min_tokens``, outputs come back in prompt order with ``metrics=None`` (V1), and the async
-engine streams outputs over several event-loop steps. The resolved ``llm_engine.vllm_config``
-carries vLLM's documented defaults. Every call llem makes is recorded in ``vllm._fake.CALLS``
-so tests can check it against the documented signatures (``tests/fakes/vllm_documented.py``).
+engine streams outputs over several event-loop steps. Automatic prefix caching is modelled
+(``vllm._fake.PrefixCache``): repeated full KV blocks are served from cache, on by default as
+in V1, and every ``RequestOutput`` reports its request's ``num_cached_tokens``. The resolved
+``llm_engine.vllm_config`` carries vLLM's documented defaults. Every call llem makes is
+recorded in ``vllm._fake.CALLS`` so tests can check it against the documented signatures
+(``tests/fakes/vllm_documented.py``).
 """
 
 from vllm.engine.arg_utils import AsyncEngineArgs, EngineArgs

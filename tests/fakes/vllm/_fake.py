@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import json
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ class Faults:
 
     drop_last_token = False
     """Every request ends one token short (as a stop string or a context limit would do)."""
+
+    prefix_caching_ignores_flag = False
+    """The engine caches prefixes even with ``enable_prefix_caching=False``, as an engine that
+    ignored the argument would; what it served from cache is still reported."""
 
 
 STEP_S = 0.002
@@ -109,6 +114,53 @@ class FakeModel:
                 f"length of {self.max_model_len}."
             )
         return ids
+
+
+class PrefixCache:
+    """vLLM's automatic prefix caching (the V1 ``KVCacheManager``), as far as it decides how
+    many prompt tokens of a request are served from cache.
+
+    KV blocks hold ``block_size`` tokens; a full block is known by a hash chained with its
+    parent's, so it matches only behind the same whole prefix. A request's hit is its longest
+    run of leading full blocks already cached, within ``prompt length - 1`` tokens: vLLM always
+    recomputes the last prompt token to get its logits, and hits are whole blocks. After a
+    request runs, every full block of its prompt and output is cached. Requests are looked up
+    in submission order, each seeing the blocks of the requests before it (earlier calls
+    included). Nothing is evicted: the fake's made-up block pool never fills.
+
+    Args:
+        block_size: tokens per KV block (the engine's resolved ``block_size``).
+        enabled: the engine's resolved ``enable_prefix_caching``.
+    """
+
+    def __init__(self, block_size: int, enabled: bool) -> None:
+        self.block_size = block_size
+        self.enabled = enabled
+        self._blocks: set[bytes] = set()
+
+    def lookup(self, prompt_ids: list[int]) -> int:
+        """Prompt tokens served from cache: ``RequestOutput.num_cached_tokens``."""
+        if not (self.enabled or Faults.prefix_caching_ignores_flag):
+            return 0
+        hits = 0
+        for block in self._hashes(prompt_ids[: len(prompt_ids) - 1]):
+            if block not in self._blocks:
+                break
+            hits += 1
+        return hits * self.block_size
+
+    def insert(self, token_ids: list[int]) -> None:
+        """Cache every full block of a finished request's tokens (prompt and output)."""
+        self._blocks.update(self._hashes(token_ids))
+
+    def _hashes(self, token_ids: list[int]) -> list[bytes]:
+        hashes: list[bytes] = []
+        parent = b""
+        for start in range(0, len(token_ids) - self.block_size + 1, self.block_size):
+            block = token_ids[start : start + self.block_size]
+            parent = hashlib.sha256(parent + repr(block).encode()).digest()
+            hashes.append(parent)
+        return hashes
 
 
 def recorded(target: str) -> Any:

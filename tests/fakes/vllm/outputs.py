@@ -1,4 +1,8 @@
-"""``vllm.outputs``: what generation returns (vllm/outputs.py)."""
+"""``vllm.outputs``: what generation returns (vllm/outputs.py).
+
+``RequestOutput`` has vLLM's parameters up to ``num_cached_tokens``; those after it differ
+between versions and are taken as ``**kwargs``.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ class RequestOutput:
         finished: bool,
         metrics: Any = None,
         lora_request: Any = None,
+        encoder_prompt: str | None = None,
+        encoder_prompt_token_ids: list[int] | None = None,
+        num_cached_tokens: int | None = None,
+        **kwargs: Any,
     ) -> None:
         self.request_id = request_id
         self.prompt = prompt
@@ -37,3 +45,7 @@ class RequestOutput:
         self.finished = finished
         self.metrics = metrics  # the V1 engine leaves it None
         self.lora_request = lora_request
+        self.encoder_prompt = encoder_prompt
+        self.encoder_prompt_token_ids = encoder_prompt_token_ids
+        # "The number of tokens with prefix cache hit": the request's, on every output of it.
+        self.num_cached_tokens = num_cached_tokens

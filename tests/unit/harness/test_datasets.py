@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from harness.backends.base import Backend, BatchCallback, GenerationOutput, Request
-from harness.datasets import build_requests, check_dataset, load_prompts
+from harness.datasets import (
+    Prompt,
+    build_requests,
+    check_dataset,
+    load_prompts,
+    prompt_requests,
+)
 from harness.errors import ConfigError, PreflightError
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import MemoryMetrics
@@ -130,9 +136,81 @@ def test_builtin_prompts_are_truncated_to_input_len_and_cycled_to_n() -> None:
     assert len(requests) == 45
     assert all(len(r.input_ids) <= 20 for r in requests)
     assert requests[0].input_ids == [ord(c) for c in prompts[0].text[:20]]
-    assert requests[40].input_ids == requests[0].input_ids
+    assert len(requests[40].input_ids) == len(requests[0].input_ids)
     assert requests[40].request_id == 40
     assert all(r.max_new_tokens == 5 for r in requests)
+
+
+# -- cycled prompt sets: every repeat is distinct -------------------------------------------
+
+BLOCK = 16
+"""vLLM's default KV-cache block (tokens): two requests whose first BLOCK tokens agree share a
+cacheable block."""
+
+
+def first_blocks(requests: list[Request], block: int = BLOCK) -> set[tuple[int, ...]]:
+    return {tuple(r.input_ids[:block]) for r in requests}
+
+
+def test_cycled_builtin_prompts_share_no_first_block_and_keep_their_lengths() -> None:
+    requests = requests_for(dataset="llem-prompts-v1", n=120, input_len=64, output_len=5)
+    prompts = load_prompts("llem-prompts-v1")
+    originals = [[ord(c) for c in p.text[:64]] for p in prompts]
+
+    assert len(requests) == 120
+    assert len(first_blocks(requests)) == 120
+    # A repeat's first two tokens are its own, so it shares no block of any size >= 2.
+    heads = [tuple(r.input_ids[:2]) for r in requests]
+    assert all(heads.count(head) == 1 for head in heads[40:])
+    assert [len(r.input_ids) for r in requests] == [len(originals[i % 40]) for i in range(120)]
+    assert [r.input_ids for r in requests[:40]] == originals  # the first pass is untouched
+    for request in requests[40:]:
+        original = originals[request.request_id % 40]
+        assert request.input_ids != original
+        assert request.input_ids[2:] == original[2:]  # only the leading tokens changed
+        assert set(request.input_ids[:2]) <= set(range(4, 201))  # ordinary vocabulary ids
+
+
+def test_cycled_jsonl_prompts_are_distinct_and_keep_their_lengths_and_outputs(
+    tmp_path: Path,
+) -> None:
+    path = write_jsonl(tmp_path / "p.jsonl", [
+        json.dumps({"prompt": "The same long system preamble, then question one?",
+                    "max_new_tokens": 3}),
+        json.dumps({"prompt": "A second prompt that is long enough to fill a block."}),
+    ])
+
+    requests = requests_for(dataset=str(path), n=9, input_len=40)
+
+    assert len(first_blocks(requests)) == 9
+    assert [len(r.input_ids) for r in requests] == [40, 40] * 4 + [40]
+    assert [r.max_new_tokens for r in requests] == [3, 7] * 4 + [3]
+
+
+def test_distinct_repeats_are_seeded() -> None:
+    first = requests_for(dataset="llem-prompts-v1", n=50, input_len=30, random_seed=3)
+    again = requests_for(dataset="llem-prompts-v1", n=50, input_len=30, random_seed=3)
+    other = requests_for(dataset="llem-prompts-v1", n=50, input_len=30, random_seed=4)
+
+    assert first == again
+    assert [r.input_ids for r in first[40:]] != [r.input_ids for r in other[40:]]
+    assert [r.input_ids for r in first[:40]] == [r.input_ids for r in other[:40]]
+
+
+def test_a_tiny_vocabulary_gets_a_wider_marker_and_repeats_stay_distinct() -> None:
+    config = make_config(dataset="llem-prompts-v1", n=40, input_len=20)
+    prompts = [Prompt("abcdefghijklmnopqrstu", None, "line 1")]
+
+    requests = prompt_requests(prompts, config, lambda text: [ord(c) for c in text], [5, 6, 7])
+
+    assert len(first_blocks(requests)) == 40
+    assert all(len(r.input_ids) == 20 for r in requests)
+
+
+def test_synthetic_prompts_share_no_first_block() -> None:
+    requests = requests_for(n=300, input_len=BLOCK)
+
+    assert len(first_blocks(requests)) == 300
 
 
 # -- .jsonl files ---------------------------------------------------------------------------

@@ -61,3 +61,14 @@ def test_device_memory_from_the_time_series():
     assert memory.peak_inference_memory_mb == (9500 - 500) + (8100 - 400)
     assert "KV-cache" in memory.method
     assert device_memory(samples, 1.0, 4.0, [], [0, 1]) is None  # no in-window reading
+
+
+def test_cached_prompt_tokens_are_summed_only_when_every_request_reports_them():
+    reported = output(False)
+    for item, cached in zip(reported.outputs, (0, 16, 32, 0), strict=True):
+        item.cached_input_tokens = cached
+    assert metrics.throughput(reported, duration_s=1.0).cached_prompt_tokens == 48
+
+    reported.outputs[2].cached_input_tokens = None  # one request's count unknown
+    assert metrics.throughput(reported, duration_s=1.0).cached_prompt_tokens is None
+    assert metrics.throughput(output(False), duration_s=1.0).cached_prompt_tokens is None

@@ -260,3 +260,19 @@ def test_slugs_are_safe_directory_names(tmp_path: Path) -> None:
     )
     slug = load_study(path).experiments[0].slug
     assert slug == "pytorch-Other_Model_7B-compile"
+
+
+def test_a_cross_request_cache_sweep_names_itself_in_the_slug(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        model: tiny
+        backend: [vllm, tensorrt]
+        sweep:
+          vllm.enable_prefix_caching: [false, true]
+          tensorrt.enable_block_reuse: [false, true]
+        """,
+    )
+
+    assert [entry.slug for entry in load_study(path).experiments] == [
+        "vllm-noprefix", "vllm-prefix", "tensorrt-noreuse", "tensorrt-reuse"]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from vllm._fake import STEP_S, FakeModel, record, recorded
+from vllm._fake import STEP_S, FakeModel, PrefixCache, record, recorded
 from vllm.config import VllmConfig
 from vllm.engine.arg_utils import EngineArgs
 from vllm.outputs import CompletionOutput, RequestOutput
@@ -43,6 +43,8 @@ class LLMEngine:
         self.engine_core = EngineCoreClient(FakeWorkers(
             parallel.tensor_parallel_size * parallel.pipeline_parallel_size,
             vllm_config.cache_config.gpu_memory_utilization))
+        cache = vllm_config.cache_config
+        self.prefix_cache = PrefixCache(cache.block_size, cache.enable_prefix_caching)
 
 
 class LLM:
@@ -128,14 +130,19 @@ class LLM:
 
     def _run(self, prompt: Any, params: SamplingParams) -> RequestOutput:
         ids, reason = self.llm_engine.model.continuation(prompt, params)
+        prompt_ids = list(prompt["prompt_token_ids"])
+        cache = self.llm_engine.prefix_cache
+        cached = cache.lookup(prompt_ids)
+        cache.insert(prompt_ids + ids)
         self._counter += 1
         return RequestOutput(
             request_id=str(self._counter),
             prompt=None,
-            prompt_token_ids=list(prompt["prompt_token_ids"]),
+            prompt_token_ids=prompt_ids,
             prompt_logprobs=None,
             outputs=[CompletionOutput(index=0, text="", token_ids=ids, finish_reason=reason)],
             finished=True,
+            num_cached_tokens=cached,
         )
 
 

@@ -384,3 +384,14 @@ def test_preflight_reports_gpu_only_settings_on_cpu(
     problems = PyTorchBackend(config, "cpu").preflight()
 
     assert any("needs a CUDA GPU, not cpu" in p for p in problems)
+
+
+def test_no_prompt_token_comes_from_a_cross_request_cache(make_backend: MakeBackend) -> None:
+    backend = make_backend(pytorch={"batch_size": 2})
+    output = run(backend)
+
+    # Known, not unknown: every generate call starts from an empty KV cache.
+    assert [item.cached_input_tokens for item in output.outputs] == [0, 0, 0, 0]
+    cache = backend.effective_parameters()["cross_request_cache"]
+    assert cache["setting"] is None and cache["enabled"] is False
+    assert "empty KV cache" in cache["source"]

@@ -127,6 +127,9 @@ BUILD_CHANGES = [
     {"tensorrt": {"builder_opt_level": 3}},
     {"decoder": {"mode": "beam"}},
     {"passthrough_kwargs": {"embedding_parallel_mode": "NONE"}},
+    # A run-time setting, but handed to LLM(...) while building, and some TensorRT-LLM versions
+    # build paged context FMHA into the engine when block reuse is on.
+    {"tensorrt": {"enable_block_reuse": True}},
 ]
 
 
@@ -156,6 +159,7 @@ RUNTIME_CHANGES = [
     {"energy": {"backend": "none"}},
     {"latency": {"streaming": True}},
     {"tensorrt": {"tp_size": 1, "pp_size": 1}},  # the default, spelled out
+    {"tensorrt": {"enable_block_reuse": False}},  # llem's default, spelled out
 ]
 
 
@@ -207,7 +211,9 @@ def test_unset_build_fields_keep_the_library_defaults(trtllm: ModuleType) -> Non
     defaults = trtllm.llmapi.BuildConfig()
 
     assert settings["build_config"] == defaults
-    assert "kv_cache_config" not in settings and "max_batch_size" not in settings
+    assert "max_batch_size" not in settings
+    # The KV-cache memory is the library's default; block reuse is off (llem's default).
+    assert settings["kv_cache_config"] == trtllm.llmapi.KvCacheConfig(enable_block_reuse=False)
     assert settings["tensor_parallel_size"] == settings["pipeline_parallel_size"] == 1
 
 
@@ -315,6 +321,19 @@ def test_preflight_checks_a_given_engine_dir(trtllm: ModuleType, tiny_model_dir:
     assert "built with max_beam_width 1, but this experiment needs 2" in problems
 
 
+def test_passthrough_may_not_replace_the_kv_cache_settings_llem_sets(
+        trtllm: ModuleType, tiny_model_dir: Path, tmp_path: Path) -> None:
+    backend = make_backend(tiny_model_dir, tmp_path, passthrough_kwargs={
+        "kv_cache_config": {"enable_block_reuse": True}, "max_batch_size": 8, "fast_build": True})
+
+    [found] = backend.preflight()
+    assert "passthrough_kwargs kv_cache_config, max_batch_size would be replaced" in found
+    assert "tensorrt.enable_block_reuse" in found
+    with pytest.raises(BackendError, match="kv_cache_config, max_batch_size"):
+        backend.load()
+    assert fake_llm_module().INSTANCES == []
+
+
 # -- loading and the engine cache -------------------------------------------------------------
 
 
@@ -355,6 +374,34 @@ def test_a_hit_loads_the_cached_engine_without_building(trtllm: ModuleType,
     assert record.key == first.engine_cache().key
     assert fake.INSTANCES[1].args.model == record.engine_dir
     assert second.effective_parameters()["kv_cache_config"]["free_gpu_memory_fraction"] == 0.3
+    assert fake.INSTANCES[1].args.kv_cache_config.enable_block_reuse is False
+
+
+@pytest.mark.parametrize(("section", "enabled", "source"), [
+    ({}, False, "llem default: off in measurement runs (tensorrt.enable_block_reuse unset)"),
+    ({"enable_block_reuse": False}, False, "study: tensorrt.enable_block_reuse"),
+    ({"enable_block_reuse": True}, True, "study: tensorrt.enable_block_reuse"),
+])
+def test_block_reuse_is_off_unless_the_study_turns_it_on(
+        trtllm: ModuleType, tiny_model_dir: Path, tmp_path: Path, section: dict[str, Any],
+        enabled: bool, source: str) -> None:
+    built = make_backend(tiny_model_dir, tmp_path, tensorrt=section)
+    built.load()  # a miss: the LLM that builds the engine also serves it
+    loaded = make_backend(tiny_model_dir, tmp_path, tensorrt=section)
+    loaded.load()  # a hit: the engine is loaded from the cache
+    fake = fake_llm_module()
+
+    assert (fake.BUILDS, fake.LOADS) == (1, 1)
+    for backend, llm in ((built, fake.INSTANCES[0]), (loaded, fake.INSTANCES[1])):
+        assert llm.args.kv_cache_config.enable_block_reuse is enabled
+        params = backend.effective_parameters()
+        assert params["kv_cache_config"]["enable_block_reuse"] is enabled
+        assert params["cross_request_cache"] == {
+            "setting": "kv_cache_config.enable_block_reuse", "enabled": enabled,
+            "source": source}
+    engine = built.engine_cache()
+    assert engine is not None and engine.description is not None
+    assert engine.description["enable_block_reuse"] is enabled
 
 
 def test_another_gpu_generation_or_library_version_builds_again(
@@ -406,6 +453,7 @@ def test_a_given_engine_dir_is_used_as_is(trtllm: ModuleType, tiny_model_dir: Pa
     assert record.engine_dir == str(engine) and record.key is None
     assert fake_llm_module().LOADS == 1 and not (tmp_path / "cache").exists()
     assert backend.effective_parameters()["build_config"]["max_batch_size"] == 8
+    assert fake_llm_module().INSTANCES[1].args.kv_cache_config.enable_block_reuse is False
 
 
 # -- generation ------------------------------------------------------------------------------
@@ -537,6 +585,9 @@ def test_two_runs_build_once_then_hit(trtllm: ModuleType, tiny_model_dir: Path,
         assert params["build_config"]["max_seq_len"] == 4096  # the model's, resolved at build
         assert params["batching"] == "inflight" and params["ignore_eos"] is True
         assert params["min_tokens"] == params["max_tokens"] == 12
+        # TensorRT-LLM's outputs do not say how many prompt tokens reused KV blocks: unknown.
+        assert result.throughput.cached_prompt_tokens is None
+        assert "cross_request_cache_hits" not in result.warning_codes()
     assert first.effective_parameters["engine_source"] == "cache"
 
 

@@ -141,9 +141,10 @@ def test_a_run_measures_the_fixed_work_and_records_what_the_engine_resolved(
     assert identity is not None and identity.method == "nvml_processes_or_memory"
     assert result.energy.energy_per_output_token_j == pytest.approx(
         result.energy.energy_j / (N * OUTPUT_LEN))
-    # Without streaming there are no first-token times: no TTFT, no ITL, no phase split.
+    # Without streaming there are no first-token times: no TTFT, no ITL; the phase split
+    # comes from the measured prefill pass.
     assert result.latency.e2e is not None and result.latency.ttft is None
-    assert result.energy.phase_split_method is None and result.energy.prefill is None
+    assert result.energy.phase_split_method == "prefill_pass"
     assert result.memory is None
     assert result.environment.backend_versions["vllm"] == "0.10.2+fake"
 
@@ -157,7 +158,7 @@ def test_a_run_records_the_engine_arguments_and_resolved_settings(
 
     expected_kwargs = {"model": model_dir, "tokenizer": model_dir, "revision": None,
                        "dtype": "float16", "seed": 42, "disable_log_stats": True,
-                       "max_num_seqs": MAX_NUM_SEQS}
+                       "max_num_seqs": MAX_NUM_SEQS, "enable_prefix_caching": False}
     assert params["engine_kwargs"] == expected_kwargs
     [construction] = recorded("LLM")
     assert construction.kwargs == expected_kwargs
@@ -165,7 +166,8 @@ def test_a_run_records_the_engine_arguments_and_resolved_settings(
     assert params["max_num_seqs"] == MAX_NUM_SEQS  # from the config
     assert params["block_size"] == 16  # vLLM's defaults, resolved by the engine
     assert params["max_num_batched_tokens"] == 8192
-    assert params["enable_prefix_caching"] is True and params["kv_cache_dtype"] == "auto"
+    assert params["enable_prefix_caching"] is False  # llem's default for measurement
+    assert params["kv_cache_dtype"] == "auto"
     assert params["dtype"] == "float16" and params["max_model_len"] == 4096
     assert params["num_gpu_blocks"] > 0
     assert params["environment"]["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
@@ -178,7 +180,12 @@ def test_warmup_is_one_engine_wave_and_the_engine_is_shut_down(
     execute(tiny_model_dir, tmp_path / "run")
 
     calls = recorded("LLM.generate")
-    assert [len(call.args[0]) for call in calls] == [MAX_NUM_SEQS, N]  # warmup, then the window
+    sizes = [len(call.args[0]) for call in calls]
+    assert sizes[:2] == [MAX_NUM_SEQS, N]  # warmup, then the window
+    # then the prefill pass: the window's prompts, one token each, repeated
+    assert set(sizes[2:]) == {N}
+    assert all(params.max_tokens == 1 for call in calls[2:] for params in
+               ([call.args[1]] if not isinstance(call.args[1], list) else call.args[1]))
     assert all(call.kwargs == {"use_tqdm": False} for call in calls)
     assert len(recorded("engine_core.shutdown")) == 1
     events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").open()]
@@ -205,7 +212,9 @@ def test_streaming_gives_ttft_itl_and_a_measured_phase_split(
     assert result.throughput.output_tokens == N * OUTPUT_LEN
     assert result.effective_parameters["engine"] == "AsyncLLMEngine"
     assert len(recorded("AsyncLLMEngine.from_engine_args")) == 1
-    assert len(recorded("AsyncLLMEngine.generate")) == MAX_NUM_SEQS + N
+    assert energy.prefill_pass is not None
+    assert len(recorded("AsyncLLMEngine.generate")) == MAX_NUM_SEQS + N * (
+        1 + energy.prefill_pass.repeats)  # warmup, window, prefill pass
     assert len(recorded("AsyncLLMEngine.shutdown")) == 1
 
 
@@ -504,6 +513,177 @@ def test_versions_and_vocabulary(fake_vllm: ModuleType, tiny_model_dir: Path) ->
     assert backend.encode("energy") and all(0 <= token < 512 for token in backend.encode("watt"))
 
 
+# -- cross-request prefix caching -----------------------------------------------------------
+
+PROMPT_LEN, DISTINCT = 300, 40
+
+
+def cycled_prompts(copies: int = 2, seed: int = 7) -> list[list[int]]:
+    """40 distinct 300-token prompts repeated verbatim: a prompt set cycled the old way."""
+    import random
+
+    rng = random.Random(seed)
+    distinct = [rng.choices(range(3, 512), k=PROMPT_LEN) for _ in range(DISTINCT)]
+    return [list(prompt) for _ in range(copies) for prompt in distinct]
+
+
+def cached_by_the_fake(llm: Any, vllm: ModuleType, prompts: list[list[int]]) -> list[int]:
+    outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompts],
+                           vllm.SamplingParams(max_tokens=2, ignore_eos=True))
+    return [output.num_cached_tokens for output in outputs]
+
+
+def test_the_fake_serves_repeated_full_blocks_from_its_prefix_cache_like_vllm(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    # The reported case (vLLM's CPU engine, caching on by default): 40 distinct 300-token
+    # prompts cycled to 80 requests, 10,240 of 24,000 prompt tokens (43 %) from the prefix
+    # cache, 256 per repeat. With 128-token blocks that is two whole blocks of every repeat:
+    # a third would need all 300 tokens, and vLLM always recomputes the last prompt token.
+    llm = fake_vllm.LLM(str(tiny_model_dir), block_size=128)
+    cached = cached_by_the_fake(llm, fake_vllm, cycled_prompts())
+
+    assert cached == [0] * DISTINCT + [256] * DISTINCT
+    assert sum(cached) == 10_240 and round(100 * sum(cached) / (80 * PROMPT_LEN)) == 43
+
+
+def test_the_fake_caches_only_whole_leading_blocks_and_never_the_last_token(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    llm = fake_vllm.LLM(str(tiny_model_dir))  # vLLM's default 16-token blocks
+    shared = list(range(10, 50))  # 40 tokens: two full blocks and a partial one
+    prompts = [shared + [60, 61], shared + [70, 71], list(range(100, 132)), list(range(100, 132)),
+               [5, *shared[1:], 80]]
+
+    # The second prompt shares 40 tokens with the first: 2 blocks. An exact 32-token repeat
+    # gets 1 block (its second block ends at the last token). A changed first token breaks
+    # the chain of every later block.
+    assert cached_by_the_fake(llm, fake_vllm, prompts) == [0, 32, 0, 16, 0]
+    # The cache outlives the call: a later call hits what an earlier one computed.
+    assert cached_by_the_fake(llm, fake_vllm, [shared + [90]]) == [32]
+
+
+def test_the_fake_caches_nothing_with_prefix_caching_off(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    llm = fake_vllm.LLM(str(tiny_model_dir), block_size=128, enable_prefix_caching=False)
+
+    assert cached_by_the_fake(llm, fake_vllm, cycled_prompts()) == [0] * (2 * DISTINCT)
+
+
+def test_every_streamed_output_carries_its_requests_cached_tokens(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    import asyncio
+
+    args = fake_vllm.AsyncEngineArgs(model=str(tiny_model_dir))
+    engine = fake_vllm.AsyncLLMEngine.from_engine_args(args)
+    prompt = {"prompt_token_ids": list(range(10, 60))}
+    params = fake_vllm.SamplingParams(max_tokens=6, ignore_eos=True,
+                                      output_kind=fake_vllm.RequestOutputKind.DELTA)
+
+    async def stream(request_id: str) -> list[Any]:
+        return [output.num_cached_tokens
+                async for output in engine.generate(prompt, params, request_id)]
+
+    loop = asyncio.new_event_loop()
+    first = loop.run_until_complete(stream("a"))
+    second = loop.run_until_complete(stream("b"))
+    loop.close()
+
+    assert len(first) > 1 and set(first) == {0}
+    assert len(second) > 1 and set(second) == {48}  # 3 of the 50 tokens' blocks
+
+
+def test_llem_turns_prefix_caching_off_and_records_why(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    params = loaded(make_config(tiny_model_dir)).effective_parameters()
+
+    assert params["engine_kwargs"]["enable_prefix_caching"] is False
+    assert params["enable_prefix_caching"] is False  # resolved by the engine
+    assert params["cross_request_cache"] == {
+        "setting": "enable_prefix_caching", "enabled": False,
+        "source": "llem default: off in measurement runs (vllm.enable_prefix_caching unset)"}
+
+
+def test_a_study_may_turn_prefix_caching_on(fake_vllm: ModuleType, tiny_model_dir: Path) -> None:
+    config = make_config(tiny_model_dir, vllm={"enable_prefix_caching": True})
+    params = loaded(config).effective_parameters()
+
+    assert params["engine_kwargs"]["enable_prefix_caching"] is True
+    assert params["enable_prefix_caching"] is True
+    assert params["cross_request_cache"]["enabled"] is True
+    assert params["cross_request_cache"]["source"] == "study: vllm.enable_prefix_caching"
+    before_load = VllmBackend(config, "cuda:0").effective_parameters()
+    assert before_load["enable_prefix_caching"] is True
+
+
+def exact_repeats() -> list[Request]:
+    return [Request(i, ids, 2) for i, ids in enumerate(cycled_prompts())]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_the_backend_reports_the_cached_tokens_the_engine_reports(
+    fake_vllm: ModuleType, tiny_model_dir: Path, streaming: bool
+) -> None:
+    caching = loaded(make_config(tiny_model_dir, latency={"streaming": streaming}, vllm={
+        "enable_prefix_caching": True, "block_size": 128}))
+    default = loaded(make_config(tiny_model_dir, latency={"streaming": streaming},
+                                 vllm={"block_size": 128}))
+
+    with_cache = caching.generate(exact_repeats()).outputs
+    without = default.generate(exact_repeats()).outputs
+
+    assert [o.cached_input_tokens for o in with_cache] == [0] * DISTINCT + [256] * DISTINCT
+    assert [o.cached_input_tokens for o in without] == [0] * (2 * DISTINCT)
+    caching.unload()
+    default.unload()
+
+
+def shared_preamble_file(path: Path) -> Path:
+    preamble = "You are a careful assistant. Answer in one short paragraph. " * 3
+    questions = ["Why is the sky blue?", "How do heat pumps work?", "What is a joule?"]
+    path.write_text("".join(json.dumps({"prompt": preamble + q}) + "\n" for q in questions))
+    return path
+
+
+def test_a_run_records_zero_cached_tokens_under_llems_default(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    dataset = str(shared_preamble_file(tmp_path / "p.jsonl"))
+    result = execute(tiny_model_dir, tmp_path / "run", dataset=dataset, input_len=64)
+
+    assert result.throughput.cached_prompt_tokens == 0
+    assert "cross_request_cache_hits" not in result.warning_codes()
+
+
+def test_a_study_that_asks_for_prefix_caching_gets_its_hits_recorded_without_warning(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    dataset = str(shared_preamble_file(tmp_path / "p.jsonl"))
+    result = execute(tiny_model_dir, tmp_path / "run", dataset=dataset, input_len=64,
+                     vllm={"enable_prefix_caching": True})
+
+    # Six requests share the preamble's leading blocks; the first of them computes them.
+    cached = result.throughput.cached_prompt_tokens
+    assert cached is not None and cached > 0 and cached % 16 == 0
+    assert "cross_request_cache_hits" not in result.warning_codes()
+
+
+def test_cache_hits_the_study_did_not_ask_for_are_a_warning(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    importlib.import_module("vllm._fake").Faults.prefix_caching_ignores_flag = True
+    dataset = str(shared_preamble_file(tmp_path / "p.jsonl"))
+    result = execute(tiny_model_dir, tmp_path / "run", dataset=dataset, input_len=64)
+
+    cached = result.throughput.cached_prompt_tokens
+    assert cached is not None and cached > 0
+    [warning] = [w for w in result.warnings if w.code == "cross_request_cache_hits"]
+    assert f"{cached} of {result.throughput.input_tokens} prompt tokens" in warning.message
+
+
 # -- the fake against vLLM's documented signatures ------------------------------------------
 
 SURFACE: dict[str, Callable[[Any], Any]] = {
@@ -564,6 +744,15 @@ def test_the_fake_has_the_documented_signatures(
     documented_fields = {field.name for field in dataclasses.fields(documented.EngineArgs)}
     assert documented_fields <= {field.name for field in dataclasses.fields(fake_vllm.EngineArgs)}
     assert issubclass(fake_vllm.AsyncEngineArgs, fake_vllm.EngineArgs)
+    assert leading_output_parameters(fake_vllm) == leading_output_parameters(documented)
+
+
+def leading_output_parameters(vllm: Any) -> list[tuple[str, Any, Any]]:
+    """``RequestOutput.__init__`` up to ``num_cached_tokens`` (later ones vary by version)."""
+    parameters = list(signature(vllm.RequestOutput.__init__).parameters.values())
+    names = [p.name for p in parameters]
+    assert "num_cached_tokens" in names
+    return [(p.name, p.kind, p.default) for p in parameters[: names.index("num_cached_tokens") + 1]]
 
 
 def test_every_call_the_backend_makes_binds_to_the_documented_signatures(
@@ -600,3 +789,4 @@ def test_the_installed_vllm_accepts_the_same_calls(
             assert dict(found.arguments) == dict(expected.arguments), call.target
     assert inspect.isasyncgenfunction(real.AsyncLLMEngine.generate)
     assert engine_kwargs <= {field.name for field in dataclasses.fields(real.AsyncEngineArgs)}
+    assert leading_output_parameters(real) == leading_output_parameters(documented)

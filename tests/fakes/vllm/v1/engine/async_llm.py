@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
-from vllm._fake import STEP_S, FakeModel, record, recorded
+from vllm._fake import STEP_S, FakeModel, PrefixCache, record, recorded
 from vllm.config import VllmConfig
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.outputs import CompletionOutput, RequestOutput
@@ -37,7 +37,9 @@ class AsyncLLM:
         self.is_shut_down = False
         parallel = vllm_config.parallel_config
         self._workers = FakeWorkers(parallel.tensor_parallel_size * parallel.pipeline_parallel_size,
-                                vllm_config.cache_config.gpu_memory_utilization)
+                                   vllm_config.cache_config.gpu_memory_utilization)
+        cache = vllm_config.cache_config
+        self._prefix_cache = PrefixCache(cache.block_size, cache.enable_prefix_caching)
 
     @classmethod
     @recorded("AsyncLLMEngine.from_engine_args")
@@ -74,13 +76,18 @@ class AsyncLLM:
         self._running.add(request_id)
         try:
             ids, reason = self._model.continuation(prompt, sampling_params)
-            async for output in self._stream(prompt, sampling_params, request_id, ids, reason):
+            prompt_ids = list(prompt["prompt_token_ids"])
+            cached = self._prefix_cache.lookup(prompt_ids)  # when the request is scheduled
+            self._prefix_cache.insert(prompt_ids + ids)
+            async for output in self._stream(prompt, sampling_params, request_id, ids, reason,
+                                             cached):
                 yield output
         finally:
             self._running.discard(request_id)
 
     async def _stream(
-        self, prompt: Any, params: SamplingParams, request_id: str, ids: list[int], reason: str
+        self, prompt: Any, params: SamplingParams, request_id: str, ids: list[int], reason: str,
+        cached: int,
     ) -> AsyncIterator[RequestOutput]:
         sent = 0
         ends = {min(1, len(ids)), *range(1 + TOKENS_PER_OUTPUT, len(ids), TOKENS_PER_OUTPUT)}
@@ -95,8 +102,9 @@ class AsyncLLM:
             completion = CompletionOutput(
                 index=0, text="", token_ids=chunk, finish_reason=reason if finished else None
             )
+            # Every output carries the request's cached tokens, as vLLM's output processor does.
             yield RequestOutput(request_id, None, list(prompt["prompt_token_ids"]), None,
-                                [completion], finished)
+                                [completion], finished, num_cached_tokens=cached)
 
     def _bind_to_running_loop(self) -> None:
         loop = asyncio.get_running_loop()
