@@ -61,3 +61,41 @@ def test_device_memory_from_the_time_series():
     assert memory.peak_inference_memory_mb == (9500 - 500) + (8100 - 400)
     assert "KV-cache" in memory.method
     assert device_memory(samples, 1.0, 4.0, [], [0, 1]) is None  # no in-window reading
+
+
+def _window_reading(trace, seconds):
+    """Energy of a `seconds` window over one FakeGpu playing `trace` (W), read by the meter."""
+    from harness.energy.device import GpuSet
+    from harness.energy.meter import EnergyMeter
+    from harness.energy.sampler import PowerSampler
+    from harness.testing import FakeClock, FakeGpu
+
+    clock = FakeClock()
+    gpus = GpuSet([FakeGpu(trace, clock=clock, counter_update_period_s=0.1)])
+    sampler = PowerSampler(gpus, interval_ms=100, clock=clock)
+    meter = EnergyMeter(gpus, sampler)
+    start = meter.mark()
+    for _ in range(round(seconds / 0.1)):
+        sampler.sample_now()
+        clock.advance(0.1)
+    return meter.between(start, meter.mark())
+
+
+def test_dynamic_energy_per_output_token_is_above_idle_energy_over_tokens():
+    # 300 W for 10 s is 3000 J; at 60 W idle, 600 J of it is idle: 2400 J dynamic, 2.4 J/token.
+    reading = _window_reading([(0.0, 300.0), (1e6, 300.0)], 10.0)
+    work = metrics.throughput(output(False), duration_s=10.0)  # 20 output tokens
+    result = metrics.energy(reading, work.model_copy(update={"output_tokens": 1000}),
+                            baseline_power_w=60.0, n_gpus=1)
+    assert result.energy_per_output_token_j == pytest.approx(3.0)
+    assert result.energy_dynamic_j == pytest.approx(2400.0)
+    assert result.energy_dynamic_per_output_token_j == pytest.approx(2.4)
+
+
+def test_dynamic_energy_per_output_token_is_null_without_a_baseline():
+    reading = _window_reading([(0.0, 300.0), (1e6, 300.0)], 10.0)
+    work = metrics.throughput(output(False), duration_s=10.0)
+    result = metrics.energy(reading, work, baseline_power_w=None, n_gpus=1)
+    assert result.energy_j == pytest.approx(3000.0)
+    assert result.energy_dynamic_j is None
+    assert result.energy_dynamic_per_output_token_j is None
