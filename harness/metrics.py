@@ -110,6 +110,9 @@ def energy(
         energy_integrated_j=reading.energy_integrated_j,
         energy_method=reading.method,
         energy_per_output_token_j=_ratio(energy_j, work.output_tokens),
+        energy_dynamic_per_output_token_j=(
+            None if dynamic is None else _ratio(dynamic, work.output_tokens)
+        ),
         energy_per_request_j=_ratio(energy_j, work.requests),
         tokens_per_joule=_ratio(work.output_tokens, energy_j),
         mean_power_w=mean_power,

@@ -72,6 +72,10 @@ class EnergyMetrics(Record):
         "zeus or codecarbon); null without a sensor."
     )
     energy_per_output_token_j: float | None = None
+    energy_dynamic_per_output_token_j: float | None = Field(
+        None, description="energy_dynamic_j / output tokens (J per token); null when "
+        "energy_dynamic_j is null. An attribution aid beside energy_per_output_token_j."
+    )
     energy_per_request_j: float | None = None
     tokens_per_joule: float | None = None
     mean_power_w: float | None = None

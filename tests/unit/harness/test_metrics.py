@@ -72,3 +72,41 @@ def test_cached_prompt_tokens_are_summed_only_when_every_request_reports_them():
     reported.outputs[2].cached_input_tokens = None  # one request's count unknown
     assert metrics.throughput(reported, duration_s=1.0).cached_prompt_tokens is None
     assert metrics.throughput(output(False), duration_s=1.0).cached_prompt_tokens is None
+
+
+def _window_reading(trace, seconds):
+    """Energy of a `seconds` window over one FakeGpu playing `trace` (W), read by the meter."""
+    from harness.energy.device import GpuSet
+    from harness.energy.meter import EnergyMeter
+    from harness.energy.sampler import PowerSampler
+    from harness.testing import FakeClock, FakeGpu
+
+    clock = FakeClock()
+    gpus = GpuSet([FakeGpu(trace, clock=clock, counter_update_period_s=0.1)])
+    sampler = PowerSampler(gpus, interval_ms=100, clock=clock)
+    meter = EnergyMeter(gpus, sampler)
+    start = meter.mark()
+    for _ in range(round(seconds / 0.1)):
+        sampler.sample_now()
+        clock.advance(0.1)
+    return meter.between(start, meter.mark())
+
+
+def test_dynamic_energy_per_output_token_is_above_idle_energy_over_tokens():
+    # 300 W for 10 s is 3000 J; at 60 W idle, 600 J of it is idle: 2400 J dynamic, 2.4 J/token.
+    reading = _window_reading([(0.0, 300.0), (1e6, 300.0)], 10.0)
+    work = metrics.throughput(output(False), duration_s=10.0)  # 20 output tokens
+    result = metrics.energy(reading, work.model_copy(update={"output_tokens": 1000}),
+                            baseline_power_w=60.0, n_gpus=1)
+    assert result.energy_per_output_token_j == pytest.approx(3.0)
+    assert result.energy_dynamic_j == pytest.approx(2400.0)
+    assert result.energy_dynamic_per_output_token_j == pytest.approx(2.4)
+
+
+def test_dynamic_energy_per_output_token_is_null_without_a_baseline():
+    reading = _window_reading([(0.0, 300.0), (1e6, 300.0)], 10.0)
+    work = metrics.throughput(output(False), duration_s=10.0)
+    result = metrics.energy(reading, work, baseline_power_w=None, n_gpus=1)
+    assert result.energy_j == pytest.approx(3000.0)
+    assert result.energy_dynamic_j is None
+    assert result.energy_dynamic_per_output_token_j is None
