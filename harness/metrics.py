@@ -44,22 +44,28 @@ def percentiles(values_s: Sequence[float]) -> Percentiles | None:
 
 
 def latency(output: GenerationOutput) -> LatencyMetrics:
-    """End-to-end latency per request; TTFT and ITL when token times were recorded.
+    """Per-request latency, each measured from the backend's reference point.
 
-    ITL is the gap between consecutive tokens of one request, excluding the first token (whose
-    wait is TTFT).
+    e2e needs an observed per-request end; TTFT a first-token time; TPOT both, as
+    (e2e - TTFT) / (tokens - 1); ITL is the gap between consecutive streamed chunks of one
+    request (tokens that arrive together in one chunk are one gap, not several zero gaps).
     """
-    e2e = [item.end_s - item.start_s for item in output.outputs]
-    ttft = [
-        item.first_token_s - item.start_s
-        for item in output.outputs
-        if item.token_times_s is not None and item.first_token_s is not None
-    ]
+    items = output.outputs
+    e2e = [i.end_s - i.start_s for i in items if i.end_s is not None]
+    ttft = [i.first_token_s - i.start_s for i in items
+            if i.token_times_s is not None and i.first_token_s is not None]
+    tpot = [(i.end_s - i.first_token_s) / (i.output_tokens - 1) for i in items
+            if i.token_times_s is not None and i.end_s is not None
+            and i.first_token_s is not None and i.output_tokens > 1]
     itl: list[float] = []
-    for item in output.outputs:
-        if item.token_times_s is not None:
-            itl.extend(np.diff(np.asarray(item.token_times_s, dtype=float)).tolist())
-    return LatencyMetrics(e2e=percentiles(e2e), ttft=percentiles(ttft), itl=percentiles(itl))
+    for item in items:
+        if item.chunk_times_s is not None:
+            itl.extend(np.diff(np.asarray(item.chunk_times_s, dtype=float)).tolist())
+    return LatencyMetrics(
+        reference_point=output.latency_reference if items else None,
+        e2e=percentiles(e2e), ttft=percentiles(ttft), tpot=percentiles(tpot),
+        itl=percentiles(itl),
+    )
 
 
 def throughput(output: GenerationOutput, duration_s: float) -> ThroughputMetrics:
@@ -69,6 +75,9 @@ def throughput(output: GenerationOutput, duration_s: float) -> ThroughputMetrics
     return ThroughputMetrics(
         input_tokens=sum(item.input_tokens for item in output.outputs),
         output_tokens=output_tokens,
+        generated_positions=sum(item.generated_positions or item.output_tokens
+                                for item in output.outputs),
+        prompt_padding_tokens=sum(item.padding_tokens for item in output.outputs),
         requests=requests,
         duration_s=duration_s,
         output_tokens_per_s=output_tokens / duration_s if duration_s > 0 else 0.0,

@@ -11,7 +11,7 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import EngineCacheRecord, GpuInfo, MemoryMetrics
@@ -40,10 +40,20 @@ class RequestOutput:
         request_id: the request's id.
         input_tokens: prompt length.
         output_tokens: tokens generated for this request.
-        start_s: when the request's generation began (perf_counter seconds).
-        end_s: when its last token was produced.
+        start_s: the request's latency reference point (perf_counter seconds): its static
+            batch's start, or its submission to an engine (``GenerationOutput.latency_reference``).
+        end_s: when the request was finished for its caller: its last token arrived (streaming)
+            or the call that returned it returned (a static batch returns all its rows at
+            once); None when the backend cannot observe a per-request end (an offline engine
+            returns every request at once).
         first_token_s: when its first token was produced (None if not observed).
-        token_times_s: arrival time of every token (streaming only).
+        token_times_s: arrival time of every token (streaming only); tokens that arrived in
+            one chunk share its time.
+        chunk_times_s: arrival time of every streamed chunk (one or more tokens), in order.
+        generated_positions: decode positions computed for this request, None when equal to
+            ``output_tokens``; a static batch computes its longest row's length for every row.
+        padding_tokens: prompt positions computed as padding for this request (left padding to
+            its static batch's longest prompt).
         output_ids: the generated token ids, when the backend exposes them (lets a test or a
             user check the work done; never part of the result file).
         cached_input_tokens: prompt tokens whose KV came from a cross-request cache (vLLM's
@@ -55,11 +65,14 @@ class RequestOutput:
     input_tokens: int
     output_tokens: int
     start_s: float
-    end_s: float
+    end_s: float | None
     first_token_s: float | None = None
     token_times_s: list[float] | None = None
     output_ids: list[int] | None = None
     cached_input_tokens: int | None = None
+    chunk_times_s: list[float] | None = None
+    generated_positions: int | None = None
+    padding_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,9 @@ class GenerationOutput:
 
     outputs: list[RequestOutput]
     phase_marks: list[PhaseMark] = field(default_factory=list)
+    latency_reference: Literal["batch_start", "submission"] = "submission"
+    """What every request's ``start_s`` is: its static batch's start, or its submission to the
+    engine (all requests are submitted at the call's start)."""
     phases_separated: bool = False
     """True when every mark's prefill and decode are separated in time (static batches);
     False when an engine interleaves them and the marks are only instants (continuous

@@ -103,8 +103,17 @@ class EnergyMetrics(Record):
 class ThroughputMetrics(Record):
     """Work done in the measurement window."""
 
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int = Field(description="Prompt tokens of the requests (padding excluded).")
+    output_tokens: int = Field(
+        description="Tokens delivered: what the requests asked for (EOS ignored). Every per-token "
+        "figure (energy_per_output_token_j, output_tokens_per_s) divides by this.")
+    generated_positions: int | None = Field(
+        None, description="Decode positions the backend computed: equal to output_tokens for "
+        "engines that stop each request at its length; a static batch computes its longest "
+        "request's length for every row, so shorter requests add positions nobody asked for.")
+    prompt_padding_tokens: int | None = Field(
+        None, description="Prompt positions computed as padding (static batches pad to their "
+        "longest prompt); 0 for engines that do not pad.")
     requests: int
     duration_s: float = Field(description="Measurement window length (s).")
     output_tokens_per_s: float
@@ -121,11 +130,24 @@ class ThroughputMetrics(Record):
 
 
 class LatencyMetrics(Record):
-    """Per-request latency; TTFT and ITL only with latency.streaming."""
+    """Per-request latency (s); TTFT, TPOT and ITL only with latency.streaming."""
 
-    e2e: Percentiles | None = None
-    ttft: Percentiles | None = None
-    itl: Percentiles | None = Field(None, description="Inter-token latency, first token excluded.")
+    reference_point: Literal["batch_start", "submission"] | None = Field(
+        None, description="Where e2e and TTFT count from: the request's static batch start "
+        "(PyTorch: queueing behind earlier batches excluded) or its submission to the engine "
+        "(vLLM, TensorRT-LLM: every request submitted at the workload's start).")
+    e2e: Percentiles | None = Field(
+        None, description="End-to-end latency per request, from the reference point to the "
+        "request being finished for its caller; null when the backend returns every request "
+        "at once (offline vLLM / TensorRT-LLM) and no per-request end is observed.")
+    ttft: Percentiles | None = Field(
+        None, description="Time to first token per request, from the reference point.")
+    tpot: Percentiles | None = Field(
+        None, description="Time per output token per request: (e2e - TTFT) / (tokens - 1), "
+        "as vLLM's serving benchmark and MLPerf define it; requests of one token excluded.")
+    itl: Percentiles | None = Field(
+        None, description="Inter-token latency: the gap between consecutive streamed chunks of "
+        "one request (a chunk may carry several tokens), the first chunk excluded.")
 
 
 class MemoryMetrics(Record):

@@ -175,7 +175,8 @@ class PyTorchBackend(Backend):
             marks.append(mark)
             if on_batch is not None:
                 on_batch(len(outputs), len(requests))
-        return GenerationOutput(outputs=outputs, phase_marks=marks, phases_separated=True)
+        return GenerationOutput(outputs=outputs, phase_marks=marks, phases_separated=True,
+                                latency_reference="batch_start")
 
     def _batch_run(self) -> BatchRun:
         # passthrough_kwargs first: they may add generate() options, never override the

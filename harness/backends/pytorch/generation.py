@@ -111,8 +111,10 @@ def generate_batch(run: BatchRun, batch: list[Request]) -> tuple[list[RequestOut
     end_s = time.perf_counter()
     new_tokens = sequences[:, input_ids.shape[1] :].tolist()
     _check_shape(new_tokens, len(batch), clock.times_s, length)
+    width = input_ids.shape[1]
     outputs = [
-        _request_output(request, token_ids, start_s, end_s, clock.times_s, run.streaming)
+        _request_output(request, token_ids, (start_s, end_s), clock.times_s, run.streaming,
+                        width)
         for request, token_ids in zip(batch, new_tokens, strict=True)
     ]
     return outputs, PhaseMark(start_s=start_s, prefill_end_s=clock.times_s[0], end_s=end_s)
@@ -155,25 +157,33 @@ def _generate(
 def _request_output(
     request: Request,
     token_ids: list[int],
-    start_s: float,
-    end_s: float,
+    edges_s: tuple[float, float],
     step_times_s: list[float],
     streaming: bool,
+    width: int,
 ) -> RequestOutput:
+    """One row of a static batch.
+
+    The row is finished for its caller when ``generate`` returns the whole batch, whatever
+    its own length: a shorter request's later positions are still computed (and counted in
+    ``generated_positions``); only its tokens beyond its length are dropped.
+    """
     count = request.max_new_tokens
     times_s = step_times_s[:count]
-    # A shorter request in a longer batch is done when its last asked-for token exists.
-    last_s = end_s if count == len(step_times_s) else times_s[-1]
+    start_s, end_s = edges_s
     return RequestOutput(
         request_id=request.request_id,
         input_tokens=len(request.input_ids),
         output_tokens=count,
         start_s=start_s,
-        end_s=last_s,
+        end_s=end_s,
         first_token_s=times_s[0],
         token_times_s=list(times_s) if streaming else None,
+        chunk_times_s=list(times_s) if streaming else None,  # one token per decoding step
         output_ids=token_ids[:count],
         cached_input_tokens=0,  # each generate call starts from an empty KV cache
+        generated_positions=len(step_times_s),
+        padding_tokens=width - len(request.input_ids),
     )
 
 

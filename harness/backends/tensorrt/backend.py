@@ -415,14 +415,14 @@ def _generate_at_once(llm: Any, requests: list[Request], params: list[Any]) -> G
     start_s = time.perf_counter()
     results = llm.generate([r.input_ids for r in requests], sampling_params=params,
                            use_tqdm=False)
-    end_s = time.perf_counter()
     _check_count(results, requests)
     outputs = []
     for request, result in zip(requests, results, strict=True):
         ids = list(result.outputs[0].token_ids)
         _check_length(request, len(ids), len(ids))
+        # generate returns every request at once: no request's own end is observed.
         outputs.append(RequestOutput(request.request_id, len(request.input_ids), len(ids),
-                                     start_s=start_s, end_s=end_s, output_ids=ids))
+                                     start_s=start_s, end_s=None, output_ids=ids))
     return GenerationOutput(outputs=outputs)
 
 
@@ -432,35 +432,41 @@ def _generate_streaming(llm: Any, requests: list[Request], params: list[Any]
     streamed = asyncio.run(_stream_all(llm, requests, params))
     end_s = time.perf_counter()
     outputs = []
-    for request, (final, times) in zip(requests, streamed, strict=True):
+    for request, (final, times, chunks) in zip(requests, streamed, strict=True):
         ids = list(final.outputs[0].token_ids)
         _check_length(request, len(ids), len(times))
         outputs.append(RequestOutput(
             request.request_id, len(request.input_ids), len(ids), start_s=start_s,
-            end_s=times[-1], first_token_s=times[0], token_times_s=times, output_ids=ids))
-    prefill_end_s = max(times[0] for _, times in streamed)
+            end_s=times[-1], first_token_s=times[0], token_times_s=times, output_ids=ids,
+            chunk_times_s=chunks))
+    prefill_end_s = max(times[0] for _, times, _ in streamed)
     return GenerationOutput(outputs=outputs,
                             phase_marks=[PhaseMark(start_s, prefill_end_s, end_s)])
 
 
 async def _stream_all(llm: Any, requests: list[Request], params: list[Any]
-                      ) -> list[tuple[Any, list[float]]]:
+                      ) -> list[tuple[Any, list[float], list[float]]]:
     streams = (_stream_one(llm, r.input_ids, p) for r, p in zip(requests, params, strict=True))
     return list(await asyncio.gather(*streams))
 
 
 async def _stream_one(llm: Any, input_ids: list[int], params: Any
-                      ) -> tuple[Any, list[float]]:
+                      ) -> tuple[Any, list[float], list[float]]:
+    """The final output, every token's arrival time and every chunk's arrival time."""
     # generate_async submits at once; iterating yields the same request object, updated,
     # each time new tokens arrive.
     stream = llm.generate_async(input_ids, sampling_params=params, streaming=True)
     times: list[float] = []
+    chunks: list[float] = []
     final = None
     async for partial in stream:
         arrived_s = time.perf_counter()
-        times.extend([arrived_s] * len(partial.outputs[0].token_ids_diff))
+        new_tokens = len(partial.outputs[0].token_ids_diff)
+        times.extend([arrived_s] * new_tokens)
+        if new_tokens:
+            chunks.append(arrived_s)
         final = partial
-    return final, times
+    return final, times, chunks
 
 
 def _check_count(results: Any, requests: list[Request]) -> None:

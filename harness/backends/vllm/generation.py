@@ -84,7 +84,6 @@ def generate_offline(
     prompts = [token_prompt(request) for request in requests]
     start_s = time.perf_counter()
     results = llm.generate(prompts, params, use_tqdm=False)
-    end_s = time.perf_counter()
     if len(results) != len(requests):
         raise BackendError(
             f"vLLM returned {len(results)} outputs for {len(requests)} prompts", fix=_LENGTH_FIX
@@ -92,7 +91,8 @@ def generate_offline(
     outputs = []
     for request, result in zip(requests, results, strict=True):
         ids = _checked_ids(request, list(result.outputs[0].token_ids))
-        output = _output(request, ids, start_s, end_s)
+        # LLM.generate returns every request at once: no request's own end is observed.
+        output = _output(request, ids, start_s, None)
         output.cached_input_tokens = cached_tokens(result)
         outputs.append(output)
     return outputs
@@ -113,6 +113,7 @@ class _Stream:
 
     ids: list[int] = field(default_factory=list)
     times_s: list[float] = field(default_factory=list)
+    chunk_times_s: list[float] = field(default_factory=list)
     cached_tokens: int | None = None
 
 
@@ -170,6 +171,8 @@ async def _stream(
         new_ids = list(output.outputs[0].token_ids)
         stream.ids.extend(new_ids)
         stream.times_s.extend([arrived_s] * len(new_ids))
+        if new_ids:
+            stream.chunk_times_s.append(arrived_s)
         reported = cached_tokens(output)
         if reported is not None:  # a count, not a delta: every output repeats it
             stream.cached_tokens = max(stream.cached_tokens or 0, reported)
@@ -193,6 +196,7 @@ def _streamed_output(request: Request, stream: _Stream, start_s: float) -> Reque
     output = _output(request, ids, start_s, stream.times_s[-1])
     output.first_token_s = stream.times_s[0]
     output.token_times_s = list(stream.times_s)
+    output.chunk_times_s = list(stream.chunk_times_s)
     output.cached_input_tokens = stream.cached_tokens
     return output
 
@@ -207,7 +211,8 @@ def _checked_ids(request: Request, ids: list[int]) -> list[int]:
     return ids
 
 
-def _output(request: Request, ids: list[int], start_s: float, end_s: float) -> RequestOutput:
+def _output(request: Request, ids: list[int], start_s: float,
+            end_s: float | None) -> RequestOutput:
     return RequestOutput(
         request_id=request.request_id,
         input_tokens=len(request.input_ids),

@@ -10,7 +10,8 @@ def output(streaming: bool) -> GenerationOutput:
         start = float(i)
         times = [start + 0.5 + 0.1 * k for k in range(5)] if streaming else None
         items.append(RequestOutput(i, 10, 5, start, start + 1.0 + i * 0.1,
-                                   first_token_s=start + 0.5, token_times_s=times))
+                                   first_token_s=start + 0.5, token_times_s=times,
+                                   chunk_times_s=times))
     return GenerationOutput(items)
 
 
@@ -29,6 +30,29 @@ def test_itl_excludes_first_token_and_ttft_needs_streaming():
     plain = metrics.latency(output(streaming=False))
     assert plain.ttft is None and plain.itl is None
     assert plain.e2e is not None and plain.e2e.p50_s == pytest.approx(1.15)
+    assert plain.tpot is None and plain.reference_point == "submission"
+
+
+def test_tokens_in_one_chunk_are_one_gap_not_zero_gaps():
+    # Before: 4 tokens every 40 ms in one chunk each gave ITL p50 = 0 s.
+    times = [0.1 + 0.04 * (k // 4) for k in range(16)]  # 16 tokens in 4 chunks
+    chunks = [0.1, 0.14, 0.18, 0.22]
+    item = RequestOutput(0, 8, 16, 0.0, 0.22, first_token_s=0.1, token_times_s=times,
+                         chunk_times_s=chunks)
+    latency = metrics.latency(GenerationOutput([item]))
+    assert latency.itl is not None and latency.itl.p50_s == pytest.approx(0.04)
+    assert latency.itl.count == 3
+    # TPOT = (e2e - TTFT) / (tokens - 1), as vLLM's serving benchmark and MLPerf define it
+    assert latency.tpot is not None and latency.tpot.mean_s == pytest.approx(0.12 / 15)
+    assert latency.ttft is not None and latency.ttft.mean_s == pytest.approx(0.1)
+
+
+def test_requests_returned_all_at_once_have_no_e2e():
+    # An offline engine returns every request when the whole call returns: repeating the
+    # window's length n times as "e2e" would describe nothing.
+    items = [RequestOutput(i, 8, 4, 0.0, None) for i in range(3)]
+    latency = metrics.latency(GenerationOutput(items))
+    assert latency.e2e is None and latency.ttft is None and latency.tpot is None
 
 
 def test_throughput_counts():

@@ -134,8 +134,27 @@ def test_requests_of_different_lengths_in_one_batch_each_get_their_own(
     assert [o.output_tokens for o in result.outputs] == [2, 5, 3]
     assert [len(o.output_ids or []) for o in result.outputs] == [2, 5, 3]
     assert [o.input_tokens for o in result.outputs] == [3, 6, 1]
-    short, longest, middle = result.outputs
-    assert short.end_s < middle.end_s < longest.end_s == result.phase_marks[0].end_s
+    # A static batch returns all its rows at once: every request finishes with the batch.
+    assert {o.end_s for o in result.outputs} == {result.phase_marks[0].end_s}
+    assert result.latency_reference == "batch_start"
+    # ... and computes the longest row's length for every row, padded to the longest prompt
+    assert [o.generated_positions for o in result.outputs] == [5, 5, 5]
+    assert [o.padding_tokens for o in result.outputs] == [3, 0, 5]
+
+
+def test_static_batches_count_generated_positions_beside_requested_tokens(
+    make_backend: MakeBackend,
+) -> None:
+    # Before: a 16- and a 256-token request in one batch counted 272 tokens while 512 decode
+    # positions were generated, and nothing said so.
+    from harness import metrics
+
+    backend = make_backend(pytorch={"batch_size": 2})
+    result = backend.generate([Request(0, [10, 11, 12, 13], 16), Request(1, [20, 21], 256)])
+    work = metrics.throughput(result, duration_s=1.0)
+    assert work.output_tokens == 272  # what was asked for: every per-token figure uses this
+    assert work.generated_positions == 512
+    assert work.prompt_padding_tokens == 2
 
 
 def test_left_padding_does_not_change_what_a_prompt_generates(make_backend: MakeBackend) -> None:
