@@ -20,6 +20,7 @@ from harness.baseline import BaselineCache, measure_baseline
 from harness.datasets import build_requests, check_dataset, warmup_twins
 from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
 from harness.energy.codecarbon import (
+    CodeCarbonGpuSet,
     TrackerFactory,
     codecarbon_tracker,
     discover_codecarbon_gpus,
@@ -140,7 +141,10 @@ class ExperimentRun:
         energy = metrics.energy(reading, work, baseline_power_w(baseline), len(gpus))
         energy.cold_start_energy_j = cold_start.energy_j
         energy.cold_start_duration_s = cold_start.duration_s
-        self._phase_split(energy, output)
+        if isinstance(gpus, CodeCarbonGpuSet):
+            energy.source_gpus = gpus.found
+        self._phase_split(energy, output,
+                          counter_inside_window=not isinstance(gpus, CodeCarbonGpuSet))
         thermal = metrics.thermal(window_samples, [gpu.index for gpu in gpus])
         self.warnings.extend(reading.warnings)
         self.warnings.extend(
@@ -292,8 +296,13 @@ class ExperimentRun:
             ))
         return record
 
-    def _phase_split(self, energy: EnergyMetrics, output: GenerationOutput) -> None:
-        """Prefill and decode energy from the counter at each batch's phase edges."""
+    def _phase_split(self, energy: EnergyMetrics, output: GenerationOutput,
+                     counter_inside_window: bool = True) -> None:
+        """Prefill and decode energy from the counter at each batch's phase edges.
+
+        ``counter_inside_window`` is False for a source read only at window edges (CodeCarbon):
+        then the phase energies are null, with the ``phase_energy_unmeasured`` warning.
+        """
         if not output.phase_marks:
             return
 
@@ -301,7 +310,14 @@ class ExperimentRun:
         decode_s = sum(m.end_s - m.prefill_end_s for m in output.phase_marks)
         prefill_j: float | None = None
         decode_j: float | None = None
-        if energy.energy_j is not None:
+        if energy.energy_j is not None and not counter_inside_window:
+            self.warnings.append(Warning_(
+                code="phase_energy_unmeasured",
+                message="energy.backend is 'codecarbon', whose energy is read only at the "
+                "window's edges (one CodeCarbon task per window): prefill and decode energy "
+                "are null",
+            ))
+        elif energy.energy_j is not None:
             prefill_j = sum(self.meter.energy_at_times(m.start_s, m.prefill_end_s)
                             for m in output.phase_marks)
             decode_j = sum(self.meter.energy_at_times(m.prefill_end_s, m.end_s)
