@@ -19,7 +19,7 @@ from harness.backends.base import GenerationOutput, Request
 from harness.baseline import BaselineCache, measure_baseline
 from harness.datasets import build_requests, check_dataset, warmup_twins
 from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
-from harness.energy.codecarbon import TrackerFactory, codecarbon_tracker
+from harness.energy.codecarbon import CodeCarbonGpuSet, TrackerFactory, codecarbon_tracker
 from harness.energy.device import GpuSample
 from harness.energy.meter import NO_SENSOR_MESSAGE, EnergyReading
 from harness.energy.selection import (
@@ -150,6 +150,8 @@ class ExperimentRun:
         energy = metrics.energy(reading, work, baseline_power_w(baseline), len(gpus))
         energy.cold_start_energy_j = cold_start.energy_j
         energy.cold_start_duration_s = cold_start.duration_s
+        if isinstance(gpus, CodeCarbonGpuSet):
+            energy.source_gpus = gpus.found
         self._phase_split(energy, output, backend, requests, reading.duration_s)
         self._enter("write")
         thermal = metrics.thermal(window_samples, [gpu.index for gpu in gpus])
@@ -336,7 +338,10 @@ class ExperimentRun:
         phases.apply(energy, split, reason)
 
     def _edges_allowed(self) -> bool:
-        return self.config.energy.phase_split in ("auto", "window_edges")
+        # CodeCarbon is read only at marks (one task per window), so the window holds no
+        # counter readings to cut at phase edges; a prefill pass is measured between marks.
+        counter_inside = not isinstance(self.sampler.gpus, CodeCarbonGpuSet)
+        return counter_inside and self.config.energy.phase_split in ("auto", "window_edges")
 
     def _no_split_reason(self, energy: EnergyMetrics, output: GenerationOutput,
                          backend: Backend) -> str | None:

@@ -3,7 +3,8 @@
 :class:`FakeGpu` plays a piecewise-linear power trace and answers every :class:`GpuDevice`
 call from it; its energy counter is the exact integral of that trace, so a test (or a user
 checking an analysis) knows the true energy of any window. :class:`FakeClock` is a clock that
-moves only when told to, which makes timing deterministic and instant.
+moves only when told to, which makes timing deterministic and instant. :class:`FakePynvml`
+serves FakeGpu traces to a library that reads NVML itself (CodeCarbon), in NVML's own units.
 
 This module ships in the package and never imports pytest.
 """
@@ -15,6 +16,7 @@ import math
 import os
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -271,6 +273,10 @@ class FakeGpu(GpuDevice):
             return None
         return (self._mem_used_mb or 0.0) + sum(self._occupants.values())
 
+    def now_s(self) -> float:
+        """The clock's reading now (s)."""
+        return self._clock()
+
     def trace_time_s(self, t_s: float) -> float:
         """Convert a clock reading into seconds since the trace started."""
         return t_s - self._t0_s
@@ -336,3 +342,99 @@ class FakeGpu(GpuDevice):
     def info(self) -> GpuInfo:
         """Defaults of a 700 W, 80 GiB GPU, with the given overrides."""
         return self._info.model_copy()
+
+
+class FakePynvml(types.ModuleType):
+    """A stand-in for the ``pynvml`` module that serves :class:`FakeGpu` traces, in NVML's units.
+
+    Put it in ``sys.modules["pynvml"]`` before a library that reads NVML itself is imported
+    (CodeCarbon imports ``pynvml`` and calls ``nvmlInit()`` at import time); that library then
+    reads the traces exactly as it would read GPUs. It answers the calls CodeCarbon makes, with
+    the real pynvml's names and parameters: the energy counter in integer millijoules (moving
+    only when the FakeGpu's counter does, every ~100 ms like NVML's), power in integer
+    milliwatts (the FakeGpu's reported, averaged power), the handle of GPU ``i`` is the FakeGpu
+    itself. ``gpus`` may be replaced to serve another machine through the same module.
+
+    Args:
+        gpus: the machine's GPUs, in NVML index order.
+
+    """
+
+    NVML_TEMPERATURE_GPU = 0
+
+    class NVMLError(Exception):
+        """Any NVML failure, as pynvml raises it."""
+
+    class NVMLError_NotSupported(NVMLError):
+        """The GPU does not support the query (a pre-Volta GPU's energy counter)."""
+
+    def __init__(self, gpus: Sequence[FakeGpu] = ()) -> None:
+        super().__init__("pynvml")
+        self.gpus = list(gpus)
+
+    def nvmlInit(self) -> None:  # pynvml's names, here and below
+        """Nothing to load."""
+
+    def nvmlShutdown(self) -> None:
+        """Nothing to release."""
+
+    def nvmlDeviceGetCount(self) -> int:
+        """Number of GPUs."""
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
+        """The GPU at an NVML index (its handle)."""
+        if not 0 <= index < len(self.gpus):
+            raise self.NVMLError(f"no GPU at index {index}")
+        return self.gpus[index]
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeGpu) -> int:
+        """Energy counter (integer mJ); NotSupported on a GPU without one."""
+        counter_j = handle.energy_counter_j()
+        if counter_j is None:
+            raise self.NVMLError_NotSupported("no energy counter")
+        return round(counter_j * 1000)
+
+    def nvmlDeviceGetPowerUsage(self, handle: FakeGpu) -> int:
+        """Power as the sensor reports it (integer mW)."""
+        return round(handle.reported_power_w(handle.now_s()) * 1000)
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: FakeGpu) -> int:
+        """Power limit (integer mW)."""
+        return round((handle.info().power_limit_w or 0.0) * 1000)
+
+    def nvmlDeviceGetName(self, handle: FakeGpu) -> str:
+        """Product name."""
+        return handle.info().name
+
+    def nvmlDeviceGetUUID(self, handle: FakeGpu) -> str:
+        """UUID."""
+        return handle.info().uuid
+
+    def nvmlDeviceGetMemoryInfo(self, handle: FakeGpu, version: Any = None) -> Any:
+        """Total, used and free memory (bytes)."""
+        total = round(handle.info().memory_total_mb * 1024 * 1024)
+        used = round((handle.sample(handle.now_s()).mem_used_mb or 0.0) * 1024 * 1024)
+        return types.SimpleNamespace(total=total, used=used, free=total - used)
+
+    def nvmlDeviceGetTemperature(self, handle: FakeGpu, sensor: int) -> int:
+        """Core temperature (integer degC; 0 when the trace has none)."""
+        return round(handle.sample(handle.now_s()).temperature_c or 0.0)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: FakeGpu) -> Any:
+        """Utilisation (%)."""
+        util = round(handle.sample(handle.now_s()).gpu_util_pct or 0.0)
+        return types.SimpleNamespace(gpu=util, memory=0)
+
+    def nvmlDeviceGetComputeMode(self, handle: FakeGpu) -> int:
+        """Default compute mode."""
+        return 0
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[Any]:
+        """The scripted compute processes (memory use unknown: 0)."""
+        return [types.SimpleNamespace(pid=pid, usedGpuMemory=0)
+                for pid in handle.compute_processes()]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: FakeGpu) -> list[Any]:
+        """No graphics processes."""
+        return []

@@ -55,6 +55,19 @@ class PrefillPassRecord(Record):
                             "prefill energy is this divided by repeats.")
 
 
+class SourceGpu(Record):
+    """A measured GPU as an energy source that finds GPUs by itself (CodeCarbon) found it."""
+
+    gpu_index: int = Field(description="The GPU llem measures (NVML index).")
+    tracked_gpu_id: int = Field(
+        description="The GPU id the source's tracker measures (for CodeCarbon, its gpu_ids "
+        "entry: an NVML index).")
+    gpus_found: str = Field(
+        description="The GPUs the source found on the machine, as it names them (CodeCarbon's "
+        "gpu_model, e.g. '8 x NVIDIA H100 80GB HBM3').")
+    gpu_count_found: int = Field(description="How many GPUs the source found (count).")
+
+
 class EnergyMetrics(Record):
     """Energy over the measurement window. Null where no sensor exists (see warnings)."""
 
@@ -98,6 +111,10 @@ class EnergyMetrics(Record):
         None, description="The prefill-only pass, when that method was used.")
     cold_start_energy_j: float | None = Field(None, description="Energy of model load (J).")
     cold_start_duration_s: float | None = Field(None, description="Model load time (s).")
+    source_gpus: list[SourceGpu] | None = Field(
+        None, description="With energy.backend codecarbon: what CodeCarbon found for each "
+        "measured GPU, in GPU order, checked before the run (a tracker that found none fails "
+        "preflight); null for the other sources, which read the GPUs llem opened.")
 
 
 class ThroughputMetrics(Record):

@@ -1,7 +1,9 @@
+import inspect
+
 import pytest
 
 from harness.schema.result import GpuInfo
-from harness.testing import FakeClock, FakeGpu, Trace
+from harness.testing import FakeClock, FakeGpu, FakePynvml, Trace
 
 
 def test_fake_clock_moves_only_when_advanced():
@@ -140,3 +142,38 @@ def test_reported_power_is_a_trailing_average_refreshed_late():
 def test_update_period_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         FakeGpu([(0.0, 1.0)], clock=FakeClock(), counter_update_period_s=0.0)
+
+
+def test_fake_pynvml_calls_have_the_real_pynvml_names_and_parameters():
+    pynvml = pytest.importorskip("pynvml")
+    fake = FakePynvml()
+    calls = [name for name in dir(FakePynvml) if name.startswith("nvml")]
+    assert "nvmlDeviceGetTotalEnergyConsumption" in calls
+    for name in calls:
+        real = inspect.signature(getattr(pynvml, name))
+        assert list(inspect.signature(getattr(fake, name)).parameters) == list(real.parameters)
+    assert fake.NVML_TEMPERATURE_GPU == pynvml.NVML_TEMPERATURE_GPU
+
+
+def test_fake_pynvml_serves_the_trace_in_nvml_units():
+    clock = FakeClock()
+    gpu = FakeGpu([(0.0, 250.0), (1e6, 250.0)], clock=clock, counter_offset_j=10.0,
+                  counter_update_period_s=0.1, temperature_c=[(0.0, 61.0), (1e6, 61.0)])
+    nvml = FakePynvml([gpu])
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert nvml.nvmlDeviceGetCount() == 1
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(handle) == 10_000  # mJ
+    clock.advance(0.15)  # the counter last moved at 0.1 s
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(handle) == 35_000
+    assert nvml.nvmlDeviceGetPowerUsage(handle) == 250_000  # mW
+    assert nvml.nvmlDeviceGetEnforcedPowerLimit(handle) == 700_000
+    assert nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU) == 61
+    assert nvml.nvmlDeviceGetUUID(handle) == "GPU-fake-0"
+    with pytest.raises(nvml.NVMLError):
+        nvml.nvmlDeviceGetHandleByIndex(1)
+
+
+def test_fake_pynvml_has_no_counter_on_a_gpu_without_one():
+    nvml = FakePynvml([FakeGpu([(0.0, 100.0)], clock=FakeClock(), counter_supported=False)])
+    with pytest.raises(nvml.NVMLError_NotSupported):
+        nvml.nvmlDeviceGetTotalEnergyConsumption(nvml.nvmlDeviceGetHandleByIndex(0))
