@@ -125,11 +125,24 @@ class FlopsEstimate(Record):
 class WarmupRecord(Record):
     """What the warmup did before the window opened."""
 
-    batches: int
+    batches: int = Field(
+        description="Batches run: static batches (PyTorch) or engine waves, first pass included.")
     duration_s: float
     temperature_start_c: list[float | None] | None = None
     temperature_end_c: list[float | None] | None = None
-    stable: bool | None = Field(None, description="Null when stability was not assessed.")
+    stable: bool | None = Field(
+        None, description="With warmup.until_stable: whether the steady-state rule was met "
+        "(docs/methodology.md). Null when not asked or without a GPU.")
+    temperature_slope_c_per_min: list[float | None] | None = Field(
+        None, description="Per GPU: least-squares temperature slope over the last "
+        "stability_window_s of warmup (degC/min); null entry with too few readings.")
+    power_slope_pct_per_min: list[float | None] | None = Field(
+        None, description="Per GPU: least-squares slope of the mean power of each whole "
+        "repeated warmup batch over the last stability_window_s, as % of their mean per "
+        "minute (%/min); null entry with fewer than 4 such batches or no power reading.")
+    stability_window_s: float | None = Field(
+        None, description="Length of the window the slopes were fitted over (s): 120, or the "
+        "whole warmup when shorter. Null without a GPU.")
 
 
 class BaselineRecord(Record):
