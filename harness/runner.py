@@ -269,7 +269,9 @@ class ExperimentRun:
             cache = BaselineCache(Path(self.spec.baseline_cache_dir),
                                   self.config.baseline.cache_ttl_s)
         record = measure_baseline(gpus, self.meter, self.config.baseline, cache)
-        self.events.emit("baseline", provenance=record.provenance, power_w=record.power_w)
+        record.cool_down = self.spec.cool_down  # the orchestrator's wait before this run
+        self.events.emit("baseline", provenance=record.provenance, power_w=record.power_w,
+                         temperature_c=record.temperature_c)
         return record
 
     def _warmup(self, backend: Backend, requests: list[Request], gpus: GpuSet) -> WarmupRecord:
