@@ -13,9 +13,11 @@ from harness.backends.base import Backend, GenerationOutput, Request
 from harness.energy import GpuSet, PowerSampler
 from harness.energy.device import GpuSample
 from harness.schema import ExperimentConfig, WarmupConfig
+from harness.schema.result import WarmupRecord
 from harness.testing import FakeClock, FakeGpu
 from harness.warmup import (
     STABLE_WINDOW_S,
+    final_slopes,
     is_stable,
     run_warmup,
     trend,
@@ -150,11 +152,11 @@ def test_a_slow_whole_degree_warmup_is_not_called_stable_while_degrees_remain():
     # tau = 4 min, 45 degC of rise, whole-degree readings every 100 ms: the old 30 s slope rule
     # sees long runs of one integer value and calls it flat with >= 5 degC still to come.
     start_c, rise_c, tau_s = 35.0, 45.0, 240.0
-    clock, sampler, backend, gpu = rig(first_order(start_c, rise_c, tau_s))
+    clock, sampler, backend, _ = rig(first_order(start_c, rise_c, tau_s))
     record = warm(backend, sampler, clock, until_stable=True, max_seconds=3000)
 
     old_says_stable_at = old_rule_first_says_stable_at(sampler.samples())
-    remaining = lambda t_s: start_c + rise_c - gpu._temperature.at(t_s)  # noqa: E731, SLF001
+    remaining = lambda t_s: rise_c * math.exp(-t_s / tau_s)  # noqa: E731 - still to rise (degC)
     assert remaining(old_says_stable_at) >= 5.0  # the scenario of the issue
     assert record.stable is True
     assert remaining(record.duration_s) < 2.0
@@ -195,6 +197,14 @@ def test_a_batch_shaped_power_pattern_is_not_drift():
     record = warm(backend, sampler, clock, until_stable=True, max_seconds=600)
     assert record.stable is True and record.duration_s <= STABLE_WINDOW_S + 30.0 + 2 * period_s
     assert abs(record.power_slope_pct_per_min[0]) < 0.2
+
+
+def test_the_cut_short_message_names_each_gpu_by_index_with_its_slopes():
+    record = WarmupRecord(batches=3, duration_s=600.0, stable=False,
+                          temperature_slope_c_per_min=[1.234, None],
+                          power_slope_pct_per_min=[None, -2.5])
+    assert final_slopes(record, [0, 3]) == (
+        "GPU 0: 1.23 degC/min, power n/a %/min; GPU 3: n/a degC/min, power -2.50 %/min")
 
 
 def samples_of(temperature_at, until_s, power_w=300.0):
