@@ -45,7 +45,7 @@ from harness.schema.result import (
 )
 from harness.schema.run_spec import RunSpec
 from harness.timeseries import TimeSeriesWriter
-from harness.warmup import run_warmup
+from harness.warmup import final_slopes, run_warmup
 
 POWER_EVENT_PERIOD_S = 1.0
 
@@ -299,26 +299,28 @@ class ExperimentRun:
             cache = BaselineCache(Path(self.spec.baseline_cache_dir),
                                   self.config.baseline.cache_ttl_s)
         record = measure_baseline(gpus, self.meter, self.config.baseline, cache)
-        self.events.emit("baseline", provenance=record.provenance, power_w=record.power_w)
+        record.cool_down = self.spec.cool_down  # the orchestrator's wait before this run
+        self.events.emit("baseline", provenance=record.provenance, power_w=record.power_w,
+                         temperature_c=record.temperature_c)
         return record
 
     def _warmup(self, backend: Backend, requests: list[Request], gpus: GpuSet) -> WarmupRecord:
         self._enter("warmup")
+        indices = [gpu.index for gpu in gpus]
         record = run_warmup(
             backend,
             warmup_twins(backend.warmup_requests(requests), backend.vocab_ids(),
                          self.config.random_seed),
-            self.config.warmup, self.sampler,
-            [gpu.index for gpu in gpus],
+            self.config.warmup, self.sampler, indices,
             lambda batches, elapsed_s: self.events.emit(
                 "warmup", batches=batches, elapsed_s=elapsed_s),
         )
         if record.stable is False:
             self.warnings.append(Warning_(
                 code="warmup_cut_short",
-                message=f"GPU temperature was still moving after warmup.max_seconds "
+                message=f"the steady-state rule was not met within warmup.max_seconds "
                 f"({self.config.warmup.max_seconds:g} s): the window opened before thermal "
-                "steady state",
+                f"steady state; final slopes: {final_slopes(record, indices)}",
             ))
         return record
 

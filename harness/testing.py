@@ -179,7 +179,9 @@ class FakeGpu(GpuDevice):
     (``counter_update_period_s``, about 0.1 s on NVIDIA GPUs): between two updates it holds
     the integral up to the last one. The reported power can likewise be the mean of the trace
     over the last ``power_average_s`` seconds (recent GPUs report a ~1 s average), refreshed
-    only every ``power_update_period_s``. Defaults reproduce an ideal sensor.
+    only every ``power_update_period_s``. Temperature can be reported in whole degrees, as
+    NVML's ``nvmlDeviceGetTemperature`` does (an unsigned integer). Defaults reproduce an
+    ideal sensor.
 
     Args:
         power_w: (t_s, power_w) breakpoints of piecewise-linear power (W).
@@ -205,6 +207,9 @@ class FakeGpu(GpuDevice):
             reading (recent NVIDIA GPUs: about 1 s); None reports the instantaneous value.
         power_update_period_s: the reported power is refreshed only every this many seconds;
             None refreshes it at every reading.
+        temperature_whole_degrees: report temperature truncated to whole degrees C. NVML
+            reports an integer; whether the driver rounds or truncates is not documented, and
+            an offset under one degree changes no slope or difference.
 
     """
 
@@ -231,6 +236,7 @@ class FakeGpu(GpuDevice):
         counter_update_phase_s: float = 0.0,
         power_average_s: float | None = None,
         power_update_period_s: float | None = None,
+        temperature_whole_degrees: bool = False,
     ) -> None:
         self.index = index
         self.counter_wrap_j = counter_wrap_j
@@ -257,6 +263,7 @@ class FakeGpu(GpuDevice):
         self._counter_update = _Updates(counter_update_period_s, counter_update_phase_s)
         self._power_update = _Updates(power_update_period_s, 0.0)
         self._power_average_s = power_average_s
+        self._whole_degrees = temperature_whole_degrees
         _FAKE_GPUS[self._info.uuid] = self
 
     def occupy(self, pid: int, memory_mb: float) -> None:
@@ -323,17 +330,23 @@ class FakeGpu(GpuDevice):
 
     def sample(self, t_s: float) -> GpuSample:
         """Everything the trace defines at clock time ``t_s``."""
-        temperature = self._temperature
         return GpuSample(
             gpu_index=self.index,
             t_s=t_s,
             power_w=self.reported_power_w(t_s),
             energy_counter_j=self.counter_at(t_s),
-            temperature_c=None if temperature is None else temperature.at(self.trace_time_s(t_s)),
+            temperature_c=self.reported_temperature_c(t_s),
             throttle_reasons=self._throttle_reasons,
             mem_used_mb=self.mem_used_mb(),
             **self._static,
         )
+
+    def reported_temperature_c(self, t_s: float) -> float | None:
+        """Temperature (degC) as the sensor reports it at clock time ``t_s``; None without one."""
+        if self._temperature is None:
+            return None
+        value = self._temperature.at(self.trace_time_s(t_s))
+        return float(math.floor(value)) if self._whole_degrees else value
 
     def compute_processes(self) -> list[int]:
         """Return the scripted PIDs and those of processes occupying the GPU."""

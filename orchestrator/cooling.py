@@ -2,6 +2,8 @@
 
 The idle reference is read once, before the study's first run. A wait is bounded by
 ``cool_max_s``; without GPUs there is nothing to wait for and the gap stays as configured.
+Every wait ends in a :class:`CoolDownRecord` (reached, cut off, ...) that the orchestrator
+passes to the run in ``experiment.json`` and the harness records in the result.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.energy import GpuSet, discover_gpus
+from harness.schema.result import CoolDownRecord
+
+NOT_REQUESTED = CoolDownRecord(outcome="not_requested")
 
 
-def read_temperatures(gpus: GpuSet, clock: Callable[[], float] = time.perf_counter) -> list[float]:
-    """Current temperature of every GPU (degC); GPUs without a reading are left out."""
-    samples = [gpu.sample(clock()) for gpu in gpus]
-    return [s.temperature_c for s in samples if s.temperature_c is not None]
+def read_temperatures(gpus: GpuSet,
+                      clock: Callable[[], float] = time.perf_counter) -> list[float | None]:
+    """Current temperature of every GPU (degC), None for a GPU without a reading."""
+    return [gpu.sample(clock()).temperature_c for gpu in gpus]
 
 
 @dataclass
@@ -25,9 +30,9 @@ class CoolDown:
 
     Args:
         gpus: GPUs to watch (the host's; empty when none).
-        margin_c: how close to idle counts as cool.
-        max_s: upper bound on one wait.
-        poll_s: how often to read temperatures.
+        margin_c: how close to idle counts as cool (degC).
+        max_s: upper bound on one wait (s).
+        poll_s: how often to read temperatures (s).
         clock: seconds; the GPUs' clock (``time.perf_counter`` for real ones).
     """
 
@@ -45,23 +50,46 @@ class CoolDown:
         """Watch the host's NVML GPUs (the study's selection)."""
         return cls(discover_gpus(indices), margin_c, max_s)
 
+    def _has_reference(self) -> bool:
+        return any(temperature is not None for temperature in self.idle_c)
+
     def is_cool(self) -> bool:
-        """True when every GPU is within the margin of its idle temperature."""
+        """True when every GPU with readings is within the margin of its idle temperature."""
         now = read_temperatures(self.gpus, self.clock)
-        return all(t <= idle + self.margin_c for t, idle in zip(now, self.idle_c, strict=False))
+        return all(t <= idle + self.margin_c for t, idle in zip(now, self.idle_c, strict=True)
+                   if t is not None and idle is not None)
+
+    def record(self, outcome: str, waited_s: float | None) -> CoolDownRecord:
+        """What a wait (or its absence) amounted to, with the temperatures now."""
+        return CoolDownRecord.model_validate({
+            "outcome": outcome, "waited_s": waited_s, "margin_c": self.margin_c,
+            "max_s": self.max_s, "gpu_indices": [gpu.index for gpu in self.gpus],
+            "idle_c": self.idle_c, "temperature_c": read_temperatures(self.gpus, self.clock),
+        })
+
+    def first_run(self) -> CoolDownRecord:
+        """The study's first run (or first after a resume): the reference was just read."""
+        return self.record("first_run" if self._has_reference() else "no_sensor", None)
 
     def wait(self, stop_waiting: Callable[[float], bool],
-             on_wait: Callable[[float], None] | None = None) -> float:
+             on_wait: Callable[[float], None] | None = None) -> CoolDownRecord:
         """Block until cool, ``max_s`` elapsed, or ``stop_waiting(poll_s)`` returns True.
 
-        Returns the seconds waited.
+        Returns:
+            The outcome (reached, cut_off, interrupted, or no_sensor without any temperature)
+            and the seconds waited.
         """
-        if not self.idle_c:
-            return 0.0
+        if not self._has_reference():
+            return self.record("no_sensor", None)
         start = self.clock()
-        while not self.is_cool() and self.clock() - start < self.max_s:
+        outcome = "reached"
+        while not self.is_cool():
+            if self.clock() - start >= self.max_s:
+                outcome = "cut_off"
+                break
             if on_wait is not None:
                 on_wait(self.clock() - start)
             if stop_waiting(self.poll_s):
+                outcome = "interrupted"
                 break
-        return self.clock() - start
+        return self.record(outcome, self.clock() - start)

@@ -15,12 +15,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from harness.energy import GpuSet
 from harness.engine_cache import default_cache_root
 from harness.io import write_json, write_text
 from harness.paths import create_unique_dir, sanitize, utc_stamp
-from harness.schema.result import ErrorRecord, ExperimentResult
+from harness.schema.result import CoolDownRecord, ErrorRecord, ExperimentResult
 from harness.schema.run_spec import RunSpec
-from orchestrator.cooling import CoolDown
+from orchestrator.cooling import NOT_REQUESTED, CoolDown
 from orchestrator.manifest import Failure, Manifest, RunEntry, SkippedRecord, now_utc
 from orchestrator.runners.base import Runner, RunOutcome
 from orchestrator.stats import write_stats
@@ -97,6 +98,8 @@ class StudyExecution:
         runner: where each run executes.
         on_event: receives study events (run_started, run_event, run_finished, gap).
         no_gaps: skip config and cycle gaps.
+        cooling_gpus: GPUs the cool-down watches; by default the host's NVML GPUs of the
+            study's selection.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class StudyExecution:
         runner: Runner,
         on_event: OnStudyEvent | None = None,
         no_gaps: bool = False,
+        cooling_gpus: GpuSet | None = None,
     ) -> None:
         self.study = study
         self.study_dir = study_dir
@@ -115,10 +119,14 @@ class StudyExecution:
         self.started_at = now_utc()
         execution = study.execution
         # The idle reference is read now, before the first run heats anything.
-        self.cool_down = (
-            CoolDown.for_host(execution.gpus, execution.cool_margin_c, execution.cool_max_s)
-            if execution.gap_until_cool and not no_gaps else None
-        )
+        self.cool_down: CoolDown | None = None
+        if execution.gap_until_cool and not no_gaps:
+            self.cool_down = (
+                CoolDown(cooling_gpus, execution.cool_margin_c, execution.cool_max_s)
+                if cooling_gpus is not None
+                else CoolDown.for_host(execution.gpus, execution.cool_margin_c,
+                                       execution.cool_max_s)
+            )
 
     def execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudyResult:
         """Run every pending run in order; return the summary (also written to disk)."""
@@ -131,16 +139,20 @@ class StudyExecution:
             entry = by_id[run.run_id]
             if entry.status in ("completed", "skipped"):
                 continue
-            self._gap(previous, run)
+            cool_down = self._gap(previous, run)
             if self.runner.stop_requested.is_set():
                 break
-            self._run_one(run, entry, manifest)
+            self._run_one(run, entry, manifest, cool_down)
             previous = run
         return self.summarise(manifest)
 
-    def _gap(self, previous: PlannedRun | None, run: PlannedRun) -> None:
-        if previous is None or self.no_gaps:
-            return
+    def _gap(self, previous: PlannedRun | None, run: PlannedRun) -> CoolDownRecord:
+        """The fixed gap, then the cool-down; returns how the cool-down ended."""
+        if previous is not None and not self.no_gaps:
+            self._fixed_gap(previous, run)
+        return self._cool(previous)
+
+    def _fixed_gap(self, previous: PlannedRun, run: PlannedRun) -> None:
         execution = self.study.execution
         seconds = execution.cycle_gap_s if run.cycle != previous.cycle else execution.config_gap_s
         remaining = seconds
@@ -149,14 +161,23 @@ class StudyExecution:
             step = min(1.0, remaining)
             self.runner.stop_requested.wait(step)
             remaining -= step
-        if self.cool_down is not None and not self.runner.stop_requested.is_set():
-            waited = self.cool_down.wait(
-                self.runner.stop_requested.wait,
-                lambda elapsed: self.on_event({"event": "cooling", "elapsed_s": elapsed}),
-            )
-            self.on_event({"event": "cooled", "waited_s": waited})
 
-    def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest) -> None:
+    def _cool(self, previous: PlannedRun | None) -> CoolDownRecord:
+        if self.cool_down is None:
+            return NOT_REQUESTED
+        if previous is None:
+            return self.cool_down.first_run()
+        if self.runner.stop_requested.is_set():
+            return self.cool_down.record("interrupted", None)
+        record = self.cool_down.wait(
+            self.runner.stop_requested.wait,
+            lambda elapsed: self.on_event({"event": "cooling", "elapsed_s": elapsed}),
+        )
+        self.on_event({"event": "cooled", "waited_s": record.waited_s, "outcome": record.outcome})
+        return record
+
+    def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
+                 cool_down: CoolDownRecord | None = None) -> None:
         run_dir = self.study_dir / run.run_id
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a stale attempt of a run that did not complete
@@ -169,6 +190,7 @@ class StudyExecution:
             gpus=self.runner.harness_gpus(self.study.execution.gpus),
             baseline_cache_dir=str(self._baseline_cache()),
             engine_cache_dir=self._engine_cache(run.entry.config.backend),
+            cool_down=cool_down,
             config=run.entry.config,
         )
         write_json(run_dir / "experiment.json", spec)

@@ -231,8 +231,12 @@ class NvmlGpu(GpuDevice):
 
     @_nvml_call("read the device information")
     def info(self) -> GpuInfo:
-        """Name, UUID, memory (MiB), compute capability, power limits (W), persistence, ECC, MIG."""
-        memory = self._nvml.nvmlDeviceGetMemoryInfo(self._handle)
+        """Name, UUID, memory (MiB), compute capability, power limits (W), persistence, ECC, MIG.
+
+        Also the applications clocks (MHz) and auto boost, which change idle power.
+        """
+        nvml = self._nvml
+        memory = nvml.nvmlDeviceGetMemoryInfo(self._handle)
         capability = self._optional("nvmlDeviceGetCudaComputeCapability")
         return GpuInfo(
             index=self.index,
@@ -247,6 +251,16 @@ class NvmlGpu(GpuDevice):
             persistence_mode=_enabled(self._optional("nvmlDeviceGetPersistenceMode")),
             ecc_enabled=_enabled(_current(self._optional("nvmlDeviceGetEccMode"))),
             mig_enabled=_enabled(_current(self._optional("nvmlDeviceGetMigMode"))),
+            # Locked clocks (nvidia-smi -lgc / -lmc) have setters but no getter in NVML.
+            applications_graphics_clock_mhz=_float(
+                self._optional("nvmlDeviceGetApplicationsClock", nvml.NVML_CLOCK_GRAPHICS)
+            ),
+            applications_memory_clock_mhz=_float(
+                self._optional("nvmlDeviceGetApplicationsClock", nvml.NVML_CLOCK_MEM)
+            ),
+            auto_boost_enabled=_enabled(
+                _current(self._optional("nvmlDeviceGetAutoBoostedClocksEnabled"))
+            ),
         )
 
 

@@ -198,11 +198,45 @@ class FlopsEstimate(Record):
 class WarmupRecord(Record):
     """What the warmup did before the window opened."""
 
-    batches: int
+    batches: int = Field(
+        description="Batches run: static batches (PyTorch) or engine waves, first pass included.")
     duration_s: float
     temperature_start_c: list[float | None] | None = None
     temperature_end_c: list[float | None] | None = None
-    stable: bool | None = Field(None, description="Null when stability was not assessed.")
+    stable: bool | None = Field(
+        None, description="With warmup.until_stable: whether the steady-state rule was met "
+        "(docs/methodology.md). Null when not asked or without a GPU.")
+    temperature_slope_c_per_min: list[float | None] | None = Field(
+        None, description="Per GPU: least-squares temperature slope over the last "
+        "stability_window_s of warmup (degC/min); null entry with too few readings.")
+    power_slope_pct_per_min: list[float | None] | None = Field(
+        None, description="Per GPU: least-squares slope of the mean power of each whole "
+        "repeated warmup batch over the last stability_window_s, as % of their mean per "
+        "minute (%/min); null entry with fewer than 4 such batches or no power reading.")
+    stability_window_s: float | None = Field(
+        None, description="Length of the window the slopes were fitted over (s): 120, or the "
+        "whole warmup when shorter. Null without a GPU.")
+
+
+class CoolDownRecord(Record):
+    """The orchestrator's wait for the GPUs to cool before this run (gap_until_cool)."""
+
+    outcome: Literal["reached", "cut_off", "not_requested", "first_run", "no_sensor",
+                     "interrupted"] = Field(
+        description="reached: every GPU came within margin_c of its idle reference; cut_off: "
+        "max_s passed first; not_requested: gap_until_cool off (or gaps skipped); first_run: "
+        "the idle reference was read just before this run, no wait; no_sensor: no GPU "
+        "temperature to wait on; interrupted: a stop request ended the wait.")
+    waited_s: float | None = Field(
+        None, description="Seconds waited after the fixed gap (s); null when there was no wait.")
+    margin_c: float | None = Field(None, description="execution.cool_margin_c (degC).")
+    max_s: float | None = Field(None, description="execution.cool_max_s (s).")
+    gpu_indices: list[int] | None = Field(
+        None, description="Host NVML indices the temperatures below belong to.")
+    idle_c: list[float | None] | None = Field(
+        None, description="Per GPU: idle reference, read before the study's first run (degC).")
+    temperature_c: list[float | None] | None = Field(
+        None, description="Per GPU: temperature when the wait ended (degC).")
 
 
 class BaselineRecord(Record):
@@ -212,6 +246,12 @@ class BaselineRecord(Record):
     duration_s: float
     provenance: Literal["fresh", "cached"]
     age_s: float
+    temperature_c: list[float | None] | None = Field(
+        None, description="Per GPU: temperature when the baseline was taken (degC); its 5 degC "
+        "band is part of the cache key.")
+    cool_down: CoolDownRecord | None = Field(
+        None, description="How the cool-down before this run ended; null for a run not "
+        "started by a study.")
 
 
 class GpuInfo(Record):
@@ -227,6 +267,12 @@ class GpuInfo(Record):
     persistence_mode: bool | None = None
     ecc_enabled: bool | None = None
     mig_enabled: bool | None = None
+    applications_graphics_clock_mhz: float | None = Field(
+        None, description="Applications clock target for graphics (MHz); null where unsupported.")
+    applications_memory_clock_mhz: float | None = Field(
+        None, description="Applications clock target for memory (MHz); null where unsupported.")
+    auto_boost_enabled: bool | None = Field(
+        None, description="Auto boosted clocks on; null where unsupported (most recent GPUs).")
 
 
 class GpuBinding(Record):

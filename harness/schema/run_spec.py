@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from harness.schema.config import ExperimentConfig, Strict
-from harness.schema.result import SCHEMA_VERSION
+from harness.schema.result import SCHEMA_VERSION, CoolDownRecord
 
 
 class RunSpec(Strict):
@@ -30,5 +30,9 @@ class RunSpec(Strict):
     engine_cache_dir: str | None = Field(
         None, description="TensorRT-LLM engine cache (mounted read-write into tensorrt runs); "
         "None = LLEM_ENGINE_CACHE or ~/.cache/llem/trt-engines."
+    )
+    cool_down: CoolDownRecord | None = Field(
+        None, description="How the orchestrator's cool-down before this run ended; recorded "
+        "in the result's baseline. None for a run not started by a study."
     )
     config: ExperimentConfig

@@ -148,8 +148,22 @@ class PyTorchBackend(Backend):
     # -- generation ------------------------------------------------------------------------
 
     def warmup_requests(self, requests: list[Request]) -> list[Request]:
-        """Return the first batch of the workload: same shapes as the measurement."""
-        return list(requests[: self.batch_size])
+        """Return the first batch of the workload; with torch.compile, a batch of every shape.
+
+        A static batch's shape is (rows, padded prompt width, tokens generated). Compiled
+        code is specialised to shapes, so each shape the window has not seen in warmup would
+        compile inside it: with ``torch_compile`` the set is the first batch of each distinct
+        shape, in window order, which keeps a short last batch last so that ``generate`` cuts
+        the set into exactly those batches. Without compilation a new shape costs nothing
+        worth warming, and the first batch alone (the measurement's full shape) is returned.
+        """
+        batches = list(self._batches(requests))
+        if not self.settings.torch_compile:
+            return list(batches[0]) if batches else []
+        by_shape: dict[tuple[int, int, int], list[Request]] = {}
+        for batch in batches:
+            by_shape.setdefault(_batch_shape(batch), batch)
+        return [request for batch in by_shape.values() for request in batch]
 
     def generate(
         self, requests: list[Request], on_batch: BatchCallback | None = None
@@ -331,6 +345,12 @@ class PyTorchBackend(Backend):
         if torch.version.cuda:
             found["torch_cuda"] = str(torch.version.cuda)
         return found
+
+
+def _batch_shape(batch: list[Request]) -> tuple[int, int, int]:
+    """(rows, padded prompt width, tokens generated) of one static batch."""
+    width = max(len(request.input_ids) for request in batch)
+    return len(batch), width, max(request.max_new_tokens for request in batch)
 
 
 def _peak_rss_bytes() -> int:

@@ -10,9 +10,10 @@ import pytest
 
 from harness.energy import GpuSet
 from harness.errors import PreflightError
+from harness.io import write_json
 from harness.runner import ExperimentRun
 from harness.schema import ExperimentConfig
-from harness.schema.result import ErrorRecord, ExperimentResult
+from harness.schema.result import CoolDownRecord, ErrorRecord, ExperimentResult
 from harness.schema.run_spec import RunSpec
 from harness.testing import FakeGpu
 
@@ -36,10 +37,18 @@ def fake_gpus(**gpu_options):
     return GpuSet(gpus, driver_version="999.1", cuda_version="12.9")
 
 
+COOL_DOWN = CoolDownRecord(outcome="cut_off", waited_s=600.0, margin_c=3.0, max_s=600.0,
+                           gpu_indices=[0, 1], idle_c=[34.0, 35.0], temperature_c=[52.0, 41.0])
+
+
 @pytest.fixture(scope="module")
 def replayed(tiny_model_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    result = ExperimentRun(spec(tiny_model_dir), run_dir, gpus=fake_gpus(), device="cpu").execute()
+    # As the orchestrator writes it: experiment.json, read back, carries the cool-down.
+    write_json(run_dir / "experiment.json",
+               spec(tiny_model_dir).model_copy(update={"cool_down": COOL_DOWN}))
+    read_back = RunSpec.model_validate_json((run_dir / "experiment.json").read_text())
+    result = ExperimentRun(read_back, run_dir, gpus=fake_gpus(), device="cpu").execute()
     return result, run_dir
 
 
@@ -63,6 +72,8 @@ def test_baseline_and_dynamic_energy(replayed):
     result, _ = replayed
     assert result.baseline is not None and result.baseline.provenance == "fresh"
     assert result.baseline.power_w == pytest.approx([POWER_W], rel=1e-3)
+    assert result.baseline.temperature_c == [40.0]
+    assert result.baseline.cool_down == COOL_DOWN
     # Constant power: everything is "idle", so dynamic energy is ~0 and the raw figure stays.
     assert result.energy.energy_dynamic_j == pytest.approx(0.0, abs=0.01 * result.energy.energy_j)
     assert result.energy.energy_j > 0

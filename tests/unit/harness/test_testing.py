@@ -177,3 +177,13 @@ def test_fake_pynvml_has_no_counter_on_a_gpu_without_one():
     nvml = FakePynvml([FakeGpu([(0.0, 100.0)], clock=FakeClock(), counter_supported=False)])
     with pytest.raises(nvml.NVMLError_NotSupported):
         nvml.nvmlDeviceGetTotalEnergyConsumption(nvml.nvmlDeviceGetHandleByIndex(0))
+
+
+def test_whole_degree_temperature_is_truncated_like_an_integer_reading():
+    clock = FakeClock()
+    gpu = FakeGpu([(0.0, 100.0)], clock=clock, temperature_c=[(0.0, 40.0), (10.0, 42.0)],
+                  temperature_whole_degrees=True)
+    readings = [gpu.sample(t).temperature_c for t in (0.0, 4.9, 5.0, 9.9, 10.0)]
+    assert readings == [40.0, 40.0, 41.0, 41.0, 42.0]
+    smooth = FakeGpu([(0.0, 100.0)], clock=clock, temperature_c=[(0.0, 40.0), (10.0, 42.0)])
+    assert smooth.sample(4.9).temperature_c == pytest.approx(40.98)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import time
 
-from orchestrator.execute import StudyExecution, plan
+from harness.energy import GpuSet
+from harness.schema.run_spec import RunSpec
+from harness.testing import FakeGpu
+from orchestrator.execute import StudyExecution, new_manifest, plan
+from orchestrator.runners.base import Runner, RunOutcome
 from orchestrator.runners.local import LocalRunner
 from orchestrator.study import load_study
 
@@ -42,3 +46,59 @@ def test_gap_counts_down_and_stops_on_request(tmp_path):
     start = time.monotonic()
     execution._gap(first, second)
     assert time.monotonic() - start < 0.5
+
+
+class SpecReader(Runner):
+    """Runs nothing: keeps the experiment.json of every run and reports it failed."""
+
+    name = "spec-reader"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.specs: list[RunSpec] = []
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        text = (run_dir / "experiment.json").read_text(encoding="utf-8")
+        self.specs.append(RunSpec.model_validate_json(text))
+        return RunOutcome(end="error", exit_code=1, message="not run")
+
+
+def cooling_study(tmp_path, gap_until_cool=True):
+    path = tmp_path / "s.yaml"
+    path.write_text("model: m\nbackend: pytorch\nexecution: {n_cycles: 1, config_gap_s: 0, "
+                    f"cycle_gap_s: 0, gap_until_cool: {str(gap_until_cool).lower()}, "
+                    "cool_margin_c: 3, cool_max_s: 60}\nsweep:\n  pytorch.batch_size: [1, 2]\n")
+    return load_study(path)
+
+
+def test_each_run_carries_the_outcome_of_its_cool_down_in_experiment_json(tmp_path):
+    loaded = cooling_study(tmp_path)
+    runner = SpecReader()
+    # Host GPUs already at their idle temperature: the wait ends at its first look.
+    gpus = GpuSet([FakeGpu([(0.0, 60.0)], index=i, temperature_c=[(0.0, 35.0 + i)])
+                   for i in range(2)])
+    events = []
+    execution = StudyExecution(loaded, tmp_path / "out", runner, events.append,
+                               cooling_gpus=gpus)
+    (tmp_path / "out").mkdir()
+    runs = plan(loaded)
+    execution.execute(runs, new_manifest(loaded, runs, runner.name))
+
+    first, second = (spec.cool_down for spec in runner.specs)
+    assert first is not None and first.outcome == "first_run" and first.waited_s is None
+    assert second is not None and second.outcome == "reached"
+    assert second.waited_s is not None and 0.0 <= second.waited_s < 1.0
+    assert second.idle_c == [35.0, 36.0] and second.gpu_indices == [0, 1]
+    assert second.margin_c == 3.0 and second.max_s == 60.0
+    assert {"event": "cooled", "waited_s": second.waited_s, "outcome": "reached"} in events
+
+
+def test_without_gap_until_cool_the_outcome_is_not_requested(tmp_path):
+    loaded = cooling_study(tmp_path, gap_until_cool=False)
+    runner = SpecReader()
+    execution = StudyExecution(loaded, tmp_path / "out", runner)
+    (tmp_path / "out").mkdir()
+    runs = plan(loaded)
+    execution.execute(runs, new_manifest(loaded, runs, runner.name))
+    assert [spec.cool_down.outcome for spec in runner.specs if spec.cool_down] == [
+        "not_requested", "not_requested"]

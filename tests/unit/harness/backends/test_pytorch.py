@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import pytest
 
 from harness.backends.base import GenerationOutput, Request
 from harness.backends.pytorch import PyTorchBackend
-from harness.datasets import build_requests
+from harness.datasets import build_requests, warmup_twins
 from harness.errors import BackendError
 from harness.schema.config import ExperimentConfig
 
@@ -227,6 +228,73 @@ def test_warmup_is_the_first_full_batch(make_backend: MakeBackend) -> None:
     requests = build_requests(backend.config, backend)
 
     assert backend.warmup_requests(requests) == requests[:3]
+
+
+def varied_prompts(directory: Path) -> Path:
+    """Seven prompts of three token lengths, some asking for fewer new tokens."""
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while"]
+    lines = [
+        json.dumps({"prompt": " ".join(words[: 2 + (i * 3) % 9]),
+                    **({"max_new_tokens": 3} if i % 4 == 0 else {})})
+        for i in range(7)
+    ]
+    path = directory / "varied.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def shapes(requests: list[Request], batch_size: int) -> list[tuple[int, int, int]]:
+    """(rows, padded width, new tokens) of each static batch ``generate`` cuts."""
+    batches = [requests[i : i + batch_size] for i in range(0, len(requests), batch_size)]
+    return [(len(b), max(len(r.input_ids) for r in b), max(r.max_new_tokens for r in b))
+            for b in batches]
+
+
+def test_with_torch_compile_warmup_has_one_batch_of_every_window_shape(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # 11 requests in batches of 3: a short last batch of 2, and prompt widths that differ.
+    config = make_config(tiny_model_dir, n=11, input_len=32, dataset=str(varied_prompts(tmp_path)),
+                         pytorch={"batch_size": 3, "torch_compile": True})
+    backend = PyTorchBackend(config, "cpu")
+    requests = build_requests(config, backend)
+    twins = warmup_twins(backend.warmup_requests(requests), backend.vocab_ids(), 0)
+
+    window = shapes(requests, 3)
+    assert len(set(window)) >= 3 and window[-1][0] == 2  # the case is not trivial
+    assert shapes(twins, 3) == sorted(set(window), key=window.index)  # each once, in order
+    assert all(t.input_ids != r.input_ids for t, r in zip(twins, requests, strict=False))
+
+
+@pytest.mark.slow
+def test_with_torch_compile_nothing_compiles_inside_the_window(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    config = make_config(tiny_model_dir, n=11, input_len=32, output_len=4,
+                         dataset=str(varied_prompts(tmp_path)), pytorch={"batch_size": 3})
+    backend = PyTorchBackend(config, "cpu")
+    backend.load()
+    # As pytorch.torch_compile does, but through a compiler that only counts its calls
+    # (inductor would need minutes on a CPU): every compile and recompile calls it once.
+    compiles: list[int] = []
+
+    def counting(graph: Any, example_inputs: Any) -> Any:
+        compiles.append(1)
+        return graph.forward
+
+    backend.model.forward = torch.compile(backend.model.forward, backend=counting)
+    backend.settings = backend.settings.model_copy(update={"torch_compile": True})
+    requests = build_requests(config, backend)
+    warmup = warmup_twins(backend.warmup_requests(requests), backend.vocab_ids(), 0)
+
+    backend.generate(warmup)
+    compiled_in_warmup = len(compiles)
+    backend.generate(requests)
+
+    assert compiled_in_warmup > 0
+    assert len(compiles) == compiled_in_warmup  # the first-batch-only warmup left 3 here
 
 
 # -- reporting ------------------------------------------------------------------------------

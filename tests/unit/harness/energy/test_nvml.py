@@ -49,6 +49,9 @@ class FakeNvml:
             "nvmlDeviceGetPersistenceMode": 0,
             "nvmlDeviceGetEccMode": [1, 1],
             "nvmlDeviceGetMigMode": [0, 0],
+            "nvmlDeviceGetApplicationsClock": lambda handle, kind: {
+                pynvml.NVML_CLOCK_GRAPHICS: 1755, pynvml.NVML_CLOCK_MEM: 2619}[kind],
+            "nvmlDeviceGetAutoBoostedClocksEnabled": [0, 1],
         }
         self.responses.update(overrides)
 
@@ -171,6 +174,18 @@ def test_info_fills_gpu_info_and_leaves_unsupported_fields_none():
     assert info.persistence_mode is False
     assert info.ecc_enabled is True
     assert info.mig_enabled is None
+    assert (info.applications_graphics_clock_mhz, info.applications_memory_clock_mhz) == (
+        1755.0, 2619.0)
+    assert info.auto_boost_enabled is False  # [current, default]: the current one
+
+
+def test_clock_settings_the_gpu_does_not_support_are_none():
+    nvml = FakeNvml(raises={
+        "nvmlDeviceGetAutoBoostedClocksEnabled": pynvml.NVML_ERROR_NOT_SUPPORTED,
+        "nvmlDeviceGetApplicationsClock": pynvml.NVML_ERROR_NOT_SUPPORTED,
+    })
+    info = NvmlGpu(0, nvml=nvml).info()
+    assert info.applications_graphics_clock_mhz is None and info.auto_boost_enabled is None
 
 
 def test_throttle_reasons_fall_back_to_the_older_function():
