@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 
 from harness.energy.device import GpuSet
+from harness.energy.meter import EnergyReading
+from harness.energy.nvml import ROUTINE_REASONS
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import ThermalMetrics, ThroughputMetrics, Warning_
 
@@ -30,6 +32,12 @@ def machine_warnings(gpus: GpuSet) -> list[Warning_]:
                 code="mig_enabled",
                 message=f"{label} has MIG enabled: NVML energy covers the whole GPU, "
                 "not the slice this run used",
+            ))
+        if info.grace_hopper:
+            warnings.append(Warning_(
+                code="grace_hopper_module",
+                message=f"{label} is a Grace Hopper module: its power and energy readings cover "
+                "the module (Grace CPU and memory included), not the GPU alone",
             ))
         if info.persistence_mode is False:
             warnings.append(Warning_(
@@ -70,10 +78,10 @@ def config_warnings(config: ExperimentConfig) -> list[Warning_]:
     return warnings
 
 
-def window_warnings(
-    work: ThroughputMetrics, samples: int, thermal: ThermalMetrics | None, has_sensor: bool
-) -> list[Warning_]:
-    """Short window, few samples, thermal drift and throttling in the window."""
+def window_warnings(work: ThroughputMetrics, reading: EnergyReading,
+                    thermal: ThermalMetrics | None, gpus: GpuSet) -> list[Warning_]:
+    """Short window, few samples, read errors, thermal drift and throttling in the window."""
+    indices = [gpu.index for gpu in gpus]
     warnings: list[Warning_] = []
     if work.duration_s < MIN_WINDOW_S:
         warnings.append(Warning_(
@@ -81,32 +89,65 @@ def window_warnings(
             message=f"measurement window {work.duration_s:.2f} s is under {MIN_WINDOW_S:g} s: "
             "the energy counter updates about every 100 ms, so edges weigh heavily",
         ))
-    if has_sensor and samples < MIN_SAMPLES:
-        warnings.append(Warning_(
-            code="few_samples",
-            message=f"only {samples} power samples in the window (< {MIN_SAMPLES})",
-        ))
+    warnings.extend(_sampling_warnings(reading, indices))
+    warnings.extend(_secondary_read_warnings(gpus))
     if thermal is not None:
-        warnings.extend(_thermal_warnings(thermal))
+        warnings.extend(_thermal_warnings(thermal, indices))
     return warnings
 
 
-def _thermal_warnings(thermal: ThermalMetrics) -> list[Warning_]:
+def _sampling_warnings(reading: EnergyReading, indices: list[int]) -> list[Warning_]:
+    """Few successful power reads, and failed reads, per GPU (not ticks of the sampler)."""
+    warnings: list[Warning_] = []
+    for index, reads, errors in zip(indices, reading.samples_per_gpu,
+                                    reading.read_errors_per_gpu, strict=False):
+        if reads < MIN_SAMPLES:
+            warnings.append(Warning_(
+                code="few_samples",
+                message=f"GPU {index}: only {reads} successful power reads in the window "
+                f"(< {MIN_SAMPLES})",
+            ))
+        if errors:
+            warnings.append(Warning_(
+                code="sampler_read_errors",
+                message=f"GPU {index}: {errors} power/counter reads failed in the window "
+                f"({reads} succeeded); the integrated-power cross-check has gaps there",
+            ))
+    return warnings
+
+
+def _secondary_read_warnings(gpus: GpuSet) -> list[Warning_]:
+    warnings: list[Warning_] = []
+    for gpu in gpus:
+        errors = getattr(gpu, "secondary_read_errors", 0)
+        if errors:
+            warnings.append(Warning_(
+                code="secondary_read_errors",
+                message=f"GPU {gpu.index}: {errors} reads of temperature, clocks, utilisation, "
+                "memory or throttling failed during the run (those values are null there; "
+                "power and energy were kept)",
+            ))
+    return warnings
+
+
+def _thermal_warnings(thermal: ThermalMetrics, indices: list[int]) -> list[Warning_]:
     warnings: list[Warning_] = []
     starts = thermal.temperature_start_c or []
     ends = thermal.temperature_end_c or []
-    for index, (start, end) in enumerate(zip(starts, ends, strict=False)):
+    for index, start, end in zip(indices, starts, ends, strict=False):
         if start is not None and end is not None and abs(end - start) > MAX_DRIFT_C:
             warnings.append(Warning_(
                 code="thermal_drift",
                 message=f"GPU {index} temperature moved {start:.0f} -> {end:.0f} degC in the "
                 "window: it was not at steady state",
             ))
-    if thermal.throttle_reasons_seen:
-        warnings.append(Warning_(
-            code="throttling",
-            message=f"clock throttling seen: {', '.join(thermal.throttle_reasons_seen)}",
-        ))
+    for index, reasons in zip(indices, thermal.throttle_reasons_per_gpu or [], strict=False):
+        slowdowns = [reason for reason in reasons if reason not in ROUTINE_REASONS]
+        if slowdowns:
+            warnings.append(Warning_(
+                code="throttling",
+                message=f"GPU {index} slowed its clocks in the window: {', '.join(slowdowns)}",
+            ))
     return warnings
 
 

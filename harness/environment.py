@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 from pathlib import Path
+from typing import Any
 
 from harness._version import __version__
 from harness.energy.device import GpuSet
@@ -20,7 +21,8 @@ IMAGE_DIGEST_ENV = "LLEM_IMAGE_DIGEST"
 
 def snapshot(gpus: GpuSet, backend_versions: dict[str, str],
              selection: Selection | None = None,
-             identity: GpuIdentityProof | None = None) -> Environment:
+             identity: GpuIdentityProof | None = None,
+             determinism: dict[str, Any] | None = None) -> Environment:
     """Describe this machine, its GPUs and the backend libraries.
 
     Args:
@@ -29,6 +31,7 @@ def snapshot(gpus: GpuSet, backend_versions: dict[str, str],
             entry, when present, fills ``cudnn_version``.
         selection: how the measured GPUs were chosen (CUDA <-> NVML map).
         identity: the proof, after load, that the model computes on them.
+        determinism: the backend's determinism settings (seeds, deterministic modes).
     """
     versions = dict(backend_versions)
     cudnn = versions.pop("cudnn", None)
@@ -47,6 +50,7 @@ def snapshot(gpus: GpuSet, backend_versions: dict[str, str],
         python=platform.python_version(),
         harness_version=__version__,
         backend_versions=versions,
+        determinism=dict(determinism or {}),
         container_image_id=os.environ.get(IMAGE_ID_ENV) or None,
         container_image_digest=os.environ.get(IMAGE_DIGEST_ENV) or None,
         hostname_hash=hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12],

@@ -117,6 +117,9 @@ def energy(
         baseline_power_w=baseline_power_w,
         energy_dynamic_j=dynamic,
         energy_integrated_j=reading.energy_integrated_j,
+        energy_integrated_per_gpu_j=reading.energy_integrated_per_gpu_j,
+        power_samples_per_gpu=reading.samples_per_gpu or None,
+        sampler_read_errors_per_gpu=reading.read_errors_per_gpu or None,
         energy_method=reading.method,
         energy_per_output_token_j=_ratio(energy_j, work.output_tokens),
         energy_dynamic_per_output_token_j=(
@@ -166,11 +169,18 @@ def thermal(samples: Sequence[GpuSample], gpu_indices: Sequence[int]) -> Thermal
         return None
     # Idle and application-clock "reasons" are not slowdowns; only real throttling counts.
     reasons = sorted({r for s in samples for r in s.throttle_reasons if r in SLOWDOWN_REASONS})
+    per_gpu_reasons = [sorted({r for s in series for r in s.throttle_reasons
+                               if r in SLOWDOWN_REASONS}) for series in per_gpu]
     return ThermalMetrics(
         temperature_start_c=[_first_value(s, "temperature_c") for s in per_gpu],
         temperature_end_c=[_first_value(list(reversed(s)), "temperature_c") for s in per_gpu],
         throttle_reasons_seen=reasons,
+        throttle_reasons_per_gpu=per_gpu_reasons,
         sm_clock_mhz_mean=[_mean(s, "sm_clock_mhz") for s in per_gpu],
+        gpu_util_pct_max=[_max(s, "gpu_util_pct") for s in per_gpu],
+        mem_clock_mhz_mean=[_mean(s, "mem_clock_mhz") for s in per_gpu],
+        user_clocks_limited=[any("applications_clocks_setting" in s.throttle_reasons
+                                 for s in series) for series in per_gpu],
     )
 
 
@@ -180,6 +190,11 @@ def _first_value(series: Sequence[GpuSample], name: str) -> float | None:
         if value is not None:
             return float(value)
     return None
+
+
+def _max(series: Sequence[GpuSample], name: str) -> float | None:
+    values = [getattr(s, name) for s in series if getattr(s, name) is not None]
+    return float(max(values)) if values else None
 
 
 def _mean(series: Sequence[GpuSample], name: str) -> float | None:

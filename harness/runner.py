@@ -157,7 +157,8 @@ class ExperimentRun:
         thermal = metrics.thermal(window_samples, [gpu.index for gpu in gpus])
         self.warnings.extend(reading.warnings)
         self.warnings.extend(
-            checks.window_warnings(work, reading.samples, thermal, has_sensor=len(gpus) > 0)
+            checks.window_warnings(work, reading, thermal,
+                                   self.selection.gpus if len(gpus) else gpus)
         )
         self.warnings.extend(checks.cache_warnings(self.config, work))
         _, non_embedding = backend.parameter_counts()
@@ -179,7 +180,8 @@ class ExperimentRun:
             warmup=warmup,
             baseline=baseline,
             engine_cache=backend.engine_cache(),
-            environment=snapshot(gpus, backend.versions(), self.selection, self.identity),
+            environment=snapshot(gpus, backend.versions(), self.selection, self.identity,
+                                 backend.determinism()),
             warnings=_unique(self.warnings),
         )
         result = sanity.flag(result, has_sensor=len(gpus) > 0)
@@ -202,19 +204,32 @@ class ExperimentRun:
         placement of the model can be proven afterwards (:meth:`_prove_placement`).
         """
         self._enter("load")
-        facts = self.selection.gpus
-        before = [(gpu.sample(time.perf_counter()), gpu.compute_processes()) for gpu in facts]
+        before = self._placement_facts()
         start = self.meter.mark()
         backend.load()
         backend.synchronize()
         end = self.meter.mark()
-        after = [(gpu.sample(time.perf_counter()), gpu.compute_processes()) for gpu in facts]
+        after = self._placement_facts()
         self._load_edges_s = (start.t_s, end.t_s)
         self.identity = self._prove_placement(backend, before, after)
         return self.meter.between(start, end)
 
-    def _prove_placement(self, backend: Backend, before: list[tuple[GpuSample, list[int]]],
-                         after: list[tuple[GpuSample, list[int]]]) -> GpuIdentityProof | None:
+    def _placement_facts(self) -> list[tuple[GpuSample | None, list[int]]]:
+        """Each measured GPU's sample (None when the read failed) and compute processes."""
+        facts: list[tuple[GpuSample | None, list[int]]] = []
+        for gpu in self.selection.gpus:
+            with self.sampler.read_lock:
+                try:
+                    sample: GpuSample | None = gpu.sample(time.perf_counter())
+                except Exception:  # one failed read is evidence missing, not a failed run
+                    sample = None
+            facts.append((sample, gpu.compute_processes()))
+        return facts
+
+    def _prove_placement(self, backend: Backend,
+                         before: list[tuple[GpuSample | None, list[int]]],
+                         after: list[tuple[GpuSample | None, list[int]]]
+                         ) -> GpuIdentityProof | None:
         """Fail the run unless the model computes on exactly the measured GPUs."""
         bindings = self.selection.bindings
         if not bindings:
@@ -276,7 +291,7 @@ class ExperimentRun:
     def _source_warnings(self, gpus: GpuSet) -> None:
         if self.config.energy.backend == "none":
             self.warnings.append(Warning_(
-                code="no_energy_sensor",
+                code="energy_source_none",
                 message="energy.backend is 'none': energy is not measured and energy fields "
                 "are null",
             ))
@@ -317,7 +332,7 @@ class ExperimentRun:
         )
         if record.stable is False:
             self.warnings.append(Warning_(
-                code="warmup_cut_short",
+                code="warmup_not_stable",
                 message=f"the steady-state rule was not met within warmup.max_seconds "
                 f"({self.config.warmup.max_seconds:g} s): the window opened before thermal "
                 f"steady state; final slopes: {final_slopes(record, indices)}",

@@ -178,6 +178,10 @@ class Backend(abc.ABC):
         """
         return 1
 
+    def determinism(self) -> dict[str, Any]:
+        """Determinism settings in force, read from the library (seeds, deterministic modes)."""
+        return {"seed": self.config.random_seed}
+
     def caches_across_requests(self) -> bool:
         """Whether a cache shared across requests (prefix cache, KV block reuse) is on."""
         return False

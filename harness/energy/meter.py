@@ -64,6 +64,9 @@ class EnergyReading:
         method: ``nvml_counter``, or ``nvml_power_integration`` if any GPU has no counter.
         mean_power_w: energy_j / duration_s (W).
         samples: sampler ticks inside the window.
+        samples_per_gpu: successful power reads of each GPU inside the window (a tick whose
+            read of a GPU failed does not count for it).
+        read_errors_per_gpu: failed sampler reads of each GPU inside the window.
         warnings: conditions the reader of these figures should know about.
 
     """
@@ -76,6 +79,8 @@ class EnergyReading:
     method: str | None
     mean_power_w: float | None
     samples: int
+    samples_per_gpu: list[int] = field(default_factory=list)
+    read_errors_per_gpu: list[int] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
 
 
@@ -244,7 +249,8 @@ class EnergyMeter:
         duration_s = end.t_s - start.t_s
         if duration_s < 0:
             raise ValueError(f"end mark ({end.t_s} s) is before start mark ({start.t_s} s)")
-        samples = sum(start.t_s <= b.t_s <= end.t_s for b in self.sampler.batches())
+        inside = [b for b in self.sampler.batches() if start.t_s <= b.t_s <= end.t_s]
+        samples = len(inside)
         if len(self.gpus) == 0:
             return _no_sensor_reading(duration_s, samples)
         histories = self._histories()
@@ -253,7 +259,14 @@ class EnergyMeter:
             self._counter_delta_j(position, history, start, end)
             for position, history in enumerate(histories)
         ]
-        return _reading(self.gpus, duration_s, counted, integrated, samples)
+        reading = _reading(self.gpus, duration_s, counted, integrated, samples)
+        reading.samples_per_gpu.extend(_reads_per_gpu(self.gpus, inside))
+        reading.read_errors_per_gpu.extend(self._errors_per_gpu(start.t_s, end.t_s))
+        return reading
+
+    def _errors_per_gpu(self, t0_s: float, t1_s: float) -> list[int]:
+        return [sum(t0_s <= t <= t1_s for t in self.sampler.error_times_s(gpu.index))
+                for gpu in self.gpus]
 
     def energy_at_times(self, t0_s: float, t1_s: float) -> float:
         """Energy summed over GPUs between two arbitrary instants (J).
@@ -306,6 +319,12 @@ class EnergyMeter:
         return _counter_series(points, self.gpus[position]).energy_j(start.t_s, end.t_s)
 
 
+def _reads_per_gpu(gpus: Sequence[GpuDevice], batches: list[SampleBatch]) -> list[int]:
+    """Successful power reads per GPU: a tick whose read of a GPU failed lacks that GPU."""
+    read = [s.gpu_index for b in batches for s in b.samples if s.power_w is not None]
+    return [read.count(gpu.index) for gpu in gpus]
+
+
 def _no_sensor_reading(duration_s: float, samples: int) -> EnergyReading:
     return EnergyReading(
         duration_s=duration_s,
@@ -316,8 +335,7 @@ def _no_sensor_reading(duration_s: float, samples: int) -> EnergyReading:
         method=None,
         mean_power_w=None,
         samples=samples,
-        warnings=[Warning_(code="no_energy_sensor", message=NO_SENSOR_MESSAGE)],
-    )
+    )  # why there is no sensor is the caller's to say (no GPU, or energy.backend none)
 
 
 def _reading(
@@ -333,7 +351,7 @@ def _reading(
     if energy_per_gpu_j is None:
         missing = [gpu.index for gpu, e in zip(gpus, per_gpu, strict=True) if e is None]
         warnings.append(Warning_(
-            code="no_energy_sensor",
+            code="gpu_unreadable",
             message=f"GPU(s) {missing} have neither an energy counter nor power samples in "
             "this window, so energy is not measured: energy fields are null.",
         ))

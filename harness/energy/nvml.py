@@ -58,6 +58,10 @@ SLOWDOWN_REASONS = frozenset(
 )
 """Reasons that mean the GPU ran slower than it could (``gpu_idle`` and the rest do not)."""
 
+ROUTINE_REASONS = frozenset({"sw_power_cap"})
+"""Slowdowns that are the GPU working as designed under load: holding its power limit. Seen
+and recorded, but not the ``throttling`` warning (it would fire on nearly every busy run)."""
+
 
 def decode_throttle_reasons(mask: int) -> tuple[str, ...]:
     """Turn an NVML clocks-event bitmask into reason names, in bit order.
@@ -161,6 +165,8 @@ class NvmlGpu(GpuDevice):
         self.index = index
         self._nvml = _import_pynvml() if nvml is None else nvml
         self._handle = self._open_handle()
+        self.secondary_read_errors = 0
+        """Failed reads of secondary fields (temperature, clocks, ...) so far."""
 
     @_nvml_call("open the handle")
     def _open_handle(self) -> Any:
@@ -188,9 +194,15 @@ class NvmlGpu(GpuDevice):
         millijoules = self._optional("nvmlDeviceGetTotalEnergyConsumption")
         return None if millijoules is None else millijoules / 1000.0
 
-    @_nvml_call("read power, clocks and temperature")
+    @_nvml_call("read power and the energy counter")
     def sample(self, t_s: float) -> GpuSample:
         """Read everything the time series records; unsupported values are None.
+
+        Power and the energy counter are what the sample is for: an error reading them fails
+        the sample (the sampler counts it). A transient error in a secondary field
+        (temperature, clocks, utilisation, memory, throttling) leaves only that field None and
+        is counted in :attr:`secondary_read_errors`, so it never drops the power and counter
+        read with it.
 
         Args:
             t_s: timestamp (harness clock, s) to label the sample with.
@@ -198,22 +210,40 @@ class NvmlGpu(GpuDevice):
         """
         nvml = self._nvml
         power_mw = self._optional("nvmlDeviceGetPowerUsage")
-        utilisation = self._optional("nvmlDeviceGetUtilizationRates")
-        memory = self._optional("nvmlDeviceGetMemoryInfo")
+        counter_j = self.energy_counter_j()
+        utilisation = self._secondary("nvmlDeviceGetUtilizationRates")
+        memory = self._secondary("nvmlDeviceGetMemoryInfo")
         return GpuSample(
             gpu_index=self.index,
             t_s=t_s,
             power_w=None if power_mw is None else power_mw / 1000.0,
-            energy_counter_j=self.energy_counter_j(),
+            energy_counter_j=counter_j,
             temperature_c=_float(
-                self._optional("nvmlDeviceGetTemperature", nvml.NVML_TEMPERATURE_GPU)
+                self._secondary("nvmlDeviceGetTemperature", nvml.NVML_TEMPERATURE_GPU)
             ),
-            sm_clock_mhz=_float(self._optional("nvmlDeviceGetClockInfo", nvml.NVML_CLOCK_SM)),
-            mem_clock_mhz=_float(self._optional("nvmlDeviceGetClockInfo", nvml.NVML_CLOCK_MEM)),
+            sm_clock_mhz=_float(self._secondary("nvmlDeviceGetClockInfo", nvml.NVML_CLOCK_SM)),
+            mem_clock_mhz=_float(self._secondary("nvmlDeviceGetClockInfo", nvml.NVML_CLOCK_MEM)),
             gpu_util_pct=None if utilisation is None else float(utilisation.gpu),
             mem_used_mb=None if memory is None else memory.used / _MIB,
-            throttle_reasons=self.throttle_reasons(),
+            throttle_reasons=self._secondary_reasons(),
         )
+
+    def _secondary(self, function: str, *args: Any) -> Any:
+        """An optional read whose failure costs only its own value (counted, not raised)."""
+        try:
+            return self._optional(function, *args)
+        except Exception as e:
+            if not _is_nvml_error(e):
+                raise
+            self.secondary_read_errors += 1
+            return None
+
+    def _secondary_reasons(self) -> tuple[str, ...]:
+        try:
+            return self.throttle_reasons()
+        except EnergyError:
+            self.secondary_read_errors += 1
+            return ()
 
     @_nvml_call("read the clock-throttle reasons")
     def throttle_reasons(self) -> tuple[str, ...]:
@@ -261,7 +291,31 @@ class NvmlGpu(GpuDevice):
             auto_boost_enabled=_enabled(
                 _current(self._optional("nvmlDeviceGetAutoBoostedClocksEnabled"))
             ),
+            sm_clock_max_mhz=_float(
+                self._optional("nvmlDeviceGetMaxClockInfo", nvml.NVML_CLOCK_SM)),
+            mem_clock_max_mhz=_float(
+                self._optional("nvmlDeviceGetMaxClockInfo", nvml.NVML_CLOCK_MEM)),
+            grace_hopper=self._grace_hopper(),
         )
+
+    def _grace_hopper(self) -> bool | None:
+        """Whether the GPU has a C2C link to a Grace CPU (as Zeus detects Grace Hopper).
+
+        None when this pynvml or driver cannot ask; False when the GPU has no C2C link.
+        """
+        call = getattr(self._nvml, "nvmlDeviceGetC2cModeInfoV", None)
+        if call is None:
+            return None
+        try:
+            info = call(self._handle)
+        except Exception as e:
+            nvml = _import_pynvml()
+            if isinstance(e, nvml.NVMLError_NotSupported):
+                return False
+            if isinstance(e, nvml.NVMLError_FunctionNotFound):
+                return None
+            raise
+        return bool(getattr(info, "isC2cEnabled", False))
 
 
 def _float(value: Any) -> float | None:

@@ -104,6 +104,7 @@ class PowerSampler:
         self._phase = phase
         self._batches: list[SampleBatch] = []
         self._errors: list[SamplerError] = []
+        self._error_times_s: dict[int | None, list[float]] = {}
         self.error_count = 0
         self._data_lock = threading.Lock()
         self._read_lock = threading.Lock()
@@ -134,6 +135,11 @@ class PowerSampler:
         """A copy of the first :data:`MAX_KEPT_ERRORS` failures (all are in ``error_count``)."""
         with self._data_lock:
             return list(self._errors)
+
+    def error_times_s(self, gpu_index: int | None) -> list[float]:
+        """When every failed read of one GPU happened (None: the sink), all of them."""
+        with self._data_lock:
+            return list(self._error_times_s.get(gpu_index, []))
 
     def set_phase(self, phase: str) -> None:
         """Label every tick from now on with ``phase``."""
@@ -205,11 +211,13 @@ class PowerSampler:
 
     def _record(self, error: Exception, gpu_index: int | None) -> None:
         where = "the sample sink" if gpu_index is None else f"GPU {gpu_index}"
+        t_s = self.clock()
         with self._data_lock:
             self.error_count += 1
             first = self.error_count == 1
+            self._error_times_s.setdefault(gpu_index, []).append(t_s)
             if len(self._errors) < MAX_KEPT_ERRORS:
-                self._errors.append(SamplerError(self.clock(), gpu_index, error))
+                self._errors.append(SamplerError(t_s, gpu_index, error))
         if first:  # log once; the rest are counted, not repeated every tick
             logger.warning("power sampler: reading %s failed: %s", where, error)
 

@@ -199,7 +199,7 @@ def restore_cuda_view(saved: dict[str, str | None]) -> None:
 
 
 def prove(bindings: Sequence[GpuBinding], device_uuids: list[str] | None,
-          before: Sequence[GpuSample], after: Sequence[GpuSample],
+          before: Sequence[GpuSample | None], after: Sequence[GpuSample | None],
           processes_before: Sequence[Sequence[int]],
           processes_after: Sequence[Sequence[int]]) -> GpuIdentityProof:
     """Show that the model computes on exactly the measured GPUs, or fail the run.
@@ -209,8 +209,8 @@ def prove(bindings: Sequence[GpuBinding], device_uuids: list[str] | None,
         device_uuids: UUIDs of the CUDA devices the model's tensors live on, as the backend's
             own library reports them; None when the backend's workers live in other
             processes (vLLM, TensorRT-LLM).
-        before: one sample per measured GPU taken before the load.
-        after: one sample per measured GPU taken after the load.
+        before: one sample per measured GPU taken before the load (None: the read failed).
+        after: one sample per measured GPU taken after the load (None: the read failed).
         processes_before: compute-process PIDs per measured GPU before the load.
         processes_after: the same after the load.
 
@@ -254,11 +254,13 @@ def _prove_by_uuid(measured: dict[str, GpuBinding],
     return GpuIdentityProof(method="cuda_device_uuid", evidence=evidence)
 
 
-def _engine_evidence(binding: GpuBinding, before: GpuSample, after: GpuSample,
+def _engine_evidence(binding: GpuBinding, before: GpuSample | None, after: GpuSample | None,
                      new_pids: set[int]) -> str:
     """Why this GPU is in use after the load, or "" when nothing shows it."""
     if new_pids:
         return f"GPU {binding.nvml_index}: new compute process(es) {sorted(new_pids)}"
+    if before is None or after is None:
+        return ""
     if before.mem_used_mb is not None and after.mem_used_mb is not None:
         growth_mb = after.mem_used_mb - before.mem_used_mb
         if growth_mb >= MIN_MEMORY_GROWTH_MB:

@@ -80,6 +80,13 @@ class EnergyMetrics(Record):
     energy_integrated_j: float | None = Field(
         None, description="Trapezoidal integral of sampled power (cross-check)."
     )
+    energy_integrated_per_gpu_j: list[float] | None = Field(
+        None, description="The same integral per measured GPU (J).")
+    power_samples_per_gpu: list[int] | None = Field(
+        None, description="Successful power reads of each measured GPU inside the window "
+        "(a sampler tick whose read of a GPU failed does not count for that GPU).")
+    sampler_read_errors_per_gpu: list[int] | None = Field(
+        None, description="Failed sampler reads of each measured GPU inside the window.")
     energy_method: str | None = Field(
         None, description="<source>_counter or <source>_power_integration (source: nvml, "
         "zeus or codecarbon); null without a sensor."
@@ -181,8 +188,22 @@ class ThermalMetrics(Record):
 
     temperature_start_c: list[float | None] | None = None
     temperature_end_c: list[float | None] | None = None
-    throttle_reasons_seen: list[str] = Field(default_factory=list)
-    sm_clock_mhz_mean: list[float | None] | None = None
+    throttle_reasons_seen: list[str] = Field(
+        default_factory=list, description="Clock slowdown reasons seen on any measured GPU in "
+        "the window (sw_power_cap included: the GPU holding its power limit).")
+    throttle_reasons_per_gpu: list[list[str]] | None = Field(
+        None, description="The same per measured GPU.")
+    sm_clock_mhz_mean: list[float | None] | None = Field(
+        None, description="Mean current SM clock per GPU in the window (MHz).")
+    mem_clock_mhz_mean: list[float | None] | None = Field(
+        None, description="Mean current memory clock per GPU in the window (MHz).")
+    user_clocks_limited: list[bool] | None = Field(
+        None, description="Per GPU: NVML reported applications_clocks_setting (alias "
+        "user-defined clocks: application or locked clocks holding the GPU) at some point in "
+        "the window.")
+    gpu_util_pct_max: list[float | None] | None = Field(
+        None, description="Highest NVML utilisation (% of time a kernel ran) per GPU in the "
+        "window; null where not reported.")
 
 
 class FlopsEstimate(Record):
@@ -273,6 +294,14 @@ class GpuInfo(Record):
         None, description="Applications clock target for memory (MHz); null where unsupported.")
     auto_boost_enabled: bool | None = Field(
         None, description="Auto boosted clocks on; null where unsupported (most recent GPUs).")
+    sm_clock_max_mhz: float | None = Field(
+        None, description="Highest SM clock the GPU supports (MHz).")
+    mem_clock_max_mhz: float | None = Field(
+        None, description="Highest memory clock the GPU supports (MHz).")
+    grace_hopper: bool | None = Field(
+        None, description="A Grace Hopper module (C2C link to a Grace CPU): its power and "
+        "energy readings cover the module, CPU and memory included; null where NVML cannot "
+        "tell.")
 
 
 class GpuBinding(Record):
@@ -316,6 +345,10 @@ class Environment(Record):
     python: str
     harness_version: str
     backend_versions: dict[str, str] = Field(default_factory=dict)
+    determinism: dict[str, Any] = Field(
+        default_factory=dict, description="Determinism settings in force, read from the "
+        "libraries: PyTorch's cudnn.deterministic / cudnn.benchmark / deterministic "
+        "algorithms and CUBLAS_WORKSPACE_CONFIG, the engines' seeds.")
     container_image_id: str | None = None
     container_image_digest: str | None = None
     hostname_hash: str | None = Field(None, description="SHA-256 prefix, not the name itself.")

@@ -331,6 +331,21 @@ class PyTorchBackend(Backend):
             excluded += output.weight.numel()
         return int(total), int(total - excluded)
 
+    def determinism(self) -> dict[str, Any]:
+        """The deterministic switches of torch as they are now, and the sampling seed."""
+        import os
+
+        import torch
+
+        return {
+            "seed": self.config.random_seed,
+            "seed_scope": "torch.manual_seed at the start of every generate call",
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        }
+
     def versions(self) -> dict[str, str]:
         """torch, transformers and tokenizers versions, from the libraries themselves."""
         import tokenizers
@@ -344,6 +359,9 @@ class PyTorchBackend(Backend):
         }
         if torch.version.cuda:
             found["torch_cuda"] = str(torch.version.cuda)
+        cudnn = _cudnn_version(torch)
+        if cudnn is not None:
+            found["cudnn"] = cudnn
         return found
 
 
@@ -351,6 +369,20 @@ def _batch_shape(batch: list[Request]) -> tuple[int, int, int]:
     """(rows, padded prompt width, tokens generated) of one static batch."""
     width = max(len(request.input_ids) for request in batch)
     return len(batch), width, max(request.max_new_tokens for request in batch)
+
+
+def _cudnn_version(torch: Any) -> str | None:
+    """The cuDNN version torch loaded ("9.1.0"), None without cuDNN (CPU builds)."""
+    try:
+        encoded = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    except Exception:  # a torch without cuDNN support raises instead of returning None
+        return None
+    if not encoded:
+        return None
+    # cuDNN 9 encodes major * 10000 + minor * 100 + patch; cuDNN 8 major * 1000 + minor * 100
+    major, rest = (encoded // 10000, encoded % 10000) if encoded >= 90000 else (
+        encoded // 1000, encoded % 1000)
+    return f"{major}.{rest // 100}.{rest % 100}"
 
 
 def _peak_rss_bytes() -> int:

@@ -392,6 +392,10 @@ class TensorRtBackend(Backend):
         """(all parameters, non-embedding parameters) from the checkpoint's safetensors."""
         return hf.checkpoint_parameter_counts(self._require_model_dir())
 
+    def determinism(self) -> dict[str, Any]:
+        """The seed every request's SamplingParams carries."""
+        return {"seed": self.config.random_seed, "seed_scope": "per request (SamplingParams)"}
+
     def versions(self) -> dict[str, str]:
         """The tensorrt_llm version, from the library itself."""
         return {"tensorrt_llm": self._library_version()}

@@ -351,6 +351,10 @@ class VllmBackend(Backend):
                 found[name] = version
         return found
 
+    def determinism(self) -> dict[str, Any]:
+        """The engine-wide seed of vLLM (requests carry none of their own)."""
+        return {"seed": self.config.random_seed, "seed_scope": "engine (LLM seed=)"}
+
 
 def _shut_down_llm(llm: Any) -> None:
     # V1: the engine core runs in its own process behind a client that can shut it down.

@@ -102,6 +102,10 @@ def test_result_sections_and_environment(replayed):
     assert result.thermal is not None and result.thermal.temperature_start_c == [40.0]
     assert [g.index for g in result.environment.gpus] == [0]
     assert result.environment.gpus_available == 2
+    determinism = result.environment.determinism
+    assert determinism["seed"] == 42
+    assert set(determinism) >= {"cudnn_deterministic", "cudnn_benchmark",
+                                "deterministic_algorithms", "cublas_workspace_config"}
     assert [b.uuid for b in result.environment.gpu_bindings] == ["GPU-fake-0"]
     # computed on the CPU while a GPU trace was replayed: said, not hidden
     assert result.environment.gpu_identity is not None
@@ -209,3 +213,50 @@ def test_a_node_of_eight_gpus_publishes_the_energy_of_the_one_the_model_uses(
     assert result.environment.gpus_available == 8
     assert [gpu.uuid for gpu in result.environment.gpus] == ["GPU-fake-0"]
     assert "CUDA_VISIBLE_DEVICES" not in __import__("os").environ  # restored after the run
+
+
+class FlakyGpu(FakeGpu):
+    """A GPU whose sampler reads fail four times in five (its counter reads at marks work)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reads = 0
+
+    def sample(self, t_s):
+        self.reads += 1
+        if self.reads % 5:
+            raise RuntimeError("NVML_ERROR_UNKNOWN")
+        return super().sample(t_s)
+
+
+def test_sampler_read_errors_are_counted_per_gpu_and_fail_sanity(tiny_model_dir, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpu = FlakyGpu([(0.0, POWER_W), (1e6, POWER_W)], temperature_c=[(0.0, 40.0)])
+    result = ExperimentRun(spec(tiny_model_dir, baseline={"enabled": False},
+                                energy={"sample_interval_ms": 20, "phase_split": "off"}),
+                           tmp_path / "r", gpus=GpuSet([gpu]), device="cpu").execute()
+    energy = result.energy
+    # the counter, read at the window's edges, still gives the trace's true energy
+    assert energy.energy_j == pytest.approx(POWER_W * result.throughput.duration_s, rel=2e-3)
+    reads, errors = energy.power_samples_per_gpu[0], energy.sampler_read_errors_per_gpu[0]
+    assert errors > reads  # before: the tick count stood in for successful reads
+    assert errors >= 1
+    assert "sampler_read_errors" in result.warning_codes()
+    assert result.sanity is not None and not result.sanity.passed
+    assert any("GPU 0: only" in failure for failure in result.sanity.failed_checks)
+
+
+def test_a_measured_gpu_that_stayed_idle_fails_sanity(tiny_model_dir, tmp_path, monkeypatch):
+    # The GPU measured sat at its idle 70 W with no kernel the whole time: whatever ran, it
+    # was not on this GPU. Before, the result passed every check.
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    idle = FakeGpu([(0.0, 70.0)], temperature_c=[(0.0, 35.0)], gpu_util_pct=0.0)
+    result = ExperimentRun(spec(tiny_model_dir, energy={"sample_interval_ms": 20,
+                                                        "phase_split": "off"}),
+                           tmp_path / "r", gpus=GpuSet([idle]), device="cpu").execute()
+    assert result.energy.energy_j == pytest.approx(70.0 * result.throughput.duration_s,
+                                                   rel=2e-3)
+    assert result.thermal is not None and result.thermal.gpu_util_pct_max == [0.0]
+    assert result.sanity is not None
+    assert any(failure.startswith("GPU 0 stayed idle") for failure in result.sanity.failed_checks)

@@ -10,6 +10,7 @@ from harness.schema.result import (
     Environment,
     GpuInfo,
     LatencyMetrics,
+    ThermalMetrics,
     ThroughputMetrics,
     WarmupRecord,
 )
@@ -58,3 +59,60 @@ def test_each_implausible_figure_is_flagged_not_dropped():
 def test_no_sensor_null_energy_is_fine():
     flagged = sanity.flag(result(), has_sensor=False)
     assert flagged.sanity is not None and flagged.sanity.passed
+
+
+def gpu_result(energy_j, integrated_j, duration_s=20.0, util_max=50.0, idle_w=None,
+               reads=200, errors=0, dynamic_j=None):
+    base = result(energy_j, energy_j / duration_s, duration_s=duration_s, idle_w=idle_w,
+                  limit_w=700.0)
+    energy = base.energy.model_copy(update={
+        "energy_integrated_per_gpu_j": [integrated_j], "energy_integrated_j": integrated_j,
+        "energy_method": "nvml_counter", "power_samples_per_gpu": [reads],
+        "sampler_read_errors_per_gpu": [errors], "energy_dynamic_j": dynamic_j})
+    thermal = ThermalMetrics(gpu_util_pct_max=[util_max])
+    gpus = [base.environment.gpus[0].model_copy(update={"index": 3})]
+    return base.model_copy(update={"energy": energy, "thermal": thermal,
+                                   "environment": base.environment.model_copy(
+                                       update={"gpus": gpus})})
+
+
+def failures(candidate):
+    flagged = sanity.flag(candidate, has_sensor=True)
+    assert flagged.sanity is not None
+    return " | ".join(flagged.sanity.failed_checks)
+
+
+def test_a_busy_gpu_passes_every_per_gpu_check():
+    assert failures(gpu_result(6000.0, 6100.0, idle_w=70.0, dynamic_j=4600.0)) == ""
+
+
+def test_a_measured_gpu_that_stayed_idle_is_caught_by_its_index():
+    # 20 s at the GPU's own idle power (70 W), never a kernel: the model ran elsewhere.
+    text = failures(gpu_result(1400.0, 1400.0, util_max=0.0, idle_w=70.0, dynamic_j=0.0))
+    assert "GPU 3 stayed idle (70.0 W, idle 70.0 W, 0 % utilisation" in text
+    # the same power with kernels running is a light load, not an idle GPU
+    assert "stayed idle" not in failures(gpu_result(1400.0, 1400.0, util_max=35.0, idle_w=70.0))
+
+
+def test_a_counter_that_stood_still_while_power_was_drawn_fails():
+    text = failures(gpu_result(0.5, 6000.0))
+    assert "GPU 3's energy counter moved 0.500 J while its sampled power integrates to 6000.0 J" \
+        in text
+
+
+def test_a_gpu_the_sampler_could_not_read_fails_on_its_successful_reads_not_ticks():
+    text = failures(gpu_result(6000.0, 6000.0, reads=4, errors=196))
+    assert "GPU 3: only 4 successful power reads in the window (196 failed)" in text
+    assert "successful power reads" not in failures(gpu_result(6000.0, 6000.0, reads=4))
+
+
+def test_negative_dynamic_energy_fails():
+    text = failures(gpu_result(6000.0, 6000.0, idle_w=290.0, dynamic_j=-200.0))
+    assert "dynamic energy -200.0 J is negative" in text
+    assert "negative" not in failures(gpu_result(6000.0, 6000.0, idle_w=290.0, dynamic_j=-60.0))
+
+
+def test_counter_and_sampled_power_far_apart_fail_on_a_long_window_only():
+    assert "are 20% apart (over 10%" in failures(gpu_result(5000.0, 6000.0))
+    assert "apart" not in failures(gpu_result(5000.0, 5400.0))  # 8 %: a warning, not a failure
+    assert "apart" not in failures(gpu_result(500.0, 600.0, duration_s=2.0))

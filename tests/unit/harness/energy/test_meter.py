@@ -157,7 +157,7 @@ def test_one_gpu_without_a_counter_makes_the_whole_reading_integrated():
     assert reading.energy_per_gpu_j == pytest.approx([1000.0, 2000.0])
 
 
-def test_empty_gpu_set_gives_null_energy_and_says_why():
+def test_empty_gpu_set_gives_null_energy():
     clock = FakeClock()
     sampler = PowerSampler(EMPTY_GPUS, interval_ms=100, clock=clock)
     meter = EnergyMeter(EMPTY_GPUS, sampler)
@@ -171,10 +171,7 @@ def test_empty_gpu_set_gives_null_energy_and_says_why():
     assert reading.energy_integrated_per_gpu_j is None
     assert reading.mean_power_w is None
     assert reading.method is None
-    assert codes(reading) == ["no_energy_sensor"]
-    message = reading.warnings[0].message
-    assert "NVML" in message
-    assert "not measured" in message
+    assert codes(reading) == []  # the run says why: no GPU, or energy.backend none
 
 
 def test_end_before_start_is_rejected():

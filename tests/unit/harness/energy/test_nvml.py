@@ -221,3 +221,45 @@ def test_an_empty_selection_opens_nothing_and_shuts_nvml_down():
     nvml = FakeNvml(count=2)
     assert discover_gpus([], nvml=nvml) is EMPTY_GPUS
     assert nvml.shutdowns == 1
+
+
+@pytest.mark.parametrize("function", ["nvmlDeviceGetUtilizationRates", "nvmlDeviceGetClockInfo",
+                                      "nvmlDeviceGetTemperature", "nvmlDeviceGetMemoryInfo",
+                                      "nvmlDeviceGetCurrentClocksEventReasons"])
+def test_a_transient_error_in_a_secondary_field_keeps_power_and_counter(function):
+    # Before: one NVML_ERROR_UNKNOWN reading utilisation dropped the whole sample, power and
+    # counter with it.
+    gpu = NvmlGpu(0, nvml=FakeNvml(raises={function: pynvml.NVML_ERROR_UNKNOWN}))
+    sample = gpu.sample(1.0)
+    assert sample.power_w == pytest.approx(250.5)
+    assert sample.energy_counter_j == pytest.approx(123.456)
+    assert gpu.secondary_read_errors >= 1
+
+
+def test_an_error_reading_power_still_fails_the_sample():
+    gpu = NvmlGpu(0, nvml=FakeNvml(raises={"nvmlDeviceGetPowerUsage": pynvml.NVML_ERROR_UNKNOWN}))
+    with pytest.raises(EnergyError, match="read power and the energy counter of GPU 0"):
+        gpu.sample(1.0)
+
+
+def test_info_records_max_clocks_and_whether_the_gpu_is_a_grace_hopper_module():
+    nvml = FakeNvml(nvmlDeviceGetMaxClockInfo=lambda handle, kind: {
+        pynvml.NVML_CLOCK_SM: 1980, pynvml.NVML_CLOCK_MEM: 2619}[kind],
+        nvmlDeviceGetC2cModeInfoV=SimpleNamespace(isC2cEnabled=1))
+    info = NvmlGpu(0, nvml=nvml).info()
+    assert (info.sm_clock_max_mhz, info.mem_clock_max_mhz) == (1980.0, 2619.0)
+    assert info.grace_hopper is True
+    plain = FakeNvml(raises={"nvmlDeviceGetC2cModeInfoV": pynvml.NVML_ERROR_NOT_SUPPORTED})
+    assert NvmlGpu(0, nvml=plain).info().grace_hopper is False  # no C2C link
+    assert NvmlGpu(0, nvml=FakeNvml()).info().grace_hopper is None  # an older pynvml: unknown
+
+
+def test_a_grace_hopper_module_is_said_in_the_result_warnings():
+    from harness.checks import machine_warnings
+    from harness.energy import GpuSet
+    from harness.testing import FakeClock, FakeGpu
+
+    gh = FakeGpu([(0.0, 300.0)], index=2, clock=FakeClock(),
+                 info={"grace_hopper": True, "name": "NVIDIA GH200 480GB"})
+    [warning] = [w for w in machine_warnings(GpuSet([gh])) if w.code == "grace_hopper_module"]
+    assert warning.message.startswith("GPU 2 (NVIDIA GH200 480GB) is a Grace Hopper module")
