@@ -100,7 +100,9 @@ class EnergyMetrics(Record):
     tokens_per_joule: float | None = None
     mean_power_w: float | None = None
     uncertainty_pct: float | None = Field(
-        None, description="NVML's +-5 W accuracy as a percentage of mean power."
+        None, description="The sensor's nominal accuracy (NVML: +-5 W per GPU) as a percentage "
+        "of mean power: a specification, not a bound on the error of energy_j and not a "
+        "confidence interval."
     )
     prefill: PhaseEnergy | None = Field(
         None, description="Prefill energy and time of the workload; null with "
