@@ -53,6 +53,7 @@ METRICS: dict[str, tuple[str, ...]] = {
     "latency_e2e_p99_s": ("latency", "e2e", "p99_s"),
     "latency_ttft_p50_s": ("latency", "ttft", "p50_s"),
     "latency_ttft_p90_s": ("latency", "ttft", "p90_s"),
+    "latency_tpot_p50_s": ("latency", "tpot", "p50_s"),
     "latency_itl_p50_s": ("latency", "itl", "p50_s"),
 }
 
