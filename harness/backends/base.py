@@ -143,7 +143,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def warmup_requests(self, requests: list[Request]) -> list[Request]:
-        """One full-size batch with the same shapes as the measurement."""
+        """The warmup set: batches with the measurement's shapes.
+
+        The first batch, or one batch of every distinct shape where the backend compiles per
+        shape; the runner swaps their tokens for fresh ones.
+        """
 
     @abc.abstractmethod
     def generate(

@@ -90,7 +90,9 @@ class WarmupConfig(Strict):
         ),
     )
     until_stable: bool = Field(
-        False, description="Continue until the GPU temperature slope is flat."
+        False, description="Continue until every GPU meets the steady-state rule: temperature "
+        "and per-batch power slopes flat over the last 120 s, four checks 10 s apart "
+        "(docs/methodology.md)."
     )
     max_seconds: float = Field(
         600.0, gt=0, description="Upper bound on warmup time (s) with until_stable."
