@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -235,13 +236,29 @@ def measure_baseline(
             age_s=max(entry.age_s() for entry in cached),
             temperature_c=temperatures_c,
         )
+    busy_before = _busy_gpus(gpus)
     start = meter.mark()
     sleep(config.duration_s)
     end = meter.mark()
     reading = meter.between(start, end)
     power_w = _idle_power_w(gpus, meter, start, end, reading)
-    if cache is not None:
+    busy = sorted(set(busy_before) | set(_busy_gpus(gpus))
+                  | set(_active_gpus(gpus, meter, start.t_s, end.t_s)))
+    if cache is not None and not busy:  # a busy GPU's "idle" must never serve later runs
         for key, power in zip(keys, power_w, strict=True):
             cache.put(key, power, reading.duration_s)
     return BaselineRecord(power_w=power_w, duration_s=reading.duration_s, provenance="fresh",
-                          age_s=0.0, temperature_c=temperatures_c)
+                          age_s=0.0, temperature_c=temperatures_c, idle_verified=not busy,
+                          busy_gpus=busy)
+
+
+def _busy_gpus(gpus: GpuSet) -> list[int]:
+    """GPUs running another process's compute (this process has none yet: nothing loaded)."""
+    own_pid = os.getpid()
+    return [gpu.index for gpu in gpus if any(pid != own_pid for pid in gpu.compute_processes())]
+
+
+def _active_gpus(gpus: GpuSet, meter: EnergyMeter, t0_s: float, t1_s: float) -> list[int]:
+    """GPUs whose utilisation was above zero while their idle power was being measured."""
+    samples = meter.sampler.samples_between(t0_s, t1_s)
+    return sorted({s.gpu_index for s in samples if s.gpu_util_pct})

@@ -46,7 +46,8 @@ def percentiles(values_s: Sequence[float]) -> Percentiles | None:
 def latency(output: GenerationOutput) -> LatencyMetrics:
     """Per-request latency, each measured from the backend's reference point.
 
-    e2e needs an observed per-request end; TTFT a first-token time; TPOT both, as
+    e2e needs an observed per-request end; TTFT a first-token time; TPOT is (last token -
+    first token) / (tokens - 1) of the request itself, which for a streamed request is
     (e2e - TTFT) / (tokens - 1); ITL is the gap between consecutive streamed chunks of one
     request (tokens that arrive together in one chunk are one gap, not several zero gaps).
     """
@@ -54,9 +55,10 @@ def latency(output: GenerationOutput) -> LatencyMetrics:
     e2e = [i.end_s - i.start_s for i in items if i.end_s is not None]
     ttft = [i.first_token_s - i.start_s for i in items
             if i.token_times_s is not None and i.first_token_s is not None]
-    tpot = [(i.end_s - i.first_token_s) / (i.output_tokens - 1) for i in items
-            if i.token_times_s is not None and i.end_s is not None
-            and i.first_token_s is not None and i.output_tokens > 1]
+    # TPOT is the request's own pace: from its first token to its own last one. A static
+    # batch returns a short row only with its longest one (that wait is in e2e, not in TPOT).
+    tpot = [(i.token_times_s[-1] - i.first_token_s) / (i.output_tokens - 1) for i in items
+            if i.token_times_s and i.first_token_s is not None and i.output_tokens > 1]
     itl: list[float] = []
     for item in items:
         if item.chunk_times_s is not None:

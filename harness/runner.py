@@ -268,7 +268,8 @@ class ExperimentRun:
         except PreflightError as error:
             self.selection = Selection(EMPTY_GPUS, [], len(machine))
             problems.append(str(error))
-        self._saved_cuda_view = narrow_cuda_view(self.selection.bindings)
+        self._saved_cuda_view = narrow_cuda_view(self.selection.bindings,
+                                                 backend.cuda_visible_form)
         gpus, source_problems = open_energy_source(
             self.config.energy.backend, self.selection.gpus, self._tracker_factory)
         backend.gpu_info = [gpu.info() for gpu in self.selection.gpus]
@@ -315,6 +316,13 @@ class ExperimentRun:
                                   self.config.baseline.cache_ttl_s)
         record = measure_baseline(gpus, self.meter, self.config.baseline, cache)
         record.cool_down = self.spec.cool_down  # the orchestrator's wait before this run
+        if record.busy_gpus:
+            self.warnings.append(Warning_(
+                code="baseline_not_idle",
+                message=f"GPU(s) {record.busy_gpus} ran other compute or showed utilisation "
+                "while idle power was measured: baseline_power_w is not idle power, so "
+                "energy_dynamic_j is not dynamic energy (the baseline was not cached)",
+            ))
         self.events.emit("baseline", provenance=record.provenance, power_w=record.power_w,
                          temperature_c=record.temperature_c)
         return record
@@ -345,14 +353,24 @@ class ExperimentRun:
         split, reason = None, self._no_split_reason(energy, output, backend)
         if reason is None:
             assert energy.energy_j is not None  # checked by _no_split_reason
-            if self._edges_allowed() and phases.edges_problem(output) is None:
+            if self._edges_allowed() and phases.edges_problem(
+                    output, self._resolution_s()) is None:
                 split = phases.split_by_edges(self.meter, output.phase_marks)
             else:
                 self._enter("prefill_pass")
                 split = phases.run_prefill_pass(
                     backend, requests, self.meter, energy.energy_j, duration_s,
-                    self.config.energy.prefill_pass_min_s)
+                    self.config.energy.prefill_pass_min_s,
+                    update_period_s=self._update_period_s())
         phases.apply(energy, split, reason)
+
+    def _update_period_s(self) -> float:
+        """The slowest measured GPU's energy-counter update period (s)."""
+        return max((gpu.counter_update_period_s for gpu in self.sampler.gpus), default=0.0)
+
+    def _resolution_s(self) -> float:
+        """How finely the counter is known inside the window: it is read at sampler ticks."""
+        return max(self._update_period_s(), self.sampler.interval_s)
 
     def _edges_allowed(self) -> bool:
         # CodeCarbon is read only at marks (one task per window), so the window holds no
@@ -368,7 +386,7 @@ class ExperimentRun:
             return "energy.phase_split is off"
         if energy.energy_j is None:
             return "no energy sensor: energy is not measured"
-        edges = phases.edges_problem(output)
+        edges = phases.edges_problem(output, self._resolution_s())
         if method == "window_edges":
             return None if edges is None else f"window_edges: {edges}"
         if edges is None and method == "auto":

@@ -29,6 +29,8 @@ NEGATIVE_DYNAMIC_TOLERANCE = 0.02
 DISAGREEMENT_FAIL = 0.10
 """Counter vs integrated power apart by more than 10 % (windows of 10 s or more) fails."""
 DISAGREEMENT_MIN_WINDOW_S = 10.0
+DISAGREEMENT_MIN_READS = 20
+"""Sampled power integrates well enough to fail a run only from 20 successful reads."""
 
 
 def check(result: ExperimentResult, has_sensor: bool) -> SanityRecord:
@@ -147,9 +149,11 @@ def _disagreement(result: ExperimentResult, position: int, index: int) -> str | 
     counted_j = _at(energy.energy_per_gpu_j, position)
     integrated_j = _at(energy.energy_integrated_per_gpu_j, position)
     method = energy.energy_method or ""
+    reads = _at(energy.power_samples_per_gpu, position)
     if (counted_j is None or integrated_j is None or counted_j <= 0
             or not method.endswith("_counter")
-            or result.throughput.duration_s < DISAGREEMENT_MIN_WINDOW_S):
+            or result.throughput.duration_s < DISAGREEMENT_MIN_WINDOW_S
+            or (reads is not None and reads < DISAGREEMENT_MIN_READS)):
         return None
     relative = abs(integrated_j - counted_j) / counted_j
     if relative <= DISAGREEMENT_FAIL:

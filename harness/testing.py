@@ -94,16 +94,33 @@ class Trace:
 
 _FAKE_GPUS: weakref.WeakValueDictionary[str, FakeGpu] = weakref.WeakValueDictionary()
 """Live fake GPUs by UUID: what a fake engine started in this process can find."""
+_FAKE_GPUS_BY_INDEX: weakref.WeakValueDictionary[int, FakeGpu] = weakref.WeakValueDictionary()
+"""The same by index (the latest fake GPU made with each index)."""
 
 
-def visible_fake_gpus() -> list[FakeGpu]:
-    """The fake GPUs ``CUDA_VISIBLE_DEVICES`` names by UUID, in its order.
+def visible_fake_gpus(integer_indices_only: bool = False) -> list[FakeGpu]:
+    """The fake GPUs ``CUDA_VISIBLE_DEVICES`` names, in its order.
 
     What a fake engine (vLLM, TensorRT-LLM) started now would compute on, as the real engines
-    place their workers on the first visible CUDA devices. Unset or naming no fake GPU: none.
+    place their workers on the first visible CUDA devices. An entry is a UUID or an integer
+    index in PCI bus order (a fake GPU's bus id follows its index; the live fake GPU with that
+    index). Unset or naming no fake GPU: none.
+
+    Args:
+        integer_indices_only: read every entry with ``int()``, as vLLM does (it maps its
+            devices to NVML by converting each entry, and fails at start-up on a UUID).
+
+    Raises:
+        ValueError: ``integer_indices_only`` and an entry is not an integer.
+
     """
-    tokens = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
-    return [gpu for token in tokens if (gpu := _FAKE_GPUS.get(token.strip())) is not None]
+    tokens = [t.strip() for t in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+              if t.strip()]
+    if integer_indices_only:
+        return [gpu for t in tokens if (gpu := _FAKE_GPUS_BY_INDEX.get(int(t))) is not None]
+    found = (_FAKE_GPUS_BY_INDEX.get(int(t)) if t.isdigit() else _FAKE_GPUS.get(t)
+             for t in tokens)
+    return [gpu for gpu in found if gpu is not None]
 
 
 FAKE_WORKER_PID_BASE = 4_000_000
@@ -122,11 +139,13 @@ class FakeWorkers:
     Args:
         world_size: number of ranks (GPUs).
         memory_fraction: share of each GPU's memory a worker holds.
+        integer_indices_only: read ``CUDA_VISIBLE_DEVICES`` as vLLM does (integers only).
 
     """
 
-    def __init__(self, world_size: int, memory_fraction: float) -> None:
-        self.gpus = visible_fake_gpus()[:world_size]
+    def __init__(self, world_size: int, memory_fraction: float,
+                 integer_indices_only: bool = False) -> None:
+        self.gpus = visible_fake_gpus(integer_indices_only)[:world_size]
         for rank, gpu in enumerate(self.gpus):
             gpu.occupy(FAKE_WORKER_PID_BASE + rank,
                        memory_fraction * gpu.info().memory_total_mb)
@@ -240,6 +259,7 @@ class FakeGpu(GpuDevice):
     ) -> None:
         self.index = index
         self.counter_wrap_j = counter_wrap_j
+        self.counter_update_period_s = counter_update_period_s or 0.0
         self._clock = clock
         self._t0_s = clock()
         self._power = Trace(power_w)
@@ -249,7 +269,8 @@ class FakeGpu(GpuDevice):
         self._backwards_at_s = backwards_at_s
         self._backwards_by_j = backwards_by_j
         self._info = GpuInfo.model_validate(
-            {**_DEFAULT_INFO, "index": index, "uuid": f"GPU-fake-{index}", **(info or {})}
+            {**_DEFAULT_INFO, "index": index, "uuid": f"GPU-fake-{index}",
+             "pci_bus_id": f"00000000:{index + 1:02X}:00.0", **(info or {})}
         )
         self._processes = list(processes)
         self._mem_used_mb = mem_used_mb
@@ -265,6 +286,7 @@ class FakeGpu(GpuDevice):
         self._power_average_s = power_average_s
         self._whole_degrees = temperature_whole_degrees
         _FAKE_GPUS[self._info.uuid] = self
+        _FAKE_GPUS_BY_INDEX[index] = self
 
     def occupy(self, pid: int, memory_mb: float) -> None:
         """A process starts computing here: NVML lists it and its memory (what engines do)."""

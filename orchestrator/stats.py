@@ -36,7 +36,9 @@ SEED = 20_241_129
 SANITY_FLAG = "sanity_check_failed"
 # Warnings that put a run's energy or its conditions in doubt; others (throttling,
 # short_window, ...) describe the configuration itself and do not remove a run.
-FLAGGING_WARNINGS = ("energy_disagreement", "thermal_drift", "foreign_processes")
+FLAGGING_WARNINGS = ("energy_disagreement", "thermal_drift", "foreign_processes",
+                     "cross_request_cache_hits", "baseline_not_idle", "mig_enabled",
+                     "gpu_identity_unproven")
 
 IntervalMethod = Literal["student_t", "bca_bootstrap"]
 

@@ -118,6 +118,9 @@ class Backend(abc.ABC):
     """
 
     name: str = ""
+    cuda_visible_form: str = "uuid"
+    """How the run's CUDA view names its GPUs for this backend: ``uuid`` or ``index`` (integer
+    indices in PCI bus order, for libraries that read CUDA_VISIBLE_DEVICES with ``int()``)."""
 
     def __init__(self, config: ExperimentConfig, device: str) -> None:
         self.config = config

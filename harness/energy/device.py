@@ -51,11 +51,14 @@ class GpuDevice(abc.ABC):
         index: index of the GPU as the harness sees it.
         counter_wrap_j: value (J) at which the energy counter wraps back to zero, or None if it
             never wraps. Lets a meter tell a wrap from a counter that went backwards.
+        counter_update_period_s: how often the energy counter moves (s): a reading holds the
+            energy up to its last update. NVML's counter moves about every 100 ms.
 
     """
 
     index: int
     counter_wrap_j: float | None = None
+    counter_update_period_s: float = 0.1
 
     @abc.abstractmethod
     def info(self) -> GpuInfo:

@@ -273,6 +273,7 @@ class NvmlGpu(GpuDevice):
             name=_text(self._nvml.nvmlDeviceGetName(self._handle)),
             uuid=_text(self._nvml.nvmlDeviceGetUUID(self._handle)),
             memory_total_mb=memory.total / _MIB,
+            pci_bus_id=_bus_id(self._optional("nvmlDeviceGetPciInfo")),
             compute_capability=None if capability is None else f"{capability[0]}.{capability[1]}",
             power_limit_w=_watts(self._optional("nvmlDeviceGetEnforcedPowerLimit")),
             default_power_limit_w=_watts(
@@ -316,6 +317,13 @@ class NvmlGpu(GpuDevice):
                 return None
             raise
         return bool(getattr(info, "isC2cEnabled", False))
+
+
+def _bus_id(pci: Any) -> str | None:
+    if pci is None:
+        return None
+    bus_id = getattr(pci, "busId", None) or getattr(pci, "busIdLegacy", None)
+    return None if bus_id is None else _text(bus_id)
 
 
 def _float(value: Any) -> float | None:

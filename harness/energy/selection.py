@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from harness.energy.device import GpuSample, GpuSet
 from harness.errors import PreflightError
-from harness.schema.result import GpuBinding, GpuIdentityProof
+from harness.schema.result import GpuBinding, GpuIdentityProof, GpuInfo
 
 VISIBLE_ENV = "CUDA_VISIBLE_DEVICES"
 ORDER_ENV = "CUDA_DEVICE_ORDER"
@@ -77,11 +77,23 @@ def _uuid_key(uuid: str) -> str:
     return uuid.strip().lower().removeprefix("gpu-")
 
 
-def _find(token: str, uuids: Sequence[str]) -> int | None:
+def pci_order(infos: Sequence[GpuInfo]) -> list[int]:
+    """NVML positions sorted by PCI bus id: CUDA's device order under PCI_BUS_ID.
+
+    NVML usually enumerates in PCI bus order but does not promise it, so the order is taken
+    from the bus ids themselves (NVML order where a bus id is unknown).
+    """
+    return sorted(range(len(infos)), key=lambda p: (infos[p].pci_bus_id or "", p))
+
+
+def _find(token: str, infos: Sequence[GpuInfo], order: str | None) -> int | None:
     """Position of the GPU a ``CUDA_VISIBLE_DEVICES`` token names, or None."""
     if token.lstrip("-").isdigit():
         index = int(token)
-        return index if 0 <= index < len(uuids) else None
+        if not 0 <= index < len(infos):
+            return None
+        _check_integer_order(infos, order)
+        return pci_order(infos)[index]
     if token.upper().startswith("MIG-"):
         raise PreflightError(
             f"{VISIBLE_ENV} names a MIG device ({token}); NVML can only measure the whole GPU",
@@ -89,37 +101,55 @@ def _find(token: str, uuids: Sequence[str]) -> int | None:
             "mig_enabled warning: energy is that of the whole GPU",
         )
     key = _uuid_key(token)
-    matches = [i for i, uuid in enumerate(uuids) if _uuid_key(uuid).startswith(key)]
+    matches = [i for i, info in enumerate(infos) if _uuid_key(info.uuid).startswith(key)]
     return matches[0] if len(matches) == 1 else None
 
 
-def candidate_positions(uuids: Sequence[str], visible: list[str] | None,
-                        allowed: list[int] | None) -> list[int]:
+def _check_integer_order(infos: Sequence[GpuInfo], order: str | None) -> None:
+    """Integer entries mean PCI bus order only under CUDA_DEVICE_ORDER=PCI_BUS_ID.
+
+    CUDA's default order is fastest first; among GPUs of one model it falls back to PCI bus
+    order, so integers are unambiguous there. Among different models they are not.
+    """
+    if order == PCI_ORDER or len({info.name for info in infos}) <= 1:
+        return
+    raise PreflightError(
+        f"{VISIBLE_ENV} holds integer indices and {ORDER_ENV} is {order or 'unset'} (fastest "
+        "first) on a machine with different GPU models: which GPU an index names is unknown",
+        fix=f"set {ORDER_ENV}=PCI_BUS_ID, or name GPUs by UUID in {VISIBLE_ENV} "
+        "(nvidia-smi -L)",
+    )
+
+
+def candidate_positions(infos: Sequence[GpuInfo], visible: list[str] | None,
+                        allowed: list[int] | None, order: str | None = PCI_ORDER) -> list[int]:
     """Positions (NVML order) of the GPUs the process may use, in CUDA order.
 
     Args:
-        uuids: UUID of every GPU NVML lists, in NVML (PCI bus) order.
-        visible: ``CUDA_VISIBLE_DEVICES`` tokens, or None for all GPUs.
+        infos: every GPU NVML lists, in NVML order.
+        visible: ``CUDA_VISIBLE_DEVICES`` tokens, or None for all GPUs (in PCI bus order).
         allowed: NVML indices the runner restricted the run to, or None.
+        order: ``CUDA_DEVICE_ORDER`` (integers in ``visible`` count in that order).
 
     Raises:
-        PreflightError: ``allowed`` names a GPU that does not exist, or a MIG device is visible.
+        PreflightError: ``allowed`` names a GPU that does not exist, a MIG device is visible,
+            or integer indices are ambiguous.
 
     """
     positions: list[int] = []
-    for token in visible if visible is not None else [str(i) for i in range(len(uuids))]:
-        position = _find(token, uuids)
+    for token in visible if visible is not None else [str(i) for i in range(len(infos))]:
+        position = _find(token, infos, order if visible is not None else PCI_ORDER)
         if position is None:
             break  # CUDA ignores the rest of the list after a token it cannot resolve
         if position not in positions:
             positions.append(position)
     if allowed is None:
         return positions
-    missing = [index for index in allowed if not 0 <= index < len(uuids)]
+    missing = [index for index in allowed if not 0 <= index < len(infos)]
     if missing:
         raise PreflightError(
-            f"GPU index {missing} not found: this machine has {len(uuids)} GPU(s), "
-            f"indices 0..{len(uuids) - 1}",
+            f"GPU index {missing} not found: this machine has {len(infos)} GPU(s), "
+            f"indices 0..{len(infos) - 1}",
             fix="set execution.gpus to indices that exist (see nvidia-smi)",
         )
     return [index for index in allowed if index in positions]
@@ -141,10 +171,11 @@ def select(gpus: GpuSet, needed: int | None, allowed: list[int] | None = None,
     """
     if len(gpus) == 0:
         return Selection(gpus, [], 0)
-    uuids = [gpu.info().uuid for gpu in gpus]
+    infos = [gpu.info() for gpu in gpus]
     if visible is None:
         visible = os.environ.get(VISIBLE_ENV)
-    positions = candidate_positions(uuids, parse_visible(visible), allowed)
+    positions = candidate_positions(infos, parse_visible(visible), allowed,
+                                    os.environ.get(ORDER_ENV))
     count = len(positions) if needed is None else needed
     if count > len(positions) or count == 0:
         raise PreflightError(
@@ -154,7 +185,9 @@ def select(gpus: GpuSet, needed: int | None, allowed: list[int] | None = None,
             "the parallelism (vllm.tensor_parallel_size, tensorrt.tp_size x pp_size)",
         )
     chosen = positions[:count]
-    bindings = [GpuBinding(cuda_index=cuda, nvml_index=gpus[p].index, uuid=uuids[p])
+    by_bus = pci_order(infos)
+    bindings = [GpuBinding(cuda_index=cuda, nvml_index=gpus[p].index, uuid=infos[p].uuid,
+                           pci_index=by_bus.index(p), pci_bus_id=infos[p].pci_bus_id)
                 for cuda, p in enumerate(chosen)]
     return Selection(gpus.subset([gpus[p] for p in chosen]), bindings, len(positions))
 
@@ -170,11 +203,18 @@ def cuda_initialised() -> bool:
         return False
 
 
-def narrow_cuda_view(bindings: Sequence[GpuBinding]) -> dict[str, str | None]:
+def narrow_cuda_view(bindings: Sequence[GpuBinding],
+                     form: str = "uuid") -> dict[str, str | None]:
     """Make the measured GPUs the only CUDA devices of this process and of its children.
 
     Does nothing when there is nothing to narrow or when CUDA is already initialised in this
     process (too late: only :func:`prove` can tell then).
+
+    Args:
+        bindings: the measured GPUs, in CUDA order.
+        form: how the view names them: ``uuid`` (robust; what torch reads) or ``index``
+            (integer indices in PCI bus order, with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``): vLLM
+            converts every entry with ``int()`` and fails at start-up on a UUID.
 
     Returns:
         The variables' previous values (None: unset), for :func:`restore_cuda_view`; empty
@@ -185,7 +225,8 @@ def narrow_cuda_view(bindings: Sequence[GpuBinding]) -> dict[str, str | None]:
         return {}
     saved = {name: os.environ.get(name) for name in (ORDER_ENV, VISIBLE_ENV)}
     os.environ[ORDER_ENV] = PCI_ORDER
-    os.environ[VISIBLE_ENV] = ",".join(binding.uuid for binding in bindings)
+    os.environ[VISIBLE_ENV] = ",".join(
+        str(b.pci_index) if form == "index" else b.uuid for b in bindings)
     return saved
 
 

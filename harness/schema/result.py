@@ -169,8 +169,10 @@ class LatencyMetrics(Record):
     ttft: Percentiles | None = Field(
         None, description="Time to first token per request, from the reference point.")
     tpot: Percentiles | None = Field(
-        None, description="Time per output token per request: (e2e - TTFT) / (tokens - 1), "
-        "as vLLM's serving benchmark and MLPerf define it; requests of one token excluded.")
+        None, description="Time per output token per request: (last token - first token) / "
+        "(tokens - 1) of the request itself, i.e. (e2e - TTFT) / (tokens - 1) for a streamed "
+        "request, as vLLM's serving benchmark and MLPerf define it; a static batch's short row "
+        "is not charged its wait for the batch (that is in e2e); one-token requests excluded.")
     itl: Percentiles | None = Field(
         None, description="Inter-token latency: the gap between consecutive streamed chunks of "
         "one request (a chunk may carry several tokens), the first chunk excluded.")
@@ -272,6 +274,12 @@ class BaselineRecord(Record):
     temperature_c: list[float | None] | None = Field(
         None, description="Per GPU: temperature when the baseline was taken (degC); its 5 degC "
         "band is part of the cache key.")
+    idle_verified: bool | None = Field(
+        None, description="Fresh baselines: no other compute process and 0 % utilisation on "
+        "every GPU while idle power was measured. False: the figure is not idle power, it was "
+        "not cached, and the baseline_not_idle warning says which GPUs were busy.")
+    busy_gpus: list[int] = Field(
+        default_factory=list, description="GPUs (by index) found busy during a fresh baseline.")
     cool_down: CoolDownRecord | None = Field(
         None, description="How the cool-down before this run ended; null for a run not "
         "started by a study.")
@@ -284,6 +292,7 @@ class GpuInfo(Record):
     name: str
     uuid: str
     memory_total_mb: float
+    pci_bus_id: str | None = Field(None, description="PCI bus id (domain:bus:device.function).")
     compute_capability: str | None = None
     power_limit_w: float | None = None
     default_power_limit_w: float | None = None
@@ -313,6 +322,10 @@ class GpuBinding(Record):
     nvml_index: int = Field(description="Index of the GPU in NVML (PCI bus order) where the "
                             "harness ran (inside a container: the container's own numbering).")
     uuid: str = Field(description="The GPU's UUID: the same on the host and in a container.")
+    pci_index: int = Field(
+        description="Index in PCI bus order among the GPUs the harness saw: what an integer "
+        "CUDA_VISIBLE_DEVICES entry names under CUDA_DEVICE_ORDER=PCI_BUS_ID.")
+    pci_bus_id: str | None = Field(None, description="The GPU's PCI bus id.")
 
 
 class GpuIdentityProof(Record):

@@ -16,6 +16,9 @@ WARNING_CODES: dict[str, str] = {
     "gpu_unreadable": "a measured GPU gave neither an energy counter nor power samples in the "
     "window: every energy field is null",
     "no_baseline": "baseline disabled although a sensor exists: `energy_dynamic_j` is null",
+    "baseline_not_idle": "a GPU ran another process's compute or showed utilisation while its "
+    "idle power was measured: the baseline is not idle power (not cached; the run is flagged "
+    "in statistics)",
     "warmup_cut_short": "`warmup.min_seconds` < 60 s without `warmup.until_stable`: the window "
     "may open before thermal steady state",
     "warmup_not_stable": "`warmup.until_stable` and the steady-state rule was not met by "

@@ -106,6 +106,7 @@ class TensorRtBackend(Backend):
     """
 
     name = "tensorrt"
+    cuda_visible_form = "index"  # integer indices: what every engine library reads
 
     def __init__(self, config: ExperimentConfig, device: str) -> None:
         super().__init__(config, device)

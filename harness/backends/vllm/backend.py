@@ -68,6 +68,7 @@ class VllmBackend(Backend):
     """
 
     name = "vllm"
+    cuda_visible_form = "index"  # vLLM maps each CUDA_VISIBLE_DEVICES entry with int()
 
     def __init__(self, config: ExperimentConfig, device: str) -> None:
         super().__init__(config, device)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from harness import checks, metrics, sanity
 from harness.baseline import BaselineCache, measure_baseline
 from harness.energy import EnergyMeter, GpuSet, PowerSampler
 from harness.errors import EnergyError
-from harness.schema import BaselineConfig
+from harness.schema import BaselineConfig, ExperimentConfig, ExperimentResult
+from harness.schema.result import Environment, LatencyMetrics, ThroughputMetrics, WarmupRecord
 from harness.testing import FakeClock, FakeGpu
 
 
@@ -136,3 +138,67 @@ def test_a_gpu_without_any_reading_is_a_clear_error_naming_it(tmp_path):
     assert "GPU 0" not in str(caught.value)
     assert caught.value.fix is not None
     assert list(tmp_path.iterdir()) == []  # nothing cached
+
+
+# -- a busy baseline is not idle power --------------------------------------------------
+
+IDLE_W, FOREIGN_W, LOAD_W = 70.0, 200.0, 450.0
+WINDOW_S = 60.0
+
+
+def machine(clock, trace, processes=()):
+    # the same UUID (GPU-fake-0) in both runs
+    gpu = FakeGpu(trace, clock=clock, temperature_c=[(0.0, 38.0)], processes=processes)
+    gpus = GpuSet([gpu], driver_version="550.54.15")
+    sampler = PowerSampler(gpus, 100, clock=clock)
+    return gpus, EnergyMeter(gpus, sampler)
+
+
+def test_a_baseline_taken_under_a_foreign_process_is_never_cached_for_clean_runs(tmp_path):
+    """Run 1 starts while another job still draws 200 W on the GPU. Its 270 W "idle" power
+    once went into the cache (keyed only by what sets idle power), and run 2, minutes later
+    on the same now-idle GPU, reused it silently: dynamic energy (450 - 270) x 60 = 10,800 J
+    instead of (450 - 70) x 60 = 22,800 J (-53 %), with sanity passing. A busy baseline is now
+    marked and not cached."""
+    cache = BaselineCache(tmp_path, ttl_s=3600)
+    config = BaselineConfig(duration_s=30.0)
+
+    clock = FakeClock()
+    busy = [(0.0, IDLE_W + FOREIGN_W), (1e6, IDLE_W + FOREIGN_W)]
+    gpus, meter = machine(clock, busy, processes=[4242])
+    assert "foreign_processes" in [w.code for w in checks.machine_warnings(gpus)]
+    first = measure_baseline(gpus, meter, config, cache, sleep=clock.advance)
+    assert first.power_w == pytest.approx([IDLE_W + FOREIGN_W])
+    assert first.idle_verified is False and first.busy_gpus == [0]
+
+    clock2 = FakeClock(start_s=600.0)
+    idle_then_load = [(0.0, IDLE_W), (100.0, IDLE_W), (100.0 + 1e-6, LOAD_W),
+                      (1e6, LOAD_W)]
+    gpus2, meter2 = machine(clock2, idle_then_load)
+    assert checks.machine_warnings(gpus2) == []  # nothing says the GPU was busy
+    baseline = measure_baseline(gpus2, meter2, config, cache, sleep=clock2.advance)
+    assert baseline.provenance == "fresh" and baseline.idle_verified is True
+    clock2.advance(100.0 - (clock2() - 600.0))
+    start = meter2.mark()
+    for _ in range(int(WINDOW_S * 10)):  # the sampler ticks every 100 ms in the window
+        clock2.advance(0.1)
+        meter2.sampler.sample_now()
+    reading = meter2.between(start, meter2.mark())
+    work = ThroughputMetrics(input_tokens=1000, output_tokens=6000, requests=10,
+                             duration_s=reading.duration_s, output_tokens_per_s=100.0,
+                             requests_per_s=1.0)
+    energy = metrics.energy(reading, work, sum(baseline.power_w), 1)
+    result = sanity.flag(ExperimentResult(
+        run_id="r2", config=ExperimentConfig(model="m", backend="pytorch"),
+        measurement_config_hash="0" * 16, effective_parameters={}, started_at="t",
+        finished_at="t", energy=energy, throughput=work, latency=LatencyMetrics(),
+        warmup=WarmupRecord(batches=1, duration_s=1.0), baseline=baseline,
+        environment=Environment(os="x", python="3", harness_version="0",
+                                gpus=[gpu.info() for gpu in gpus2]),
+    ), has_sensor=True)
+    assert result.sanity is not None and result.sanity.passed
+    assert result.warnings == []
+    true_dynamic_j = (LOAD_W - IDLE_W) * WINDOW_S
+    assert energy.energy_dynamic_j == pytest.approx(true_dynamic_j, rel=0.02), (
+        f"published {energy.energy_dynamic_j:.0f} J ({baseline.provenance} baseline "
+        f"{baseline.power_w} W), true {true_dynamic_j:.0f} J")

@@ -1,7 +1,8 @@
 import pytest
 
 from harness import metrics
-from harness.backends.base import GenerationOutput, RequestOutput
+from harness.backends.base import GenerationOutput, Request, RequestOutput
+from harness.backends.pytorch.generation import _request_output
 
 
 def output(streaming: bool) -> GenerationOutput:
@@ -134,3 +135,26 @@ def test_dynamic_energy_per_output_token_is_null_without_a_baseline():
     assert result.energy_j == pytest.approx(3000.0)
     assert result.energy_dynamic_j is None
     assert result.energy_dynamic_per_output_token_j is None
+
+
+START_S, PREFILL_S, STEP_S, LONGEST = 100.0, 0.2, 0.01, 256
+
+
+def test_tpot_of_a_short_row_in_a_static_batch_is_its_own_pace_not_its_wait():
+    """A 16- and a 256-token request in one PyTorch batch, one token every 10 ms. TPOT once
+    took e2e at the batch's return (2.75 s) but TTFT at the short row's first token: 170 ms
+    for the short row (17x its pace), 90 ms for the batch, while vLLM gave 10 ms for the same
+    rows. TPOT is the row's own pace; its wait for the batch stays in e2e."""
+    steps = [START_S + PREFILL_S + k * STEP_S for k in range(LONGEST)]
+    end_s = steps[-1] + 0.001
+    batch = [Request(0, [1, 2, 3], 16), Request(1, [1, 2, 3], LONGEST)]
+    outputs = [_request_output(r, list(range(LONGEST)), (START_S, end_s), steps, True, 3)
+               for r in batch]
+    latency = metrics.latency(GenerationOutput(outputs, latency_reference="batch_start"))
+    assert latency.itl is not None and latency.itl.p50_s == pytest.approx(STEP_S)
+    assert latency.tpot is not None
+    assert latency.tpot.mean_s == pytest.approx(STEP_S, rel=0.05), (
+        f"TPOT mean {latency.tpot.mean_s * 1000:.0f} ms, max {latency.tpot.p99_s * 1000:.0f} "
+        f"ms; every token took {STEP_S * 1000:.0f} ms")
+    short = outputs[0]
+    assert short.end_s == pytest.approx(end_s)  # e2e still waits for the batch

@@ -175,3 +175,16 @@ def test_write_stats_passes_the_choice_through_and_leaves_no_temporary_file(tmp_
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["include_flagged"] is True
     assert stats["ci_method_rule"]["bca_from_cycles"] == 30
+
+
+@pytest.mark.parametrize("code", ["cross_request_cache_hits", "baseline_not_idle",
+                                  "mig_enabled", "gpu_identity_unproven"])
+def test_a_run_whose_warning_says_it_is_not_comparable_is_not_pooled(code):
+    # Before: a cycle that served 43 % of its prompt tokens from a cache nobody asked for
+    # (cross_request_cache_hits: "energy per token is not comparable") was averaged in.
+    results = [run("r0", 0, 10_000.0), run("r1", 1, 10_000.0),
+               run("r2", 2, 7_000.0, warnings=(code,)), run("r3", 3, 10_000.0)]
+    configuration = study_stats(results)["configurations"][0]
+    assert configuration["n_excluded"] == 1
+    assert configuration["flagged"][0]["reasons"] == [code]
+    assert configuration["metrics"]["energy_per_output_token_j"]["mean"] == pytest.approx(10.0)

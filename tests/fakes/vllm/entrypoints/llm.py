@@ -42,7 +42,8 @@ class LLMEngine:
         parallel = vllm_config.parallel_config
         self.engine_core = EngineCoreClient(FakeWorkers(
             parallel.tensor_parallel_size * parallel.pipeline_parallel_size,
-            vllm_config.cache_config.gpu_memory_utilization))
+            vllm_config.cache_config.gpu_memory_utilization,
+            integer_indices_only=True))
         cache = vllm_config.cache_config
         self.prefix_cache = PrefixCache(cache.block_size, cache.enable_prefix_caching)
 

@@ -225,6 +225,18 @@ def test_streaming_gives_ttft_itl_and_a_measured_phase_split(
     assert len(recorded("AsyncLLMEngine.shutdown")) == 1
 
 
+def test_the_fake_engine_reads_cuda_visible_devices_as_vllm_does(
+    fake_vllm: ModuleType, tiny_model_dir: Path, monkeypatch: Any
+) -> None:
+    # vLLM maps each CUDA_VISIBLE_DEVICES entry to NVML with int() and fails at start-up on a
+    # UUID (vllm-project/vllm#13815, #20939, #41848); the harness hands it integer indices.
+    FakeGpu([(0.0, 100.0)], index=0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-fake-0")
+    with pytest.raises(BackendError, match="invalid literal for int"):
+        loaded(make_config(tiny_model_dir))
+    assert VllmBackend.cuda_visible_form == "index"
+
+
 def test_tensor_parallel_runs_measure_exactly_the_engines_gpus(
     fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path, monkeypatch: Any
 ) -> None:

@@ -16,10 +16,16 @@ from harness.energy.selection import (
     select,
 )
 from harness.errors import PreflightError
-from harness.schema.result import GpuBinding
+from harness.schema.result import GpuBinding, GpuInfo
 from harness.testing import FakeClock, FakeGpu
 
 UUIDS = ["GPU-aaaa1111", "GPU-bbbb2222", "GPU-cccc3333", "GPU-dddd4444"]
+
+
+def infos(names=("H100",) * 4, buses=None) -> list[GpuInfo]:
+    buses = buses or [f"00000000:{i + 1:02X}:00.0" for i in range(len(names))]
+    return [GpuInfo(index=i, name=name, uuid=UUIDS[i], memory_total_mb=1.0, pci_bus_id=bus)
+            for i, (name, bus) in enumerate(zip(names, buses, strict=True))]
 
 
 def node(clock: FakeClock, powers_w: list[float]) -> GpuSet:
@@ -55,24 +61,56 @@ def test_cuda_order_follows_cuda_visible_devices_not_nvml():
 
 
 def test_visible_devices_by_uuid_and_by_unique_prefix():
-    assert candidate_positions(UUIDS, ["GPU-cccc3333", "GPU-aaaa"], None) == [2, 0]
+    assert candidate_positions(infos(), ["GPU-cccc3333", "GPU-aaaa"], None) == [2, 0]
     # like CUDA, an unresolvable token ends the list
-    assert candidate_positions(UUIDS, ["1", "GPU-zzzz", "3"], None) == [1]
-    assert candidate_positions(UUIDS, [], None) == []
+    assert candidate_positions(infos(), ["1", "GPU-zzzz", "3"], None) == [1]
+    assert candidate_positions(infos(), [], None) == []
     assert parse_visible(None) is None and parse_visible("") == []
 
 
 def test_a_mig_device_is_refused_with_the_fix():
     with pytest.raises(PreflightError, match="MIG device") as caught:
-        candidate_positions(UUIDS, ["MIG-1234"], None)
+        candidate_positions(infos(), ["MIG-1234"], None)
     assert "parent GPU's UUID" in str(caught.value)
 
 
 def test_runner_restriction_keeps_cuda_order_and_rejects_missing_indices():
-    assert candidate_positions(UUIDS, None, [3, 1]) == [3, 1]
-    assert candidate_positions(UUIDS, ["1", "2"], [2, 3]) == [2]
+    assert candidate_positions(infos(), None, [3, 1]) == [3, 1]
+    assert candidate_positions(infos(), ["1", "2"], [2, 3]) == [2]
     with pytest.raises(PreflightError, match=r"GPU index \[7\] not found"):
-        candidate_positions(UUIDS, None, [7])
+        candidate_positions(infos(), None, [7])
+
+
+def test_integer_entries_count_in_pci_bus_order_not_nvml_order():
+    # NVML does not promise PCI bus order: here NVML lists the bus-0x41 GPU first
+    machine = infos(buses=["00000000:41:00.0", "00000000:01:00.0", "00000000:21:00.0",
+                           "00000000:81:00.0"])
+    assert candidate_positions(machine, ["0", "1"], None) == [1, 2]
+    assert candidate_positions(machine, None, None) == [1, 2, 0, 3]
+
+
+def test_integer_entries_on_mixed_gpus_need_pci_bus_order():
+    mixed = infos(names=("H100", "L4", "H100", "L4"))
+    with pytest.raises(PreflightError, match="fastest first") as caught:
+        candidate_positions(mixed, ["1"], None, order=None)
+    assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in str(caught.value)
+    assert candidate_positions(mixed, ["1"], None, order="PCI_BUS_ID") == [1]
+    assert candidate_positions(mixed, ["GPU-bbbb"], None, order=None) == [1]  # UUIDs: fine
+
+
+def test_engines_get_integer_indices_they_can_parse(monkeypatch):
+    # vLLM reads every CUDA_VISIBLE_DEVICES entry with int(): a UUID fails its start-up
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    machine = GpuSet([FakeGpu([(0.0, 100.0)], index=i, clock=FakeClock()) for i in range(4)])
+    selection = select(machine, needed=2, visible="GPU-fake-2,GPU-fake-0")
+    saved = narrow_cuda_view(selection.bindings, form="index")
+    try:
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,0"
+        assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+        assert [int(entry) for entry in os.environ["CUDA_VISIBLE_DEVICES"].split(",")] == [
+            b.nvml_index for b in selection.bindings]
+    finally:
+        restore_cuda_view(saved)
 
 
 def test_multi_device_backends_measure_every_gpu_they_use():
@@ -96,7 +134,8 @@ def test_no_nvidia_gpu_selects_nothing():
 def test_cuda_view_is_narrowed_by_uuid_and_restored(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    saved = narrow_cuda_view([GpuBinding(cuda_index=0, nvml_index=2, uuid="GPU-cccc3333")])
+    binding = GpuBinding(cuda_index=0, nvml_index=2, uuid="GPU-cccc3333", pci_index=2)
+    saved = narrow_cuda_view([binding])
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "GPU-cccc3333"
     assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     restore_cuda_view(saved)
@@ -109,7 +148,7 @@ def _samples(machine: GpuSet) -> list:
 
 
 def test_proof_by_cuda_uuid_passes_only_on_the_same_devices():
-    bindings = [GpuBinding(cuda_index=0, nvml_index=1, uuid="GPU-bbbb2222")]
+    bindings = [GpuBinding(cuda_index=0, nvml_index=1, uuid="GPU-bbbb2222", pci_index=1)]
     proof = prove(bindings, ["bbbb2222"], [], [], [], [])  # torch omits the "GPU-" prefix
     assert proof.method == "cuda_device_uuid"
     with pytest.raises(PreflightError, match="its energy would be another GPU's"):

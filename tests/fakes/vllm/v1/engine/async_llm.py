@@ -37,7 +37,8 @@ class AsyncLLM:
         self.is_shut_down = False
         parallel = vllm_config.parallel_config
         self._workers = FakeWorkers(parallel.tensor_parallel_size * parallel.pipeline_parallel_size,
-                                   vllm_config.cache_config.gpu_memory_utilization)
+                                   vllm_config.cache_config.gpu_memory_utilization,
+                                   integer_indices_only=True)
         cache = vllm_config.cache_config
         self._prefix_cache = PrefixCache(cache.block_size, cache.enable_prefix_caching)
 
