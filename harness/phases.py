@@ -57,6 +57,18 @@ class PhaseSplit:
     decode_null_reason: str | None = None
 
 
+def shortest_phase_s(output: GenerationOutput) -> float | None:
+    """Shortest prefill or decode interval of any batch in the window (s).
+
+    None when the backend recorded no phase edges or interleaves the phases (no instant
+    separates them).
+    """
+    if not output.phase_marks or not output.phases_separated:
+        return None
+    return min(min(m.prefill_end_s - m.start_s, m.end_s - m.prefill_end_s)
+               for m in output.phase_marks)
+
+
 def edges_problem(output: GenerationOutput,
                   resolution_s: float = COUNTER_UPDATE_PERIOD_S) -> str | None:
     """Why the window's phase edges cannot split its energy, or None when they can.
@@ -72,8 +84,8 @@ def edges_problem(output: GenerationOutput,
     if not output.phases_separated:
         return ("the backend interleaves prefill and decode (continuous batching): no instant "
                 "separates them")
-    shortest_s = min(min(m.prefill_end_s - m.start_s, m.end_s - m.prefill_end_s)
-                     for m in output.phase_marks)
+    shortest_s = shortest_phase_s(output)
+    assert shortest_s is not None  # phase marks exist and the phases are separated
     minimum_s = MIN_PHASE_UPDATES * resolution_s
     if shortest_s < minimum_s:
         return (f"the shortest prefill or decode interval lasts {shortest_s:.3f} s, under "

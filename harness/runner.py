@@ -350,6 +350,7 @@ class ExperimentRun:
     def _phase_split(self, energy: EnergyMetrics, output: GenerationOutput, backend: Backend,
                      requests: list[Request], duration_s: float) -> None:
         """Prefill and decode energy, by the configured method where it is valid."""
+        energy.shortest_phase_s = phases.shortest_phase_s(output)
         split, reason = None, self._no_split_reason(energy, output, backend)
         if reason is None:
             assert energy.energy_j is not None  # checked by _no_split_reason

@@ -118,6 +118,10 @@ class EnergyMetrics(Record):
         None, description="Why prefill and decode are null, when they are.")
     prefill_pass: PrefillPassRecord | None = Field(
         None, description="The prefill-only pass, when that method was used.")
+    shortest_phase_s: float | None = Field(
+        None, description="Shortest prefill or decode interval of any static batch in the "
+        "window (s): what the window_edges method is judged on (it needs every interval >= "
+        "5 s); null when the backend records no separate phase edges (continuous batching).")
     cold_start_energy_j: float | None = Field(None, description="Energy of model load (J).")
     cold_start_duration_s: float | None = Field(None, description="Model load time (s).")
     source_gpus: list[SourceGpu] | None = Field(

@@ -95,6 +95,19 @@ def test_cold_start_and_phase_split(replayed):
     assert energy.prefill.energy_j + energy.decode.energy_j == pytest.approx(energy.energy_j)
 
 
+def test_shortest_phase_is_recorded_whatever_the_split_method(replayed, tiny_model_dir,
+                                                              tmp_path):
+    result, _ = replayed
+    window_s = result.throughput.duration_s
+    shortest_s = result.energy.shortest_phase_s
+    # two static batches of 3: the shortest prefill or decode is a small part of the window
+    assert shortest_s is not None and 0 < shortest_s < window_s / 2
+    off = ExperimentRun(spec(tiny_model_dir, energy={"phase_split": "off"}), tmp_path / "off",
+                        gpus=fake_gpus(), device="cpu").execute()
+    assert off.energy.phase_split_method is None
+    assert off.energy.shortest_phase_s is not None and off.energy.shortest_phase_s > 0
+
+
 def test_result_sections_and_environment(replayed):
     result, run_dir = replayed
     again = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
