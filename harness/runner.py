@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,8 @@ class ExperimentRun:
             found, else CPU.
         tracker_factory: makes a GPU's CodeCarbon tracker when ``energy.backend`` is
             codecarbon (a fake in tests).
+        zeus_get_gpus: ``zeus.device.get_gpus`` when ``energy.backend`` is zeus; imported
+            when None (``harness.testing.fake_zeus_get_gpus`` replays FakeGpu traces).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class ExperimentRun:
         gpus: GpuSet | None = None,
         device: str | None = None,
         tracker_factory: TrackerFactory = codecarbon_tracker,
+        zeus_get_gpus: Callable[[], Any] | None = None,
     ) -> None:
         self.spec = spec
         self.config = spec.config
@@ -87,6 +91,7 @@ class ExperimentRun:
         self._gpus = gpus
         self._device = device
         self._tracker_factory = tracker_factory
+        self._zeus_get_gpus = zeus_get_gpus
         self._last_power_event = 0.0
         self._machine: GpuSet = EMPTY_GPUS
         self.selection = Selection(EMPTY_GPUS, [], 0)
@@ -271,7 +276,8 @@ class ExperimentRun:
         self._saved_cuda_view = narrow_cuda_view(self.selection.bindings,
                                                  backend.cuda_visible_form)
         gpus, source_problems = open_energy_source(
-            self.config.energy.backend, self.selection.gpus, self._tracker_factory)
+            self.config.energy.backend, self.selection.gpus, self._tracker_factory,
+            self._zeus_get_gpus)
         backend.gpu_info = [gpu.info() for gpu in self.selection.gpus]
         if self.spec.engine_cache_dir:
             backend.engine_cache_root = Path(self.spec.engine_cache_dir)

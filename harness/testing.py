@@ -473,3 +473,72 @@ class FakePynvml(types.ModuleType):
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: FakeGpu) -> list[Any]:
         """No graphics processes."""
         return []
+
+
+class _FakeZeusGpu:
+    """One entry of :attr:`FakeZeusGpus.gpus`: Zeus keeps the NVML index as ``gpu_index``."""
+
+    def __init__(self, gpu_index: int) -> None:
+        self.gpu_index = gpu_index
+
+
+class FakeZeusGpus:
+    """Zeus's GPU collection (what ``zeus.device.get_gpus()`` returns) over :class:`FakeGpu`.
+
+    Behaves like Zeus 0.16's ``NVIDIAGPUs``: when made, it opens the GPUs that
+    ``CUDA_VISIBLE_DEVICES`` names, each token read with ``int()`` as an NVML index (a UUID is a
+    ``ValueError``; every GPU when unset), and every getter takes the position in that list.
+    Energy is NVML's total-energy counter in integer millijoules (it moves only when the
+    FakeGpu's counter does); power is NVML's instantaneous power field
+    (``NVML_FI_DEV_POWER_INSTANT``) in integer milliwatts: the trace's value at that instant,
+    not the ~1 s average that ``nvmlDeviceGetPowerUsage`` reports.
+
+    Args:
+        machine: every GPU of the machine, in NVML index order.
+
+    """
+
+    def __init__(self, machine: Sequence[FakeGpu]) -> None:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        indices = (list(range(len(machine))) if visible is None
+                   else [int(token) for token in visible.split(",")])
+        self._machine = list(machine)
+        self.gpus = [_FakeZeusGpu(index) for index in indices]
+
+    def __len__(self) -> int:
+        return len(self.gpus)
+
+    def _gpu(self, gpu_index: int) -> FakeGpu:
+        return self._machine[self.gpus[gpu_index].gpu_index]
+
+    def supports_get_total_energy_consumption(self, gpu_index: int) -> bool:
+        """Whether the GPU has the counter (Volta or newer)."""
+        return self._gpu(gpu_index).energy_counter_j() is not None
+
+    def get_total_energy_consumption(self, gpu_index: int) -> int:
+        """The energy counter (integer mJ)."""
+        counter_j = self._gpu(gpu_index).energy_counter_j()
+        if counter_j is None:
+            raise RuntimeError("the GPU has no total-energy counter")
+        return round(counter_j * 1000)
+
+    def get_instant_power_usage(self, gpu_index: int) -> int:
+        """Instantaneous power (integer mW)."""
+        gpu = self._gpu(gpu_index)
+        return round(gpu.power_at(gpu.now_s()) * 1000)
+
+
+def fake_zeus_get_gpus(machine: Sequence[FakeGpu]) -> Callable[[], FakeZeusGpus]:
+    """A stand-in for ``zeus.device.get_gpus``: one :class:`FakeZeusGpus`, made at first call.
+
+    Like Zeus, the collection is made once and every later call returns it, whatever
+    ``CUDA_VISIBLE_DEVICES`` says by then.
+    """
+    made: list[FakeZeusGpus] = []
+
+    def get_gpus() -> FakeZeusGpus:
+        if not made:
+            made.append(FakeZeusGpus(machine))
+        return made[0]
+
+    return get_gpus

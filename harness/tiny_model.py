@@ -27,6 +27,8 @@ SPECIAL_TOKENS = ("<|bos|>", "<|eos|>", "<|pad|>")
 BOS, EOS, PAD = SPECIAL_TOKENS
 MAX_POSITIONS = 4096
 """Longest sequence (prompt + output tokens) the model accepts."""
+DTYPES = ("float32", "bfloat16", "float16")
+"""Element types the weights can be stored in."""
 
 _EXTRA_TEXT = """\
 The quick brown fox jumps over the lazy dog. Energy is measured in joules and power in watts;
@@ -53,6 +55,8 @@ class TinyModelSpec:
         vocab_size: tokenizer target size and embedding rows.
         seed: seed of the random weights.
         tie_word_embeddings: share the input embedding with the output projection.
+        dtype: element type of the stored weights (one of :data:`DTYPES`).
+        device: torch device the weights are drawn on ("cpu", "cuda:0").
 
     """
 
@@ -63,6 +67,8 @@ class TinyModelSpec:
     vocab_size: int = 512
     seed: int = 0
     tie_word_embeddings: bool = False
+    dtype: str = "float32"
+    device: str = "cpu"
 
 
 def build_tiny_model(
@@ -75,6 +81,8 @@ def build_tiny_model(
     vocab_size: int = 512,
     seed: int = 0,
     tie_word_embeddings: bool = False,
+    dtype: str = "float32",
+    device: str = "cpu",
 ) -> Path:
     """Build a tiny random Llama-style causal LM and its tokenizer into ``out_dir``.
 
@@ -92,6 +100,11 @@ def build_tiny_model(
             and 3 special tokens; the rest are BPE merges).
         seed: seed of the random weights.
         tie_word_embeddings: share the input embedding with the output projection.
+        dtype: element type of the stored weights: float32, or bfloat16 / float16 (the same
+            seeded draw, rounded; half the file of a ~1B model's 4.4 GB).
+        device: where the weights are drawn; "cuda:N" draws a ~1B model in well under a
+            second, with the GPU's random generator (seeded, so the same device gives the same
+            files, but not the same values as "cpu").
 
     Returns:
         ``out_dir``, ready for ``from_pretrained(out_dir, local_files_only=True)``.
@@ -102,7 +115,8 @@ def build_tiny_model(
 
     """
     spec = TinyModelSpec(
-        layers, hidden_size, heads, kv_heads, vocab_size, seed, tie_word_embeddings
+        layers, hidden_size, heads, kv_heads, vocab_size, seed, tie_word_embeddings, dtype,
+        device,
     )
     _check_spec(spec)
     out_dir = Path(out_dir)
@@ -127,6 +141,8 @@ def _check_spec(spec: TinyModelSpec) -> None:
         )
     if (spec.hidden_size // spec.heads) % 2:
         raise ValueError("hidden_size / heads must be even (rotary embeddings rotate pairs)")
+    if spec.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {spec.dtype!r}")
     minimum = 256 + len(SPECIAL_TOKENS)
     if spec.vocab_size < minimum:
         raise ValueError(f"vocab_size must be at least {minimum}, got {spec.vocab_size}")
@@ -197,10 +213,14 @@ def _write_model(directory: Path, spec: TinyModelSpec) -> None:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(**_llama_config_kwargs(spec))
-    # A private RNG stream: seeding must not disturb the caller's global torch RNG.
-    with torch.random.fork_rng(devices=[]):
+    device = torch.device(spec.device)
+    # A private RNG stream: seeding must not disturb the caller's global torch RNG (nor, on a
+    # GPU, that device's generator).
+    forked = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked), device:
         torch.manual_seed(spec.seed)
-        model = LlamaForCausalLM(config)
+        # Drawn in float32 and rounded, so a bfloat16 model holds the float32 model's values.
+        model = LlamaForCausalLM(config).to(getattr(torch, spec.dtype))
     model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
         bos_token_id=0, eos_token_id=1, pad_token_id=2
     )
@@ -221,7 +241,7 @@ def _llama_config_kwargs(spec: TinyModelSpec) -> dict[str, Any]:
         "eos_token_id": 1,
         "pad_token_id": 2,
         "tie_word_embeddings": spec.tie_word_embeddings,
-        "dtype": "float32",
+        "dtype": spec.dtype,
     }
 
 
@@ -250,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=int, default=getattr(defaults, name), dest=name)
     parser.add_argument("--tie-word-embeddings", action="store_true")
+    parser.add_argument("--dtype", choices=DTYPES, default=defaults.dtype)
+    parser.add_argument("--device", default=defaults.device, help="where weights are drawn")
     args = parser.parse_args(argv)
     try:
         path = build_tiny_model(
@@ -261,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             vocab_size=args.vocab_size,
             seed=args.seed,
             tie_word_embeddings=args.tie_word_embeddings,
+            dtype=args.dtype,
+            device=args.device,
         )
     except (FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,6 +8,9 @@ works the same whichever source is chosen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from harness.energy.codecarbon import TrackerFactory, discover_codecarbon_gpus
 from harness.energy.device import EMPTY_GPUS, GpuSet
 from harness.energy.zeus import discover_zeus_gpus
@@ -22,14 +25,17 @@ NO_GPU = {
 }
 
 
-def open_energy_source(source: str, measured: GpuSet,
-                       tracker_factory: TrackerFactory) -> tuple[GpuSet, list[str]]:
+def open_energy_source(source: str, measured: GpuSet, tracker_factory: TrackerFactory,
+                       zeus_get_gpus: Callable[[], Any] | None = None,
+                       ) -> tuple[GpuSet, list[str]]:
     """The measured GPUs read through ``source``, or the problems that prevent it.
 
     Args:
         source: ``energy.backend`` (auto, nvml, zeus, codecarbon, none).
         measured: the run's measured GPUs through NVML (possibly empty).
         tracker_factory: makes a GPU's CodeCarbon tracker (a fake in tests).
+        zeus_get_gpus: ``zeus.device.get_gpus`` (imported when None; a fake in tests and in
+            the CPU mode of ``make device-check``).
 
     Returns:
         (the GPUs to read energy from, problems); the empty set for ``none`` and for ``auto``
@@ -42,7 +48,7 @@ def open_energy_source(source: str, measured: GpuSet,
         return EMPTY_GPUS, [NO_GPU[source]] if source in NO_GPU else []
     try:
         if source == "zeus":
-            return discover_zeus_gpus(measured), []
+            return discover_zeus_gpus(measured, zeus_get_gpus), []
         if source == "codecarbon":
             return discover_codecarbon_gpus(measured, tracker_factory), []
     except LlemError as error:

@@ -15,7 +15,7 @@ from harness.runner import ExperimentRun
 from harness.schema import ExperimentConfig
 from harness.schema.result import CoolDownRecord, ErrorRecord, ExperimentResult
 from harness.schema.run_spec import RunSpec
-from harness.testing import FakeGpu
+from harness.testing import FakeGpu, fake_zeus_get_gpus
 
 POWER_W = 120.0
 
@@ -273,3 +273,15 @@ def test_a_measured_gpu_that_stayed_idle_fails_sanity(tiny_model_dir, tmp_path, 
     assert result.thermal is not None and result.thermal.gpu_util_pct_max == [0.0]
     assert result.sanity is not None
     assert any(failure.startswith("GPU 0 stayed idle") for failure in result.sanity.failed_checks)
+
+
+def test_zeus_source_reads_the_measured_gpu_through_the_zeus_getter_given(
+        tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    machine = fake_gpus()
+    run = ExperimentRun(spec(tiny_model_dir, energy={"backend": "zeus"}), tmp_path / "zeus",
+                        gpus=machine, device="cpu",
+                        zeus_get_gpus=fake_zeus_get_gpus(list(machine)))
+    result = run.execute()
+    assert result.energy.energy_method == "zeus_counter"
+    assert result.energy.mean_power_w == pytest.approx(POWER_W, rel=2e-3)

@@ -3,7 +3,7 @@ import inspect
 import pytest
 
 from harness.schema.result import GpuInfo
-from harness.testing import FakeClock, FakeGpu, FakePynvml, Trace
+from harness.testing import FakeClock, FakeGpu, FakePynvml, FakeZeusGpus, Trace, fake_zeus_get_gpus
 
 
 def test_fake_clock_moves_only_when_advanced():
@@ -187,3 +187,35 @@ def test_whole_degree_temperature_is_truncated_like_an_integer_reading():
     assert readings == [40.0, 40.0, 41.0, 41.0, 42.0]
     smooth = FakeGpu([(0.0, 100.0)], clock=clock, temperature_c=[(0.0, 40.0), (10.0, 42.0)])
     assert smooth.sample(4.9).temperature_c == pytest.approx(40.98)
+
+
+def test_fake_zeus_has_the_real_zeus_getter_signatures():
+    zeus_common = pytest.importorskip("zeus.device.gpu.common")
+    for name in ("supports_get_total_energy_consumption", "get_total_energy_consumption",
+                 "get_instant_power_usage"):
+        real = inspect.signature(getattr(zeus_common.GPUs, name))
+        fake = inspect.signature(getattr(FakeZeusGpus, name))
+        assert list(real.parameters) == list(fake.parameters), name
+
+
+def test_fake_zeus_reads_the_trace_like_zeus_reads_nvml(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # zeus: integer NVML indices
+    clock = FakeClock()
+    machine = [FakeGpu([(0.0, 100.0), (1.0, 300.0), (1e6, 300.0)], index=i, clock=clock,
+                       counter_update_period_s=0.1, power_average_s=1.0) for i in range(2)]
+    get_gpus = fake_zeus_get_gpus(machine)
+    gpus = get_gpus()
+    assert get_gpus() is gpus  # one object per process, as zeus.device.get_gpus
+    assert [gpu.gpu_index for gpu in gpus.gpus] == [1] and len(gpus) == 1
+    assert gpus.supports_get_total_energy_consumption(0)
+    clock.advance(1.05)  # the counter last moved at 1.0 s, after the ramp's 200 J
+    assert gpus.get_total_energy_consumption(0) == 200_000  # integer mJ
+    # instantaneous power (NVML_FI_DEV_POWER_INSTANT), not the 1 s average
+    assert gpus.get_instant_power_usage(0) == 300_000  # integer mW
+    assert machine[1].reported_power_w(clock()) < 300.0
+
+
+def test_fake_zeus_refuses_uuids_in_cuda_visible_devices_like_zeus(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-fake-0")
+    with pytest.raises(ValueError, match="invalid literal"):
+        fake_zeus_get_gpus([FakeGpu([(0.0, 1.0)], clock=FakeClock())])()

@@ -85,6 +85,31 @@ def test_options_shape_the_model(tmp_path: Path) -> None:
     assert len(vocab) == 400
 
 
+def test_bfloat16_weights_are_stored_as_bfloat16_with_the_same_values(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    shape = {"layers": 1, "hidden_size": 32, "heads": 2, "kv_heads": 1}
+    full = build_tiny_model(tmp_path / "fp32", **shape)
+    half = build_tiny_model(tmp_path / "bf16", **shape, dtype="bfloat16", device="cpu")
+
+    assert json.loads((half / "config.json").read_text())["dtype"] == "bfloat16"
+    weights_fp32 = load_file(full / "model.safetensors")
+    weights_bf16 = load_file(half / "model.safetensors")
+    assert {t.dtype for t in weights_bf16.values()} == {torch.bfloat16}
+    for name, tensor in weights_fp32.items():  # the same seeded draw, rounded to bfloat16
+        assert torch.equal(weights_bf16[name], tensor.to(torch.bfloat16)), name
+    assert (full / "model.safetensors").stat().st_size > 1.9 * (
+        half / "model.safetensors").stat().st_size
+
+
+def test_an_unknown_dtype_is_rejected_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="dtype"):
+        build_tiny_model(tmp_path / "m", dtype="float8")
+
+    assert not any(tmp_path.iterdir())
+
+
 def test_refuses_a_non_empty_directory_and_leaves_no_staging_behind(tmp_path: Path) -> None:
     target = tmp_path / "m"
     target.mkdir()
@@ -126,10 +151,11 @@ def test_command_line_builds_with_options(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shape = ["--layers", "1", "--hidden-size", "32", "--heads", "2", "--kv-heads", "1"]
-    code = main([str(tmp_path / "m"), *shape, "--seed", "7"])
+    code = main([str(tmp_path / "m"), *shape, "--seed", "7", "--dtype", "bfloat16"])
 
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert code == 0
+    assert config["dtype"] == "bfloat16"
     assert capsys.readouterr().out.strip() == str(tmp_path / "m")
     assert config["num_hidden_layers"] == 1
     assert config["hidden_size"] == 32
