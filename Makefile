@@ -7,7 +7,14 @@ STUDY ?= studies/demo.yaml
 OUTPUT ?= results
 TINY_MODEL := .llem/models/tiny-llama
 
-.PHONY: help install test lint demo study model images bench gpu-check clean-venv
+DEVICE_WHEELS ?= .llem/device-wheels
+DEVICE_VENV ?= .llem/device-venv
+DEVICE_CHECK_MODE ?= gpu
+# The device tool collects $OUT; elsewhere the figures stay in the (git-ignored) results folder.
+DEVICE_CHECK_OUT ?= $(if $(OUT),$(OUT),results/device-check)
+
+.PHONY: help install test lint demo study model images bench gpu-check device-wheels \
+	device-check clean-venv
 
 help:
 	@echo "make install   create $(VENV) and install llem with the pytorch and dev extras"
@@ -18,6 +25,9 @@ help:
 	@echo "make images    build the cpu image (IMAGE=cpu|pytorch|vllm|tensorrt)"
 	@echo "make bench     print the benchmark figures of tests/perf"
 	@echo "make gpu-check on an NVIDIA GPU: energy, agreement, baseline, overhead"
+	@echo "make device-wheels  fetch the wheels device-check installs offline ($(DEVICE_WHEELS))"
+	@echo "make device-check   hardware validation on a bare GPU machine, no network (under 8 min);"
+	@echo "                    DEVICE_CHECK_MODE=cpu runs it on replayed traces, no GPU"
 
 install: $(VENV)/.installed
 
@@ -62,6 +72,17 @@ bench: model images
 gpu-check: install
 	$(BIN)/python -m pytest tests/gpu -q
 	$(BIN)/python tests/gpu/gpu_check.py
+
+# Run where pip reaches an index; copy the folder with the repository to the GPU machine.
+device-wheels:
+	$(PYTHON) tests/gpu/device_wheels.py download $(DEVICE_WHEELS)
+
+# One command on a GPU machine with PyTorch, transformers, nvidia-ml-py, pyarrow and scipy:
+# a venv over the machine's packages, the rest installed offline, then the check itself.
+device-check:
+	$(PYTHON) tests/gpu/device_wheels.py venv $(DEVICE_WHEELS) $(DEVICE_VENV)
+	PYTHONPATH=$(CURDIR) PYTHONUNBUFFERED=1 $(DEVICE_VENV)/bin/python tests/gpu/device_check.py \
+		--mode $(DEVICE_CHECK_MODE) --out $(DEVICE_CHECK_OUT)
 
 clean-venv:
 	rm -rf $(VENV)
