@@ -10,7 +10,7 @@ TINY_MODEL := .llem/models/tiny-llama
 DEVICE_WHEELS ?= .llem/device-wheels
 DEVICE_VENV ?= .llem/device-venv
 DEVICE_CHECK_MODE ?= gpu
-# The device tool collects $OUT; elsewhere the figures stay in the (git-ignored) results folder.
+# With OUT set (a job's collection folder) the figures go there, else to the ignored results/.
 DEVICE_CHECK_OUT ?= $(if $(OUT),$(OUT),results/device-check)
 
 .PHONY: help install test lint demo study model images bench gpu-check device-wheels \

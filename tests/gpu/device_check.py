@@ -209,7 +209,7 @@ def section_idle(ctx: Context) -> dict[str, Any]:
     return figures
 
 
-def counter_edge(sensor: Sensor, timeout_s: float = 2.0) -> tuple[float, float]:
+def counter_edge(sensor: Sensor, timeout_s: float = 5.0) -> tuple[float, float]:
     """Spin until the counter moves; its new value and the instant it was first seen.
 
     Reading at an update (rather than at any instant, up to one update period late) makes a
@@ -358,13 +358,30 @@ def run_figures(result: ExperimentResult, label: str, wall_s: float) -> dict[str
         "prefill": energy.prefill.model_dump() if energy.prefill else None,
         "decode": energy.decode.model_dump() if energy.decode else None,
         "prefill_pass": energy.prefill_pass.model_dump() if energy.prefill_pass else None,
+        "sanity_passed": result.sanity.passed if result.sanity else None,
+        "sanity_failed_checks": result.sanity.failed_checks if result.sanity else [],
         "warnings": result.warning_codes(), "wall_s": wall_s}
+
+
+def guarded(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """A part of a section: its figures, or its error or skip, so the rest still runs."""
+    try:
+        return function(*args)
+    except Skipped as skip:
+        return {"status": "skipped", "reason": str(skip)}
+    except Exception as error:
+        return {"status": "error", "error": f"{type(error).__name__}: {error}",
+                "traceback": traceback.format_exc(limit=8)}
 
 
 def section_cycles(ctx: Context) -> dict[str, Any]:
     """J/token of configurations A and B over three cycles, interleaved A,B,A,B,A,B."""
-    runs = [run_harness(ctx, label, cycle, experiment(ctx, label), "cycles")
+    runs = [guarded(run_harness, ctx, label, cycle, experiment(ctx, label), "cycles")
             for cycle in (1, 2, 3) for label in ("A", "B")]
+    failed = [r for r in runs if "status" in r]
+    runs = [r for r in runs if "status" not in r]
+    if not runs:
+        raise RuntimeError(f"no run completed: {failed[0].get('error') or failed[0]['reason']}")
     per_config = {}
     for label, shape in ctx.platform.workload.configs.items():
         mine = [r for r in runs if r["config"] == label and r["j_per_token"] is not None]
@@ -372,7 +389,7 @@ def section_cycles(ctx: Context) -> dict[str, Any]:
                              "integrated_vs_counter_pct": [r["integrated_vs_counter_pct"]
                                                            for r in mine]}
     return {"order": [r["run_id"] for r in runs], "per_config": per_config, "runs": runs,
-            "settings": ctx.platform.workload.settings}
+            "failed_runs": failed, "settings": ctx.platform.workload.settings}
 
 
 def section_phase_split(ctx: Context) -> dict[str, Any]:
@@ -385,11 +402,11 @@ def section_phase_split(ctx: Context) -> dict[str, Any]:
             forced[method] = {"same_as_auto": True}
         elif method == "window_edges" and (shortest_s is None or shortest_s < MIN_PHASE_S):
             forced[method] = {"run": False, "reason": (
-                f"shortest phase {shortest_s if shortest_s is None else round(shortest_s, 4)}"
-                f" s < {MIN_PHASE_S:g} s: the harness refuses window_edges")}
+                f"shortest phase {fmt(shortest_s, 4)} s < {MIN_PHASE_S:g} s: the harness "
+                "refuses window_edges")}
         else:
-            forced[method] = run_harness(ctx, "A", 1, experiment(ctx, "A", phase_split=method),
-                                         f"split-{method}")
+            forced[method] = guarded(run_harness, ctx, "A", 1,
+                                     experiment(ctx, "A", phase_split=method), f"split-{method}")
     return {"auto": {k: auto[k] for k in ("run_id", "phase_split_method",
                                            "phase_split_null_reason", "shortest_phase_s",
                                            "prefill", "decode", "prefill_pass", "energy_j")},
@@ -401,13 +418,12 @@ def section_zeus(ctx: Context) -> dict[str, Any]:
     why_not = ctx.platform.zeus_available()
     if why_not:
         raise Skipped(why_not)
-    zeus_run = run_harness(ctx, "A", 1, experiment(ctx, "A", backend="zeus"), "zeus")
+    zeus_run = guarded(run_harness, ctx, "A", 1, experiment(ctx, "A", backend="zeus"), "zeus")
     nvml = spread([r["j_per_token"] for r in ctx.runs if r["group"] == "cycles"
                    and r["config"] == "A" and r["j_per_token"] is not None])
-    ctx.require(ctx.run_estimate_s() / 2, "the shared window")
     return {"zeus_run": zeus_run, "nvml_runs_a": nvml,
-            "zeus_vs_nvml_mean_pct": pct(zeus_run["j_per_token"], nvml["mean"]),
-            "shared_window": shared_window(ctx)}
+            "zeus_vs_nvml_mean_pct": pct(zeus_run.get("j_per_token"), nvml["mean"]),
+            "shared_window": guarded(shared_window, ctx)}
 
 
 def shared_window(ctx: Context) -> dict[str, Any]:
@@ -416,6 +432,7 @@ def shared_window(ctx: Context) -> dict[str, Any]:
     from harness.datasets import build_requests
     from harness.energy.zeus import discover_zeus_gpus
 
+    ctx.require(ctx.run_estimate_s() / 2, "the shared window")
     config = experiment(ctx, "A")
     machine, zeus_get_gpus = ctx.platform.run_machine()
     facts = select(machine if machine is not None else ctx.platform.machine(), needed=1).gpus
@@ -544,6 +561,7 @@ def _cycles_line(r: dict[str, Any]) -> str:
         gap = f"{min(gaps):+.2f} to {max(gaps):+.2f} %" if gaps else "n/a"
         parts.append(f"{label} (bs {c['batch_size']}): {fmt(j['mean'], 4)} J/token, CV {cv} "
                      f"(n={j['n']}), integrated vs counter {gap}")
+    parts += [f"run {f['status']}: {_why(f)}" for f in r["failed_runs"]]
     return "; ".join(parts)
 
 
@@ -555,11 +573,18 @@ def _split_line(r: dict[str, Any]) -> str:
 
 
 def _zeus_line(r: dict[str, Any]) -> str:
-    w = r["shared_window"]
-    return (f"zeus run {fmt(r['zeus_run']['j_per_token'], 4)} J/token vs nvml mean "
-            f"{fmt(r['nvml_runs_a']['mean'], 4)} ({fmt_pct(r['zeus_vs_nvml_mean_pct'])}); "
-            f"same window: nvml {fmt(w['nvml_j'], 5)} J, zeus {fmt(w['zeus_j'], 5)} J "
-            f"({fmt_pct(w['zeus_vs_nvml_pct'])})")
+    run, w = r["zeus_run"], r["shared_window"]
+    run_text = (f"zeus run {fmt(run['j_per_token'], 4)} J/token vs nvml mean "
+                f"{fmt(r['nvml_runs_a']['mean'], 4)} ({fmt_pct(r['zeus_vs_nvml_mean_pct'])})"
+                if "status" not in run else f"zeus run {run['status']}: {_why(run)}")
+    window_text = (f"same window: nvml {fmt(w['nvml_j'], 5)} J, zeus {fmt(w['zeus_j'], 5)} J "
+                   f"({fmt_pct(w['zeus_vs_nvml_pct'])})"
+                   if "status" not in w else f"same window {w['status']}: {_why(w)}")
+    return f"{run_text}; {window_text}"
+
+
+def _why(part: dict[str, Any]) -> str:
+    return str(part.get("reason") or part.get("error"))
 
 
 HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -620,7 +645,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one line per section
     work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / f"llem-device-check-{args.mode}"
     work.mkdir(parents=True, exist_ok=True)
-    ctx = Context(platform_for(args.mode), work)
+    try:
+        platform = platform_for(args.mode)
+    except Exception as error:  # no driver, no NVML: nothing below can run
+        print(f"error: cannot read a GPU ({type(error).__name__}: {error}); without a GPU, "
+              "run the CPU mode (DEVICE_CHECK_MODE=cpu)", file=sys.stderr)
+        return 1
+    ctx = Context(platform, work)
     report: dict[str, Any] = {
         "schema": "llem-device-check/1", "mode": args.mode, "commit": commit(),
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

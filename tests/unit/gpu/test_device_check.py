@@ -82,3 +82,12 @@ def test_validation_file_is_named_by_gpu_and_date():
     assert check.validation_name(report) == "nvidia-h200-2026-12-01.md"
     report["sections"]["machine"] = {"status": "error"}
     assert check.validation_name(report) == "unknown-gpu-2026-12-01.md"
+
+
+def test_a_guarded_part_keeps_its_error_and_lets_the_section_go_on():
+    def run(_):
+        raise RuntimeError("CUDA out of memory")
+
+    part = check.guarded(run, None)
+    assert part["status"] == "error" and part["error"] == "RuntimeError: CUDA out of memory"
+    assert check.guarded(lambda: {"energy_j": 1.0}) == {"energy_j": 1.0}
