@@ -632,14 +632,19 @@ def commit() -> str:
         return "unknown"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run every section, write the JSON and the summary; exit 1 if a section failed."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line: --mode, --out, --work."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("gpu", "cpu"), default="gpu")
     parser.add_argument("--out", type=Path, default=Path("results/device-check"))
     parser.add_argument("--work", type=Path, default=None,
                         help="models and run directories (default: a folder under /tmp)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every section, write the JSON and the summary; exit 1 if a section failed."""
+    args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach the model hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one line per section
@@ -651,20 +656,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot read a GPU ({type(error).__name__}: {error}); without a GPU, "
               "run the CPU mode (DEVICE_CHECK_MODE=cpu)", file=sys.stderr)
         return 1
-    ctx = Context(platform, work)
-    report: dict[str, Any] = {
-        "schema": "llem-device-check/1", "mode": args.mode, "commit": commit(),
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "budget_s": ctx.platform.durations.budget_s, "sections": {}}
-    for name, function in SECTIONS:
-        report["sections"][name] = run_section(ctx, name, function)
-    report["elapsed_s"] = time.perf_counter() - ctx.started_s
-    report["validation_doc"] = f"docs/validation/{validation_name(report)}"
-    write_outputs(args.out, report)
+    report = run_all(Context(platform, work), args.out)
     failed = [n for n, r in report["sections"].items() if r["status"] == "error"]
     print(f"wrote {args.out / JSON_NAME} and {args.out / SUMMARY_NAME} "
           f"({report['elapsed_s']:.0f} s); failed sections: {', '.join(failed) or 'none'}")
     return 1 if failed else 0
+
+
+def run_all(ctx: Context, out: Path) -> dict[str, Any]:
+    """Every section in order; the files are rewritten after each, so a kill keeps the rest."""
+    report: dict[str, Any] = {
+        "schema": "llem-device-check/1", "mode": ctx.platform.mode, "commit": commit(),
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "budget_s": ctx.platform.durations.budget_s, "sections": {}}
+    for name, function in SECTIONS:
+        report["sections"][name] = run_section(ctx, name, function)
+        report["elapsed_s"] = time.perf_counter() - ctx.started_s
+        report["validation_doc"] = f"docs/validation/{validation_name(report)}"
+        write_outputs(out, report)
+    return report
 
 
 def write_outputs(out: Path, report: dict[str, Any]) -> None:
