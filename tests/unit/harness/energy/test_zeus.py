@@ -1,10 +1,6 @@
-"""Zeus behind the device interface, against a fake that behaves like Zeus's ``get_gpus``.
-
-Like Zeus 0.16 (``zeus/device/gpu/nvidia.py``): ``get_gpus()`` builds its GPU list once per
-process from ``CUDA_VISIBLE_DEVICES`` read as integer NVML indices (every GPU when unset), and
-every later call returns that same object; each getter takes the position in that list; power
-is in mW and energy in mJ, as integers.
-"""
+"""Zeus behind the device interface, against ``harness.testing.FakeZeusGpus``, which behaves
+like Zeus 0.16's ``get_gpus`` (one collection per process, built from ``CUDA_VISIBLE_DEVICES``
+read as integer NVML indices; getters by position; integer mW and mJ)."""
 
 from __future__ import annotations
 
@@ -17,62 +13,14 @@ from harness.energy import EnergyMeter, GpuSet, PowerSampler
 from harness.energy.selection import select
 from harness.energy.zeus import discover_zeus_gpus
 from harness.errors import EnergyError, PreflightError
-from harness.testing import FakeClock, FakeGpu
+from harness.testing import FakeClock, FakeGpu, FakeZeusGpus, fake_zeus_get_gpus
 
 
-class FakeZeusGpu:
-    def __init__(self, gpu_index: int) -> None:
-        self.gpu_index = gpu_index  # the NVML index, as zeus's NVIDIAGPU keeps it
-
-
-class FakeZeusGPUs:
-    """Mirrors zeus.device.gpu.common.GPUs over a machine of FakeGpus."""
-
-    def __init__(self, machine: GpuSet) -> None:
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        indices = ([int(i) for i in visible.split(",")] if visible is not None
-                   else list(range(len(machine))))  # zeus: int() of each token, no UUIDs
-        self._machine = machine
-        self.gpus = [FakeZeusGpu(index) for index in indices]
-
-    def __len__(self) -> int:
-        return len(self.gpus)
-
-    def _gpu(self, gpu_index: int) -> FakeGpu:
-        gpu = self._machine[self.gpus[gpu_index].gpu_index]
-        assert isinstance(gpu, FakeGpu)
-        return gpu
-
-    def get_name(self, gpu_index: int) -> str:
-        return "NVIDIA H100"
-
-    def supports_get_total_energy_consumption(self, gpu_index: int) -> bool:
-        return True
-
-    def get_total_energy_consumption(self, gpu_index: int) -> int:
-        counter_j = self._gpu(gpu_index).energy_counter_j()
-        assert counter_j is not None
-        return int(counter_j * 1000)
+class BrokenZeusGpus(FakeZeusGpus):
+    """A Zeus collection whose power read fails, as when the driver went away."""
 
     def get_instant_power_usage(self, gpu_index: int) -> int:
-        gpu = self._gpu(gpu_index)
-        if gpu.info().name == "broken":
-            raise RuntimeError("driver gone")
-        return int(gpu.power_at(gpu._clock()) * 1000)
-
-    def get_gpu_temperature(self, gpu_index: int) -> int:
-        return 61
-
-
-def zeus_singleton(machine: GpuSet):
-    made: list[FakeZeusGPUs] = []
-
-    def get_gpus() -> FakeZeusGPUs:
-        if not made:
-            made.append(FakeZeusGPUs(machine))
-        return made[0]
-
-    return get_gpus
+        raise RuntimeError("driver gone")
 
 
 def machine(clock: FakeClock, powers_w=(450.0, 70.0, 70.0, 70.0), **info) -> GpuSet:
@@ -85,7 +33,7 @@ def test_zeus_reads_the_measured_gpus_not_zeus_index_0(monkeypatch):
     clock = FakeClock()
     whole = machine(clock, powers_w=(70.0, 70.0, 450.0, 70.0))
     measured = select(whole, needed=1).gpus
-    gpus = discover_zeus_gpus(measured, get_gpus=zeus_singleton(whole))
+    gpus = discover_zeus_gpus(measured, get_gpus=fake_zeus_get_gpus(list(whole)))
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "GPU-fake-2"  # restored for CUDA
     sampler = PowerSampler(gpus, 100, clock=clock)
     meter = EnergyMeter(gpus, sampler)
@@ -103,7 +51,7 @@ def test_zeus_reads_the_measured_gpus_not_zeus_index_0(monkeypatch):
 def test_zeus_that_opened_other_gpus_earlier_is_refused(monkeypatch):
     clock = FakeClock()
     whole = machine(clock)
-    get_gpus = zeus_singleton(whole)
+    get_gpus = fake_zeus_get_gpus(list(whole))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     get_gpus()  # something in this process called zeus first, seeing GPU 0
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-fake-1")
@@ -114,8 +62,9 @@ def test_zeus_that_opened_other_gpus_earlier_is_refused(monkeypatch):
 def test_zeus_errors_become_energy_errors(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     clock = FakeClock()
-    whole = machine(clock, powers_w=(100.0,), name="broken")
-    gpus = discover_zeus_gpus(select(whole, needed=1).gpus, get_gpus=zeus_singleton(whole))
+    whole = machine(clock, powers_w=(100.0,))
+    broken = BrokenZeusGpus(list(whole))
+    gpus = discover_zeus_gpus(select(whole, needed=1).gpus, get_gpus=lambda: broken)
     with pytest.raises(EnergyError, match="zeus failed: RuntimeError: driver gone"):
         gpus[0].sample(0.0)
 
@@ -125,7 +74,7 @@ def test_fake_mirrors_the_zeus_signatures_we_call():
     for name in ("supports_get_total_energy_consumption", "get_total_energy_consumption",
                  "get_instant_power_usage"):
         real = inspect.signature(getattr(zeus_common.GPUs, name))
-        fake = inspect.signature(getattr(FakeZeusGPUs, name))
+        fake = inspect.signature(getattr(FakeZeusGpus, name))
         assert list(real.parameters) == list(fake.parameters), name
 
 
