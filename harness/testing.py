@@ -28,6 +28,19 @@ Point = tuple[float, float]
 """A breakpoint of a trace: (seconds since the trace started, value)."""
 
 
+EDGE_SKEW_S = 0.01
+"""How far a mark on the real clock may sit from the instant a FakeGpu's counter was read (s).
+
+A mark is dated at the midpoint of the clock reads around the counter reads; on a loaded
+machine a context switch between them can take milliseconds. Tests that replay a trace in
+real time allow this much per window edge (at the trace's power) and no more."""
+
+
+def edge_tolerance_j(power_w: float, edges: int = 2) -> float:
+    """The energy a real-clock window of a constant ``power_w`` trace may be off by (J)."""
+    return power_w * EDGE_SKEW_S * edges
+
+
 class FakeClock:
     """A clock that advances only when told to; call it to read the time (s).
 

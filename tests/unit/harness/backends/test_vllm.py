@@ -31,7 +31,7 @@ from harness.runner import ExperimentRun
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import ExperimentResult
 from harness.schema.run_spec import RunSpec
-from harness.testing import FakeGpu
+from harness.testing import FakeGpu, edge_tolerance_j
 
 FAKES = Path(__file__).resolve().parents[3] / "fakes"
 POWER_W = 150.0
@@ -135,7 +135,8 @@ def test_a_run_measures_the_fixed_work_and_records_what_the_engine_resolved(
     assert result.throughput.input_tokens == N * INPUT_LEN
     duration = result.throughput.duration_s
     # Two GPUs on the machine, tensor_parallel_size 1: only the engine's GPU is measured.
-    assert result.energy.energy_j == pytest.approx(POWER_W * duration, rel=2e-3)
+    assert result.energy.energy_j == pytest.approx(POWER_W * duration,
+                                                   abs=edge_tolerance_j(POWER_W))
     assert [b.uuid for b in result.environment.gpu_bindings] == ["GPU-fake-0"]
     identity = result.environment.gpu_identity
     assert identity is not None and identity.method == "nvml_processes_or_memory"
@@ -251,7 +252,8 @@ def test_tensor_parallel_runs_measure_exactly_the_engines_gpus(
                            gpus=machine, device="cuda:0").execute()
     # the engine's two workers sit on the first two visible GPUs: NVML 3 and 1
     duration = result.throughput.duration_s
-    assert result.energy.energy_j == pytest.approx((400.0 + 200.0) * duration, rel=2e-3)
+    assert result.energy.energy_j == pytest.approx((400.0 + 200.0) * duration,
+                                                   abs=edge_tolerance_j(400.0 + 200.0))
     assert [(b.cuda_index, b.nvml_index) for b in result.environment.gpu_bindings] == [
         (0, 3), (1, 1)]
     identity = result.environment.gpu_identity
