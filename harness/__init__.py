@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 
 def run_experiment(config: Any, output_dir: Path | None = None) -> ExperimentResult:
-    """Run one experiment in this process; see :func:`harness.runner.run_experiment`."""
-    from harness.runner import run_experiment as _run
+    """Run one experiment in this process; see :func:`harness.protocol.run_experiment`."""
+    from harness.protocol import run_experiment as _run
 
     return _run(config, output_dir)
 

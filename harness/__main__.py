@@ -36,7 +36,7 @@ def main() -> None:
               show_default=True, help="Output root when FILE is a single-experiment file.")
 def run(file: Path, output: Path) -> None:
     """Run FILE: a run directory's experiment.json, or a single-experiment YAML/JSON file."""
-    from harness.runner import ExperimentRun
+    from harness.protocol import ExperimentRun
 
     try:
         spec, run_dir = _resolve(file, output)

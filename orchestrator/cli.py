@@ -343,8 +343,8 @@ def tiny_model(out_dir: Path, layers: int, hidden_size: int, vocab_size: int, se
 @main.command()
 def clean() -> None:
     """Remove containers left behind by llem sessions that are no longer alive."""
-    from orchestrator.engine import Engine
-    from orchestrator.runners.docker import clean_orphans
+    from orchestrator.runners.docker.api import Engine
+    from orchestrator.runners.docker.runner import clean_orphans
 
     try:
         removed = clean_orphans(Engine())
@@ -384,7 +384,7 @@ def images() -> None:
               "alternative energy sources; GPU images only).")
 def images_build(name: str, base: str | None, extras: str | None) -> None:
     """Build llem/NAME:latest (cpu, pytorch, vllm or tensorrt; default cpu)."""
-    from orchestrator.images import build
+    from orchestrator.runners.docker.images import build
 
     try:
         build(name, base, extras)
@@ -395,8 +395,8 @@ def images_build(name: str, base: str | None, extras: str | None) -> None:
 @images.command("list")
 def images_list() -> None:
     """List the llem images the engine holds, with their labels."""
-    from orchestrator.engine import Engine
-    from orchestrator.images import listing
+    from orchestrator.runners.docker.api import Engine
+    from orchestrator.runners.docker.images import listing
 
     try:
         found = listing(Engine())

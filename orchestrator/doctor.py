@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import RunnerError
-from orchestrator.engine import Engine
-from orchestrator.runners.container_spec import MachineSettings
-from orchestrator.runners.docker import CPU_IMAGE, DEFAULT_IMAGES
-from orchestrator.sessions import LABEL_SESSION, orphans
+from orchestrator.runners.docker.api import Engine
+from orchestrator.runners.docker.plan import MachineSettings
+from orchestrator.runners.docker.runner import CPU_IMAGE, DEFAULT_IMAGES
+from orchestrator.runners.docker.sessions import LABEL_SESSION, orphans
 
 MIN_FREE_GB = 10.0
 

@@ -7,7 +7,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.schema.messages import did_you_mean
 from orchestrator.runners.base import Runner, RunOutcome
-from orchestrator.runners.docker import DockerRunner
+from orchestrator.runners.docker.runner import DockerRunner
 from orchestrator.runners.local import LocalRunner
 
 RUNNERS: dict[str, type[Runner]] = {"docker": DockerRunner, "local": LocalRunner}

@@ -316,7 +316,7 @@ def experiment(ctx: Context, label: str, **energy: Any) -> ExperimentConfig:
 def run_harness(ctx: Context, label: str, cycle: int, config: ExperimentConfig,
                 group: str) -> dict[str, Any]:
     """One in-process harness run; its figures, kept for later sections."""
-    from harness.runner import ExperimentRun
+    from harness.protocol import ExperimentRun
     from harness.schema.run_spec import RunSpec
 
     ctx.require(ctx.run_estimate_s(), f"run {label} ({group}) c{cycle}")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine import Engine
-from orchestrator.sessions import LABEL_SESSION
+from orchestrator.runners.docker.api import Engine
+from orchestrator.runners.docker.sessions import LABEL_SESSION
 
 REPO = Path(__file__).resolve().parents[2]
 CPU_IMAGE = "llem/cpu:latest"

@@ -17,8 +17,8 @@ from harness.schema import ExperimentResult
 from harness.schema.result import ErrorRecord
 from orchestrator import run_study
 from orchestrator.manifest import Manifest
-from orchestrator.runners.docker import DockerRunner
-from orchestrator.sessions import LABEL_RUN, LABEL_SESSION
+from orchestrator.runners.docker.runner import DockerRunner
+from orchestrator.runners.docker.sessions import LABEL_RUN, LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -86,7 +86,7 @@ class NotOnTheMachine(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, NotOnTheMachine())
 sys.path.insert(0, "tests/gpu")
-import harness.runner, harness.backends.pytorch, harness.tiny_model, harness.testing
+import harness.protocol, harness.backends.pytorch, harness.tiny_model, harness.testing
 import harness.energy.zeus, zeus.device, device_check, device_platforms
 from zeus.device import get_gpus
 print("imported")

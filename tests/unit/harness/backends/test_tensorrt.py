@@ -25,7 +25,7 @@ from harness.backends.tensorrt.backend import decoding_kwargs, engine_llm_class
 from harness.energy import GpuSet
 from harness.engine_cache import EngineCache, cache_key
 from harness.errors import BackendError
-from harness.runner import ExperimentRun
+from harness.protocol import ExperimentRun
 from harness.schema.config import ExperimentConfig, LatencyConfig
 from harness.schema.result import ExperimentResult
 from harness.schema.run_spec import RunSpec

@@ -27,7 +27,7 @@ from harness.backends.vllm.engine import ENVIRONMENT
 from harness.datasets import build_requests
 from harness.energy import GpuSet
 from harness.errors import BackendError, PreflightError
-from harness.runner import ExperimentRun
+from harness.protocol import ExperimentRun
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import ExperimentResult
 from harness.schema.run_spec import RunSpec

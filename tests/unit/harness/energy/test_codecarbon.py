@@ -34,7 +34,7 @@ from harness.energy.codecarbon import (
     tracker_settings,
 )
 from harness.errors import CounterWentBackwards, EnergyError, PreflightError
-from harness.runner import ExperimentRun
+from harness.protocol import ExperimentRun
 from harness.schema import ExperimentConfig
 from harness.schema.result import SourceGpu
 from harness.schema.run_spec import RunSpec

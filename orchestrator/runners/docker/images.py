@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from harness.errors import ConfigError, RunnerError
-from orchestrator.engine import Engine, ImageInfo
+from orchestrator.runners.docker.api import Engine, ImageInfo
 
 IMAGE_NAMES = ("cpu", "pytorch", "vllm", "tensorrt")
 

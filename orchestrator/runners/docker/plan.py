@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.schema.run_spec import RunSpec
-from orchestrator.sessions import LABEL_RUN, LABEL_STUDY, Session
+from orchestrator.runners.docker.sessions import LABEL_RUN, LABEL_STUDY, Session
 
 ENV_ALLOW = ("HF_TOKEN",)
 """Host variables passed into containers by name; the value is never written anywhere."""

@@ -16,7 +16,7 @@ from harness.errors import RunnerError
 from harness.io import write_bytes
 from harness.schema.rules import RULES
 from harness.schema.run_spec import RunSpec
-from orchestrator.engine import Engine, ImageInfo
+from orchestrator.runners.docker.api import Engine, ImageInfo
 from orchestrator.runners.base import (
     LOG_NAME,
     EndKind,
@@ -26,8 +26,8 @@ from orchestrator.runners.base import (
     RunOutcome,
     log_tail,
 )
-from orchestrator.runners.container_spec import MachineSettings, plan_container
-from orchestrator.sessions import LABEL_SESSION, Session, orphans
+from orchestrator.runners.docker.plan import MachineSettings, plan_container
+from orchestrator.runners.docker.sessions import LABEL_SESSION, Session, orphans
 
 POLL_S = 0.1
 GRACE_S = 10.0
@@ -224,7 +224,7 @@ def _status(container: Any) -> str:
 
 
 def _start(container: Any) -> None:
-    from orchestrator.engine import docker_errors
+    from orchestrator.runners.docker.api import docker_errors
 
     docker_errors(container.start)()
 

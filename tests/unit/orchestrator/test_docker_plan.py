@@ -6,9 +6,9 @@ from pathlib import Path
 
 from harness.schema import ExperimentConfig
 from harness.schema.run_spec import RunSpec
-from orchestrator.runners.container_spec import MachineSettings, plan_container
-from orchestrator.runners.docker import classify
-from orchestrator.sessions import Session, orphans, session_alive
+from orchestrator.runners.docker.plan import MachineSettings, plan_container
+from orchestrator.runners.docker.runner import classify
+from orchestrator.runners.docker.sessions import Session, orphans, session_alive
 
 CANARY = "hf_canaryCANARYcanaryCANARY0123456789"
 

@@ -11,7 +11,7 @@ import pytest
 from harness.energy import GpuSet
 from harness.errors import PreflightError
 from harness.io import write_json
-from harness.runner import ExperimentRun
+from harness.protocol import ExperimentRun
 from harness.schema import ExperimentConfig
 from harness.schema.result import CoolDownRecord, ErrorRecord, ExperimentResult
 from harness.schema.run_spec import RunSpec
