@@ -16,7 +16,6 @@ from harness.errors import RunnerError
 from harness.io import write_bytes
 from harness.schema.rules import RULES
 from harness.schema.run_spec import RunSpec
-from orchestrator.runners.docker.api import Engine, ImageInfo
 from orchestrator.runners.base import (
     LOG_NAME,
     EndKind,
@@ -26,6 +25,7 @@ from orchestrator.runners.base import (
     RunOutcome,
     log_tail,
 )
+from orchestrator.runners.docker.api import Engine, ImageInfo
 from orchestrator.runners.docker.plan import MachineSettings, plan_container
 from orchestrator.runners.docker.sessions import LABEL_SESSION, Session, orphans
 
