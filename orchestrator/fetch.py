@@ -61,8 +61,13 @@ class HubModel:
     model: str
     revision: str | None
 
+    @property
+    def pinned(self) -> str:
+        """The revision to fetch and look up: the one asked for, else ``main``."""
+        return self.revision or "main"
+
     def __str__(self) -> str:
-        return f"'{self.model}' at revision '{self.revision or 'main'}'"
+        return f"'{self.model}' at revision '{self.pinned}'"
 
 
 def hub_models(study: Study) -> list[HubModel]:
@@ -121,7 +126,7 @@ def cached_snapshot(model: HubModel) -> Path | None:
 
     try:
         folder = Path(snapshot_download(
-            model.model, revision=model.revision, local_files_only=True,
+            model.model, revision=model.pinned, local_files_only=True,
             allow_patterns=_cached_patterns(model)))
     except LocalEntryNotFoundError:
         return None
@@ -133,7 +138,7 @@ def _cached_patterns(model: HubModel) -> list[str] | None:
     from huggingface_hub.errors import CachedRepoTreeNotFoundError
 
     try:
-        listing = get_cached_repo_tree(model.model, revision=model.revision)
+        listing = get_cached_repo_tree(model.model, revision=model.pinned)
     except CachedRepoTreeNotFoundError:
         return None
     return inference_patterns(entry.path for entry in listing)
@@ -158,9 +163,9 @@ def fetch(model: HubModel) -> Path:
     from huggingface_hub import HfApi, snapshot_download
 
     try:
-        info = HfApi().model_info(model.model, revision=model.revision)
+        info = HfApi().model_info(model.model, revision=model.pinned)
         patterns = inference_patterns(sibling.rfilename for sibling in info.siblings or [])
-        snapshot_download(model.model, revision=model.revision, allow_patterns=patterns)
+        snapshot_download(model.model, revision=model.pinned, allow_patterns=patterns)
     except (OSError, httpx2.HTTPError) as error:
         raise fetch_error(error, model) from error
     folder = cached_snapshot(model)
@@ -199,7 +204,7 @@ def fetch_error(error: BaseException, model: HubModel) -> ConfigError:
     endpoint = hub_endpoint()
     if status == 404 or any(isinstance(e, RevisionNotFoundError) for e in chain):
         return ConfigError(f"model {model} was not found on {endpoint}",
-                           fix="check the model id and revision: in the study")
+                           fix="check the model id and revision: in the study (a local directory: its path)")
     if status in (401, 403):
         return ConfigError(
             f"model {model} refused access (HTTP {status}): it is gated or private",

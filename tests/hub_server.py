@@ -2,7 +2,8 @@
 
 huggingface_hub (2.x) downloads a snapshot with these requests, all answered here:
 
-- ``GET /api/models/{repo}/revision/{rev}``: the repository's ``sha`` and ``siblings``.
+- ``GET /api/models/{repo}/revision/{rev}`` (or ``/api/models/{repo}`` for ``main``): the
+  repository's ``sha`` and ``siblings``.
 - ``GET /api/models/{repo}/tree/{commit}?recursive=True``: every file with its size.
 - ``HEAD /{repo}/resolve/{rev}/{file}``: ``ETag``, ``X-Repo-Commit``, ``Content-Length``.
 - ``GET /{repo}/resolve/{commit}/{file}``: the bytes, or a ``Range`` of them (206), which is
@@ -147,7 +148,9 @@ class _HubHandler(BaseHTTPRequestHandler):
                     return
                 self._json(_info(repo) if marker == "/revision/" else _tree(repo))
                 return
-        self._error(404, "RepoNotFound", "no such route")
+        repo = self._repo(rest, "main")  # /api/models/{repo}: the default branch
+        if repo is not None:
+            self._json(_info(repo))
 
     def _resolve(self, rest: str, body: bool) -> None:
         repo_id, _, tail = rest.partition("/resolve/")
