@@ -185,3 +185,31 @@ def assert_secret_nowhere(root: Path, *outputs: subprocess.CompletedProcess[str]
         assert secret not in output.stdout and secret not in output.stderr
     written = [p for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert written == []
+
+
+def test_a_repository_without_loadable_weights_is_bad_input(model_files, tmp_path):
+    configs_only = {name: data for name, data in model_files.items()
+                    if not name.endswith(".safetensors")}
+    with HubServer([HubRepo(MODEL, configs_only, commit=COMMIT, refs=("main", "v1"))]) as hub:
+        done = llem(tmp_path, hub.endpoint, "fetch", str(study(tmp_path)))
+    assert done.returncode == 2
+    assert f"model '{MODEL}' at revision 'v1' has no config.json and weights" in done.stderr
+
+
+def test_one_weight_format_is_fetched_safetensors_first():
+    from orchestrator.fetch import inference_patterns
+
+    both = inference_patterns(["config.json", "model.safetensors", "pytorch_model.bin"])
+    assert "model*.safetensors" in both and "pytorch_model*.bin" not in both
+    bin_only = inference_patterns(["config.json", "pytorch_model-00001-of-00002.bin"])
+    assert "pytorch_model*.bin" in bin_only and "model*.safetensors" not in bin_only
+
+
+def test_hub_ids_are_told_from_paths(tmp_path, monkeypatch):
+    from orchestrator.fetch import is_hub_id
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "local").mkdir(parents=True)
+    assert is_hub_id("meta-llama/Llama-3.2-1B") and is_hub_id("gpt2")
+    assert not is_hub_id("org/local")  # an existing directory wins
+    assert not any(map(is_hub_id, ["./model", "/abs/model", "~/m", "a/b/c", "a--b/c"]))
