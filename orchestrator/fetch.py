@@ -204,7 +204,8 @@ def fetch_error(error: BaseException, model: HubModel) -> ConfigError:
     endpoint = hub_endpoint()
     if status == 404 or any(isinstance(e, RevisionNotFoundError) for e in chain):
         return ConfigError(f"model {model} was not found on {endpoint}",
-                           fix="check the model id and revision: in the study (a local directory: its path)")
+                           fix="check the model id and revision: in the study (a local "
+                               "directory: its path)")
     if status in (401, 403):
         return ConfigError(
             f"model {model} refused access (HTTP {status}): it is gated or private",
