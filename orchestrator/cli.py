@@ -30,6 +30,7 @@ from orchestrator.execute import (
     new_study_dir,
     plan,
 )
+from orchestrator.fetch import fetch_missing, hub_cache, hub_models
 from orchestrator.manifest import Manifest
 from orchestrator.preflight import model_problems
 from orchestrator.progress import StudyProgress
@@ -83,10 +84,12 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.option("-v", "--verbose", is_flag=True, help="Print phases and warnings of every run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--offline", is_flag=True, help="Fetch no model: a hub model missing from the "
+              "Hugging Face cache is refused (fill it with llem fetch).")
 def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: bool,
         resume_dir: Path | None, cycles: int | None, order: str | None, gpus: str | None,
         output: Path, no_gaps: bool, yes: bool, export_csv: bool, quiet: bool, verbose: bool,
-        as_json: bool) -> None:
+        as_json: bool, offline: bool) -> None:
     """Run a study (or a single experiment) FILE, or --resume a study directory."""
     options = RunOptions(output, no_gaps, quiet, verbose, as_json, export_csv)
     try:
@@ -101,6 +104,8 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
         fail(error)
     problems = runner.preflight({entry.config.backend for entry in study.experiments},
                                 study.execution.gpus)
+    if not problems and not offline:
+        _fetch(study)
     problems += model_problems(study)
     if problems:
         fail(f"the study cannot run here (runner '{name}', from {source}):\n  - "
@@ -318,6 +323,25 @@ def _figures(result: Any, entry: Any) -> list[str]:
 
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def _fetch(study: Study) -> None:
+    try:
+        fetch_missing(hub_models(study), lambda line: err.print(line, highlight=False))
+    except LlemError as error:
+        fail(error)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+def fetch(file: Path) -> None:
+    """Fetch the Hugging Face models of study FILE into the host's cache (runs read it offline)."""
+    try:
+        study = load_study(file)
+    except LlemError as error:
+        fail(error)
+    _fetch(study)
+    out.print(f"{len(hub_models(study))} hub model(s) ready in {hub_cache()}", highlight=False)
 
 
 @main.command("tiny-model")
