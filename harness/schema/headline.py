@@ -88,3 +88,12 @@ HEADLINE_METRICS: tuple[HeadlineMetric, ...] = (
 TERMINAL_METRICS: tuple[HeadlineMetric, ...] = tuple(
     metric for metric in HEADLINE_METRICS if metric.column is not None)
 """The metrics ``llem run``'s summary table shows, in its column order."""
+
+
+def markdown_table() -> str:
+    """The table as markdown, as docs/results.md shows it (a test keeps the two equal)."""
+    lines = ["| metric | unit | result field | terminal column | meaning |",
+             "|---|---|---|---|---|"]
+    lines += [f"| `{m.name}` | {m.unit} | `{'.'.join(m.path)}` | {m.column or ''} | "
+              f"{m.description} |" for m in HEADLINE_METRICS]
+    return "\n".join(lines) + "\n"

@@ -210,3 +210,42 @@ def test_summary_and_stats_round_trip_through_their_models(tmp_path):
     stats = StudyStats.load(study_dir)
     assert stats.configurations[0].metrics["energy_j"].n == 3
     assert stats.configurations[0].metrics["energy_j"].unit == "J"
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("│┃").split("│" if "│" in line else "┃")]
+
+
+def test_results_parquet_stats_json_and_the_cli_table_carry_the_same_metrics(tmp_path):
+    # Before: three lists (tables.HEADLINE, stats.METRICS, the CLI's columns) that had drifted
+    # apart (p99 latency in stats only, prefill energy in the table only).
+    import pyarrow.parquet as pq
+
+    from harness.schema.headline import HEADLINE_METRICS, TERMINAL_METRICS
+    from orchestrator import cli
+
+    summary, study_dir = run_study(write_study(tmp_path, "[1, 2]"), FakeHarness(),
+                                   output=tmp_path / "out", no_gaps=True)
+    names = [metric.name for metric in HEADLINE_METRICS]
+    table = pq.read_table(study_dir / "results.parquet")
+    assert [c for c in table.column_names if c in names] == names
+    assert [c for c in table.column_names if c not in names and not c.startswith("config.")] == [
+        "run_id", "cycle", "config_hash", "runner", "energy_method", "phase_split_method",
+        "sanity_passed", "warnings"]
+    for metric in HEADLINE_METRICS:
+        field = table.schema.field(metric.name)
+        assert field.metadata[b"unit"].decode() == metric.unit
+    stats = StudyStats.load(study_dir)
+    assert all(list(config.metrics) == names for config in stats.configurations)
+
+    with cli.out.capture() as captured:
+        cli._print_summary(summary, study_dir, as_json=False)
+    lines = captured.get().splitlines()
+    header = cells(next(line for line in lines if "status" in line))
+    assert header[2:2 + len(TERMINAL_METRICS)] == [m.column for m in TERMINAL_METRICS]
+    rows = table.to_pylist()
+    for row in rows:
+        shown = dict(zip(header, cells(next(line for line in lines if row["run_id"] in line)),
+                         strict=False))
+        for metric in TERMINAL_METRICS:
+            assert shown[metric.column] == format(row[metric.name], metric.spec)
