@@ -176,6 +176,10 @@ def _set_aside(study_dir: Path, entry: RunEntry, problem: str) -> str:
     if not result.is_file():
         return f"{entry.run_id}: {problem}; it runs again"
     kept = result.with_name(f"{RESULT_FILE}{INVALID_MARK}{utc_stamp()}")
+    suffix = 0
+    while kept.exists():  # a second invalid result within the same second
+        suffix += 1
+        kept = kept.with_name(f"{RESULT_FILE}{INVALID_MARK}{utc_stamp()}_{suffix}")
     result.rename(kept)
     return (f"{entry.run_id}: {problem}; kept as {kept.relative_to(study_dir)}; "
             "it runs again")

@@ -249,3 +249,19 @@ def test_results_parquet_stats_json_and_the_cli_table_carry_the_same_metrics(tmp
                          strict=False))
         for metric in TERMINAL_METRICS:
             assert shown[metric.column] == format(row[metric.name], metric.spec)
+
+
+def test_a_second_invalid_result_in_the_same_second_does_not_replace_the_first(tmp_path,
+                                                                              monkeypatch):
+    import orchestrator.study_dir
+
+    monkeypatch.setattr(orchestrator.study_dir, "utc_stamp", lambda: "20260101T000000Z")
+    study = write_study(tmp_path, "[1]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    result = study_dir / "001_pytorch-bs1_c1" / "result.json"
+    for damage in (b"{", b"[]"):
+        result.write_bytes(damage)
+        run_study(study, FakeHarness(), lambda event: None, resume=study_dir, no_gaps=True)
+    kept = {p.name: p.read_bytes() for p in result.parent.glob("result.json.invalid-*")}
+    assert kept == {"result.json.invalid-20260101T000000Z": b"{",
+                    "result.json.invalid-20260101T000000Z_1": b"[]"}
