@@ -6,6 +6,7 @@ change, and a run is marked completed only after its result.json validated.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from harness.io import write_json, write_text
 from harness.paths import create_unique_dir, sanitize, utc_stamp
 from harness.schema.result import CoolDownRecord, ErrorRecord, ExperimentResult
 from harness.schema.run_spec import RunSpec
+from harness.timeseries import recover_timeseries
 from orchestrator.cooling import NOT_REQUESTED, CoolDown
 from orchestrator.manifest import Failure, Manifest, RunEntry, SkippedRecord, now_utc
 from orchestrator.runners.base import Runner, RunOutcome
@@ -203,6 +205,8 @@ class StudyExecution:
             lambda event: self.on_event({"event": "run_event", "run_id": run.run_id, **event}),
             gpus=self.study.execution.gpus,
         )
+        with contextlib.suppress(OSError):  # a killed harness leaves only the stream
+            recover_timeseries(run_dir / "timeseries.parquet")
         self._record(entry, run_dir, outcome)
         manifest.save(self.study_dir)
         self.on_event({"event": "run_finished", "run_id": run.run_id, "status": entry.status})
