@@ -178,6 +178,7 @@ def killed_writer(path, batches, rows_per_batch=2):
         writer.add("measure", [sample(float(b), gpu) for gpu in range(rows_per_batch)])
         sizes.append(writer.stream_path.stat().st_size)
     writer.add("measure", [sample(99.0)])  # buffered only: lost with the process
+    writer._file.close()  # the process dies: the kernel closes its files, nothing else runs
     return writer, sizes
 
 
@@ -239,6 +240,7 @@ def test_phase_markers_reach_the_stream_at_once_with_every_row_before_them(tmp_p
     writer.mark_phase("measure", 2.0)
     rows = read_timeseries(path).to_pylist()
     assert [(r["phase"], r["gpu_index"]) for r in rows] == [("warmup", 0), ("measure", None)]
+    writer.close()
 
 
 def test_buffered_rows_reach_the_stream_once_the_flush_interval_passed(tmp_path):
@@ -252,6 +254,7 @@ def test_buffered_rows_reach_the_stream_once_the_flush_interval_passed(tmp_path)
     clock.advance(0.5)
     writer.add("measure", [sample(1.0)])
     assert read_timeseries(path).column("t_s").to_pylist() == [0.0, 0.5, 1.0]
+    writer.close()
 
 
 def test_a_stream_left_beside_a_finished_file_is_removed_and_the_file_kept(tmp_path):

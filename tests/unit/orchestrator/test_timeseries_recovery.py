@@ -29,6 +29,7 @@ class KilledHarness(Runner):
         writer.add("baseline", [sample(0.1, 60.0)])
         writer.mark_phase("measure", 1.0)
         writer.add("measure", [sample(1.1, 300.0)])  # buffered, never flushed: lost
+        writer._file.close()  # SIGKILL: the kernel closes the file, nothing else runs
         return RunOutcome(end="killed", exit_code=-9, message="killed by SIGKILL")
 
 
