@@ -3,17 +3,20 @@
 The harness runs the real tiny model on the CPU in a subprocess; once its window has started the
 test sends it SIGKILL, as the OOM killer or a removed container would: no handler, no ``finally``
 runs. What the time-series writer had flushed must read back, and recovery must turn it into a
-``timeseries.parquet`` marked partial.
+``timeseries.parquet`` marked partial; in a study (local runner) the orchestrator does that
+itself once it has classified the run ``killed``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -59,15 +62,32 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def children(parent: int) -> list[int]:
+    return [int(pid) for task in Path(f"/proc/{parent}/task").iterdir()
+            for pid in (task / "children").read_text().split()]
+
+
+@contextlib.contextmanager
+def stopped_at_the_end(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Whatever the test does, leave neither ``process`` nor its children running."""
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            for pid in children(process.pid):
+                os.kill(pid, signal.SIGKILL)
+            process.kill()
+            process.wait()
+
+
 def wait_for(condition, process: subprocess.Popen[bytes], what: str, limit_s: float = 300):
-    """Poll ``condition`` until it is true; fail if the harness ends or ``limit_s`` passes."""
+    """Poll ``condition`` until it is true; fail if ``process`` ends or ``limit_s`` passes."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if condition():
             return
-        assert process.poll() is None, f"the harness ended (rc {process.returncode}) before {what}"
+        assert process.poll() is None, f"the process ended (rc {process.returncode}) before {what}"
         time.sleep(0.05)
-    process.kill()
     pytest.fail(f"no {what} within {limit_s} s")
 
 
@@ -95,9 +115,10 @@ def test_harness_killed_in_its_window_leaves_every_phase_marker(tiny_model_dir, 
     experiment.write_text(json.dumps(config))  # JSON is YAML
     process = start(["-m", "harness", "run", str(experiment), "--output", "out"], tmp_path)
     events = lambda: next(iter((tmp_path / "out").glob("*/events.jsonl")), None)  # noqa: E731
-    wait_for(lambda: events() is not None and progress_after_measure(events()), process,
-             "progress in the measurement window")
-    kill(process)
+    with stopped_at_the_end(process):
+        wait_for(lambda: events() is not None and progress_after_measure(events()), process,
+                 "progress in the measurement window")
+        kill(process)
     run_dir = events().parent
     assert "done" not in [e["event"] for e in read_events(run_dir / "events.jsonl")]
     path = run_dir / "timeseries.parquet"
@@ -121,9 +142,10 @@ def test_samples_flushed_before_a_kill_in_the_window_survive_it(tiny_model_dir, 
             "timeseries.arrows.partial").exists() else []
         return [r for r in rows if r["phase"] == "measure" and r["gpu_index"] is not None]
 
-    wait_for(lambda: len(window_samples()) > 0, process, "a sample of the window on disk")
-    seen = window_samples()
-    kill(process)
+    with stopped_at_the_end(process):
+        wait_for(lambda: len(window_samples()) > 0, process, "a sample of the window on disk")
+        seen = window_samples()
+        kill(process)
     assert not (run_dir / "result.json").exists()
     assert recover_timeseries(path)
     table = read_timeseries(path)
@@ -134,3 +156,38 @@ def test_samples_flushed_before_a_kill_in_the_window_survive_it(tiny_model_dir, 
     assert baseline and all(r["power_w"] == pytest.approx(150.0) for r in baseline)
     window = [r for r in rows if r["phase"] == "measure" and r["gpu_index"] is not None]
     assert window[:len(seen)] == seen  # nothing that was on disk before the kill is lost
+
+
+def harness_child(parent: int, run_dir: Path) -> int:
+    """The pid of the harness the local runner started for ``run_dir`` (a direct child)."""
+    argument = f"{run_dir.name}/experiment.json".encode()
+    (pid,) = [pid for pid in children(parent)
+              if argument in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return pid
+
+
+@pytest.mark.slow
+def test_a_study_whose_harness_is_killed_records_it_and_keeps_a_partial_series(
+        tiny_model_dir, tmp_path):
+    config = long_config(tiny_model_dir).model_dump(mode="json", exclude_defaults=True)
+    study = tmp_path / "s.yaml"
+    study.write_text(json.dumps({"name": "k", **config,
+                                 "execution": {"config_gap_s": 0, "cycle_gap_s": 0}}))
+    llem = subprocess.Popen([str(Path(sys.executable).with_name("llem")), "run", str(study),
+                             "--runner", "local", "--output", "out", "-q"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    events = lambda: next(iter((tmp_path / "out").glob("*/001_*/events.jsonl")), None)  # noqa: E731
+    with stopped_at_the_end(llem):
+        wait_for(lambda: events() is not None and progress_after_measure(events()), llem,
+                 "progress in the measurement window")
+        run_dir = events().parent
+        os.kill(harness_child(llem.pid, run_dir), signal.SIGKILL)
+        assert llem.wait(timeout=120) == 1  # a failed run: the study itself ran to its end
+    manifest = json.loads((run_dir.parent / "manifest.json").read_text())
+    (run,) = manifest["runs"]
+    assert run["status"] == "failed" and run["failure"]["cause"] == "killed"
+    assert not (run_dir / "timeseries.arrows.partial").exists()
+    table = read_timeseries(run_dir / "timeseries.parquet")
+    assert is_partial(table)
+    assert phases_in_order(table.to_pylist()) == [*EARLIER_PHASES, "measure"]
