@@ -174,13 +174,19 @@ class TimeSeriesWriter:
 
 
 def _read_stream(stream_path: Path) -> pa.Table:
-    """Every complete batch of a stream, however it ends (closed, cut short, cut mid-batch)."""
-    batches: list[pa.RecordBatch] = []
+    """Every complete batch of a stream, however it ends (closed, cut short, cut mid-batch).
+
+    The table keeps the stream's own schema and metadata (its ``schema_version``); a stream
+    cut inside its schema gives an empty table of :data:`SCHEMA`.
+    """
+    schema, batches = SCHEMA, []
     # A schema cut short leaves no batches; a batch cut short ends the list.
     with pa.OSFile(str(stream_path)) as source, contextlib.suppress(pa.ArrowInvalid, OSError):
-        for batch in pa.ipc.open_stream(source):
+        reader = pa.ipc.open_stream(source)
+        schema = reader.schema
+        for batch in reader:
             batches.append(batch)
-    return pa.Table.from_batches(batches, schema=SCHEMA)
+    return pa.Table.from_batches(batches, schema=schema)
 
 
 def _with_partial(table: pa.Table, partial: bool) -> pa.Table:
@@ -233,13 +239,15 @@ def read_timeseries(path: Path) -> pa.Table:
     recovered), its complete batches are returned, marked partial; the stream is not changed.
 
     Raises:
-        LlemError: the file has no schema version or one this version of llem cannot read.
+        LlemError: the file (or stream) has no schema version or one this version of llem
+            cannot read.
 
     """
     stream_path = stream_path_for(path)
     if not path.exists() and stream_path.exists():
-        return _with_partial(_read_stream(stream_path), partial=True)
-    table = pq.read_table(path)
+        table = _with_partial(_read_stream(stream_path), partial=True)
+    else:
+        table = pq.read_table(path)
     metadata = table.schema.metadata or {}
     version = metadata.get(b"schema_version", b"").decode() or None
     if version != TIMESERIES_SCHEMA_VERSION:

@@ -267,3 +267,19 @@ def test_a_stream_left_beside_a_finished_file_is_removed_and_the_file_kept(tmp_p
     assert not recover_timeseries(path)
     assert path.read_bytes() == finished and not writer.stream_path.exists()
     assert not recover_timeseries(tmp_path / "absent" / "timeseries.parquet")
+
+
+def test_a_stream_of_another_schema_version_is_recovered_as_it_is_and_refused_on_read(tmp_path):
+    path = tmp_path / "timeseries.parquet"
+    schema = pa.schema([pa.field("t_s", pa.float64())], metadata={"schema_version": "99"})
+    with pa.OSFile(str(tmp_path / "timeseries.arrows.partial"), "wb") as sink:
+        stream = pa.ipc.new_stream(sink, schema)
+        stream.write_batch(pa.record_batch({"t_s": [1.0, 2.0]}, schema=schema))
+    with pytest.raises(LlemError, match="'99'"):
+        read_timeseries(path)
+    assert recover_timeseries(path)
+    recovered = pq.read_table(path)
+    assert recovered.column("t_s").to_pylist() == [1.0, 2.0]
+    assert recovered.schema.metadata[b"schema_version"] == b"99"
+    with pytest.raises(LlemError, match="'99'"):
+        read_timeseries(path)
