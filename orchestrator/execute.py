@@ -7,6 +7,7 @@ its result.json validated.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from harness.engine_cache import default_cache_root
 from harness.io import write_json
 from harness.schema.result import CoolDownRecord, ErrorRecord
 from harness.schema.run_spec import RunSpec
+from harness.timeseries import recover_timeseries
 from orchestrator.cooling import NOT_REQUESTED, CoolDown
 from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
 from orchestrator.runners.base import Runner, RunOutcome
@@ -141,6 +143,8 @@ class StudyExecution:
             lambda event: self.on_event({"event": "run_event", "run_id": run.run_id, **event}),
             gpus=self.study.execution.gpus,
         )
+        with contextlib.suppress(OSError):  # a killed harness leaves only the stream
+            recover_timeseries(run_dir / "timeseries.parquet")
         self._record(entry, run_dir, outcome)
         save_manifest(self.study_dir, manifest)
         self.on_event({"event": "run_finished", "run_id": run.run_id, "status": entry.status})
