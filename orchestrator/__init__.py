@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from harness._version import __version__
+from harness.schema.events import StudyEvent
 from orchestrator.execute import (
     StudyExecution,
     copy_study_file,
@@ -22,7 +22,7 @@ from orchestrator.tables import StudyResult
 def run_study(
     study: Study | Path | str,
     runner: Runner | str = "local",
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[StudyEvent], None] | None = None,
     *,
     output: Path = Path("results"),
     no_gaps: bool = False,
@@ -32,7 +32,9 @@ def run_study(
     Args:
         study: a loaded ``Study`` or the path of a study file.
         runner: a ``Runner`` or its name (``local``).
-        on_event: receives study and run events (progress, phases, run ends).
+        on_event: receives typed study events (``harness.schema.events.StudyEvent``): run
+            started and finished, gaps, cooling, and every run event (phases, progress,
+            warnings, heartbeats, ...) wrapped in ``RunEventReceived``.
         output: output root; the study directory is created inside it.
         no_gaps: skip the configured gaps between runs and cycles.
     """

@@ -17,7 +17,8 @@ from harness.io import write_json
 from harness.schema.result import SCHEMA_VERSION
 
 RunStatus = Literal["pending", "running", "completed", "failed", "skipped", "interrupted"]
-FailureCause = Literal["error", "oom", "killed", "timeout", "interrupted", "invalid_result"]
+FailureCause = Literal["error", "oom", "killed", "timeout", "stalled", "interrupted",
+                       "invalid_result"]
 
 
 def now_utc() -> str:
