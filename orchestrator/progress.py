@@ -124,4 +124,4 @@ class StudyProgress:
 
     def _say(self, text: str) -> None:
         if not self.quiet:
-            self.progress.console.print(text, highlight=False, markup=False)
+            self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)

@@ -160,7 +160,7 @@ class StallWatch:
 
     def note(self, now: float) -> str:
         """One line for the failure record."""
-        return (f"stalled: no event (not even a heartbeat) in events.jsonl for "
+        return (f"no event (not even a heartbeat) in events.jsonl for "
                 f"{now - self.last_event_at:.0f} s, past execution.stall_timeout_s "
                 f"({self.timeout_s:g} s), during phase {self.phase}; stopped")
 
