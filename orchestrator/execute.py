@@ -125,8 +125,8 @@ class StudyExecution:
         self.on_event = on_event or (lambda event: None)
         self.no_gaps = no_gaps
         self.started_at = now_utc()
-        runner.stall_timeout_s = study.execution.stall_timeout_s
         execution = study.execution
+        runner.stall_timeout_s = execution.stall_timeout_s
         # The idle reference is read now, before the first run heats anything.
         self.cool_down: CoolDown | None = None
         if execution.gap_until_cool and not no_gaps:

@@ -144,7 +144,7 @@ class StallWatch:
     def __init__(self, timeout_s: float | None, now: float) -> None:
         self.timeout_s = timeout_s
         self.last_event_at = now
-        self.phase = "start"
+        self.phase: str | None = None
 
     def saw(self, events: list[RunEvent], now: float) -> None:
         """Note the events of one poll, read at ``now``."""
@@ -160,9 +160,10 @@ class StallWatch:
 
     def note(self, now: float) -> str:
         """One line for the failure record."""
+        where = f"during phase {self.phase}" if self.phase else "before its first phase"
         return (f"no event (not even a heartbeat) in events.jsonl for "
                 f"{now - self.last_event_at:.0f} s, past execution.stall_timeout_s "
-                f"({self.timeout_s:g} s), during phase {self.phase}; stopped")
+                f"({self.timeout_s:g} s), {where}; stopped")
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:

@@ -90,7 +90,7 @@ def test_without_a_stall_timeout_silence_runs_until_the_timeout(tmp_path):
 def test_the_first_event_is_awaited_for_the_stall_timeout_too(tmp_path):
     runner = ScriptedRun(tmp_path / "events.jsonl", {}, stall_timeout_s=20.0)
     outcome = runner.run(tmp_path, 3600.0, lambda event: None)
-    assert outcome.end == "stalled" and "during phase start" in outcome.message
+    assert outcome.end == "stalled" and "before its first phase" in outcome.message
     assert runner.stopped_at is not None and 20.0 < runner.stopped_at <= 22.0
 
 
