@@ -208,6 +208,18 @@ def test_heartbeats_cover_every_phase_and_reach_the_callback(tiny_model_dir, tmp
     assert [e.t_s for e in events] == sorted(e.t_s for e in events)
 
 
+def test_run_experiment_hands_typed_events_to_the_callback(tiny_model_dir, tmp_path):
+    import harness
+
+    seen = []
+    config = spec(tiny_model_dir, baseline={"enabled": False}).config
+    harness.run_experiment(config, tmp_path / "run", on_event=seen.append)
+    assert isinstance(seen[0], StartEvent) and isinstance(seen[-1], DoneEvent)
+    assert [e.phase for e in seen if isinstance(e, PhaseEvent)][:3] == [
+        "preflight", "baseline", "load"]
+    assert sorted(seen, key=lambda e: e.t_s) == read_events(tmp_path / "run" / "events.jsonl")
+
+
 def test_machine_warnings_reach_the_result(tiny_model_dir, tmp_path):
     gpus = fake_gpus(info={"mig_enabled": True, "persistence_mode": False,
                            "power_limit_w": 300.0, "default_power_limit_w": 400.0},
