@@ -122,7 +122,7 @@ class ExperimentRun:
             stack.push(self._last_line)
             self.events.emit(ev.StartEvent(
                 run_id=self.spec.run_id, config_hash=self.config.measurement_config_hash,
-                process_started_at=process_started_at()))
+                process_started_at=process_started_at(), heartbeat_s=self._heartbeat_s))
             stack.enter_context(Heartbeat(self.events, lambda: self.phase, self._heartbeat_s))
             self._result = self._phases(stack, _now())
         return self._result

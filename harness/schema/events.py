@@ -42,6 +42,9 @@ class StartEvent(_RunEvent):
     config_hash: str
     process_started_at: float | None = Field(
         None, description="When the harness process started (epoch s), None where unknown.")
+    heartbeat_s: float | None = Field(
+        None, description="Period of this harness's heartbeat events (s); None: a harness "
+        "that does not beat (older than events schema 1 with heartbeats).")
 
 
 class PhaseEvent(_RunEvent):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from harness.schema.events import PhaseEvent, RunEvent, parse_run_event
+from harness.schema.events import PhaseEvent, RunEvent, StartEvent, parse_run_event
 
 EndKind = Literal["ok", "error", "oom", "killed", "timeout", "stalled", "interrupted"]
 EventCallback = Callable[[RunEvent], None]
@@ -153,6 +153,9 @@ class StallWatch:
         for event in events:
             if isinstance(event, PhaseEvent):
                 self.phase = event.phase
+            elif isinstance(event, StartEvent) and event.heartbeat_s is None:
+                # A harness from before heartbeats: its silent phases are not stalls.
+                self.timeout_s = None
 
     def stalled(self, now: float) -> bool:
         """True once no event has come for longer than the timeout."""

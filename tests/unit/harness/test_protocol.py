@@ -201,6 +201,7 @@ def test_heartbeats_cover_every_phase_and_reach_the_callback(tiny_model_dir, tmp
     events = read_events(tmp_path / "run" / "events.jsonl")
     assert sorted(seen, key=lambda e: e.t_s) == events  # threads may call back out of order
     assert isinstance(events[0], StartEvent) and isinstance(events[-1], DoneEvent)
+    assert events[0].heartbeat_s == 0.01  # announced, so the host knows to expect beats
     beats = [e for e in events if isinstance(e, HeartbeatEvent)]
     assert beats, "no heartbeat in a whole run"
     phases = [e.phase for e in events if isinstance(e, PhaseEvent)]

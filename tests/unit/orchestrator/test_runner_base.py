@@ -14,6 +14,7 @@ from harness.schema.events import (
     PhaseEvent,
     ProgressEvent,
     RunEvent,
+    StartEvent,
     UnknownEvent,
 )
 from harness.testing import FakeClock
@@ -92,6 +93,17 @@ def test_the_first_event_is_awaited_for_the_stall_timeout_too(tmp_path):
     outcome = runner.run(tmp_path, 3600.0, lambda event: None)
     assert outcome.end == "stalled" and "before its first phase" in outcome.message
     assert runner.stopped_at is not None and 20.0 < runner.stopped_at <= 22.0
+
+
+def test_a_harness_that_does_not_beat_is_never_taken_for_stalled(tmp_path):
+    start = StartEvent(run_id="r", config_hash="h", heartbeat_s=None)  # an older image
+    runner = ScriptedRun(tmp_path / "events.jsonl",
+                         {0.0: [start, PhaseEvent(phase="load")]}, stall_timeout_s=20.0)
+    assert runner.run(tmp_path, 300.0, lambda event: None).end == "timeout"
+    beating = StartEvent(run_id="r", config_hash="h", heartbeat_s=5.0)
+    runner = ScriptedRun(tmp_path / "events2.jsonl",
+                         {0.0: [beating, PhaseEvent(phase="load")]}, stall_timeout_s=20.0)
+    assert runner.run(tmp_path, 300.0, lambda event: None).end == "stalled"
 
 
 def test_follower_keeps_a_torn_line_until_it_is_complete(tmp_path):
