@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from pydantic import BaseModel
+
+from harness.schema.events import RunEvent, parse_run_event
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -94,30 +99,42 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 class EventLog:
-    """Append-only ``events.jsonl``: one JSON object per line, flushed as it is written.
+    """Append-only ``events.jsonl``: one typed event (``harness.schema.events``) per line.
 
     The host follows this file for progress and liveness. Each line is written with a single
-    ``write`` call on a file opened in append mode, so a reader never sees a torn line unless
-    the process dies inside that call; readers skip a last line that does not parse.
+    ``write`` call on a file opened in append mode and flushed at once, so a reader sees a torn
+    line only while that call is under way (or if the process died inside it).
+
+    Args:
+        path: the run's ``events.jsonl``.
+        on_event: also receives every event written (the in-process API's callback); it is
+            called from whichever harness thread emits, so it should return quickly.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_event: Callable[[RunEvent], None] | None = None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._t0 = time.monotonic()
         self._lock = threading.Lock()
+        self._on_event = on_event
 
-    def emit(self, event: str, **fields: Any) -> None:
-        """Append one event with a wall-clock and a run-relative timestamp."""
-        record = {"event": event, "time": time.time(), "t_s": time.monotonic() - self._t0}
-        record.update(fields)
-        line = json.dumps(record, default=str) + "\n"
-        with self._lock:
+    def emit(self, event: RunEvent) -> None:
+        """Stamp ``event`` with the wall clock and the run-relative time and append it."""
+        with self._lock:  # stamped under the lock, so the file's times never go back
             if self._handle.closed:
                 return
-            self._handle.write(line)
+            stamped = event.model_copy(update={"time": time.time(),
+                                               "t_s": time.monotonic() - self._t0})
+            # "event" first, so the file reads well; the other fields in schema order.
+            record = {"event": stamped.event, **stamped.model_dump(mode="json")}
+            self._handle.write(json.dumps(record) + "\n")
             self._handle.flush()
+        if self._on_event is not None:
+            try:
+                self._on_event(stamped)
+            except Exception:  # a caller's bug must not stop the run (or the sampler thread)
+                logger.exception("the on_event callback failed on a %s event", stamped.event)
 
     def close(self) -> None:
         """Flush to disk and close; safe to call twice."""
@@ -129,12 +146,16 @@ class EventLog:
                 self._handle.close()
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """Read ``events.jsonl``, skipping a torn last line."""
+def read_events(path: Path) -> list[RunEvent]:
+    """Read ``events.jsonl`` as typed events, skipping a torn last line.
+
+    A kind this reader does not know comes back as ``UnknownEvent``.
+    """
     if not path.exists():
         return []
-    events: list[dict[str, Any]] = []
+    events: list[RunEvent] = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            events.append(json.loads(line))
+        event = parse_run_event(line)
+        if event is not None:
+            events.append(event)
     return events

@@ -6,6 +6,7 @@ and in the time series; a failure in any phase leaves ``error.json`` naming it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
@@ -33,7 +34,9 @@ from harness.energy.selection import (
 from harness.energy.sources import open_energy_source
 from harness.environment import snapshot
 from harness.errors import PreflightError
+from harness.heartbeat import Heartbeat
 from harness.io import EventLog, write_json
+from harness.schema import events as ev
 from harness.schema.result import (
     BaselineRecord,
     EnergyMetrics,
@@ -72,6 +75,8 @@ class ExperimentRun:
             codecarbon (a fake in tests).
         zeus_get_gpus: ``zeus.device.get_gpus`` when ``energy.backend`` is zeus; imported
             when None (``harness.testing.fake_zeus_get_gpus`` replays FakeGpu traces).
+        on_event: also receives every event written to events.jsonl (from harness threads).
+        heartbeat_s: seconds between two heartbeat events.
     """
 
     def __init__(
@@ -82,6 +87,8 @@ class ExperimentRun:
         device: str | None = None,
         tracker_factory: TrackerFactory = codecarbon_tracker,
         zeus_get_gpus: Callable[[], Any] | None = None,
+        on_event: Callable[[ev.RunEvent], None] | None = None,
+        heartbeat_s: float = ev.HEARTBEAT_PERIOD_S,
     ) -> None:
         self.spec = spec
         self.config = spec.config
@@ -97,53 +104,56 @@ class ExperimentRun:
         self.selection = Selection(EMPTY_GPUS, [], 0)
         self.identity: GpuIdentityProof | None = None
         self._saved_cuda_view: dict[str, str | None] = {}
+        self._heartbeat_s = heartbeat_s
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.events = EventLog(run_dir / "events.jsonl")
+        self.events = EventLog(run_dir / "events.jsonl", on_event)
         self.series = TimeSeriesWriter(run_dir / "timeseries.parquet")
 
     def execute(self) -> ExperimentResult:
-        """Run every phase; on failure write error.json and re-raise."""
-        started_at = _now()
-        self.events.emit("start", run_id=self.spec.run_id, config_hash=self._hash(),
-                         process_started_at=process_started_at())
-        try:
-            result = self._phases(started_at)
-            # Last line of the log: the sampler has stopped, result.json is on disk.
-            self.events.emit("done", output_tokens=result.throughput.output_tokens,
-                             duration_s=result.throughput.duration_s)
-        except BaseException as error:
-            self._record_failure(error)
-            raise
-        finally:
-            restore_cuda_view(self._saved_cuda_view)
-            self.series.close()
-            self.events.close()
-        return result
+        """Run every phase; on failure write error.json and re-raise.
 
-    def _hash(self) -> str:
-        return self.config.measurement_config_hash
+        Every resource is a context on one exit stack, released in reverse order whatever
+        fails; the log's last line (done, or error) is written once all but the files are.
+        """
+        with contextlib.ExitStack() as stack:
+            stack.callback(self.events.close)
+            stack.callback(self.series.close)
+            stack.callback(lambda: restore_cuda_view(self._saved_cuda_view))
+            stack.push(self._last_line)
+            self.events.emit(ev.StartEvent(
+                run_id=self.spec.run_id, config_hash=self.config.measurement_config_hash,
+                process_started_at=process_started_at(), heartbeat_s=self._heartbeat_s))
+            stack.enter_context(Heartbeat(self.events, lambda: self.phase, self._heartbeat_s))
+            self._result = self._phases(stack, _now())
+        return self._result
+
+    def _last_line(self, kind: type[BaseException] | None, error: BaseException | None,
+                   tb: object) -> bool:
+        if error is not None:
+            self._record_failure(error)
+        else:
+            self.events.emit(ev.DoneEvent(output_tokens=self._result.throughput.output_tokens,
+                                          duration_s=self._result.throughput.duration_s))
+        return False  # an error always propagates
 
     def _enter(self, phase: str) -> None:
         self.phase = phase
-        self.events.emit("phase", phase=phase)
+        self.events.emit(ev.PhaseEvent(phase=phase))
         self.series.mark_phase(phase, time.perf_counter())
         if hasattr(self, "sampler"):
             self.sampler.set_phase(phase)
 
-    def _phases(self, started_at: str) -> ExperimentResult:
-        gpus, backend = self._preflight()
+    def _phases(self, stack: contextlib.ExitStack[bool | None],
+                started_at: str) -> ExperimentResult:
+        gpus, backend = self._preflight(stack)
+        stack.callback(backend.unload)
         self.sampler = PowerSampler(
             gpus, self.config.energy.sample_interval_ms, sink=self._on_samples
         )
         self.meter = EnergyMeter(gpus, self.sampler)
         self.sampler.start()
-        try:
-            return self._measure_all(gpus, backend, started_at)
-        finally:
-            self.sampler.stop()
-            backend.unload()
-            gpus.close()
-            self._machine.close()
+        stack.callback(self.sampler.stop)
+        return self._measure_all(gpus, backend, started_at)
 
     def _measure_all(self, gpus: GpuSet, backend: Backend, started_at: str) -> ExperimentResult:
         baseline = self._baseline(gpus)
@@ -170,7 +180,7 @@ class ExperimentRun:
         result = ExperimentResult(
             run_id=self.spec.run_id,
             config=self.config,
-            measurement_config_hash=self._hash(),
+            measurement_config_hash=self.config.measurement_config_hash,
             effective_parameters=backend.effective_parameters(),
             cycle=self.spec.cycle,
             runner=self.spec.runner,
@@ -261,9 +271,11 @@ class ExperimentRun:
         return output, self.meter.between(start, end), self.sampler.samples_between(
             start.t_s, end.t_s)
 
-    def _preflight(self) -> tuple[GpuSet, Backend]:
+    def _preflight(self, stack: contextlib.ExitStack[bool | None]) -> tuple[GpuSet, Backend]:
+        """Open the GPUs and the backend; each resource goes on ``stack`` as it is opened."""
         self._enter("preflight")
         machine = self._gpus if self._gpus is not None else discover_gpus()
+        stack.callback(machine.close)
         self._machine = machine
         device = self._device or ("cuda:0" if len(machine) else "cpu")
         backend = backend_class(self.config.backend)(self.config, device)
@@ -278,12 +290,12 @@ class ExperimentRun:
         gpus, source_problems = open_energy_source(
             self.config.energy.backend, self.selection.gpus, self._tracker_factory,
             self._zeus_get_gpus)
+        stack.callback(gpus.close)
         backend.gpu_info = [gpu.info() for gpu in self.selection.gpus]
         if self.spec.engine_cache_dir:
             backend.engine_cache_root = Path(self.spec.engine_cache_dir)
         problems += source_problems + backend.preflight() + check_dataset(self.config)
         if problems:
-            machine.close()
             raise PreflightError(
                 "preflight found problems:\n  - " + "\n  - ".join(problems),
                 fix="fix each problem listed above and run again",
@@ -292,7 +304,7 @@ class ExperimentRun:
         self.warnings.extend(checks.machine_warnings(gpus))
         self.warnings.extend(checks.config_warnings(self.config))
         for warning in self.warnings:
-            self.events.emit("warning", code=warning.code, message=warning.message)
+            self.events.emit(ev.WarningEvent(code=warning.code, message=warning.message))
         return gpus, backend
 
     def _source_warnings(self, gpus: GpuSet) -> None:
@@ -329,8 +341,8 @@ class ExperimentRun:
                 "while idle power was measured: baseline_power_w is not idle power, so "
                 "energy_dynamic_j is not dynamic energy (the baseline was not cached)",
             ))
-        self.events.emit("baseline", provenance=record.provenance, power_w=record.power_w,
-                         temperature_c=record.temperature_c)
+        self.events.emit(ev.BaselineEvent(provenance=record.provenance, power_w=record.power_w,
+                                       temperature_c=record.temperature_c))
         return record
 
     def _warmup(self, backend: Backend, requests: list[Request], gpus: GpuSet) -> WarmupRecord:
@@ -342,7 +354,7 @@ class ExperimentRun:
                          self.config.random_seed),
             self.config.warmup, self.sampler, indices,
             lambda batches, elapsed_s: self.events.emit(
-                "warmup", batches=batches, elapsed_s=elapsed_s),
+                ev.WarmupEvent(batches=batches, elapsed_s=elapsed_s)),
         )
         if record.stable is False:
             self.warnings.append(Warning_(
@@ -405,14 +417,14 @@ class ExperimentRun:
         return None
 
     def _progress(self, done: int, total: int) -> None:
-        self.events.emit("progress", done=done, total=total)
+        self.events.emit(ev.ProgressEvent(done=done, total=total))
 
     def _on_samples(self, phase: str, samples: list[GpuSample]) -> None:
         self.series.add(phase, samples)
         now = time.perf_counter()
         if samples and now - self._last_power_event >= POWER_EVENT_PERIOD_S:
             self._last_power_event = now
-            self.events.emit("power", power_w=[s.power_w for s in samples])
+            self.events.emit(ev.PowerEvent(power_w=[s.power_w for s in samples]))
 
     def _record_failure(self, error: BaseException) -> None:
         record = ErrorRecord(
@@ -422,7 +434,7 @@ class ExperimentRun:
             phase=self.phase,
         )
         write_json(self.run_dir / "error.json", record)
-        self.events.emit("error", phase=self.phase, type=record.type, message=record.message)
+        self.events.emit(ev.ErrorEvent(phase=self.phase, type=record.type, message=record.message))
 
 
 def process_started_at() -> float | None:
@@ -457,7 +469,8 @@ def _unique(warnings: list[Warning_]) -> list[Warning_]:
 
 
 def run_experiment(
-    config: Any, output_dir: Path | None = None, *, run_id: str = "run"
+    config: Any, output_dir: Path | None = None, *, run_id: str = "run",
+    on_event: Callable[[ev.RunEvent], None] | None = None,
 ) -> ExperimentResult:
     """Run one experiment in this process and return its result.
 
@@ -466,6 +479,8 @@ def run_experiment(
         output_dir: run directory to write into; a temporary one (removed afterwards) when
             None.
         run_id: name recorded in the result.
+        on_event: receives every typed run event as it is written to events.jsonl (called
+            from the harness's threads; keep it quick).
     """
     import tempfile
 
@@ -475,9 +490,9 @@ def run_experiment(
     spec = RunSpec(run_id=run_id, config=experiment, runner="inprocess")
     if output_dir is not None:
         write_json(output_dir / "experiment.json", spec)
-        return ExperimentRun(spec, output_dir).execute()
+        return ExperimentRun(spec, output_dir, on_event=on_event).execute()
     with tempfile.TemporaryDirectory(prefix="llem-run-") as tmp:
-        return ExperimentRun(spec, Path(tmp)).execute()
+        return ExperimentRun(spec, Path(tmp), on_event=on_event).execute()
 
 
 __all__ = ["ExperimentRun", "process_started_at", "run_experiment"]

@@ -409,6 +409,7 @@ class FakePynvml(types.ModuleType):
     """
 
     NVML_TEMPERATURE_GPU = 0
+    NVML_CLOCK_GRAPHICS, NVML_CLOCK_SM, NVML_CLOCK_MEM = 0, 1, 2
 
     class NVMLError(Exception):
         """Any NVML failure, as pynvml raises it."""
@@ -419,12 +420,26 @@ class FakePynvml(types.ModuleType):
     def __init__(self, gpus: Sequence[FakeGpu] = ()) -> None:
         super().__init__("pynvml")
         self.gpus = list(gpus)
+        self.inits = 0
+        """nvmlInit calls so far."""
+        self.shutdowns = 0
+        """nvmlShutdown calls so far: a caller that initialised NVML must shut it down."""
 
     def nvmlInit(self) -> None:  # pynvml's names, here and below
-        """Nothing to load."""
+        """Nothing to load; counted."""
+        self.inits += 1
 
     def nvmlShutdown(self) -> None:
-        """Nothing to release."""
+        """Nothing to release; counted."""
+        self.shutdowns += 1
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        """A driver version."""
+        return "999.1"
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        """CUDA 12.9, encoded as NVML does (1000 * major + 10 * minor)."""
+        return 12090
 
     def nvmlDeviceGetCount(self) -> int:
         """Number of GPUs."""

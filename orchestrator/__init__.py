@@ -5,9 +5,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from harness._version import __version__
+from harness.schema.events import ResumeNote, StudyEvent
 from orchestrator.execute import StudyExecution
 from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_runner
@@ -19,7 +19,7 @@ from orchestrator.summary import StudyResult, StudySummary
 def run_study(
     study: Study | Path | str,
     runner: Runner | str | None = None,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[StudyEvent], None] | None = None,
     *,
     output: Path = Path("results"),
     resume: Path | None = None,
@@ -34,9 +34,10 @@ def run_study(
         study: a loaded ``Study`` or the path of a study file.
         runner: a ``Runner`` or its name; None picks it as ``llem run`` does: LLEM_RUNNER,
             the user config, then the default (docker).
-        on_event: receives study and run events (progress, phases, run ends), and on resume
-            ``{"event": "resume_note", "note": ...}`` for each result moved aside (a
-            warning without ``on_event``).
+        on_event: receives typed study events (``harness.schema.events.StudyEvent``): run
+            started and finished, gaps, cooling, every run event (phases, progress, warnings,
+            heartbeats, ...) wrapped in ``RunEventReceived``, and on resume a ``ResumeNote``
+            for each result moved aside (a Python warning without ``on_event``).
         output: output root; a new study directory is created inside it.
         resume: continue this study directory instead (pending, failed, interrupted runs).
         cycles: with ``resume``: top up to this many cycles.
@@ -53,7 +54,7 @@ def run_study(
             if on_event is None:
                 warnings.warn(f"resume: {note}", stacklevel=2)
             else:
-                on_event({"event": "resume_note", "note": note})
+                on_event(ResumeNote(note=note))
         execution = StudyExecution(loaded, opened.path, active, on_event, no_gaps=no_gaps)
         return execution.execute(opened.runs, opened.manifest), opened.path
 

@@ -10,11 +10,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from harness.energy import GpuSet
 from harness.engine_cache import default_cache_root
 from harness.io import write_json
+from harness.schema.events import (
+    Cooled,
+    Cooling,
+    Gap,
+    RunEventReceived,
+    RunFinished,
+    RunStarted,
+    StudyEvent,
+)
 from harness.schema.result import CoolDownRecord, ErrorRecord
 from harness.schema.run_spec import RunSpec
 from harness.timeseries import recover_timeseries
@@ -29,7 +37,6 @@ from orchestrator.summary import StudySummary, study_summary
 from orchestrator.tables import load_results, write_results_table
 
 BASELINE_CACHE = ".baseline-cache"
-StudyEvent = dict[str, Any]
 OnStudyEvent = Callable[[StudyEvent], None]
 
 
@@ -40,7 +47,8 @@ class StudyExecution:
         study: the loaded study.
         study_dir: its output directory (already created).
         runner: where each run executes.
-        on_event: receives study events (run_started, run_event, run_finished, gap).
+        on_event: receives typed study events (``harness.schema.events``): run started,
+            each run event, run finished, gap, cooling.
         no_gaps: skip config and cycle gaps.
         cooling_gpus: GPUs the cool-down watches; by default the host's NVML GPUs of the
             study's selection.
@@ -62,6 +70,7 @@ class StudyExecution:
         self.no_gaps = no_gaps
         self.started_at = now_utc()
         execution = study.execution
+        runner.stall_timeout_s = execution.stall_timeout_s
         # The idle reference is read now, before the first run heats anything.
         self.cool_down: CoolDown | None = None
         if execution.gap_until_cool and not no_gaps:
@@ -101,7 +110,7 @@ class StudyExecution:
         seconds = execution.cycle_gap_s if run.cycle != previous.cycle else execution.config_gap_s
         remaining = seconds
         while remaining > 0 and not self.runner.stop_requested.is_set():
-            self.on_event({"event": "gap", "seconds": seconds, "remaining_s": remaining})
+            self.on_event(Gap(seconds=seconds, remaining_s=remaining))
             step = min(1.0, remaining)
             self.runner.stop_requested.wait(step)
             remaining -= step
@@ -115,9 +124,9 @@ class StudyExecution:
             return self.cool_down.record("interrupted", None)
         record = self.cool_down.wait(
             self.runner.stop_requested.wait,
-            lambda elapsed: self.on_event({"event": "cooling", "elapsed_s": elapsed}),
+            lambda elapsed: self.on_event(Cooling(elapsed_s=elapsed)),
         )
-        self.on_event({"event": "cooled", "waited_s": record.waited_s, "outcome": record.outcome})
+        self.on_event(Cooled(waited_s=record.waited_s, outcome=record.outcome))
         return record
 
     def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
@@ -136,18 +145,19 @@ class StudyExecution:
         )
         write_json(run_dir / "experiment.json", spec)
         mark_running(self.study_dir, manifest, entry)
-        self.on_event({"event": "run_started", "run_id": run.run_id})
+        self.on_event(RunStarted(run_id=run.run_id))
         outcome = self.runner.run(
             run_dir,
             self.study.execution.timeout_s,
-            lambda event: self.on_event({"event": "run_event", "run_id": run.run_id, **event}),
+            lambda event: self.on_event(RunEventReceived(run_id=run.run_id, event=event)),
             gpus=self.study.execution.gpus,
         )
         with contextlib.suppress(OSError):  # a killed harness leaves only the stream
             recover_timeseries(run_dir / "timeseries.parquet")
         self._record(entry, run_dir, outcome)
         save_manifest(self.study_dir, manifest)
-        self.on_event({"event": "run_finished", "run_id": run.run_id, "status": entry.status})
+        self.on_event(RunFinished(run_id=run.run_id, status=entry.status,
+                                  cause=entry.failure.cause if entry.failure else None))
 
     def _engine_cache(self, backend: str) -> str | None:
         # Engines outlive studies: one cache per user (LLEM_ENGINE_CACHE or ~/.cache/llem),
@@ -199,9 +209,9 @@ class StudyExecution:
 
 
 def _failure_message(run_dir: Path, outcome: RunOutcome) -> str:
-    # For a timeout or an interruption the runner's account is the cause; the harness's
+    # For a timeout, a stall or an interruption the runner's account is the cause; the harness's
     # error.json only records the stop it was sent.
-    if outcome.end in ("timeout", "interrupted"):
+    if outcome.end in ("timeout", "stalled", "interrupted"):
         return outcome.message
     return harness_error(run_dir) or outcome.message
 

@@ -19,7 +19,8 @@ from harness.schema.result import SCHEMA_VERSION
 
 MANIFEST_NAME = "manifest.json"
 RunStatus = Literal["pending", "running", "completed", "failed", "skipped", "interrupted"]
-FailureCause = Literal["error", "oom", "killed", "timeout", "interrupted", "invalid_result"]
+FailureCause = Literal["error", "oom", "killed", "timeout", "stalled", "interrupted",
+                       "invalid_result"]
 
 
 def now_utc() -> str:

@@ -1,23 +1,26 @@
 """The runner interface: start one run directory's experiment, wait, classify the end.
 
 A runner never interprets the experiment: it starts ``python -m harness run
-<run-dir>/experiment.json`` in some isolation primitive and reports how that ended.
+<run-dir>/experiment.json`` in some isolation primitive and reports how that ended. The wait
+loop shared by every runner follows ``events.jsonl``: each event is passed on, and a run whose
+events stop (no heartbeat either) for ``stall_timeout_s`` while it still runs is stopped as
+``stalled``.
 """
 
 from __future__ import annotations
 
 import abc
-import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-EndKind = Literal["ok", "error", "oom", "killed", "timeout", "interrupted"]
-EventCallback = Callable[[dict[str, Any]], None]
+from harness.schema.events import PhaseEvent, RunEvent, StartEvent, parse_run_event
+
+EndKind = Literal["ok", "error", "oom", "killed", "timeout", "stalled", "interrupted"]
+EventCallback = Callable[[RunEvent], None]
 
 LOG_NAME = "container.log"
 """The run's captured stdout and stderr, whatever the runner (SPEC file name)."""
@@ -30,7 +33,7 @@ class RunOutcome:
     """How a run ended.
 
     Attributes:
-        end: ok | error | oom | killed | timeout | interrupted.
+        end: ok | error | oom | killed | timeout | stalled | interrupted.
         exit_code: the harness process's exit status, None if it never exited by itself.
         message: one line for the manifest.
         log_tail: the last lines of the run's log, for the failure record.
@@ -43,12 +46,24 @@ class RunOutcome:
 
 
 class Runner(abc.ABC):
-    """Starts experiments; one implementation per isolation primitive."""
+    """Starts experiments; one implementation per isolation primitive.
+
+    Attributes:
+        stall_timeout_s: stop a run that appends no event for this long (s) while it runs;
+            None: never. The study sets it from ``execution.stall_timeout_s``.
+        stall_note: why the last run was stopped as stalled (for its failure record).
+        clock: monotonic clock of the wait loop (s); tests inject a fake one.
+        sleep: the wait loop's pause between polls; tests inject one that moves the clock.
+    """
 
     name: str = ""
 
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
+        self.stall_timeout_s: float | None = None
+        self.stall_note = ""
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], None] = time.sleep
 
     def preflight(self, backends: set[str] | None = None,
                   gpus: list[int] | None = None) -> list[str]:
@@ -87,23 +102,71 @@ class Runner(abc.ABC):
         on_event: EventCallback,
         poll_s: float = 0.25,
     ) -> EndKind | None:
-        """Follow a run until it ends by itself (None), or stop it for a timeout or the user.
+        """Follow a run until it ends by itself (None), or stop it (timeout, stall, user).
 
-        The wall-clock timeout is enforced here, by the orchestrator, whatever the isolation
-        primitive: neither a subprocess nor the Docker SDK's wait enforces one on its own.
+        The wall-clock timeout and the stall check are enforced here, by the orchestrator,
+        whatever the isolation primitive: neither a subprocess nor the Docker SDK's wait
+        enforces one on its own.
         """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        started = self.clock()
+        watch = StallWatch(self.stall_timeout_s, started)
         while running():
-            for event in follower.poll():
+            events = follower.poll()
+            for event in events:
                 on_event(event)
-            if self.stop_requested.is_set():
+            now = self.clock()
+            watch.saw(events, now)
+            end = self._stop_reason(now - started, timeout_s, watch.stalled(now))
+            if end is not None:
+                self.stall_note = watch.note(now) if end == "stalled" else ""
                 stop()
-                return "interrupted"
-            if deadline is not None and time.monotonic() > deadline:
-                stop()
-                return "timeout"
-            time.sleep(poll_s)
+                return end
+            self.sleep(poll_s)
         return None
+
+    def _stop_reason(self, elapsed_s: float, timeout_s: float | None,
+                     stalled: bool) -> EndKind | None:
+        if self.stop_requested.is_set():
+            return "interrupted"
+        if timeout_s is not None and elapsed_s > timeout_s:
+            return "timeout"
+        return "stalled" if stalled else None
+
+
+class StallWatch:
+    """When a run last appended an event, and whether it has been silent for too long.
+
+    Args:
+        timeout_s: silence (s) after which the run is stalled; None: never.
+        now: the clock's reading when the run started (its first event is awaited from here).
+    """
+
+    def __init__(self, timeout_s: float | None, now: float) -> None:
+        self.timeout_s = timeout_s
+        self.last_event_at = now
+        self.phase: str | None = None
+
+    def saw(self, events: list[RunEvent], now: float) -> None:
+        """Note the events of one poll, read at ``now``."""
+        if events:
+            self.last_event_at = now
+        for event in events:
+            if isinstance(event, PhaseEvent):
+                self.phase = event.phase
+            elif isinstance(event, StartEvent) and event.heartbeat_s is None:
+                # A harness from before heartbeats: its silent phases are not stalls.
+                self.timeout_s = None
+
+    def stalled(self, now: float) -> bool:
+        """True once no event has come for longer than the timeout."""
+        return self.timeout_s is not None and now - self.last_event_at > self.timeout_s
+
+    def note(self, now: float) -> str:
+        """One line for the failure record."""
+        where = f"during phase {self.phase}" if self.phase else "before its first phase"
+        return (f"no event (not even a heartbeat) in events.jsonl for "
+                f"{now - self.last_event_at:.0f} s, past execution.stall_timeout_s "
+                f"({self.timeout_s:g} s), {where}; stopped")
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
@@ -125,8 +188,12 @@ class EventFollower:
         self._offset = 0
         self._partial = b""
 
-    def poll(self) -> list[dict[str, Any]]:
-        """New complete events since the previous call."""
+    def poll(self) -> list[RunEvent]:
+        """New complete events since the previous call.
+
+        An unknown kind comes back as ``UnknownEvent``; a line that is not JSON is skipped
+        with a logged note.
+        """
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(self._offset)
@@ -137,8 +204,9 @@ class EventFollower:
         data = self._partial + chunk
         lines = data.split(b"\n")
         self._partial = lines.pop()
-        events: list[dict[str, Any]] = []
+        events: list[RunEvent] = []
         for line in lines:
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
+            event = parse_run_event(line) if line.strip() else None
+            if event is not None:
+                events.append(event)
         return events

@@ -146,6 +146,8 @@ class LocalRunner(Runner):
             return RunOutcome("timeout", None, f"exceeded its timeout of {timeout_s:g} s", tail)
         if end == "interrupted":
             return RunOutcome("interrupted", None, "stopped by the user", tail)
+        if end == "stalled":
+            return RunOutcome("stalled", None, self.stall_note, tail)
         if exit_code == 0:
             return RunOutcome("ok", 0)
         if exit_code < 0:

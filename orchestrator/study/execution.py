@@ -10,6 +10,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.schema.events import HEARTBEAT_PERIOD_S
+
+STALL_TIMEOUT_MIN_S = 2 * HEARTBEAT_PERIOD_S
+"""Two heartbeat periods: a shorter stall timeout would stop healthy runs."""
+
 
 class ExecutionConfig(BaseModel):
     """The ``execution:`` block of a study file."""
@@ -49,3 +54,12 @@ class ExecutionConfig(BaseModel):
         None, description="Device indices the runs use (default: the runner's choice)."
     )
     timeout_s: float = Field(3600.0, gt=0, description="Limit on one run's wall time (s).")
+    stall_timeout_s: float | None = Field(
+        300.0,
+        ge=STALL_TIMEOUT_MIN_S,
+        description=(
+            "Stop a run as stalled when its events.jsonl gets no event for this long (s) while "
+            "its process or container still runs; the harness appends a heartbeat every "
+            f"{HEARTBEAT_PERIOD_S:g} s, so at least {STALL_TIMEOUT_MIN_S:g} s. null: never."
+        ),
+    )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness.io import read_events, write_json
 from harness.schema import ExperimentConfig
+from harness.schema.events import DoneEvent, StartEvent
 from harness.schema.run_spec import RunSpec
 from orchestrator.runners.docker.runner import CPU_IMAGE, DockerRunner
 from orchestrator.study_dir import validate_result
@@ -40,8 +41,10 @@ def one_run(runner: DockerRunner, root: Path, model_dir: Path, index: int) -> fl
     if outcome.end != "ok" or problem:
         sys.exit(f"run failed: {outcome} {problem}")
     events = read_events(run_dir / "events.jsonl")
-    harness_start = next(e["process_started_at"] for e in events if e["event"] == "start")
-    harness_end = next(e["time"] for e in events if e["event"] == "done")
+    harness_start = next(e.process_started_at for e in events if isinstance(e, StartEvent))
+    harness_end = next(e.time for e in events if isinstance(e, DoneEvent))
+    if harness_start is None:
+        sys.exit("the harness could not tell when its process started (/proc unreadable)")
     return (end - start) - (harness_end - harness_start)
 
 

@@ -145,7 +145,7 @@ class DockerRunner(Runner):
                 on_event(event)
             state = self._inspect(container)
             self._save_logs(container, run_dir / LOG_NAME)
-        return classify(end, state, run_dir / LOG_NAME, timeout_s)
+        return classify(end, state, run_dir / LOG_NAME, timeout_s, self.stall_note)
 
     @contextlib.contextmanager
     def _container(self, create_kwargs: dict[str, Any]) -> Iterator[Any]:
@@ -186,13 +186,15 @@ class DockerRunner(Runner):
 
 
 def classify(end: EndKind | None, state: dict[str, Any], log_path: Path,
-             timeout_s: float | None) -> RunOutcome:
+             timeout_s: float | None, stall_note: str = "") -> RunOutcome:
     """Name how a container ended from what we did to it and what the engine reports."""
     tail = log_tail(log_path)
     code = state.get("ExitCode")
     if end == "timeout":
         return RunOutcome("timeout", code, f"exceeded its timeout of {timeout_s:g} s; stopped "
                           "and removed", tail)
+    if end == "stalled":
+        return RunOutcome("stalled", code, f"{stall_note} and removed", tail)
     if end == "interrupted":
         return RunOutcome("interrupted", code, "stopped by the user", tail)
     if state.get("OOMKilled") and code == EXIT_SIGKILL:

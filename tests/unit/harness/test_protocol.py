@@ -8,14 +8,15 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from harness.energy import GpuSet
+from harness.energy import GpuSet, discover_gpus
 from harness.errors import PreflightError
-from harness.io import write_json
+from harness.io import read_events, write_json
 from harness.protocol import ExperimentRun
 from harness.schema import ExperimentConfig
+from harness.schema.events import DoneEvent, ErrorEvent, HeartbeatEvent, PhaseEvent, StartEvent
 from harness.schema.result import CoolDownRecord, ErrorRecord, ExperimentResult
 from harness.schema.run_spec import RunSpec
-from harness.testing import FakeGpu, edge_tolerance_j, fake_zeus_get_gpus
+from harness.testing import FakeGpu, FakePynvml, edge_tolerance_j, fake_zeus_get_gpus
 
 POWER_W = 120.0
 
@@ -169,6 +170,55 @@ def test_preflight_failure_writes_error_json_and_keeps_series(tiny_model_dir, tm
     assert "absent.jsonl" in error.message and "Traceback" in error.traceback
     assert pq.read_table(tmp_path / "run" / "timeseries.parquet").num_rows >= 1
     assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_nvml_is_shut_down_when_the_backend_preflight_raises(tiny_model_dir, tmp_path,
+                                                             monkeypatch):
+    from harness.backends.pytorch import PyTorchBackend
+
+    nvml = FakePynvml([FakeGpu([(0.0, POWER_W), (1e6, POWER_W)])])
+    machine = discover_gpus(nvml=nvml)
+    assert (nvml.inits, nvml.shutdowns) == (1, 0)
+
+    def preflight_that_raises(self):
+        raise RuntimeError("the driver went away")
+
+    monkeypatch.setattr(PyTorchBackend, "preflight", preflight_that_raises)
+    with pytest.raises(RuntimeError, match="driver went away"):
+        ExperimentRun(spec(tiny_model_dir), tmp_path / "run", gpus=machine, device="cpu").execute()
+    assert nvml.shutdowns == 1
+    error = ErrorRecord.model_validate_json((tmp_path / "run" / "error.json").read_text())
+    assert error.phase == "preflight" and error.type == "RuntimeError"
+    last = read_events(tmp_path / "run" / "events.jsonl")[-1]
+    assert isinstance(last, ErrorEvent) and last.message == "the driver went away"
+
+
+def test_heartbeats_cover_every_phase_and_reach_the_callback(tiny_model_dir, tmp_path):
+    seen = []
+    ExperimentRun(spec(tiny_model_dir, baseline={"enabled": False}), tmp_path / "run",
+                  gpus=GpuSet([]), device="cpu", on_event=seen.append,
+                  heartbeat_s=0.01).execute()
+    events = read_events(tmp_path / "run" / "events.jsonl")
+    assert sorted(seen, key=lambda e: e.t_s) == events  # threads may call back out of order
+    assert isinstance(events[0], StartEvent) and isinstance(events[-1], DoneEvent)
+    assert events[0].heartbeat_s == 0.01  # announced, so the host knows to expect beats
+    beats = [e for e in events if isinstance(e, HeartbeatEvent)]
+    assert beats, "no heartbeat in a whole run"
+    phases = [e.phase for e in events if isinstance(e, PhaseEvent)]
+    assert {beat.phase for beat in beats} <= set(phases)
+    assert [e.t_s for e in events] == sorted(e.t_s for e in events)
+
+
+def test_run_experiment_hands_typed_events_to_the_callback(tiny_model_dir, tmp_path):
+    import harness
+
+    seen = []
+    config = spec(tiny_model_dir, baseline={"enabled": False}).config
+    harness.run_experiment(config, tmp_path / "run", on_event=seen.append)
+    assert isinstance(seen[0], StartEvent) and isinstance(seen[-1], DoneEvent)
+    assert [e.phase for e in seen if isinstance(e, PhaseEvent)][:3] == [
+        "preflight", "baseline", "load"]
+    assert sorted(seen, key=lambda e: e.t_s) == read_events(tmp_path / "run" / "events.jsonl")
 
 
 def test_machine_warnings_reach_the_result(tiny_model_dir, tmp_path):

@@ -100,6 +100,9 @@ def test_classification(tmp_path):
     timeout = classify("timeout", {"ExitCode": 137}, log, 10)
     assert timeout.end == "timeout" and "10 s" in timeout.message and timeout.log_tail
     assert classify("interrupted", {"ExitCode": 130}, log, 10).end == "interrupted"
+    stalled = classify("stalled", {"ExitCode": 143}, log, 10, "no event for 301 s")
+    assert stalled.end == "stalled" and stalled.message.startswith("no event for 301 s")
+    assert stalled.log_tail == ["line 1", "error: boom"]
 
 
 def test_orphans_are_containers_of_dead_sessions():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from harness.energy import GpuSet
+from harness.schema.events import Cooled, Gap, RunFinished
 from harness.schema.run_spec import RunSpec
 from harness.testing import FakeGpu
 from orchestrator.execute import StudyExecution, plan
@@ -42,7 +43,7 @@ def test_gap_counts_down_and_stops_on_request(tmp_path):
     start = time.monotonic()
     execution._gap(first, second)
     assert 1.9 <= time.monotonic() - start < 3.0
-    assert [e["remaining_s"] for e in events] == [2.0, 1.0]
+    assert events == [Gap(seconds=2.0, remaining_s=2.0), Gap(seconds=2.0, remaining_s=1.0)]
     runner.request_stop()
     start = time.monotonic()
     execution._gap(first, second)
@@ -91,7 +92,10 @@ def test_each_run_carries_the_outcome_of_its_cool_down_in_experiment_json(tmp_pa
     assert second.waited_s is not None and 0.0 <= second.waited_s < 1.0
     assert second.idle_c == [35.0, 36.0] and second.gpu_indices == [0, 1]
     assert second.margin_c == 3.0 and second.max_s == 60.0
-    assert {"event": "cooled", "waited_s": second.waited_s, "outcome": "reached"} in events
+    assert Cooled(waited_s=second.waited_s, outcome="reached") in events
+    assert [e.kind for e in events if not isinstance(e, Cooled)] == [
+        "run_started", "run_finished", "run_started", "run_finished"]
+    assert events[-1] == RunFinished(run_id=runs[1].run_id, status="failed", cause="error")
 
 
 def test_without_gap_until_cool_the_outcome_is_not_requested(tmp_path):

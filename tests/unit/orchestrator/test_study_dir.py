@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
+from harness.schema.events import ResumeNote
 from harness.schema.reading import UnreadableFileError
 from harness.schema.result import (
     EnergyMetrics,
@@ -167,7 +168,7 @@ def test_resume_moves_an_invalid_result_aside_and_says_so(tmp_path):
     assert kept.read_bytes() == damaged  # the old bytes survive the new attempt
     assert ExperimentResult.model_validate_json(damaged_path.read_text()).cycle == 1
     assert (study_dir / "001_pytorch-bs1_c1" / "result.json").read_bytes() == intact
-    (note,) = [e["note"] for e in events if e["event"] == "resume_note"]
+    (note,) = [e.note for e in events if isinstance(e, ResumeNote)]
     assert "002_pytorch-bs2_c1: result.json is not valid JSON" in str(note)
     assert f"kept as 002_pytorch-bs2_c1/{kept.name}" in str(note)
     assert summary.counts == {"completed": 2}

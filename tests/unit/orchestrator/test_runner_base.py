@@ -1,0 +1,129 @@
+"""The shared wait loop: events followed as typed, torn lines kept, stalls and timeouts stopped.
+
+The loop's clock is injected: a FakeClock that moves only when the loop sleeps, so no test
+waits on wall time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.io import EventLog
+from harness.schema.events import (
+    HeartbeatEvent,
+    PhaseEvent,
+    ProgressEvent,
+    RunEvent,
+    StartEvent,
+    UnknownEvent,
+)
+from harness.testing import FakeClock
+from orchestrator.runners.base import EventFollower, Runner, RunOutcome
+
+
+class ScriptedRun(Runner):
+    """A run that is alive until stopped, writing what ``script`` says at each poll.
+
+    Args:
+        events_path: its events.jsonl.
+        script: clock time (s) -> events appended when the loop first polls at or after it.
+        stall_timeout_s: as set by a study.
+    """
+
+    name = "scripted"
+
+    def __init__(self, events_path: Path, script: dict[float, list[RunEvent]],
+                 stall_timeout_s: float | None) -> None:
+        super().__init__()
+        self.log = EventLog(events_path)
+        self.script = dict(sorted(script.items()))
+        self.stall_timeout_s = stall_timeout_s
+        fake = FakeClock()
+        self.clock = fake
+        self.sleep = fake.advance
+        self.stopped_at: float | None = None
+
+    def alive(self) -> bool:
+        for at in [t for t in self.script if t <= self.clock()]:
+            for event in self.script.pop(at):
+                self.log.emit(event)
+        return self.stopped_at is None
+
+    def stop(self) -> None:
+        self.stopped_at = self.clock()
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):  # type: ignore[no-untyped-def]
+        end = self.supervise(self.alive, self.stop, timeout_s,
+                             EventFollower(self.log.path), on_event, poll_s=1.0)
+        return RunOutcome(end or "ok", None, self.stall_note)
+
+
+def beats(start_s: float, end_s: float, period_s: float = 5.0) -> dict[float, list[RunEvent]]:
+    count = int((end_s - start_s) / period_s) + 1
+    return {start_s + i * period_s: [HeartbeatEvent(phase="load")] for i in range(count)}
+
+
+def test_a_run_whose_events_stop_is_stopped_as_stalled(tmp_path):
+    script = {0.0: [PhaseEvent(phase="load")], **beats(5.0, 40.0)}  # then silence
+    runner = ScriptedRun(tmp_path / "events.jsonl", script, stall_timeout_s=30.0)
+    seen: list[RunEvent] = []
+    outcome = runner.run(tmp_path, 3600.0, seen.append)
+    assert outcome.end == "stalled"
+    assert runner.stopped_at is not None and 70.0 < runner.stopped_at <= 72.0
+    assert "30 s" in outcome.message and "during phase load" in outcome.message
+    assert len(seen) == 1 + len(beats(5.0, 40.0))
+
+
+def test_heartbeats_alone_keep_a_silent_phase_alive(tmp_path):
+    script = {0.0: [PhaseEvent(phase="load")], **beats(5.0, 500.0)}
+    runner = ScriptedRun(tmp_path / "events.jsonl", script, stall_timeout_s=30.0)
+    outcome = runner.run(tmp_path, 400.0, lambda event: None)
+    assert outcome.end == "timeout"  # never stalled, however long the load
+    assert runner.stopped_at is not None and 400.0 < runner.stopped_at <= 402.0
+
+
+def test_without_a_stall_timeout_silence_runs_until_the_timeout(tmp_path):
+    runner = ScriptedRun(tmp_path / "events.jsonl", {0.0: [PhaseEvent(phase="load")]},
+                         stall_timeout_s=None)
+    assert runner.run(tmp_path, 100.0, lambda event: None).end == "timeout"
+
+
+def test_the_first_event_is_awaited_for_the_stall_timeout_too(tmp_path):
+    runner = ScriptedRun(tmp_path / "events.jsonl", {}, stall_timeout_s=20.0)
+    outcome = runner.run(tmp_path, 3600.0, lambda event: None)
+    assert outcome.end == "stalled" and "before its first phase" in outcome.message
+    assert runner.stopped_at is not None and 20.0 < runner.stopped_at <= 22.0
+
+
+def test_a_harness_that_does_not_beat_is_never_taken_for_stalled(tmp_path):
+    start = StartEvent(run_id="r", config_hash="h", heartbeat_s=None)  # an older image
+    runner = ScriptedRun(tmp_path / "events.jsonl",
+                         {0.0: [start, PhaseEvent(phase="load")]}, stall_timeout_s=20.0)
+    assert runner.run(tmp_path, 300.0, lambda event: None).end == "timeout"
+    beating = StartEvent(run_id="r", config_hash="h", heartbeat_s=5.0)
+    runner = ScriptedRun(tmp_path / "events2.jsonl",
+                         {0.0: [beating, PhaseEvent(phase="load")]}, stall_timeout_s=20.0)
+    assert runner.run(tmp_path, 300.0, lambda event: None).end == "stalled"
+
+
+def test_follower_keeps_a_torn_line_until_it_is_complete(tmp_path):
+    path = tmp_path / "events.jsonl"
+    follower = EventFollower(path)
+    assert follower.poll() == []  # no file yet
+    line = '{"event": "progress", "time": 1.0, "t_s": 2.0, "done": 3, "total": 8}\n'
+    with open(path, "w") as handle:
+        handle.write('{"event": "phase", "phase": "load"}\n' + line[:25])
+    assert follower.poll() == [PhaseEvent(phase="load")]
+    with open(path, "a") as handle:
+        handle.write(line[25:])
+    assert follower.poll() == [ProgressEvent(time=1.0, t_s=2.0, done=3, total=8)]
+    assert follower.poll() == []  # read once
+
+
+def test_follower_keeps_unknown_kinds_and_skips_garbage(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event": "thermal_alarm", "gpu": 0}\nnot json\n[1, 2]\n\n'
+                    '{"event": "heartbeat", "phase": "warmup"}\n')
+    unknown, beat = EventFollower(path).poll()
+    assert isinstance(unknown, UnknownEvent) and unknown.event == "thermal_alarm"
+    assert beat == HeartbeatEvent(phase="warmup")
