@@ -7,14 +7,13 @@ missing model is bad input (exit 2) instead of one failed run per configuration.
 
 from __future__ import annotations
 
+from harness import models
 from harness.errors import LlemError
 from orchestrator.study import Study
 
 
 def model_problems(study: Study) -> list[str]:
     """Every distinct model of the study that is not available offline on this host."""
-    from harness.backends.pytorch.preflight import resolve_model
-
     problems = []
     seen: set[tuple[str, str | None]] = set()
     for entry in study.experiments:
@@ -23,7 +22,7 @@ def model_problems(study: Study) -> list[str]:
             continue
         seen.add(key)
         try:
-            resolve_model(*key)
+            models.locate(*key)
         except LlemError as error:
             problems.append(str(error))
     return problems
