@@ -125,6 +125,9 @@ CATALOG: tuple[BackendEntry, ...] = (
             precisions=_FLOAT_PRECISIONS,
             # vLLM's beam search is a separate API (LLM.beam_search) outside SamplingParams.
             decoders=frozenset({"greedy", "sampling"}),
+            # Adapters are not wired to vLLM's LoRARequest (docs/backends.md says why).
+            lora=False,
+            lora_fix=_MERGE_LORA + ", or measure the adapter with backend pytorch",
             # vLLM's QuantizationMethods names (model_executor/layers/quantization).
             quantizations=frozenset({"awq", "gptq", "fp8", "bitsandbytes",
                                      "compressed-tensors"}),
