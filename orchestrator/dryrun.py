@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from harness.energy import discover_gpus
 from harness.schema.config import ExperimentConfig
 from orchestrator.estimate import ModelShape, estimate_run_s, estimate_vram, find_config, shape_of
 from orchestrator.execute import PlannedRun, plan
-from orchestrator.study import Study
+from orchestrator.study import ExecutionConfig, Study
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,16 @@ def grids(runs: list[PlannedRun]) -> dict[str, dict[str, int]]:
     return found
 
 
+def gaps_s(runs: list[PlannedRun], execution: ExecutionConfig) -> float:
+    """The fixed pauses between consecutive runs (s), as the executor waits them.
+
+    A pause before a run of another cycle is ``cycle_gap_s``, else ``config_gap_s``; cool-down
+    waits (``gap_until_cool``) depend on the GPUs and are not estimated.
+    """
+    return sum(execution.cycle_gap_s if run.cycle != previous.cycle else execution.config_gap_s
+               for previous, run in itertools.pairwise(runs))
+
+
 def estimate(study: Study) -> dict[str, Any]:
     """Runs with VRAM estimates, GPUs, totals and a duration estimate."""
     gpus = gpu_memory_gb()
@@ -90,7 +101,5 @@ def estimate(study: Study) -> dict[str, Any]:
         # a GPU-only backend never runs at CPU speed, GPUs seen here or not
         on_gpu = bool(gpus) or BY_NAME[config.backend].gpu_only
         total_s += estimate_run_s(config, shape, on_gpu=on_gpu)
-    gaps = study.execution.config_gap_s * max(len(runs) - 1, 0)
-    gaps += study.execution.cycle_gap_s * max(study.execution.n_cycles - 1, 0)
     return {"runs": planned, "gpus": gpus, "grids": grids(runs),
-            "estimated_duration_s": total_s + gaps}
+            "estimated_duration_s": total_s + gaps_s(runs, study.execution)}
