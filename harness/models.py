@@ -27,6 +27,9 @@ WEIGHT_FILES = (
 )
 """A model directory or cache snapshot needs config.json and one of these."""
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+"""...and one of these: every backend tokenises prompts with the model's own tokenizer."""
+
 EMBEDDING_SUFFIXES = (
     "embed_tokens.weight",
     "wte.weight",
@@ -36,6 +39,9 @@ EMBEDDING_SUFFIXES = (
     "embed_out.weight",
 )
 """Tensor-name endings of input embeddings and output heads (excluded from the FLOPs count)."""
+
+_WEIGHTS = "weights (" + " or ".join(WEIGHT_FILES[::2]) + ")"
+_TOKENIZER = "tokenizer files (" + " or ".join(TOKENIZER_FILES) + ")"
 
 _TOKENIZER_ERRORS = (OSError, ValueError, ImportError, RuntimeError, KeyError, TypeError)
 """What ``AutoTokenizer.from_pretrained`` raises for missing or unreadable files."""
@@ -72,10 +78,20 @@ def cached_file(model: str, filename: str, revision: str | None = None,
 
 
 def in_cache(model: str, revision: str | None = None, cache_dir: Path | None = None) -> bool:
-    """Whether the hub cache holds config.json and weights of ``model`` at ``revision``."""
+    """Whether the hub cache holds config.json, weights and tokenizer of ``model``."""
+    return _cache_gaps(model, revision, cache_dir) == []
+
+
+def _cache_gaps(model: str, revision: str | None, cache_dir: Path | None) -> list[str] | None:
+    """None when the cache has nothing of ``model`` at ``revision``, else what it lacks."""
     if cached_file(model, "config.json", revision, cache_dir) is None:
-        return False
-    return any(cached_file(model, name, revision, cache_dir) for name in WEIGHT_FILES)
+        return None
+    gaps = []
+    if not any(cached_file(model, name, revision, cache_dir) for name in WEIGHT_FILES):
+        gaps.append(_WEIGHTS)
+    if not any(cached_file(model, name, revision, cache_dir) for name in TOKENIZER_FILES):
+        gaps.append(_TOKENIZER)
+    return gaps
 
 
 def locate(model: str, revision: str | None = None, cache_dir: Path | None = None) -> ModelSource:
@@ -98,18 +114,37 @@ def locate(model: str, revision: str | None = None, cache_dir: Path | None = Non
                 "local cache"
             ),
         )
-    if not in_cache(model, revision, cache_dir):
-        at = f" at revision {revision}" if revision else ""
-        raise PreflightError(
-            f"model '{model}'{at} is neither a local directory nor in the Hugging Face cache, "
-            "and runs never download",
-            fix=(
-                f"download it on the host first (hf download {model}"
-                f"{f' --revision {revision}' if revision else ''}) into the cache that is "
-                "mounted into the run (HF_HOME), or point model: at a local directory"
-            ),
-        )
+    gaps = _cache_gaps(model, revision, cache_dir)
+    if gaps:
+        raise _incomplete(model, revision, gaps)
+    if gaps is None:
+        raise _not_cached(model, revision)
     return "hf_cache"
+
+
+def _download(model: str, revision: str | None) -> str:
+    return f"hf download {model}" + (f" --revision {revision}" if revision else "")
+
+
+def _incomplete(model: str, revision: str | None, gaps: list[str]) -> PreflightError:
+    at = f" at revision {revision}" if revision else ""
+    return PreflightError(
+        f"model '{model}'{at} is in the Hugging Face cache without "
+        f"{' and without '.join(gaps)}, and runs never download",
+        fix=f"download all of it on the host first ({_download(model, revision)})",
+    )
+
+
+def _not_cached(model: str, revision: str | None) -> PreflightError:
+    at = f" at revision {revision}" if revision else ""
+    return PreflightError(
+        f"model '{model}'{at} is neither a local directory nor in the Hugging Face cache, "
+        "and runs never download",
+        fix=(
+            f"download it on the host first ({_download(model, revision)}) into the cache that "
+            "is mounted into the run (HF_HOME), or point model: at a local directory"
+        ),
+    )
 
 
 def directory(model: str, revision: str | None = None, cache_dir: Path | None = None) -> Path:
@@ -147,12 +182,19 @@ def _check_model_dir(path: Path) -> None:
     if not (path / "config.json").is_file():
         missing.append("config.json")
     if not any((path / name).is_file() for name in WEIGHT_FILES):
-        missing.append("weights (" + " or ".join(WEIGHT_FILES[::2]) + ")")
+        missing.append(_WEIGHTS)
+    if not has_tokenizer(path):
+        missing.append(_TOKENIZER)
     if missing:
         raise PreflightError(
             f"model directory {path} has no {' and no '.join(missing)}",
             fix="save the model there with save_pretrained(DIR), or point model: elsewhere",
         )
+
+
+def has_tokenizer(checkpoint: Path) -> bool:
+    """Whether a local checkpoint holds tokenizer files (one of :data:`TOKENIZER_FILES`)."""
+    return any((checkpoint / name).is_file() for name in TOKENIZER_FILES)
 
 
 def resolved_revision(checkpoint: Path) -> str:

@@ -31,11 +31,11 @@ def write_snapshot(cache: Path, repo: str, commit: str, refs: list[str],
 
 @pytest.fixture
 def hub_cache(tmp_path: Path) -> Path:
-    """org/tiny with two revisions: main (4 layers) and the branch v2 (8 layers)."""
+    """org/tiny at two revisions: main (4 layers, complete), branch v2 (8 layers, config only)."""
     cache = tmp_path / "hub"
     write_snapshot(cache, "org/tiny", MAIN_COMMIT, ["main"],
                    {"config.json": json.dumps({"num_hidden_layers": 4}),
-                    "model.safetensors": ""})
+                    "model.safetensors": "", "tokenizer.json": "{}"})
     write_snapshot(cache, "org/tiny", V2_COMMIT, ["v2"],
                    {"config.json": json.dumps({"num_hidden_layers": 8})})
     return cache
@@ -59,11 +59,31 @@ def test_directory_is_the_snapshot_of_the_revision(hub_cache: Path) -> None:
 
 
 def test_a_revision_without_weights_is_not_available_offline(hub_cache: Path) -> None:
-    # v2 has a config.json but no weights: runs would fail, so preflight says so now
+    # v2 has a config.json but no weights or tokenizer: runs would fail, so preflight says so
+    assert models.locate("org/tiny", None, cache_dir=hub_cache) == "hf_cache"
     with pytest.raises(PreflightError) as caught:
         models.locate("org/tiny", "v2", cache_dir=hub_cache)
     assert "at revision v2" in caught.value.message
+    assert "without weights" in caught.value.message
+    assert "and without tokenizer files" in caught.value.message
     assert caught.value.fix is not None and "hf download org/tiny --revision v2" in caught.value.fix
+
+
+def test_a_revision_the_cache_lacks_says_how_to_fetch_it(hub_cache: Path) -> None:
+    with pytest.raises(PreflightError) as caught:
+        models.locate("org/tiny", "v3", cache_dir=hub_cache)
+    assert "neither a local directory nor in the Hugging Face cache" in caught.value.message
+    assert caught.value.fix is not None and "hf download org/tiny --revision v3" in caught.value.fix
+
+
+def test_a_local_directory_without_a_tokenizer_is_named(tiny_model_dir: Path,
+                                                          tmp_path: Path) -> None:
+    copy = tmp_path / "no-tokenizer"
+    copy.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (copy / name).write_bytes((tiny_model_dir / name).read_bytes())
+    with pytest.raises(PreflightError, match=r"has no tokenizer files \(tokenizer.json or"):
+        models.locate(str(copy))
 
 
 def test_a_local_directory_is_itself(tiny_model_dir: Path) -> None:
