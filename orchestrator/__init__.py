@@ -2,49 +2,60 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from harness._version import __version__
-from orchestrator.execute import (
-    StudyExecution,
-    copy_study_file,
-    new_manifest,
-    new_study_dir,
-    plan,
-)
+from orchestrator.execute import StudyExecution
 from orchestrator.runners import Runner, make_runner
+from orchestrator.settings import resolve_runner
 from orchestrator.study import Study, load_study
-from orchestrator.tables import StudyResult
+from orchestrator.study_dir import open_study_dir
+from orchestrator.summary import StudyResult, StudySummary
 
 
 def run_study(
     study: Study | Path | str,
-    runner: Runner | str = "local",
+    runner: Runner | str | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     *,
     output: Path = Path("results"),
+    resume: Path | None = None,
+    cycles: int | None = None,
     no_gaps: bool = False,
-) -> tuple[StudyResult, Path]:
-    """Run a whole study and return its summary and the study directory.
+) -> tuple[StudySummary, Path]:
+    """Run a whole study (or resume one) and return its summary and the study directory.
+
+    The study directory is made, locked and checkpointed exactly as ``llem run`` does it.
 
     Args:
         study: a loaded ``Study`` or the path of a study file.
-        runner: a ``Runner`` or its name (``local``).
-        on_event: receives study and run events (progress, phases, run ends).
-        output: output root; the study directory is created inside it.
+        runner: a ``Runner`` or its name; None picks it as ``llem run`` does: LLEM_RUNNER,
+            the user config, then the default (docker).
+        on_event: receives study and run events (progress, phases, run ends), and on resume
+            ``{"event": "resume_note", "note": ...}`` for each result moved aside (a
+            warning without ``on_event``).
+        output: output root; a new study directory is created inside it.
+        resume: continue this study directory instead (pending, failed, interrupted runs).
+        cycles: with ``resume``: top up to this many cycles.
         no_gaps: skip the configured gaps between runs and cycles.
+
+    Raises:
+        ConfigError: bad input, including a study directory another process is working on.
     """
     loaded = study if isinstance(study, Study) else load_study(Path(study))
-    active = runner if isinstance(runner, Runner) else make_runner(runner)
-    runs = plan(loaded)
-    study_dir = new_study_dir(loaded, output)
-    copy_study_file(loaded, study_dir)
-    manifest = new_manifest(loaded, runs, active.name)
-    manifest.save(study_dir)
-    execution = StudyExecution(loaded, study_dir, active, on_event, no_gaps=no_gaps)
-    return execution.execute(runs, manifest), study_dir
+    active = runner if isinstance(runner, Runner) else make_runner(resolve_runner(runner)[0])
+    with open_study_dir(loaded, active.name, output_root=output, resume_dir=resume,
+                        cycles=cycles) as opened:
+        for note in opened.notes:
+            if on_event is None:
+                warnings.warn(f"resume: {note}", stacklevel=2)
+            else:
+                on_event({"event": "resume_note", "note": note})
+        execution = StudyExecution(loaded, opened.path, active, on_event, no_gaps=no_gaps)
+        return execution.execute(opened.runs, opened.manifest), opened.path
 
 
-__all__ = ["StudyResult", "__version__", "load_study", "run_study"]
+__all__ = ["StudyResult", "StudySummary", "__version__", "load_study", "run_study"]

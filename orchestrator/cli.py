@@ -22,22 +22,19 @@ from rich.table import Table
 
 from harness._version import __version__
 from harness.errors import ConfigError, LlemError
-from orchestrator.execute import (
-    PlannedRun,
-    StudyExecution,
-    copy_study_file,
-    new_manifest,
-    new_study_dir,
-    plan,
-)
-from orchestrator.manifest import Manifest
+from harness.schema import ExperimentResult
+from harness.schema.headline import TERMINAL_METRICS
+from orchestrator.execute import StudyExecution
+from orchestrator.fetch import fetch_missing, hub_cache, hub_models
+from orchestrator.manifest import Manifest, RunEntry
 from orchestrator.preflight import model_problems
 from orchestrator.progress import StudyProgress
-from orchestrator.resume import prepare, study_lock
 from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_runner
 from orchestrator.study import Study, load_study
-from orchestrator.tables import StudyResult, export_csv
+from orchestrator.study_dir import open_study_dir
+from orchestrator.summary import StudySummary
+from orchestrator.tables import export_csv
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 LARGE_STUDY = 1000
@@ -83,10 +80,12 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.option("-v", "--verbose", is_flag=True, help="Print phases and warnings of every run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--offline", is_flag=True, help="Fetch no model: a hub model missing from the "
+              "Hugging Face cache is refused (fill it with llem fetch).")
 def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: bool,
         resume_dir: Path | None, cycles: int | None, order: str | None, gpus: str | None,
         output: Path, no_gaps: bool, yes: bool, export_csv: bool, quiet: bool, verbose: bool,
-        as_json: bool) -> None:
+        as_json: bool, offline: bool) -> None:
     """Run a study (or a single experiment) FILE, or --resume a study directory."""
     options = RunOptions(output, no_gaps, quiet, verbose, as_json, export_csv)
     try:
@@ -101,6 +100,8 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
         fail(error)
     problems = runner.preflight({entry.config.backend for entry in study.experiments},
                                 study.execution.gpus)
+    if not problems and not offline:
+        _fetch(study)
     problems += model_problems(study)
     if problems:
         fail(f"the study cannot run here (runner '{name}', from {source}):\n  - "
@@ -171,44 +172,31 @@ def _guard(study: Study, where: Path, yes: bool) -> None:
 
 
 def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path | None,
-             cycles: int | None) -> tuple[StudyResult, Path]:
+             cycles: int | None) -> tuple[StudySummary, Path]:
     with contextlib.ExitStack() as stack:
         try:
-            study_dir = (resume_dir if resume_dir is not None
-                         else new_study_dir(study, options.output))
-            stack.enter_context(study_lock(study_dir))
-            runs, manifest = _plan_or_resume(study, study_dir, runner, resume_dir, cycles)
+            opened = stack.enter_context(open_study_dir(
+                study, runner.name, output_root=options.output, resume_dir=resume_dir,
+                cycles=cycles))
         except (LlemError, OSError) as error:
             fail(f"{error}")
-        todo = sum(1 for r in manifest.runs if r.status not in ("completed", "skipped"))
-        err.print(f"study [bold]{study.name}[/]: {todo} of {len(manifest.runs)} runs to do "
-                  f"-> {study_dir}", highlight=False)
+        for note in opened.notes:
+            err.print(f"[yellow]resume:[/] {note}", highlight=False)
+        study_dir = opened.path
+        err.print(f"study [bold]{study.name}[/]: {opened.todo} of {len(opened.manifest.runs)} "
+                  f"runs to do -> {study_dir}", highlight=False)
         _install_interrupt(runner)
         try:
-            with StudyProgress(err, todo, quiet=options.quiet,
+            with StudyProgress(err, opened.todo, quiet=options.quiet,
                                verbose=options.verbose) as progress:
                 execution = StudyExecution(study, study_dir, runner, progress.on_event,
                                            options.no_gaps)
-                summary = execution.execute(runs, manifest)
+                summary = execution.execute(opened.runs, opened.manifest)
             if options.export_csv and summary.results_table:
                 export_csv(study_dir)
         except LlemError as error:
             fail(error)
     return summary, study_dir
-
-
-def _plan_or_resume(study: Study, study_dir: Path, runner: Runner, resume_dir: Path | None,
-                    cycles: int | None) -> tuple[list[PlannedRun], Manifest]:
-    if resume_dir is not None:
-        runs, manifest, notes = prepare(study, study_dir, cycles)
-        for note in notes:
-            err.print(f"[yellow]resume:[/] {note}", highlight=False)
-        return runs, manifest
-    runs = plan(study)
-    copy_study_file(study, study_dir)
-    manifest = new_manifest(study, runs, runner.name)
-    manifest.save(study_dir)
-    return runs, manifest
 
 
 def _install_interrupt(runner: Runner) -> None:
@@ -276,7 +264,7 @@ def _print_dry_run(study: Study, as_json: bool) -> None:
     out.print(f"estimated duration (rough estimate): {shown}", highlight=False)
 
 
-def _print_summary(summary: StudyResult, study_dir: Path, as_json: bool) -> None:
+def _print_summary(summary: StudySummary, study_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(summary.model_dump_json(indent=2))
         return
@@ -286,8 +274,9 @@ def _print_summary(summary: StudyResult, study_dir: Path, as_json: bool) -> None
     results = {r.run_id: r for r in load_results(study_dir, manifest)}
     table = Table(title=f"{summary.study} ({study_dir})")
     table.add_column("run", no_wrap=True)
-    for column in ("status", "tokens/s", "J/token", "energy J", "window s"):
-        table.add_column(column, no_wrap=True, justify="right" if column != "status" else "left")
+    table.add_column("status", no_wrap=True)
+    for metric in TERMINAL_METRICS:
+        table.add_column(metric.column or metric.name, no_wrap=True, justify="right")
     table.add_column("warnings / failure", overflow="fold")
     for entry in manifest.runs:
         result = results.get(entry.run_id)
@@ -302,22 +291,35 @@ def _status(status: str) -> str:
     return f"[{colour}]{status}[/]" if colour else status
 
 
-def _figures(result: Any, entry: Any) -> list[str]:
+def _figures(result: ExperimentResult | None, entry: RunEntry) -> list[str]:
     if result is None:
         message = entry.failure.cause + ": " + entry.failure.message if entry.failure else ""
-        return ["", "", "", "", message]
-    energy = result.energy
-    return [
-        f"{result.throughput.output_tokens_per_s:.1f}",
-        _fmt(energy.energy_per_output_token_j, ".4g"),
-        _fmt(energy.energy_j, ".4g"),
-        f"{result.throughput.duration_s:.2f}",
-        " ".join(result.warning_codes()),
-    ]
+        return [""] * len(TERMINAL_METRICS) + [message]
+    figures = [_fmt(metric.value(result), metric.spec) for metric in TERMINAL_METRICS]
+    return [*figures, " ".join(result.warning_codes())]
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def _fetch(study: Study) -> None:
+    try:
+        fetch_missing(hub_models(study), lambda line: err.print(line, highlight=False))
+    except LlemError as error:
+        fail(error)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+def fetch(file: Path) -> None:
+    """Fetch the Hugging Face models of study FILE into the host's cache (runs read it offline)."""
+    try:
+        study = load_study(file)
+    except LlemError as error:
+        fail(error)
+    _fetch(study)
+    out.print(f"{len(hub_models(study))} hub model(s) ready in {hub_cache()}", highlight=False)
 
 
 @main.command("tiny-model")

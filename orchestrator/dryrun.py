@@ -10,7 +10,7 @@ from harness.backends.catalog import BY_NAME
 from harness.energy import discover_gpus
 from harness.schema.config import ExperimentConfig
 from orchestrator.estimate import ModelShape, estimate_run_s, estimate_vram, find_config, shape_of
-from orchestrator.execute import PlannedRun, plan
+from orchestrator.schedule import PlannedRun, plan
 from orchestrator.study import ExecutionConfig, Study
 
 

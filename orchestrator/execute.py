@@ -1,93 +1,37 @@
-"""Run a study: order its runs, run each through a runner, checkpoint, summarise.
+"""Run a study: run each planned run through a runner, checkpoint, summarise.
 
-A failed run never stops the study. The manifest is rewritten atomically on every status
-change, and a run is marked completed only after its result.json validated.
+A failed run never stops the study. The manifest is rewritten atomically (by
+``orchestrator.study_dir``) on every status change, and a run is marked completed only after
+its result.json validated.
 """
 
 from __future__ import annotations
 
-import random
-import shutil
+import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from harness.backends.catalog import BY_NAME
 from harness.energy import GpuSet
 from harness.engine_cache import default_cache_root
-from harness.io import write_json, write_text
-from harness.paths import create_unique_dir, sanitize, utc_stamp
-from harness.schema.result import CoolDownRecord, ErrorRecord, ExperimentResult
+from harness.io import write_json
+from harness.schema.result import CoolDownRecord, ErrorRecord
 from harness.schema.run_spec import RunSpec
+from harness.timeseries import recover_timeseries
 from orchestrator.cooling import NOT_REQUESTED, CoolDown
-from orchestrator.manifest import Failure, Manifest, RunEntry, SkippedRecord, now_utc
+from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
 from orchestrator.runners.base import Runner, RunOutcome
+from orchestrator.schedule import PlannedRun, plan
 from orchestrator.stats import write_stats
-from orchestrator.study import Study, StudyEntry
-from orchestrator.tables import StudyResult, load_results, write_results_table
+from orchestrator.study import Study
+from orchestrator.study_dir import fresh_run_dir, mark_running, save_manifest, validate_result
+from orchestrator.summary import StudySummary, study_summary
+from orchestrator.tables import load_results, write_results_table
 
 BASELINE_CACHE = ".baseline-cache"
 StudyEvent = dict[str, Any]
 OnStudyEvent = Callable[[StudyEvent], None]
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One (configuration, cycle) in execution order."""
-
-    entry: StudyEntry
-    number: int
-    cycle: int
-
-    @property
-    def run_id(self) -> str:
-        """Directory name: ``<NNN>_<slug>_c<cycle>``."""
-        return f"{self.number:03d}_{sanitize(self.entry.slug)[:48]}_c{self.cycle}"
-
-
-def plan(study: Study, cycles: int | None = None) -> list[PlannedRun]:
-    """Order the runs by ``execution.cycle_order`` (shuffled is seeded per cycle)."""
-    execution = study.execution
-    n_cycles = cycles or execution.n_cycles
-    numbered = [(index + 1, entry) for index, entry in enumerate(study.experiments)]
-    if execution.cycle_order == "sequential":
-        return [PlannedRun(e, n, c) for n, e in numbered for c in range(1, n_cycles + 1)]
-    runs: list[PlannedRun] = []
-    for cycle in range(1, n_cycles + 1):
-        order = list(numbered)
-        if execution.cycle_order == "shuffled":
-            random.Random(execution.shuffle_seed * 1000 + cycle).shuffle(order)  # noqa: S311
-        runs.extend(PlannedRun(e, n, cycle) for n, e in order)
-    return runs
-
-
-def new_study_dir(study: Study, output_root: Path) -> Path:
-    """Create ``<output>/<study-name>_<UTC timestamp>`` (suffixed on collision)."""
-    return create_unique_dir(output_root, f"{sanitize(study.name)}_{utc_stamp()}")
-
-
-def new_manifest(study: Study, runs: list[PlannedRun], runner: str) -> Manifest:
-    """A manifest with every planned run pending and every skipped entry listed."""
-    return Manifest(
-        study=study.name,
-        design_hash=study.design_hash,
-        runner=runner,
-        cycle_order=study.execution.cycle_order,
-        runs=[
-            RunEntry(
-                run_id=run.run_id,
-                config_hash=run.entry.config.measurement_config_hash,
-                cycle=run.cycle,
-                slug=run.entry.slug,
-                backend=run.entry.config.backend,
-            )
-            for run in runs
-        ],
-        skipped=[SkippedRecord(description=s.description, reason=s.reason) for s in study.skipped],
-    )
 
 
 class StudyExecution:
@@ -129,7 +73,7 @@ class StudyExecution:
                                        execution.cool_max_s)
             )
 
-    def execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudyResult:
+    def execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudySummary:
         """Run every pending run in order; return the summary (also written to disk)."""
         self.runner.startup()
         by_id = {entry.run_id: entry for entry in manifest.runs}
@@ -179,10 +123,7 @@ class StudyExecution:
 
     def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None = None) -> None:
-        run_dir = self.study_dir / run.run_id
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # a stale attempt of a run that did not complete
-        run_dir.mkdir()
+        run_dir = fresh_run_dir(self.study_dir, run.run_id)
         spec = RunSpec(
             run_id=run.run_id,
             study=self.study.name,
@@ -195,8 +136,7 @@ class StudyExecution:
             config=run.entry.config,
         )
         write_json(run_dir / "experiment.json", spec)
-        entry.status, entry.started_at, entry.failure = "running", now_utc(), None
-        manifest.save(self.study_dir)
+        mark_running(self.study_dir, manifest, entry)
         self.on_event({"event": "run_started", "run_id": run.run_id})
         outcome = self.runner.run(
             run_dir,
@@ -204,8 +144,10 @@ class StudyExecution:
             lambda event: self.on_event({"event": "run_event", "run_id": run.run_id, **event}),
             gpus=self.study.execution.gpus,
         )
+        with contextlib.suppress(OSError):  # a killed harness leaves only the stream
+            recover_timeseries(run_dir / "timeseries.parquet")
         self._record(entry, run_dir, outcome)
-        manifest.save(self.study_dir)
+        save_manifest(self.study_dir, manifest)
         self.on_event({"event": "run_finished", "run_id": run.run_id, "status": entry.status})
 
     def _engine_cache(self, backend: str) -> str | None:
@@ -242,7 +184,7 @@ class StudyExecution:
             log_tail=outcome.log_tail,
         )
 
-    def summarise(self, manifest: Manifest) -> StudyResult:
+    def summarise(self, manifest: Manifest) -> StudySummary:
         """Write results.parquet and summary.json from what the manifest says completed."""
         results = load_results(self.study_dir, manifest)
         table = None
@@ -250,32 +192,9 @@ class StudyExecution:
             write_results_table(self.study_dir / "results.parquet", results)
             write_stats(self.study_dir, results)
             table = "results.parquet"
-        execution = self.study.execution
-        summary = StudyResult(
-            study=self.study.name,
-            design_hash=self.study.design_hash,
-            runner=self.runner.name,
-            started_at=self.started_at,
-            finished_at=now_utc(),
-            interrupted=self.runner.stop_requested.is_set(),
-            protocol={
-                "n_cycles": max((r.cycle for r in manifest.runs), default=0),
-                "cycle_order": execution.cycle_order,
-                "config_gap_s": 0.0 if self.no_gaps else execution.config_gap_s,
-                "cycle_gap_s": 0.0 if self.no_gaps else execution.cycle_gap_s,
-                "timeout_s": execution.timeout_s,
-                "realised_order": [r.run_id for r in manifest.runs],
-            },
-            counts=manifest.counts(),
-            failures=[
-                {"run_id": r.run_id, **r.failure.model_dump(exclude={"log_tail"})}
-                for r in manifest.runs
-                if r.failure is not None
-            ],
-            skipped=[s.model_dump() for s in manifest.skipped],
-            result_files=[r.result_path for r in manifest.runs if r.result_path],
-            results_table=table,
-        )
+        summary = study_summary(self.study, manifest, self.runner.name, self.started_at,
+                                interrupted=self.runner.stop_requested.is_set(),
+                                no_gaps=self.no_gaps, results_table=table)
         write_json(self.study_dir / "summary.json", summary)
         return summary
 
@@ -299,22 +218,4 @@ def harness_error(run_dir: Path) -> str | None:
     return f"{record.type} in {record.phase}: {message}"
 
 
-def validate_result(run_dir: Path) -> str | None:
-    """None when run_dir/result.json exists and validates; otherwise what is wrong."""
-    path = run_dir / "result.json"
-    if not path.is_file():
-        return "the harness exited 0 but wrote no result.json"
-    try:
-        ExperimentResult.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as error:
-        if any(item["type"] == "json_invalid" for item in error.errors()):
-            return "result.json is not valid JSON (truncated or damaged)"
-        return f"result.json does not match the schema: {error.error_count()} problem(s)"
-    except ValueError as error:
-        return f"result.json is not valid JSON: {error}"
-    return None
-
-
-def copy_study_file(study: Study, study_dir: Path) -> None:
-    """Keep the input next to its results (atomically written)."""
-    write_text(study_dir / "study.yaml", study.source_text)
+__all__ = ["PlannedRun", "StudyExecution", "harness_error", "plan"]

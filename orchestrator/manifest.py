@@ -1,7 +1,9 @@
 """``manifest.json``: the study's live checkpoint, rewritten atomically on every change.
 
 A run's identity is its measurement config hash plus its cycle, so resume can match runs to a
-study file regardless of order.
+study file regardless of order. ``runs`` lists the runs in planned order; ``executed`` lists
+them in the order they actually started (retries, resumes and top-ups included). Only
+``orchestrator.study_dir`` writes the file.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.errors import ConfigError
-from harness.io import write_json
+from harness.schema.reading import read_model
 from harness.schema.result import SCHEMA_VERSION
 
+MANIFEST_NAME = "manifest.json"
 RunStatus = Literal["pending", "running", "completed", "failed", "skipped", "interrupted"]
 FailureCause = Literal["error", "oom", "killed", "timeout", "interrupted", "invalid_result"]
 
@@ -73,12 +75,11 @@ class Manifest(BaseModel):
     runner: str
     created_at: str = Field(default_factory=now_utc)
     cycle_order: str
-    runs: list[RunEntry]
+    runs: list[RunEntry] = Field(description="Every run, in planned order.")
+    executed: list[str] = Field(
+        default_factory=list, description="Run ids in the order they started, one entry per "
+        "attempt: a run tried again after a failure or on resume appears again.")
     skipped: list[SkippedRecord] = Field(default_factory=list)
-
-    def save(self, study_dir: Path) -> None:
-        """Rewrite manifest.json atomically."""
-        write_json(study_dir / "manifest.json", self)
 
     def counts(self) -> dict[str, int]:
         """Number of runs per status."""
@@ -89,9 +90,7 @@ class Manifest(BaseModel):
 
     @classmethod
     def load(cls, study_dir: Path) -> Manifest:
-        """Read manifest.json, failing clearly on a missing file or unknown schema."""
-        path = study_dir / "manifest.json"
-        if not path.is_file():
-            raise ConfigError(f"{path}: no manifest", fix="pass a study directory made by llem run")
-        manifest = cls.model_validate_json(path.read_text(encoding="utf-8"))
-        return manifest
+        """Read manifest.json; a missing, damaged or newer file is a ConfigError naming it."""
+        return read_model(study_dir / MANIFEST_NAME, cls,
+                          fix="pass a study directory made by llem run, with its manifest.json "
+                          "intact (restore it from a backup if it was damaged)")

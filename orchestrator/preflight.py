@@ -1,14 +1,16 @@
 """What a study needs from this host before any run starts (problems come with their fix).
 
 Runs never download, so every model must already be here: a local directory, or a Hugging Face
-id in the host's cache (the cache the runs get, read-only). Checked once per study, so a
-missing model is bad input (exit 2) instead of one failed run per configuration.
+id in the host's cache (the cache the runs get, read-only), put there by ``llem fetch`` or by
+``llem run`` itself (see orchestrator/fetch.py). Checked once per study, so a missing model is
+bad input (exit 2) instead of one failed run per configuration.
 """
 
 from __future__ import annotations
 
 from harness import models
-from harness.errors import LlemError
+from harness.errors import LlemError, PreflightError
+from orchestrator.fetch import HubModel, cached_snapshot, hub_cache, is_hub_id
 from orchestrator.study import Study
 
 
@@ -21,8 +23,20 @@ def model_problems(study: Study) -> list[str]:
         if key in seen:
             continue
         seen.add(key)
+        if is_hub_id(key[0]):
+            problems += _hub_problem(HubModel(*key), study)
+            continue
         try:
             models.locate(*key)
         except LlemError as error:
             problems.append(str(error))
     return problems
+
+
+def _hub_problem(model: HubModel, study: Study) -> list[str]:
+    if cached_snapshot(model) is not None:
+        return []
+    return [str(PreflightError(
+        f"model {model} is not in the Hugging Face cache ({hub_cache()}), and runs never "
+        "download",
+        fix=f"llem fetch {study.source_path} (or llem run without --offline, which fetches it)"))]

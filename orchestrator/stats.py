@@ -9,7 +9,8 @@ cycles there is no interval, and ``ci_note`` says why.
 
 Runs whose figures are in doubt (a failed sanity check, or an ``energy_disagreement``,
 ``thermal_drift`` or ``foreign_processes`` warning) are left out by default and listed per
-configuration with their reasons; ``include_flagged`` keeps them in.
+configuration with their reasons; ``include_flagged`` keeps them in. The metrics are the
+headline metrics (``harness.schema.headline``), the same as results.parquet's columns.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.io import write_json
+from harness.schema.headline import HEADLINE_METRICS
+from harness.schema.reading import read_model
 from harness.schema.result import SCHEMA_VERSION, ExperimentResult
 
 MIN_CYCLES_FOR_CI = 3
@@ -41,24 +45,7 @@ FLAGGING_WARNINGS = ("energy_disagreement", "thermal_drift", "foreign_processes"
                      "gpu_identity_unproven")
 
 IntervalMethod = Literal["student_t", "bca_bootstrap"]
-
-METRICS: dict[str, tuple[str, ...]] = {
-    "energy_per_output_token_j": ("energy", "energy_per_output_token_j"),
-    "energy_dynamic_per_output_token_j": ("energy", "energy_dynamic_per_output_token_j"),
-    "energy_j": ("energy", "energy_j"),
-    "energy_dynamic_j": ("energy", "energy_dynamic_j"),
-    "tokens_per_joule": ("energy", "tokens_per_joule"),
-    "mean_power_w": ("energy", "mean_power_w"),
-    "output_tokens_per_s": ("throughput", "output_tokens_per_s"),
-    "latency_e2e_p50_s": ("latency", "e2e", "p50_s"),
-    "latency_e2e_p90_s": ("latency", "e2e", "p90_s"),
-    "latency_e2e_p99_s": ("latency", "e2e", "p99_s"),
-    "latency_ttft_p50_s": ("latency", "ttft", "p50_s"),
-    "latency_ttft_p90_s": ("latency", "ttft", "p90_s"),
-    "latency_tpot_p50_s": ("latency", "tpot", "p50_s"),
-    "latency_itl_p50_s": ("latency", "itl", "p50_s"),
-}
-
+STATS_NAME = "stats.json"
 
 @dataclass(frozen=True)
 class Interval:
@@ -76,17 +63,90 @@ class Interval:
     note: str
 
 
-def describe(values: list[float], seed: int = SEED) -> dict[str, Any]:
+class MetricStats(BaseModel):
+    """One metric of one configuration across its cycles, in the metric's unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: str | None = Field(None, description="The metric's unit (from the headline table).")
+    n: int = Field(description="Values the figures are computed from.")
+    mean: float | None = None
+    median: float | None = None
+    std: float | None = Field(None, description="Sample standard deviation; null below 2.")
+    cv: float | None = Field(None, description="std / mean; null without std or at mean 0.")
+    ci: list[float] | None = Field(None, description="[low, high] 95 % interval of the mean.")
+    ci_method: IntervalMethod | None = None
+    ci_note: str | None = Field(None, description="How the interval was made, or why none.")
+    note: str | None = Field(None, description="Why there are no values, when n is 0.")
+
+
+class FlaggedRun(BaseModel):
+    """A run whose figures are in doubt, with why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    cycle: int
+    reasons: list[str]
+    sanity_failed_checks: list[str] = Field(default_factory=list)
+
+
+class ConfigStats(BaseModel):
+    """Statistics of one configuration (one measurement config hash) across its cycles."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config_hash: str
+    run_ids: list[str] = Field(description="The runs the figures are computed from.")
+    cycles: list[int]
+    n_excluded: int = Field(description="Flagged runs left out of the figures.")
+    flagged: list[FlaggedRun] = Field(default_factory=list)
+    metrics: dict[str, MetricStats] = Field(description="Per headline metric, by name.")
+
+
+class CiMethodRule(BaseModel):
+    """Which interval a metric gets, by number of values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    student_t: str
+    bca_bootstrap: str
+    bca_from_cycles: int
+    resamples: int
+    seed: int
+
+
+class StudyStats(BaseModel):
+    """``stats.json``: per configuration across cycles."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    confidence_level: float
+    ci_method_rule: CiMethodRule
+    min_cycles_for_ci: int
+    include_flagged: bool
+    flag_reasons: list[str] = Field(description="The codes that flag a run.")
+    n_excluded: int
+    configurations: list[ConfigStats]
+
+    @classmethod
+    def load(cls, study_dir: Path) -> StudyStats:
+        """Read stats.json; a missing, damaged or newer file is a ConfigError naming it."""
+        return read_model(study_dir / STATS_NAME, cls,
+                          fix="run llem run --resume on the study directory to write it again")
+
+
+
+def describe(values: list[float], seed: int = SEED, unit: str | None = None) -> MetricStats:
     """Summary statistics of one metric across cycles (in the metric's unit)."""
     data = np.asarray(values, dtype=float)
-    summary: dict[str, Any] = {"n": int(data.size), "mean": float(data.mean()),
-                               "median": float(np.median(data))}
+    mean = float(data.mean())
     std = float(data.std(ddof=1)) if data.size > 1 else None
-    summary["std"] = std
-    summary["cv"] = std / summary["mean"] if std is not None and summary["mean"] else None
     interval = confidence_interval(data, seed)
-    summary.update(ci=interval.bounds, ci_method=interval.method, ci_note=interval.note)
-    return summary
+    return MetricStats(unit=unit, n=int(data.size), mean=mean, median=float(np.median(data)),
+                       std=std, cv=std / mean if std is not None and mean else None,
+                       ci=interval.bounds, ci_method=interval.method, ci_note=interval.note)
 
 
 def interval_method(n_cycles: int) -> IntervalMethod:
@@ -151,7 +211,7 @@ def group_by_configuration(results: list[ExperimentResult]) -> dict[str, list[Ex
     return {key: sorted(runs, key=lambda run: run.cycle) for key, runs in groups.items()}
 
 
-def study_stats(results: list[ExperimentResult], include_flagged: bool = False) -> dict[str, Any]:
+def study_stats(results: list[ExperimentResult], include_flagged: bool = False) -> StudyStats:
     """Statistics per configuration across its cycles.
 
     Args:
@@ -162,63 +222,53 @@ def study_stats(results: list[ExperimentResult], include_flagged: bool = False) 
     """
     configurations = [_configuration(key, runs, include_flagged)
                       for key, runs in group_by_configuration(results).items()]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "confidence_level": CONFIDENCE,
-        "ci_method_rule": {
-            "student_t": f"below {BCA_FROM_CYCLES} cycles: mean +- t(0.975, n-1) x std / sqrt(n)",
-            "bca_bootstrap": f"from {BCA_FROM_CYCLES} cycles: scipy.stats.bootstrap, BCa, mean, "
-                             f"{RESAMPLES} resamples, seed {SEED}",
-            "bca_from_cycles": BCA_FROM_CYCLES,
-            "resamples": RESAMPLES,
-            "seed": SEED,
-        },
-        "min_cycles_for_ci": MIN_CYCLES_FOR_CI,
-        "include_flagged": include_flagged,
-        "flag_reasons": [SANITY_FLAG, *FLAGGING_WARNINGS],
-        "n_excluded": sum(config["n_excluded"] for config in configurations),
-        "configurations": configurations,
-    }
+    return StudyStats(
+        confidence_level=CONFIDENCE,
+        ci_method_rule=CiMethodRule(
+            student_t=f"below {BCA_FROM_CYCLES} cycles: mean +- t(0.975, n-1) x std / sqrt(n)",
+            bca_bootstrap=f"from {BCA_FROM_CYCLES} cycles: scipy.stats.bootstrap, BCa, mean, "
+                          f"{RESAMPLES} resamples, seed {SEED}",
+            bca_from_cycles=BCA_FROM_CYCLES, resamples=RESAMPLES, seed=SEED),
+        min_cycles_for_ci=MIN_CYCLES_FOR_CI,
+        include_flagged=include_flagged,
+        flag_reasons=[SANITY_FLAG, *FLAGGING_WARNINGS],
+        n_excluded=sum(config.n_excluded for config in configurations),
+        configurations=configurations,
+    )
 
 
 def _configuration(config_hash: str, runs: list[ExperimentResult],
-                   include_flagged: bool) -> dict[str, Any]:
+                   include_flagged: bool) -> ConfigStats:
     reasons = {run.run_id: flag_reasons(run) for run in runs}
     used = [run for run in runs if include_flagged or not reasons[run.run_id]]
     no_values_note = ("not measured in these runs (see their warnings)" if used else
                       f"no runs left: all {len(runs)} were excluded as flagged (see flagged)")
-    return {
-        "config_hash": config_hash,
-        "run_ids": [run.run_id for run in used],
-        "cycles": [run.cycle for run in used],
-        "n_excluded": len(runs) - len(used),
-        "flagged": [_flag_entry(run, reasons[run.run_id]) for run in runs if reasons[run.run_id]],
-        "metrics": _metrics(used, no_values_note),
-    }
+    return ConfigStats(
+        config_hash=config_hash,
+        run_ids=[run.run_id for run in used],
+        cycles=[run.cycle for run in used],
+        n_excluded=len(runs) - len(used),
+        flagged=[_flag_entry(run, reasons[run.run_id]) for run in runs if reasons[run.run_id]],
+        metrics=_metrics(used, no_values_note),
+    )
 
 
-def _flag_entry(run: ExperimentResult, reasons: list[str]) -> dict[str, Any]:
+def _flag_entry(run: ExperimentResult, reasons: list[str]) -> FlaggedRun:
     failed_checks = list(run.sanity.failed_checks) if run.sanity is not None else []
-    return {"run_id": run.run_id, "cycle": run.cycle, "reasons": reasons,
-            "sanity_failed_checks": failed_checks}
+    return FlaggedRun(run_id=run.run_id, cycle=run.cycle, reasons=reasons,
+                      sanity_failed_checks=failed_checks)
 
 
-def _metrics(runs: list[ExperimentResult], no_values_note: str) -> dict[str, Any]:
-    dumped = [run.model_dump(mode="json") for run in runs]
-    metrics: dict[str, Any] = {}
-    for name, path in METRICS.items():
-        values = [v for v in (_get(d, path) for d in dumped) if v is not None]
-        metrics[name] = describe(values) if values else {"n": 0, "note": no_values_note}
+def _metrics(runs: list[ExperimentResult], no_values_note: str) -> dict[str, MetricStats]:
+    metrics: dict[str, MetricStats] = {}
+    for metric in HEADLINE_METRICS:
+        values = [v for v in (metric.value(run) for run in runs) if v is not None]
+        metrics[metric.name] = (describe(values, unit=metric.unit) if values else
+                                MetricStats(unit=metric.unit, n=0, note=no_values_note))
     return metrics
-
-
-def _get(data: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data
 
 
 def write_stats(study_dir: Path, results: list[ExperimentResult],
                 include_flagged: bool = False) -> None:
     """Write stats.json atomically (see :func:`study_stats`)."""
-    write_json(study_dir / "stats.json", study_stats(results, include_flagged))
+    write_json(study_dir / STATS_NAME, study_stats(results, include_flagged))

@@ -1,68 +1,23 @@
-"""Study-level outputs: ``results.parquet`` (one flat row per run) and ``summary.json``."""
+"""``results.parquet``: one flat row per completed run (config fields and headline metrics).
+
+The metric columns are the headline metrics (``harness.schema.headline``), each carrying its
+unit and description in the Parquet field metadata.
+"""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
 from harness.io import write_bytes
+from harness.schema.headline import HEADLINE_METRICS
+from harness.schema.reading import read_model
 from harness.schema.result import SCHEMA_VERSION, ExperimentResult
 from orchestrator.manifest import Manifest
-
-HEADLINE: dict[str, tuple[str, ...]] = {
-    "energy_j": ("energy", "energy_j"),
-    "energy_per_output_token_j": ("energy", "energy_per_output_token_j"),
-    "tokens_per_joule": ("energy", "tokens_per_joule"),
-    "mean_power_w": ("energy", "mean_power_w"),
-    "energy_dynamic_j": ("energy", "energy_dynamic_j"),
-    "energy_dynamic_per_output_token_j": ("energy", "energy_dynamic_per_output_token_j"),
-    "energy_method": ("energy", "energy_method"),
-    "prefill_energy_j": ("energy", "prefill", "energy_j"),
-    "decode_energy_j": ("energy", "decode", "energy_j"),
-    "phase_split_method": ("energy", "phase_split_method"),
-    "duration_s": ("throughput", "duration_s"),
-    "input_tokens": ("throughput", "input_tokens"),
-    "output_tokens": ("throughput", "output_tokens"),
-    "generated_positions": ("throughput", "generated_positions"),
-    "cached_prompt_tokens": ("throughput", "cached_prompt_tokens"),
-    "output_tokens_per_s": ("throughput", "output_tokens_per_s"),
-    "requests_per_s": ("throughput", "requests_per_s"),
-    "latency_e2e_p50_s": ("latency", "e2e", "p50_s"),
-    "latency_e2e_p90_s": ("latency", "e2e", "p90_s"),
-    "latency_ttft_p50_s": ("latency", "ttft", "p50_s"),
-    "latency_tpot_p50_s": ("latency", "tpot", "p50_s"),
-    "latency_itl_p50_s": ("latency", "itl", "p50_s"),
-}
-
-
-class StudyResult(BaseModel):
-    """``summary.json``: what a study set out to do and what it produced."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: Literal["1"] = SCHEMA_VERSION
-    study: str
-    design_hash: str
-    runner: str
-    started_at: str
-    finished_at: str
-    interrupted: bool = False
-    protocol: dict[str, Any] = Field(description="Cycles, order and gaps as executed.")
-    counts: dict[str, int]
-    failures: list[dict[str, Any]] = Field(default_factory=list)
-    skipped: list[dict[str, str]] = Field(default_factory=list)
-    result_files: list[str] = Field(default_factory=list)
-    results_table: str | None = None
-
-    @property
-    def failed(self) -> int:
-        """Number of failed or interrupted runs."""
-        return self.counts.get("failed", 0) + self.counts.get("interrupted", 0)
 
 
 def flat_row(result: ExperimentResult) -> dict[str, Any]:
@@ -74,9 +29,11 @@ def flat_row(result: ExperimentResult) -> dict[str, Any]:
         "runner": result.runner,
     }
     _flatten("config", result.config.model_dump(mode="json"), row)
-    dumped = result.model_dump(mode="json")
-    for column, path in HEADLINE.items():
-        row[column] = _get(dumped, path)
+    # How the energy figures were made: context for the metric columns, not metrics.
+    row["energy_method"] = result.energy.energy_method
+    row["phase_split_method"] = result.energy.phase_split_method
+    for metric in HEADLINE_METRICS:
+        row[metric.name] = metric.value(result)
     row["sanity_passed"] = result.sanity.passed if result.sanity else None
     row["warnings"] = ",".join(result.warning_codes())
     return row
@@ -92,14 +49,6 @@ def _flatten(prefix: str, value: Any, row: dict[str, Any]) -> None:
         row[prefix] = value if not isinstance(value, list) else str(value)
 
 
-def _get(data: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
 def write_results_table(path: Path, results: list[ExperimentResult]) -> None:
     """Write results.parquet atomically; columns are the union over runs (missing = null)."""
     rows = [flat_row(result) for result in results]
@@ -107,20 +56,35 @@ def write_results_table(path: Path, results: list[ExperimentResult]) -> None:
     for row in rows:
         columns.extend(key for key in row if key not in columns)
     table = pa.table({name: [row.get(name) for row in rows] for name in columns})
+    table = _describe_metrics(table)
     table = table.replace_schema_metadata({"schema_version": SCHEMA_VERSION})
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     write_bytes(path, buffer.getvalue())
 
 
+def _describe_metrics(table: pa.Table) -> pa.Table:
+    """Attach each headline metric's unit and description to its column."""
+    fields = []
+    for column in table.schema:
+        metric = next((m for m in HEADLINE_METRICS if m.name == column.name), None)
+        if metric is not None:
+            column = column.with_metadata({"unit": metric.unit,
+                                           "description": metric.description})
+        fields.append(column)
+    return table.cast(pa.schema(fields))
+
+
 def load_results(study_dir: Path, manifest: Manifest) -> list[ExperimentResult]:
-    """Every completed run's validated result, in manifest order."""
-    results: list[ExperimentResult] = []
-    for run in manifest.runs:
-        if run.status == "completed" and run.result_path:
-            text = (study_dir / run.result_path).read_text(encoding="utf-8")
-            results.append(ExperimentResult.model_validate_json(text))
-    return results
+    """Every completed run's validated result, in manifest order.
+
+    Raises:
+        UnreadableFileError: a completed run's result.json is missing, damaged or newer
+            (``llem run --resume`` moves it aside and runs it again).
+    """
+    return [read_model(study_dir / run.result_path, ExperimentResult,
+                       fix="llem run --resume on the study directory runs it again")
+            for run in manifest.runs if run.status == "completed" and run.result_path]
 
 
 def export_csv(study_dir: Path) -> Path:

@@ -31,11 +31,11 @@ class Warning_(Record):
 class Percentiles(Record):
     """Summary of a latency distribution (seconds)."""
 
-    mean_s: float
-    p50_s: float
-    p90_s: float
-    p99_s: float
-    count: int
+    mean_s: float = Field(description="Mean (s).")
+    p50_s: float = Field(description="Median (s).")
+    p90_s: float = Field(description="90th percentile (s).")
+    p99_s: float = Field(description="99th percentile (s).")
+    count: int = Field(description="Values summarised (count).")
 
 
 class PhaseEnergy(Record):
@@ -72,36 +72,45 @@ class EnergyMetrics(Record):
     """Energy over the measurement window. Null where no sensor exists (see warnings)."""
 
     energy_j: float | None = Field(None, description="Raw window energy, summed over GPUs (J).")
-    energy_per_gpu_j: list[float] | None = Field(None, description="Raw window energy per GPU.")
+    energy_per_gpu_j: list[float] | None = Field(
+        None, description="Raw window energy per measured GPU (J).")
     baseline_power_w: float | None = Field(None, description="Idle power, summed over GPUs (W).")
     energy_dynamic_j: float | None = Field(
-        None, description="energy_j - baseline_power_w x duration_s; never replaces energy_j."
+        None, description="energy_j - baseline_power_w x duration_s (J); never replaces "
+        "energy_j."
     )
     energy_integrated_j: float | None = Field(
-        None, description="Trapezoidal integral of sampled power (cross-check)."
+        None, description="Trapezoidal integral of sampled power over the window, summed over "
+        "GPUs (J): a cross-check of energy_j."
     )
     energy_integrated_per_gpu_j: list[float] | None = Field(
         None, description="The same integral per measured GPU (J).")
     power_samples_per_gpu: list[int] | None = Field(
         None, description="Successful power reads of each measured GPU inside the window "
-        "(a sampler tick whose read of a GPU failed does not count for that GPU).")
+        "(count; a sampler tick whose read of a GPU failed does not count for that GPU).")
     sampler_read_errors_per_gpu: list[int] | None = Field(
-        None, description="Failed sampler reads of each measured GPU inside the window.")
+        None, description="Failed sampler reads of each measured GPU inside the window "
+        "(count).")
     energy_method: str | None = Field(
         None, description="<source>_counter or <source>_power_integration (source: nvml, "
         "zeus or codecarbon); null without a sensor."
     )
-    energy_per_output_token_j: float | None = None
+    energy_per_output_token_j: float | None = Field(
+        None, description="energy_j / throughput.output_tokens (J per token).")
     energy_dynamic_per_output_token_j: float | None = Field(
         None, description="energy_dynamic_j / output tokens (J per token); null when "
         "energy_dynamic_j is null. An attribution aid beside energy_per_output_token_j."
     )
-    energy_per_request_j: float | None = None
-    tokens_per_joule: float | None = None
-    mean_power_w: float | None = None
+    energy_per_request_j: float | None = Field(
+        None, description="energy_j / throughput.requests (J per request).")
+    tokens_per_joule: float | None = Field(
+        None, description="throughput.output_tokens / energy_j (tokens/J).")
+    mean_power_w: float | None = Field(
+        None, description="energy_j / throughput.duration_s: mean power of the measured GPUs "
+        "together (W).")
     uncertainty_pct: float | None = Field(
         None, description="The sensor's nominal accuracy (NVML: +-5 W per GPU) as a percentage "
-        "of mean power: a specification, not a bound on the error of energy_j and not a "
+        "of mean power (%): a specification, not a bound on the error of energy_j and not a "
         "confidence interval."
     )
     prefill: PhaseEnergy | None = Field(
@@ -122,7 +131,8 @@ class EnergyMetrics(Record):
         None, description="Shortest prefill or decode interval of any static batch in the "
         "window (s): what the window_edges method is judged on (it needs every interval >= "
         "5 s); null when the backend records no separate phase edges (continuous batching).")
-    cold_start_energy_j: float | None = Field(None, description="Energy of model load (J).")
+    cold_start_energy_j: float | None = Field(
+        None, description="Energy of model load, summed over GPUs (J).")
     cold_start_duration_s: float | None = Field(None, description="Model load time (s).")
     source_gpus: list[SourceGpu] | None = Field(
         None, description="With energy.backend codecarbon: what CodeCarbon found for each "
@@ -133,21 +143,26 @@ class EnergyMetrics(Record):
 class ThroughputMetrics(Record):
     """Work done in the measurement window."""
 
-    input_tokens: int = Field(description="Prompt tokens of the requests (padding excluded).")
+    input_tokens: int = Field(
+        description="Prompt tokens of the requests (count; padding excluded).")
     output_tokens: int = Field(
-        description="Tokens delivered: what the requests asked for (EOS ignored). Every per-token "
-        "figure (energy_per_output_token_j, output_tokens_per_s) divides by this.")
+        description="Tokens delivered (count): what the requests asked for (EOS ignored). "
+        "Every per-token figure (energy_per_output_token_j, output_tokens_per_s) divides by "
+        "this.")
     generated_positions: int | None = Field(
-        None, description="Decode positions the backend computed: equal to output_tokens for "
-        "engines that stop each request at its length; a static batch computes its longest "
-        "request's length for every row, so shorter requests add positions nobody asked for.")
+        None, description="Decode positions the backend computed (count): equal to "
+        "output_tokens for engines that stop each request at its length; a static batch "
+        "computes its longest request's length for every row, so shorter requests add "
+        "positions nobody asked for.")
     prompt_padding_tokens: int | None = Field(
-        None, description="Prompt positions computed as padding (static batches pad to their "
-        "longest prompt); 0 for engines that do not pad.")
-    requests: int
+        None, description="Prompt positions computed as padding (count; static batches pad to "
+        "their longest prompt); 0 for engines that do not pad.")
+    requests: int = Field(description="Requests in the window (count).")
     duration_s: float = Field(description="Measurement window length (s).")
-    output_tokens_per_s: float
-    requests_per_s: float
+    output_tokens_per_s: float = Field(
+        description="output_tokens / duration_s (tokens/s); 0 for an empty window.")
+    requests_per_s: float = Field(
+        description="requests / duration_s (requests/s); 0 for an empty window.")
     cached_prompt_tokens: int | None = Field(
         None,
         description=(
@@ -186,16 +201,23 @@ class MemoryMetrics(Record):
     """Memory taken by the model and at the peak of inference."""
 
     device: str = Field(description="'cuda' or 'cpu'.")
-    model_memory_mb: float | None = None
-    peak_inference_memory_mb: float | None = None
-    method: str = Field(description="How the figures were obtained.")
+    model_memory_mb: float | None = Field(
+        None, description="Memory the loaded model takes (MiB: 2^20 bytes).")
+    peak_inference_memory_mb: float | None = Field(
+        None, description="Peak memory during inference (MiB: 2^20 bytes); what it covers "
+        "depends on method.")
+    method: str = Field(description="How the figures were obtained: the backend's own "
+                        "counters (PyTorch) or NVML's whole-GPU memory in use (vLLM, "
+                        "TensorRT-LLM; includes their KV-cache reservation).")
 
 
 class ThermalMetrics(Record):
     """Temperatures and throttling seen in the window (per GPU)."""
 
-    temperature_start_c: list[float | None] | None = None
-    temperature_end_c: list[float | None] | None = None
+    temperature_start_c: list[float | None] | None = Field(
+        None, description="Per GPU: first temperature read in the window (degC).")
+    temperature_end_c: list[float | None] | None = Field(
+        None, description="Per GPU: last temperature read in the window (degC).")
     throttle_reasons_seen: list[str] = Field(
         default_factory=list, description="Clock slowdown reasons seen on any measured GPU in "
         "the window (sw_power_cap included: the GPU holding its power limit).")
@@ -210,28 +232,34 @@ class ThermalMetrics(Record):
         "user-defined clocks: application or locked clocks holding the GPU) at some point in "
         "the window.")
     gpu_util_pct_max: list[float | None] | None = Field(
-        None, description="Highest NVML utilisation (% of time a kernel ran) per GPU in the "
-        "window; null where not reported.")
+        None, description="Highest NVML utilisation per GPU in the window (%: of the time a "
+        "kernel ran); null where not reported.")
 
 
 class FlopsEstimate(Record):
     """Reference metadata, never a headline figure."""
 
-    flops: float
-    prefill_flops: float
-    decode_flops: float
-    method: str
-    confidence: Literal["low", "medium", "high"]
+    flops: float = Field(description="prefill_flops + decode_flops (FLOP).")
+    prefill_flops: float = Field(description="2 x non-embedding parameters x input tokens "
+                                 "(FLOP).")
+    decode_flops: float = Field(description="2 x non-embedding parameters x output tokens "
+                                "(FLOP).")
+    method: str = Field(description="How the estimate was made and what it leaves out.")
+    confidence: Literal["low", "medium", "high"] = Field(
+        description="How close to the FLOPs actually executed the estimate is expected to be.")
 
 
 class WarmupRecord(Record):
     """What the warmup did before the window opened."""
 
     batches: int = Field(
-        description="Batches run: static batches (PyTorch) or engine waves, first pass included.")
-    duration_s: float
-    temperature_start_c: list[float | None] | None = None
-    temperature_end_c: list[float | None] | None = None
+        description="Batches run (count): static batches (PyTorch) or engine waves, first pass "
+        "included.")
+    duration_s: float = Field(description="Length of the warmup (s).")
+    temperature_start_c: list[float | None] | None = Field(
+        None, description="Per GPU: temperature when the warmup began (degC).")
+    temperature_end_c: list[float | None] | None = Field(
+        None, description="Per GPU: temperature when the warmup ended (degC).")
     stable: bool | None = Field(
         None, description="With warmup.until_stable: whether the steady-state rule was met "
         "(docs/methodology.md). Null when not asked or without a GPU.")
@@ -272,9 +300,13 @@ class BaselineRecord(Record):
     """Idle power measured before the model loaded."""
 
     power_w: list[float] = Field(description="Idle power per GPU (W).")
-    duration_s: float
-    provenance: Literal["fresh", "cached"]
-    age_s: float
+    duration_s: float = Field(description="How long idle power was measured (s); for a cached "
+                              "baseline, the shortest of the cached measurements.")
+    provenance: Literal["fresh", "cached"] = Field(
+        description="fresh: measured by this run; cached: taken from the study's baseline "
+        "cache (same GPU, driver and 5 degC temperature band).")
+    age_s: float = Field(description="Age of the baseline when used (s): 0 when fresh, the "
+                         "oldest cached entry's age otherwise.")
     temperature_c: list[float | None] | None = Field(
         None, description="Per GPU: temperature when the baseline was taken (degC); its 5 degC "
         "band is part of the cache key.")
@@ -292,17 +324,19 @@ class BaselineRecord(Record):
 class GpuInfo(Record):
     """One GPU as the driver reports it."""
 
-    index: int
-    name: str
-    uuid: str
-    memory_total_mb: float
+    index: int = Field(description="NVML index where the harness ran.")
+    name: str = Field(description="Product name, as NVML reports it.")
+    uuid: str = Field(description="The GPU's UUID.")
+    memory_total_mb: float = Field(description="Total memory (MiB: 2^20 bytes).")
     pci_bus_id: str | None = Field(None, description="PCI bus id (domain:bus:device.function).")
-    compute_capability: str | None = None
-    power_limit_w: float | None = None
-    default_power_limit_w: float | None = None
-    persistence_mode: bool | None = None
-    ecc_enabled: bool | None = None
-    mig_enabled: bool | None = None
+    compute_capability: str | None = Field(None, description="CUDA compute capability, e.g. 9.0.")
+    power_limit_w: float | None = Field(None, description="Power limit in force (W).")
+    default_power_limit_w: float | None = Field(
+        None, description="The GPU's default power limit (W).")
+    persistence_mode: bool | None = Field(None, description="Driver persistence mode on.")
+    ecc_enabled: bool | None = Field(None, description="ECC memory on.")
+    mig_enabled: bool | None = Field(
+        None, description="MIG mode on (NVML then reports the whole GPU, not a slice).")
     applications_graphics_clock_mhz: float | None = Field(
         None, description="Applications clock target for graphics (MHz); null where unsupported.")
     applications_memory_clock_mhz: float | None = Field(
@@ -354,22 +388,25 @@ class Environment(Record):
     gpus_available: int | None = Field(
         None, description="GPUs the run could have used (the measured ones are the first of "
         "them, as many as the backend computes on); null without NVML.")
-    driver_version: str | None = None
-    cuda_version: str | None = None
-    cudnn_version: str | None = None
-    cpu: str | None = None
-    cpu_count: int | None = None
-    ram_gb: float | None = None
-    os: str
-    python: str
-    harness_version: str
-    backend_versions: dict[str, str] = Field(default_factory=dict)
+    driver_version: str | None = Field(None, description="NVIDIA driver version.")
+    cuda_version: str | None = Field(None, description="CUDA version the driver supports.")
+    cudnn_version: str | None = Field(None, description="cuDNN version, where loaded.")
+    cpu: str | None = Field(None, description="CPU model name.")
+    cpu_count: int | None = Field(None, description="Logical CPUs (count).")
+    ram_gb: float | None = Field(None, description="Physical memory (GiB: 2^30 bytes).")
+    os: str = Field(description="Operating system and kernel.")
+    python: str = Field(description="Python version.")
+    harness_version: str = Field(description="llem version of the harness that ran.")
+    backend_versions: dict[str, str] = Field(
+        default_factory=dict, description="Versions of the backend's libraries, by name.")
     determinism: dict[str, Any] = Field(
         default_factory=dict, description="Determinism settings in force, read from the "
         "libraries: PyTorch's cudnn.deterministic / cudnn.benchmark / deterministic "
         "algorithms and CUBLAS_WORKSPACE_CONFIG, the engines' seeds.")
-    container_image_id: str | None = None
-    container_image_digest: str | None = None
+    container_image_id: str | None = Field(
+        None, description="Image id of the run's container (Docker runner), from the API.")
+    container_image_digest: str | None = Field(
+        None, description="Repository digest of that image, where it has one.")
     hostname_hash: str | None = Field(None, description="SHA-256 prefix, not the name itself.")
 
 
@@ -382,44 +419,56 @@ class EngineCacheRecord(Record):
     key: str | None = Field(None, description="SHA-256 of the build description.")
     engine_dir: str = Field(description="The engine that was loaded.")
     build_s: float | None = Field(
-        None, description="Build time in this run (part of the cold start), None on a hit.")
+        None, description="Build time in this run (s; part of the cold start), null on a "
+        "hit.")
     description: dict[str, Any] | None = Field(None, description="What the key hashes.")
 
 
 class SanityRecord(Record):
     """Post-run checks; a failure flags the result, it does not drop it."""
 
-    passed: bool
-    failed_checks: list[str] = Field(default_factory=list)
+    passed: bool = Field(description="Every check that applies passed.")
+    failed_checks: list[str] = Field(
+        default_factory=list, description="One line per failed check, saying what failed.")
 
 
 class ExperimentResult(Record):
     """Everything one run measured."""
 
-    schema_version: Literal["1"] = SCHEMA_VERSION
-    run_id: str
-    config: ExperimentConfig
-    measurement_config_hash: str
+    schema_version: Literal["1"] = Field(SCHEMA_VERSION, description="Result schema version.")
+    run_id: str = Field(description="The run's id: the name of its run directory.")
+    config: ExperimentConfig = Field(
+        description="The experiment as given (docs/configuration.md).")
+    measurement_config_hash: str = Field(
+        description="16 hex digits identifying the measurement configuration: runs with the "
+        "same hash are cycles of one configuration.")
     effective_parameters: dict[str, Any] = Field(
         description="Backend parameters as the backend actually ran them, defaults resolved."
     )
-    cycle: int = 1
-    runner: str = "inprocess"
-    started_at: str
-    finished_at: str
-    energy: EnergyMetrics
-    throughput: ThroughputMetrics
-    latency: LatencyMetrics
-    memory: MemoryMetrics | None = None
-    thermal: ThermalMetrics | None = None
-    flops_estimate: FlopsEstimate | None = None
-    warmup: WarmupRecord
-    baseline: BaselineRecord | None = None
+    cycle: int = Field(1, description="Which repetition of the configuration this run is.")
+    runner: str = Field("inprocess", description="What started the harness (local, docker, "
+                        "harness for a single experiment file, inprocess).")
+    started_at: str = Field(description="When the run started (ISO 8601, UTC).")
+    finished_at: str = Field(description="When the run finished (ISO 8601, UTC).")
+    energy: EnergyMetrics = Field(description="Energy of the measurement window.")
+    throughput: ThroughputMetrics = Field(description="Work done in the window.")
+    latency: LatencyMetrics = Field(description="Per-request latency.")
+    memory: MemoryMetrics | None = Field(None, description="Memory figures.")
+    thermal: ThermalMetrics | None = Field(
+        None, description="Temperatures, clocks and throttling in the window; null without a "
+        "GPU.")
+    flops_estimate: FlopsEstimate | None = Field(
+        None, description="Estimated FLOPs: reference metadata, never a headline.")
+    warmup: WarmupRecord = Field(description="What the warmup did.")
+    baseline: BaselineRecord | None = Field(
+        None, description="Idle power; null without a GPU or with the baseline turned off.")
     engine_cache: EngineCacheRecord | None = Field(
         None, description="TensorRT-LLM only: engine cache hit or miss and build time.")
-    environment: Environment
+    environment: Environment = Field(description="Machine and software.")
     sanity: SanityRecord | None = Field(None, description="Post-run sanity checks.")
-    warnings: list[Warning_] = Field(default_factory=list)
+    warnings: list[Warning_] = Field(
+        default_factory=list, description="Conditions the reader should know about "
+        "(docs/methodology.md lists every code).")
 
     def warning_codes(self) -> list[str]:
         """Codes of all warnings, in order."""
@@ -429,8 +478,9 @@ class ExperimentResult(Record):
 class ErrorRecord(Record):
     """``error.json``: why a run failed, and in which phase."""
 
-    schema_version: Literal["1"] = SCHEMA_VERSION
-    type: str
-    message: str
-    traceback: str
-    phase: str
+    schema_version: Literal["1"] = Field(SCHEMA_VERSION, description="Schema version.")
+    type: str = Field(description="The exception's class name.")
+    message: str = Field(description="The exception's message.")
+    traceback: str = Field(description="The full Python traceback.")
+    phase: str = Field(description="The protocol phase that failed (preflight, baseline, "
+                       "load, warmup, measure, write, ...).")

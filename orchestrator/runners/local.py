@@ -110,7 +110,7 @@ class LocalRunner(Runner):
 
     def _environment(self, gpus: list[int] | None = None) -> dict[str, str]:
         env = {key: os.environ[key] for key in ENV_ALLOW if key in os.environ}
-        env["HF_HUB_OFFLINE"] = env.get("HF_HUB_OFFLINE", "1")
+        env["HF_HUB_OFFLINE"] = "1"  # runs never download, whatever the host allows
         env["PYTHONUNBUFFERED"] = "1"
         # CUDA numbers GPUs fastest-first by default and NVML by PCI bus: make them agree, and
         # show the child only the selected GPUs, by UUID (indices would be renumbered).

@@ -17,7 +17,7 @@ import pytest
 from harness.schema import ExperimentResult
 from harness.schema.result import ErrorRecord
 from orchestrator.manifest import Manifest
-from orchestrator.tables import StudyResult
+from orchestrator.summary import StudySummary
 
 LLEM = str(Path(sys.executable).with_name("llem"))
 SPEC_RUN_FILES = {"experiment.json", "result.json", "timeseries.parquet", "events.jsonl",
@@ -66,7 +66,7 @@ def test_study_writes_every_spec_file_and_validates(tiny_model_dir, tmp_path):
     assert (study_dir / "study.yaml").read_text() == study.read_text()
     manifest = Manifest.load(study_dir)
     assert [r.status for r in manifest.runs] == ["completed", "completed"]
-    summary = StudyResult.model_validate_json((study_dir / "summary.json").read_text())
+    summary = StudySummary.load(study_dir)
     assert summary.counts == {"completed": 2} and len(summary.result_files) == 2
     for run in manifest.runs:
         run_dir = study_dir / run.run_id

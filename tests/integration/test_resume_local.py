@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from orchestrator.manifest import Manifest
+from orchestrator.study import load_study
+from orchestrator.study_dir import open_study_dir
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +85,44 @@ def test_truncated_result_is_detected_and_run_again(tiny_model_dir, tmp_path):
     assert "1 of 2 runs to do" in done.stderr
     assert json.loads(damaged.read_text())["run_id"] == second.run_id
     assert (study_dir / first.run_id / "result.json").read_bytes() == intact
+    (kept,) = damaged.parent.glob("result.json.invalid-*")  # moved aside, never deleted
+    assert len(kept.read_bytes()) == 100
+    assert f"kept as {second.run_id}/{kept.name}" in done.stderr
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+DAMAGES: dict[str, tuple[Callable[[str], str], str]] = {
+    "truncated": (lambda text: text[: len(text) // 2],
+                  "is not valid JSON (truncated or damaged?): line"),
+    "newer": (lambda text: text.replace('"schema_version": "1"', '"schema_version": "2"', 1),
+              "has schema version 2; this llem reads version 1"),
+    "edited": (lambda text: text.replace('"cycle": 1', '"cycle": "one"', 1),
+               "does not match schema version 1: runs.0.cycle: "),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_or_newer_manifest_is_bad_input_and_nothing_changes(tiny_model_dir, tmp_path,
+                                                                       damage):
+    # Before: a pydantic traceback and exit code 1.
+    study = write(tmp_path / "s.yaml", tiny_model_dir, [1], cycles=1)
+    with open_study_dir(load_study(study), "local", output_root=tmp_path / "out") as opened:
+        study_dir = opened.path
+    manifest = study_dir / "manifest.json"
+    change, says = DAMAGES[damage]
+    manifest.write_text(change(manifest.read_text()))
+    before = tree_digest(study_dir)
+    done = llem("run", "--resume", str(study_dir), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    *_, error, fix = done.stderr.strip().splitlines()
+    assert error.startswith(f"error: {manifest} {says}"), done.stderr
+    assert fix.startswith("  fix: ")
+    assert tree_digest(study_dir) == before
 
 
 def test_second_run_on_a_locked_study_refuses(tiny_model_dir, tmp_path):

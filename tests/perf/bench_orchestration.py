@@ -19,8 +19,8 @@ from pathlib import Path
 from harness.io import read_events, write_json
 from harness.schema import ExperimentConfig
 from harness.schema.run_spec import RunSpec
-from orchestrator.execute import validate_result
 from orchestrator.runners.docker.runner import CPU_IMAGE, DockerRunner
+from orchestrator.study_dir import validate_result
 
 
 def one_run(runner: DockerRunner, root: Path, model_dir: Path, index: int) -> float:

@@ -15,6 +15,7 @@ from typing import Any
 from harness.backends.catalog import BY_NAME, CATALOG
 from harness.errors import RunnerError
 from harness.io import write_bytes
+from harness.schema.reading import read_model
 from harness.schema.run_spec import RunSpec
 from orchestrator.runners.base import (
     LOG_NAME,
@@ -129,7 +130,7 @@ class DockerRunner(Runner):
     def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
             gpus: list[int] | None = None) -> RunOutcome:
         """Run ``run_dir/experiment.json`` in a fresh container and classify its end."""
-        spec = RunSpec.model_validate_json((run_dir / "experiment.json").read_text())
+        spec = read_model(run_dir / "experiment.json", RunSpec)
         ref = self.image_for(spec.config.backend)
         image = self.engine.image(ref)
         plan = plan_container(

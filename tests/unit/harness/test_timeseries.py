@@ -1,3 +1,4 @@
+import math
 import threading
 
 import pyarrow as pa
@@ -8,7 +9,7 @@ from harness.energy.device import GpuSample, GpuSet
 from harness.energy.sampler import PowerSampler
 from harness.errors import LlemError
 from harness.testing import FakeClock, FakeGpu
-from harness.timeseries import TimeSeriesWriter, read_timeseries
+from harness.timeseries import TimeSeriesWriter, is_partial, read_timeseries, recover_timeseries
 
 COLUMNS = {
     "t_s": pa.float64(),
@@ -77,17 +78,18 @@ def test_rows_are_written_in_row_groups_of_the_given_size(tmp_path):
     assert read_timeseries(path).column("t_s").to_pylist() == [float(t) for t in range(7)]
 
 
-def test_file_is_partial_until_closed_then_moved_into_place(tmp_path):
+def test_rows_stream_until_closed_then_become_parquet_under_the_final_name(tmp_path):
     path = tmp_path / "timeseries.parquet"
     writer = TimeSeriesWriter(path, row_group_rows=2)
     writer.add("measure", [sample(1.0), sample(1.0, 1)])
-    assert writer.partial_path == tmp_path / "timeseries.parquet.partial"
-    assert writer.partial_path.exists()
+    assert writer.stream_path == tmp_path / "timeseries.arrows.partial"
+    assert writer.stream_path.exists()
     assert not path.exists()
     writer.close()
-    assert path.exists()
-    assert not writer.partial_path.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["timeseries.parquet"]
+    table = read_timeseries(path)
+    assert table.num_rows == 2 and not is_partial(table)
+    assert table.schema.metadata[b"partial"] == b"false"
 
 
 def test_close_is_idempotent_and_keeps_rows_on_an_error_path(tmp_path):
@@ -159,3 +161,125 @@ def test_reading_an_unknown_schema_version_is_a_clear_error(tmp_path, metadata):
 def test_row_group_size_must_be_positive(tmp_path):
     with pytest.raises(ValueError):
         TimeSeriesWriter(tmp_path / "timeseries.parquet", row_group_rows=0)
+
+
+# A killed writer: close() never runs, the stream is all there is.
+
+
+def killed_writer(path, batches, rows_per_batch=2):
+    """A writer that wrote ``batches`` full batches and one row more, then was never closed.
+
+    Returns the stream's size after each batch (bytes).
+    """
+    writer = TimeSeriesWriter(path, row_group_rows=rows_per_batch, flush_interval_s=math.inf,
+                              clock=FakeClock())
+    sizes = [writer.stream_path.stat().st_size]
+    for b in range(batches):
+        writer.add("measure", [sample(float(b), gpu) for gpu in range(rows_per_batch)])
+        sizes.append(writer.stream_path.stat().st_size)
+    writer.add("measure", [sample(99.0)])  # buffered only: lost with the process
+    writer._file.close()  # the process dies: the kernel closes its files, nothing else runs
+    return writer, sizes
+
+
+def test_stream_of_a_writer_never_closed_reads_back_every_flushed_batch(tmp_path):
+    path = tmp_path / "timeseries.parquet"
+    writer, sizes = killed_writer(path, batches=3)
+    assert sizes == sorted(set(sizes)), "every batch reached the file when it was written"
+    table = read_timeseries(path)  # repair on read: the stream, untouched
+    assert is_partial(table)
+    assert table.column("t_s").to_pylist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    assert {f.name: f.type for f in table.schema} == COLUMNS
+    assert writer.stream_path.exists() and not path.exists()
+
+
+def test_recovery_turns_the_stream_into_a_parquet_file_marked_partial(tmp_path):
+    path = tmp_path / "timeseries.parquet"
+    killed_writer(path, batches=2)
+    assert recover_timeseries(path, row_group_rows=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["timeseries.parquet"]
+    parquet = pq.ParquetFile(path)
+    assert parquet.schema_arrow.metadata[b"partial"] == b"true"
+    assert parquet.schema_arrow.metadata[b"schema_version"] == b"1"
+    assert [parquet.metadata.row_group(i).num_rows for i in range(2)] == [3, 1]
+    table = read_timeseries(path)
+    assert is_partial(table) and table.num_rows == 4
+    assert {f.name: f.type for f in table.schema} == COLUMNS
+    assert not recover_timeseries(path)  # nothing left to recover
+
+
+@pytest.mark.parametrize("into_last_batch", [1, 8, 100, -1])
+def test_a_stream_cut_mid_batch_keeps_every_complete_batch(tmp_path, into_last_batch):
+    path = tmp_path / "timeseries.parquet"
+    writer, sizes = killed_writer(path, batches=3)
+    cut = (sizes[2] if into_last_batch > 0 else sizes[3]) + into_last_batch
+    with open(writer.stream_path, "r+b") as handle:
+        handle.truncate(cut)
+    assert read_timeseries(path).column("t_s").to_pylist() == [0.0, 0.0, 1.0, 1.0]
+    assert recover_timeseries(path)
+    assert read_timeseries(path).num_rows == 4
+
+
+@pytest.mark.parametrize("size", [0, 7])
+def test_a_stream_cut_inside_its_schema_recovers_as_an_empty_table(tmp_path, size):
+    path = tmp_path / "timeseries.parquet"
+    writer, _ = killed_writer(path, batches=1)
+    with open(writer.stream_path, "r+b") as handle:
+        handle.truncate(size)
+    assert recover_timeseries(path)
+    table = read_timeseries(path)
+    assert table.num_rows == 0 and is_partial(table)
+    assert {f.name: f.type for f in table.schema} == COLUMNS
+
+
+def test_phase_markers_reach_the_stream_at_once_with_every_row_before_them(tmp_path):
+    path = tmp_path / "timeseries.parquet"
+    writer = TimeSeriesWriter(path, flush_interval_s=math.inf, clock=FakeClock())
+    writer.add("warmup", [sample(1.0)])
+    assert read_timeseries(path).num_rows == 0
+    writer.mark_phase("measure", 2.0)
+    rows = read_timeseries(path).to_pylist()
+    assert [(r["phase"], r["gpu_index"]) for r in rows] == [("warmup", 0), ("measure", None)]
+    writer.close()
+
+
+def test_buffered_rows_reach_the_stream_once_the_flush_interval_passed(tmp_path):
+    path = tmp_path / "timeseries.parquet"
+    clock = FakeClock()
+    writer = TimeSeriesWriter(path, flush_interval_s=1.0, clock=clock)
+    writer.add("measure", [sample(0.0)])
+    clock.advance(0.5)
+    writer.add("measure", [sample(0.5)])
+    assert read_timeseries(path).num_rows == 0
+    clock.advance(0.5)
+    writer.add("measure", [sample(1.0)])
+    assert read_timeseries(path).column("t_s").to_pylist() == [0.0, 0.5, 1.0]
+    writer.close()
+
+
+def test_a_stream_left_beside_a_finished_file_is_removed_and_the_file_kept(tmp_path):
+    path = tmp_path / "timeseries.parquet"
+    writer = TimeSeriesWriter(path)
+    writer.add("measure", [sample(1.0)])
+    writer.close()
+    finished = path.read_bytes()
+    writer.stream_path.write_bytes(b"left over by a kill between the two steps of close")
+    assert not recover_timeseries(path)
+    assert path.read_bytes() == finished and not writer.stream_path.exists()
+    assert not recover_timeseries(tmp_path / "absent" / "timeseries.parquet")
+
+
+def test_a_stream_of_another_schema_version_is_recovered_as_it_is_and_refused_on_read(tmp_path):
+    path = tmp_path / "timeseries.parquet"
+    schema = pa.schema([pa.field("t_s", pa.float64())], metadata={"schema_version": "99"})
+    with pa.OSFile(str(tmp_path / "timeseries.arrows.partial"), "wb") as sink:
+        stream = pa.ipc.new_stream(sink, schema)
+        stream.write_batch(pa.record_batch({"t_s": [1.0, 2.0]}, schema=schema))
+    with pytest.raises(LlemError, match="'99'"):
+        read_timeseries(path)
+    assert recover_timeseries(path)
+    recovered = pq.read_table(path)
+    assert recovered.column("t_s").to_pylist() == [1.0, 2.0]
+    assert recovered.schema.metadata[b"schema_version"] == b"99"
+    with pytest.raises(LlemError, match="'99'"):
+        read_timeseries(path)

@@ -7,10 +7,11 @@ import time
 from harness.energy import GpuSet
 from harness.schema.run_spec import RunSpec
 from harness.testing import FakeGpu
-from orchestrator.execute import StudyExecution, new_manifest, plan
+from orchestrator.execute import StudyExecution, plan
 from orchestrator.runners.base import Runner, RunOutcome
 from orchestrator.runners.local import LocalRunner
 from orchestrator.study import load_study
+from orchestrator.study_dir import new_manifest
 
 
 def study(tmp_path, order="interleaved", gap=0.0):

@@ -37,3 +37,9 @@ def test_preflight_names_a_selection_that_does_not_exist():
 
     problems = LocalRunner(gpu_uuids=no_gpus).preflight({"pytorch"}, [3])
     assert problems and "execution.gpus is [3]" in problems[0]
+
+
+def test_runs_stay_offline_whatever_the_host_allows(monkeypatch):
+    # The host may be online to fetch models; the harness it starts never downloads.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert runner()._environment(None)["HF_HUB_OFFLINE"] == "1"

@@ -1,0 +1,267 @@
+"""The study directory: one way in (library and CLI), locked, realised order, nothing lost."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.schema.reading import UnreadableFileError
+from harness.schema.result import (
+    EnergyMetrics,
+    Environment,
+    ExperimentResult,
+    LatencyMetrics,
+    ThroughputMetrics,
+    WarmupRecord,
+)
+from harness.schema.run_spec import RunSpec
+from orchestrator import run_study
+from orchestrator.manifest import Manifest
+from orchestrator.runners.base import Runner, RunOutcome
+from orchestrator.stats import StudyStats
+from orchestrator.study import load_study
+from orchestrator.study_dir import open_study_dir
+from orchestrator.summary import StudySummary
+
+
+def write_study(tmp_path: Path, sizes: str = "[1, 2, 3]", cycles: int = 1) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: sd\nmodel: m\nbackend: pytorch\nexecution: {{n_cycles: {cycles}, "
+                    "cycle_order: interleaved, config_gap_s: 0, cycle_gap_s: 0}\n"
+                    f"sweep:\n  pytorch.batch_size: {sizes}\n")
+    return path
+
+
+def fake_result(spec: RunSpec, energy_j: float) -> ExperimentResult:
+    """What the harness would write for ``spec``: 100 output tokens in a 2 s window."""
+    return ExperimentResult(
+        run_id=spec.run_id, config=spec.config, cycle=spec.cycle, runner=spec.runner,
+        measurement_config_hash=spec.config.measurement_config_hash, effective_parameters={},
+        started_at="t", finished_at="t",
+        energy=EnergyMetrics(energy_j=energy_j, energy_per_output_token_j=energy_j / 100,
+                             tokens_per_joule=100 / energy_j, mean_power_w=energy_j / 2),
+        throughput=ThroughputMetrics(input_tokens=40, output_tokens=100, requests=4,
+                                     duration_s=2.0, output_tokens_per_s=50.0,
+                                     requests_per_s=2.0),
+        latency=LatencyMetrics(), warmup=WarmupRecord(batches=1, duration_s=0.1),
+        environment=Environment(os="x", python="3", harness_version="0"))
+
+
+class FakeHarness(Runner):
+    """Stands in for the harness: writes a valid result.json, or fails the run ids it is told.
+
+    ``hold`` makes every run wait (after ``started`` is set) until ``release`` is set.
+    """
+
+    name = "fake"
+
+    def __init__(self, fail: tuple[str, ...] = (), hold: bool = False) -> None:
+        super().__init__()
+        self.fail = fail
+        self.hold = hold
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.run_dirs: list[Path] = []
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        self.run_dirs.append(run_dir)
+        self.started.set()
+        if self.hold:
+            self.release.wait(timeout=60)
+        spec = RunSpec.model_validate_json((run_dir / "experiment.json").read_text())
+        if spec.run_id in self.fail:
+            return RunOutcome(end="error", exit_code=1, message="failed on purpose")
+        result = fake_result(spec, 100.0 + 10 * spec.config.pytorch.batch_size + spec.cycle)
+        (run_dir / "result.json").write_text(result.model_dump_json())
+        return RunOutcome(end="ok", exit_code=0, message="")
+
+
+def test_a_second_concurrent_run_study_on_the_same_directory_is_refused(tmp_path):
+    study = write_study(tmp_path, "[1]")
+    holding = FakeHarness(hold=True)
+    first: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: first.update(
+        out=run_study(study, holding, output=tmp_path / "out", no_gaps=True)))
+    thread.start()
+    try:
+        assert holding.started.wait(timeout=60), "the first study never started its run"
+        study_dir = holding.run_dirs[0].parent
+        manifest_before = (study_dir / "manifest.json").read_bytes()
+        second = FakeHarness()
+        with pytest.raises(ConfigError, match="another llem run is working on"):
+            run_study(study, second, resume=study_dir, no_gaps=True)
+        assert second.run_dirs == []
+        assert (study_dir / "manifest.json").read_bytes() == manifest_before
+    finally:
+        holding.release.set()
+        thread.join(timeout=60)
+    summary, _ = first["out"]
+    assert summary.counts == {"completed": 1}
+    # Once the first has finished, the directory can be resumed (nothing left to do).
+    again, _ = run_study(study, FakeHarness(), resume=study_dir, no_gaps=True)
+    assert again.counts == {"completed": 1}
+
+
+@pytest.mark.parametrize("source", ["env", "user_config"])
+def test_the_library_picks_its_runner_as_the_cli_does(tmp_path, monkeypatch, source):
+    # Before: run_study defaulted to "local" and ignored LLEM_RUNNER and the user config.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("LLEM_RUNNER", raising=False)
+    if source == "env":
+        monkeypatch.setenv("LLEM_RUNNER", "nosuchrunner")
+    else:
+        (tmp_path / "config" / "llem").mkdir(parents=True)
+        (tmp_path / "config" / "llem" / "config.yaml").write_text("runner: nosuchrunner\n")
+    with pytest.raises(ConfigError, match="unknown runner 'nosuchrunner'"):
+        run_study(write_study(tmp_path), output=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_a_setting_library_and_cli_share_the_default_runner(monkeypatch, tmp_path):
+    import inspect
+
+    from orchestrator.settings import DEFAULT_RUNNER, resolve_runner
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("LLEM_RUNNER", raising=False)
+    assert inspect.signature(run_study).parameters["runner"].default is None
+    assert resolve_runner(None) == (DEFAULT_RUNNER, "default")
+
+
+def test_the_manifest_records_the_order_runs_actually_started_in(tmp_path):
+    study = write_study(tmp_path, "[1, 2, 3]")
+    first_runner = FakeHarness(fail=("002_pytorch-bs2_c1",))
+    summary, study_dir = run_study(study, first_runner, output=tmp_path / "out", no_gaps=True)
+    planned = [r.run_id for r in Manifest.load(study_dir).runs]
+    assert "002_pytorch-bs2_c1" in planned, planned
+    assert Manifest.load(study_dir).executed == planned
+    assert summary.counts == {"completed": 2, "failed": 1}
+
+    loaded = load_study(study)
+    summary, _ = run_study(loaded, FakeHarness(), resume=study_dir, cycles=2, no_gaps=True)
+    manifest = Manifest.load(study_dir)
+    # Planned order: cycle 1 then the top-up cycle 2. Realised: the retry came first.
+    assert [r.run_id for r in manifest.runs] == planned + [p.replace("_c1", "_c2")
+                                                           for p in planned]
+    assert manifest.executed == [*planned, "002_pytorch-bs2_c1",
+                                 *(p.replace("_c1", "_c2") for p in planned)]
+    assert summary.protocol.realised_order == manifest.executed
+    assert StudySummary.load(study_dir).protocol.realised_order == manifest.executed
+
+
+def test_resume_moves_an_invalid_result_aside_and_says_so(tmp_path):
+    study = write_study(tmp_path, "[1, 2]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    damaged_path = study_dir / "002_pytorch-bs2_c1" / "result.json"
+    damaged = damaged_path.read_bytes()[:120]
+    damaged_path.write_bytes(damaged)
+    intact = (study_dir / "001_pytorch-bs1_c1" / "result.json").read_bytes()
+
+    events: list[dict[str, object]] = []
+    summary, _ = run_study(study, FakeHarness(), events.append, resume=study_dir, no_gaps=True)
+
+    (kept,) = damaged_path.parent.glob("result.json.invalid-*")
+    assert kept.read_bytes() == damaged  # the old bytes survive the new attempt
+    assert ExperimentResult.model_validate_json(damaged_path.read_text()).cycle == 1
+    assert (study_dir / "001_pytorch-bs1_c1" / "result.json").read_bytes() == intact
+    (note,) = [e["note"] for e in events if e["event"] == "resume_note"]
+    assert "002_pytorch-bs2_c1: result.json is not valid JSON" in str(note)
+    assert f"kept as 002_pytorch-bs2_c1/{kept.name}" in str(note)
+    assert summary.counts == {"completed": 2}
+
+
+def test_a_result_of_a_newer_schema_refuses_the_resume_and_changes_nothing(tmp_path):
+    study = write_study(tmp_path, "[1, 2]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    result = study_dir / "002_pytorch-bs2_c1" / "result.json"
+    result.write_text(result.read_text().replace('"schema_version":"1"',
+                                                 '"schema_version":"7"'))
+    before = {p: p.read_bytes() for p in study_dir.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=r"result.json has schema version 7; this llem "
+                                          r"reads version 1"), \
+            open_study_dir(load_study(study), "fake", resume_dir=study_dir):
+        pass
+    assert {p: p.read_bytes() for p in study_dir.rglob("*") if p.is_file()} == before
+
+
+def test_resume_refuses_a_directory_that_is_not_a_study(tmp_path):
+    with pytest.raises(ConfigError, match="holds no manifest.json"), \
+            open_study_dir(load_study(write_study(tmp_path)), "fake", resume_dir=tmp_path):
+        pass
+    assert not (tmp_path / ".llem.lock").exists()
+
+
+@pytest.mark.parametrize(("name", "reader"), [
+    ("summary.json", StudySummary.load), ("stats.json", StudyStats.load),
+    ("manifest.json", Manifest.load)])
+def test_every_study_file_reader_translates_a_damaged_file(tmp_path, name, reader):
+    (tmp_path / name).write_text('{"schema_version": "1", "study": ')
+    with pytest.raises(UnreadableFileError, match=f"{name} is not valid JSON"):
+        reader(tmp_path)
+
+
+def test_summary_and_stats_round_trip_through_their_models(tmp_path):
+    study = write_study(tmp_path, "[1]", cycles=3)
+    summary, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    assert StudySummary.load(study_dir) == summary
+    stats = StudyStats.load(study_dir)
+    assert stats.configurations[0].metrics["energy_j"].n == 3
+    assert stats.configurations[0].metrics["energy_j"].unit == "J"
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("│┃").split("│" if "│" in line else "┃")]
+
+
+def test_results_parquet_stats_json_and_the_cli_table_carry_the_same_metrics(tmp_path):
+    # Before: three lists (tables.HEADLINE, stats.METRICS, the CLI's columns) that had drifted
+    # apart (p99 latency in stats only, prefill energy in the table only).
+    import pyarrow.parquet as pq
+
+    from harness.schema.headline import HEADLINE_METRICS, TERMINAL_METRICS
+    from orchestrator import cli
+
+    summary, study_dir = run_study(write_study(tmp_path, "[1, 2]"), FakeHarness(),
+                                   output=tmp_path / "out", no_gaps=True)
+    names = [metric.name for metric in HEADLINE_METRICS]
+    table = pq.read_table(study_dir / "results.parquet")
+    assert [c for c in table.column_names if c in names] == names
+    assert [c for c in table.column_names if c not in names and not c.startswith("config.")] == [
+        "run_id", "cycle", "config_hash", "runner", "energy_method", "phase_split_method",
+        "sanity_passed", "warnings"]
+    for metric in HEADLINE_METRICS:
+        field = table.schema.field(metric.name)
+        assert field.metadata[b"unit"].decode() == metric.unit
+    stats = StudyStats.load(study_dir)
+    assert all(list(config.metrics) == names for config in stats.configurations)
+
+    with cli.out.capture() as captured:
+        cli._print_summary(summary, study_dir, as_json=False)
+    lines = captured.get().splitlines()
+    header = cells(next(line for line in lines if "status" in line))
+    assert header[2:2 + len(TERMINAL_METRICS)] == [m.column for m in TERMINAL_METRICS]
+    rows = table.to_pylist()
+    for row in rows:
+        shown = dict(zip(header, cells(next(line for line in lines if row["run_id"] in line)),
+                         strict=False))
+        for metric in TERMINAL_METRICS:
+            assert shown[metric.column] == format(row[metric.name], metric.spec)
+
+
+def test_a_second_invalid_result_in_the_same_second_does_not_replace_the_first(tmp_path,
+                                                                              monkeypatch):
+    import orchestrator.study_dir
+
+    monkeypatch.setattr(orchestrator.study_dir, "utc_stamp", lambda: "20260101T000000Z")
+    study = write_study(tmp_path, "[1]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    result = study_dir / "001_pytorch-bs1_c1" / "result.json"
+    for damage in (b"{", b"[]"):
+        result.write_bytes(damage)
+        run_study(study, FakeHarness(), lambda event: None, resume=study_dir, no_gaps=True)
+    kept = {p.name: p.read_bytes() for p in result.parent.glob("result.json.invalid-*")}
+    assert kept == {"result.json.invalid-20260101T000000Z": b"{",
+                    "result.json.invalid-20260101T000000Z_1": b"[]"}
