@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import pytest
+from llem_testkit.studies import load_error, write
 
-from orchestrator.study import StudyFileError, load_study
+from orchestrator.study import load_study
 
 SECRET = "hf_abcdefghijklmnopqrstuvwxyz0123456789"
-
-
-def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
-
-
-def load_error(path: Path) -> StudyFileError:
-    with pytest.raises(StudyFileError) as caught:
-        load_study(path)
-    return caught.value
 
 
 def test_norway_problem_no_is_text_and_fails_naming_field_and_allowed_values(
