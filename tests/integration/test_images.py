@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import uuid
+from pathlib import Path
 
 import pytest
 
 from orchestrator.runners.docker.api import Engine
 
 pytestmark = pytest.mark.docker
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_cpu_image_carries_the_shared_labels(engine: Engine, cpu_image: str) -> None:
@@ -31,3 +35,23 @@ def test_cpu_image_install_step_left_nothing_behind(cpu_image: str) -> None:
          "-c", probe], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "/opt/llem/bin/python"]
+
+
+def test_label_line_survives_the_dockerfile_parser(cpu_image: str, tmp_path: Path) -> None:
+    # cpu_image: its build made llem/base:bookworm, the base of this throwaway image.
+    values = {"llem.test.quotes": 'say "hi" \\ $HOME x', "llem.test.pairs": "k=v, y"}
+    script = f'source "{REPO}/images/common/labels.sh" && label_instruction "$@"'
+    pairs = [f"{key}={value}" for key, value in values.items()]
+    line = subprocess.run(["bash", "-c", script, "labels", *pairs],
+                          capture_output=True, text=True, check=True).stdout
+    (tmp_path / "Dockerfile").write_text(f"FROM llem/base:bookworm\n{line}")
+    tag = f"llem-test/labels:{uuid.uuid4().hex[:12]}"
+    subprocess.run(["docker", "build", "--quiet", "--tag", tag, str(tmp_path)],
+                   capture_output=True, text=True, check=True, timeout=600)
+    try:
+        labels = json.loads(subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", tag],
+            capture_output=True, text=True, check=True).stdout)
+    finally:
+        subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
+    assert {key: labels.get(key) for key in values} == values
