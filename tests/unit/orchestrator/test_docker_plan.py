@@ -8,7 +8,8 @@ from harness.schema import ExperimentConfig
 from harness.schema.run_spec import RunSpec
 from orchestrator.runners.docker.plan import MachineSettings, plan_container
 from orchestrator.runners.docker.runner import classify
-from orchestrator.runners.docker.sessions import Session, orphans, session_alive
+from orchestrator.runners.docker.sessions import orphans, session_alive, session_labels
+from orchestrator.runners.session import Session
 
 CANARY = "hf_canaryCANARYcanaryCANARY0123456789"
 
@@ -45,6 +46,21 @@ def test_security_defaults(tmp_path):
     sources = [mount["Source"] for mount in kwargs["mounts"]]
     assert not any("docker.sock" in source for source in sources)
     assert "volumes" not in kwargs and "ports" not in kwargs
+
+
+def test_root_filesystem_is_read_only_with_a_tmpfs_home_and_a_pids_limit(tmp_path):
+    container, run_dir = plan(tmp_path)
+    kwargs = container.create_kwargs()
+    assert kwargs["read_only"] is True
+    # The only writable places: the mounts (run dir rw) and one tmpfs, which is also HOME, so
+    # library caches (torch, triton, vLLM) land there; exec allowed for compiled kernels.
+    assert list(kwargs["tmpfs"]) == ["/tmp"]
+    options = kwargs["tmpfs"]["/tmp"].split(",")
+    assert "exec" in options and "noexec" not in options and "nosuid" in options
+    assert kwargs["environment"]["HOME"] == "/tmp"
+    writable = [m["Target"] for m in kwargs["mounts"] if not m["ReadOnly"]]
+    assert writable == [str(run_dir.resolve())]
+    assert 0 < kwargs["pids_limit"] <= 8192
 
 
 def test_mounts_run_dir_rw_and_local_model_ro_at_host_paths(tmp_path):
@@ -104,15 +120,23 @@ def test_classification(tmp_path):
 
 def test_orphans_are_containers_of_dead_sessions():
     me = Session.current()
-    mine = FakeContainer(me.labels(), "mine")
-    dead = FakeContainer({**me.labels(), "llem.session": "old", "llem.session.pid": "999999999"},
-                         "dead")
-    recycled = FakeContainer({**me.labels(), "llem.session": "older",
+    mine = FakeContainer(session_labels(me), "mine")
+    dead = FakeContainer({**session_labels(me), "llem.session": "old",
+                          "llem.session.pid": "999999999"}, "dead")
+    recycled = FakeContainer({**session_labels(me), "llem.session": "older",
                               "llem.session.pid_start": "1"}, "recycled-pid")
     elsewhere = FakeContainer({**dead.labels, "llem.session.host": "other-host"}, "elsewhere")
-    assert session_alive(me.labels())
+    assert session_alive(session_labels(me))
     assert [c.name for c in orphans([mine, dead, recycled, elsewhere], me)] == [
         "dead", "recycled-pid"]
+
+
+def test_orphans_can_be_limited_to_one_study():
+    me = Session.current()
+    dead = {**session_labels(me), "llem.session": "old", "llem.session.pid": "999999999"}
+    of_a = FakeContainer({**dead, "llem.study": "a"}, "of-a")
+    of_b = FakeContainer({**dead, "llem.study": "b"}, "of-b")
+    assert [c.name for c in orphans([of_a, of_b], me, study="b")] == ["of-b"]
 
 
 def test_tensorrt_runs_get_the_engine_cache_read_write_at_its_host_path(tmp_path):
