@@ -142,7 +142,8 @@ class StudyExecution:
             cool_down = self._gap(previous, run)
             if self.runner.stop_requested.is_set():
                 break
-            self._run_one(run, entry, manifest, cool_down)
+            if self._run_one(run, entry, manifest, cool_down):
+                break  # the runner can start no more runs: stop with the summary
             previous = run
         return self.summarise(manifest)
 
@@ -177,7 +178,8 @@ class StudyExecution:
         return record
 
     def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
-                 cool_down: CoolDownRecord | None = None) -> None:
+                 cool_down: CoolDownRecord | None = None) -> bool:
+        """Run one entry and record it; True when the runner can start no further run."""
         run_dir = self.study_dir / run.run_id
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a stale attempt of a run that did not complete
@@ -206,6 +208,7 @@ class StudyExecution:
         self._record(entry, run_dir, outcome)
         manifest.save(self.study_dir)
         self.on_event({"event": "run_finished", "run_id": run.run_id, "status": entry.status})
+        return outcome.fatal
 
     def _engine_cache(self, backend: str) -> str | None:
         # Engines outlive studies: one cache per user (LLEM_ENGINE_CACHE or ~/.cache/llem),
