@@ -15,24 +15,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3 onwards of /proc/PID/stat (state first), None when no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces; fields after its closing paren are fixed.
+    return stat.rsplit(")", 1)[1].split()
+
+
 def pid_start(pid: int) -> str | None:
     """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat).
 
     Returns:
         The start time as text, or None when no such process exists (or no /proc).
     """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces; fields after its closing paren are fixed.
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[19]
 
 
 def process_alive(pid: int, start: str | None) -> bool:
-    """True when ``pid`` runs and is the process that started at ``start`` (not a reused pid)."""
-    found = pid_start(pid)
-    return found is not None and found == start
+    """True when ``pid`` runs and is the process that started at ``start`` (not a reused pid).
+
+    A zombie (ended, not yet reaped by its parent) is not alive.
+    """
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z" and fields[19] == start
 
 
 @dataclass(frozen=True)
