@@ -34,7 +34,7 @@ from orchestrator.runners.base import (
     RunOutcome,
     log_tail,
 )
-from orchestrator.runners.session import Session, pid_start, process_alive
+from orchestrator.runners.session import Session, pid_start
 
 POLL_S = 0.2
 GRACE_S = 10.0
@@ -265,13 +265,28 @@ def clean_orphans(current: Session | None = None, study: str | None = None) -> l
         owner = Session(**entry["session"])
         if owner.alive() or (current is not None and owner.id == current.id):
             continue
-        if process_alive(entry["pid"], entry["pid_start"]):
-            # The harness leads its own process group: its children go with it.
-            with contextlib.suppress(ProcessLookupError):  # ended meanwhile: what we wanted
-                os.killpg(entry["pid"], signal.SIGKILL)
+        if _kill_group(int(entry["pid"]), entry["pid_start"]):
             stopped.append(entry["run_dir"])
         path.unlink(missing_ok=True)
     return stopped
+
+
+def _kill_group(pid: int, start: str | None) -> bool:
+    """SIGKILL the process group the harness ``pid`` led; False when nothing was left.
+
+    The harness leads its own group, so its children (e.g. vLLM workers, which the kernel's
+    parent-death signal does not reach) go with it, even when the harness itself is gone: Linux
+    never hands out a pid still in use as a group id, so a group of that id is the harness's.
+    A live process with that pid but another start time proves the group empty (pid reused).
+    """
+    found = pid_start(pid)
+    if found is not None and found != start:
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # no member left: nothing to stop
+        return False
+    return True
 
 
 def _read_entry(path: Path) -> dict[str, Any] | None:

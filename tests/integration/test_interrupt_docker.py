@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.manifest import Manifest
-from orchestrator.runners.docker.sessions import LABEL_SESSION
+from orchestrator.runners.docker.labels import LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,13 +102,32 @@ def test_clean_stops_the_harness_of_a_dead_orchestrator_and_keeps_live_ones(stat
             process.wait()
 
 
-def test_an_entry_whose_harness_ended_is_forgotten_without_signalling(state_home):
+def test_an_entry_whose_harness_and_group_ended_is_just_forgotten(state_home):
     ended = sleeper()
     register(ended, Session("dead", 999_999_999, "1", socket.gethostname()), "s")
     ended.kill()
     ended.wait()
     assert clean_orphans() == []
     assert list(registry_dir().iterdir()) == []
+
+
+def test_clean_stops_what_is_left_of_the_group_after_the_harness_died(state_home):
+    # The harness (here sh) leads its group; a child of its own (here sleep) outlives it, as a
+    # vLLM worker would outlive a harness killed by the parent-death signal.
+    harness = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; wait"], start_new_session=True,
+                               stdout=subprocess.PIPE)
+    assert harness.stdout is not None
+    worker = int(harness.stdout.readline())
+    worker_start = pid_start(worker)
+    register(harness, Session("dead", 999_999_999, "1", socket.gethostname()), "s")
+    harness.kill()
+    harness.wait()
+    try:
+        assert clean_orphans() == ["/r/s/001"]
+        assert gone(worker, worker_start)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
 
 
 def test_the_child_dies_with_the_process_that_started_it():
