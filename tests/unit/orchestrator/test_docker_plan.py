@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
+
+import pytest
 
 from harness.schema import ExperimentConfig
 from harness.schema.run_spec import RunSpec
+from orchestrator.runners.docker.api import Engine, EngineError, EngineUnreachable, NotFoundError
 from orchestrator.runners.docker.plan import MachineSettings, plan_container
 from orchestrator.runners.docker.runner import classify
 from orchestrator.runners.docker.sessions import orphans, session_alive, session_labels
@@ -171,3 +175,50 @@ def test_a_prebuilt_tensorrt_engine_is_mounted_read_only(tmp_path):
     mounts = {m.target: m for m in container.mounts}
     engine = str((tmp_path / "engine").resolve())
     assert mounts[engine].read_only is True and mounts[engine].source == engine
+
+
+def test_only_the_boundary_talks_to_the_sdk():
+    # api.py makes every SDK call; plan.py only builds the SDK's plain data types.
+    root = Path(__file__).resolve().parents[3]
+    importers = {}
+    for path in [*(root / "orchestrator").rglob("*.py"), *(root / "harness").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.split(".")[0] in ("docker", "requests", "urllib3"):
+                    importers.setdefault(str(path.relative_to(root)), set()).add(name)
+    assert importers == {
+        "orchestrator/runners/docker/api.py": {"docker", "docker.errors", "requests.exceptions",
+                                               "urllib3.exceptions"},
+        "orchestrator/runners/docker/plan.py": {"docker.types"},
+    }
+
+
+class Raising:
+    """A client whose every call raises ``error``, as the SDK does when the engine is gone."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def ping(self):
+        raise self.error
+
+    def info(self):
+        raise self.error
+
+
+def test_sdk_and_transport_errors_become_typed_engine_errors():
+    import docker.errors
+    import requests.exceptions
+
+    lost = requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected")
+    with pytest.raises(EngineUnreachable, match="no answer from the Docker engine") as caught:
+        Engine(Raising(lost)).ping()
+    assert caught.value.__cause__ is lost and caught.value.fix
+    with pytest.raises(NotFoundError):
+        Engine(Raising(docker.errors.NotFound("no such container"))).info()
+    refused = docker.errors.APIError("conflict", explanation="is not running")
+    with pytest.raises(EngineError, match="is not running") as caught:
+        Engine(Raising(refused)).info()
+    assert not isinstance(caught.value, EngineUnreachable)
