@@ -113,8 +113,11 @@ class DockerRunner(Runner):
         """Engine reachable and every needed image built (each problem with its fix)."""
         try:
             self.engine.ping()
-        except RunnerError as error:
+            return self._problems(backends)
+        except RunnerError as error:  # no engine, or it went away while we asked
             return [str(error)]
+
+    def _problems(self, backends: set[str] | None) -> list[str]:
         problems = []
         gpu_backends = sorted(b for b in backends or set() if RULES[b].gpu_only)
         if gpu_backends and not self._has_gpus():
