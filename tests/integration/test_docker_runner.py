@@ -36,6 +36,22 @@ def write_study(path: Path, model: Path, body: str, **top: object) -> Path:
     return path
 
 
+def containers_of_study(engine, name: str) -> list:
+    return [c for c in engine.containers(LABEL_SESSION) if c.labels.get(LABEL_STUDY) == name]
+
+
+@pytest.fixture
+def own_study(engine):
+    """A study name of this test's own: other studies may share the engine, so every check
+    and every removal is scoped to it. Fails the test if any of its containers is left."""
+    name = f"d-{uuid.uuid4().hex[:8]}"
+    yield name
+    left = containers_of_study(engine, name)
+    for container in left:
+        engine.remove(container)
+    assert not left, f"containers left behind: {[c.name for c in left]}"
+
+
 def study_dir_of(output: Path) -> Path:
     (found,) = [p for p in output.iterdir() if p.is_dir()]
     return found
@@ -46,9 +62,10 @@ def files_of(study_dir: Path, run_id: str) -> set[str]:
 
 
 def test_four_runs_match_local_files_owned_by_user_and_leave_no_container(
-        cpu_image, tiny_model_dir, tmp_path, engine, no_leftover_containers):
+        cpu_image, tiny_model_dir, tmp_path, engine, own_study):
     study = write_study(tmp_path / "s.yaml", tiny_model_dir,
-                        "sweep:\n  precision: [fp32, bf16]\n  pytorch.batch_size: [1, 2]\n")
+                        "sweep:\n  precision: [fp32, bf16]\n  pytorch.batch_size: [1, 2]\n",
+                        name=own_study)
     env = {**os.environ, "HF_TOKEN": CANARY}
     done = subprocess.run([LLEM, "run", str(study), "--runner", "docker", "--output", "dock",
                            "-v"], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -78,14 +95,14 @@ def test_four_runs_match_local_files_owned_by_user_and_leave_no_container(
     assert CANARY not in done.stdout + done.stderr
 
 
-def containers_of_run(engine, run_prefix: str) -> list:
-    return [c for c in engine.containers(LABEL_SESSION)
+def containers_of_run(engine, study: str, run_prefix: str) -> list:
+    return [c for c in containers_of_study(engine, study)
             if c.labels.get(LABEL_RUN, "").startswith(run_prefix)]
 
 
-def _kill_when_warming(engine, run_prefix: str, stop: threading.Event) -> None:
+def _kill_when_warming(engine, study: str, run_prefix: str, stop: threading.Event) -> None:
     while not stop.is_set():
-        for container in containers_of_run(engine, run_prefix):
+        for container in containers_of_run(engine, study, run_prefix):
             logs = engine.client.api.logs(container.id).decode(errors="replace")
             if container.status == "running" and "run directory" in logs:
                 time.sleep(3)  # well inside the 300 s warmup
@@ -95,7 +112,7 @@ def _kill_when_warming(engine, run_prefix: str, stop: threading.Event) -> None:
 
 
 def test_faults_are_classified_and_the_study_continues(
-        cpu_image, tiny_model_dir, tmp_path, engine, no_leftover_containers):
+        cpu_image, tiny_model_dir, tmp_path, engine, own_study):
     long_warmup = {"warmup": {"n_warmup": 1, "min_seconds": 300, "max_seconds": 600}}
     entries = [
         {"dataset": "missing-prompts.jsonl"},              # 001: the harness raises
@@ -105,10 +122,10 @@ def test_faults_are_classified_and_the_study_continues(
     ]
     body = "experiments:\n" + "".join(f"  - {json.dumps(e)}\n" for e in entries)
     study = write_study(tmp_path / "s.yaml", tiny_model_dir, body,
-                        execution={"config_gap_s": 0, "timeout_s": 40})
+                        execution={"config_gap_s": 0, "timeout_s": 40}, name=own_study)
     stop = threading.Event()
     killer = threading.Thread(target=_kill_when_warming,
-                              args=(engine, "002_", stop), daemon=True)
+                              args=(engine, own_study, "002_", stop), daemon=True)
     killer.start()
     try:
         summary, study_dir = run_study(study, DockerRunner(), output=tmp_path / "out")
@@ -127,23 +144,19 @@ def test_faults_are_classified_and_the_study_continues(
 
 
 def test_memory_limit_too_small_is_oom_and_the_study_continues(
-        cpu_image, tiny_model_dir, tmp_path, no_leftover_containers):
+        cpu_image, tiny_model_dir, tmp_path, own_study):
     # Eager attention over 64 prompts of 1024 tokens materialises ~1 GB of scores at once: an
     # anonymous allocation the kernel cannot reclaim, so the OOM killer acts at once (a limit
     # that only squeezes the page cache would make the run thrash instead of dying).
     study = write_study(tmp_path / "s.yaml", tiny_model_dir,
                         "sweep:\n  pytorch.batch_size: [64, 63]\n", n=64, input_len=1024,
                         output_len=2, pytorch={"attn_implementation": "eager"},
-                        execution={"config_gap_s": 0, "timeout_s": 300})
+                        execution={"config_gap_s": 0, "timeout_s": 300}, name=own_study)
     summary, study_dir = run_study(study, DockerRunner(mem_limit="800m"), output=tmp_path / "o")
     runs = Manifest.load(study_dir).runs
     assert [r.failure.cause for r in runs if r.failure] == ["oom", "oom"]
     assert "OOMKilled" in runs[0].failure.message
     assert summary.counts == {"failed": 2}
-
-
-def containers_of_study(engine, name: str) -> list:
-    return [c for c in engine.containers(LABEL_SESSION) if c.labels.get(LABEL_STUDY) == name]
 
 
 def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
@@ -159,9 +172,9 @@ def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
                                stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not containers_of_run(engine, "002_"):
+        while time.monotonic() < deadline and not containers_of_run(engine, name, "002_"):
             time.sleep(0.5)
-        assert containers_of_run(engine, "002_"), "second run never started"
+        assert containers_of_run(engine, name, "002_"), "second run never started"
     finally:
         process.send_signal(signal.SIGKILL)  # the orchestrator dies without cleaning up
         process.wait(timeout=30)
