@@ -34,7 +34,7 @@ from orchestrator.runners.base import (
     RunOutcome,
     log_tail,
 )
-from orchestrator.runners.session import Session, pid_start
+from orchestrator.runners.session import Session, live_group_members, pid_start
 
 POLL_S = 0.2
 GRACE_S = 10.0
@@ -272,19 +272,20 @@ def clean_orphans(current: Session | None = None, study: str | None = None) -> l
 
 
 def _kill_group(pid: int, start: str | None) -> bool:
-    """SIGKILL the process group the harness ``pid`` led; False when nothing was left.
+    """SIGKILL the process group the harness ``pid`` led; False when nothing live was left.
 
-    The harness leads its own group, so its children (e.g. vLLM workers, which the kernel's
-    parent-death signal does not reach) go with it, even when the harness itself is gone: Linux
-    never hands out a pid still in use as a group id, so a group of that id is the harness's.
-    A live process with that pid but another start time proves the group empty (pid reused).
+    The harness leads its own group, so its children (which the kernel's parent-death signal
+    does not reach) go with it, even when the harness itself is gone: Linux never hands out a
+    pid still in use as a group id, so a group of that id is the harness's. A live process
+    with that pid but another start time proves the group empty (pid reused). Zombies (ended,
+    not reaped) count as gone.
     """
     found = pid_start(pid)
-    if found is not None and found != start:
+    if (found is not None and found != start) or not live_group_members(pid):
         return False
     try:
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:  # no member left: nothing to stop
+    except ProcessLookupError:  # ended meanwhile: what we wanted
         return False
     return True
 

@@ -44,6 +44,18 @@ def process_alive(pid: int, start: str | None) -> bool:
     return fields is not None and fields[0] != "Z" and fields[19] == start
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """Pids of the processes in group ``pgid`` that have not ended (zombies left out)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and fields[2] == str(pgid) and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
 @dataclass(frozen=True)
 class Session:
     """One orchestrator process.
