@@ -10,6 +10,7 @@ events stop (no heartbeat either) for ``stall_timeout_s`` while it still runs is
 from __future__ import annotations
 
 import abc
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,66 @@ class RunOutcome:
     message: str = ""
     log_tail: list[str] = field(default_factory=list)
     fatal: bool = False
+
+
+@dataclass(frozen=True)
+class ProcessEnd:
+    """What the isolation primitive reports about a harness that ended.
+
+    Attributes:
+        exit_code: its exit status as the runner sees it (a process's, or a container's).
+        signal_number: the signal that ended it, if it did not exit by itself.
+        oom: the kernel's OOM killer ended it (where the runner can tell).
+    """
+
+    exit_code: int | None
+    signal_number: int | None = None
+    oom: bool = False
+
+
+def classify_end(end: EndKind | None, ended: ProcessEnd, log_path: Path, *,
+                 timeout_s: float | None, stall_note: str = "",
+                 after_stop: str = "") -> RunOutcome:
+    """Name how a run ended: what we did to it first, then what its process reports.
+
+    The one classification every runner uses, so a timeout, a stall or a kill reads the same
+    in the manifest whatever ran the harness.
+
+    Args:
+        end: what the wait loop did (timeout, stalled, interrupted), None if it ended alone.
+        ended: what the process or container reported.
+        log_path: the run's log, whose last lines go into every failure record.
+        timeout_s: the run's timeout (s), named in a timeout's message.
+        stall_note: the wait loop's account of a stall (silence, limit, phase).
+        after_stop: what the runner did after stopping it (e.g. "; stopped and removed").
+    """
+    tail = log_tail(log_path)
+    code = ended.exit_code
+    if end == "timeout":
+        return RunOutcome("timeout", code, f"exceeded its timeout of {timeout_s:g} s{after_stop}",
+                          tail)
+    if end == "stalled":
+        return RunOutcome("stalled", code, f"{stall_note}{after_stop}", tail)
+    if end == "interrupted":
+        return RunOutcome("interrupted", code, "stopped by the user", tail)
+    if ended.oom:
+        return RunOutcome("oom", code, f"ran out of memory (killed by the kernel's OOM killer, "
+                          f"exit {code})", tail)
+    if code == 0:
+        return RunOutcome("ok", 0)
+    if ended.signal_number is not None:
+        name = signal.Signals(ended.signal_number).name
+        return RunOutcome("killed", code, f"the harness was killed by {name} from outside "
+                          f"(exit {code})", tail)
+    return RunOutcome("error", code, last_error_line(tail, code), tail)
+
+
+def last_error_line(tail: list[str], exit_code: int | None) -> str:
+    """The harness's own ``error:`` line from the log tail, else its exit status."""
+    for line in reversed(tail):
+        if line.startswith("error:"):
+            return line.removeprefix("error:").strip()
+    return f"the harness exited with status {exit_code}"
 
 
 class Runner(abc.ABC):

@@ -30,9 +30,10 @@ from orchestrator.runners.base import (
     EndKind,
     EventCallback,
     EventFollower,
+    ProcessEnd,
     Runner,
     RunOutcome,
-    log_tail,
+    classify_end,
 )
 from orchestrator.runners.session import Session, live_group_members, pid_start
 
@@ -159,19 +160,9 @@ class LocalRunner(Runner):
     def _outcome(
         self, end: EndKind | None, exit_code: int, log_path: Path, timeout_s: float | None
     ) -> RunOutcome:
-        tail = log_tail(log_path)
-        if end == "timeout":
-            return RunOutcome("timeout", None, f"exceeded its timeout of {timeout_s:g} s", tail)
-        if end == "interrupted":
-            return RunOutcome("interrupted", None, "stopped by the user", tail)
-        if end == "stalled":
-            return RunOutcome("stalled", None, self.stall_note, tail)
-        if exit_code == 0:
-            return RunOutcome("ok", 0)
-        if exit_code < 0:
-            name = signal.Signals(-exit_code).name
-            return RunOutcome("killed", exit_code, f"harness killed by {name}", tail)
-        return RunOutcome("error", exit_code, _last_error_line(tail, exit_code), tail)
+        signalled = -exit_code if exit_code < 0 else None
+        return classify_end(end, ProcessEnd(exit_code, signalled), log_path,
+                            timeout_s=timeout_s, stall_note=self.stall_note)
 
 
 def nvml_uuids(indices: list[int]) -> list[str]:
@@ -305,10 +296,3 @@ def _read_entry(path: Path) -> dict[str, Any] | None:
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
-
-
-def _last_error_line(tail: list[str], exit_code: int) -> str:
-    for line in reversed(tail):
-        if line.startswith("error:"):
-            return line.removeprefix("error:").strip()
-    return f"harness exited with status {exit_code}"

@@ -21,8 +21,10 @@ from orchestrator.runners.base import (
     EndKind,
     EventCallback,
     EventFollower,
+    ProcessEnd,
     Runner,
     RunOutcome,
+    classify_end,
     log_tail,
 )
 from orchestrator.runners.docker.api import (
@@ -200,24 +202,11 @@ def _engine_lost(error: EngineUnreachable, log_path: Path) -> RunOutcome:
 def classify(end: EndKind | None, state: dict[str, Any], log_path: Path,
              timeout_s: float | None, stall_note: str = "") -> RunOutcome:
     """Name how a container ended from what we did to it and what the engine reports."""
-    tail = log_tail(log_path)
     code = state.get("ExitCode")
-    if end == "timeout":
-        return RunOutcome("timeout", code, f"exceeded its timeout of {timeout_s:g} s; stopped "
-                          "and removed", tail)
-    if end == "stalled":
-        return RunOutcome("stalled", code, f"{stall_note} and removed", tail)
-    if end == "interrupted":
-        return RunOutcome("interrupted", code, "stopped by the user", tail)
-    if state.get("OOMKilled") and code == EXIT_SIGKILL:
-        return RunOutcome("oom", code, "the container ran out of memory (OOMKilled, exit 137)",
-                          tail)
-    if code == 0:
-        return RunOutcome("ok", 0)
-    if code in (EXIT_SIGKILL, EXIT_SIGTERM, EXIT_INTERRUPTED):
-        return RunOutcome("killed", code, f"the container was stopped from outside (exit {code})",
-                          tail)
-    return RunOutcome("error", code, f"the harness exited with status {code}", tail)
+    signalled = code - 128 if code in (EXIT_SIGKILL, EXIT_SIGTERM, EXIT_INTERRUPTED) else None
+    ended = ProcessEnd(code, signalled, oom=bool(state.get("OOMKilled")) and code == EXIT_SIGKILL)
+    return classify_end(end, ended, log_path, timeout_s=timeout_s, stall_note=stall_note,
+                        after_stop="; stopped and removed")
 
 
 def clean_orphans(engine: Engine, current: Session | None = None,

@@ -127,3 +127,53 @@ def test_follower_keeps_unknown_kinds_and_skips_garbage(tmp_path):
     unknown, beat = EventFollower(path).poll()
     assert isinstance(unknown, UnknownEvent) and unknown.event == "thermal_alarm"
     assert beat == HeartbeatEvent(phase="warmup")
+
+
+# One end classification for every runner: the same end reads the same in the manifest.
+
+def _both(end, local_code: int, docker_state: dict, log: Path):
+    from orchestrator.runners.docker.runner import classify
+    from orchestrator.runners.local import LocalRunner
+
+    local = LocalRunner(gpu_uuids=lambda indices: [])
+    local.stall_note = "no event for 301 s"
+    return (local._outcome(end, local_code, log, 10),
+            classify(end, docker_state, log, 10, "no event for 301 s"))
+
+
+def test_a_signal_from_outside_is_a_kill_named_alike_by_both_runners(tmp_path):
+    log = tmp_path / "container.log"
+    log.write_text("loading\n")
+    for local_code, docker_code, name in ((-9, 137, "SIGKILL"), (-15, 143, "SIGTERM"),
+                                          (-2, 130, "SIGINT")):
+        local, docker = _both(None, local_code, {"ExitCode": docker_code}, log)
+        assert local.end == docker.end == "killed"
+        assert f"killed by {name} from outside" in local.message
+        assert f"killed by {name} from outside" in docker.message
+        assert local.log_tail == docker.log_tail == ["loading"]
+
+
+def test_an_error_exit_names_the_harness_error_line_in_both_runners(tmp_path):
+    log = tmp_path / "container.log"
+    log.write_text("Traceback ...\nerror: model directory /m does not exist\n")
+    local, docker = _both(None, 1, {"ExitCode": 1}, log)
+    assert local.end == docker.end == "error"
+    assert local.message == docker.message == "model directory /m does not exist"
+    log.write_text("Segmentation fault\n")
+    local, docker = _both(None, 3, {"ExitCode": 3}, log)
+    assert local.message == docker.message == "the harness exited with status 3"
+
+
+def test_what_the_wait_loop_did_comes_first_in_both_runners(tmp_path):
+    log = tmp_path / "container.log"
+    log.write_text("x\n")
+    for end in ("timeout", "stalled", "interrupted"):
+        local, docker = _both(end, -15, {"ExitCode": 143}, log)
+        assert local.end == docker.end == end
+        assert docker.message.startswith(local.message)
+    local, docker = _both("timeout", -15, {"ExitCode": 143}, log)
+    assert local.message == "exceeded its timeout of 10 s"
+    assert docker.message == "exceeded its timeout of 10 s; stopped and removed"
+    assert _both(None, 0, {"ExitCode": 0}, log)[1].end == "ok"
+    oom = _both(None, -9, {"ExitCode": 137, "OOMKilled": True}, log)[1]
+    assert oom.end == "oom" and "OOM killer" in oom.message
