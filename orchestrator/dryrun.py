@@ -6,8 +6,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from harness.backends.catalog import BY_NAME
 from harness.energy import discover_gpus
+from harness.schema.catalog import BY_NAME
 from harness.schema.config import ExperimentConfig
 from orchestrator.estimate import ModelShape, estimate_run_s, estimate_vram, find_config, shape_of
 from orchestrator.schedule import PlannedRun, plan

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import models
-from harness.backends.catalog import BY_NAME
+from harness.schema.catalog import BY_NAME
 from harness.schema.config import ExperimentConfig
 
 BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}

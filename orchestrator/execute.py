@@ -11,10 +11,10 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.backends.catalog import BY_NAME
 from harness.energy import GpuSet
 from harness.engine_cache import default_cache_root
 from harness.io import write_json
+from harness.schema.catalog import BY_NAME
 from harness.schema.events import (
     Cooled,
     Cooling,

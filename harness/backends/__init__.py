@@ -1,6 +1,6 @@
 """Backends, looked up by name through the catalog so the host never imports torch or vllm.
 
-Importing this package imports only :mod:`harness.backends.catalog` (the schema reads it while
+Importing this package imports only :mod:`harness.schema.catalog` (the schema reads it while
 it is itself being imported); the :class:`Backend` base class loads on first use.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from harness.backends.catalog import BY_NAME
 from harness.errors import ConfigError
+from harness.schema.catalog import BY_NAME
 
 if TYPE_CHECKING:
     from harness.backends.base import Backend

@@ -15,11 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from harness.backends.catalog import CATALOG
+from harness.schema.catalog import CATALOG
 from harness.schema.rules import HALF_PRECISIONS, QUANTISED_PRECISIONS, RULES, allowed
 
 Backend = Literal["pytorch", "vllm", "tensorrt"]
-"""Backend names: the catalog's (:mod:`harness.backends.catalog`); a test keeps them equal."""
+"""Backend names: the catalog's (:mod:`harness.schema.catalog`); a test keeps them equal."""
 Precision = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
 
 BUILTIN_DATASETS = ("llem-prompts-v1",)
@@ -331,7 +331,7 @@ def _section_model(name: str) -> type[PyTorchConfig | VllmConfig | TensorRtConfi
 SECTION_MODELS = {entry.section: _section_model(entry.section) for entry in CATALOG}
 """Backend name -> its section model (read by the study loader and the docs generator).
 
-Which backends exist is the catalog's (:mod:`harness.backends.catalog`); each one's typed
+Which backends exist is the catalog's (:mod:`harness.schema.catalog`); each one's typed
 section is the field of :class:`ExperimentConfig` named after it."""
 
 

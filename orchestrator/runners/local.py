@@ -80,8 +80,8 @@ class LocalRunner(Runner):
     def preflight(self, backends: set[str] | None = None,
                   gpus: list[int] | None = None) -> list[str]:
         """GPU-only backends need an NVIDIA GPU here; ``execution.gpus`` must name real GPUs."""
-        from harness.backends.catalog import BY_NAME
         from harness.energy import discover_gpus
+        from harness.schema.catalog import BY_NAME
 
         if gpus:
             try:

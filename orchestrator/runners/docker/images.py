@@ -10,8 +10,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from harness.backends.catalog import CATALOG, image_names
 from harness.errors import ConfigError, RunnerError
+from harness.schema.catalog import CATALOG, image_names
 from orchestrator.runners.docker.api import Engine, ImageInfo
 
 IMAGE_NAMES = image_names()

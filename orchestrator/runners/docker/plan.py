@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import models
-from harness.backends.catalog import BY_NAME
+from harness.schema.catalog import BY_NAME
 from harness.schema.run_spec import RunSpec
 from orchestrator.runners.docker.labels import LABEL_RUN, LABEL_STUDY
 from orchestrator.runners.docker.sessions import session_labels

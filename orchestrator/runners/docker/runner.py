@@ -11,9 +11,9 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from harness.backends.catalog import BY_NAME, CATALOG
 from harness.errors import RunnerError
 from harness.io import write_bytes
+from harness.schema.catalog import BY_NAME, CATALOG
 from harness.schema.reading import read_model
 from harness.schema.run_spec import RunSpec
 from orchestrator.runners.base import (

@@ -12,8 +12,8 @@ import pytest
 
 from harness.backends import REGISTRY, backend_class
 from harness.backends.base import Backend
-from harness.backends.catalog import BACKEND_NAMES, CATALOG, image_names
 from harness.errors import ConfigError
+from harness.schema.catalog import BACKEND_NAMES, CATALOG, image_names
 from harness.schema.config import SECTION_MODELS, ExperimentConfig
 from harness.schema.config import Backend as BackendLiteral
 from harness.schema.rules import RULES
@@ -88,7 +88,7 @@ def test_the_docker_tables_derive_from_the_catalog() -> None:
 
 def test_the_catalog_imports_nothing_heavy() -> None:
     # a fresh interpreter: what importing the catalog (and the schema through it) pulls in
-    code = ("import sys, harness.backends.catalog, harness.schema.config; "
+    code = ("import sys, harness.schema.catalog, harness.schema.config; "
             "print(','.join(m for m in ('torch', 'vllm', 'tensorrt_llm', 'transformers') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -96,7 +96,7 @@ def test_the_catalog_imports_nothing_heavy() -> None:
     assert done.stdout.strip() == ""
 
 
-@pytest.mark.parametrize("first", ["harness.backends.catalog", "harness.backends",
+@pytest.mark.parametrize("first", ["harness.schema.catalog", "harness.backends",
                                    "harness.schema.rules", "harness.backends.base"])
 def test_any_import_order_works(first: str) -> None:
     code = f"import {first}; import harness.schema.config, harness.backends.base"
