@@ -30,7 +30,7 @@ from orchestrator.manifest import Manifest, RunEntry
 from orchestrator.preflight import model_problems
 from orchestrator.progress import StudyProgress
 from orchestrator.runners import Runner, make_runner
-from orchestrator.settings import resolve_runner
+from orchestrator.settings import resolve_output, resolve_runner
 from orchestrator.study import Study, load_study
 from orchestrator.study_dir import open_study_dir
 from orchestrator.summary import StudySummary
@@ -72,8 +72,8 @@ def main() -> None:
 @click.option("--order", type=click.Choice(["sequential", "interleaved", "shuffled"]),
               help="Override execution.cycle_order.")
 @click.option("--gpus", help="Override execution.gpus, e.g. 0,1.")
-@click.option("--output", type=click.Path(path_type=Path), default=Path("results"),
-              show_default=True, help="Output root.")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Output root (default: 'output:' in the user config, then ./results).")
 @click.option("--no-gaps", is_flag=True, help="Skip the gaps between runs and cycles.")
 @click.option("--yes", is_flag=True, help=f"Run a study larger than {LARGE_STUDY} runs.")
 @click.option("--export-csv", is_flag=True, help="Also write results.csv next to results.parquet.")
@@ -84,10 +84,9 @@ def main() -> None:
               "Hugging Face cache is refused (fill it with llem fetch).")
 def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: bool,
         resume_dir: Path | None, cycles: int | None, order: str | None, gpus: str | None,
-        output: Path, no_gaps: bool, yes: bool, export_csv: bool, quiet: bool, verbose: bool,
-        as_json: bool, offline: bool) -> None:
+        output: Path | None, no_gaps: bool, yes: bool, export_csv: bool, quiet: bool,
+        verbose: bool, as_json: bool, offline: bool) -> None:
     """Run a study (or a single experiment) FILE, or --resume a study directory."""
-    options = RunOptions(output, no_gaps, quiet, verbose, as_json, export_csv)
     try:
         study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
         if dry_run:
@@ -95,7 +94,9 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
             return
         name, source = resolve_runner(runner_name)
         runner = make_runner(name, image=image)
-        _guard(study, output if resume_dir is None else resume_dir, yes)
+        options = RunOptions(resolve_output(output), no_gaps, quiet, verbose, as_json,
+                             export_csv)
+        _guard(study, options.output if resume_dir is None else resume_dir, yes)
     except LlemError as error:
         fail(error)
     problems = runner.preflight({entry.config.backend for entry in study.experiments},
@@ -357,13 +358,17 @@ def clean() -> None:
 
 
 @main.command()
-@click.option("--output", type=click.Path(path_type=Path), default=Path("results"),
-              show_default=True, help="Output root whose disk is checked.")
-def doctor(output: Path) -> None:
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Output root whose disk is checked (default: as for llem run).")
+def doctor(output: Path | None) -> None:
     """Check engine, NVIDIA runtime, GPUs, images, disk and caches; print each fix."""
     from orchestrator.doctor import run_checks
 
-    checks = run_checks(output)
+    try:
+        root = resolve_output(output)
+    except LlemError as error:
+        fail(error)
+    checks = run_checks(root)
     table = Table(title="llem doctor")
     for column in ("check", "status", "detail", "fix"):
         table.add_column(column, overflow="fold")

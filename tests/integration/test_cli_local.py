@@ -152,6 +152,23 @@ def test_sigint_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model_dir,
     assert error["phase"] == "warmup"
 
 
+@pytest.mark.slow
+def test_output_of_the_user_config_is_the_default_output_root(tiny_model_dir, tmp_path):
+    config = tmp_path / "xdg" / "llem" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("runner: local\noutput: ~/measured\n")
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    env.pop("LLEM_RUNNER", None)
+    study = tmp_path / "s.yaml"
+    study.write_text(study_text(tiny_model_dir, "", n=1, output_len=2))
+    done = subprocess.run([LLEM, "run", str(study), "-q"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    study_dir = only_study_dir(tmp_path / "home" / "measured")
+    assert Manifest.load(study_dir).runner == "local"
+    assert not (tmp_path / "results").exists()
+
+
 BAD_INPUTS = {
     "malformed": "model: m\nbackend: [pytorch\n",
     "unknown_nested_path": (
