@@ -186,13 +186,15 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
         study_dir = opened.path
         err.print(f"study [bold]{study.name}[/]: {opened.todo} of {len(opened.manifest.runs)} "
                   f"runs to do -> {study_dir}", highlight=False)
-        _install_interrupt(runner)
+        interrupts = _Interrupts(runner)
+        interrupts.install()
         try:
             with StudyProgress(err, opened.todo, quiet=options.quiet,
                                verbose=options.verbose) as progress:
                 execution = StudyExecution(study, study_dir, runner, progress.on_event,
                                            options.no_gaps)
                 summary = execution.execute(opened.runs, opened.manifest)
+                interrupts.disarm()
             if options.export_csv and summary.results_table:
                 export_csv(study_dir)
         except LlemError as error:
@@ -200,18 +202,37 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
     return summary, study_dir
 
 
-def _install_interrupt(runner: Runner) -> None:
-    """First Ctrl-C (or SIGTERM): stop gracefully. Second Ctrl-C: stop now."""
+class _Interrupts:
+    """First Ctrl-C (or SIGTERM): stop gracefully. Second: kill the run now. Later: ignored.
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if runner.stop_requested.is_set():
+    The second raises ``KeyboardInterrupt`` into the study, which records the killed run
+    ``interrupted`` and writes the summary; it is raised once, and never after ``disarm``.
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.count = 0
+        self.armed = True
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        # Counted first: a signal that lands while this handler runs is the second one.
+        self.count += 1
+        if self.count == 1:
+            err.print("[yellow]stopping: the current run is being stopped; Ctrl-C again to "
+                      "kill it now[/]")
+            self.runner.request_stop()
+        elif self.count == 2 and self.armed:
+            err.print("[yellow]killing the current run now; writing the summary[/]")
             raise KeyboardInterrupt
-        err.print("[yellow]stopping: the current run is being stopped; Ctrl-C again to "
-                  "kill it now[/]")
-        runner.request_stop()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+        else:
+            err.print("[yellow]already stopping: writing the summary[/]")
 
 
 def _print_dry_run(study: Study, as_json: bool) -> None:

@@ -28,7 +28,7 @@ from harness.schema.run_spec import RunSpec
 from harness.timeseries import recover_timeseries
 from orchestrator.cooling import NOT_REQUESTED, CoolDown
 from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
-from orchestrator.runners.base import Runner, RunOutcome
+from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail
 from orchestrator.schedule import PlannedRun, plan
 from orchestrator.stats import write_stats
 from orchestrator.study import Study
@@ -37,6 +37,7 @@ from orchestrator.summary import StudySummary, study_summary
 from orchestrator.tables import load_results, write_results_table
 
 BASELINE_CACHE = ".baseline-cache"
+KILLED_NOW = "killed by a second Ctrl-C, without waiting for it to stop"
 OnStudyEvent = Callable[[StudyEvent], None]
 
 
@@ -82,8 +83,23 @@ class StudyExecution:
             )
 
     def execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudySummary:
-        """Run every pending run in order; return the summary (also written to disk)."""
+        """Run every pending run in order; return the summary (also written to disk).
+
+        A ``KeyboardInterrupt`` (the second Ctrl-C) ends the study at once: the runner has
+        killed its run on the way out (runners do on any exception), the run is recorded
+        ``interrupted`` and the summary is still written.
+        """
         self.runner.startup()
+        try:
+            self._run_pending(runs, manifest)
+        except KeyboardInterrupt:
+            self._stopped_now(manifest)
+        try:
+            return self.summarise(manifest)
+        except KeyboardInterrupt:  # the second Ctrl-C came while the summary was written
+            return self.summarise(manifest)
+
+    def _run_pending(self, runs: list[PlannedRun], manifest: Manifest) -> None:
         by_id = {entry.run_id: entry for entry in manifest.runs}
         previous: PlannedRun | None = None
         for run in runs:
@@ -97,7 +113,17 @@ class StudyExecution:
                 break
             self._run_one(run, entry, manifest, cool_down)
             previous = run
-        return self.summarise(manifest)
+
+    def _stopped_now(self, manifest: Manifest) -> None:
+        """Record the run that a second Ctrl-C killed (if any) as interrupted."""
+        self.runner.stop_requested.set()
+        for entry in manifest.runs:
+            if entry.status == "running":
+                entry.status, entry.finished_at = "interrupted", now_utc()
+                entry.failure = Failure(
+                    cause="interrupted", message=KILLED_NOW,
+                    log_tail=log_tail(self.study_dir / entry.run_id / LOG_NAME))
+        save_manifest(self.study_dir, manifest)
 
     def _gap(self, previous: PlannedRun | None, run: PlannedRun) -> CoolDownRecord:
         """The fixed gap, then the cool-down; returns how the cool-down ended."""

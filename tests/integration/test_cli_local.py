@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -150,6 +153,80 @@ def test_sigint_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model_dir,
     assert leftover.stdout.strip() == "", "a harness process outlived the orchestrator"
     error = json.loads((events.parent / "error.json").read_text())
     assert error["phase"] == "warmup"
+
+
+def _block_sigterm() -> None:
+    # Inherited by the harness: it then ignores the runner's SIGTERM, as a harness stuck in a
+    # driver call does, and only a kill stops it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _stderr_lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _wait_for_line(lines: queue.Queue[str], needle: str, timeout_s: float) -> list[str]:
+    seen: list[str] = []
+    while not any(needle in line for line in seen):
+        seen.append(lines.get(timeout=timeout_s))
+    return seen
+
+
+@pytest.mark.slow
+def test_second_sigint_kills_the_run_records_it_interrupted_and_exits_130(tiny_model_dir,
+                                                                          tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text(study_text(
+        tiny_model_dir, "sweep:\n  pytorch.batch_size: [1, 2]\n",
+        warmup={"n_warmup": 1, "min_seconds": 300, "max_seconds": 600}))
+    process = subprocess.Popen([LLEM, "run", str(study), "--runner", "local", "--output", "out",
+                                "-q"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_block_sigterm)
+    lines = _stderr_lines(process)
+    _wait_for_warmup(tmp_path / "out", process)
+    process.send_signal(signal.SIGINT)
+    seen = _wait_for_line(lines, "stopping", timeout_s=120)
+    process.send_signal(signal.SIGINT)  # the harness ignores SIGTERM: it is still running
+    code = process.wait(timeout=300)
+    seen += _drain(lines)
+    stderr = "".join(seen)
+    assert code == 130, stderr
+    assert "Aborted" not in stderr and "Traceback" not in stderr, stderr
+    study_dir = only_study_dir(tmp_path / "out")
+    first, second = Manifest.load(study_dir).runs
+    assert (first.status, second.status) == ("interrupted", "pending")
+    assert first.failure is not None and first.failure.cause == "interrupted"
+    assert "second Ctrl-C" in first.failure.message, stderr
+    summary = StudyResult.model_validate_json((study_dir / "summary.json").read_text())
+    assert summary.interrupted is True and summary.counts == {"interrupted": 1, "pending": 1}
+    leftover = subprocess.run(["pgrep", "-f", str(study_dir)], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "a harness process outlived the orchestrator"
+
+
+def _wait_for_warmup(output: Path, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 300  # generous: only a hang reaches it
+    while time.monotonic() < deadline and process.poll() is None:
+        found = list(output.glob("*/001_*/events.jsonl"))
+        if found and '"warmup"' in found[0].read_text():
+            return
+        time.sleep(0.3)
+    raise AssertionError("the first run never reached its warmup")
+
+
+def _drain(lines: queue.Queue[str]) -> list[str]:
+    rest: list[str] = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            rest.append(lines.get(timeout=5))
+    return rest
 
 
 @pytest.mark.slow

@@ -8,11 +8,13 @@ from harness.energy import GpuSet
 from harness.schema.events import Cooled, Gap, RunFinished
 from harness.schema.run_spec import RunSpec
 from harness.testing import FakeGpu
-from orchestrator.execute import StudyExecution, plan
+from orchestrator.execute import KILLED_NOW, StudyExecution, plan
+from orchestrator.manifest import Manifest
 from orchestrator.runners.base import Runner, RunOutcome
 from orchestrator.runners.local import LocalRunner
 from orchestrator.study import load_study
 from orchestrator.study_dir import new_manifest
+from orchestrator.summary import StudySummary
 
 
 def study(tmp_path, order="interleaved", gap=0.0):
@@ -107,3 +109,40 @@ def test_without_gap_until_cool_the_outcome_is_not_requested(tmp_path):
     execution.execute(runs, new_manifest(loaded, runs, runner.name))
     assert [spec.cool_down.outcome for spec in runner.specs if spec.cool_down] == [
         "not_requested", "not_requested"]
+
+
+class KilledMidRun(Runner):
+    """Its second run gets the second Ctrl-C (the KeyboardInterrupt the CLI raises)."""
+
+    name = "killed-mid-run"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        self.started += 1
+        (run_dir / "container.log").write_text("loading\nwarming up\n")
+        if self.started == 2:
+            self.request_stop()  # the first Ctrl-C
+            raise KeyboardInterrupt  # the second, while the runner waits for the run
+        return RunOutcome(end="error", exit_code=1, message="not run")
+
+
+def test_a_second_ctrl_c_records_the_killed_run_interrupted_and_writes_the_summary(tmp_path):
+    loaded = study(tmp_path)
+    runner = KilledMidRun()
+    out = tmp_path / "out"
+    out.mkdir()
+    runs = plan(loaded)
+    manifest = new_manifest(loaded, runs, runner.name)
+    summary = StudyExecution(loaded, out, runner, no_gaps=True).execute(runs, manifest)
+    assert runner.started == 2
+    assert summary.interrupted is True
+    assert summary.counts == {"failed": 1, "interrupted": 1, "pending": 4}
+    saved = Manifest.load(out)
+    killed = saved.runs[1]
+    assert killed.status == "interrupted" and killed.failure is not None
+    assert killed.failure.message == KILLED_NOW
+    assert killed.failure.log_tail == ["loading", "warming up"]
+    assert StudySummary.model_validate_json((out / "summary.json").read_text()) == summary
