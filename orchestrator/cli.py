@@ -22,6 +22,7 @@ from rich.table import Table
 
 from harness._version import __version__
 from harness.errors import ConfigError, LlemError
+from harness.io import DiskFullError
 from harness.schema import ExperimentResult
 from harness.schema.headline import TERMINAL_METRICS
 from orchestrator.execute import StudyExecution
@@ -197,6 +198,9 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
                 interrupts.disarm()
             if options.export_csv and summary.results_table:
                 export_csv(study_dir)
+        except DiskFullError as error:
+            fail(LlemError(f"{error.message}; the study stopped", fix=f"{error.remedy}, then "
+                           f"continue it with: llem run --resume {study_dir}"), EXIT_FAILED)
         except LlemError as error:
             fail(error)
     return summary, study_dir

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.energy import GpuSet
 from harness.engine_cache import default_cache_root
-from harness.io import write_json
+from harness.io import DiskFullError, write_json
 from harness.schema.events import (
     Cooled,
     Cooling,
@@ -27,6 +27,7 @@ from harness.schema.result import CoolDownRecord, ErrorRecord
 from harness.schema.run_spec import RunSpec
 from harness.timeseries import recover_timeseries
 from orchestrator.cooling import NOT_REQUESTED, CoolDown
+from orchestrator.diskfull import DiskReserve, record_disk_full
 from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
 from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail
 from orchestrator.schedule import PlannedRun, plan
@@ -70,6 +71,7 @@ class StudyExecution:
         self.on_event = on_event or (lambda event: None)
         self.no_gaps = no_gaps
         self.started_at = now_utc()
+        self._current: RunEntry | None = None  # the run in progress, for a full disk's record
         execution = study.execution
         runner.stall_timeout_s = execution.stall_timeout_s
         # The idle reference is read now, before the first run heats anything.
@@ -90,6 +92,18 @@ class StudyExecution:
         ``interrupted`` and the summary is still written.
         """
         self.runner.startup()
+        reserve = DiskReserve(self.study_dir)
+        reserve.hold()
+        try:
+            return self._execute(runs, manifest)
+        except DiskFullError as error:
+            reserve.release()
+            self._record_full_disk(manifest, error)
+            raise
+        finally:
+            reserve.release()
+
+    def _execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudySummary:
         try:
             self._run_pending(runs, manifest)
         except KeyboardInterrupt:
@@ -98,6 +112,14 @@ class StudyExecution:
             return self.summarise(manifest)
         except KeyboardInterrupt:  # the second Ctrl-C came while the summary was written
             return self.summarise(manifest)
+
+    def _record_full_disk(self, manifest: Manifest, error: DiskFullError) -> None:
+        """The disk filled: the run in progress failed; save and summarise if that fits."""
+        if self._current is not None:
+            record_disk_full(self._current, error)
+        with contextlib.suppress(DiskFullError):
+            save_manifest(self.study_dir, manifest)
+            self.summarise(manifest)
 
     def _run_pending(self, runs: list[PlannedRun], manifest: Manifest) -> None:
         by_id = {entry.run_id: entry for entry in manifest.runs}
@@ -157,6 +179,12 @@ class StudyExecution:
 
     def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None = None) -> None:
+        self._current = entry
+        self._attempt(run, entry, manifest, cool_down)
+        self._current = None
+
+    def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
+                 cool_down: CoolDownRecord | None) -> None:
         run_dir = fresh_run_dir(self.study_dir, run.run_id)
         spec = RunSpec(
             run_id=run.run_id,

@@ -205,7 +205,7 @@ def test_second_sigint_kills_the_run_records_it_interrupted_and_exits_130(tiny_m
     assert (first.status, second.status) == ("interrupted", "pending")
     assert first.failure is not None and first.failure.cause == "interrupted"
     assert "second Ctrl-C" in first.failure.message, stderr
-    summary = StudyResult.model_validate_json((study_dir / "summary.json").read_text())
+    summary = StudySummary.model_validate_json((study_dir / "summary.json").read_text())
     assert summary.interrupted is True and summary.counts == {"interrupted": 1, "pending": 1}
     leftover = subprocess.run(["pgrep", "-f", str(study_dir)], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "a harness process outlived the orchestrator"
