@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from harness.errors import ConfigError
 from orchestrator.cli import main
+from orchestrator.runners.local import LocalRunner
 from orchestrator.settings import resolve_output, resolve_runner, user_config_path
 
 
@@ -53,8 +54,10 @@ def test_without_xdg_the_config_is_read_from_home(home, monkeypatch):
     assert resolve_runner(None) == ("local", str(home / "home/.config/llem/config.yaml"))
 
 
-def test_the_runner_source_is_named_when_the_runner_cannot_serve_the_study(home):
+def test_the_runner_source_is_named_when_the_runner_cannot_serve_the_study(home, monkeypatch):
     path = write_config("runner: local\n")
+    # Whatever this machine has, the configured runner refuses the study.
+    monkeypatch.setattr(LocalRunner, "preflight", lambda self, backends, gpus: ["no GPU here"])
     done = run_cli(home, "--output", str(home / "out"))
     assert done.exit_code == 2
     assert f"runner 'local', from {path}" in done.output
