@@ -8,8 +8,8 @@ from pathlib import Path
 
 from harness.errors import RunnerError
 from orchestrator.runners.docker.api import Engine
+from orchestrator.runners.docker.images import IMAGE_NAMES, image_ref
 from orchestrator.runners.docker.plan import MachineSettings
-from orchestrator.runners.docker.runner import CPU_IMAGE, DEFAULT_IMAGES
 from orchestrator.runners.docker.sessions import LABEL_SESSION, orphans
 
 MIN_FREE_GB = 10.0
@@ -41,11 +41,11 @@ def run_checks(output: Path) -> list[Check]:
         "registered" if "nvidia" in runtimes else "not registered (GPU containers impossible)",
         "install nvidia-container-toolkit and run: nvidia-ctk runtime configure --runtime=docker",
     ))
-    for ref in (CPU_IMAGE, *DEFAULT_IMAGES.values()):
+    for name in IMAGE_NAMES:
+        ref = image_ref(name)
         present = engine.has_image(ref)
-        flavour = ref.split("/")[1].split(":")[0]
         checks.append(Check(f"image {ref}", present, "built" if present else "missing",
-                            f"llem images build {flavour}"))
+                            f"llem images build {name}"))
     stale = orphans(engine.containers(LABEL_SESSION))
     checks.append(Check("orphaned containers", not stale, f"{len(stale)} found",
                         "llem clean"))

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from harness.backends.catalog import BY_NAME
 from harness.energy import discover_gpus
 from harness.schema.config import ExperimentConfig
 from orchestrator.estimate import ModelShape, estimate_run_s, estimate_vram, find_config, shape_of
-from orchestrator.execute import PlannedRun, plan
-from orchestrator.study import Study
-
-VLLM_MEMORY_UTILIZATION = 0.9
-"""vLLM's default gpu_memory_utilization."""
-TRT_KV_FREE_FRACTION = 0.9
-"""TensorRT-LLM's default KvCacheConfig.free_gpu_memory_fraction."""
+from orchestrator.schedule import PlannedRun, plan
+from orchestrator.study import ExecutionConfig, Study
 
 
 @dataclass(frozen=True)
@@ -45,18 +42,17 @@ def _fit(vram_gb: float | None, memory_gb: list[float]) -> str:
 
 def reservation(config: ExperimentConfig, memory_gb: list[float]) -> str:
     """What the backend actually takes on the GPU, beyond the estimate of what it needs."""
-    if config.backend == "vllm":
-        fraction = (config.vllm.gpu_memory_utilization if config.vllm
-                    and config.vllm.gpu_memory_utilization else VLLM_MEMORY_UTILIZATION)
+    entry = BY_NAME[config.backend]
+    memory = entry.memory
+    if memory.reservation == "as_needed" or memory.fraction_setting is None:
+        return f"{entry.engine} allocates as it goes (estimate = need)"
+    fraction = (getattr(config.section(), memory.fraction_setting, None)
+                or memory.default_fraction or 1.0)
+    if memory.reservation == "fraction_of_total":
         taken = f" = {fraction * min(memory_gb):.1f} GB" if memory_gb else ""
-        return f"vLLM reserves gpu_memory_utilization {fraction:g} of each GPU{taken}"
-    if config.backend == "tensorrt":
-        fraction = (config.tensorrt.kv_cache_free_gpu_memory_fraction if config.tensorrt
-                    and config.tensorrt.kv_cache_free_gpu_memory_fraction
-                    else TRT_KV_FREE_FRACTION)
-        return (f"TensorRT-LLM gives the KV cache {fraction:g} of the memory free after the "
-                "engine loads")
-    return "PyTorch allocates as it goes (estimate = need)"
+        return f"{entry.engine} reserves {memory.fraction_setting} {fraction:g} of each GPU{taken}"
+    return (f"{entry.engine} gives the KV cache {fraction:g} of the memory free after the "
+            "engine loads")
 
 
 def grids(runs: list[PlannedRun]) -> dict[str, dict[str, int]]:
@@ -74,26 +70,36 @@ def grids(runs: list[PlannedRun]) -> dict[str, dict[str, int]]:
     return found
 
 
+def gaps_s(runs: list[PlannedRun], execution: ExecutionConfig) -> float:
+    """The fixed pauses between consecutive runs (s), as the executor waits them.
+
+    A pause before a run of another cycle is ``cycle_gap_s``, else ``config_gap_s``; cool-down
+    waits (``gap_until_cool``) depend on the GPUs and are not estimated.
+    """
+    return sum(execution.cycle_gap_s if run.cycle != previous.cycle else execution.config_gap_s
+               for previous, run in itertools.pairwise(runs))
+
+
 def estimate(study: Study) -> dict[str, Any]:
     """Runs with VRAM estimates, GPUs, totals and a duration estimate."""
     gpus = gpu_memory_gb()
     memory = [gb for _, gb in gpus]
-    shapes: dict[str, ModelShape | None] = {}
+    shapes: dict[tuple[str, str | None], ModelShape | None] = {}
     planned: list[PlannedEstimate] = []
     total_s = 0.0
     runs = plan(study)
     for run in runs:
         config = run.entry.config
-        if config.model not in shapes:
-            found = find_config(config.model)
-            shapes[config.model] = shape_of(found) if found else None
-        shape = shapes[config.model]
+        key = (config.model, config.revision)
+        if key not in shapes:
+            found = find_config(config.model, config.revision)
+            shapes[key] = shape_of(found) if found else None
+        shape = shapes[key]
         vram = estimate_vram(config, shape).per_gpu_gb if shape else None
         planned.append(PlannedEstimate(run, vram, _fit(vram, memory),
                                        reservation(config, memory)))
-        # vLLM and TensorRT-LLM only run on GPUs: never estimate them at CPU speed
-        total_s += estimate_run_s(config, shape, on_gpu=bool(gpus) or config.backend != "pytorch")
-    gaps = study.execution.config_gap_s * max(len(runs) - 1, 0)
-    gaps += study.execution.cycle_gap_s * max(study.execution.n_cycles - 1, 0)
+        # a GPU-only backend never runs at CPU speed, GPUs seen here or not
+        on_gpu = bool(gpus) or BY_NAME[config.backend].gpu_only
+        total_s += estimate_run_s(config, shape, on_gpu=on_gpu)
     return {"runs": planned, "gpus": gpus, "grids": grids(runs),
-            "estimated_duration_s": total_s + gaps}
+            "estimated_duration_s": total_s + gaps_s(runs, study.execution)}

@@ -8,12 +8,12 @@ in the local model directory or the Hugging Face cache only; nothing is download
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import models
+from harness.backends.catalog import BY_NAME
 from harness.schema.config import ExperimentConfig
 
 BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
@@ -61,20 +61,13 @@ class VramEstimate:
         return (self.weights_gb + self.kv_cache_gb + self.overhead_gb) / self.parallel
 
 
-def find_config(model: str, cwd: Path | None = None) -> dict[str, Any] | None:
-    """config.json of a local model directory or of the model in the HF cache, else None."""
-    local = Path(model).expanduser()
-    local = local if local.is_absolute() else (cwd or Path.cwd()) / local
-    candidates = [local / "config.json"]
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(
-        os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub")
-    snapshots = hub / f"models--{model.replace('/', '--')}" / "snapshots"
-    if snapshots.is_dir():
-        candidates += sorted(snapshots.glob("*/config.json"))
-    for path in candidates:
-        if path.is_file():
-            return dict(json.loads(path.read_text(encoding="utf-8")))
-    return None
+def find_config(model: str, revision: str | None = None, cwd: Path | None = None,
+                cache_dir: Path | None = None) -> dict[str, Any] | None:
+    """config.json of a local model directory or of ``model`` at ``revision`` in the HF cache.
+
+    None when neither holds it; nothing is downloaded (see :func:`harness.models.read_config`).
+    """
+    return models.read_config(model, revision, cwd=cwd or Path.cwd(), cache_dir=cache_dir)
 
 
 def shape_of(config_json: dict[str, Any]) -> ModelShape:
@@ -95,38 +88,35 @@ def shape_of(config_json: dict[str, Any]) -> ModelShape:
 
 def batch_of(config: ExperimentConfig) -> int:
     """Sequences resident at once: the backend's batch limit, at most the prompt count."""
-    if config.backend == "pytorch":
-        return config.pytorch.batch_size if config.pytorch and config.pytorch.batch_size else 1
-    if config.backend == "vllm":
-        limit = config.vllm.max_num_seqs if config.vllm and config.vllm.max_num_seqs else 256
-        return min(limit, config.n)
-    limit = (config.tensorrt.max_batch_size
-             if config.tensorrt and config.tensorrt.max_batch_size else 2048)
-    return min(limit, config.n)
+    memory = BY_NAME[config.backend].memory
+    limit = getattr(config.section(), memory.batch_setting, None) or memory.default_batch
+    return min(int(limit), config.n)
 
 
 def _weight_bytes(config: ExperimentConfig) -> float:
-    section: Any = config.section()
-    if config.backend == "pytorch" and section.load_in_4bit:
+    section = config.section()
+    if getattr(section, "load_in_4bit", None):
         return 0.5
-    if config.backend == "pytorch" and section.load_in_8bit:
+    if getattr(section, "load_in_8bit", None):
         return 1.0
     quantization = getattr(section, "quantization", None)
     return QUANT_BYTES.get(quantization or "", BYTES[config.precision])
 
 
 def _kv_bytes(config: ExperimentConfig) -> float:
-    if config.vllm and config.vllm.kv_cache_dtype and config.vllm.kv_cache_dtype != "auto":
+    kv_dtype = getattr(config.section(), "kv_cache_dtype", None)
+    if kv_dtype and kv_dtype != "auto":
         return 1.0
     return min(BYTES[config.precision], 2.0) if config.precision != "fp32" else 4.0
 
 
-def _parallel(config: ExperimentConfig) -> int:
-    if config.vllm and config.vllm.tensor_parallel_size:
-        return config.vllm.tensor_parallel_size
-    if config.tensorrt:
-        return (config.tensorrt.tp_size or 1) * (config.tensorrt.pp_size or 1)
-    return 1
+def parallel_of(config: ExperimentConfig) -> int:
+    """GPUs one model spans: the product of the backend's parallelism settings (unset = 1)."""
+    section = config.section()
+    product = 1
+    for name in BY_NAME[config.backend].memory.parallel_settings:
+        product *= getattr(section, name, None) or 1
+    return product
 
 
 def estimate_vram(config: ExperimentConfig, shape: ModelShape) -> VramEstimate:
@@ -135,7 +125,7 @@ def estimate_vram(config: ExperimentConfig, shape: ModelShape) -> VramEstimate:
     sequence = config.input_len + config.output_len
     kv = (2 * shape.layers * shape.kv_heads * shape.head_dim * sequence * batch_of(config)
           * _kv_bytes(config) / GB)
-    return VramEstimate(weights, kv, CONTEXT_GB + 0.1 * weights, _parallel(config))
+    return VramEstimate(weights, kv, CONTEXT_GB + 0.1 * weights, parallel_of(config))
 
 
 def estimate_run_s(config: ExperimentConfig, shape: ModelShape | None, on_gpu: bool) -> float:

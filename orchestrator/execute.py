@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.backends.catalog import BY_NAME
 from harness.energy import GpuSet
 from harness.engine_cache import default_cache_root
 from harness.io import DiskFullError, write_json
@@ -215,8 +216,8 @@ class StudyExecution:
 
     def _engine_cache(self, backend: str) -> str | None:
         # Engines outlive studies: one cache per user (LLEM_ENGINE_CACHE or ~/.cache/llem),
-        # mounted read-write into tensorrt containers only.
-        if backend != "tensorrt":
+        # mounted read-write into the containers of backends that build engines only.
+        if not BY_NAME[backend].engine_cache:
             return None
         path = default_cache_root().expanduser().resolve()
         path.mkdir(parents=True, exist_ok=True)

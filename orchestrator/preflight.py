@@ -8,6 +8,7 @@ bad input (exit 2) instead of one failed run per configuration.
 
 from __future__ import annotations
 
+from harness import models
 from harness.errors import LlemError, PreflightError
 from orchestrator.fetch import HubModel, cached_snapshot, hub_cache, is_hub_id
 from orchestrator.study import Study
@@ -15,8 +16,6 @@ from orchestrator.study import Study
 
 def model_problems(study: Study) -> list[str]:
     """Every distinct model of the study that is not available offline on this host."""
-    from harness.backends.pytorch.preflight import resolve_model
-
     problems = []
     seen: set[tuple[str, str | None]] = set()
     for entry in study.experiments:
@@ -28,7 +27,7 @@ def model_problems(study: Study) -> list[str]:
             problems += _hub_problem(HubModel(*key), study)
             continue
         try:
-            resolve_model(*key)
+            models.locate(*key)
         except LlemError as error:
             problems.append(str(error))
     return problems

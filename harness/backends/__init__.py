@@ -1,24 +1,34 @@
-"""Backends, looked up by name in a lazy registry so the host never imports torch or vllm."""
+"""Backends, looked up by name through the catalog so the host never imports torch or vllm.
+
+Importing this package imports only :mod:`harness.backends.catalog` (the schema reads it while
+it is itself being imported); the :class:`Backend` base class loads on first use.
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
-from harness.backends.base import Backend
+from harness.backends.catalog import BY_NAME
 from harness.errors import ConfigError
-from harness.schema.messages import did_you_mean
 
-REGISTRY: dict[str, str] = {
-    "pytorch": "harness.backends.pytorch:PyTorchBackend",
-    "vllm": "harness.backends.vllm:VllmBackend",
-    "tensorrt": "harness.backends.tensorrt:TensorRtBackend",
-}
+if TYPE_CHECKING:
+    from harness.backends.base import Backend
+
+REGISTRY: dict[str, str] = {name: entry.implementation for name, entry in BY_NAME.items()}
 """Backend name -> "module:Class"; the module imports no engine library at import time."""
 
 
 def backend_class(name: str) -> type[Backend]:
-    """Import and return the backend class registered under ``name``."""
+    """Import and return the backend class registered under ``name``.
+
+    Raises:
+        ConfigError: no backend has that name (with the closest one, if any).
+
+    """
     if name not in REGISTRY:
+        from harness.schema.messages import did_you_mean
+
         guess = did_you_mean(name, list(REGISTRY))
         hint = f"; did you mean '{guess}'?" if guess else ""
         raise ConfigError(
@@ -28,6 +38,13 @@ def backend_class(name: str) -> type[Backend]:
     module = importlib.import_module(module_name)
     cls: type[Backend] = getattr(module, class_name)
     return cls
+
+
+def __getattr__(name: str) -> Any:
+    # The base class imports the schema, which imports the catalog through this package.
+    if name == "Backend":
+        return importlib.import_module("harness.backends.base").Backend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["REGISTRY", "Backend", "backend_class"]

@@ -9,14 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from harness.backends.catalog import CATALOG
 from harness.schema.rules import HALF_PRECISIONS, QUANTISED_PRECISIONS, RULES, allowed
 
 Backend = Literal["pytorch", "vllm", "tensorrt"]
+"""Backend names: the catalog's (:mod:`harness.backends.catalog`); a test keeps them equal."""
 Precision = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
 
 BUILTIN_DATASETS = ("llem-prompts-v1",)
@@ -306,7 +309,7 @@ class ExperimentConfig(Strict):
         section = getattr(self, self.backend)
         if section is not None:
             return section  # type: ignore[no-any-return]
-        return _SECTION_TYPES[self.backend]()
+        return SECTION_MODELS[self.backend]()
 
     def canonical_json(self) -> str:
         """The canonical JSON form that the config hash is taken over."""
@@ -318,14 +321,18 @@ class ExperimentConfig(Strict):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
 
-_SECTION_TYPES: dict[str, type[PyTorchConfig | VllmConfig | TensorRtConfig]] = {
-    "pytorch": PyTorchConfig,
-    "vllm": VllmConfig,
-    "tensorrt": TensorRtConfig,
-}
+def _section_model(name: str) -> type[PyTorchConfig | VllmConfig | TensorRtConfig]:
+    annotation = ExperimentConfig.model_fields[name].annotation
+    model = next(arg for arg in typing.get_args(annotation) if isinstance(arg, type)
+                 and issubclass(arg, BaseModel))
+    return typing.cast("type[PyTorchConfig | VllmConfig | TensorRtConfig]", model)
 
-SECTION_MODELS = _SECTION_TYPES
-"""Backend name -> its section model (read by the study loader and the docs generator)."""
+
+SECTION_MODELS = {entry.section: _section_model(entry.section) for entry in CATALOG}
+"""Backend name -> its section model (read by the study loader and the docs generator).
+
+Which backends exist is the catalog's (:mod:`harness.backends.catalog`); each one's typed
+section is the field of :class:`ExperimentConfig` named after it."""
 
 
 def _dataset_ok(dataset: str) -> bool:
@@ -368,12 +375,11 @@ def _quantisation_checks(config: ExperimentConfig) -> list[str]:
             problems.append(
                 f"bitsandbytes quantisation computes in fp16 or bf16, not '{config.precision}'"
             )
-    for backend in ("vllm", "tensorrt"):
+    for backend, rules in RULES.items():
         section = getattr(config, backend)
         scheme = getattr(section, "quantization", None) if section is not None else None
         if not scheme:
             continue
-        rules = RULES[backend]
         if scheme not in rules.quantizations:
             problems.append(f"{backend}.quantization '{scheme}' is not supported; allowed: "
                             f"{', '.join(sorted(rules.quantizations))}")

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.schema.config import CROSS_CHECK, ExperimentConfig
+from harness.schema.rules import BACKENDS
 
 Path = tuple[str | int, ...]
 
@@ -92,7 +93,7 @@ def unknown_key_message(path: Path, root: type[BaseModel] = ExperimentConfig) ->
 
 
 def _section_holding(key: str) -> str | None:
-    for section in ("pytorch", "vllm", "tensorrt", "decoder", "warmup", "baseline", "energy"):
+    for section in (*BACKENDS, "decoder", "warmup", "baseline", "energy"):
         model = model_at((section,))
         if model is not None and key in model.model_fields:
             return section

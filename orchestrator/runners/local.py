@@ -63,15 +63,15 @@ class LocalRunner(Runner):
     def preflight(self, backends: set[str] | None = None,
                   gpus: list[int] | None = None) -> list[str]:
         """GPU-only backends need an NVIDIA GPU here; ``execution.gpus`` must name real GPUs."""
+        from harness.backends.catalog import BY_NAME
         from harness.energy import discover_gpus
-        from harness.schema.rules import RULES
 
         if gpus:
             try:
                 self._gpu_uuids(gpus)
             except LlemError as error:
                 return [str(error)]
-        gpu_backends = sorted(b for b in backends or set() if RULES[b].gpu_only)
+        gpu_backends = sorted(b for b in backends or set() if BY_NAME[b].gpu_only)
         if not gpu_backends:
             return []
         machine = discover_gpus()

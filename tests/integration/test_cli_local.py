@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from llem_testkit.cli import (
+    LLEM,
+    llem,
+    only_study_dir,
+    start_llem,
+    tree_digest,
+    wait_for_event,
+)
 
 from harness.schema import ExperimentResult
 from harness.schema.result import ErrorRecord
 from orchestrator.manifest import Manifest
 from orchestrator.summary import StudySummary
 
-LLEM = str(Path(sys.executable).with_name("llem"))
 SPEC_RUN_FILES = {"experiment.json", "result.json", "timeseries.parquet", "events.jsonl",
                   "container.log"}
 SERIES_COLUMNS = {"t_s", "phase", "gpu_index", "power_w", "energy_counter_j", "temperature_c",
@@ -38,21 +43,6 @@ def study_text(model: Path, body: str, **top: object) -> str:
     }
     lines = [f"{key}: {json.dumps(value)}" for key, value in head.items()]
     return "\n".join(lines) + "\n" + body
-
-
-def llem(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LLEM, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, check=False)
-
-
-def only_study_dir(output: Path) -> Path:
-    (study_dir,) = [p for p in output.iterdir() if p.is_dir()]
-    return study_dir
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.slow
@@ -127,17 +117,9 @@ def test_sigint_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model_dir,
     study.write_text(study_text(
         tiny_model_dir, "sweep:\n  pytorch.batch_size: [1, 2, 3]\n",
         warmup={"n_warmup": 1, "min_seconds": 300, "max_seconds": 600}))
-    process = subprocess.Popen([LLEM, "run", str(study), "--runner", "local", "--output", "out",
-                                "-q"], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300  # generous: only a hang reaches it
-    events = None
-    while time.monotonic() < deadline:
-        found = list((tmp_path / "out").glob("*/001_*/events.jsonl"))
-        if found and '"warmup"' in found[0].read_text():
-            events = found[0]
-            break
-        time.sleep(0.3)
+    process = start_llem("run", str(study), "--runner", "local", "--output", "out", "-q",
+                         cwd=tmp_path)
+    events = wait_for_event(tmp_path / "out", "*/001_*/events.jsonl", "warmup", timeout_s=300)
     assert events is not None, "the first run never reached warmup"
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=300)  # the grace period is 10 s; the limit only finds a hang
@@ -303,6 +285,6 @@ def test_dry_run_lists_runs_and_skipped_and_starts_nothing(tmp_path):
 
 
 def test_version():
-    done = subprocess.run([LLEM, "--version"], capture_output=True, text=True, check=True)
+    done = llem("--version", check=True)
     assert done.stdout.startswith("llem, version ")
     assert os.path.basename(LLEM) == "llem"

@@ -6,12 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from llem_testkit.cli import LLEM, llem, only_study_dir
 
 from harness.schema import ExperimentResult
 from harness.schema.result import ErrorRecord
@@ -22,7 +22,6 @@ from orchestrator.runners.docker.sessions import LABEL_RUN, LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-LLEM = str(Path(sys.executable).with_name("llem"))
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "hf_llemCanaryToken0123456789abcdefXYZ"
 FAST = {"n": 4, "input_len": 16, "output_len": 8, "warmup": {"n_warmup": 1, "min_seconds": 0}}
@@ -35,11 +34,6 @@ def write_study(path: Path, model: Path, body: str, **top: object) -> Path:
     return path
 
 
-def study_dir_of(output: Path) -> Path:
-    (found,) = [p for p in output.iterdir() if p.is_dir()]
-    return found
-
-
 def files_of(study_dir: Path, run_id: str) -> set[str]:
     return {p.name for p in (study_dir / run_id).iterdir()}
 
@@ -49,18 +43,16 @@ def test_four_runs_match_local_files_owned_by_user_and_leave_no_container(
     study = write_study(tmp_path / "s.yaml", tiny_model_dir,
                         "sweep:\n  precision: [fp32, bf16]\n  pytorch.batch_size: [1, 2]\n")
     env = {**os.environ, "HF_TOKEN": CANARY}
-    done = subprocess.run([LLEM, "run", str(study), "--runner", "docker", "--output", "dock",
-                           "-v"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=900, check=False)
+    done = llem("run", str(study), "--runner", "docker", "--output", "dock", "-v", cwd=tmp_path,
+                env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    docker_dir = study_dir_of(tmp_path / "dock")
+    docker_dir = only_study_dir(tmp_path / "dock")
     manifest = Manifest.load(docker_dir)
     assert [r.status for r in manifest.runs] == ["completed"] * 4
-    local = subprocess.run([LLEM, "run", str(study), "--runner", "local", "--output", "loc",
-                            "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=900,
-                           check=False)
+    local = llem("run", str(study), "--runner", "local", "--output", "loc", "-q", cwd=tmp_path,
+                 timeout=900)
     assert local.returncode == 0, local.stderr[-3000:]
-    local_dir = study_dir_of(tmp_path / "loc")
+    local_dir = only_study_dir(tmp_path / "loc")
     for run in manifest.runs:
         assert files_of(docker_dir, run.run_id) == files_of(local_dir, run.run_id)
         result = ExperimentResult.model_validate_json(
@@ -163,11 +155,10 @@ def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
         process.wait(timeout=30)
     orphaned = engine.containers(LABEL_SESSION)
     assert len(orphaned) == 1, "the killed orchestrator's container should still be there"
-    cleaned = subprocess.run([LLEM, "clean"], capture_output=True, text=True, timeout=120,
-                             check=True)
+    cleaned = llem("clean", timeout=120, check=True)
     assert "removed 1 orphaned container" in cleaned.stdout
     assert engine.containers(LABEL_SESSION) == []
-    study_dir = study_dir_of(tmp_path / "o")
+    study_dir = only_study_dir(tmp_path / "o")
     first = Manifest.load(study_dir).runs[0]
     assert first.status == "completed" and first.result_path
     ExperimentResult.model_validate_json((study_dir / first.result_path).read_text())
@@ -175,9 +166,8 @@ def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
 
 def test_missing_image_fails_preflight_with_the_build_command(tiny_model_dir, tmp_path):
     study = write_study(tmp_path / "s.yaml", tiny_model_dir, "")
-    done = subprocess.run([LLEM, "run", str(study), "--runner", "docker", "--image",
-                           "llem/absent:never", "--output", "o"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = llem("run", str(study), "--runner", "docker", "--image", "llem/absent:never",
+                "--output", "o", cwd=tmp_path, timeout=120)
     assert done.returncode == 2
     assert "llem/absent:never" in done.stderr and "llem images build" in done.stderr
     assert not (tmp_path / "o").exists()
@@ -190,9 +180,8 @@ def test_cross_backend_study_names_the_build_command_of_each_missing_image(tiny_
     study = tmp_path / "cross.yaml"
     study.write_text(f"base: {REPO / 'studies' / 'cross-backend.yaml'}\n"
                      f"model: {tiny_model_dir}\n")
-    done = subprocess.run([LLEM, "run", str(study), "--runner", "docker", "--output", "o"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          check=False)
+    done = llem("run", str(study), "--runner", "docker", "--output", "o", cwd=tmp_path,
+                timeout=120)
     assert done.returncode == 2, done.stderr
     assert "image llem/vllm:latest for backend vllm is not built" in done.stderr
     assert "llem images build vllm" in done.stderr

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from llem_testkit import cli
+from llem_testkit.cli import tree_digest
 
 from orchestrator.manifest import Manifest
 from orchestrator.study import load_study
 from orchestrator.study_dir import open_study_dir
 
 pytestmark = pytest.mark.slow
-
-LLEM = str(Path(sys.executable).with_name("llem"))
 
 
 def write(path: Path, model: Path, batch_sizes: list[int], cycles: int) -> Path:
@@ -30,8 +28,7 @@ def write(path: Path, model: Path, batch_sizes: list[int], cycles: int) -> Path:
 
 
 def llem(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LLEM, *args, "--runner", "local", "-q"], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, check=False)
+    return cli.llem(*args, "--runner", "local", "-q", cwd=cwd, timeout=600)
 
 
 def started(study_dir: Path) -> dict[str, str]:
@@ -90,11 +87,6 @@ def test_truncated_result_is_detected_and_run_again(tiny_model_dir, tmp_path):
     assert f"kept as {second.run_id}/{kept.name}" in done.stderr
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 DAMAGES: dict[str, tuple[Callable[[str], str], str]] = {
     "truncated": (lambda text: text[: len(text) // 2],
                   "is not valid JSON (truncated or damaged?): line"),
@@ -140,7 +132,7 @@ def test_large_study_needs_yes(tmp_path):
     study = tmp_path / "big.yaml"
     study.write_text("model: m\nbackend: pytorch\nsweep:\n  input_len: "
                      f"{json.dumps(list(range(1, 1002)))}\n")
-    done = subprocess.run([LLEM, "run", str(study), "--runner", "local", "--output", "o"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    done = cli.llem("run", str(study), "--runner", "local", "--output", "o", cwd=tmp_path,
+                    timeout=120)
     assert done.returncode == 2 and "1001 runs" in done.stderr and "--yes" in done.stderr
     assert not (tmp_path / "o").exists()

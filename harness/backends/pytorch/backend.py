@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from harness import models
 from harness.backends.base import (
     Backend,
     BatchCallback,
@@ -23,6 +24,7 @@ from harness.backends.base import (
     Request,
     RequestOutput,
 )
+from harness.backends.common import importable
 from harness.backends.pytorch import loading
 from harness.backends.pytorch import preflight as checks
 from harness.backends.pytorch.generation import BatchRun, decoding_kwargs, generate_batch
@@ -60,7 +62,7 @@ class PyTorchBackend(Backend):
         self.settings = config.pytorch or PyTorchConfig()
         self._tokenizer: Any = None
         self._model: Any = None
-        self._model_source: checks.ModelSource | None = None
+        self._model_source: models.ModelSource | None = None
         self._model_memory_bytes: int | None = None
 
     @property
@@ -79,10 +81,10 @@ class PyTorchBackend(Backend):
         """Return every problem: libraries, model files (offline), device."""
         problems = checks.library_problems(self.config, self.settings)
         try:
-            checks.resolve_model(self.config.model, self.config.revision)
+            models.locate(self.config.model, self.config.revision)
         except LlemError as error:
             problems.append(str(error))
-        if checks.importable("torch"):
+        if importable("torch"):
             problems.extend(checks.device_problems(self.device, self.settings))
         return problems
 
@@ -94,7 +96,7 @@ class PyTorchBackend(Backend):
             BackendError: transformers or torch failed to load it.
 
         """
-        self._model_source = checks.resolve_model(self.config.model, self.config.revision)
+        self._model_source = models.locate(self.config.model, self.config.revision)
         self._require_tokenizer()
         self._model = loading.load_model(self.config, self.device, self._pad_token_id())
         self._record_load_memory()
@@ -123,7 +125,7 @@ class PyTorchBackend(Backend):
     def _require_tokenizer(self) -> Any:
         # Loaded on first use, so a dataset can be tokenised before the model is loaded.
         if self._tokenizer is None:
-            self._tokenizer = loading.load_tokenizer(self.config)
+            self._tokenizer = models.load_tokenizer(self.config.model, self.config.revision)
         return self._tokenizer
 
     def encode(self, text: str) -> list[int]:
@@ -136,7 +138,7 @@ class PyTorchBackend(Backend):
         limit = None
         if self._model is not None:
             limit = self._model.get_input_embeddings().num_embeddings
-        return loading.ordinary_token_ids(self._require_tokenizer(), limit)
+        return models.ordinary_token_ids(self._require_tokenizer(), limit)
 
     def _pad_token_id(self) -> int:
         tokenizer = self._require_tokenizer()

@@ -19,15 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import PhaseMark, Request, RequestOutput
+from harness.backends.common import num_beams, sampling_values
 from harness.errors import BackendError
 from harness.schema.config import DecoderConfig
-
-DEFAULT_NUM_BEAMS = 4
-DEFAULT_TEMPERATURE = 1.0
-DEFAULT_TOP_P = 1.0
-DEFAULT_TOP_K = 0
-"""Sampling defaults when the config leaves them unset: the plain distribution (top_k 0 = off),
-the same on every backend, rather than whatever a model's generation_config suggests."""
 
 _LENGTH_FIX = (
     "remove passthrough_kwargs that change the generation length (max_length, stop_strings, "
@@ -38,15 +32,9 @@ _LENGTH_FIX = (
 def decoding_kwargs(decoder: DecoderConfig) -> dict[str, Any]:
     """Return the decoding arguments for ``generate``, every default resolved."""
     if decoder.mode == "sampling":
-        return {
-            "do_sample": True,
-            "num_beams": 1,
-            "temperature": decoder.temperature or DEFAULT_TEMPERATURE,
-            "top_p": decoder.top_p if decoder.top_p is not None else DEFAULT_TOP_P,
-            "top_k": decoder.top_k if decoder.top_k is not None else DEFAULT_TOP_K,
-        }
+        return {"do_sample": True, "num_beams": 1, **sampling_values(decoder)}
     if decoder.mode == "beam":
-        return {"do_sample": False, "num_beams": decoder.num_beams or DEFAULT_NUM_BEAMS}
+        return {"do_sample": False, "num_beams": num_beams(decoder)}
     return {"do_sample": False, "num_beams": 1}
 
 

@@ -41,39 +41,6 @@ def device_map(settings: PyTorchConfig, device: str) -> str | dict[str, str] | N
     return None
 
 
-def load_tokenizer(config: ExperimentConfig) -> Any:
-    """Load the tokenizer from the local directory or the cache, padding on the left.
-
-    Raises:
-        BackendError: the tokenizer files are missing or unreadable.
-
-    """
-    from transformers import AutoTokenizer
-
-    kwargs = _offline_kwargs(config)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_location(config.model), **kwargs)
-    except _LOAD_ERRORS as error:
-        raise BackendError(
-            f"loading the tokenizer of '{config.model}' failed: {error}",
-            fix="check that the model directory or cache entry holds tokenizer files",
-        ) from error
-    tokenizer.padding_side = "left"
-    return tokenizer
-
-
-def ordinary_token_ids(tokenizer: Any, limit: int | None = None) -> list[int]:
-    """Token ids below ``limit`` (the model's vocabulary) that are not special tokens."""
-    special = set(tokenizer.all_special_ids)
-    special.update(
-        token_id
-        for token_id, token in tokenizer.added_tokens_decoder.items()
-        if getattr(token, "special", False)
-    )
-    end = len(tokenizer) if limit is None else min(limit, len(tokenizer))
-    return [token_id for token_id in range(end) if token_id not in special]
-
-
 def load_model(config: ExperimentConfig, device: str, pad_token_id: int) -> Any:
     """Load the model in eval mode on ``device``, with a LoRA adapter and compilation if asked.
 

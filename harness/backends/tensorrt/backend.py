@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.backends import hf
+from harness import models
 from harness.backends.base import (
     Backend,
     BatchCallback,
@@ -45,8 +45,7 @@ from harness.backends.base import (
     Request,
     RequestOutput,
 )
-from harness.backends.pytorch.generation import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P
-from harness.backends.pytorch.preflight import problem
+from harness.backends.common import library_problem, problem, sampling_values
 from harness.backends.tensorrt import build
 from harness.engine_cache import EngineCache, default_cache_root
 from harness.errors import BackendError, LlemError
@@ -86,11 +85,7 @@ def decoding_kwargs(decoder: DecoderConfig) -> dict[str, Any]:
     ``best_of`` beams and returns the best one (``n=1``).
     """
     if decoder.mode == "sampling":
-        return {
-            "temperature": decoder.temperature or DEFAULT_TEMPERATURE,
-            "top_p": decoder.top_p if decoder.top_p is not None else DEFAULT_TOP_P,
-            "top_k": decoder.top_k if decoder.top_k is not None else DEFAULT_TOP_K,
-        }
+        return sampling_values(decoder)
     if decoder.mode == "beam":
         return {"use_beam_search": True, "n": 1, "best_of": build.beam_width(decoder)}
     return {"top_k": 1}
@@ -111,7 +106,7 @@ class TensorRtBackend(Backend):
     def __init__(self, config: ExperimentConfig, device: str) -> None:
         super().__init__(config, device)
         self.settings = build.settings_of(config)
-        self._tokenizer = hf.HfTokenizer(config)
+        self._tokenizer = models.Tokenizer(config.model, config.revision)
         self._model_dir: Path | None = None
         self._llm: Any = None
         self._record: EngineCacheRecord | None = None
@@ -121,10 +116,10 @@ class TensorRtBackend(Backend):
 
     def preflight(self) -> list[str]:
         """Return every problem: library, model files (offline), device, GPUs, engine limits."""
-        missing = hf.library_problem("tensorrt_llm", "tensorrt", "tensorrt")
+        missing = library_problem("tensorrt_llm", "tensorrt", "tensorrt")
         problems = [missing] if missing else []
         try:
-            hf.model_directory(self.config.model, self.config.revision)
+            models.directory(self.config.model, self.config.revision)
         except LlemError as error:
             problems.append(str(error))
         problems.extend(self._device_problems())
@@ -178,7 +173,7 @@ class TensorRtBackend(Backend):
             BackendError: TensorRT-LLM failed to build or load the engine, or the cache failed.
 
         """
-        self._model_dir = hf.model_directory(self.config.model, self.config.revision)
+        self._model_dir = models.directory(self.config.model, self.config.revision)
         conflict = build.passthrough_error(self.config)
         if conflict is not None:
             raise conflict
@@ -192,7 +187,7 @@ class TensorRtBackend(Backend):
 
     def _load_through_cache(self, model_dir: Path) -> None:
         description = build.cache_description(
-            self.config, hf.resolved_revision(model_dir), self._library_version(),
+            self.config, models.resolved_revision(model_dir), self._library_version(),
             self.compute_capability())
         built: list[Any] = []
 
@@ -251,7 +246,7 @@ class TensorRtBackend(Backend):
 
     def vocab_ids(self) -> list[int]:
         """Ordinary token ids below the model's vocabulary size, special tokens excluded."""
-        return self._tokenizer.vocab_ids(hf.vocab_size(self._require_model_dir()))
+        return self._tokenizer.vocab_ids(models.vocab_size(self._require_model_dir()))
 
     def _pad_id(self) -> int | None:
         value = self._tokenizer.tokenizer.pad_token_id
@@ -313,7 +308,7 @@ class TensorRtBackend(Backend):
     def _require_model_dir(self) -> Path:
         # Resolved on first use, so a dataset can be tokenised before the engine is loaded.
         if self._model_dir is None:
-            self._model_dir = hf.model_directory(self.config.model, self.config.revision)
+            self._model_dir = models.directory(self.config.model, self.config.revision)
         return self._model_dir
 
     def _require_record(self) -> EngineCacheRecord:
@@ -391,7 +386,7 @@ class TensorRtBackend(Backend):
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, non-embedding parameters) from the checkpoint's safetensors."""
-        return hf.checkpoint_parameter_counts(self._require_model_dir())
+        return models.parameter_counts(self._require_model_dir())
 
     def determinism(self) -> dict[str, Any]:
         """The seed every request's SamplingParams carries."""

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.backends.pytorch.generation import DEFAULT_NUM_BEAMS
-from harness.backends.pytorch.preflight import problem
+from harness.backends.common import num_beams, problem
 from harness.errors import BackendError
 from harness.schema.config import DecoderConfig, ExperimentConfig, TensorRtConfig
 
@@ -107,7 +106,7 @@ def quant_algo(config: ExperimentConfig) -> str | None:
 def beam_width(decoder: DecoderConfig) -> int:
     """The engine's ``max_beam_width``: the number of beams for beam search, else 1."""
     if decoder.mode == "beam":
-        return decoder.num_beams or DEFAULT_NUM_BEAMS
+        return num_beams(decoder)
     return 1
 
 
@@ -247,7 +246,7 @@ def cache_description(config: ExperimentConfig, revision: str, trt_version: str,
 
     Args:
         config: the experiment.
-        revision: the checkpoint's resolved revision (``hf.resolved_revision``).
+        revision: the checkpoint's resolved revision (``harness.models.resolved_revision``).
         trt_version: ``tensorrt_llm.__version__``.
         compute_capability: the GPU's, e.g. "9.0" ("unknown" without GPU facts).
 

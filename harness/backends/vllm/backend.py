@@ -43,9 +43,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.backends import hf
+from harness import models
 from harness.backends.base import Backend, BatchCallback, GenerationOutput, Request
-from harness.backends.pytorch.preflight import problem
+from harness.backends.common import library_problem, problem
 from harness.backends.vllm import engine, generation
 from harness.errors import BackendError, LlemError
 from harness.schema.config import ExperimentConfig
@@ -73,7 +73,7 @@ class VllmBackend(Backend):
     def __init__(self, config: ExperimentConfig, device: str) -> None:
         super().__init__(config, device)
         self.settings = engine.settings(config)
-        self._tokenizer = hf.HfTokenizer(config)
+        self._tokenizer = models.Tokenizer(config.model, config.revision)
         self._model_dir: Path | None = None
         self._vllm: Any = None
         self._llm: Any = None
@@ -93,7 +93,7 @@ class VllmBackend(Backend):
     def preflight(self) -> list[str]:
         """Return every problem: vLLM installed, model files (offline), device, arguments."""
         problems = []
-        missing = hf.library_problem("vllm", self.name, "vllm")
+        missing = library_problem("vllm", self.name, "vllm")
         if missing is not None:
             problems.append(missing)
         try:
@@ -207,7 +207,7 @@ class VllmBackend(Backend):
 
     def _directory(self) -> Path:
         if self._model_dir is None:
-            self._model_dir = hf.model_directory(self.config.model, self.config.revision)
+            self._model_dir = models.directory(self.config.model, self.config.revision)
         return self._model_dir
 
     # -- tokenizer -------------------------------------------------------------------------
@@ -218,7 +218,7 @@ class VllmBackend(Backend):
 
     def vocab_ids(self) -> list[int]:
         """Return ordinary token ids below the checkpoint's ``vocab_size``, specials excluded."""
-        return self._tokenizer.vocab_ids(hf.vocab_size(self._directory()))
+        return self._tokenizer.vocab_ids(models.vocab_size(self._directory()))
 
     # -- generation ------------------------------------------------------------------------
 
@@ -340,7 +340,7 @@ class VllmBackend(Backend):
 
     def parameter_counts(self) -> tuple[int, int]:
         """Return (all parameters, non-embedding parameters) from the safetensors headers."""
-        return hf.checkpoint_parameter_counts(self._directory())
+        return models.parameter_counts(self._directory())
 
     def versions(self) -> dict[str, str]:
         """Return the vllm, torch and transformers versions (read without touching CUDA)."""

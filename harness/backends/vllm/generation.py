@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.backends.base import PhaseMark, Request, RequestOutput
+from harness.backends.common import sampling_values
 from harness.errors import BackendError
 from harness.schema.config import DecoderConfig
 
-DEFAULT_TEMPERATURE = 1.0
-DEFAULT_TOP_P = 1.0
 TOP_K_OFF = -1
 """vLLM's "no top-k" value. vLLM 0.8-0.10 reject top_k 0 (the config's "off"); -1 means off in
 every version."""
@@ -34,11 +33,8 @@ _LENGTH_FIX = (
 def decoding_kwargs(decoder: DecoderConfig) -> dict[str, Any]:
     """``SamplingParams`` decoding fields for the config's decoder, every default resolved."""
     if decoder.mode == "sampling":
-        return {
-            "temperature": decoder.temperature or DEFAULT_TEMPERATURE,
-            "top_p": decoder.top_p if decoder.top_p is not None else DEFAULT_TOP_P,
-            "top_k": decoder.top_k or TOP_K_OFF,
-        }
+        values = sampling_values(decoder)
+        return {**values, "top_k": values["top_k"] or TOP_K_OFF}
     return {"temperature": 0.0}  # greedy; beam search is rejected by the rules table
 
 

@@ -10,10 +10,19 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from harness.backends.catalog import CATALOG, image_names
 from harness.errors import ConfigError, RunnerError
 from orchestrator.runners.docker.api import Engine, ImageInfo
 
-IMAGE_NAMES = ("cpu", "pytorch", "vllm", "tensorrt")
+IMAGE_NAMES = image_names()
+"""Every image recipe: each backend's image and the CPU image (from the backend catalog)."""
+
+
+def image_ref(name: str) -> str:
+    """The reference ``llem images build NAME`` tags: ``llem/<name>:latest``."""
+    return f"llem/{name}:latest"
+_CPU_IMAGES = tuple(e.cpu_image for e in CATALOG if e.cpu_image)
+_GPU_IMAGES = tuple(name for name in IMAGE_NAMES if name not in _CPU_IMAGES)
 
 
 def images_dir() -> Path:
@@ -31,15 +40,15 @@ def build(name: str, base: str | None = None, extras: str | None = None) -> None
     """Build ``llem/<name>:latest`` with the project's recipe (output goes to the terminal).
 
     Args:
-        name: cpu, pytorch, vllm or tensorrt.
+        name: one of :data:`IMAGE_NAMES`.
         base: base image instead of the Dockerfile's default.
         extras: llem extras to install too (``zeus,codecarbon``); GPU images only.
     """
     if name not in IMAGE_NAMES:
         raise ConfigError(f"unknown image '{name}'", fix=f"use one of {', '.join(IMAGE_NAMES)}")
-    if extras and name == "cpu":
-        raise ConfigError("--extras applies to the GPU images (pytorch, vllm, tensorrt), not cpu",
-                          fix="drop --extras: the cpu image has no GPU to measure")
+    if extras and name in _CPU_IMAGES:
+        raise ConfigError(f"--extras applies to the GPU images ({', '.join(_GPU_IMAGES)}), not "
+                          f"{name}", fix=f"drop --extras: the {name} image has no GPU to measure")
     command = ["bash", str(images_dir() / "build.sh"), name]
     if base:
         command += ["--base", base]

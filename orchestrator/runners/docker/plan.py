@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import models
+from harness.backends.catalog import BY_NAME
 from harness.schema.run_spec import RunSpec
 from orchestrator.runners.docker.sessions import LABEL_RUN, LABEL_STUDY, Session
 
@@ -155,11 +157,8 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
     if machine.hf_cache is not None:
         mounts.append(MountSpec(str(machine.hf_cache), HF_CACHE_TARGET, read_only=True))
         environment["HF_HUB_CACHE"] = HF_CACHE_TARGET
-    prebuilt = spec.config.tensorrt.engine_dir if spec.config.tensorrt else None
-    engine_path = _local_path(prebuilt, machine.cwd) if prebuilt else None
-    if engine_path is not None:
-        mounts.append(MountSpec(str(engine_path), str(engine_path), read_only=True))
-    if spec.config.backend == "tensorrt" and spec.engine_cache_dir:
+    mounts += _setting_mounts(spec, machine.cwd)
+    if spec.engine_cache_dir and BY_NAME[spec.config.backend].engine_cache:
         engines = Path(spec.engine_cache_dir)  # built engines are shared by every run: rw
         mounts.append(MountSpec(str(engines), str(engines), read_only=False))
     environment.update(machine.host_env)
@@ -179,11 +178,23 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
     )
 
 
+def _setting_mounts(spec: RunSpec, cwd: Path) -> list[MountSpec]:
+    """Read-only mounts of the host paths the backend section names (a prebuilt engine)."""
+    section = spec.config.section()
+    mounts = []
+    for name in BY_NAME[spec.config.backend].path_settings:
+        value = getattr(section, name, None)
+        path = _local_path(value, cwd) if value else None
+        if path is not None:
+            mounts.append(MountSpec(str(path), str(path), read_only=True))
+    return mounts
+
+
 def _in_hf_cache(spec: RunSpec, machine: MachineSettings) -> bool:
     """True when the hub model is already in the host's HF cache (fetched before the study)."""
-    if machine.hf_cache is None:
+    if machine.hf_cache is None or models.looks_like_path(spec.config.model):
         return False
-    return (machine.hf_cache / f"models--{spec.config.model.replace('/', '--')}").is_dir()
+    return models.in_cache(spec.config.model, spec.config.revision, machine.hf_cache)
 
 
 def _local_path(value: str, cwd: Path) -> Path | None:

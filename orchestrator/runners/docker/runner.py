@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.backends.catalog import BY_NAME, CATALOG
 from harness.errors import RunnerError
 from harness.io import write_bytes
 from harness.schema.reading import read_model
-from harness.schema.rules import RULES
 from harness.schema.run_spec import RunSpec
 from orchestrator.runners.base import (
     LOG_NAME,
@@ -27,6 +27,7 @@ from orchestrator.runners.base import (
     log_tail,
 )
 from orchestrator.runners.docker.api import Engine, ImageInfo
+from orchestrator.runners.docker.images import IMAGE_NAMES, image_ref
 from orchestrator.runners.docker.plan import MachineSettings, plan_container
 from orchestrator.runners.docker.sessions import LABEL_SESSION, Session, orphans
 
@@ -34,13 +35,12 @@ POLL_S = 0.1
 GRACE_S = 10.0
 EXIT_SIGKILL, EXIT_SIGTERM, EXIT_INTERRUPTED = 137, 143, 130
 
-DEFAULT_IMAGES = {
-    "pytorch": "llem/pytorch:latest",
-    "vllm": "llem/vllm:latest",
-    "tensorrt": "llem/tensorrt:latest",
-}
-CPU_IMAGE = "llem/cpu:latest"
-IMAGE_OF_REF = {"llem/cpu:latest": "cpu", **{ref: b for b, ref in DEFAULT_IMAGES.items()}}
+DEFAULT_IMAGES = {entry.name: image_ref(entry.image) for entry in CATALOG}
+"""Backend -> the image that serves it on a GPU machine (from the backend catalog)."""
+CPU_IMAGES = {entry.name: image_ref(entry.cpu_image) for entry in CATALOG if entry.cpu_image}
+"""Backend -> the image that serves it on a machine without GPUs (backends that run on CPU)."""
+CPU_IMAGE = image_ref("cpu")
+IMAGE_OF_REF = {image_ref(name): name for name in IMAGE_NAMES}
 
 
 class DockerRunner(Runner):
@@ -90,8 +90,8 @@ class DockerRunner(Runner):
         """The image that serves ``backend`` on this machine."""
         if self.image_override:
             return self.image_override
-        if backend == "pytorch" and "pytorch" not in self._explicit() and not self._has_gpus():
-            return CPU_IMAGE
+        if backend in CPU_IMAGES and backend not in self._explicit() and not self._has_gpus():
+            return CPU_IMAGES[backend]
         return self.images[backend]
 
     def _explicit(self) -> set[str]:
@@ -109,7 +109,7 @@ class DockerRunner(Runner):
         except RunnerError as error:
             return [str(error)]
         problems = []
-        gpu_backends = sorted(b for b in backends or set() if RULES[b].gpu_only)
+        gpu_backends = sorted(b for b in backends or set() if BY_NAME[b].gpu_only)
         if gpu_backends and not self._has_gpus():
             problems.append(
                 f"backend {', '.join(gpu_backends)} needs NVIDIA GPUs, but the Docker engine has "

@@ -3,84 +3,47 @@ known exactly, read through a counter that (like NVML) moves only every 100 ms."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
+from llem_testkit.traces import PassBackend, StaticBatches
 
 from harness import phases
-from harness.backends.base import GenerationOutput, PhaseMark, Request, RequestOutput
-from harness.energy import EnergyMeter, GpuSet, PowerSampler
-from harness.testing import FakeClock, FakeGpu
+from harness.backends.base import GenerationOutput, PhaseMark, Request
 
-PREFILL_W, DECODE_W, IDLE_W = 600.0, 300.0, 80.0
 PREFILL_S, DECODE_S = 0.06, 1.0
 BATCHES = 10
 STEP_S = 0.005
 
 
-@dataclass
-class Scenario:
+class Scenario(StaticBatches):
     """Ten static batches (60 ms prefill at 600 W, 1 s decode at 300 W), then back-to-back
     prefills at 600 W for as long as a prefill pass asks for."""
 
-    update_phase_s: float = 0.0
-    clock: FakeClock = field(default_factory=FakeClock)
-
-    def __post_init__(self) -> None:
-        points, t = [(0.0, IDLE_W), (0.5, IDLE_W)], 0.5
-        self.marks = []
-        for _ in range(BATCHES):
-            points += [(t + 1e-6, PREFILL_W), (t + PREFILL_S, PREFILL_W),
-                       (t + PREFILL_S + 1e-6, DECODE_W), (t + PREFILL_S + DECODE_S, DECODE_W)]
-            self.marks.append(PhaseMark(t, t + PREFILL_S, t + PREFILL_S + DECODE_S))
-            t += PREFILL_S + DECODE_S
-        self.window_end_s = t
-        points += [(t + 1e-6, PREFILL_W), (t + 1000.0, PREFILL_W)]  # the prefill pass
-        self.gpu = FakeGpu(points, clock=self.clock, counter_update_period_s=0.1,
-                           counter_update_phase_s=self.update_phase_s)
-        gpus = GpuSet([self.gpu])
-        self.sampler = PowerSampler(gpus, 100, clock=self.clock)
-        self.meter = EnergyMeter(gpus, self.sampler)
-
-    def advance_to(self, t_s: float) -> None:
-        """Let time pass, the sampler ticking on its 100 ms grid."""
-        while self.clock() < t_s - 1e-9:
-            before = self.clock()
-            self.clock.advance(min(STEP_S, t_s - before))
-            if int(self.clock() / 0.1 + 1e-9) > int(before / 0.1 + 1e-9):
-                self.sampler.sample_now()
+    def __init__(self, update_phase_s: float = 0.0) -> None:
+        super().__init__(PREFILL_S, DECODE_S, BATCHES, interval_s=0.1, step_s=STEP_S,
+                         tail_s=1000.0, update_phase_s=update_phase_s)
+        self.window_end_s = self.end_s
 
     def run_window(self) -> tuple[float, GenerationOutput]:
-        self.advance_to(0.5)
-        start = self.meter.mark()
-        self.advance_to(self.window_end_s)
-        reading = self.meter.between(start, self.meter.mark())
+        reading, output = self.window()
         assert reading.energy_j is not None
-        outputs = [RequestOutput(i, 8, 4, m.start_s, m.end_s) for i, m in enumerate(self.marks)]
-        return reading.energy_j, GenerationOutput(outputs, self.marks, phases_separated=True)
+        return reading.energy_j, output
 
     def true_prefill_j(self) -> float:
-        return sum(self.gpu.true_energy_j(m.start_s, m.prefill_end_s) for m in self.marks)
+        return self.true_j("prefill")
 
     def true_decode_j(self) -> float:
-        return sum(self.gpu.true_energy_j(m.prefill_end_s, m.end_s) for m in self.marks)
+        return self.true_j("decode")
 
 
-class PrefillOnlyBackend:
+class PrefillOnlyBackend(PassBackend):
     """Generates a prefill-only workload by letting the scenario's clock run its prefills."""
 
     def __init__(self, scenario: Scenario) -> None:
-        self.scenario = scenario
-        self.calls: list[list[Request]] = []
-
-    def synchronize(self) -> None:
-        pass
+        super().__init__(scenario, BATCHES * PREFILL_S)
 
     def generate(self, requests: list[Request], on_batch=None) -> GenerationOutput:
         assert all(r.max_new_tokens == 1 for r in requests)
-        self.calls.append(requests)
-        self.scenario.advance_to(self.scenario.clock() + BATCHES * PREFILL_S)
-        return GenerationOutput([])
+        return super().generate(requests, on_batch)
 
 
 def requests() -> list[Request]:

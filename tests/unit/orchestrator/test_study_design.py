@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
+
+from llem_testkit.studies import write
 
 from orchestrator.study import load_study
 
@@ -14,12 +15,6 @@ sweep:
   precision: [bf16, fp16]
   pytorch.batch_size: [1, 8]
 """
-
-
-def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
 
 
 def test_cross_check_combinations_become_skipped_entries_with_reasons(tmp_path: Path) -> None:

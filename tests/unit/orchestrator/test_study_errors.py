@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
+from llem_testkit.studies import load_error, write
 
 from harness.errors import ConfigError
-from orchestrator.study import StudyFileError, load_study, loader
-
-
-def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
-
-
-def load_error(path: Path) -> StudyFileError:
-    with pytest.raises(StudyFileError) as caught:
-        load_study(path)
-    return caught.value
+from orchestrator.study import loader
 
 
 def test_unknown_nested_sweep_path_suggests_the_real_key_with_its_line(tmp_path: Path) -> None:

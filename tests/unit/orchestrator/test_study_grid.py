@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
+from llem_testkit.studies import write
+
 from orchestrator.study import ExecutionConfig, load_study
-
-
-def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
 
 
 def test_universal_and_scoped_keys_make_one_grid_per_backend(tmp_path: Path) -> None:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import pytest
+from llem_testkit.studies import load_error, write
 
 from orchestrator.study import StudyFileError, load_study
 
 SECRET = "hf_abcdefghijklmnopqrstuvwxyz0123456789"
-
-
-def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
-
-
-def load_error(path: Path) -> StudyFileError:
-    with pytest.raises(StudyFileError) as caught:
-        load_study(path)
-    return caught.value
 
 
 def test_norway_problem_no_is_text_and_fails_naming_field_and_allowed_values(
@@ -70,35 +57,37 @@ def test_plain_integers_in_other_notations_still_work(tmp_path: Path) -> None:
     assert (config.output_len, config.input_len) == (1024, 64)
 
 
-def test_python_tag_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+def tag_error(tmp_path: Path, template: str) -> StudyFileError:
+    """Load ``template`` with ``{marker}`` naming a file its tag would create; assert it was not."""
     marker = tmp_path / "pwned"
-    path = write(
+    error = load_error(write(tmp_path, template.format(marker=marker)))
+    assert not marker.exists()
+    return error
+
+
+def test_python_tag_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    error = tag_error(
         tmp_path,
-        f"""
+        """
         model: tiny
         backend: pytorch
         revision: !!python/object/apply:os.system ["touch {marker}"]
         """,
     )
-    error = load_error(path)
-    assert not marker.exists()
     assert (error.line, error.column) == (3, 11)
     assert "YAML tag '!!python/object/apply:os.system'" in str(error)
 
 
 def test_python_tag_inside_a_sweep_is_refused_too(tmp_path: Path) -> None:
-    marker = tmp_path / "pwned"
-    path = write(
+    error = tag_error(
         tmp_path,
-        f"""
+        """
         model: tiny
         backend: pytorch
         sweep:
           unknown_key: [!!python/object/apply:os.system ["touch {marker}"]]
         """,
     )
-    error = load_error(path)
-    assert not marker.exists()
     assert "not allowed" in str(error) and error.line == 4
 
 

@@ -811,3 +811,27 @@ def test_the_installed_vllm_accepts_the_same_calls(
     assert inspect.isasyncgenfunction(real.AsyncLLMEngine.generate)
     assert engine_kwargs <= {field.name for field in dataclasses.fields(real.AsyncEngineArgs)}
     assert leading_output_parameters(real) == leading_output_parameters(documented)
+
+
+# -- LoRA ------------------------------------------------------------------------------------
+
+
+def test_a_lora_adapter_is_refused_at_validation_with_the_way_out() -> None:
+    # llem does not wire adapters to vLLM's LoRARequest: accepting lora: and measuring the base
+    # model instead would be a wrong result, so the config is refused (docs/backends.md).
+    with pytest.raises(ValueError, match=r"lora is not supported by vllm: merge the adapter"
+                       r".*or measure the adapter with backend pytorch"):
+        ExperimentConfig(model="org/model", backend="vllm", lora={"adapter": "org/adapter"})
+
+
+def test_a_study_with_only_vllm_lora_is_bad_input(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    study = tmp_path / "lora.yaml"
+    study.write_text(f"model: {tiny_model_dir}\nbackend: vllm\nn: 2\nlora:\n  adapter: a\n")
+    done = CliRunner().invoke(main, ["run", str(study), "--dry-run"])
+    assert done.exit_code == 2, done.output
+    assert "lora is not supported by vllm" in done.output
+    assert "merge_and_unload" in done.output

@@ -1,0 +1,327 @@
+"""A model checkpoint, found and read offline: its one home.
+
+Runs never download. A model is a local directory (config.json plus weights) or a Hugging Face
+id whose files the local Hugging Face cache already holds at the requested revision. The cache
+is read through huggingface_hub's cache API (``try_to_load_from_cache``,
+``snapshot_download(local_files_only=True)``), never through hand-built paths, so a branch, tag
+or commit in ``revision:`` selects the snapshot it names. Everything here is read-only;
+huggingface_hub, safetensors and transformers are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.errors import BackendError, PreflightError
+
+ModelSource = Literal["local_directory", "hf_cache"]
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+"""A model directory or cache snapshot needs config.json and one of these."""
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+"""...and one of these: every backend tokenises prompts with the model's own tokenizer."""
+
+EMBEDDING_SUFFIXES = (
+    "embed_tokens.weight",
+    "wte.weight",
+    "word_embeddings.weight",
+    "embed_in.weight",
+    "lm_head.weight",
+    "embed_out.weight",
+)
+"""Tensor-name endings of input embeddings and output heads (excluded from the FLOPs count)."""
+
+_WEIGHTS = "weights (" + " or ".join(WEIGHT_FILES[::2]) + ")"
+_TOKENIZER = "tokenizer files (" + " or ".join(TOKENIZER_FILES) + ")"
+
+_TOKENIZER_ERRORS = (OSError, ValueError, ImportError, RuntimeError, KeyError, TypeError)
+"""What ``AutoTokenizer.from_pretrained`` raises for missing or unreadable files."""
+
+
+def looks_like_path(model: str) -> bool:
+    """Whether ``model`` is meant as a path: a Hugging Face id is "name" or "org/name"."""
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+
+
+def local_path(model: str, cwd: Path | None = None) -> Path:
+    """``model`` as a local path: ``~`` expanded, relative paths taken from ``cwd``."""
+    path = Path(model).expanduser()
+    return path if path.is_absolute() or cwd is None else cwd / path
+
+
+def cached_file(model: str, filename: str, revision: str | None = None,
+                cache_dir: Path | None = None) -> Path | None:
+    """The cached copy of ``filename`` of hub model ``model`` at ``revision``, else None.
+
+    Args:
+        model: a Hugging Face id.
+        filename: a file of the repository (``config.json``).
+        revision: branch, tag or commit (None: the default branch).
+        cache_dir: the hub cache (None: huggingface_hub's, from HF_HUB_CACHE or HF_HOME).
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model, filename, cache_dir=cache_dir, revision=revision)
+    except ValueError:  # not a valid repository id
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
+def in_cache(model: str, revision: str | None = None, cache_dir: Path | None = None) -> bool:
+    """Whether the hub cache holds config.json, weights and tokenizer of ``model``."""
+    return _cache_gaps(model, revision, cache_dir) == []
+
+
+def _cache_gaps(model: str, revision: str | None, cache_dir: Path | None) -> list[str] | None:
+    """None when the cache has nothing of ``model`` at ``revision``, else what it lacks."""
+    if cached_file(model, "config.json", revision, cache_dir) is None:
+        return None
+    gaps = []
+    if not any(cached_file(model, name, revision, cache_dir) for name in WEIGHT_FILES):
+        gaps.append(_WEIGHTS)
+    if not any(cached_file(model, name, revision, cache_dir) for name in TOKENIZER_FILES):
+        gaps.append(_TOKENIZER)
+    return gaps
+
+
+def locate(model: str, revision: str | None = None, cache_dir: Path | None = None) -> ModelSource:
+    """Find ``model`` without the network: a local directory or the Hugging Face cache.
+
+    Raises:
+        PreflightError: the model is not available offline, with what to do about it.
+
+    """
+    path = local_path(model)
+    if path.is_dir():
+        _check_model_dir(path)
+        return "local_directory"
+    if looks_like_path(model):
+        raise PreflightError(
+            f"model directory {path} does not exist",
+            fix=(
+                "point model: at a directory holding config.json and the weights (a tiny test "
+                "model: python -m harness.tiny_model DIR), or at a Hugging Face id in the "
+                "local cache"
+            ),
+        )
+    gaps = _cache_gaps(model, revision, cache_dir)
+    if gaps:
+        raise _incomplete(model, revision, gaps)
+    if gaps is None:
+        raise _not_cached(model, revision)
+    return "hf_cache"
+
+
+def _download(model: str, revision: str | None) -> str:
+    return f"hf download {model}" + (f" --revision {revision}" if revision else "")
+
+
+def _incomplete(model: str, revision: str | None, gaps: list[str]) -> PreflightError:
+    at = f" at revision {revision}" if revision else ""
+    return PreflightError(
+        f"model '{model}'{at} is in the Hugging Face cache without "
+        f"{' and without '.join(gaps)}, and runs never download",
+        fix=f"download all of it on the host first ({_download(model, revision)})",
+    )
+
+
+def _not_cached(model: str, revision: str | None) -> PreflightError:
+    at = f" at revision {revision}" if revision else ""
+    return PreflightError(
+        f"model '{model}'{at} is neither a local directory nor in the Hugging Face cache, "
+        "and runs never download",
+        fix=(
+            f"download it on the host first ({_download(model, revision)}) into the cache that "
+            "is mounted into the run (HF_HOME), or point model: at a local directory"
+        ),
+    )
+
+
+def directory(model: str, revision: str | None = None, cache_dir: Path | None = None) -> Path:
+    """The local directory of ``model``: itself, or its snapshot in the Hugging Face cache.
+
+    Raises:
+        PreflightError: the model is not available offline.
+
+    """
+    if locate(model, revision, cache_dir) == "local_directory":
+        return local_path(model).resolve()
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(model, revision=revision, cache_dir=cache_dir,
+                                  local_files_only=True))
+
+
+def read_config(model: str, revision: str | None = None, cwd: Path | None = None,
+                cache_dir: Path | None = None) -> dict[str, Any] | None:
+    """config.json of a local model directory, or of ``model`` at ``revision`` in the cache.
+
+    Returns None when neither has it (nothing is downloaded).
+    """
+    local = local_path(model, cwd) / "config.json"
+    if local.is_file():
+        return dict(json.loads(local.read_text(encoding="utf-8")))
+    if looks_like_path(model):
+        return None
+    cached = cached_file(model, "config.json", revision, cache_dir)
+    return dict(json.loads(cached.read_text(encoding="utf-8"))) if cached else None
+
+
+def _check_model_dir(path: Path) -> None:
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        missing.append(_WEIGHTS)
+    if not has_tokenizer(path):
+        missing.append(_TOKENIZER)
+    if missing:
+        raise PreflightError(
+            f"model directory {path} has no {' and no '.join(missing)}",
+            fix="save the model there with save_pretrained(DIR), or point model: elsewhere",
+        )
+
+
+def has_tokenizer(checkpoint: Path) -> bool:
+    """Whether a local checkpoint holds tokenizer files (one of :data:`TOKENIZER_FILES`)."""
+    return any((checkpoint / name).is_file() for name in TOKENIZER_FILES)
+
+
+def resolved_revision(checkpoint: Path) -> str:
+    """What identifies the checkpoint's content.
+
+    A Hugging Face cache snapshot is named after its commit, which is returned as is. A local
+    directory has no commit: its identity is SHA-256 over config.json's bytes and the name and
+    size of every other file (weights are not read: hashing gigabytes would dominate a run).
+    """
+    if checkpoint.parent.name == "snapshots" and len(checkpoint.name) == 40:
+        return checkpoint.name
+    digest = hashlib.sha256((checkpoint / "config.json").read_bytes())
+    for path in sorted(p for p in checkpoint.rglob("*") if p.is_file()):
+        relative = path.relative_to(checkpoint).as_posix()
+        if relative != "config.json":
+            digest.update(f"\0{relative}\0{path.stat().st_size}".encode())
+    return "local-sha256:" + digest.hexdigest()
+
+
+def parameter_counts(checkpoint: Path) -> tuple[int, int]:
+    """(all parameters, non-embedding parameters) from the safetensors headers.
+
+    No tensor is loaded: each file's header names every tensor and its shape.
+
+    Raises:
+        BackendError: the checkpoint has no safetensors files (counts need them).
+
+    """
+    files = sorted(checkpoint.glob("*.safetensors"))
+    if not files:
+        raise BackendError(f"{checkpoint} has no .safetensors files to count parameters from",
+                           fix="save the model with safe_serialization=True")
+    from safetensors import safe_open
+
+    total = embedding = 0
+    for path in files:
+        with safe_open(str(path), framework="np") as handle:
+            for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+                count = 1
+                for size in handle.get_slice(name).get_shape():
+                    count *= int(size)
+                total += count
+                if name.endswith(EMBEDDING_SUFFIXES):
+                    embedding += count
+    return total, total - embedding
+
+
+def vocab_size(checkpoint: Path) -> int | None:
+    """``vocab_size`` from the checkpoint's config.json (None when absent).
+
+    Raises:
+        PreflightError: config.json is missing or not JSON.
+
+    """
+    try:
+        value = json.loads((checkpoint / "config.json").read_text()).get("vocab_size")
+    except (OSError, ValueError) as error:
+        raise PreflightError(f"cannot read {checkpoint / 'config.json'}: {error}",
+                             fix="point model: at a complete checkpoint") from error
+    return int(value) if isinstance(value, int) else None
+
+
+def load_tokenizer(model: str, revision: str | None = None) -> Any:
+    """The model's transformers tokenizer, offline, padding on the left.
+
+    Raises:
+        BackendError: the tokenizer files are missing or unreadable.
+
+    """
+    from transformers import AutoTokenizer
+
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if revision:
+        kwargs["revision"] = revision
+    location = str(Path(model).expanduser()) if model.startswith("~") else model
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+    except _TOKENIZER_ERRORS as error:
+        raise BackendError(
+            f"loading the tokenizer of '{model}' failed: {error}",
+            fix="check that the model directory or cache entry holds tokenizer files",
+        ) from error
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def ordinary_token_ids(tokenizer: Any, limit: int | None = None) -> list[int]:
+    """Token ids below ``limit`` (the model's vocabulary) that are not special tokens."""
+    special = set(tokenizer.all_special_ids)
+    special.update(
+        token_id
+        for token_id, token in tokenizer.added_tokens_decoder.items()
+        if getattr(token, "special", False)
+    )
+    end = len(tokenizer) if limit is None else min(limit, len(tokenizer))
+    return [token_id for token_id in range(end) if token_id not in special]
+
+
+class Tokenizer:
+    """The model's tokenizer, loaded on first use (offline, on the CPU).
+
+    Engine backends (vLLM, TensorRT-LLM) load the weights in their own processes; the harness
+    still tokenises prompts and draws synthetic ids with the model's own tokenizer.
+    """
+
+    def __init__(self, model: str, revision: str | None = None) -> None:
+        self._model = model
+        self._revision = revision
+        self._tokenizer: Any = None
+
+    @property
+    def tokenizer(self) -> Any:
+        """The transformers tokenizer."""
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self._model, self._revision)
+        return self._tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        """Tokenise without special tokens."""
+        ids: list[int] = self.tokenizer.encode(text, add_special_tokens=False)
+        return ids
+
+    def vocab_ids(self, limit: int | None = None) -> list[int]:
+        """Ordinary token ids below ``limit`` (the model's vocabulary), specials excluded."""
+        return ordinary_token_ids(self.tokenizer, limit)
+
+    def eos_token_id(self) -> int | None:
+        """The end-of-sequence id (None when the tokenizer has none)."""
+        value = self.tokenizer.eos_token_id
+        return None if value is None else int(value)
