@@ -15,20 +15,25 @@
 #   1. base: cpu: llem/base:bookworm (built locally from Debian packages, no registry);
 #            others: the release image, pulled if it is not loaded already
 #   2. context: images/wheels.sh BACKEND -> images/.wheels/BACKEND/
-#   3. versions for the labels: harness from the llem wheel's file name; backend from
-#      requirements.lock (cpu: torch) or from the base image's package metadata (others)
-#   4. docker build -f images/BACKEND/Dockerfile images/.wheels/BACKEND, skipped when the image
-#      already carries the same llem.build_inputs fingerprint (Dockerfile, wheels, base image
-#      id, versions); otherwise Docker's layer cache makes an unchanged dependency layer free
+#   3. labels (images/common/labels.sh, the same recipe for every image): harness version from
+#      the llem wheel's file name; backend version from requirements.lock (cpu: torch) or from
+#      the base image's package metadata (others)
+#   4. docker build images/.wheels/BACKEND with images/BACKEND/Dockerfile plus one LABEL line
+#      (the labels and llem.build_inputs) as its Dockerfile, skipped when the image already
+#      carries the same llem.build_inputs fingerprint (Dockerfile, wheels, install script, base
+#      image id, labels); otherwise Docker's layer cache makes an unchanged dependency layer free
 #   5. tag the cpu dependency stage llem/build-cache:cpu-deps (kept as cache), and remove the
 #      images this script made obsolete (dangling, with our labels)
 #
-# Environment: DOCKER (default docker), and those of wheels.sh and base/build-base.sh.
+# Environment: DOCKER (default docker), LLEM_CACHE_DIR (where the build lock lives, default
+# ~/.cache/llem), and those of wheels.sh and base/build-base.sh.
 set -euo pipefail
 
 images_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DOCKER=${DOCKER:-docker}
 PYTHON=${PYTHON:-python3}
+# shellcheck source=images/common/labels.sh
+source "$images_dir/common/labels.sh"
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 log() { printf '[build] %s\n' "$*" >&2; }
@@ -107,11 +112,11 @@ backend_version() {
 build_inputs_fingerprint() {
     # Everything that decides the image's content; equal fingerprints mean nothing to rebuild.
     {
-        sha256sum "$dockerfile" "$context_dir"/harness/*.whl | cut -d' ' -f1
+        sha256sum "$dockerfile" "$context_dir"/harness/* | cut -d' ' -f1
         [[ ! -d $context_dir/deps ]] || cat "$context_dir/deps/requirements.lock" \
             "$context_dir/deps/wheels.txt"
         "$DOCKER" image inspect --format '{{.Id}}' "$base_image"
-        printf '%s\n' "$backend_version" "$harness_version" "$extras"
+        printf '%s\n' "${labels[@]}" "$extras"
     } | sha256sum | cut -c1-16
 }
 
@@ -123,13 +128,12 @@ build_image() {
     local log
     log=$(mktemp)
     # The Dockerfiles need no BuildKit feature: the legacy builder, all that an engine without
-    # the buildx plugin offers, builds them too.
-    if ! "$DOCKER" build \
-        --file "$dockerfile" \
+    # the buildx plugin offers, builds them too. The labels come last, so that their change
+    # (llem.build_inputs changes with every input) leaves every other layer cached.
+    if ! { cat "$dockerfile"; echo; label_instruction "${labels[@]}" \
+            "llem.build_inputs=$fingerprint"; } | "$DOCKER" build \
+        --file - \
         --build-arg "BASE_IMAGE=$base_image" \
-        --build-arg "BACKEND_VERSION=$backend_version" \
-        --build-arg "HARNESS_VERSION=$harness_version" \
-        --build-arg "BUILD_INPUTS=$fingerprint" \
         ${extras:+--build-arg "LLEM_EXTRAS=$extras"} \
         --tag "$image:$harness_version" \
         --tag "$image:latest" \
@@ -151,7 +155,8 @@ keep_dependency_stage() {
     local deps_id
     deps_id=$(awk '/^Step [0-9]+\/[0-9]+ : FROM / { if (seen++) { print id; exit } }
                    /^ ---> [0-9a-f]+$/ { id = $2 }' "$1")
-    [[ -z $deps_id ]] || "$DOCKER" tag "$deps_id" "llem/build-cache:$backend-deps"
+    [[ -z $deps_id ]] || "$DOCKER" tag "$deps_id" "llem/build-cache:$backend-deps" ||
+        log "warning: the dependency stage $deps_id is gone (removed by another build?); not kept"
 }
 
 remove_obsolete_images() {
@@ -160,11 +165,14 @@ remove_obsolete_images() {
     "$DOCKER" image prune --force --filter "label=llem.stage=$backend-deps" >/dev/null
 }
 
-# Two builds at once (say, a test session and a user) would rewrite each other's context.
-mkdir -p "$images_dir/.wheels"
+# Two builds at once (say, a test session and a user) would rewrite each other's context, and
+# builds from two checkouts of llem would replace each other's tags and prune each other's
+# dependency stage: one lock per host user, beside the base image's package cache.
+lock_file=${LLEM_CACHE_DIR:-$HOME/.cache/llem}/image-build.lock
+mkdir -p "$images_dir/.wheels" "$(dirname "$lock_file")"
 if command -v flock >/dev/null 2>&1; then
-    exec 9>"$images_dir/.wheels/.build.lock"
-    flock 9 || die "could not lock $images_dir/.wheels/.build.lock"
+    exec 9>"$lock_file"
+    flock 9 || die "could not lock $lock_file"
 fi
 
 ensure_base
@@ -172,6 +180,7 @@ ensure_base
 llem_wheel=$(basename "$(ls "$context_dir"/harness/llem-*.whl)")
 harness_version=$(echo "$llem_wheel" | cut -d- -f2)
 backend_version=$(backend_version)
+mapfile -t labels < <(image_labels "$backend" "$base_image" "$backend_version" "$harness_version")
 fingerprint=$(build_inputs_fingerprint)
 
 built_from=$(image_label "$image:$harness_version" llem.build_inputs)

@@ -7,6 +7,8 @@
 #
 # Writes images/.wheels/BACKEND/ (git-ignored), the `docker build` context of that image:
 #   harness/llem-<version>-py3-none-any.whl   the harness, built from this repository
+#   harness/install.sh                        images/common/install.sh, the install step that
+#                                             every Dockerfile runs
 #   deps/*.whl, deps/requirements.lock        only for images with images/BACKEND/requirements.txt
 #                                             (cpu): every dependency, resolved for the image's
 #                                             Python and platform, pinned in requirements.lock
@@ -68,6 +70,7 @@ build_llem_wheel() {
     "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$harness_dir" "$repo_root" >&2
     llem_wheel=$(ls "$harness_dir"/llem-*.whl)
     log "built $(basename "$llem_wheel")"
+    cp "$images_dir/common/install.sh" "$harness_dir/install.sh"
 }
 
 platform_args() {

@@ -369,15 +369,24 @@ def tiny_model(out_dir: Path, layers: int, hidden_size: int, vocab_size: int, se
 
 
 @main.command()
-def clean() -> None:
-    """Remove containers left behind by llem sessions that are no longer alive."""
-    from orchestrator.runners.docker.api import Engine
+@click.option("--study", help="Only what runs of the study of this name left behind.")
+def clean(study: str | None) -> None:
+    """Remove what llem sessions that are no longer alive left: containers, local runs."""
+    from orchestrator.runners.docker.api import Engine, EngineUnreachable
     from orchestrator.runners.docker.runner import clean_orphans
+    from orchestrator.runners.local import clean_orphans as clean_local
 
+    stopped = clean_local(study=study)
+    out.print(f"stopped {len(stopped)} orphaned local run(s)"
+              + (f": {', '.join(stopped)}" if stopped else ""), highlight=False)
     try:
-        removed = clean_orphans(Engine())
+        removed = clean_orphans(Engine(), study=study)
+    except EngineUnreachable as error:  # no engine, no containers: nothing else to do
+        err.print(f"[yellow]warning:[/] containers not checked: {error.message}",
+                  highlight=False)
+        return
     except LlemError as error:
-        fail(error)
+        fail(error, EXIT_FAILED)
     out.print(f"removed {len(removed)} orphaned container(s)"
               + (f": {', '.join(removed)}" if removed else ""), highlight=False)
 

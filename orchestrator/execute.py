@@ -134,7 +134,8 @@ class StudyExecution:
             cool_down = self._gap(previous, run)
             if self.runner.stop_requested.is_set():
                 break
-            self._run_one(run, entry, manifest, cool_down)
+            if self._run_one(run, entry, manifest, cool_down):
+                break  # the runner can start no more runs: stop with the summary
             previous = run
 
     def _stopped_now(self, manifest: Manifest) -> None:
@@ -179,13 +180,15 @@ class StudyExecution:
         return record
 
     def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
-                 cool_down: CoolDownRecord | None = None) -> None:
+                 cool_down: CoolDownRecord | None = None) -> bool:
+        """Run one entry and record it; True when the runner can start no further run."""
         self._current = entry
-        self._attempt(run, entry, manifest, cool_down)
+        fatal = self._attempt(run, entry, manifest, cool_down)
         self._current = None
+        return fatal
 
     def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
-                 cool_down: CoolDownRecord | None) -> None:
+                 cool_down: CoolDownRecord | None) -> bool:
         run_dir = fresh_run_dir(self.study_dir, run.run_id)
         spec = RunSpec(
             run_id=run.run_id,
@@ -213,6 +216,7 @@ class StudyExecution:
         save_manifest(self.study_dir, manifest)
         self.on_event(RunFinished(run_id=run.run_id, status=entry.status,
                                   cause=entry.failure.cause if entry.failure else None))
+        return outcome.fatal
 
     def _engine_cache(self, backend: str) -> str | None:
         # Engines outlive studies: one cache per user (LLEM_ENGINE_CACHE or ~/.cache/llem),

@@ -11,7 +11,8 @@
 #
 # Environment:
 #   LLEM_CACHE_DIR      cache root (default ~/.cache/llem); packages go to <root>/base/
-#   LLEM_DEBIAN_MIRROR  Debian mirror (default http://deb.debian.org/debian)
+#   LLEM_DEBIAN_MIRROR  Debian mirror URL (default: the host's, from its apt sources)
+#   PYTHON              host interpreter that reads the apt sources (default python3)
 #   DOCKER              docker CLI to call (default docker)
 #
 # Needs root (debootstrap chroots and creates device nodes) and a reachable Docker engine.
@@ -20,7 +21,8 @@ set -euo pipefail
 SUITE=bookworm
 ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 INCLUDE=python3,python3-venv,ca-certificates
-MIRROR=${LLEM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+MIRROR=${LLEM_DEBIAN_MIRROR:-}
+PYTHON=${PYTHON:-python3}
 CACHE_DIR=${LLEM_CACHE_DIR:-$HOME/.cache/llem}/base
 DOCKER=${DOCKER:-docker}
 TAG=llem/base:${SUITE}
@@ -45,6 +47,13 @@ log() { printf '[build-base] %s\n' "$*" >&2; }
 if [[ $FORCE -eq 0 ]] && "$DOCKER" image inspect "$TAG" >/dev/null 2>&1; then
     log "$TAG already exists; nothing to do (use --force to rebuild)"
     exit 0
+fi
+
+if [[ -z $MIRROR ]]; then
+    # Exit status 2 and the message (naming LLEM_DEBIAN_MIRROR) come from the script.
+    MIRROR=$("$PYTHON" "$(dirname "${BASH_SOURCE[0]}")/debian_mirror.py" --suite "$SUITE") ||
+        exit $?
+    log "Debian mirror from this host's apt sources: $MIRROR"
 fi
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -37,12 +37,15 @@ class RunOutcome:
         exit_code: the harness process's exit status, None if it never exited by itself.
         message: one line for the manifest.
         log_tail: the last lines of the run's log, for the failure record.
+        fatal: the runner can start no further run (e.g. the Docker engine is gone): the
+            study records this run and stops, leaving the rest pending for --resume.
     """
 
     end: EndKind
     exit_code: int | None
     message: str = ""
     log_tail: list[str] = field(default_factory=list)
+    fatal: bool = False
 
 
 class Runner(abc.ABC):

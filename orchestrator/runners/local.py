@@ -3,19 +3,28 @@
 The subprocess gets its own session (process group), so a Ctrl-C in the terminal reaches only
 the orchestrator, which then stops the run gracefully (SIGTERM, then SIGKILL after a grace
 period) and marks it interrupted.
+
+A harness never outlives its orchestrator: on Linux the kernel kills it when the orchestrator
+dies (``PR_SET_PDEATHSIG``), and every running harness is recorded in a registry under the
+user's state directory, so ``llem clean`` and the next study find what a killed orchestrator
+left (where the kernel guarantee is missing) and stop its process group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from harness.errors import LlemError, PreflightError
+from harness.io import write_json
 from orchestrator.runners.base import (
     LOG_NAME,
     EndKind,
@@ -25,9 +34,11 @@ from orchestrator.runners.base import (
     RunOutcome,
     log_tail,
 )
+from orchestrator.runners.session import Session, live_group_members, pid_start
 
 POLL_S = 0.2
 GRACE_S = 10.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 # Only these variables reach the harness; anything else in the host environment stays out.
 ENV_ALLOW = (
@@ -55,6 +66,11 @@ class LocalRunner(Runner):
         self.python = python or sys.executable
         self.grace_s = grace_s
         self._gpu_uuids = gpu_uuids or nvml_uuids
+        self.session = Session.current()
+
+    def startup(self) -> None:
+        """Stop harness processes left running by orchestrators that are no longer alive."""
+        clean_orphans(self.session)
 
     def harness_gpus(self, requested: list[int] | None) -> list[int] | None:
         """None: the child's CUDA view is restricted by UUID, and the harness maps it by UUID."""
@@ -96,14 +112,16 @@ class LocalRunner(Runner):
                 stdin=subprocess.DEVNULL,
                 env=self._environment(gpus),
                 start_new_session=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - async-signal-safe, see below
             )
-            try:
-                end = self._wait(process, timeout_s, follower, on_event)
-            except BaseException:
-                # A second Ctrl-C (or any crash here) must not leave the harness running.
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
-                raise
+            with registered(process, self.session, run_dir):
+                try:
+                    end = self._wait(process, timeout_s, follower, on_event)
+                except BaseException:
+                    # A second Ctrl-C (or any crash here) must not leave the harness running.
+                    _signal_group(process, signal.SIGKILL)
+                    process.wait()
+                    raise
         for event in follower.poll():
             on_event(event)
         return self._outcome(end, process.returncode, log_path, timeout_s)
@@ -173,6 +191,115 @@ def nvml_uuids(indices: list[int]) -> list[str]:
         return [gpu.info().uuid for gpu in gpus]
     finally:
         gpus.close()
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel SIGKILL the child when this process dies.
+
+    ``prctl(PR_SET_PDEATHSIG)`` is resolved here, in the parent, so the child only makes one
+    system call between fork and exec (no import, no lock of ours: safe beside other threads).
+    The signal follows the death of the *thread* that started the child, which is the thread
+    that waits for it here. None where the call does not exist (not Linux): ``llem clean``
+    remains.
+    """
+    kill = int(signal.SIGKILL)
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, kill, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return preexec
+
+
+def state_dir() -> Path:
+    """Where llem keeps per-user state: ``$XDG_STATE_HOME/llem`` (``~/.local/state/llem``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "llem"
+
+
+def registry_dir() -> Path:
+    """One JSON file per running local harness (removed when its run ends)."""
+    return state_dir() / "local-runs"
+
+
+@contextlib.contextmanager
+def registered(process: subprocess.Popen[bytes], session: Session,
+               run_dir: Path) -> Iterator[None]:
+    """Record ``process`` in the registry while the block runs."""
+    path = registry_dir() / f"{process.pid}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec = json.loads((run_dir / "experiment.json").read_text())
+    write_json(path, {
+        "pid": process.pid, "pid_start": pid_start(process.pid), "run_dir": str(run_dir),
+        "study": spec.get("study"),
+        "session": {"id": session.id, "pid": session.pid, "pid_start": session.pid_start,
+                    "host": session.host},
+    })
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def clean_orphans(current: Session | None = None, study: str | None = None) -> list[str]:
+    """Stop harness processes of dead orchestrators; forget entries of ended ones.
+
+    Args:
+        current: this process's session, whose runs are never orphans.
+        study: only runs of the study of this name, when given.
+
+    Returns:
+        The run directories whose harness was stopped.
+    """
+    stopped = []
+    for path in sorted(registry_dir().glob("*.json")):
+        entry = _read_entry(path)
+        if entry is None or (study is not None and entry.get("study") != study):
+            continue
+        owner = Session(**entry["session"])
+        if owner.alive() or (current is not None and owner.id == current.id):
+            continue
+        if _kill_group(int(entry["pid"]), entry["pid_start"]):
+            stopped.append(entry["run_dir"])
+        path.unlink(missing_ok=True)
+    return stopped
+
+
+def _kill_group(pid: int, start: str | None) -> bool:
+    """SIGKILL the process group the harness ``pid`` led; False when nothing live was left.
+
+    The harness leads its own group, so its children (which the kernel's parent-death signal
+    does not reach) go with it, even when the harness itself is gone: Linux never hands out a
+    pid still in use as a group id, so a group of that id is the harness's. A live process
+    with that pid but another start time proves the group empty (pid reused). Zombies (ended,
+    not reaped) count as gone.
+    """
+    found = pid_start(pid)
+    if (found is not None and found != start) or not live_group_members(pid):
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # ended meanwhile: what we wanted
+        return False
+    return True
+
+
+def _read_entry(path: Path) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(path.read_text())
+        Session(**entry["session"])
+        int(entry["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # written by another version, or removed meanwhile: not ours to judge
+    return dict(entry)
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:

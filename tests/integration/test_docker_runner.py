@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,8 @@ from harness.schema import ExperimentResult
 from harness.schema.result import ErrorRecord
 from orchestrator import run_study
 from orchestrator.manifest import Manifest
+from orchestrator.runners.docker.labels import LABEL_RUN, LABEL_SESSION, LABEL_STUDY
 from orchestrator.runners.docker.runner import DockerRunner
-from orchestrator.runners.docker.sessions import LABEL_RUN, LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -34,14 +35,31 @@ def write_study(path: Path, model: Path, body: str, **top: object) -> Path:
     return path
 
 
+def containers_of_study(engine, name: str) -> list:
+    return [c for c in engine.containers(LABEL_SESSION) if c.labels.get(LABEL_STUDY) == name]
+
+
+@pytest.fixture
+def own_study(engine):
+    """A study name of this test's own: other studies may share the engine, so every check
+    and every removal is scoped to it. Fails the test if any of its containers is left."""
+    name = f"d-{uuid.uuid4().hex[:8]}"
+    yield name
+    left = containers_of_study(engine, name)
+    for container in left:
+        engine.remove(container)
+    assert not left, f"containers left behind: {[c.name for c in left]}"
+
+
 def files_of(study_dir: Path, run_id: str) -> set[str]:
     return {p.name for p in (study_dir / run_id).iterdir()}
 
 
 def test_four_runs_match_local_files_owned_by_user_and_leave_no_container(
-        cpu_image, tiny_model_dir, tmp_path, engine, no_leftover_containers):
+        cpu_image, tiny_model_dir, tmp_path, engine, own_study):
     study = write_study(tmp_path / "s.yaml", tiny_model_dir,
-                        "sweep:\n  precision: [fp32, bf16]\n  pytorch.batch_size: [1, 2]\n")
+                        "sweep:\n  precision: [fp32, bf16]\n  pytorch.batch_size: [1, 2]\n",
+                        name=own_study)
     env = {**os.environ, "HF_TOKEN": CANARY}
     done = llem("run", str(study), "--runner", "docker", "--output", "dock", "-v", cwd=tmp_path,
                 env=env, timeout=900)
@@ -67,28 +85,26 @@ def test_four_runs_match_local_files_owned_by_user_and_leave_no_container(
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
     assert CANARY not in done.stdout + done.stderr
-    assert engine.containers(LABEL_SESSION) == []
 
 
-def containers_of_run(engine, run_prefix: str) -> list:
-    return [c for c in engine.containers(LABEL_SESSION)
+def containers_of_run(engine, study: str, run_prefix: str) -> list:
+    return [c for c in containers_of_study(engine, study)
             if c.labels.get(LABEL_RUN, "").startswith(run_prefix)]
 
 
-def _kill_when_warming(engine, run_prefix: str, stop: threading.Event) -> None:
+def _kill_when_warming(engine, study: str, run_prefix: str, stop: threading.Event) -> None:
     while not stop.is_set():
-        for container in containers_of_run(engine, run_prefix):
-            container.reload()
-            logs = container.logs().decode(errors="replace")
+        for container in containers_of_run(engine, study, run_prefix):
+            logs = engine.client.api.logs(container.id).decode(errors="replace")
             if container.status == "running" and "run directory" in logs:
                 time.sleep(3)  # well inside the 300 s warmup
-                container.kill()
+                engine.client.api.kill(container.id)
                 return
         time.sleep(0.5)
 
 
 def test_faults_are_classified_and_the_study_continues(
-        cpu_image, tiny_model_dir, tmp_path, engine, no_leftover_containers):
+        cpu_image, tiny_model_dir, tmp_path, engine, own_study):
     long_warmup = {"warmup": {"n_warmup": 1, "min_seconds": 300, "max_seconds": 600}}
     entries = [
         {"dataset": "missing-prompts.jsonl"},              # 001: the harness raises
@@ -98,10 +114,11 @@ def test_faults_are_classified_and_the_study_continues(
     ]
     body = "experiments:\n" + "".join(f"  - {json.dumps(e)}\n" for e in entries)
     study = write_study(tmp_path / "s.yaml", tiny_model_dir, body,
-                        execution={"config_gap_s": 0, "timeout_s": 180})  # 003 only
+                        execution={"config_gap_s": 0, "timeout_s": 180},  # 003 only
+                        name=own_study)
     stop = threading.Event()
     killer = threading.Thread(target=_kill_when_warming,
-                              args=(engine, "002_", stop), daemon=True)
+                              args=(engine, own_study, "002_", stop), daemon=True)
     killer.start()
     try:
         summary, study_dir = run_study(study, DockerRunner(), output=tmp_path / "out")
@@ -120,14 +137,14 @@ def test_faults_are_classified_and_the_study_continues(
 
 
 def test_memory_limit_too_small_is_oom_and_the_study_continues(
-        cpu_image, tiny_model_dir, tmp_path, no_leftover_containers):
+        cpu_image, tiny_model_dir, tmp_path, own_study):
     # Eager attention over 64 prompts of 1024 tokens materialises ~1 GB of scores at once: an
     # anonymous allocation the kernel cannot reclaim, so the OOM killer acts at once (a limit
     # that only squeezes the page cache would make the run thrash instead of dying).
     study = write_study(tmp_path / "s.yaml", tiny_model_dir,
                         "sweep:\n  pytorch.batch_size: [64, 63]\n", n=64, input_len=1024,
                         output_len=2, pytorch={"attn_implementation": "eager"},
-                        execution={"config_gap_s": 0, "timeout_s": 300})
+                        execution={"config_gap_s": 0, "timeout_s": 300}, name=own_study)
     summary, study_dir = run_study(study, DockerRunner(mem_limit="800m"), output=tmp_path / "o")
     runs = Manifest.load(study_dir).runs
     assert [r.failure.cause for r in runs if r.failure] == ["oom", "oom"]
@@ -137,27 +154,28 @@ def test_memory_limit_too_small_is_oom_and_the_study_continues(
 
 def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
         cpu_image, tiny_model_dir, tmp_path, engine):
+    name = f"orphan-{uuid.uuid4().hex[:8]}"  # other studies may share this engine: scope by it
     study = write_study(tmp_path / "s.yaml", tiny_model_dir, (
         "experiments:\n"
         "  - {pytorch: {batch_size: 1}}\n"
         "  - {pytorch: {batch_size: 2}, warmup: {n_warmup: 1, min_seconds: 300,"
-        " max_seconds: 600}}\n"))
+        " max_seconds: 600}}\n"), name=name)
     process = subprocess.Popen([LLEM, "run", str(study), "--runner", "docker", "--output", "o",
                                 "-q"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not containers_of_run(engine, "002_"):
+        while time.monotonic() < deadline and not containers_of_run(engine, name, "002_"):
             time.sleep(0.5)
-        assert containers_of_run(engine, "002_"), "second run never started"
+        assert containers_of_run(engine, name, "002_"), "second run never started"
     finally:
         process.send_signal(signal.SIGKILL)  # the orchestrator dies without cleaning up
         process.wait(timeout=30)
-    orphaned = engine.containers(LABEL_SESSION)
+    orphaned = containers_of_study(engine, name)
     assert len(orphaned) == 1, "the killed orchestrator's container should still be there"
-    cleaned = llem("clean", timeout=120, check=True)
+    cleaned = llem("clean", "--study", name, timeout=120, check=True)
     assert "removed 1 orphaned container" in cleaned.stdout
-    assert engine.containers(LABEL_SESSION) == []
+    assert containers_of_study(engine, name) == []
     study_dir = only_study_dir(tmp_path / "o")
     first = Manifest.load(study_dir).runs[0]
     assert first.status == "completed" and first.result_path

@@ -10,13 +10,13 @@ import pytest
 from llem_testkit.cli import llem, start_llem, wait_for_event
 
 from orchestrator.manifest import Manifest
-from orchestrator.runners.docker.sessions import LABEL_SESSION
+from orchestrator.runners.docker.labels import LABEL_SESSION, LABEL_STUDY
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def test_sigint_after_two_runs_then_resume_runs_exactly_the_rest(
-        cpu_image, tiny_model_dir, tmp_path, engine, no_leftover_containers):
+        cpu_image, tiny_model_dir, tmp_path, engine):
     fast = {"warmup": {"n_warmup": 0, "min_seconds": 0}}
     slow = {"warmup": {"n_warmup": 1, "min_seconds": 25, "max_seconds": 60}}
     entries = [{**(slow if i == 3 else fast), "pytorch": {"batch_size": i}} for i in range(1, 7)]
@@ -33,7 +33,8 @@ def test_sigint_after_two_runs_then_resume_runs_exactly_the_rest(
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=300)  # grace period 10 s plus removal; the limit finds a hang
     assert process.returncode == 130
-    assert engine.containers(LABEL_SESSION) == []
+    # Other studies may share the engine: only this one's containers are checked (and removed).
+    assert [c for c in engine.containers(LABEL_SESSION) if c.labels.get(LABEL_STUDY) == "i"] == []
     assert subprocess.run(["pgrep", "-f", str(study_dir)], capture_output=True,
                           check=False).stdout == b""
     runs = Manifest.load(study_dir).runs

@@ -2,7 +2,9 @@
 
 Security defaults, all fixed here and covered by a unit test: the host user's uid:gid, every
 capability dropped, ``no-new-privileges``, never privileged, no Docker socket, ``init`` as
-PID 1, and no network when the model is on local disk. Paths inside the container are the
+PID 1, a read-only root filesystem (the harness writes only to the run directory, the mounted
+caches and a tmpfs at /tmp, which is also HOME for library caches), a limit on processes and
+threads, and no network when the model is on local disk. Paths inside the container are the
 host's own paths (the run directory, a local model, a ``.jsonl`` dataset are bind-mounted at the
 same absolute path and the working directory is the host's), so ``experiment.json`` means the
 same thing on both sides and the measurement config hash never depends on the runner.
@@ -18,13 +20,23 @@ from typing import Any
 from harness import models
 from harness.backends.catalog import BY_NAME
 from harness.schema.run_spec import RunSpec
-from orchestrator.runners.docker.sessions import LABEL_RUN, LABEL_STUDY, Session
+from orchestrator.runners.docker.labels import LABEL_RUN, LABEL_STUDY
+from orchestrator.runners.docker.sessions import session_labels
+from orchestrator.runners.session import Session
 
 ENV_ALLOW = ("HF_TOKEN",)
 """Host variables passed into containers by name; the value is never written anywhere."""
 
 HF_CACHE_TARGET = "/llem/hf-cache"
 DEFAULT_SHM = "2g"
+SCRATCH = "/tmp"  # noqa: S108 - inside the container, a private tmpfs
+"""The one writable place outside the mounts: a tmpfs, also HOME (torch, triton, vLLM caches)."""
+SCRATCH_OPTIONS = "rw,exec,nosuid,nodev,mode=1777"
+"""``exec``: Docker's tmpfs default is noexec, but compiled kernels (triton) are loaded from the
+cache under HOME. No size: it is memory, counted in the container's memory limit."""
+PIDS_LIMIT = 8192
+"""Processes plus threads in the container: stops a fork bomb, far above what a run needs
+(tensor-parallel vLLM: a few processes with one thread per core each)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,9 @@ class ContainerPlan:
     cap_drop: list[str] = field(default_factory=lambda: ["ALL"])
     privileged: bool = False
     init: bool = True
+    read_only: bool = True
+    tmpfs: dict[str, str] = field(default_factory=lambda: {SCRATCH: SCRATCH_OPTIONS})
+    pids_limit: int = PIDS_LIMIT
 
     def create_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``docker.DockerClient.containers.create``."""
@@ -74,6 +89,9 @@ class ContainerPlan:
             "cap_drop": self.cap_drop,
             "privileged": self.privileged,
             "init": self.init,
+            "read_only": self.read_only,
+            "tmpfs": self.tmpfs,
+            "pids_limit": self.pids_limit,
             "detach": True,
         }
         if self.network_mode:
@@ -151,7 +169,8 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
     if spec.baseline_cache_dir:
         cache = Path(spec.baseline_cache_dir)
         mounts.append(MountSpec(str(cache), str(cache), read_only=False))
-    environment = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "LLEM_IMAGE_ID": image_id}
+    environment = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "LLEM_IMAGE_ID": image_id,
+                   "HOME": SCRATCH}
     if image_digest:
         environment["LLEM_IMAGE_DIGEST"] = image_digest
     if machine.hf_cache is not None:
@@ -162,7 +181,7 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
         engines = Path(spec.engine_cache_dir)  # built engines are shared by every run: rw
         mounts.append(MountSpec(str(engines), str(engines), read_only=False))
     environment.update(machine.host_env)
-    labels = {**session.labels(), LABEL_STUDY: spec.study or "", LABEL_RUN: spec.run_id}
+    labels = {**session_labels(session), LABEL_STUDY: spec.study or "", LABEL_RUN: spec.run_id}
     return ContainerPlan(
         image=image,
         command=["run", str(run_dir / "experiment.json")],

@@ -8,7 +8,6 @@ logs to ``container.log``, inspects the container before removing it, and classi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,19 @@ from orchestrator.runners.base import (
     RunOutcome,
     log_tail,
 )
-from orchestrator.runners.docker.api import Engine, ImageInfo
+from orchestrator.runners.docker.api import (
+    Engine,
+    EngineError,
+    EngineUnreachable,
+    ImageInfo,
+    NotFoundError,
+    RunContainer,
+)
 from orchestrator.runners.docker.images import IMAGE_NAMES, image_ref
+from orchestrator.runners.docker.labels import IMAGE, IMAGE_DEVICE, LABEL_SESSION
 from orchestrator.runners.docker.plan import MachineSettings, plan_container
-from orchestrator.runners.docker.sessions import LABEL_SESSION, Session, orphans
+from orchestrator.runners.docker.sessions import orphans
+from orchestrator.runners.session import Session
 
 POLL_S = 0.1
 GRACE_S = 10.0
@@ -106,8 +114,11 @@ class DockerRunner(Runner):
         """Engine reachable and every needed image built (each problem with its fix)."""
         try:
             self.engine.ping()
-        except RunnerError as error:
+            return self._problems(backends)
+        except RunnerError as error:  # no engine, or it went away while we asked
             return [str(error)]
+
+    def _problems(self, backends: set[str] | None) -> list[str]:
         problems = []
         gpu_backends = sorted(b for b in backends or set() if BY_NAME[b].gpu_only)
         if gpu_backends and not self._has_gpus():
@@ -129,7 +140,20 @@ class DockerRunner(Runner):
 
     def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
             gpus: list[int] | None = None) -> RunOutcome:
-        """Run ``run_dir/experiment.json`` in a fresh container and classify its end."""
+        """Run ``run_dir/experiment.json`` in a fresh container and classify its end.
+
+        An engine that stops answering mid-run ends the run as an error, "Docker engine lost",
+        marked fatal so the study stops (every later run would fail the same way). Its
+        container, if the engine still has one, belongs to this session, which is dead by the
+        time anyone can reach the engine again: the next study or ``llem clean`` removes it.
+        """
+        try:
+            return self._run(run_dir, timeout_s, on_event, gpus)
+        except EngineUnreachable as error:
+            return _engine_lost(error, run_dir / LOG_NAME)
+
+    def _run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
+             gpus: list[int] | None) -> RunOutcome:
         spec = read_model(run_dir / "experiment.json", RunSpec)
         ref = self.image_for(spec.config.backend)
         image = self.engine.image(ref)
@@ -138,51 +162,39 @@ class DockerRunner(Runner):
             MachineSettings.detect(), gpu_ids=None if _is_cpu(image) else (gpus or []),
             mem_limit=self.mem_limit, shm_size=self.shm_size,
         )
-        with self._container(plan.create_kwargs()) as container:
-            follower = EventFollower(run_dir / "events.jsonl")
+        follower = EventFollower(run_dir / "events.jsonl")
+        # Removed on leaving the block in every case: success, failure, timeout, Ctrl-C, a bug.
+        with self.engine.run_container(plan.create_kwargs()) as container:
             end = self._wait(container, timeout_s, follower, on_event)
             for event in follower.poll():
                 on_event(event)
-            state = self._inspect(container)
-            self._save_logs(container, run_dir / LOG_NAME)
+            state = _final_state(container)
+            write_bytes(run_dir / LOG_NAME, _logs(container))
         return classify(end, state, run_dir / LOG_NAME, timeout_s, self.stall_note)
 
-    @contextlib.contextmanager
-    def _container(self, create_kwargs: dict[str, Any]) -> Iterator[Any]:
-        container = self.engine.create(**create_kwargs)
+    def _wait(self, container: RunContainer, timeout_s: float | None,
+              follower: EventFollower, on_event: EventCallback) -> EndKind | None:
         try:
-            _start(container)
-            yield container
-        finally:
-            # Removed in every case: success, failure, timeout, Ctrl-C, or a bug of ours.
-            self.engine.remove(container)
-
-    def _wait(self, container: Any, timeout_s: float | None, follower: EventFollower,
-              on_event: EventCallback) -> EndKind | None:
-        try:
-            return self.supervise(lambda: _status(container) in ("created", "running"),
-                                  lambda: self._stop(container), timeout_s, follower, on_event,
-                                  POLL_S)
+            return self.supervise(lambda: _running(container), lambda: self._stop(container),
+                                  timeout_s, follower, on_event, POLL_S)
         except BaseException:
-            _kill(container)  # second Ctrl-C: stop now; removal follows in _container
+            _kill(container)  # second Ctrl-C (or a bug): stop now; removal follows on exit
             raise
 
-    def _stop(self, container: Any) -> None:
+    def _stop(self, container: RunContainer) -> None:
         """SIGTERM, then SIGKILL after the grace period (Docker's own stop semantics)."""
-        with contextlib.suppress(Exception):
-            container.stop(timeout=int(self.grace_s))
-
-    def _inspect(self, container: Any) -> dict[str, Any]:
-        with contextlib.suppress(Exception):
-            container.reload()
-        return dict(container.attrs.get("State", {}))
-
-    def _save_logs(self, container: Any, path: Path) -> None:
         try:
-            logs = container.logs(stdout=True, stderr=True)
-        except Exception as error:  # the engine may have lost them; say so in the log file
-            logs = f"(container logs unavailable: {error})\n".encode()
-        write_bytes(path, logs)
+            container.stop(self.grace_s)
+        except NotFoundError:
+            return  # removed from outside meanwhile: nothing left to stop
+
+
+def _engine_lost(error: EngineUnreachable, log_path: Path) -> RunOutcome:
+    cause = error.__cause__ or error.message
+    message = f"Docker engine lost: {cause}"
+    with open(log_path, "a", encoding="utf-8") as log:  # appended: keep what came before
+        log.write(f"llem: {message}; the container's own logs are unavailable\n")
+    return RunOutcome("error", None, message, log_tail(log_path), fatal=True)
 
 
 def classify(end: EndKind | None, state: dict[str, Any], log_path: Path,
@@ -208,30 +220,44 @@ def classify(end: EndKind | None, state: dict[str, Any], log_path: Path,
     return RunOutcome("error", code, f"the harness exited with status {code}", tail)
 
 
-def clean_orphans(engine: Engine, current: Session | None = None) -> list[str]:
-    """Remove containers of dead sessions; return their names."""
+def clean_orphans(engine: Engine, current: Session | None = None,
+                  study: str | None = None) -> list[str]:
+    """Remove containers of dead sessions (of ``study`` only, when given); their names."""
     removed = []
-    for container in orphans(engine.containers(LABEL_SESSION), current):
+    for container in orphans(engine.containers(LABEL_SESSION), current, study):
         engine.remove(container)
-        removed.append(str(container.name))
+        removed.append(container.name)
     return removed
 
 
 def _is_cpu(image: ImageInfo) -> bool:
-    return image.labels.get("llem.device") == "cpu" or image.labels.get("llem.image") == "cpu"
+    return image.labels.get(IMAGE_DEVICE) == "cpu" or image.labels.get(IMAGE) == "cpu"
 
 
-def _status(container: Any) -> str:
-    container.reload()
-    return str(container.status)
+def _running(container: RunContainer) -> bool:
+    try:
+        return container.status() in ("created", "running")
+    except NotFoundError:
+        return False  # removed from outside: it is not running any more
 
 
-def _start(container: Any) -> None:
-    from orchestrator.runners.docker.api import docker_errors
+def _final_state(container: RunContainer) -> dict[str, Any]:
+    try:
+        return container.state()
+    except NotFoundError:
+        return {}  # removed from outside before we could look: classified as an error
 
-    docker_errors(container.start)()
+
+def _logs(container: RunContainer) -> bytes:
+    try:
+        return container.logs()
+    except NotFoundError as error:  # removed from outside: say so in the log file
+        return f"(container logs unavailable: {error})\n".encode()
 
 
-def _kill(container: Any) -> None:
-    with contextlib.suppress(Exception):
+def _kill(container: RunContainer) -> None:
+    # Best effort by design: the container may have ended already (the engine refuses to kill
+    # it) or the engine may be gone; leaving the `with` block removes it either way, or leaves
+    # it to the orphan cleanup when the engine is gone.
+    with contextlib.suppress(EngineError):
         container.kill()

@@ -1,76 +1,71 @@
 """Who owns a container: every container carries its orchestrator session in labels.
 
-A session is alive while its process (pid, start time, host) is; a container whose session is
-not alive is an orphan (its orchestrator was killed) and is removed by the next ``llem run`` or
-by ``llem clean``. The pid start time guards against a recycled pid.
+A container whose session is not alive is an orphan (its orchestrator was killed, or lost the
+engine) and is removed by the next ``llem run`` or by ``llem clean``.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
 
-LABEL_SESSION = "llem.session"
-LABEL_PID = "llem.session.pid"
-LABEL_PID_START = "llem.session.pid_start"
-LABEL_HOST = "llem.session.host"
-LABEL_STUDY = "llem.study"
-LABEL_RUN = "llem.run"
+from orchestrator.runners.docker.labels import (
+    LABEL_HOST,
+    LABEL_PID,
+    LABEL_PID_START,
+    LABEL_RUN,
+    LABEL_SESSION,
+    LABEL_STUDY,
+)
+from orchestrator.runners.session import Session
 
-
-def _pid_start(pid: int) -> str | None:
-    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces; fields after its closing paren are fixed.
-    return stat.rsplit(")", 1)[1].split()[19]
+__all__ = ["LABEL_RUN", "LABEL_SESSION", "LABEL_STUDY", "Labelled", "Session", "orphans",
+           "session_alive", "session_labels"]
 
 
-@dataclass(frozen=True)
-class Session:
-    """This orchestrator process, as recorded on the containers it starts."""
+class Labelled(Protocol):
+    """Anything with Docker labels (a container as the engine lists it)."""
 
-    id: str
-    pid: int
-    pid_start: str
-    host: str
-
-    @classmethod
-    def current(cls) -> Session:
-        """A new session for this process."""
-        pid = os.getpid()
-        return cls(uuid.uuid4().hex[:12], pid, _pid_start(pid) or "unknown", socket.gethostname())
-
+    @property
     def labels(self) -> dict[str, str]:
-        """Labels that identify this session on a container."""
-        return {LABEL_SESSION: self.id, LABEL_PID: str(self.pid),
-                LABEL_PID_START: self.pid_start, LABEL_HOST: self.host}
+        """The container's labels."""
+        ...
 
 
-def session_alive(labels: dict[str, str], host: str | None = None) -> bool:
+C = TypeVar("C", bound=Labelled)
+
+
+def session_labels(session: Session) -> dict[str, str]:
+    """Labels that identify ``session`` on a container."""
+    return {LABEL_SESSION: session.id, LABEL_PID: str(session.pid),
+            LABEL_PID_START: session.pid_start, LABEL_HOST: session.host}
+
+
+def session_alive(labels: dict[str, str]) -> bool:
     """True when the session recorded in ``labels`` still runs (assumed so on another host)."""
-    if labels.get(LABEL_HOST) != (host or socket.gethostname()):
-        return True  # another machine's session on a shared engine: not ours to judge
     try:
         pid = int(labels.get(LABEL_PID, ""))
     except ValueError:
         return False
-    start = _pid_start(pid)
-    return start is not None and start == labels.get(LABEL_PID_START)
+    return Session(labels.get(LABEL_SESSION, ""), pid, labels.get(LABEL_PID_START, ""),
+                   labels.get(LABEL_HOST, "")).alive()
 
 
-def orphans(containers: list[Any], current: Session | None = None) -> list[Any]:
-    """Containers whose session is dead (never the current session's)."""
+def orphans(containers: Iterable[C], current: Session | None = None,
+                         study: str | None = None) -> list[C]:
+    """Containers whose session is dead (never the current session's).
+
+    Args:
+        containers: llem containers as listed by the engine.
+        current: this process's session, whose containers are never orphans.
+        study: only containers of this study (label ``llem.study``), when given.
+    """
     found = []
     for container in containers:
         labels = container.labels or {}
         if current is not None and labels.get(LABEL_SESSION) == current.id:
+            continue
+        if study is not None and labels.get(LABEL_STUDY) != study:
             continue
         if not session_alive(labels):
             found.append(container)

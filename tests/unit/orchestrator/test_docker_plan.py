@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
+
+import pytest
 
 from harness.schema import ExperimentConfig
 from harness.schema.run_spec import RunSpec
+from orchestrator.runners.docker.api import Engine, EngineError, EngineUnreachable, NotFoundError
 from orchestrator.runners.docker.plan import MachineSettings, plan_container
 from orchestrator.runners.docker.runner import classify
-from orchestrator.runners.docker.sessions import Session, orphans, session_alive
+from orchestrator.runners.docker.sessions import orphans, session_alive, session_labels
+from orchestrator.runners.session import Session
 
 CANARY = "hf_canaryCANARYcanaryCANARY0123456789"
 
@@ -45,6 +50,21 @@ def test_security_defaults(tmp_path):
     sources = [mount["Source"] for mount in kwargs["mounts"]]
     assert not any("docker.sock" in source for source in sources)
     assert "volumes" not in kwargs and "ports" not in kwargs
+
+
+def test_root_filesystem_is_read_only_with_a_tmpfs_home_and_a_pids_limit(tmp_path):
+    container, run_dir = plan(tmp_path)
+    kwargs = container.create_kwargs()
+    assert kwargs["read_only"] is True
+    # The only writable places: the mounts (run dir rw) and one tmpfs, which is also HOME, so
+    # library caches (torch, triton, vLLM) land there; exec allowed for compiled kernels.
+    assert list(kwargs["tmpfs"]) == ["/tmp"]
+    options = kwargs["tmpfs"]["/tmp"].split(",")
+    assert "exec" in options and "noexec" not in options and "nosuid" in options
+    assert kwargs["environment"]["HOME"] == "/tmp"
+    writable = [m["Target"] for m in kwargs["mounts"] if not m["ReadOnly"]]
+    assert writable == [str(run_dir.resolve())]
+    assert 0 < kwargs["pids_limit"] <= 8192
 
 
 def test_mounts_run_dir_rw_and_local_model_ro_at_host_paths(tmp_path):
@@ -107,15 +127,23 @@ def test_classification(tmp_path):
 
 def test_orphans_are_containers_of_dead_sessions():
     me = Session.current()
-    mine = FakeContainer(me.labels(), "mine")
-    dead = FakeContainer({**me.labels(), "llem.session": "old", "llem.session.pid": "999999999"},
-                         "dead")
-    recycled = FakeContainer({**me.labels(), "llem.session": "older",
+    mine = FakeContainer(session_labels(me), "mine")
+    dead = FakeContainer({**session_labels(me), "llem.session": "old",
+                          "llem.session.pid": "999999999"}, "dead")
+    recycled = FakeContainer({**session_labels(me), "llem.session": "older",
                               "llem.session.pid_start": "1"}, "recycled-pid")
     elsewhere = FakeContainer({**dead.labels, "llem.session.host": "other-host"}, "elsewhere")
-    assert session_alive(me.labels())
+    assert session_alive(session_labels(me))
     assert [c.name for c in orphans([mine, dead, recycled, elsewhere], me)] == [
         "dead", "recycled-pid"]
+
+
+def test_orphans_can_be_limited_to_one_study():
+    me = Session.current()
+    dead = {**session_labels(me), "llem.session": "old", "llem.session.pid": "999999999"}
+    of_a = FakeContainer({**dead, "llem.study": "a"}, "of-a")
+    of_b = FakeContainer({**dead, "llem.study": "b"}, "of-b")
+    assert [c.name for c in orphans([of_a, of_b], me, study="b")] == ["of-b"]
 
 
 def test_tensorrt_runs_get_the_engine_cache_read_write_at_its_host_path(tmp_path):
@@ -150,3 +178,50 @@ def test_a_prebuilt_tensorrt_engine_is_mounted_read_only(tmp_path):
     mounts = {m.target: m for m in container.mounts}
     engine = str((tmp_path / "engine").resolve())
     assert mounts[engine].read_only is True and mounts[engine].source == engine
+
+
+def test_only_the_boundary_talks_to_the_sdk():
+    # api.py makes every SDK call; plan.py only builds the SDK's plain data types.
+    root = Path(__file__).resolve().parents[3]
+    importers = {}
+    for path in [*(root / "orchestrator").rglob("*.py"), *(root / "harness").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.split(".")[0] in ("docker", "requests", "urllib3"):
+                    importers.setdefault(str(path.relative_to(root)), set()).add(name)
+    assert importers == {
+        "orchestrator/runners/docker/api.py": {"docker", "docker.errors", "requests.exceptions",
+                                               "urllib3.exceptions"},
+        "orchestrator/runners/docker/plan.py": {"docker.types"},
+    }
+
+
+class Raising:
+    """A client whose every call raises ``error``, as the SDK does when the engine is gone."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def ping(self):
+        raise self.error
+
+    def info(self):
+        raise self.error
+
+
+def test_sdk_and_transport_errors_become_typed_engine_errors():
+    import docker.errors
+    import requests.exceptions
+
+    lost = requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected")
+    with pytest.raises(EngineUnreachable, match="no answer from the Docker engine") as caught:
+        Engine(Raising(lost)).ping()
+    assert caught.value.__cause__ is lost and caught.value.fix
+    with pytest.raises(NotFoundError):
+        Engine(Raising(docker.errors.NotFound("no such container"))).info()
+    refused = docker.errors.APIError("conflict", explanation="is not running")
+    with pytest.raises(EngineError, match="is not running") as caught:
+        Engine(Raising(refused)).info()
+    assert not isinstance(caught.value, EngineUnreachable)

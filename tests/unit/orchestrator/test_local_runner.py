@@ -1,8 +1,25 @@
-"""The local runner restricts the harness to the selected GPUs, by UUID, in PCI bus order."""
+"""The local runner: GPU selection by UUID in PCI bus order; no harness outlives its orchestrator.
+"""
 
 from __future__ import annotations
 
-from orchestrator.runners.local import LocalRunner
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from orchestrator.runners.local import LocalRunner, clean_orphans, registry_dir
+from orchestrator.runners.session import Session, pid_start, process_alive
+
+REPO = Path(__file__).resolve().parents[3]
 
 UUIDS = {0: "GPU-aaaa", 1: "GPU-bbbb", 2: "GPU-cccc"}
 
@@ -43,3 +60,97 @@ def test_runs_stay_offline_whatever_the_host_allows(monkeypatch):
     # The host may be online to fetch models; the harness it starts never downloads.
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert runner()._environment(None)["HF_HUB_OFFLINE"] == "1"
+
+
+def sleeper() -> subprocess.Popen[bytes]:
+    """A process standing in for a harness: it leads its own process group, like the real one."""
+    return subprocess.Popen(["sleep", "300"], start_new_session=True)
+
+
+def gone(pid: int, start: str | None, limit_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if not process_alive(pid, start):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def register(process: subprocess.Popen[bytes], owner: Session, study: str) -> None:
+    registry_dir().mkdir(parents=True, exist_ok=True)
+    (registry_dir() / f"{process.pid}.json").write_text(json.dumps({
+        "pid": process.pid, "pid_start": pid_start(process.pid), "run_dir": f"/r/{study}/001",
+        "study": study, "session": asdict(owner)}))
+
+
+@pytest.fixture
+def state_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def test_clean_stops_the_harness_of_a_dead_orchestrator_and_keeps_live_ones(state_home):
+    dead = Session("dead", 999_999_999, "1", socket.gethostname())
+    alive = Session.current()
+    orphan, kept, other_study = sleeper(), sleeper(), sleeper()
+    try:
+        register(orphan, dead, "s")
+        register(kept, alive, "s")
+        register(other_study, dead, "other")
+        assert clean_orphans(study="s") == ["/r/s/001"]
+        assert orphan.wait(timeout=60) == -signal.SIGKILL
+        assert kept.poll() is None and other_study.poll() is None
+        assert sorted(p.name for p in registry_dir().iterdir()) == sorted(
+            [f"{kept.pid}.json", f"{other_study.pid}.json"])
+    finally:
+        for process in (orphan, kept, other_study):
+            process.kill()
+            process.wait()
+
+
+def test_an_entry_whose_harness_and_group_ended_is_just_forgotten(state_home):
+    ended = sleeper()
+    register(ended, Session("dead", 999_999_999, "1", socket.gethostname()), "s")
+    ended.kill()
+    ended.wait()
+    assert clean_orphans() == []
+    assert list(registry_dir().iterdir()) == []
+
+
+def test_clean_stops_what_is_left_of_the_group_after_the_harness_died(state_home):
+    # The harness (here sh) leads its group; a child of its own (here sleep) outlives it, as a
+    # vLLM worker would outlive a harness killed by the parent-death signal.
+    harness = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; wait"], start_new_session=True,
+                               stdout=subprocess.PIPE)
+    assert harness.stdout is not None
+    worker = int(harness.stdout.readline())
+    worker_start = pid_start(worker)
+    register(harness, Session("dead", 999_999_999, "1", socket.gethostname()), "s")
+    harness.kill()
+    harness.wait()
+    try:
+        assert clean_orphans() == ["/r/s/001"]
+        assert gone(worker, worker_start)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+
+
+def test_the_child_dies_with_the_process_that_started_it():
+    # A middle process starts a child with die_with_parent(), prints its pid, then blocks; we
+    # SIGKILL the middle one (no cleanup code can run) and the kernel must kill the child.
+    script = (
+        "import subprocess, sys, time\n"
+        "from orchestrator.runners.local import die_with_parent\n"
+        "child = subprocess.Popen(['sleep', '300'], preexec_fn=die_with_parent())\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(300)\n")
+    middle = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert middle.stdout is not None
+    child = int(middle.stdout.readline())
+    start = pid_start(child)
+    assert start is not None
+    middle.kill()
+    middle.wait()
+    assert gone(child, start)
