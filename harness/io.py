@@ -8,6 +8,7 @@ one, never half of one, even if the process dies mid-write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -20,34 +21,93 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
+from harness.errors import LlemError
 from harness.schema.events import RunEvent, parse_run_event
 
 logger = logging.getLogger(__name__)
+
+
+class DiskFullError(LlemError):
+    """A write found no room: the filesystem is full, a quota or the file-size limit is reached.
+
+    Attributes:
+        path: the file being written.
+        mount: the mount point of the filesystem that holds it.
+        remedy: what makes room ("free space on /data"), for callers that add their next step.
+    """
+
+    def __init__(self, message: str, *, path: Path, mount: Path, remedy: str) -> None:
+        super().__init__(message, fix=f"{remedy}, then run again")
+        self.path = path
+        self.mount = mount
+        self.remedy = remedy
+
+
+def mount_point(path: Path) -> Path:
+    """The mount point of the filesystem holding ``path`` (which need not exist)."""
+    current = Path(os.path.abspath(path))
+    while not os.path.ismount(current) and current != current.parent:
+        current = current.parent
+    return current
+
+
+def no_room_error(error: OSError, path: Path) -> DiskFullError | None:
+    """A :class:`DiskFullError` naming the filesystem when ``error`` means "no room", else None.
+
+    ENOSPC (the filesystem is full) and EDQUOT (a quota) name the mount point; EFBIG names the
+    process's file-size limit (``ulimit -f``), which is not the disk's fault.
+    """
+    mount = mount_point(path)
+    if error.errno == errno.ENOSPC:
+        what, fix = f"the filesystem mounted at {mount} is full", f"free space on {mount}"
+    elif error.errno == errno.EDQUOT:
+        what, fix = f"the disk quota on {mount} is exhausted", f"free space on {mount}"
+    elif error.errno == errno.EFBIG:
+        what, fix = "the file-size limit of this process (ulimit -f) is reached", (
+            "raise it (ulimit -f unlimited)")
+    else:
+        return None
+    return DiskFullError(f"{what} (writing {path})", path=path, mount=mount, remedy=fix)
+
+
+@contextlib.contextmanager
+def _no_room_named(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        named = no_room_error(error, path)
+        if named is None:
+            raise
+        raise named from error
 
 
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` and move it over ``path`` when the block succeeds.
 
+    When the disk is full the temporary file is removed, ``path`` keeps its previous content,
+    and :class:`DiskFullError` names the filesystem.
+
     Args:
         path: final location of the file.
         mode: ``"w"`` for text or ``"wb"`` for bytes.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    os.chmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
-    try:
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _no_room_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        os.chmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
+        try:
+            encoding = None if "b" in mode else "utf-8"
+            with os.fdopen(fd, mode, encoding=encoding) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def _read_umask() -> int:
@@ -62,9 +122,10 @@ _UMASK = _read_umask()
 
 def atomic_replace(tmp: Path, path: Path) -> None:
     """Fsync an already written ``tmp`` and move it over ``path``."""
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with _no_room_named(path):
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 

@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from pathlib import Path
 
 from harness.errors import ConfigError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_LEN = 80
+# Latin letters that NFKD does not decompose into a base letter and a mark.
+_NO_DECOMPOSITION = str.maketrans({
+    "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l",
+    "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "Th", "ı": "i",
+})
+
+
+def transliterate(text: str) -> str:
+    """Spell accented Latin letters in ASCII (``étude énergie`` -> ``etude energie``).
+
+    NFKD splits a letter from its accents, which are then dropped; the few letters with no
+    decomposition (``ß``, ``ø``, ``æ``...) come from a table. Other scripts are left as they
+    are, for the caller to replace.
+    """
+    decomposed = unicodedata.normalize("NFKD", text.translate(_NO_DECOMPOSITION))
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def sanitize(text: str, fallback: str = "unnamed") -> str:
-    """Reduce user text to ``[A-Za-z0-9._-]``, no leading dots, at most 80 characters."""
-    cleaned = _UNSAFE.sub("-", text).strip("-.")
+    """Reduce user text to ``[A-Za-z0-9._-]``, no leading dots, at most 80 characters.
+
+    Accented letters are transliterated first (``é`` -> ``e``), not dropped.
+    """
+    cleaned = _UNSAFE.sub("-", transliterate(text)).strip("-.")
     cleaned = re.sub(r"-{2,}", "-", cleaned)[:MAX_NAME_LEN].strip("-.")
     return cleaned or fallback
 

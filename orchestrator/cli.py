@@ -22,6 +22,7 @@ from rich.table import Table
 
 from harness._version import __version__
 from harness.errors import ConfigError, LlemError
+from harness.io import DiskFullError
 from harness.schema import ExperimentResult
 from harness.schema.headline import TERMINAL_METRICS
 from orchestrator.execute import StudyExecution
@@ -30,7 +31,7 @@ from orchestrator.manifest import Manifest, RunEntry
 from orchestrator.preflight import model_problems
 from orchestrator.progress import StudyProgress
 from orchestrator.runners import Runner, make_runner
-from orchestrator.settings import resolve_runner
+from orchestrator.settings import resolve_output, resolve_runner
 from orchestrator.study import Study, load_study
 from orchestrator.study_dir import open_study_dir
 from orchestrator.summary import StudySummary
@@ -72,8 +73,8 @@ def main() -> None:
 @click.option("--order", type=click.Choice(["sequential", "interleaved", "shuffled"]),
               help="Override execution.cycle_order.")
 @click.option("--gpus", help="Override execution.gpus, e.g. 0,1.")
-@click.option("--output", type=click.Path(path_type=Path), default=Path("results"),
-              show_default=True, help="Output root.")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Output root (default: 'output:' in the user config, then ./results).")
 @click.option("--no-gaps", is_flag=True, help="Skip the gaps between runs and cycles.")
 @click.option("--yes", is_flag=True, help=f"Run a study larger than {LARGE_STUDY} runs.")
 @click.option("--export-csv", is_flag=True, help="Also write results.csv next to results.parquet.")
@@ -84,10 +85,9 @@ def main() -> None:
               "Hugging Face cache is refused (fill it with llem fetch).")
 def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: bool,
         resume_dir: Path | None, cycles: int | None, order: str | None, gpus: str | None,
-        output: Path, no_gaps: bool, yes: bool, export_csv: bool, quiet: bool, verbose: bool,
-        as_json: bool, offline: bool) -> None:
+        output: Path | None, no_gaps: bool, yes: bool, export_csv: bool, quiet: bool,
+        verbose: bool, as_json: bool, offline: bool) -> None:
     """Run a study (or a single experiment) FILE, or --resume a study directory."""
-    options = RunOptions(output, no_gaps, quiet, verbose, as_json, export_csv)
     try:
         study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
         if dry_run:
@@ -95,7 +95,9 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
             return
         name, source = resolve_runner(runner_name)
         runner = make_runner(name, image=image)
-        _guard(study, output if resume_dir is None else resume_dir, yes)
+        options = RunOptions(resolve_output(output), no_gaps, quiet, verbose, as_json,
+                             export_csv)
+        _guard(study, options.output if resume_dir is None else resume_dir, yes)
     except LlemError as error:
         fail(error)
     problems = runner.preflight({entry.config.backend for entry in study.experiments},
@@ -185,32 +187,56 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
         study_dir = opened.path
         err.print(f"study [bold]{study.name}[/]: {opened.todo} of {len(opened.manifest.runs)} "
                   f"runs to do -> {study_dir}", highlight=False)
-        _install_interrupt(runner)
+        interrupts = _Interrupts(runner)
+        interrupts.install()
         try:
             with StudyProgress(err, opened.todo, quiet=options.quiet,
                                verbose=options.verbose) as progress:
                 execution = StudyExecution(study, study_dir, runner, progress.on_event,
                                            options.no_gaps)
                 summary = execution.execute(opened.runs, opened.manifest)
+                interrupts.disarm()
             if options.export_csv and summary.results_table:
                 export_csv(study_dir)
+        except DiskFullError as error:
+            fail(LlemError(f"{error.message}; the study stopped", fix=f"{error.remedy}, then "
+                           f"continue it with: llem run --resume {study_dir}"), EXIT_FAILED)
         except LlemError as error:
             fail(error)
     return summary, study_dir
 
 
-def _install_interrupt(runner: Runner) -> None:
-    """First Ctrl-C (or SIGTERM): stop gracefully. Second Ctrl-C: stop now."""
+class _Interrupts:
+    """First Ctrl-C (or SIGTERM): stop gracefully. Second: kill the run now. Later: ignored.
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if runner.stop_requested.is_set():
+    The second raises ``KeyboardInterrupt`` into the study, which records the killed run
+    ``interrupted`` and writes the summary; it is raised once, and never after ``disarm``.
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.count = 0
+        self.armed = True
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        # Counted first: a signal that lands while this handler runs is the second one.
+        self.count += 1
+        if self.count == 1:
+            err.print("[yellow]stopping: the current run is being stopped; Ctrl-C again to "
+                      "kill it now[/]")
+            self.runner.request_stop()
+        elif self.count == 2 and self.armed:
+            err.print("[yellow]killing the current run now; writing the summary[/]")
             raise KeyboardInterrupt
-        err.print("[yellow]stopping: the current run is being stopped; Ctrl-C again to "
-                  "kill it now[/]")
-        runner.request_stop()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+        else:
+            err.print("[yellow]already stopping: writing the summary[/]")
 
 
 def _print_dry_run(study: Study, as_json: bool) -> None:
@@ -366,13 +392,17 @@ def clean(study: str | None) -> None:
 
 
 @main.command()
-@click.option("--output", type=click.Path(path_type=Path), default=Path("results"),
-              show_default=True, help="Output root whose disk is checked.")
-def doctor(output: Path) -> None:
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Output root whose disk is checked (default: as for llem run).")
+def doctor(output: Path | None) -> None:
     """Check engine, NVIDIA runtime, GPUs, images, disk and caches; print each fix."""
     from orchestrator.doctor import run_checks
 
-    checks = run_checks(output)
+    try:
+        root = resolve_output(output)
+    except LlemError as error:
+        fail(error)
+    checks = run_checks(root)
     table = Table(title="llem doctor")
     for column in ("check", "status", "detail", "fix"):
         table.add_column(column, overflow="fold")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.energy import GpuSet
 from harness.engine_cache import default_cache_root
-from harness.io import write_json
+from harness.io import DiskFullError, write_json
 from harness.schema.catalog import BY_NAME
 from harness.schema.events import (
     Cooled,
@@ -28,8 +28,9 @@ from harness.schema.result import CoolDownRecord, ErrorRecord
 from harness.schema.run_spec import RunSpec
 from harness.timeseries import recover_timeseries
 from orchestrator.cooling import NOT_REQUESTED, CoolDown
+from orchestrator.diskfull import DiskReserve, record_disk_full
 from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
-from orchestrator.runners.base import Runner, RunOutcome
+from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail
 from orchestrator.schedule import PlannedRun, plan
 from orchestrator.stats import write_stats
 from orchestrator.study import Study
@@ -38,6 +39,7 @@ from orchestrator.summary import StudySummary, study_summary
 from orchestrator.tables import load_results, write_results_table
 
 BASELINE_CACHE = ".baseline-cache"
+KILLED_NOW = "killed by a second Ctrl-C, without waiting for it to stop"
 OnStudyEvent = Callable[[StudyEvent], None]
 
 
@@ -70,6 +72,7 @@ class StudyExecution:
         self.on_event = on_event or (lambda event: None)
         self.no_gaps = no_gaps
         self.started_at = now_utc()
+        self._current: RunEntry | None = None  # the run in progress, for a full disk's record
         execution = study.execution
         runner.stall_timeout_s = execution.stall_timeout_s
         # The idle reference is read now, before the first run heats anything.
@@ -83,8 +86,43 @@ class StudyExecution:
             )
 
     def execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudySummary:
-        """Run every pending run in order; return the summary (also written to disk)."""
+        """Run every pending run in order; return the summary (also written to disk).
+
+        A ``KeyboardInterrupt`` (the second Ctrl-C) ends the study at once: the runner has
+        killed its run on the way out (runners do on any exception), the run is recorded
+        ``interrupted`` and the summary is still written.
+        """
         self.runner.startup()
+        reserve = DiskReserve(self.study_dir)
+        reserve.hold()
+        try:
+            return self._execute(runs, manifest)
+        except DiskFullError as error:
+            reserve.release()
+            self._record_full_disk(manifest, error)
+            raise
+        finally:
+            reserve.release()
+
+    def _execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudySummary:
+        try:
+            self._run_pending(runs, manifest)
+        except KeyboardInterrupt:
+            self._stopped_now(manifest)
+        try:
+            return self.summarise(manifest)
+        except KeyboardInterrupt:  # the second Ctrl-C came while the summary was written
+            return self.summarise(manifest)
+
+    def _record_full_disk(self, manifest: Manifest, error: DiskFullError) -> None:
+        """The disk filled: the run in progress failed; save and summarise if that fits."""
+        if self._current is not None:
+            record_disk_full(self._current, error)
+        with contextlib.suppress(DiskFullError):
+            save_manifest(self.study_dir, manifest)
+            self.summarise(manifest)
+
+    def _run_pending(self, runs: list[PlannedRun], manifest: Manifest) -> None:
         by_id = {entry.run_id: entry for entry in manifest.runs}
         previous: PlannedRun | None = None
         for run in runs:
@@ -99,7 +137,17 @@ class StudyExecution:
             if self._run_one(run, entry, manifest, cool_down):
                 break  # the runner can start no more runs: stop with the summary
             previous = run
-        return self.summarise(manifest)
+
+    def _stopped_now(self, manifest: Manifest) -> None:
+        """Record the run that a second Ctrl-C killed (if any) as interrupted."""
+        self.runner.stop_requested.set()
+        for entry in manifest.runs:
+            if entry.status == "running":
+                entry.status, entry.finished_at = "interrupted", now_utc()
+                entry.failure = Failure(
+                    cause="interrupted", message=KILLED_NOW,
+                    log_tail=log_tail(self.study_dir / entry.run_id / LOG_NAME))
+        save_manifest(self.study_dir, manifest)
 
     def _gap(self, previous: PlannedRun | None, run: PlannedRun) -> CoolDownRecord:
         """The fixed gap, then the cool-down; returns how the cool-down ended."""
@@ -134,6 +182,13 @@ class StudyExecution:
     def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None = None) -> bool:
         """Run one entry and record it; True when the runner can start no further run."""
+        self._current = entry
+        fatal = self._attempt(run, entry, manifest, cool_down)
+        self._current = None
+        return fatal
+
+    def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
+                 cool_down: CoolDownRecord | None) -> bool:
         run_dir = fresh_run_dir(self.study_dir, run.run_id)
         spec = RunSpec(
             run_id=run.run_id,

@@ -1,4 +1,8 @@
-"""Where a study runs: CLI ``--runner`` > ``LLEM_RUNNER`` > user config > default."""
+"""Where a study runs and writes, from the command line, the environment and the user config.
+
+Runner: ``--runner`` > ``LLEM_RUNNER`` > ``runner:`` in the user config > ``docker``.
+Output root: ``--output`` > ``output:`` in the user config > ``results``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 from harness.errors import ConfigError
 
 DEFAULT_RUNNER = "docker"
+DEFAULT_OUTPUT = Path("results")
 USER_CONFIG = Path("~/.config/llem/config.yaml")
 RUNNER_ENV = "LLEM_RUNNER"
 
@@ -26,10 +31,35 @@ def resolve_runner(cli_value: str | None) -> tuple[str, str]:
         return cli_value, "--runner"
     if os.environ.get(RUNNER_ENV):
         return os.environ[RUNNER_ENV], RUNNER_ENV
-    configured = _user_config().get("runner")
+    configured = _setting("runner")
     if configured:
-        return str(configured), str(user_config_path())
+        return configured, str(user_config_path())
     return DEFAULT_RUNNER, "default"
+
+
+def resolve_output(cli_value: Path | None) -> Path:
+    """The output root: ``--output``, else ``output:`` of the user config, else ``results``.
+
+    A configured path may start with ``~``; a relative one is relative to the current
+    directory, as ``--output`` is.
+    """
+    if cli_value is not None:
+        return cli_value
+    configured = _setting("output")
+    return Path(configured).expanduser() if configured else DEFAULT_OUTPUT
+
+
+def _setting(key: str) -> str | None:
+    value = _user_config().get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{user_config_path()}: '{key}' must be a non-empty text, not "
+                          f"{value!r}", fix=f"write it like '{key}: {_EXAMPLES[key]}'")
+    return value
+
+
+_EXAMPLES = {"runner": "docker", "output": "~/llem-results"}
 
 
 def _user_config() -> dict[str, object]:
@@ -51,5 +81,6 @@ def _user_config() -> dict[str, object]:
         raise ConfigError(f"{path}: expected a mapping such as 'runner: docker'")
     unknown = sorted(set(data) - {"runner", "output"})
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: runner, output")
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: runner, output",
+                          fix=f"remove {', '.join(unknown)} from the file")
     return data

@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from harness.paths import transliterate
+
 MAX_SLUG_LEN = 64
 
 # Values that describe themselves: 'bf16', 'sdpa', 'greedy' need no key in front.
@@ -45,7 +47,7 @@ def token(path: Sequence[str | int], value: Any) -> str:
         text = short + "_".join(str(item) for item in value)
     else:
         text = f"{short}{value}"
-    return _UNSAFE.sub("_", text).strip("._") or "x"
+    return _UNSAFE.sub("_", transliterate(text)).strip("._") or "x"
 
 
 def tokens_of(values: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[str]:

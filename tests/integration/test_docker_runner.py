@@ -114,7 +114,8 @@ def test_faults_are_classified_and_the_study_continues(
     ]
     body = "experiments:\n" + "".join(f"  - {json.dumps(e)}\n" for e in entries)
     study = write_study(tmp_path / "s.yaml", tiny_model_dir, body,
-                        execution={"config_gap_s": 0, "timeout_s": 40}, name=own_study)
+                        execution={"config_gap_s": 0, "timeout_s": 180},  # 003 only
+                        name=own_study)
     stop = threading.Event()
     killer = threading.Thread(target=_kill_when_warming,
                               args=(engine, own_study, "002_", stop), daemon=True)

