@@ -97,3 +97,14 @@ def test_a_model_the_cache_lacks_is_not_there_for_either(cache, tmp_path, monkey
 
 def test_the_hub_cache_is_huggingface_hubs_own(cache):
     assert models.hub_cache() == cache
+
+
+def test_runs_get_the_cache_that_fetch_fills(cache, monkeypatch):
+    """huggingface_hub also honours XDG_CACHE_HOME: the Docker runner mounts its choice, not
+    one rebuilt from HF_HUB_CACHE and HF_HOME by hand."""
+    from orchestrator.runners.docker.plan import MachineSettings
+
+    for name in ("HF_HUB_CACHE", "HF_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    cache.mkdir()
+    assert MachineSettings.detect().hf_cache == cache
