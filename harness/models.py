@@ -3,15 +3,20 @@
 Runs never download. A model is a local directory (config.json plus weights) or a Hugging Face
 id whose files the local Hugging Face cache already holds at the requested revision. The cache
 is read through huggingface_hub's cache API (``try_to_load_from_cache``,
-``snapshot_download(local_files_only=True)``), never through hand-built paths, so a branch, tag
-or commit in ``revision:`` selects the snapshot it names. Everything here is read-only;
-huggingface_hub, safetensors and transformers are imported inside the functions that use them.
+``get_cached_repo_tree``, ``snapshot_download(local_files_only=True)``), never through
+hand-built paths, so a branch, tag or commit in ``revision:`` selects the snapshot it names.
+This module alone decides whether a name is a hub id or a path, where the hub cache is, and
+whether a checkpoint is complete there; ``llem fetch`` (orchestrator/fetch.py) only downloads.
+Everything here is read-only; huggingface_hub, safetensors and transformers are imported inside
+the functions that use them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +45,31 @@ EMBEDDING_SUFFIXES = (
 )
 """Tensor-name endings of input embeddings and output heads (excluded from the FLOPs count)."""
 
+CONFIG_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "*.tiktoken",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+"""Top-level files inference reads besides the weights (``*`` does not reach into folders
+because every pattern is matched against the whole path)."""
+
+SAFETENSORS_WEIGHTS = ("model*.safetensors", "model.safetensors.index.json")
+BIN_WEIGHTS = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
+"""The weights transformers saves, single-file or sharded; other weight files in a repository
+(a second format, ``consolidated.*``, ``original/``) are not inference's."""
+
+_REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
 _WEIGHTS = "weights (" + " or ".join(WEIGHT_FILES[::2]) + ")"
 _TOKENIZER = "tokenizer files (" + " or ".join(TOKENIZER_FILES) + ")"
 
@@ -50,6 +80,31 @@ _TOKENIZER_ERRORS = (OSError, ValueError, ImportError, RuntimeError, KeyError, T
 def looks_like_path(model: str) -> bool:
     """Whether ``model`` is meant as a path: a Hugging Face id is "name" or "org/name"."""
     return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+
+
+def is_hub_id(model: str, cwd: Path | None = None) -> bool:
+    """Whether ``model`` names a hub repository rather than a path (an existing path wins)."""
+    if looks_like_path(model) or local_path(model, cwd).exists():
+        return False
+    return _REPO_ID.fullmatch(model) is not None and "--" not in model and ".." not in model
+
+
+def hub_cache() -> Path:
+    """The hub cache huggingface_hub uses (HF_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME, ~/.cache)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def inference_patterns(files: Iterable[str]) -> list[str]:
+    """The ``allow_patterns`` of what inference reads of a repository holding ``files``.
+
+    Configs, tokenizer and one weight format: safetensors when the repository has them, else
+    PyTorch ``.bin``.
+    """
+    names = list(files)
+    safetensors = any(name.endswith(".safetensors") for name in names)
+    return [*CONFIG_FILES, *(SAFETENSORS_WEIGHTS if safetensors else BIN_WEIGHTS)]
 
 
 def local_path(model: str, cwd: Path | None = None) -> Path:
@@ -78,12 +133,23 @@ def cached_file(model: str, filename: str, revision: str | None = None,
 
 
 def in_cache(model: str, revision: str | None = None, cache_dir: Path | None = None) -> bool:
-    """Whether the hub cache holds config.json, weights and tokenizer of ``model``."""
-    return _cache_gaps(model, revision, cache_dir) == []
+    """Whether the hub cache holds all of ``model`` at ``revision`` that inference reads."""
+    return cache_gaps(model, revision, cache_dir) == []
 
 
-def _cache_gaps(model: str, revision: str | None, cache_dir: Path | None) -> list[str] | None:
-    """None when the cache has nothing of ``model`` at ``revision``, else what it lacks."""
+def cache_gaps(model: str, revision: str | None = None,
+               cache_dir: Path | None = None) -> list[str] | None:
+    """What the hub cache lacks of ``model`` at ``revision``: None when it has nothing of it.
+
+    The snapshot needs config.json, weights and tokenizer files. When huggingface_hub also
+    cached the repository's listing (a download leaves one), every listed file that inference
+    reads must be there too, so a sharded download cut off after one shard is incomplete.
+
+    Args:
+        model: a Hugging Face id.
+        revision: branch, tag or commit (None: the default branch).
+        cache_dir: the hub cache (None: :func:`hub_cache`).
+    """
     if cached_file(model, "config.json", revision, cache_dir) is None:
         return None
     gaps = []
@@ -91,7 +157,25 @@ def _cache_gaps(model: str, revision: str | None, cache_dir: Path | None) -> lis
         gaps.append(_WEIGHTS)
     if not any(cached_file(model, name, revision, cache_dir) for name in TOKENIZER_FILES):
         gaps.append(_TOKENIZER)
+    missing = [name for name in _listed(model, revision, cache_dir)
+               if cached_file(model, name, revision, cache_dir) is None]
+    if missing:
+        gaps.append("listed files (" + ", ".join(missing) + ")")
     return gaps
+
+
+def _listed(model: str, revision: str | None, cache_dir: Path | None) -> list[str]:
+    """The files inference reads of the repository's cached listing ([] when none is cached)."""
+    from huggingface_hub import get_cached_repo_tree
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError
+    from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
+
+    try:
+        listing = [entry.path for entry in get_cached_repo_tree(
+            model, revision=revision, cache_dir=cache_dir)]
+    except (CachedRepoTreeNotFoundError, ValueError):
+        return []
+    return list(filter_repo_objects(listing, allow_patterns=inference_patterns(listing)))
 
 
 def locate(model: str, revision: str | None = None, cache_dir: Path | None = None) -> ModelSource:
@@ -105,7 +189,7 @@ def locate(model: str, revision: str | None = None, cache_dir: Path | None = Non
     if path.is_dir():
         _check_model_dir(path)
         return "local_directory"
-    if looks_like_path(model):
+    if not is_hub_id(model):
         raise PreflightError(
             f"model directory {path} does not exist",
             fix=(
@@ -114,7 +198,7 @@ def locate(model: str, revision: str | None = None, cache_dir: Path | None = Non
                 "local cache"
             ),
         )
-    gaps = _cache_gaps(model, revision, cache_dir)
+    gaps = cache_gaps(model, revision, cache_dir)
     if gaps:
         raise _incomplete(model, revision, gaps)
     if gaps is None:
@@ -171,7 +255,7 @@ def read_config(model: str, revision: str | None = None, cwd: Path | None = None
     local = local_path(model, cwd) / "config.json"
     if local.is_file():
         return dict(json.loads(local.read_text(encoding="utf-8")))
-    if looks_like_path(model):
+    if not is_hub_id(model, cwd):
         return None
     cached = cached_file(model, "config.json", revision, cache_dir)
     return dict(json.loads(cached.read_text(encoding="utf-8"))) if cached else None

@@ -20,7 +20,9 @@ to its neighbours, systematically, however many batches are summed. Two methods 
   engines that interleave prefill and decode (vLLM, TensorRT-LLM). It is refused when a
   cross-request cache is on (the repeated prompts would be served from it). Decode by
   difference is null when it is smaller than the counter's resolution of the readings it comes
-  from (a workload of one token per request has no decode at all).
+  from (a workload of one token per request has no decode at all), and when one repetition of
+  the pass lasted longer than the whole window: the pass did not reproduce the
+  window's prefill, so the difference would be a wrong number, not decode.
 
 Otherwise the split (or its decode half) is null and ``phase_split_null_reason`` says why.
 """
@@ -175,6 +177,11 @@ def _decode_by_difference(requests: list[Request], window: tuple[float, float],
     if all(request.max_new_tokens <= 1 for request in requests):
         return None, "no decode: every request asks for one token (its prefill yields it)"
     (window_j, window_s), (pass_j, pass_s) = window, pass_
+    if pass_s / repeats > window_s:
+        return None, (f"the prefill pass took {pass_s / repeats:.3f} s per repetition, longer "
+                      f"than the whole window ({window_s:.3f} s): it did not reproduce "
+                      "the window's prefill (a busy host or engine), so what is left is not "
+                      "decode")
     window_w = window_j / window_s if window_s > 0 else 0.0
     pass_w = pass_j / pass_s if pass_s > 0 else 0.0
     resolution_j = 2 * update_period_s * (window_w + pass_w / repeats)

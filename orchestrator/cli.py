@@ -23,10 +23,11 @@ from rich.table import Table
 from harness._version import __version__
 from harness.errors import ConfigError, LlemError
 from harness.io import DiskFullError
+from harness.models import hub_cache
 from harness.schema import ExperimentResult
 from harness.schema.headline import TERMINAL_METRICS
 from orchestrator.execute import StudyExecution
-from orchestrator.fetch import fetch_missing, hub_cache, hub_models
+from orchestrator.fetch import fetch_missing, hub_models
 from orchestrator.manifest import Manifest, RunEntry
 from orchestrator.preflight import model_problems
 from orchestrator.progress import StudyProgress

@@ -1,12 +1,13 @@
 """Models fetched on the host, before any run starts: runs themselves never download.
 
-A study's Hugging Face ids are looked up in the host's hub cache (``HF_HUB_CACHE``, else
-``HF_HOME/hub``, else ``~/.cache/huggingface/hub``), the cache every run gets read-only. Those
-missing are downloaded there at the configured ``revision`` (else ``main``) with
-huggingface_hub's ``snapshot_download``, limited to what inference reads: the config, the
-generation config, the tokenizer files and one weight format (safetensors when the repository
-has them, else PyTorch ``.bin``). ``HF_TOKEN`` is read from the environment by huggingface_hub;
-llem never writes it anywhere.
+A study's Hugging Face ids are looked up in the host's hub cache, the cache every run gets
+read-only; what a hub id is, where that cache is and when a checkpoint in it is complete are
+decided by harness/models.py alone. Models missing there are downloaded at the configured
+``revision`` (else ``main``) with huggingface_hub's ``snapshot_download``, limited to what
+inference reads (:func:`harness.models.inference_patterns`): the config, the generation config,
+the tokenizer files and one weight format (safetensors when the repository has them, else
+PyTorch ``.bin``). ``HF_TOKEN`` is read from the environment by huggingface_hub; llem never
+writes it anywhere.
 
 Every failure becomes one :class:`ConfigError` (bad input, exit 2) naming the model and what to
 do: an unauthorised or gated model, a model or revision the hub does not have, a hub that cannot
@@ -15,38 +16,13 @@ be reached.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import models
 from harness.errors import ConfigError
 from orchestrator.study import Study
-
-CONFIG_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "tokenizer.model",
-    "vocab.json",
-    "vocab.txt",
-    "merges.txt",
-    "*.tiktoken",
-    "chat_template.jinja",
-    "chat_template.json",
-)
-"""Top-level files a model needs besides its weights (``*`` does not reach into folders
-because every pattern is matched against the whole path)."""
-
-SAFETENSORS_WEIGHTS = ("model*.safetensors", "model.safetensors.index.json")
-BIN_WEIGHTS = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
-"""The weights transformers saves, single-file or sharded; other weight files in a repository
-(a second format, ``consolidated.*``, ``original/``) are not fetched."""
-
-_REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 
 
 @dataclass(frozen=True)
@@ -74,23 +50,9 @@ def hub_models(study: Study) -> list[HubModel]:
     """Every distinct hub model of the study, in design order (local directories left out)."""
     found: dict[HubModel, None] = {}
     for entry in study.experiments:
-        if is_hub_id(entry.config.model):
+        if models.is_hub_id(entry.config.model):
             found.setdefault(HubModel(entry.config.model, entry.config.revision))
     return list(found)
-
-
-def is_hub_id(model: str) -> bool:
-    """Whether ``model`` names a hub repository rather than a path on this host."""
-    if model.startswith(("/", ".", "~")) or Path(model).expanduser().exists():
-        return False
-    return _REPO_ID.fullmatch(model) is not None and "--" not in model and ".." not in model
-
-
-def inference_patterns(files: Iterable[str]) -> list[str]:
-    """The ``allow_patterns`` for a repository holding ``files``: configs, tokenizer, weights."""
-    names = list(files)
-    safetensors = any(name.endswith(".safetensors") for name in names)
-    return [*CONFIG_FILES, *(SAFETENSORS_WEIGHTS if safetensors else BIN_WEIGHTS)]
 
 
 def hub_endpoint() -> str:
@@ -100,13 +62,6 @@ def hub_endpoint() -> str:
     return str(constants.ENDPOINT)
 
 
-def hub_cache() -> Path:
-    """The host's hub cache directory (where fetched models go and runs read them)."""
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
 def offline_by_environment() -> bool:
     """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) forbids the host to download."""
     from huggingface_hub import constants
@@ -114,39 +69,9 @@ def offline_by_environment() -> bool:
     return bool(constants.is_offline_mode())
 
 
-def cached_snapshot(model: HubModel) -> Path | None:
-    """The model's complete snapshot in the hub cache, or None (never touches the network).
-
-    A snapshot fetched by llem is complete when every file its repository listing matches is
-    there (an interrupted fetch is not); one placed by other tools needs ``config.json`` and
-    weights.
-    """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        folder = Path(snapshot_download(
-            model.model, revision=model.pinned, local_files_only=True,
-            allow_patterns=_cached_patterns(model)))
-    except LocalEntryNotFoundError:
-        return None
-    return folder if _loadable(folder) else None
-
-
-def _cached_patterns(model: HubModel) -> list[str] | None:
-    from huggingface_hub import get_cached_repo_tree
-    from huggingface_hub.errors import CachedRepoTreeNotFoundError
-
-    try:
-        listing = get_cached_repo_tree(model.model, revision=model.pinned)
-    except CachedRepoTreeNotFoundError:
-        return None
-    return inference_patterns(entry.path for entry in listing)
-
-
-def _loadable(folder: Path) -> bool:
-    weights = [*folder.glob("model*.safetensors"), *folder.glob("pytorch_model*.bin")]
-    return (folder / "config.json").is_file() and bool(weights)
+def in_cache(model: HubModel) -> bool:
+    """Whether the hub cache holds all of ``model`` that inference reads (never the network)."""
+    return models.in_cache(model.model, model.pinned)
 
 
 def fetch(model: HubModel) -> Path:
@@ -164,34 +89,36 @@ def fetch(model: HubModel) -> Path:
 
     try:
         info = HfApi().model_info(model.model, revision=model.pinned)
-        patterns = inference_patterns(sibling.rfilename for sibling in info.siblings or [])
-        snapshot_download(model.model, revision=model.pinned, allow_patterns=patterns)
+        patterns = models.inference_patterns(s.rfilename for s in info.siblings or [])
+        folder = snapshot_download(model.model, revision=model.pinned, allow_patterns=patterns)
     except (OSError, httpx2.HTTPError) as error:
         raise fetch_error(error, model) from error
-    folder = cached_snapshot(model)
-    if folder is None:
+    gaps = models.cache_gaps(model.model, model.pinned)
+    if gaps != []:
+        lacks = " and ".join(gaps or ["config.json"])
         raise ConfigError(
-            f"model {model} has no config.json and weights (model*.safetensors or "
-            "pytorch_model*.bin) at its top level",
+            f"model {model} has no config.json and weights llem can load: fetched, its "
+            f"snapshot still lacks {lacks} at the top level",
             fix="point model: at a transformers checkpoint, or at a local directory")
-    return folder
+    return Path(folder)
 
 
-def fetch_missing(models: Iterable[HubModel], say: Callable[[str], None]) -> None:
+def fetch_missing(wanted: Iterable[HubModel], say: Callable[[str], None]) -> None:
     """Fetch each model that is not complete in the hub cache, saying what happens.
 
     Raises:
         ConfigError: the first model that cannot be fetched (the ones before it stay cached).
     """
-    for model in models:
-        if cached_snapshot(model) is not None:
+    for model in wanted:
+        if in_cache(model):
             say(f"model {model}: in the cache")
             continue
         if offline_by_environment():
-            raise ConfigError(f"model {model} is not in the Hugging Face cache ({hub_cache()}) "
-                              "and HF_HUB_OFFLINE is set, which forbids fetching it",
+            raise ConfigError(f"model {model} is not in the Hugging Face cache "
+                              f"({models.hub_cache()}) and HF_HUB_OFFLINE is set, which "
+                              "forbids fetching it",
                               fix="unset HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE) to fetch")
-        say(f"model {model}: fetching from {hub_endpoint()} into {hub_cache()}")
+        say(f"model {model}: fetching from {hub_endpoint()} into {models.hub_cache()}")
         say(f"model {model}: fetched -> {fetch(model)}")
 
 

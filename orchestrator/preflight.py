@@ -1,8 +1,9 @@
 """What a study needs from this host before any run starts (problems come with their fix).
 
 Runs never download, so every model must already be here: a local directory, or a Hugging Face
-id in the host's cache (the cache the runs get, read-only), put there by ``llem fetch`` or by
-``llem run`` itself (see orchestrator/fetch.py). Checked once per study, so a missing model is
+id complete in the host's cache (the cache the runs get, read-only), put there by ``llem fetch``
+or by ``llem run`` itself (see orchestrator/fetch.py). Both questions, hub id or path and complete
+or not, are answered by harness/models.py. Checked once per study, so a missing model is
 bad input (exit 2) instead of one failed run per configuration.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from harness import models
 from harness.errors import LlemError, PreflightError
-from orchestrator.fetch import HubModel, cached_snapshot, hub_cache, is_hub_id
+from orchestrator.fetch import HubModel
 from orchestrator.study import Study
 
 
@@ -23,7 +24,7 @@ def model_problems(study: Study) -> list[str]:
         if key in seen:
             continue
         seen.add(key)
-        if is_hub_id(key[0]):
+        if models.is_hub_id(key[0]):
             problems += _hub_problem(HubModel(*key), study)
             continue
         try:
@@ -34,9 +35,11 @@ def model_problems(study: Study) -> list[str]:
 
 
 def _hub_problem(model: HubModel, study: Study) -> list[str]:
-    if cached_snapshot(model) is not None:
+    gaps = models.cache_gaps(model.model, model.pinned)
+    if gaps == []:
         return []
+    state = "is not" if gaps is None else f"is incomplete (no {' and no '.join(gaps)})"
     return [str(PreflightError(
-        f"model {model} is not in the Hugging Face cache ({hub_cache()}), and runs never "
-        "download",
+        f"model {model} {state} in the Hugging Face cache ({models.hub_cache()}), and runs "
+        "never download",
         fix=f"llem fetch {study.source_path} (or llem run without --offline, which fetches it)"))]

@@ -1,8 +1,10 @@
 """Generate the configuration and results references from the models, so neither can drift.
 
-``python -m harness.schema.docgen > docs/configuration.md`` and
-``python -m harness.schema.docgen results > docs/results-reference.md``; unit tests fail when
-a committed file differs from what this prints.
+``python -m harness.schema.docgen results > docs/results-reference.md``; a unit test fails when
+the committed file differs from what this prints. :func:`render` is the experiment-level part
+of docs/configuration.md: the harness never imports the orchestrator, so the study-level
+``execution:`` section is added by orchestrator/docgen.py, which writes the whole file
+(``python -m orchestrator.docgen > docs/configuration.md``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def _type_name(annotation: Any) -> str:
     if origin is typing.Literal:
         return " \\| ".join(f"`{value}`" for value in typing.get_args(annotation))
     args = typing.get_args(annotation)
+    if origin is typing.Annotated:  # a constrained type: the constraint is in the meaning
+        return _type_name(args[0])
+    if origin is list and args:
+        return f"list of {_type_name(args[0])}"
     if args and origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(arg) for arg in args)
     if isinstance(annotation, type):

@@ -120,13 +120,12 @@ class MachineSettings:
     @classmethod
     def detect(cls) -> MachineSettings:
         """Read uid/gid, working directory, HF cache location and the allow-listed variables."""
-        hub = os.environ.get("HF_HUB_CACHE") or str(
-            Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub")
+        hub = models.hub_cache()  # huggingface_hub's own: HF_HUB_CACHE, HF_HOME, XDG_CACHE_HOME
         return cls(
             uid=os.getuid(),
             gid=os.getgid(),
             cwd=Path.cwd(),
-            hf_cache=Path(hub) if Path(hub).is_dir() else None,
+            hf_cache=hub if hub.is_dir() else None,
             host_env={k: os.environ[k] for k in ENV_ALLOW if k in os.environ},
         )
 

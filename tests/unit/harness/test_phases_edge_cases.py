@@ -83,3 +83,14 @@ def test_decode_within_the_counters_resolution_is_null_not_noise():
         requests, window=(600.0, 1.0), pass_=(6000.0, 10.0), repeats=10, update_period_s=0.1)
     # window 600 J, prefill 600 J per repeat: decode 0 J, resolution 2 x 0.1 x (600 + 60) J
     assert decode_j is None and reason is not None and "132.000 J" in reason
+
+
+def test_a_prefill_pass_slower_than_the_whole_window_leaves_decode_null():
+    """A prefill repetition that outlasts the window (a busy host stalled the pass) did not
+    reproduce the window's prefill: even a difference above the resolution is not decode."""
+    requests = [Request(0, [5, 6], 12)]
+    decode_j, reason = phases._decode_by_difference(
+        requests, window=(600.0, 1.0), pass_=(300.0, 12.0), repeats=10, update_period_s=0.1)
+    # window 600 J in 1 s; 30 J per repeat would leave 570 J, but each repeat took 1.2 s
+    assert decode_j is None
+    assert reason is not None and "1.200 s per repetition" in reason and "(1.000 s)" in reason

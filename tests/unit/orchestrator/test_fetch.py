@@ -197,7 +197,7 @@ def test_a_repository_without_loadable_weights_is_bad_input(model_files, tmp_pat
 
 
 def test_one_weight_format_is_fetched_safetensors_first():
-    from orchestrator.fetch import inference_patterns
+    from harness.models import inference_patterns
 
     both = inference_patterns(["config.json", "model.safetensors", "pytorch_model.bin"])
     assert "model*.safetensors" in both and "pytorch_model*.bin" not in both
@@ -206,7 +206,7 @@ def test_one_weight_format_is_fetched_safetensors_first():
 
 
 def test_hub_ids_are_told_from_paths(tmp_path, monkeypatch):
-    from orchestrator.fetch import is_hub_id
+    from harness.models import is_hub_id
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "org" / "local").mkdir(parents=True)

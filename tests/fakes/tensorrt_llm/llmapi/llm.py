@@ -31,6 +31,14 @@ from tensorrt_llm.sampling_params import SamplingParams
 
 from harness.testing import FakeWorkers
 
+DECODE_STEP_S = 0.02
+"""A streamed decode step (every token after a request's first) lasts at least this long, as
+on a GPU; the first token is the prefill's and costs nothing extra. A streaming window of
+``output_len`` tokens therefore lasts at least ``(output_len - 1) * DECODE_STEP_S`` while a
+prefill-only pass costs only Python time, so a measured split finds decode however loaded the
+test machine is (without it both were Python overhead of the same size, and a busy host made
+a prefill repetition outlast the whole window)."""
+
 BUILDS = 0
 LOADS = 0
 INSTANCES: list["_TrtLLM"] = []
@@ -94,7 +102,9 @@ class RequestOutput:
     async def __anext__(self) -> "RequestOutput":
         if self.finished:
             raise StopAsyncIteration
-        await asyncio.sleep(0)  # let the other requests' streams advance: in-flight batching
+        decoding = any(output.token_ids for output in self.outputs)
+        # sleeping lets the other requests' streams advance: in-flight batching
+        await asyncio.sleep(DECODE_STEP_S if decoding else 0)
         self._step()
         return self
 

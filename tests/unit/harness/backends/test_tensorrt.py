@@ -626,10 +626,13 @@ def test_a_streaming_run_reports_ttft_itl_and_a_measured_split(
     assert latency.ttft is not None and latency.ttft.count == 6
     assert latency.itl is not None and latency.itl.count == 6 * (12 - 1)
     assert latency.e2e is not None and latency.ttft.p50_s < latency.e2e.p50_s
-    # continuous batching interleaves the phases: only the measured prefill pass splits them
+    # continuous batching interleaves the phases: only the measured prefill pass splits them;
+    # the fake's decode steps take DECODE_STEP_S each, so decode is there however busy the host
     assert energy.phase_split_method == "prefill_pass"
+    assert energy.phase_split_null_reason is None
     assert energy.prefill is not None and energy.decode is not None
     assert energy.prefill.energy_j is not None and energy.decode.energy_j is not None
+    assert energy.decode.energy_j > 0 and energy.decode.duration_s > 0
     assert energy.prefill.energy_j + energy.decode.energy_j == pytest.approx(energy.energy_j)
     assert energy.prefill_pass is not None and energy.prefill_pass.repeats >= 1
 

@@ -4,7 +4,8 @@ import pytest
 from pydantic import ValidationError
 
 from harness.schema import ExperimentConfig, describe
-from harness.schema.docgen import render
+from harness.schema.docgen import HEADER, render
+from orchestrator.study.execution import ExecutionConfig
 
 BASE = {"model": "m", "backend": "pytorch"}
 
@@ -88,9 +89,15 @@ def test_dataset_kinds():
 
 
 def test_configuration_reference_is_generated_from_the_models():
+    from orchestrator import docgen  # adds the study-level execution: section
+
     committed = Path(__file__).parents[4] / "docs" / "configuration.md"
-    regenerate = "python -m harness.schema.docgen > docs/configuration.md"
-    assert committed.read_text() == render(), f"regenerate with: {regenerate}"
+    regenerate = "python -m orchestrator.docgen > docs/configuration.md"
+    assert committed.read_text() == docgen.render(), f"regenerate with: {regenerate}"
+    experiment = render().removeprefix(HEADER)
+    assert experiment and experiment in committed.read_text()  # every experiment-level key
+    for name in ExecutionConfig.model_fields:
+        assert f"| `execution.{name}` |" in committed.read_text()
 
 
 def test_quantisation_tables_are_the_schema_choices():
