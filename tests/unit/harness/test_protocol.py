@@ -71,8 +71,9 @@ def test_energy_follows_the_trace(replayed):
                                                     abs=edge_tolerance_j(POWER_W))
     assert energy.mean_power_w == pytest.approx(POWER_W, abs=edge_tolerance_j(POWER_W) / duration)
     assert energy.energy_integrated_j == pytest.approx(energy.energy_j, rel=0.02)
-    assert energy.energy_per_output_token_j == pytest.approx(energy.energy_j / (6 * REPLAYED_OUTPUT_LEN))
-    assert energy.tokens_per_joule == pytest.approx(6 * REPLAYED_OUTPUT_LEN / energy.energy_j)
+    tokens = 6 * REPLAYED_OUTPUT_LEN
+    assert energy.energy_per_output_token_j == pytest.approx(energy.energy_j / tokens)
+    assert energy.tokens_per_joule == pytest.approx(tokens / energy.energy_j)
     assert energy.uncertainty_pct == pytest.approx(100 * 5 / energy.mean_power_w)
     assert "no_energy_sensor" not in result.warning_codes()
 
