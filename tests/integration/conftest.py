@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from orchestrator.runners.docker.api import Engine
-from orchestrator.runners.docker.sessions import LABEL_SESSION
 
 REPO = Path(__file__).resolve().parents[2]
 CPU_IMAGE = "llem/cpu:latest"
@@ -47,13 +46,3 @@ def cpu_image(engine: Engine) -> str:
     assert done.returncode == 0, f"image build failed:\n{output}"
     return CPU_IMAGE
 
-
-@pytest.fixture
-def no_leftover_containers(engine: Engine):
-    """Fail a test that leaves any llem container behind; remove them either way."""
-    before = {c.id for c in engine.containers(LABEL_SESSION)}
-    yield
-    after = [c for c in engine.containers(LABEL_SESSION) if c.id not in before]
-    for container in after:
-        engine.remove(container)
-    assert not after, f"containers left behind: {[c.name for c in after]}"

@@ -22,7 +22,7 @@ import pytest
 
 from orchestrator.manifest import Manifest
 from orchestrator.runners.docker.labels import LABEL_SESSION, LABEL_STUDY
-from orchestrator.tables import StudyResult
+from orchestrator.summary import StudyResult
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
