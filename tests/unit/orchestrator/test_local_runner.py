@@ -154,3 +154,42 @@ def test_the_child_dies_with_the_process_that_started_it():
     middle.kill()
     middle.wait()
     assert gone(child, start)
+
+
+def test_a_harness_is_stopped_when_its_registry_entry_cannot_be_written(state_home, tmp_path,
+                                                                         monkeypatch):
+    # The registry write can fail (a full disk, a read-only state directory) after the harness
+    # started: the run fails, and the harness must not keep running, unrecorded, beside it.
+    import errno
+
+    import orchestrator.runners.local as local
+
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\nexec sleep 300\n")
+    fake_python.chmod(0o755)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "experiment.json").write_text(json.dumps({"study": "s"}))
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args, **kwargs):
+        process = real_popen(*args, **kwargs)
+        started.append(process)
+        return process
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(local, "write_json", disk_full)
+    try:
+        with pytest.raises(OSError):
+            LocalRunner(python=str(fake_python)).run(run_dir, None, lambda event: None)
+        (process,) = started
+        assert process.poll() is not None, "the harness still runs after its run failed"
+    finally:
+        for process in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
