@@ -115,14 +115,15 @@ class LocalRunner(Runner):
                 start_new_session=True,
                 preexec_fn=die_with_parent(),  # noqa: PLW1509 - async-signal-safe, see below
             )
-            with registered(process, self.session, run_dir):
-                try:
+            try:
+                with registered(process, self.session, run_dir):
                     end = self._wait(process, timeout_s, follower, on_event)
-                except BaseException:
-                    # A second Ctrl-C (or any crash here) must not leave the harness running.
-                    _signal_group(process, signal.SIGKILL)
-                    process.wait()
-                    raise
+            except BaseException:
+                # A second Ctrl-C, a registry entry that cannot be written (a full disk) or
+                # any crash here must not leave the harness running.
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+                raise
         for event in follower.poll():
             on_event(event)
         return self._outcome(end, process.returncode, log_path, timeout_s)
