@@ -56,3 +56,79 @@ def test_a_container_the_engine_refuses_to_start_is_recorded_failed_with_a_summa
     assert run.status == "failed", f"the run is left {run.status!r} in the manifest"
     assert run.failure is not None and "refused" in run.failure.message
     assert (out / "summary.json").is_file()
+
+
+class _SdkContainer:
+    """The SDK's container: the harness in it completes the run as soon as it starts."""
+
+    id, name, status = "c1", "llem-run", "created"
+
+    def __init__(self, on_start):
+        self._on_start = on_start
+        self.attrs = {"State": {"Status": "exited", "ExitCode": 0, "OOMKilled": False}}
+
+    def start(self):
+        self._on_start()
+        self.status = "exited"
+
+    def reload(self):
+        pass
+
+    def logs(self, stdout=True, stderr=True):
+        return b"done\n"
+
+
+class _SdkClient:
+    """A Docker client whose engine goes away once the run's container has ended."""
+
+    def __init__(self, on_start):
+        class Images:
+            def get(self, ref):
+                return type("Image", (), {"id": "sha256:1", "tags": [ref],
+                                          "attrs": {"Config": {"Labels": {}}, "Size": 1}})()
+
+        class Containers:
+            def create(self, **kwargs):
+                return _SdkContainer(on_start)
+
+            def list(self, **kwargs):
+                return []
+
+        class Api:
+            def remove_container(self, key, force=True, v=True):
+                import requests
+
+                raise requests.exceptions.ConnectionError("engine socket closed")
+
+        self.images, self.containers, self.api = Images(), Containers(), Api()
+
+    def info(self):
+        return {"Runtimes": {"nvidia": {}}}
+
+
+def test_a_run_that_completed_before_the_engine_went_away_keeps_its_result(tmp_path):
+    from harness.schema.run_spec import RunSpec
+    from orchestrator.runners.docker.api import Engine
+    from tests.unit.orchestrator.test_study_dir import fake_result
+
+    path = tmp_path / "s.yaml"
+    path.write_text("model: m\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    study = load_study(path)
+    out = tmp_path / "out"
+    out.mkdir()
+    runs = plan(study)
+    run_dir = out / runs[0].run_id
+
+    def harness_completes():
+        spec = RunSpec.model_validate_json((run_dir / "experiment.json").read_text())
+        (run_dir / "result.json").write_text(fake_result(spec, 100.0).model_dump_json())
+
+    runner = DockerRunner(engine=Engine(client=_SdkClient(harness_completes)))
+    manifest = new_manifest(study, runs, runner.name)
+    save_manifest(out, manifest)
+    StudyExecution(study, out, runner).execute(runs, manifest)
+    (run,) = Manifest.load(out).runs
+    assert run.status == "completed", (
+        f"a run whose harness exited 0 with a valid result.json is recorded {run.status!r} "
+        f"({run.failure.message if run.failure else ''}); resume would delete its result")
