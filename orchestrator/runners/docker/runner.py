@@ -153,6 +153,8 @@ class DockerRunner(Runner):
             return self._run(run_dir, timeout_s, on_event, gpus)
         except EngineUnreachable as error:
             return _engine_lost(error, run_dir / LOG_NAME)
+        except EngineError as error:  # refused (create, start, inspect): this run failed
+            return _engine_refused(error, run_dir / LOG_NAME)
 
     def _run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
              gpus: list[int] | None) -> RunOutcome:
@@ -165,14 +167,23 @@ class DockerRunner(Runner):
             mem_limit=self.mem_limit, shm_size=self.shm_size,
         )
         follower = EventFollower(run_dir / "events.jsonl")
-        # Removed on leaving the block in every case: success, failure, timeout, Ctrl-C, a bug.
-        with self.engine.run_container(plan.create_kwargs()) as container:
-            end = self._wait(container, timeout_s, follower, on_event)
-            for event in follower.poll():
-                on_event(event)
-            state = _final_state(container)
-            write_bytes(run_dir / LOG_NAME, _logs(container))
-        return classify(end, state, run_dir / LOG_NAME, timeout_s, self.stall_note)
+        outcome: RunOutcome | None = None
+        try:
+            # Removed on leaving the block in every case: success, failure, timeout, Ctrl-C.
+            with self.engine.run_container(plan.create_kwargs()) as container:
+                end = self._wait(container, timeout_s, follower, on_event)
+                for event in follower.poll():
+                    on_event(event)
+                state = _final_state(container)
+                write_bytes(run_dir / LOG_NAME, _logs(container))
+                outcome = classify(end, state, run_dir / LOG_NAME, timeout_s, self.stall_note)
+        except EngineError as error:
+            if outcome is None:
+                raise
+            # Only the removal failed: the run had ended and is classified already. What is
+            # left belongs to this session; the next study or `llem clean` removes it.
+            outcome.fatal = isinstance(error, EngineUnreachable)
+        return outcome
 
     def _wait(self, container: RunContainer, timeout_s: float | None,
               follower: EventFollower, on_event: EventCallback) -> EndKind | None:
@@ -197,6 +208,13 @@ def _engine_lost(error: EngineUnreachable, log_path: Path) -> RunOutcome:
     with open(log_path, "a", encoding="utf-8") as log:  # appended: keep what came before
         log.write(f"llem: {message}; the container's own logs are unavailable\n")
     return RunOutcome("error", None, message, log_tail(log_path), fatal=True)
+
+
+def _engine_refused(error: EngineError, log_path: Path) -> RunOutcome:
+    message = error.message
+    with open(log_path, "a", encoding="utf-8") as log:  # appended: keep what came before
+        log.write(f"llem: {message}\n")
+    return RunOutcome("error", None, message, log_tail(log_path))
 
 
 def classify(end: EndKind | None, state: dict[str, Any], log_path: Path,
