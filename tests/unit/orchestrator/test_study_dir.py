@@ -266,3 +266,26 @@ def test_a_second_invalid_result_in_the_same_second_does_not_replace_the_first(t
     kept = {p.name: p.read_bytes() for p in result.parent.glob("result.json.invalid-*")}
     assert kept == {"result.json.invalid-20260101T000000Z": b"{",
                     "result.json.invalid-20260101T000000Z_1": b"[]"}
+
+
+def test_tables_of_results_set_aside_do_not_outlive_them(tmp_path):
+    # The only completed run's result is damaged; resume moves it aside and the new attempt
+    # fails. results.parquet and stats.json must not go on showing the figures of a result
+    # the study no longer counts (summary.json says no table).
+    import pyarrow.parquet as pq
+
+    study = write_study(tmp_path, "[1]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    assert (study_dir / "results.parquet").is_file()
+    damaged_path = study_dir / "001_pytorch-bs1_c1" / "result.json"
+    damaged_path.write_bytes(damaged_path.read_bytes()[:120])
+
+    summary, _ = run_study(study, FakeHarness(fail=("001_pytorch-bs1_c1",)),
+                           resume=study_dir, no_gaps=True)
+
+    assert summary.counts == {"failed": 1} and summary.results_table is None
+    completed = [] if not (study_dir / "results.parquet").exists() else (
+        pq.read_table(study_dir / "results.parquet").column("run_id").to_pylist())
+    assert completed == [], "results.parquet still lists runs that are not completed"
+    assert not (study_dir / "stats.json").exists() or \
+        StudyStats.load(study_dir).configurations == []
