@@ -32,7 +32,7 @@ from orchestrator.diskfull import DiskReserve, record_disk_full
 from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
 from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail
 from orchestrator.schedule import PlannedRun, plan
-from orchestrator.stats import write_stats
+from orchestrator.stats import STATS_NAME, write_stats
 from orchestrator.study import Study
 from orchestrator.study_dir import fresh_run_dir, mark_running, save_manifest, validate_result
 from orchestrator.summary import StudySummary, study_summary
@@ -260,6 +260,9 @@ class StudyExecution:
             write_results_table(self.study_dir / "results.parquet", results)
             write_stats(self.study_dir, results)
             table = "results.parquet"
+        else:  # tables of an earlier invocation whose results were set aside since
+            for stale in ("results.parquet", "results.csv", STATS_NAME):
+                (self.study_dir / stale).unlink(missing_ok=True)
         summary = study_summary(self.study, manifest, self.runner.name, self.started_at,
                                 interrupted=self.runner.stop_requested.is_set(),
                                 no_gaps=self.no_gaps, results_table=table)
