@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -289,3 +290,26 @@ def test_tables_of_results_set_aside_do_not_outlive_them(tmp_path):
     assert completed == [], "results.parquet still lists runs that are not completed"
     assert not (study_dir / "stats.json").exists() or \
         StudyStats.load(study_dir).configurations == []
+
+
+class StoppedNow(Runner):
+    """Plays the second Ctrl-C: the CLI's handler raises KeyboardInterrupt inside the wait,
+    after the first one asked the run to stop; the runner kills the harness and re-raises."""
+
+    name = "stopped-now"
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        self.request_stop()
+        raise KeyboardInterrupt
+
+
+def test_a_second_ctrl_c_records_the_run_interrupted_and_writes_the_summary(tmp_path):
+    study = write_study(tmp_path, "[1, 2]")
+    output = tmp_path / "out"
+    with contextlib.suppress(KeyboardInterrupt):
+        run_study(study, StoppedNow(), output=output, no_gaps=True)
+    (study_dir,) = output.iterdir()
+    statuses = {run.run_id: run.status for run in Manifest.load(study_dir).runs}
+    assert statuses == {"001_pytorch-bs1_c1": "interrupted", "002_pytorch-bs2_c1": "pending"}
+    summary = StudySummary.load(study_dir)
+    assert summary.interrupted and summary.counts == {"interrupted": 1, "pending": 1}
