@@ -313,3 +313,24 @@ def test_a_second_ctrl_c_records_the_run_interrupted_and_writes_the_summary(tmp_
     assert statuses == {"001_pytorch-bs1_c1": "interrupted", "002_pytorch-bs2_c1": "pending"}
     summary = StudySummary.load(study_dir)
     assert summary.interrupted and summary.counts == {"interrupted": 1, "pending": 1}
+
+
+class OddEvent(FakeHarness):
+    """A harness of another version: its progress event has another shape."""
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        from harness.schema.events import parse_run_event
+
+        on_event(parse_run_event(b'{"event": "progress", "done": 3, "of": 4}'))
+        return super().run(run_dir, timeout_s, on_event, gpus)
+
+
+def test_an_event_of_a_known_kind_but_another_shape_reaches_the_caller_as_unknown(tmp_path):
+    # parse_run_event keeps such a line as an UnknownEvent; nesting it in a study event must
+    # not fail (it used to raise inside the runner's wait, which then killed the harness).
+    events: list[object] = []
+    summary, _ = run_study(write_study(tmp_path, "[1]"), OddEvent(), events.append,
+                           output=tmp_path / "out", no_gaps=True)
+    assert summary.counts == {"completed": 1}
+    (odd,) = [e.event for e in events if type(e).__name__ == "RunEventReceived"]
+    assert odd.event == "progress" and type(odd).__name__ == "UnknownEvent"
