@@ -138,6 +138,8 @@ _KNOWN: dict[str, type[_RunEvent]] = {
 
 
 def _run_event_kind(value: Any) -> str:
+    if isinstance(value, UnknownEvent):  # a known kind of another shape stays unknown
+        return "unknown"
     kind = value.get("event") if isinstance(value, dict) else getattr(value, "event", None)
     return kind if kind in _KNOWN else "unknown"
 
