@@ -334,3 +334,22 @@ def test_an_event_of_a_known_kind_but_another_shape_reaches_the_caller_as_unknow
     assert summary.counts == {"completed": 1}
     (odd,) = [e.event for e in events if type(e).__name__ == "RunEventReceived"]
     assert odd.event == "progress" and type(odd).__name__ == "UnknownEvent"
+
+
+def test_a_failing_event_callback_does_not_cost_the_run(tmp_path):
+    # The harness shields its runs from the in-process callback's bugs; the host must too: the
+    # run's wait calls the callback, and an exception there used to kill the harness.
+    class Emitting(FakeHarness):
+        def run(self, run_dir, timeout_s, on_event, gpus=None):
+            from harness.schema.events import PhaseEvent
+
+            on_event(PhaseEvent(phase="measure"))
+            return super().run(run_dir, timeout_s, on_event, gpus)
+
+    def buggy(event: object) -> None:
+        raise RuntimeError("a bug in the caller's display")
+
+    summary, study_dir = run_study(write_study(tmp_path, "[1]"), Emitting(), buggy,
+                                   output=tmp_path / "out", no_gaps=True)
+    assert summary.counts == {"completed": 1}
+    assert (study_dir / "results.parquet").is_file()
