@@ -8,6 +8,7 @@ its result.json validated.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from orchestrator.tables import load_results, write_results_table
 
 BASELINE_CACHE = ".baseline-cache"
 KILLED_NOW = "killed by a second Ctrl-C, without waiting for it to stop"
+logger = logging.getLogger(__name__)
 OnStudyEvent = Callable[[StudyEvent], None]
 
 
@@ -69,7 +71,7 @@ class StudyExecution:
         self.study = study
         self.study_dir = study_dir
         self.runner = runner
-        self.on_event = on_event or (lambda event: None)
+        self._callback = on_event
         self.no_gaps = no_gaps
         self.started_at = now_utc()
         self._current: RunEntry | None = None  # the run in progress, for a full disk's record
@@ -84,6 +86,15 @@ class StudyExecution:
                 else CoolDown.for_host(execution.gpus, execution.cool_margin_c,
                                        execution.cool_max_s)
             )
+
+    def on_event(self, event: StudyEvent) -> None:
+        """Pass ``event`` to the caller; a bug in the callback never costs a run."""
+        if self._callback is None:
+            return
+        try:
+            self._callback(event)
+        except Exception:
+            logger.exception("the on_event callback failed on a %s event", event.kind)
 
     def execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudySummary:
         """Run every pending run in order; return the summary (also written to disk).
