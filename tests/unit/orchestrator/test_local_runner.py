@@ -193,3 +193,28 @@ def test_a_harness_is_stopped_when_its_registry_entry_cannot_be_written(state_ho
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_clean_leaves_alone_a_group_that_a_reused_pid_made_after_the_harness_ended(state_home):
+    # The registry entry outlived its harness and its whole group (the orchestrator was
+    # killed before it could remove the entry). The pid was then handed to an unrelated
+    # program that daemonised: it led a new group, forked, and exited, so no process has the
+    # pid but a live group carries it. That group is not the harness's, whatever its id.
+    daemon_leader = subprocess.Popen(
+        ["sh", "-c", "sleep 300 & echo $!"], start_new_session=True, stdout=subprocess.PIPE)
+    assert daemon_leader.stdout is not None
+    daemon = int(daemon_leader.stdout.readline())
+    daemon_start = pid_start(daemon)
+    daemon_leader.wait()
+    try:
+        dead = Session("dead", 999_999_999, "1", socket.gethostname())
+        registry_dir().mkdir(parents=True, exist_ok=True)
+        harness_start = "1"  # the ended harness started long before the daemon
+        (registry_dir() / f"{daemon_leader.pid}.json").write_text(json.dumps({
+            "pid": daemon_leader.pid, "pid_start": harness_start, "run_dir": "/r/s/001",
+            "study": "s", "session": asdict(dead)}))
+        assert clean_orphans() == []
+        assert process_alive(daemon, daemon_start), "llem clean killed an unrelated process"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon, signal.SIGKILL)
