@@ -40,6 +40,8 @@ from orchestrator.runners.session import Session, live_group_members, pid_start
 POLL_S = 0.2
 GRACE_S = 10.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+RUN_MARK = "LLEM_RUN_DIR"
+"""Environment variable naming a local harness's run directory (its children inherit it)."""
 
 # Only these variables reach the harness; anything else in the host environment stays out.
 ENV_ALLOW = (
@@ -111,7 +113,7 @@ class LocalRunner(Runner):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self._environment(gpus),
+                env=self._environment(gpus, run_dir),
                 start_new_session=True,
                 preexec_fn=die_with_parent(),  # noqa: PLW1509 - async-signal-safe, see below
             )
@@ -128,8 +130,11 @@ class LocalRunner(Runner):
             on_event(event)
         return self._outcome(end, process.returncode, log_path, timeout_s)
 
-    def _environment(self, gpus: list[int] | None = None) -> dict[str, str]:
+    def _environment(self, gpus: list[int] | None = None,
+                     run_dir: Path | None = None) -> dict[str, str]:
         env = {key: os.environ[key] for key in ENV_ALLOW if key in os.environ}
+        if run_dir is not None:  # inherited by the harness's children: llem clean's proof
+            env[RUN_MARK] = str(run_dir)
         env["HF_HUB_OFFLINE"] = "1"  # runs never download, whatever the host allows
         env["PYTHONUNBUFFERED"] = "1"
         # CUDA numbers GPUs fastest-first by default and NVML by PCI bus: make them agree, and
@@ -259,29 +264,44 @@ def clean_orphans(current: Session | None = None, study: str | None = None) -> l
         owner = Session(**entry["session"])
         if owner.alive() or (current is not None and owner.id == current.id):
             continue
-        if _kill_group(int(entry["pid"]), entry["pid_start"]):
+        if _kill_group(int(entry["pid"]), entry["pid_start"], str(entry.get("run_dir"))):
             stopped.append(entry["run_dir"])
         path.unlink(missing_ok=True)
     return stopped
 
 
-def _kill_group(pid: int, start: str | None) -> bool:
-    """SIGKILL the process group the harness ``pid`` led; False when nothing live was left.
+def _kill_group(pid: int, start: str | None, run_dir: str) -> bool:
+    """SIGKILL what is left of the process group the harness ``pid`` led; False when nothing.
 
     The harness leads its own group, so its children (which the kernel's parent-death signal
-    does not reach) go with it, even when the harness itself is gone: Linux never hands out a
-    pid still in use as a group id, so a group of that id is the harness's. A live process
-    with that pid but another start time proves the group empty (pid reused). Zombies (ended,
-    not reaped) count as gone.
+    does not reach) go with it. While the harness lives (same pid, same start time) the whole
+    group is its. Once the harness is gone, its pid may have been handed to another program
+    that led a group of its own and exited (a daemon's double fork): then only the members
+    that carry this run's mark in their environment (``RUN_MARK``, inherited from the
+    harness) are killed. A live process with that pid but another start time proves the
+    group empty (pid reused). Zombies (ended, not reaped) count as gone.
     """
     found = pid_start(pid)
-    if (found is not None and found != start) or not live_group_members(pid):
+    if found is not None and found != start:
         return False
+    members = live_group_members(pid)
+    if found is None:
+        members = [member for member in members if _marked(member, run_dir)]
+    killed = False
+    for member in members:
+        with contextlib.suppress(ProcessLookupError):  # ended meanwhile: what we wanted
+            os.kill(member, signal.SIGKILL)
+            killed = True
+    return killed
+
+
+def _marked(pid: int, run_dir: str) -> bool:
+    """Whether process ``pid`` has ``RUN_MARK=run_dir`` in its environment (a harness's)."""
     try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:  # ended meanwhile: what we wanted
-        return False
-    return True
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False  # gone, or another user's: not ours
+    return f"{RUN_MARK}={run_dir}".encode() in environ.split(b"\0")
 
 
 def _read_entry(path: Path) -> dict[str, Any] | None:

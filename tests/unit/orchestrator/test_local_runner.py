@@ -120,8 +120,10 @@ def test_an_entry_whose_harness_and_group_ended_is_just_forgotten(state_home):
 def test_clean_stops_what_is_left_of_the_group_after_the_harness_died(state_home):
     # The harness (here sh) leads its group; a child of its own (here sleep) outlives it, as a
     # vLLM worker would outlive a harness killed by the parent-death signal.
+    # The local runner marks the harness's environment with its run dir; children inherit it.
     harness = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; wait"], start_new_session=True,
-                               stdout=subprocess.PIPE)
+                               stdout=subprocess.PIPE,
+                               env={**os.environ, "LLEM_RUN_DIR": "/r/s/001"})
     assert harness.stdout is not None
     worker = int(harness.stdout.readline())
     worker_start = pid_start(worker)
