@@ -177,3 +177,13 @@ def test_what_the_wait_loop_did_comes_first_in_both_runners(tmp_path):
     assert _both(None, 0, {"ExitCode": 0}, log)[1].end == "ok"
     oom = _both(None, -9, {"ExitCode": 137, "OOMKilled": True}, log)[1]
     assert oom.end == "oom" and "OOM killer" in oom.message
+
+
+def test_a_harness_stopped_from_outside_reads_alike_in_both_runners(tmp_path):
+    # The harness catches SIGTERM (and SIGINT), finalises its files and exits 130 itself,
+    # whatever ran it: a `kill` of the local harness, a `docker stop` of its container.
+    log = tmp_path / "container.log"
+    log.write_text("measuring\nerror: interrupted\n")
+    local, docker = _both(None, 130, {"ExitCode": 130}, log)
+    assert local.end == docker.end, (local, docker)
+    assert "SIGINT" not in docker.message, docker.message  # it was a SIGTERM
