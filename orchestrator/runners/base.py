@@ -27,6 +27,8 @@ LOG_NAME = "container.log"
 """The run's captured stdout and stderr, whatever the runner (SPEC file name)."""
 
 LOG_TAIL_LINES = 20
+HARNESS_STOPPED = 130
+"""The harness's own exit status after it caught SIGTERM or SIGINT and finalised its files."""
 
 
 @dataclass
@@ -98,6 +100,9 @@ def classify_end(end: EndKind | None, ended: ProcessEnd, log_path: Path, *,
         name = signal.Signals(ended.signal_number).name
         return RunOutcome("killed", code, f"the harness was killed by {name} from outside "
                           f"(exit {code})", tail)
+    if code == HARNESS_STOPPED:
+        return RunOutcome("killed", code, f"the harness was stopped from outside and exited "
+                          f"{code} ({last_error_line(tail, code)})", tail)
     return RunOutcome("error", code, last_error_line(tail, code), tail)
 
 

@@ -43,7 +43,7 @@ from orchestrator.runners.session import Session
 
 POLL_S = 0.1
 GRACE_S = 10.0
-EXIT_SIGKILL, EXIT_SIGTERM, EXIT_INTERRUPTED = 137, 143, 130
+EXIT_SIGKILL, EXIT_SIGTERM = 137, 143
 
 DEFAULT_IMAGES = {entry.name: image_ref(entry.image) for entry in CATALOG}
 """Backend -> the image that serves it on a GPU machine (from the backend catalog)."""
@@ -221,7 +221,8 @@ def classify(end: EndKind | None, state: dict[str, Any], log_path: Path,
              timeout_s: float | None, stall_note: str = "") -> RunOutcome:
     """Name how a container ended from what we did to it and what the engine reports."""
     code = state.get("ExitCode")
-    signalled = code - 128 if code in (EXIT_SIGKILL, EXIT_SIGTERM, EXIT_INTERRUPTED) else None
+    # 130 is not a signal's: the harness exits 130 itself after catching SIGTERM or SIGINT.
+    signalled = code - 128 if code in (EXIT_SIGKILL, EXIT_SIGTERM) else None
     ended = ProcessEnd(code, signalled, oom=bool(state.get("OOMKilled")) and code == EXIT_SIGKILL)
     return classify_end(end, ended, log_path, timeout_s=timeout_s, stall_note=stall_note,
                         after_stop="; stopped and removed")
