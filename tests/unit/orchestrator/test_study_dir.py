@@ -353,3 +353,20 @@ def test_a_failing_event_callback_does_not_cost_the_run(tmp_path):
                                    output=tmp_path / "out", no_gaps=True)
     assert summary.counts == {"completed": 1}
     assert (study_dir / "results.parquet").is_file()
+
+
+def test_a_sweep_over_values_of_mixed_types_still_gets_its_tables(tmp_path):
+    # passthrough_kwargs are free-form: one run's value may be a number, another's a word.
+    # results.parquet must still be written (and the summary with it), each value as given.
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: sd\nmodel: m\nbackend: pytorch\nexecution: {n_cycles: 1, "
+                    "config_gap_s: 0, cycle_gap_s: 0}\n"
+                    "pytorch: {batch_size: 1}\n"
+                    "sweep:\n  passthrough_kwargs.cache_implementation: [4, static]\n")
+    summary, study_dir = run_study(path, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    assert summary.counts == {"completed": 2} and summary.results_table == "results.parquet"
+    table = pq.read_table(study_dir / "results.parquet")
+    assert table.num_rows == 2
+    assert StudySummary.load(study_dir).counts == {"completed": 2}
