@@ -7,6 +7,7 @@ unit and description in the Parquet field metadata.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,26 @@ def write_results_table(path: Path, results: list[ExperimentResult]) -> None:
     columns: list[str] = []
     for row in rows:
         columns.extend(key for key in row if key not in columns)
-    table = pa.table({name: [row.get(name) for row in rows] for name in columns})
+    table = pa.table({name: _column([row.get(name) for row in rows]) for name in columns})
     table = _describe_metrics(table)
     table = table.replace_schema_metadata({"schema_version": SCHEMA_VERSION})
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     write_bytes(path, buffer.getvalue())
+
+
+def _column(values: list[Any]) -> list[Any]:
+    """A column's values as Arrow can hold them, none of them changed.
+
+    Free-form settings (``passthrough_kwargs``) may differ in type from run to run (a number
+    here, a word there; Arrow would refuse them, or turn ``true`` beside ``0.5`` into 1.0):
+    such a column holds every value as its JSON text.
+    """
+    kinds = {type(value) for value in values if value is not None}
+    if len(kinds) <= 1 or kinds <= {int, float}:
+        return values
+    return [value if value is None or isinstance(value, str) else json.dumps(value)
+            for value in values]
 
 
 def _describe_metrics(table: pa.Table) -> pa.Table:

@@ -369,4 +369,6 @@ def test_a_sweep_over_values_of_mixed_types_still_gets_its_tables(tmp_path):
     assert summary.counts == {"completed": 2} and summary.results_table == "results.parquet"
     table = pq.read_table(study_dir / "results.parquet")
     assert table.num_rows == 2
+    assert table.column("config.passthrough_kwargs.cache_implementation").to_pylist() == [
+        "4", "static"]
     assert StudySummary.load(study_dir).counts == {"completed": 2}
