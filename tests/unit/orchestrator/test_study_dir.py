@@ -372,3 +372,22 @@ def test_a_sweep_over_values_of_mixed_types_still_gets_its_tables(tmp_path):
     assert table.column("config.passthrough_kwargs.cache_implementation").to_pylist() == [
         "4", "static"]
     assert StudySummary.load(study_dir).counts == {"completed": 2}
+
+
+def test_a_result_written_after_the_orchestrator_died_is_kept_when_its_run_is_redone(tmp_path):
+    # The orchestrator was killed during run 001 (the manifest says running); its container
+    # went on and wrote a valid result.json. Resume runs 001 again, as the spec says, but the
+    # measurement that was made must not be deleted on the way.
+    study = write_study(tmp_path, "[1]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    manifest = Manifest.load(study_dir)
+    manifest.runs[0].status, manifest.runs[0].result_path = "running", None
+    (study_dir / "manifest.json").write_text(manifest.model_dump_json())
+    orphan_result = (study_dir / "001_pytorch-bs1_c1" / "result.json").read_bytes()
+
+    summary, _ = run_study(study, FakeHarness(), resume=study_dir, no_gaps=True)
+
+    assert summary.counts == {"completed": 1}
+    kept = [p.read_bytes() for p in (study_dir / "001_pytorch-bs1_c1").iterdir()
+            if p.name.startswith("result.json.")]
+    assert kept == [orphan_result], "the unrecorded measurement was deleted"
