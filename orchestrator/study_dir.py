@@ -31,6 +31,9 @@ STUDY_FILE = "study.yaml"
 RESULT_FILE = "result.json"
 INVALID_MARK = ".invalid-"
 """Infix of a result moved aside by resume (``result.json.invalid-<UTC stamp>``)."""
+UNRECORDED_MARK = ".unrecorded-"
+"""Infix of a result found in the directory of a run being redone, that no manifest recorded
+(its orchestrator died while the harness finished): kept, never deleted."""
 
 
 @dataclass
@@ -175,14 +178,20 @@ def _set_aside(study_dir: Path, entry: RunEntry, problem: str) -> str:
     result = study_dir / entry.run_id / RESULT_FILE
     if not result.is_file():
         return f"{entry.run_id}: {problem}; it runs again"
-    kept = result.with_name(f"{RESULT_FILE}{INVALID_MARK}{utc_stamp()}")
-    suffix = 0
-    while kept.exists():  # a second invalid result within the same second
-        suffix += 1
-        kept = kept.with_name(f"{RESULT_FILE}{INVALID_MARK}{utc_stamp()}_{suffix}")
-    result.rename(kept)
+    kept = _keep(result, INVALID_MARK)
     return (f"{entry.run_id}: {problem}; kept as {kept.relative_to(study_dir)}; "
             "it runs again")
+
+
+def _keep(result: Path, mark: str) -> Path:
+    """Rename ``result`` to ``result.json<mark><UTC stamp>`` (never over another); the name."""
+    kept = result.with_name(f"{RESULT_FILE}{mark}{utc_stamp()}")
+    suffix = 0
+    while kept.exists():  # a second one within the same second
+        suffix += 1
+        kept = kept.with_name(f"{RESULT_FILE}{mark}{utc_stamp()}_{suffix}")
+    result.rename(kept)
+    return kept
 
 
 def check_result(run_dir: Path) -> ExperimentResult:
@@ -210,8 +219,10 @@ def fresh_run_dir(study_dir: Path, run_id: str) -> Path:
     """An empty run directory for a new attempt; results moved aside by resume stay."""
     run_dir = study_dir / run_id
     if run_dir.is_dir():
+        if (run_dir / RESULT_FILE).is_file():
+            _keep(run_dir / RESULT_FILE, UNRECORDED_MARK)
         for child in run_dir.iterdir():  # what a stale attempt of the run left
-            if INVALID_MARK in child.name:
+            if INVALID_MARK in child.name or UNRECORDED_MARK in child.name:
                 continue
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
