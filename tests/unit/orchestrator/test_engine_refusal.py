@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.execute import StudyExecution
 from orchestrator.manifest import Manifest
-from orchestrator.runners.docker.api import EngineError, ImageInfo
+from orchestrator.runners.docker.api import Engine, EngineError, ImageInfo
 from orchestrator.runners.docker.runner import DockerRunner
 from orchestrator.schedule import plan
 from orchestrator.study import load_study
@@ -128,3 +128,41 @@ def test_a_run_that_completed_before_the_engine_went_away_keeps_its_result(tmp_p
     assert run.status == "completed", (
         f"a run whose harness exited 0 with a valid result.json is recorded {run.status!r} "
         f"({run.failure.message if run.failure else ''}); resume would delete its result")
+
+
+def test_a_paused_container_is_not_taken_for_one_that_ended(tmp_path):
+    # `docker pause` freezes the harness: the container still exists and has not ended (the
+    # engine reports ExitCode 0 for it). It must be stopped as stalled, not classified from
+    # an exit code it never had ("exited 0 but wrote no result.json").
+    from harness.testing import FakeClock
+
+    class Paused(_SdkContainer):
+        def start(self):
+            self.status = "paused"
+
+        def stop(self, timeout=None):
+            self.status = "exited"
+            self.attrs = {"State": {"Status": "exited", "ExitCode": 137, "OOMKilled": False}}
+
+    class Client(_SdkClient):
+        def __init__(self):
+            super().__init__(lambda: None)
+            self.containers.create = lambda **kwargs: Paused(lambda: None)
+            self.api.remove_container = lambda *args, **kwargs: None
+
+    path = tmp_path / "s.yaml"
+    path.write_text("model: m\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0, "
+                    "stall_timeout_s: 60}\n")
+    study = load_study(path)
+    out = tmp_path / "out"
+    out.mkdir()
+    runner = DockerRunner(engine=Engine(client=Client()))
+    clock = FakeClock()
+    runner.clock, runner.sleep = clock, clock.advance
+    runs = plan(study)
+    manifest = new_manifest(study, runs, runner.name)
+    save_manifest(out, manifest)
+    StudyExecution(study, out, runner).execute(runs, manifest)
+    (run,) = Manifest.load(out).runs
+    assert run.failure is not None and run.failure.cause == "stalled", run.failure
