@@ -244,7 +244,9 @@ def _is_cpu(image: ImageInfo) -> bool:
 
 def _running(container: RunContainer) -> bool:
     try:
-        return container.status() in ("created", "running")
+        # A paused container has not ended (the engine reports ExitCode 0 for it): it is
+        # followed like a running one, so the stall check or the timeout stops it.
+        return container.status() in ("created", "running", "paused", "restarting")
     except NotFoundError:
         return False  # removed from outside: it is not running any more
 
