@@ -281,8 +281,9 @@ def test_tables_of_results_set_aside_do_not_outlive_them(tmp_path):
     damaged_path = study_dir / "001_pytorch-bs1_c1" / "result.json"
     damaged_path.write_bytes(damaged_path.read_bytes()[:120])
 
-    summary, _ = run_study(study, FakeHarness(fail=("001_pytorch-bs1_c1",)),
-                           resume=study_dir, no_gaps=True)
+    with pytest.warns(UserWarning, match="result.json is not valid JSON"):
+        summary, _ = run_study(study, FakeHarness(fail=("001_pytorch-bs1_c1",)),
+                               resume=study_dir, no_gaps=True)
 
     assert summary.counts == {"failed": 1} and summary.results_table is None
     completed = [] if not (study_dir / "results.parquet").exists() else (
