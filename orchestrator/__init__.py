@@ -43,6 +43,10 @@ def run_study(
         cycles: with ``resume``: top up to this many cycles.
         no_gaps: skip the configured gaps between runs and cycles.
 
+    Unlike ``llem run``, this does not check the machine first or fetch hub models: call
+    ``orchestrator.preflight.study_problems(study, runner, fetch=True, say=print)`` before it
+    to get the same refusals (engine, images, GPUs, models) before anything is written.
+
     Raises:
         ConfigError: bad input, including a study directory another process is working on.
     """

@@ -29,7 +29,7 @@ from harness.schema.headline import TERMINAL_METRICS
 from orchestrator.execute import StudyExecution
 from orchestrator.fetch import fetch_missing, hub_models
 from orchestrator.manifest import Manifest, RunEntry
-from orchestrator.preflight import model_problems
+from orchestrator.preflight import study_problems
 from orchestrator.progress import StudyProgress
 from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
@@ -101,11 +101,11 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
         _guard(study, options.output if resume_dir is None else resume_dir, yes)
     except LlemError as error:
         fail(error)
-    problems = runner.preflight({entry.config.backend for entry in study.experiments},
-                                study.execution.gpus)
-    if not problems and not offline:
-        _fetch(study)
-    problems += model_problems(study)
+    try:
+        problems = study_problems(study, runner, fetch=not offline,
+                                  say=lambda line: err.print(line, highlight=False))
+    except LlemError as error:
+        fail(error)
     if problems:
         fail(f"the study cannot run here (runner '{name}', from {source}):\n  - "
              + "\n  - ".join(problems))

@@ -9,10 +9,32 @@ bad input (exit 2) instead of one failed run per configuration.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from harness import models
 from harness.errors import LlemError, PreflightError
-from orchestrator.fetch import HubModel
+from orchestrator.fetch import HubModel, fetch_missing, hub_models
+from orchestrator.runners.base import Runner
 from orchestrator.study import Study
+
+
+def study_problems(study: Study, runner: Runner, *, fetch: bool,
+                   say: Callable[[str], None]) -> list[str]:
+    """Everything that stops ``study`` from running here through ``runner``, each with its fix.
+
+    The runner's own checks come first (engine, images, GPUs); when they pass and ``fetch`` is
+    set, hub models missing from the host's cache are fetched (progress through ``say``); then
+    every model must be available offline. ``llem run`` calls this before anything is written;
+    a library caller of ``orchestrator.run_study`` calls it the same way.
+
+    Raises:
+        ConfigError: a fetch failed (not found, gated, unreachable hub), with its fix.
+    """
+    problems = runner.preflight({entry.config.backend for entry in study.experiments},
+                                study.execution.gpus)
+    if not problems and fetch:
+        fetch_missing(hub_models(study), say)
+    return problems + model_problems(study)
 
 
 def model_problems(study: Study) -> list[str]:
