@@ -93,7 +93,7 @@ def wait_for(condition, process: subprocess.Popen[bytes], what: str, limit_s: fl
 
 def progress_after_measure(events_path: Path) -> bool:
     """The window began and its first batch finished: the measure marker is on disk."""
-    names = [(e["event"], e.get("phase")) for e in read_events(events_path)]
+    names = [(e.event, getattr(e, "phase", None)) for e in read_events(events_path)]
     if ("phase", "measure") not in names:
         return False
     return any(name == "progress" for name, _ in names[names.index(("phase", "measure")):])
@@ -120,7 +120,7 @@ def test_harness_killed_in_its_window_leaves_every_phase_marker(tiny_model_dir, 
                  "progress in the measurement window")
         kill(process)
     run_dir = events().parent
-    assert "done" not in [e["event"] for e in read_events(run_dir / "events.jsonl")]
+    assert "done" not in [e.event for e in read_events(run_dir / "events.jsonl")]
     path = run_dir / "timeseries.parquet"
     assert not path.exists() and (run_dir / "timeseries.arrows.partial").exists()
     assert phases_in_order(read_timeseries(path).to_pylist()) == [*EARLIER_PHASES, "measure"]
