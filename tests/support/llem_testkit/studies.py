@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.study import StudyFileError, load_study
+from orchestrator.study import Study, StudyFileError, load_study
 
 
 def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
@@ -22,3 +22,18 @@ def load_error(path: Path) -> StudyFileError:
     with pytest.raises(StudyFileError) as caught:
         load_study(path)
     return caught.value
+
+
+def single_run_study(tmp_path: Path, execution: str = "") -> tuple[Study, Path]:
+    """A one-run study (model ``m``, no gaps) loaded, and an empty ``out`` folder for it.
+
+    Args:
+        execution: more ``execution:`` settings, as YAML flow entries (``"stall_timeout_s: 60"``).
+    """
+    extra = f", {execution}" if execution else ""
+    path = write(tmp_path, "model: m\nbackend: pytorch\n"
+                 f"execution: {{n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0{extra}}}\n",
+                 name="s.yaml")
+    out = tmp_path / "out"
+    out.mkdir()
+    return load_study(path), out

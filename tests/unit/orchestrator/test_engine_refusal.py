@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from llem_testkit.results import fake_result
+from llem_testkit.studies import single_run_study
+
 from orchestrator.execute import StudyExecution
 from orchestrator.manifest import Manifest
 from orchestrator.runners.docker.api import Engine, EngineError, ImageInfo
 from orchestrator.runners.docker.runner import DockerRunner
 from orchestrator.schedule import plan
-from orchestrator.study import load_study
 from orchestrator.study_dir import new_manifest, save_manifest
 
 
@@ -37,12 +39,7 @@ class RefusingEngine:
 
 
 def test_a_container_the_engine_refuses_to_start_is_recorded_failed_with_a_summary(tmp_path):
-    path = tmp_path / "s.yaml"
-    path.write_text("model: m\nbackend: pytorch\n"
-                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
-    study = load_study(path)
-    out = tmp_path / "out"
-    out.mkdir()
+    study, out = single_run_study(tmp_path)
     runner = DockerRunner(engine=RefusingEngine())  # type: ignore[arg-type]
     runs = plan(study)
     manifest = new_manifest(study, runs, runner.name)
@@ -105,14 +102,8 @@ class _SdkClient:
 def test_a_run_that_completed_before_the_engine_went_away_keeps_its_result(tmp_path):
     from harness.schema.run_spec import RunSpec
     from orchestrator.runners.docker.api import Engine
-    from tests.unit.orchestrator.test_study_dir import fake_result
 
-    path = tmp_path / "s.yaml"
-    path.write_text("model: m\nbackend: pytorch\n"
-                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
-    study = load_study(path)
-    out = tmp_path / "out"
-    out.mkdir()
+    study, out = single_run_study(tmp_path)
     runs = plan(study)
     run_dir = out / runs[0].run_id
 
@@ -150,13 +141,7 @@ def test_a_paused_container_is_not_taken_for_one_that_ended(tmp_path):
             self.containers.create = lambda **kwargs: Paused(lambda: None)
             self.api.remove_container = lambda *args, **kwargs: None
 
-    path = tmp_path / "s.yaml"
-    path.write_text("model: m\nbackend: pytorch\n"
-                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0, "
-                    "stall_timeout_s: 60}\n")
-    study = load_study(path)
-    out = tmp_path / "out"
-    out.mkdir()
+    study, out = single_run_study(tmp_path, "stall_timeout_s: 60")
     runner = DockerRunner(engine=Engine(client=Client()))
     clock = FakeClock()
     runner.clock, runner.sleep = clock, clock.advance

@@ -7,18 +7,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from llem_testkit.results import fake_result
 
 from harness.errors import ConfigError
 from harness.schema.events import ResumeNote
 from harness.schema.reading import UnreadableFileError
-from harness.schema.result import (
-    EnergyMetrics,
-    Environment,
-    ExperimentResult,
-    LatencyMetrics,
-    ThroughputMetrics,
-    WarmupRecord,
-)
+from harness.schema.result import ExperimentResult
 from harness.schema.run_spec import RunSpec
 from orchestrator import run_study
 from orchestrator.manifest import Manifest
@@ -35,21 +29,6 @@ def write_study(tmp_path: Path, sizes: str = "[1, 2, 3]", cycles: int = 1) -> Pa
                     "cycle_order: interleaved, config_gap_s: 0, cycle_gap_s: 0}\n"
                     f"sweep:\n  pytorch.batch_size: {sizes}\n")
     return path
-
-
-def fake_result(spec: RunSpec, energy_j: float) -> ExperimentResult:
-    """What the harness would write for ``spec``: 100 output tokens in a 2 s window."""
-    return ExperimentResult(
-        run_id=spec.run_id, config=spec.config, cycle=spec.cycle, runner=spec.runner,
-        measurement_config_hash=spec.config.measurement_config_hash, effective_parameters={},
-        started_at="t", finished_at="t",
-        energy=EnergyMetrics(energy_j=energy_j, energy_per_output_token_j=energy_j / 100,
-                             tokens_per_joule=100 / energy_j, mean_power_w=energy_j / 2),
-        throughput=ThroughputMetrics(input_tokens=40, output_tokens=100, requests=4,
-                                     duration_s=2.0, output_tokens_per_s=50.0,
-                                     requests_per_s=2.0),
-        latency=LatencyMetrics(), warmup=WarmupRecord(batches=1, duration_s=0.1),
-        environment=Environment(os="x", python="3", harness_version="0"))
 
 
 class FakeHarness(Runner):
