@@ -113,7 +113,7 @@ class PowerSampler:
 
     @property
     def read_lock(self) -> threading.Lock:
-        """Held while a tick reads the GPUs.
+        """Held while a tick reads the GPUs and publishes what it read.
 
         A reader that takes it too (the energy meter's marks) gets timestamps that order the
         same way as the reads themselves, so counter values never appear to step backwards.
@@ -189,17 +189,20 @@ class PowerSampler:
         :attr:`errors`; the sampler goes on with the next GPU and the next tick.
         """
         phase = self._phase
+        # The tick is published under the same lock it was read under: two callers (the
+        # thread and a main-thread read) then reach the batch list and the sink in the
+        # order of their timestamps, and the time series never steps backwards.
         with self._read_lock:
             t_s = self.clock()
             samples = [s for s in (self._read(gpu) for gpu in self.gpus) if s is not None]
-        batch = SampleBatch(phase=phase, t_s=t_s, samples=tuple(samples))
-        with self._data_lock:
-            self._batches.append(batch)
-        if self._sink is not None:
-            try:
-                self._sink(phase, samples)
-            except Exception as e:
-                self._record(e, None)
+            batch = SampleBatch(phase=phase, t_s=t_s, samples=tuple(samples))
+            with self._data_lock:
+                self._batches.append(batch)
+            if self._sink is not None:
+                try:
+                    self._sink(phase, samples)
+                except Exception as e:
+                    self._record(e, None)
         return batch
 
     def _read(self, gpu: GpuDevice) -> GpuSample | None:

@@ -183,3 +183,33 @@ def test_empty_gpu_set_starts_no_thread_and_records_nothing():
 def test_interval_must_be_positive():
     with pytest.raises(ValueError):
         PowerSampler(EMPTY_GPUS, interval_ms=0)
+
+
+def test_two_callers_publish_ticks_in_the_order_they_read_them():
+    # The thread's tick and a main-thread sample_now (warm-up, baseline) race: the tick
+    # that read first must reach the sink and the batch list first, or the time series
+    # has rows whose times step backwards.
+    clock = FakeClock()
+    first_in_sink = threading.Event()
+    release_first = threading.Event()
+    published = []
+
+    def sink(phase, samples):
+        if not published and not first_in_sink.is_set():
+            first_in_sink.set()
+            assert release_first.wait(5)
+        published.append(samples[0].t_s)
+
+    sampler = PowerSampler(two_gpus(clock), interval_ms=100, clock=clock, sink=sink)
+    first = threading.Thread(target=sampler.sample_now)
+    first.start()
+    assert first_in_sink.wait(5)
+    clock.advance(1.0)
+    second = threading.Thread(target=sampler.sample_now)
+    second.start()
+    second.join(0.2)
+    release_first.set()
+    first.join(5)
+    second.join(5)
+    assert published == [0.0, 1.0]
+    assert [b.t_s for b in sampler.batches()] == [0.0, 1.0]
