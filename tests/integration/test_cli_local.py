@@ -102,12 +102,12 @@ def test_timeout_stops_the_run_and_records_log_tail(tiny_model_dir, tmp_path):
     study.write_text(study_text(
         tiny_model_dir, "sweep:\n  pytorch.batch_size: [1]\n",
         warmup={"n_warmup": 1, "min_seconds": 900, "max_seconds": 1200},
-        execution={"timeout_s": 60}))
+        execution={"timeout_s": 25}))
     done = llem("run", str(study), "--runner", "local", "--output", "out", "-q", cwd=tmp_path)
     assert done.returncode == 1
     (run,) = Manifest.load(only_study_dir(tmp_path / "out")).runs
     assert run.status == "failed" and run.failure is not None
-    assert run.failure.cause == "timeout" and "60 s" in run.failure.message
+    assert run.failure.cause == "timeout" and "25 s" in run.failure.message
     assert any("run directory" in line for line in run.failure.log_tail)
 
 
