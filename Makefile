@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUNNER ?= docker
+# Test processes: the Docker tests stay together on one of them (see tests/integration/conftest.py).
+TEST_WORKERS ?= 2
 STUDY ?= studies/demo.yaml
 OUTPUT ?= results
 TINY_MODEL := .llem/models/tiny-llama
@@ -38,7 +40,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install
-	$(BIN)/python -m pytest tests -q --durations=10
+	$(BIN)/python -m pytest tests -q --durations=10 -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check harness orchestrator tests
