@@ -92,7 +92,7 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
     try:
         study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
         if dry_run:
-            _print_dry_run(study, as_json)
+            _print_dry_run(study, as_json, no_gaps)
             return
         name, source = resolve_runner(runner_name)
         runner = make_runner(name, image=image)
@@ -240,10 +240,10 @@ class _Interrupts:
             err.print("[yellow]already stopping: writing the summary[/]")
 
 
-def _print_dry_run(study: Study, as_json: bool) -> None:
+def _print_dry_run(study: Study, as_json: bool, no_gaps: bool) -> None:
     from orchestrator.dryrun import estimate
 
-    found = estimate(study)
+    found = estimate(study, no_gaps)
     runs = found["runs"]
     if as_json:
         # Plain JSON for machines: rich's highlighting costs seconds on a 10,000-run plan.

@@ -57,12 +57,11 @@ def test_gap_counts_down_and_stops_on_request(tmp_path):
     runner = LocalRunner()
     runner.stop_requested = stop = InstantStop()
     execution = StudyExecution(loaded, tmp_path, runner, events.append)
-    first, second = plan(loaded)[:2]
-    execution._gap(first, second)
+    execution._gap(2.5)
     assert stop.waits == [1.0, 1.0, 0.5]  # the whole gap, in steps of at most 1 s
     assert events == [Gap(seconds=2.5, remaining_s=r) for r in (2.5, 1.5, 0.5)]
     runner.request_stop()
-    execution._gap(first, second)
+    execution._gap(2.5)
     assert stop.waits == [1.0, 1.0, 0.5] and len(events) == 3  # no wait once stopped
 
 
