@@ -241,7 +241,7 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
                 study, runner.name, output_root=options.output, resume_dir=resume_dir,
                 cycles=cycles))
         except (LlemError, OSError) as error:
-            fail(f"{error}")
+            fail(error if isinstance(error, LlemError) else f"{error}")
         for note in opened.notes:
             err.print(f"[yellow]resume:[/] {note}", highlight=False)
         study_dir = opened.path

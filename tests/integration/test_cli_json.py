@@ -29,7 +29,15 @@ CASES: dict[str, tuple[list[str], bool]] = {
     "option_out_of_range": (["run", "good.yaml", "--cycles", "0"], True),
     "unknown_option": (["run", "good.yaml", "--bogus"], True),
     "cache_list_unknown_option": (["cache", "list", "--bogus"], True),
+    # past the preflight (a local model directory), refused when the study directory opens
+    "damaged_manifest_on_resume": (["run", "--resume", "earlier", "--runner", "local"], True),
 }
+
+
+def written(root: Path) -> dict[str, str]:
+    """Every file under root but a study directory's lock (the subject of the input checks)."""
+    return {path: digest for path, digest in tree_digest(root).items()
+            if not path.endswith(".llem.lock")}
 
 
 @pytest.fixture
@@ -37,13 +45,21 @@ def workdir(tmp_path: Path) -> Path:
     (tmp_path / "good.yaml").write_text(GOOD)
     (tmp_path / "bad.yaml").write_text(MALFORMED)
     (tmp_path / "empty").mkdir()
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (model / name).write_text("{}")
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "study.yaml").write_text(f"model: {model}\nbackend: pytorch\n")
+    (earlier / "manifest.json").write_text('{"keep": true}\n')
     return tmp_path
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_an_error_with_json_is_a_json_object_on_stdout_with_the_same_exit_code(case, workdir):
     args, has_fix = CASES[case]
-    before = tree_digest(workdir)
+    before = written(workdir)
     output = ["--output", "out"] if args[0] == "run" else []
     plain = llem(*args, *output, cwd=workdir, timeout=60)
     as_json = llem(*args, *output, "--json", cwd=workdir, timeout=60)
@@ -58,7 +74,7 @@ def test_an_error_with_json_is_a_json_object_on_stdout_with_the_same_exit_code(c
     if has_fix:
         assert error["fix"] in plain.stderr and error["fix"] not in error["error"]
     assert "Traceback" not in as_json.stderr
-    assert tree_digest(workdir) == before  # nothing written, with or without --json
+    assert written(workdir) == before  # nothing written, with or without --json
 
 
 def test_json_success_output_is_unchanged(workdir):
