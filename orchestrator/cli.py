@@ -1,6 +1,7 @@
 """``llem``: the command line. Progress goes to stderr, summaries to stdout.
 
-Exit codes: 0 ok, 1 a run failed, 2 bad input (nothing ran), 130 interrupted.
+Exit codes: 0 ok, 1 a run failed, 2 bad input (nothing ran), 130 interrupted. With ``--json``
+an error is also a JSON object on stdout (message, fix, exit code), with the same exit code.
 """
 
 from __future__ import annotations
@@ -50,9 +51,67 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(error: LlemError | str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    """Print one clear message (cause, then fix) and exit."""
+    """Print one clear message (cause, then fix) and exit; with --json, also as JSON on stdout."""
     err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    context = click.get_current_context(silent=True)
+    if context is not None and context.params.get("as_json"):
+        if isinstance(error, LlemError):
+            _echo_error(error.message, error.fix, code)
+        else:
+            _echo_error(error, None, code)
     sys.exit(code)
+
+
+def _echo_error(message: str, fix: str | None, code: int) -> None:
+    """The error object ``--json`` prints on stdout: message, fix (or null) and exit code."""
+    click.echo(json.dumps({"error": message, "fix": fix, "exit_code": code}, indent=1))
+
+
+class _JsonCommand(click.Command):
+    """A command with a ``--json`` flag: with it, every error is a JSON object on stdout too.
+
+    :func:`fail` prints llem's own errors so; this class adds click's usage errors (raised
+    before the flag is parsed, so the raw arguments tell) and unexpected exceptions. The exit
+    code and the message on stderr are the same as without ``--json``.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # read before parsing, which consumes ``args``
+        as_json = "--json" in (args[:args.index("--")] if "--" in args else args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            if as_json:
+                _echo_error(error.format_message(), _usage_fix(error), error.exit_code)
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException as error:
+            if ctx.params.get("as_json"):
+                _echo_error(error.format_message(), None, error.exit_code)
+            raise
+        except (click.Abort, KeyboardInterrupt):  # click prints "Aborted!" and exits 1
+            if ctx.params.get("as_json"):
+                _echo_error("aborted", None, EXIT_FAILED)
+            raise
+        except Exception as error:  # a bug: the traceback still goes to stderr, exit 1
+            if ctx.params.get("as_json"):
+                _echo_error(f"unexpected {type(error).__name__}: {error}",
+                            "report it with the traceback printed on stderr", EXIT_FAILED)
+            raise
+
+
+def _usage_fix(error: click.UsageError) -> str | None:
+    """Click's own hint under a usage error, or None where it prints none."""
+    ctx = error.ctx
+    if ctx is None or ctx.command.get_help_option(ctx) is None:
+        return None
+    option = max(ctx.command.get_help_option_names(ctx), key=len)
+    return f"Try '{ctx.command_path} {option}' for help."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,7 +120,7 @@ def main() -> None:
     """llem: what LLM inference costs in energy, and what it buys."""
 
 
-@main.command()
+@main.command(cls=_JsonCommand)
 @click.argument("file", type=click.Path(path_type=Path), required=False)
 @click.option("--runner", "runner_name",
               help="docker or local (default: LLEM_RUNNER, user config, then docker).")
@@ -92,7 +151,7 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
     try:
         study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
         if dry_run:
-            _print_dry_run(study, as_json)
+            _print_dry_run(study, as_json, no_gaps)
             return
         name, source = resolve_runner(runner_name)
         runner = make_runner(name, image=image)
@@ -182,7 +241,7 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
                 study, runner.name, output_root=options.output, resume_dir=resume_dir,
                 cycles=cycles))
         except (LlemError, OSError) as error:
-            fail(f"{error}")
+            fail(error if isinstance(error, LlemError) else f"{error}")
         for note in opened.notes:
             err.print(f"[yellow]resume:[/] {note}", highlight=False)
         study_dir = opened.path
@@ -240,10 +299,10 @@ class _Interrupts:
             err.print("[yellow]already stopping: writing the summary[/]")
 
 
-def _print_dry_run(study: Study, as_json: bool) -> None:
+def _print_dry_run(study: Study, as_json: bool, no_gaps: bool) -> None:
     from orchestrator.dryrun import estimate
 
-    found = estimate(study)
+    found = estimate(study, no_gaps)
     runs = found["runs"]
     if as_json:
         # Plain JSON for machines: rich's highlighting costs seconds on a 10,000-run plan.
@@ -473,7 +532,7 @@ _ROOT_OPTION = click.option("--root", type=click.Path(path_type=Path),
                             "~/.cache/llem/trt-engines).")
 
 
-@cache.command("list")
+@cache.command("list", cls=_JsonCommand)
 @_ROOT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
 def cache_list(root: Path | None, as_json: bool) -> None:

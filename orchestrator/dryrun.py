@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +9,7 @@ from harness.energy import discover_gpus
 from harness.schema.catalog import BY_NAME
 from harness.schema.config import ExperimentConfig
 from orchestrator.estimate import ModelShape, estimate_run_s, estimate_vram, find_config, shape_of
-from orchestrator.schedule import PlannedRun, plan
+from orchestrator.schedule import Gaps, PlannedRun, plan
 from orchestrator.study import ExecutionConfig, Study
 
 
@@ -71,17 +70,19 @@ def grids(runs: list[PlannedRun]) -> dict[str, dict[str, int]]:
 
 
 def gaps_s(runs: list[PlannedRun], execution: ExecutionConfig) -> float:
-    """The fixed pauses between consecutive runs (s), as the executor waits them.
+    """The fixed pauses between consecutive runs (s), by the executor's rule.
 
-    A pause before a run of another cycle is ``cycle_gap_s``, else ``config_gap_s``; cool-down
-    waits (``gap_until_cool``) depend on the GPUs and are not estimated.
+    The rule is :class:`orchestrator.schedule.Gaps`. Cool-down waits (``gap_until_cool``)
+    depend on the GPUs and are not estimated.
     """
-    return sum(execution.cycle_gap_s if run.cycle != previous.cycle else execution.config_gap_s
-               for previous, run in itertools.pairwise(runs))
+    return Gaps(runs, execution).total_s()
 
 
-def estimate(study: Study) -> dict[str, Any]:
-    """Runs with VRAM estimates, GPUs, totals and a duration estimate."""
+def estimate(study: Study, no_gaps: bool = False) -> dict[str, Any]:
+    """Runs with VRAM estimates, GPUs, totals and a duration estimate.
+
+    ``no_gaps``: the duration without the pauses between runs, as ``llem run --no-gaps`` runs.
+    """
     gpus = gpu_memory_gb()
     memory = [gb for _, gb in gpus]
     shapes: dict[tuple[str, str | None], ModelShape | None] = {}
@@ -102,4 +103,4 @@ def estimate(study: Study) -> dict[str, Any]:
         on_gpu = bool(gpus) or BY_NAME[config.backend].gpu_only
         total_s += estimate_run_s(config, shape, on_gpu=on_gpu)
     return {"runs": planned, "gpus": gpus, "grids": grids(runs),
-            "estimated_duration_s": total_s + gaps_s(runs, study.execution)}
+            "estimated_duration_s": total_s + (0.0 if no_gaps else gaps_s(runs, study.execution))}

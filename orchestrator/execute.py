@@ -32,7 +32,7 @@ from orchestrator.cooling import NOT_REQUESTED, CoolDown
 from orchestrator.diskfull import DiskReserve, record_disk_full
 from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
 from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail
-from orchestrator.schedule import PlannedRun, plan
+from orchestrator.schedule import Gaps, PlannedRun, plan
 from orchestrator.stats import STATS_NAME, write_stats
 from orchestrator.study import Study
 from orchestrator.study_dir import fresh_run_dir, mark_running, save_manifest, validate_result
@@ -135,19 +135,20 @@ class StudyExecution:
 
     def _run_pending(self, runs: list[PlannedRun], manifest: Manifest) -> None:
         by_id = {entry.run_id: entry for entry in manifest.runs}
-        previous: PlannedRun | None = None
-        for run in runs:
+        gaps = Gaps(runs, self.study.execution)
+        previous: int | None = None  # position of the run this invocation ran last
+        for position, run in enumerate(runs):
             if self.runner.stop_requested.is_set():
                 break
             entry = by_id[run.run_id]
             if entry.status in ("completed", "skipped"):
                 continue
-            cool_down = self._gap(previous, run)
+            cool_down = self._gap(None if previous is None else gaps.between(previous, position))
             if self.runner.stop_requested.is_set():
                 break
             if self._run_one(run, entry, manifest, cool_down):
                 break  # the runner can start no more runs: stop with the summary
-            previous = run
+            previous = position
 
     def _stopped_now(self, manifest: Manifest) -> None:
         """Record the run that a second Ctrl-C killed (if any) as interrupted."""
@@ -160,15 +161,16 @@ class StudyExecution:
                     log_tail=log_tail(self.study_dir / entry.run_id / LOG_NAME))
         save_manifest(self.study_dir, manifest)
 
-    def _gap(self, previous: PlannedRun | None, run: PlannedRun) -> CoolDownRecord:
-        """The fixed gap, then the cool-down; returns how the cool-down ended."""
-        if previous is not None and not self.no_gaps:
-            self._fixed_gap(previous, run)
-        return self._cool(previous)
+    def _gap(self, seconds: float | None) -> CoolDownRecord:
+        """The fixed gap of ``seconds`` (None: the first run), then the cool-down.
 
-    def _fixed_gap(self, previous: PlannedRun, run: PlannedRun) -> None:
-        execution = self.study.execution
-        seconds = execution.cycle_gap_s if run.cycle != previous.cycle else execution.config_gap_s
+        Returns how the cool-down ended.
+        """
+        if seconds is not None and not self.no_gaps:
+            self._fixed_gap(seconds)
+        return self._cool(first=seconds is None)
+
+    def _fixed_gap(self, seconds: float) -> None:
         remaining = seconds
         while remaining > 0 and not self.runner.stop_requested.is_set():
             self.on_event(Gap(seconds=seconds, remaining_s=remaining))
@@ -176,10 +178,10 @@ class StudyExecution:
             self.runner.stop_requested.wait(step)
             remaining -= step
 
-    def _cool(self, previous: PlannedRun | None) -> CoolDownRecord:
+    def _cool(self, first: bool) -> CoolDownRecord:
         if self.cool_down is None:
             return NOT_REQUESTED
-        if previous is None:
+        if first:
             return self.cool_down.first_run()
         if self.runner.stop_requested.is_set():
             return self.cool_down.record("interrupted", None)

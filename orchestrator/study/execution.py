@@ -34,9 +34,21 @@ class ExecutionConfig(BaseModel):
     )
     shuffle_seed: int = Field(42, description="Seed of the shuffled order.")
     config_gap_s: float = Field(
-        60.0, ge=0, description="Pause between two runs (s), so the GPU cools down."
+        60.0, ge=0,
+        description=(
+            "Pause between two consecutive runs (s), so the GPU cools down; cycle_gap_s takes "
+            "its place where the pause separates two cycles."
+        ),
     )
-    cycle_gap_s: float = Field(300.0, ge=0, description="Pause between two cycles (s).")
+    cycle_gap_s: float = Field(
+        300.0, ge=0,
+        description=(
+            "Pause between two cycles (s): where every run before the pause is of an earlier "
+            "cycle than every run after it. Interleaved and shuffled orders pause so after each "
+            "cycle; sequential order with two or more configurations runs its cycles side by "
+            "side and never does (config_gap_s between all its runs)."
+        ),
+    )
     gap_until_cool: bool = Field(
         False,
         description=(

@@ -132,9 +132,16 @@ def gqa_model(tmp_path: Path) -> Path:
     return model
 
 
-def test_the_study_duration_adds_each_gap_the_executor_waits(gqa_model: Path,
-                                                              tmp_path: Path) -> None:
-    # 2 configurations (max_num_seqs 16 and 32) x 2 cycles, interleaved: A1 B1 A2 B2.
+# gaps (config_gap_s 7, cycle_gap_s 30):
+#   interleaved and shuffled A1 B1 | A2 B2 (or B1 A1 | ...): config 7, cycle 30, config 7 = 44 s
+#   sequential A1 A2 B1 B2: cycles side by side, no pause separates two cycles: 3 x 7 = 21 s
+GAPS_S = {"interleaved": 44.0, "shuffled": 44.0, "sequential": 21.0}
+
+
+@pytest.mark.parametrize("order", sorted(GAPS_S))
+def test_the_study_duration_adds_each_gap_the_executor_waits(gqa_model: Path, tmp_path: Path,
+                                                              order: str) -> None:
+    # 2 configurations (max_num_seqs 16 and 32) x 2 cycles.
     # vLLM runs on a GPU whatever this machine has. Per run (work 0.00044895830016 s,
     # load 0.002740224 s):
     #   max_num_seqs 16: warmup 5 x work x 16/64 = 0.0005611978752 s
@@ -142,18 +149,21 @@ def test_the_study_duration_adds_each_gap_the_executor_waits(gqa_model: Path,
     #   max_num_seqs 32: warmup 5 x work x 32/64 = 0.0011223957504 s
     #                    run = 10.00431157805056 s
     # runs: 2 x (10.00375038017536 + 10.00431157805056) = 40.01612391645184 s
-    # gaps: A1-B1 config 7, B1-A2 cycle 30, A2-B2 config 7 = 44 s
-    # total 84.01612391645184 s
+    # total 40.01612391645184 s + the gaps of the order
     study = tmp_path / "gaps.yaml"
     study.write_text(
         f"model: {gqa_model}\nbackend: vllm\nprecision: bf16\nn: 64\ninput_len: 100\n"
         "output_len: 28\nwarmup:\n  n_warmup: 5\n  min_seconds: 0\n"
-        "execution:\n  n_cycles: 2\n  cycle_order: interleaved\n  config_gap_s: 7\n"
+        f"execution:\n  n_cycles: 2\n  cycle_order: {order}\n  config_gap_s: 7\n"
         "  cycle_gap_s: 30\nsweep:\n  vllm.max_num_seqs: [16, 32]\n")
     result = CliRunner().invoke(main, ["run", str(study), "--dry-run", "--json"])
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
-    assert plan["estimated_duration_s"] == pytest.approx(84.01612391645184)
+    assert plan["estimated_duration_s"] == pytest.approx(40.01612391645184 + GAPS_S[order])
+    # --no-gaps waits none, and the estimate counts none
+    result = CliRunner().invoke(main, ["run", str(study), "--dry-run", "--json", "--no-gaps"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["estimated_duration_s"] == pytest.approx(40.01612391645184)
 
 
 def test_find_config_reads_a_relative_local_directory(gqa_model: Path) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from harness.energy import GpuSet
 from harness.schema.events import Cooled, Gap, RunFinished
 from harness.schema.run_spec import RunSpec
 from harness.testing import FakeGpu
+from orchestrator.dryrun import gaps_s
 from orchestrator.execute import KILLED_NOW, StudyExecution, plan
 from orchestrator.manifest import Manifest
 from orchestrator.runners.base import Runner, RunOutcome
@@ -54,12 +57,11 @@ def test_gap_counts_down_and_stops_on_request(tmp_path):
     runner = LocalRunner()
     runner.stop_requested = stop = InstantStop()
     execution = StudyExecution(loaded, tmp_path, runner, events.append)
-    first, second = plan(loaded)[:2]
-    execution._gap(first, second)
+    execution._gap(2.5)
     assert stop.waits == [1.0, 1.0, 0.5]  # the whole gap, in steps of at most 1 s
     assert events == [Gap(seconds=2.5, remaining_s=r) for r in (2.5, 1.5, 0.5)]
     runner.request_stop()
-    execution._gap(first, second)
+    execution._gap(2.5)
     assert stop.waits == [1.0, 1.0, 0.5] and len(events) == 3  # no wait once stopped
 
 
@@ -158,3 +160,88 @@ def test_a_second_ctrl_c_records_the_killed_run_interrupted_and_writes_the_summa
     assert killed.failure.message == KILLED_NOW
     assert killed.failure.log_tail == ["loading", "warming up"]
     assert StudySummary.model_validate_json((out / "summary.json").read_text()) == summary
+
+
+def gap_study(tmp_path, order, configurations=3, cycles=2):
+    path = tmp_path / f"gaps-{order}-{configurations}x{cycles}.yaml"
+    sizes = ", ".join(str(size) for size in range(1, configurations + 1))
+    path.write_text(f"model: m\nbackend: pytorch\nexecution: {{n_cycles: {cycles}, cycle_order: "
+                    f"{order}, config_gap_s: 7, cycle_gap_s: 30}}\n"
+                    f"sweep:\n  pytorch.batch_size: [{sizes}]\n")
+    return load_study(path)
+
+
+def waited_gaps(loaded, out, done=()):
+    """The fixed gaps a StudyExecution waits, in order (the first Gap event of each countdown).
+
+    Runs in ``done`` (by (number, cycle)) are already completed, as on a resume.
+    """
+    runner = SpecReader()
+    runner.stop_requested = InstantStop()
+    events = []
+    out.mkdir()
+    runs = plan(loaded)
+    manifest = new_manifest(loaded, runs, runner.name)
+    for run, entry in zip(runs, manifest.runs, strict=True):
+        if (run.number, run.cycle) in done:
+            entry.status = "completed"
+    StudyExecution(loaded, out, runner, events.append).execute(runs, manifest)
+    assert len(runner.specs) == len(runs) - len(done)
+    return [e.seconds for e in events if isinstance(e, Gap) and e.remaining_s == e.seconds]
+
+
+# config_gap_s 7 between two runs, cycle_gap_s 30 in its place where the pause separates two
+# cycles (every run before it is of an earlier cycle than every run after it).
+GAPS_BY_DEFINITION = {
+    # A1 B1 C1 | A2 B2 C2
+    ("interleaved", 3): [7, 7, 30, 7, 7],
+    # each cycle in its own seeded order, cycle 1 entirely before cycle 2
+    ("shuffled", 3): [7, 7, 30, 7, 7],
+    # A1 A2 B1 B2 C1 C2: cycles side by side, no pause separates two cycles
+    ("sequential", 3): [7, 7, 7, 7, 7],
+    # one configuration: every pause separates two cycles, whatever the order
+    ("sequential", 1): [30],
+    ("interleaved", 1): [30],
+}
+
+
+@pytest.mark.parametrize(("order", "configurations"), sorted(GAPS_BY_DEFINITION))
+def test_the_gaps_waited_follow_their_definition_and_the_estimate(tmp_path, order,
+                                                                   configurations):
+    loaded = gap_study(tmp_path, order, configurations)
+    waited = waited_gaps(loaded, tmp_path / "out")
+    assert waited == GAPS_BY_DEFINITION[order, configurations]
+    assert gaps_s(plan(loaded), loaded.execution) == sum(waited)
+
+
+def test_sequential_order_never_waits_the_cycle_gap_between_configurations(tmp_path):
+    path = tmp_path / "s.yaml"  # the reported study: no config gap, a 4 s cycle gap
+    path.write_text("model: m\nbackend: pytorch\nexecution: {n_cycles: 3, cycle_order: "
+                    "sequential, config_gap_s: 0, cycle_gap_s: 4}\n"
+                    "sweep:\n  pytorch.batch_size: [1, 2]\n")
+    loaded = load_study(path)
+    assert waited_gaps(loaded, tmp_path / "out") == []
+    assert gaps_s(plan(loaded), loaded.execution) == 0
+
+
+def test_on_resume_a_pause_across_completed_runs_is_a_cycle_gap_if_it_spans_two_cycles(
+        tmp_path):
+    # interleaved A1 B1 C1 | A2 B2 C2 with B1, C1 and A2 completed: A1, B2, C2 run.
+    loaded = gap_study(tmp_path, "interleaved")
+    assert waited_gaps(loaded, tmp_path / "out", done={(2, 1), (3, 1), (1, 2)}) == [30, 7]
+    # sequential A1 A2 B1 B2 C1 C2 with A2 and B1 completed: A1, B2, C1, C2 run.
+    loaded = gap_study(tmp_path, "sequential")
+    assert waited_gaps(loaded, tmp_path / "out2", done={(1, 2), (2, 1)}) == [7, 7, 7]
+
+
+def test_no_gaps_waits_none_in_any_order(tmp_path):
+    for order in ("interleaved", "shuffled", "sequential"):
+        loaded = gap_study(tmp_path, order)
+        runner = SpecReader()
+        runner.stop_requested = stop = InstantStop()
+        out = tmp_path / f"out-{order}"
+        out.mkdir()
+        runs = plan(loaded)
+        StudyExecution(loaded, out, runner, no_gaps=True).execute(
+            runs, new_manifest(loaded, runs, runner.name))
+        assert stop.waits == [] and len(runner.specs) == 6
