@@ -268,7 +268,8 @@ class StudyExecution:
         results = load_results(self.study_dir, manifest)
         table = None
         if results:
-            write_results_table(self.study_dir / "results.parquet", results)
+            configs = [entry.config for entry in self.study.experiments]
+            write_results_table(self.study_dir / "results.parquet", results, configs)
             write_stats(self.study_dir, results)
             table = "results.parquet"
         else:  # tables of an earlier invocation whose results were set aside since

@@ -337,7 +337,8 @@ def test_a_failing_event_callback_does_not_cost_the_run(tmp_path):
 
 def test_a_sweep_over_values_of_mixed_types_still_gets_its_tables(tmp_path):
     # passthrough_kwargs are free-form: one run's value may be a number, another's a word.
-    # results.parquet must still be written (and the summary with it), each value as given.
+    # results.parquet must still be written (and the summary with it), each value as its JSON
+    # text (a word quoted, so that it cannot be taken for a number or a list).
     import pyarrow.parquet as pq
 
     path = tmp_path / "s.yaml"
@@ -350,7 +351,7 @@ def test_a_sweep_over_values_of_mixed_types_still_gets_its_tables(tmp_path):
     table = pq.read_table(study_dir / "results.parquet")
     assert table.num_rows == 2
     assert table.column("config.passthrough_kwargs.cache_implementation").to_pylist() == [
-        "4", "static"]
+        "4", '"static"']
     assert StudySummary.load(study_dir).counts == {"completed": 2}
 
 
@@ -371,3 +372,4 @@ def test_a_result_written_after_the_orchestrator_died_is_kept_when_its_run_is_re
     kept = [p.read_bytes() for p in (study_dir / "001_pytorch-bs1_c1").iterdir()
             if p.name.startswith("result.json.")]
     assert kept == [orphan_result], "the unrecorded measurement was deleted"
+
