@@ -373,3 +373,79 @@ def test_a_result_written_after_the_orchestrator_died_is_kept_when_its_run_is_re
             if p.name.startswith("result.json.")]
     assert kept == [orphan_result], "the unrecorded measurement was deleted"
 
+
+def with_one_field_more(path: Path) -> bytes:
+    """Rewrite a result.json as a newer harness would: valid JSON, one field this llem lacks."""
+    import json
+
+    data = json.loads(path.read_text())
+    data["energy"]["energy_per_image_j"] = 12.5
+    path.write_text(json.dumps(data))
+    return path.read_bytes()
+
+
+def test_resume_moves_a_result_with_one_field_more_aside_and_says_so(tmp_path):
+    study = write_study(tmp_path, "[1, 2]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    newer_path = study_dir / "002_pytorch-bs2_c1" / "result.json"
+    newer = with_one_field_more(newer_path)
+
+    events: list[object] = []
+    summary, _ = run_study(study, FakeHarness(), events.append, resume=study_dir, no_gaps=True)
+
+    (kept,) = newer_path.parent.glob("result.json.invalid-*")
+    assert kept.read_bytes() == newer, "the measurement was not kept byte for byte"
+    (note,) = [e.note for e in events if isinstance(e, ResumeNote)]
+    assert "002_pytorch-bs2_c1: result.json does not match schema version 1" in note
+    assert "energy_per_image_j" in note and f"kept as 002_pytorch-bs2_c1/{kept.name}" in note
+    assert summary.counts == {"completed": 2}
+
+
+class NewerHarness(FakeHarness):
+    """Exits 0 with a result.json of one field more (a newer harness in an older image)."""
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        outcome = super().run(run_dir, timeout_s, on_event, gpus)
+        with_one_field_more(run_dir / "result.json")
+        return outcome
+
+
+def test_a_result_that_failed_validation_when_written_is_kept_when_its_run_is_redone(tmp_path):
+    study = write_study(tmp_path, "[1]")
+    summary, study_dir = run_study(study, NewerHarness(), output=tmp_path / "out", no_gaps=True)
+    (failure,) = summary.failures
+    assert failure.cause == "invalid_result" and "energy_per_image_j" in failure.message
+    newer = (study_dir / "001_pytorch-bs1_c1" / "result.json").read_bytes()
+
+    summary, _ = run_study(study, FakeHarness(), resume=study_dir, no_gaps=True)
+
+    assert summary.counts == {"completed": 1}
+    kept = [p.read_bytes() for p in (study_dir / "001_pytorch-bs1_c1").iterdir()
+            if p.name.startswith("result.json.")]
+    assert kept == [newer], "the redone run deleted the measurement its first attempt made"
+
+
+def test_no_resume_or_retry_ever_loses_a_result_file(tmp_path):
+    # Every result.json a harness wrote, valid or not, recorded or not, is still somewhere in
+    # its run directory after any number of resumes (content-addressed: nothing overwritten).
+    import hashlib
+
+    study = write_study(tmp_path, "[1, 2]", cycles=2)
+    written: set[str] = set()
+
+    def digests(study_dir: Path) -> set[str]:
+        return {hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in study_dir.rglob("result.json*")}
+
+    _, study_dir = run_study(study, NewerHarness(), output=tmp_path / "out", no_gaps=True)
+    written |= digests(study_dir)
+    for runner in (FakeHarness(fail=("002_pytorch-bs2_c1",)), NewerHarness(), FakeHarness()):
+        # A newer harness's result where run 001's was: replaced by this test, not by llem.
+        first = study_dir / "001_pytorch-bs1_c1" / "result.json"
+        written.discard(hashlib.sha256(first.read_bytes()).hexdigest())
+        with_one_field_more(first)
+        written |= digests(study_dir)
+        run_study(study, runner, lambda event: None, resume=study_dir, no_gaps=True)
+        assert written <= digests(study_dir), "a result file was deleted or overwritten"
+        written |= digests(study_dir)
+    assert Manifest.load(study_dir).counts() == {"completed": 4}
