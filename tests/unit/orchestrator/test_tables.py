@@ -122,3 +122,24 @@ def test_a_sweep_of_values_arrow_cannot_type_still_writes_every_output_and_resum
     again = pq.read_table(study_dir / "results.parquet")
     assert again.num_rows == 4 and again.schema == first.schema
     assert len(Manifest.load(study_dir).runs) == 4
+
+
+class FailsTheList(FakeHarness):
+    """Fails the run whose eos_token_id is a list."""
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        spec = RunSpec.model_validate_json((run_dir / "experiment.json").read_text())
+        if isinstance(spec.config.passthrough_kwargs.get("eos_token_id"), list):
+            return RunOutcome(end="error", exit_code=1, message="failed on purpose")
+        return super().run(run_dir, timeout_s, on_event, gpus)
+
+
+def test_a_study_types_its_free_form_columns_by_every_configuration_not_the_completed(tmp_path):
+    path = write(tmp_path, "name: t\nmodel: m\nbackend: pytorch\n"
+                 "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n"
+                 "sweep:\n  passthrough_kwargs.eos_token_id: [2, [2, 3]]\n")
+    summary, study_dir = run_study(path, FailsTheList(), output=tmp_path / "out", no_gaps=True)
+    assert summary.counts == {"completed": 1, "failed": 1}
+    written = pq.read_table(study_dir / "results.parquet")
+    assert written.schema.field(EOS).type == pa.string()  # not int64: [2, 3] is in the study
+    assert written.column(EOS).to_pylist() == ["2"]
