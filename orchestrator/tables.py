@@ -51,8 +51,8 @@ class Column:
         name: the column name.
         values: the value of each row, as JSON-like Python values.
         annotation: the field's type in the schema; ``Any`` for a free-form value.
-        peers: values of the same field in configurations with no row (runs not completed):
-            they settle the type too, so it does not depend on which runs completed.
+        peers: values of the same field in every configuration of the study (completed or
+            not): they settle the type too, so it does not depend on which runs completed.
     """
 
     name: str
@@ -109,7 +109,7 @@ def _config_columns(model: type[BaseModel], prefix: str, rows: list[Any],
     """A column per leaf field of ``model`` (every section, set or not), and per free-form key.
 
     ``rows`` and ``others`` are the model's JSON dumps (or None) in the table's rows and in
-    the configurations without a row.
+    the study's configurations.
     """
     for name, info in model.model_fields.items():
         column = f"{prefix}.{name}"
