@@ -449,3 +449,27 @@ def test_no_resume_or_retry_ever_loses_a_result_file(tmp_path):
         assert written <= digests(study_dir), "a result file was deleted or overwritten"
         written |= digests(study_dir)
     assert Manifest.load(study_dir).counts() == {"completed": 4}
+
+
+def test_the_files_of_an_attempt_whose_result_is_kept_aside_are_kept_with_it(tmp_path):
+    # The time series and the log are part of the measurement: a result kept aside without
+    # them could not be checked any more.
+    study = write_study(tmp_path, "[1, 2]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    first, second = study_dir / "001_pytorch-bs1_c1", study_dir / "002_pytorch-bs2_c1"
+    for run_dir in (first, second):
+        (run_dir / "timeseries.parquet").write_bytes(b"samples of " + run_dir.name.encode())
+    with_one_field_more(first / "result.json")  # set aside by resume
+    manifest = Manifest.load(study_dir)  # an orchestrator killed after its harness finished
+    manifest.runs[1].status, manifest.runs[1].result_path = "running", None
+    (study_dir / "manifest.json").write_text(manifest.model_dump_json())
+
+    run_study(study, FakeHarness(), lambda event: None, resume=study_dir, no_gaps=True)
+
+    for run_dir, mark in ((first, "invalid"), (second, "unrecorded")):
+        (kept,) = run_dir.glob(f"result.json.{mark}-*")
+        stamp = kept.name.removeprefix("result.json")
+        series = run_dir / f"timeseries.parquet{stamp}"
+        assert series.is_file(), f"{run_dir.name}: the time series of the kept result is gone"
+        assert series.read_bytes() == b"samples of " + run_dir.name.encode()
+        assert (run_dir / f"experiment.json{stamp}").is_file()
