@@ -46,4 +46,11 @@ class BackendError(LlemError):
 
 
 class RunnerError(LlemError):
-    """A runner could not start, follow or clean up a run."""
+    """A runner could not start, follow or clean up a run.
+
+    Attributes:
+        fatal: the runner can start no further run either (its engine is gone): the study
+            records the run as failed and stops, instead of failing every later run alike.
+    """
+
+    fatal: bool = False

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.energy import GpuSet
 from harness.engine_cache import default_cache_root
+from harness.errors import LlemError, RunnerError
 from harness.io import DiskFullError, write_json
 from harness.schema.catalog import BY_NAME
 from harness.schema.events import (
@@ -31,7 +32,7 @@ from harness.timeseries import recover_timeseries
 from orchestrator.cooling import NOT_REQUESTED, CoolDown
 from orchestrator.diskfull import DiskReserve, record_disk_full
 from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
-from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail
+from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail, runner_failure
 from orchestrator.schedule import Gaps, PlannedRun, plan
 from orchestrator.stats import STATS_NAME, write_stats
 from orchestrator.study import Study
@@ -217,12 +218,7 @@ class StudyExecution:
         write_json(run_dir / "experiment.json", spec)
         mark_running(self.study_dir, manifest, entry)
         self.on_event(RunStarted(run_id=run.run_id))
-        outcome = self.runner.run(
-            run_dir,
-            self.study.execution.timeout_s,
-            lambda event: self.on_event(RunEventReceived(run_id=run.run_id, event=event)),
-            gpus=self.study.execution.gpus,
-        )
+        outcome = self._runner_run(run, run_dir)
         with contextlib.suppress(OSError):  # a killed harness leaves only the stream
             recover_timeseries(run_dir / "timeseries.parquet")
         self._record(entry, run_dir, outcome)
@@ -230,6 +226,31 @@ class StudyExecution:
         self.on_event(RunFinished(run_id=run.run_id, status=entry.status,
                                   cause=entry.failure.cause if entry.failure else None))
         return outcome.fatal
+
+    def _runner_run(self, run: PlannedRun, run_dir: Path) -> RunOutcome:
+        """The runner's account of the run; an error it raises is this run's failure.
+
+        llem's own errors and OS errors fail this run and the study goes on, unless the error
+        says the runner can start no further run (``RunnerError.fatal``: the engine is gone).
+        Anything else is a bug: the run fails with its name, logged with its traceback, and
+        the study stops, since nothing says the next run would fare better. A full disk and
+        the second Ctrl-C keep their own way out.
+        """
+        try:
+            return self.runner.run(
+                run_dir,
+                self.study.execution.timeout_s,
+                lambda event: self.on_event(RunEventReceived(run_id=run.run_id, event=event)),
+                gpus=self.study.execution.gpus,
+            )
+        except DiskFullError:
+            raise
+        except (LlemError, OSError) as error:
+            fatal = isinstance(error, RunnerError) and error.fatal
+            return runner_failure(error, run_dir / LOG_NAME, fatal=fatal)
+        except Exception as error:
+            logger.exception("the %s runner failed on run %s", self.runner.name, run.run_id)
+            return runner_failure(error, run_dir / LOG_NAME, fatal=True)
 
     def _engine_cache(self, backend: str) -> str | None:
         # Engines outlive studies: one cache per user (LLEM_ENGINE_CACHE or ~/.cache/llem),
@@ -270,7 +291,8 @@ class StudyExecution:
         results = load_results(self.study_dir, manifest)
         table = None
         if results:
-            write_results_table(self.study_dir / "results.parquet", results)
+            configs = [entry.config for entry in self.study.experiments]
+            write_results_table(self.study_dir / "results.parquet", results, configs)
             write_stats(self.study_dir, results)
             table = "results.parquet"
         else:  # tables of an earlier invocation whose results were set aside since
@@ -285,8 +307,8 @@ class StudyExecution:
 
 def _failure_message(run_dir: Path, outcome: RunOutcome) -> str:
     # For a timeout, a stall or an interruption the runner's account is the cause; the harness's
-    # error.json only records the stop it was sent.
-    if outcome.end in ("timeout", "stalled", "interrupted"):
+    # error.json only records the stop it was sent. A runner that raised is the cause itself.
+    if outcome.end in ("timeout", "stalled", "interrupted", "runner_error"):
         return outcome.message
     return harness_error(run_dir) or outcome.message
 

@@ -20,7 +20,7 @@ from harness.schema.result import SCHEMA_VERSION
 MANIFEST_NAME = "manifest.json"
 RunStatus = Literal["pending", "running", "completed", "failed", "skipped", "interrupted"]
 FailureCause = Literal["error", "oom", "killed", "timeout", "stalled", "interrupted",
-                       "invalid_result"]
+                       "invalid_result", "runner_error"]
 
 
 def now_utc() -> str:

@@ -184,13 +184,26 @@ def _set_aside(study_dir: Path, entry: RunEntry, problem: str) -> str:
 
 
 def _keep(result: Path, mark: str) -> Path:
-    """Rename ``result`` to ``result.json<mark><UTC stamp>`` (never over another); the name."""
-    kept = result.with_name(f"{RESULT_FILE}{mark}{utc_stamp()}")
+    """Rename ``result`` to ``result.json<mark><UTC stamp>`` (never over another); the name.
+
+    The other files of its attempt (time series, events, log, experiment.json) are part of
+    the measurement: they are kept beside it under the same suffix, never deleted by the
+    attempt that follows.
+    """
+    stamp = f"{mark}{utc_stamp()}"
+    kept = result.with_name(f"{RESULT_FILE}{stamp}")
     suffix = 0
     while kept.exists():  # a second one within the same second
         suffix += 1
-        kept = kept.with_name(f"{RESULT_FILE}{mark}{utc_stamp()}_{suffix}")
+        stamp = f"{mark}{utc_stamp()}_{suffix}"
+        kept = kept.with_name(f"{RESULT_FILE}{stamp}")
     result.rename(kept)
+    for companion in result.parent.iterdir():
+        if (companion.is_file() and not companion.is_symlink() and INVALID_MARK not in
+                companion.name and UNRECORDED_MARK not in companion.name):
+            target = companion.with_name(f"{companion.name}{stamp}")
+            if not target.exists():
+                companion.rename(target)
     return kept
 
 

@@ -10,6 +10,7 @@ events stop (no heartbeat either) for ``stall_timeout_s`` while it still runs is
 from __future__ import annotations
 
 import abc
+import contextlib
 import signal
 import threading
 import time
@@ -18,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from harness.errors import LlemError
 from harness.schema.events import PhaseEvent, RunEvent, StartEvent, parse_run_event
 
-EndKind = Literal["ok", "error", "oom", "killed", "timeout", "stalled", "interrupted"]
+EndKind = Literal["ok", "error", "oom", "killed", "timeout", "stalled", "interrupted",
+                  "runner_error"]
 EventCallback = Callable[[RunEvent], None]
 
 LOG_NAME = "container.log"
@@ -36,7 +39,8 @@ class RunOutcome:
     """How a run ended.
 
     Attributes:
-        end: ok | error | oom | killed | timeout | stalled | interrupted.
+        end: ok | error | oom | killed | timeout | stalled | interrupted | runner_error (the
+            runner raised instead of reporting an end: see ``runner_failure``).
         exit_code: the harness process's exit status, None if it never exited by itself.
         message: one line for the manifest.
         log_tail: the last lines of the run's log, for the failure record.
@@ -104,6 +108,29 @@ def classify_end(end: EndKind | None, ended: ProcessEnd, log_path: Path, *,
         return RunOutcome("killed", code, f"the harness was stopped from outside and exited "
                           f"{code} ({last_error_line(tail, code)})", tail)
     return RunOutcome("error", code, last_error_line(tail, code), tail)
+
+
+def runner_failure(error: Exception, log_path: Path, *, fatal: bool) -> RunOutcome:
+    """The end of a run whose runner raised ``error`` instead of reporting how it ended.
+
+    The error's type and message (and its fix) are the run's failure message, and are appended
+    to the run's log, whose last lines go into the failure record.
+
+    Args:
+        error: what the runner raised (an image untagged mid-study, a registry it cannot
+            write, a bug).
+        log_path: the run's log.
+        fatal: the runner can start no further run: the study stops after this one.
+    """
+    detail = error.message if isinstance(error, LlemError) else str(error)
+    fix = error.fix if isinstance(error, LlemError) else None
+    message = f"the runner failed: {type(error).__name__}: {detail}"
+    if fix:
+        message += f" (fix: {fix})"
+    message = " ".join(message.split())
+    with contextlib.suppress(OSError), open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"llem: {message}\n")  # appended: keep what the harness wrote before
+    return RunOutcome("runner_error", None, message, log_tail(log_path), fatal=fatal)
 
 
 def last_error_line(tail: list[str], exit_code: int | None) -> str:

@@ -36,6 +36,8 @@ class NotFoundError(EngineError):
 class EngineUnreachable(EngineError):
     """No answer from the Docker engine: never reached, or lost (socket closed, daemon gone)."""
 
+    fatal = True
+
 
 def docker_errors(function: Callable[P, T]) -> Callable[P, T]:
     """Translate Docker SDK and transport errors raised by ``function`` into EngineError."""

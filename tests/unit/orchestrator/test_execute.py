@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+from pathlib import Path
 
 import pytest
+from llem_testkit.cli import llem, only_study_dir
 
 from harness.energy import GpuSet
 from harness.schema.events import Cooled, Gap, RunFinished
@@ -245,3 +249,110 @@ def test_no_gaps_waits_none_in_any_order(tmp_path):
         StudyExecution(loaded, out, runner, no_gaps=True).execute(
             runs, new_manifest(loaded, runs, runner.name))
         assert stop.waits == [] and len(runner.specs) == 6
+
+
+class RaisingMidStudy(Runner):
+    """Completes every run but the second, for which it raises ``error`` (a runner's error,
+    not an end of the harness it could classify): an image untagged mid-study, an engine gone.
+    """
+
+    name = "raising"
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+        self.started: list[str] = []
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        from llem_testkit.results import fake_result
+
+        spec = RunSpec.model_validate_json((run_dir / "experiment.json").read_text())
+        self.started.append(spec.run_id)
+        if len(self.started) == 2:
+            raise self.error
+        (run_dir / "result.json").write_text(fake_result(spec, 100.0).model_dump_json())
+        return RunOutcome(end="ok", exit_code=0)
+
+
+def execute_raising(tmp_path, error: Exception) -> tuple[RaisingMidStudy, StudySummary, Path]:
+    loaded = study(tmp_path)  # 3 configurations x 2 cycles, interleaved
+    runner = RaisingMidStudy(error)
+    out = tmp_path / "out"
+    out.mkdir()
+    runs = plan(loaded)
+    manifest = new_manifest(loaded, runs, runner.name)
+    summary = StudyExecution(loaded, out, runner, no_gaps=True).execute(runs, manifest)
+    return runner, summary, out
+
+
+def test_a_runner_error_in_one_run_fails_that_run_and_the_study_goes_on(tmp_path):
+    from orchestrator.runners.docker.api import NotFoundError
+
+    untagged = NotFoundError("image not found: llem/pytorch:latest",
+                             fix="build it with: llem images build BACKEND")
+    runner, summary, out = execute_raising(tmp_path, untagged)
+    assert len(runner.started) == 6, "the study stopped at the run its runner could not run"
+    runs = Manifest.load(out).runs
+    assert [r.status for r in runs] == ["completed", "failed", *["completed"] * 4]
+    failure = runs[1].failure
+    assert failure is not None and failure.cause == "runner_error"
+    assert "image not found: llem/pytorch:latest" in failure.message
+    assert "NotFoundError" in failure.message
+    assert summary.counts == {"completed": 5, "failed": 1}
+    assert StudySummary.load(out) == summary
+    assert (out / "results.parquet").is_file() and (out / "stats.json").is_file()
+
+
+def test_a_runner_that_can_start_no_further_run_stops_the_study_with_its_summary(tmp_path):
+    from orchestrator.runners.docker.api import EngineUnreachable
+
+    gone = EngineUnreachable("no answer from the Docker engine: socket closed",
+                             fix="start the Docker engine")
+    runner, summary, out = execute_raising(tmp_path, gone)
+    assert len(runner.started) == 2, "runs were started after the engine was gone"
+    runs = Manifest.load(out).runs
+    assert [r.status for r in runs] == ["completed", "failed", *["pending"] * 4]
+    assert runs[1].failure is not None and runs[1].failure.cause == "runner_error"
+    assert "socket closed" in runs[1].failure.message
+    assert (out / runs[1].run_id / "container.log").read_text().startswith("llem: ")
+    assert not summary.interrupted
+    assert StudySummary.load(out).counts == {"completed": 1, "failed": 1, "pending": 4}
+    assert (out / "results.parquet").is_file() and (out / "stats.json").is_file()
+
+
+def test_a_bug_in_a_runner_stops_the_study_cleanly_and_names_the_error(tmp_path):
+    # Not one of llem's errors: nothing says the next run would fare better, so the study stops
+    # (a summary written, the rest pending for --resume) instead of failing every run alike.
+    runner, summary, out = execute_raising(tmp_path, RuntimeError("a runner bug"))
+    runs = Manifest.load(out).runs
+    assert len(runner.started) == 2
+    assert [r.status for r in runs] == ["completed", "failed", *["pending"] * 4]
+    assert runs[1].failure is not None and runs[1].failure.cause == "runner_error"
+    assert "RuntimeError: a runner bug" in runs[1].failure.message
+    assert StudySummary.load(out) == summary
+
+
+@pytest.mark.slow
+def test_llem_run_records_a_runner_error_as_that_runs_failure_and_writes_the_summary(
+        tiny_model_dir, tmp_path):
+    # The local runner records every harness it starts under $XDG_STATE_HOME/llem; a state
+    # home that is a file makes that fail once the harness started: an error of the runner,
+    # not of the run's harness. Before: a traceback, every run left `running`, no summary.
+    state_home = tmp_path / "state"
+    state_home.write_text("not a directory\n")
+    study_file = tmp_path / "s.yaml"
+    study_file.write_text(
+        f"name: t\nmodel: {tiny_model_dir}\nbackend: pytorch\nprecision: fp32\n"
+        "n: 2\ninput_len: 8\noutput_len: 4\nwarmup: {n_warmup: 1, min_seconds: 0}\n"
+        "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n"
+        "sweep:\n  pytorch.batch_size: [1, 2]\n")
+    done = llem("run", str(study_file), "--runner", "local", "--output", "out", "-q",
+                "--json", cwd=tmp_path, env={**os.environ, "XDG_STATE_HOME": str(state_home)})
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    study_dir = only_study_dir(tmp_path / "out")
+    summary = StudySummary.load(study_dir)
+    assert json.loads(done.stdout)["counts"] == summary.counts == {"failed": 2}
+    assert [f.cause for f in summary.failures] == ["runner_error", "runner_error"]
+    assert all(str(state_home) in f.message for f in summary.failures), summary.failures
+    assert [r.status for r in Manifest.load(study_dir).runs] == ["failed", "failed"]

@@ -337,7 +337,8 @@ def test_a_failing_event_callback_does_not_cost_the_run(tmp_path):
 
 def test_a_sweep_over_values_of_mixed_types_still_gets_its_tables(tmp_path):
     # passthrough_kwargs are free-form: one run's value may be a number, another's a word.
-    # results.parquet must still be written (and the summary with it), each value as given.
+    # results.parquet must still be written (and the summary with it), each value as its JSON
+    # text (a word quoted, so that it cannot be taken for a number or a list).
     import pyarrow.parquet as pq
 
     path = tmp_path / "s.yaml"
@@ -350,7 +351,7 @@ def test_a_sweep_over_values_of_mixed_types_still_gets_its_tables(tmp_path):
     table = pq.read_table(study_dir / "results.parquet")
     assert table.num_rows == 2
     assert table.column("config.passthrough_kwargs.cache_implementation").to_pylist() == [
-        "4", "static"]
+        "4", '"static"']
     assert StudySummary.load(study_dir).counts == {"completed": 2}
 
 
@@ -371,3 +372,104 @@ def test_a_result_written_after_the_orchestrator_died_is_kept_when_its_run_is_re
     kept = [p.read_bytes() for p in (study_dir / "001_pytorch-bs1_c1").iterdir()
             if p.name.startswith("result.json.")]
     assert kept == [orphan_result], "the unrecorded measurement was deleted"
+
+
+def with_one_field_more(path: Path) -> bytes:
+    """Rewrite a result.json as a newer harness would: valid JSON, one field this llem lacks."""
+    import json
+
+    data = json.loads(path.read_text())
+    data["energy"]["energy_per_image_j"] = 12.5
+    path.write_text(json.dumps(data))
+    return path.read_bytes()
+
+
+def test_resume_moves_a_result_with_one_field_more_aside_and_says_so(tmp_path):
+    study = write_study(tmp_path, "[1, 2]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    newer_path = study_dir / "002_pytorch-bs2_c1" / "result.json"
+    newer = with_one_field_more(newer_path)
+
+    events: list[object] = []
+    summary, _ = run_study(study, FakeHarness(), events.append, resume=study_dir, no_gaps=True)
+
+    (kept,) = newer_path.parent.glob("result.json.invalid-*")
+    assert kept.read_bytes() == newer, "the measurement was not kept byte for byte"
+    (note,) = [e.note for e in events if isinstance(e, ResumeNote)]
+    assert "002_pytorch-bs2_c1: result.json does not match schema version 1" in note
+    assert "energy_per_image_j" in note and f"kept as 002_pytorch-bs2_c1/{kept.name}" in note
+    assert summary.counts == {"completed": 2}
+
+
+class NewerHarness(FakeHarness):
+    """Exits 0 with a result.json of one field more (a newer harness in an older image)."""
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        outcome = super().run(run_dir, timeout_s, on_event, gpus)
+        with_one_field_more(run_dir / "result.json")
+        return outcome
+
+
+def test_a_result_that_failed_validation_when_written_is_kept_when_its_run_is_redone(tmp_path):
+    study = write_study(tmp_path, "[1]")
+    summary, study_dir = run_study(study, NewerHarness(), output=tmp_path / "out", no_gaps=True)
+    (failure,) = summary.failures
+    assert failure.cause == "invalid_result" and "energy_per_image_j" in failure.message
+    newer = (study_dir / "001_pytorch-bs1_c1" / "result.json").read_bytes()
+
+    summary, _ = run_study(study, FakeHarness(), resume=study_dir, no_gaps=True)
+
+    assert summary.counts == {"completed": 1}
+    kept = [p.read_bytes() for p in (study_dir / "001_pytorch-bs1_c1").iterdir()
+            if p.name.startswith("result.json.")]
+    assert kept == [newer], "the redone run deleted the measurement its first attempt made"
+
+
+def test_no_resume_or_retry_ever_loses_a_result_file(tmp_path):
+    # Every result.json a harness wrote, valid or not, recorded or not, is still somewhere in
+    # its run directory after any number of resumes (content-addressed: nothing overwritten).
+    import hashlib
+
+    study = write_study(tmp_path, "[1, 2]", cycles=2)
+    written: set[str] = set()
+
+    def digests(study_dir: Path) -> set[str]:
+        return {hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in study_dir.rglob("result.json*")}
+
+    _, study_dir = run_study(study, NewerHarness(), output=tmp_path / "out", no_gaps=True)
+    written |= digests(study_dir)
+    for runner in (FakeHarness(fail=("002_pytorch-bs2_c1",)), NewerHarness(), FakeHarness()):
+        # A newer harness's result where run 001's was: replaced by this test, not by llem.
+        first = study_dir / "001_pytorch-bs1_c1" / "result.json"
+        written.discard(hashlib.sha256(first.read_bytes()).hexdigest())
+        with_one_field_more(first)
+        written |= digests(study_dir)
+        run_study(study, runner, lambda event: None, resume=study_dir, no_gaps=True)
+        assert written <= digests(study_dir), "a result file was deleted or overwritten"
+        written |= digests(study_dir)
+    assert Manifest.load(study_dir).counts() == {"completed": 4}
+
+
+def test_the_files_of_an_attempt_whose_result_is_kept_aside_are_kept_with_it(tmp_path):
+    # The time series and the log are part of the measurement: a result kept aside without
+    # them could not be checked any more.
+    study = write_study(tmp_path, "[1, 2]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    first, second = study_dir / "001_pytorch-bs1_c1", study_dir / "002_pytorch-bs2_c1"
+    for run_dir in (first, second):
+        (run_dir / "timeseries.parquet").write_bytes(b"samples of " + run_dir.name.encode())
+    with_one_field_more(first / "result.json")  # set aside by resume
+    manifest = Manifest.load(study_dir)  # an orchestrator killed after its harness finished
+    manifest.runs[1].status, manifest.runs[1].result_path = "running", None
+    (study_dir / "manifest.json").write_text(manifest.model_dump_json())
+
+    run_study(study, FakeHarness(), lambda event: None, resume=study_dir, no_gaps=True)
+
+    for run_dir, mark in ((first, "invalid"), (second, "unrecorded")):
+        (kept,) = run_dir.glob(f"result.json.{mark}-*")
+        stamp = kept.name.removeprefix("result.json")
+        series = run_dir / f"timeseries.parquet{stamp}"
+        assert series.is_file(), f"{run_dir.name}: the time series of the kept result is gone"
+        assert series.read_bytes() == b"samples of " + run_dir.name.encode()
+        assert (run_dir / f"experiment.json{stamp}").is_file()
