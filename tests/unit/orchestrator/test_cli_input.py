@@ -1,0 +1,51 @@
+"""Bad input is refused before anything runs: exit 2, one message with its fix, nothing written.
+
+Each test runs ``llem`` as a subprocess, as a user would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from llem_testkit.cli import llem
+from llem_testkit.studies import write
+
+EXIT_BAD_INPUT = 2
+
+
+def local_model(tmp_path: Path) -> Path:
+    """A model directory that preflight accepts (config, weights, tokenizer; never loaded)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (model / name).write_text("{}")
+    return model
+
+
+def one_run_study(tmp_path: Path, extra: str = "") -> Path:
+    local_model(tmp_path)
+    return write(tmp_path, "model: ./model\nbackend: pytorch\nn: 2\n"
+                 "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n" + extra,
+                 name="s.yaml")
+
+
+def refused(done, *phrases: str) -> None:
+    assert done.returncode == EXIT_BAD_INPUT, done.stderr
+    for phrase in phrases:
+        assert phrase in done.stderr, done.stderr
+    assert "fix:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("lines", "phrase"), [
+    (None, "prompts.jsonl does not exist"),
+    ('{"prompt": "hi"}\n{"promt": "typo"}\n', "prompts.jsonl, line 2: unknown key 'promt'"),
+])
+def test_a_bad_jsonl_dataset_is_refused_before_any_run(tmp_path, lines, phrase):
+    if lines is not None:
+        (tmp_path / "prompts.jsonl").write_text(lines)
+    one_run_study(tmp_path, "dataset: ./prompts.jsonl\n")
+    done = llem("run", "s.yaml", "--runner", "local", "--output", "o", cwd=tmp_path)
+    refused(done, phrase)
+    assert not (tmp_path / "o").exists()
