@@ -27,8 +27,9 @@ def study_problems(study: Study, runner: Runner, *, fetch: bool,
 
     The runner's own checks come first (engine, images, GPUs); when they pass and ``fetch`` is
     set, hub models missing from the host's cache are fetched (progress through ``say``); then
-    every model must be available offline and every prompt dataset readable. ``llem run`` calls this before anything is written;
-    a library caller of ``orchestrator.run_study`` calls it the same way.
+    every model must be available offline and every prompt dataset readable. ``llem run``
+    calls this before anything is written; a library caller of ``orchestrator.run_study`` calls
+    it the same way.
 
     Raises:
         ConfigError: a fetch failed (not found, gated, unreachable hub), with its fix.

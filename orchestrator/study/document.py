@@ -17,7 +17,7 @@ from harness.schema.config import find_credential
 from orchestrator.study.errors import Pos, StudyFileError
 from orchestrator.study.keys import Layer, config_layer
 from orchestrator.study.safe_yaml import DocPath, LocDict, LocList, dotted, read_yaml
-from orchestrator.study.sweep import Dimension, parse_sweep
+from orchestrator.study.sweep import Dimension, check_overlaps, parse_sweep
 
 STUDY_KEYS = ("name", "base", "sweep", "experiments", "execution")
 
@@ -195,11 +195,13 @@ def _combine(base: StudySource, own: StudySource) -> StudySource:
     for source in (base.execution, own.execution):
         execution.update(source)
         execution.key_pos.update(source.key_pos)
+    sweep = {**base.sweep, **own.sweep}
+    check_overlaps(list(sweep.values()))
     return replace(
         own,
         has_sweep=own.has_sweep or base.has_sweep,
         defaults=own.defaults.over(base.defaults),
-        sweep={**base.sweep, **own.sweep},
+        sweep=sweep,
         experiments=own.experiments if own.experiments is not None else base.experiments,
         execution=execution,
     )

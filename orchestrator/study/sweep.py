@@ -4,6 +4,10 @@
 ``pytorch.batch_size: [1, 8]`` is scoped (the part before the first dot is a backend name): it
 adds a dimension to that backend's grid only. A nested mapping is the same as dotted keys:
 ``pytorch: {batch_size: [1, 8]}`` means ``pytorch.batch_size: [1, 8]``.
+
+A sweep key whose values are mappings (``pytorch: [{batch_size: 4}, ...]``) may not set what
+another sweep key sweeps (``pytorch.batch_size: [1, 8]``): one of the two would silently win,
+so the file is refused, naming both lines.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ def parse_sweep(sweep: LocDict) -> dict[tuple[str, ...], Dimension]:
     """Check every key and value list of a ``sweep:`` mapping; return dimensions by path.
 
     Raises:
-        StudyFileError: an unknown key, a value that is not a non-empty list, or the same
-            path swept twice.
+        StudyFileError: an unknown key, a value that is not a non-empty list, the same
+            path swept twice, or a value of one key that sets what another key sweeps.
 
     """
     dims: dict[tuple[str, ...], Dimension] = {}
@@ -65,7 +69,64 @@ def parse_sweep(sweep: LocDict) -> dict[tuple[str, ...], Dimension]:
                 fix="merge the two value lists into one",
             )
         dims[dim.path] = dim
+    check_overlaps(list(dims.values()))
     return dims
+
+
+def check_overlaps(dims: list[Dimension]) -> None:
+    """Refuse a sweep key whose mapping values set what another sweep key sweeps.
+
+    Raises:
+        StudyFileError: at the later of the two, naming both lines.
+
+    """
+    for outer in dims:
+        for inner in dims:
+            if len(inner.path) > len(outer.path) and inner.path[: len(outer.path)] == outer.path:
+                _check_pair(outer, inner)
+
+
+def _check_pair(outer: Dimension, inner: Dimension) -> None:
+    """Refuse when a value of ``outer`` (a mapping above ``inner``) sets what ``inner`` sweeps."""
+    depth = len(outer.path)
+    for layer, value_pos in zip(outer.layers, outer.item_pos, strict=True):
+        clashes = [(path, pos) for path, pos in layer.positions.items()
+                   if len(path) > depth and _overlap(path, inner.path)]
+        if not isinstance(_at(layer.values, outer.path), dict):
+            clashes.append((outer.path, value_pos))  # a single value replaces the whole key
+        if clashes:
+            path, pos = clashes[0]
+            raise _overlap_error(outer, inner, ".".join(map(str, path)), pos)
+
+
+def _overlap(path: tuple[str | int, ...], swept: tuple[str, ...]) -> bool:
+    shorter = min(len(path), len(swept))
+    return path[:shorter] == swept[:shorter]
+
+
+def _at(values: dict[str, Any], path: tuple[str, ...]) -> Any:
+    found: Any = values
+    for part in path:
+        found = found.get(part) if isinstance(found, dict) else None
+    return found
+
+
+def _line(pos: Pos, other: Pos) -> str:
+    """``line N``, or ``file:line:column`` when ``pos`` is in another file than ``other``."""
+    return f"line {pos.line}" if pos.file == other.file else str(pos)
+
+
+def _overlap_error(outer: Dimension, inner: Dimension, setting: str, pos: Pos) -> StudyFileError:
+    later = max(pos, inner.pos, key=lambda p: (p.line, p.column))
+    return StudyFileError.at(
+        later,
+        f"sweep key '{inner.key}' ({_line(inner.pos, later)}) and a value of sweep key "
+        f"'{outer.key}' ({_line(pos, later)}: '{setting}') both set '{inner.key}'; one would "
+        "silently replace the other",
+        key=inner.key,
+        fix=f"sweep '{inner.key}' in one place: drop it from the '{outer.key}' values, or "
+        f"remove the '{inner.key}' key and give each '{outer.key}' value its own",
+    )
 
 
 def _flatten(mapping: LocDict, prefix: str) -> Iterator[tuple[str, LocList, Pos]]:

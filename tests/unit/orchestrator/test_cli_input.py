@@ -49,3 +49,19 @@ def test_a_bad_jsonl_dataset_is_refused_before_any_run(tmp_path, lines, phrase):
     done = llem("run", "s.yaml", "--runner", "local", "--output", "o", cwd=tmp_path)
     refused(done, phrase)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("sweep", [
+    "  pytorch.batch_size: [1, 8]\n  pytorch:\n    - {attn_implementation: sdpa}\n"
+    "    - {batch_size: 4}\n",
+    "  pytorch:\n    - {attn_implementation: sdpa}\n    - {batch_size: 4}\n"
+    "  pytorch.batch_size: [1, 8]\n",
+])
+def test_two_sweep_keys_setting_the_same_value_are_refused_naming_both_lines(tmp_path, sweep):
+    one_run_study(tmp_path, "sweep:\n" + sweep)
+    lines = (tmp_path / "s.yaml").read_text().splitlines()
+    dotted = next(n for n, line in enumerate(lines, 1) if "pytorch.batch_size" in line)
+    entry = next(n for n, line in enumerate(lines, 1) if "{batch_size: 4}" in line)
+    done = llem("run", "s.yaml", "--runner", "local", "--output", "o", cwd=tmp_path)
+    refused(done, "pytorch.batch_size", f"line {dotted}", f"line {entry}")
+    assert not (tmp_path / "o").exists()
