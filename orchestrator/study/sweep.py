@@ -7,7 +7,8 @@ adds a dimension to that backend's grid only. A nested mapping is the same as do
 
 A sweep key whose values are mappings (``pytorch: [{batch_size: 4}, ...]``) may not set what
 another sweep key sweeps (``pytorch.batch_size: [1, 8]``): one of the two would silently win,
-so the file is refused, naming both lines.
+so the file is refused, naming both lines. A key set to null (``vllm: null``) adds no
+dimension; in a child study it drops the base's sweep keys at or below it.
 """
 
 from __future__ import annotations
@@ -129,9 +130,33 @@ def _overlap_error(outer: Dimension, inner: Dimension, setting: str, pos: Pos) -
     )
 
 
+def dropped(sweep: LocDict) -> tuple[tuple[str, ...], ...]:
+    """Config paths of the sweep keys set to null: in a child study they drop the base's keys.
+
+    ``vllm: null`` drops every key of the base's sweep under ``vllm`` (``vllm.max_num_seqs``),
+    ``pytorch.batch_size: null`` that one key.
+    """
+    found: list[tuple[str, ...]] = []
+    for written, value, pos in _items(sweep, ""):
+        if value is None:
+            found.append(resolve(written, pos)[0])
+    return tuple(found)
+
+
+def _items(mapping: LocDict, prefix: str) -> Iterator[tuple[str, Any, Pos]]:
+    for key, value in mapping.items():
+        written, pos = prefix + key, mapping.key_pos[key]
+        if isinstance(value, LocDict):
+            yield from _items(value, written + ".")
+        else:
+            yield written, value, pos
+
+
 def _flatten(mapping: LocDict, prefix: str) -> Iterator[tuple[str, LocList, Pos]]:
     for key, value in mapping.items():
         written, pos = prefix + key, mapping.key_pos[key]
+        if value is None:
+            continue  # a null drops a key of the base's sweep (see dropped)
         if isinstance(value, LocDict):
             yield from _flatten(value, written + ".")
         elif isinstance(value, LocList):

@@ -65,3 +65,28 @@ def test_two_sweep_keys_setting_the_same_value_are_refused_naming_both_lines(tmp
     done = llem("run", "s.yaml", "--runner", "local", "--output", "o", cwd=tmp_path)
     refused(done, "pytorch.batch_size", f"line {dotted}", f"line {entry}")
     assert not (tmp_path / "o").exists()
+
+
+BASE = """\
+model: ./model
+backend: [pytorch, vllm]
+n: 2
+vllm: {max_num_seqs: 64}
+execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}
+sweep:
+  precision: [bf16, fp16]
+  vllm.max_num_seqs: [64, 256]
+"""
+
+
+def test_a_child_study_narrows_its_base_backends_with_null(tmp_path):
+    import json
+
+    local_model(tmp_path)
+    write(tmp_path, BASE, name="base.yaml")
+    write(tmp_path, "base: base.yaml\nbackend: pytorch\nvllm: null\nsweep: {vllm: null}\n",
+          name="child.yaml")
+    done = llem("run", "child.yaml", "--dry-run", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert [run["backend"] for run in plan["runs"]] == ["pytorch", "pytorch"]
