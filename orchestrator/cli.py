@@ -34,6 +34,7 @@ from orchestrator.progress import StudyProgress
 from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
 from orchestrator.study import Study, load_study
+from orchestrator.study.execution import parse_gpus
 from orchestrator.study_dir import open_study_dir
 from orchestrator.summary import StudySummary
 from orchestrator.tables import export_csv
@@ -150,11 +151,7 @@ def _with_overrides(study: Study, cycles: int | None, order: str | None,
     if order is not None:
         update["cycle_order"] = order
     if gpus is not None:
-        try:
-            update["gpus"] = [int(part) for part in gpus.split(",") if part.strip()]
-        except ValueError as error:
-            raise ConfigError(f"--gpus {gpus!r} is not a list of indices",
-                              fix="write it like --gpus 0,1") from error
+        update["gpus"] = parse_gpus(gpus)
     if not update:
         return study
     return dataclasses.replace(study, execution=study.execution.model_copy(update=update))

@@ -106,6 +106,7 @@ def new_manifest(study: Study, runs: list[PlannedRun], runner: str) -> Manifest:
         design_hash=study.design_hash,
         runner=runner,
         cycle_order=study.execution.cycle_order,
+        gpus=study.execution.gpus,
         runs=[_entry(run) for run in runs],
         skipped=[SkippedRecord(description=s.description, reason=s.reason) for s in study.skipped],
     )
@@ -138,8 +139,16 @@ def resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
                          if (run.entry.config.measurement_config_hash, run.cycle) not in known)
     problems = _invalid_results(manifest, path)
     notes = [_set_aside(path, entry, problem) for entry, problem in problems]
+    if manifest.gpus != study.execution.gpus:
+        notes.append(f"GPUs {_gpus(study.execution.gpus)} this time (before: "
+                     f"{_gpus(manifest.gpus)})")
+        manifest.gpus = study.execution.gpus
     save_manifest(path, manifest)
     return OpenStudy(path, manifest, runs, notes)
+
+
+def _gpus(gpus: list[int] | None) -> str:
+    return "the runner's choice" if gpus is None else ",".join(map(str, gpus))
 
 
 def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:

@@ -90,3 +90,15 @@ def test_a_child_study_narrows_its_base_backends_with_null(tmp_path):
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert [run["backend"] for run in plan["runs"]] == ["pytorch", "pytorch"]
+
+
+@pytest.mark.parametrize(("gpus", "phrase"), [
+    ("-1", "--gpus '-1'"), ("", "--gpus ''"), (" , ", "--gpus ' , '"), ("0,0", "--gpus '0,0'"),
+    ("a", "--gpus 'a'"),
+])
+def test_gpus_that_name_no_valid_device_list_are_refused(tmp_path, gpus, phrase):
+    one_run_study(tmp_path)
+    done = llem("run", "s.yaml", "--runner", "local", "--output", "o", "--gpus", gpus,
+                cwd=tmp_path)
+    refused(done, phrase)
+    assert not (tmp_path / "o").exists()

@@ -371,3 +371,15 @@ def test_a_result_written_after_the_orchestrator_died_is_kept_when_its_run_is_re
     kept = [p.read_bytes() for p in (study_dir / "001_pytorch-bs1_c1").iterdir()
             if p.name.startswith("result.json.")]
     assert kept == [orphan_result], "the unrecorded measurement was deleted"
+
+
+def test_the_gpu_selection_is_recorded_in_the_manifest_and_the_summary(tmp_path):
+    study = write_study(tmp_path, "[1]")
+    study.write_text(study.read_text().replace("n_cycles: 1,", "n_cycles: 1, gpus: [1, 0],"))
+    summary, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    assert Manifest.load(study_dir).gpus == [1, 0]
+    assert summary.protocol.gpus == StudySummary.load(study_dir).protocol.gpus == [1, 0]
+
+    unset, unset_dir = run_study(write_study(tmp_path, "[1]"), FakeHarness(),
+                                 output=tmp_path / "out2", no_gaps=True)
+    assert Manifest.load(unset_dir).gpus is None and unset.protocol.gpus is None
