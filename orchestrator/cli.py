@@ -33,7 +33,7 @@ from orchestrator.preflight import study_problems
 from orchestrator.progress import StudyProgress
 from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
-from orchestrator.study import Study, load_study
+from orchestrator.study import Study, check_cycles, load_study
 from orchestrator.study.execution import parse_gpus
 from orchestrator.study_dir import open_study_dir
 from orchestrator.summary import StudySummary
@@ -147,6 +147,7 @@ def _with_overrides(study: Study, cycles: int | None, order: str | None,
                     gpus: str | None) -> Study:
     update: dict[str, Any] = {}
     if cycles is not None:
+        check_cycles(study, cycles, f"--cycles {cycles}")
         update["n_cycles"] = cycles
     if order is not None:
         update["cycle_order"] = order

@@ -24,7 +24,7 @@ from harness.schema.reading import SchemaVersionError, UnreadableFileError, read
 from harness.schema.result import ExperimentResult
 from orchestrator.manifest import MANIFEST_NAME, Manifest, RunEntry, SkippedRecord, now_utc
 from orchestrator.schedule import PlannedRun, plan
-from orchestrator.study import Study
+from orchestrator.study import Study, check_cycles
 
 LOCK_NAME = ".llem.lock"
 STUDY_FILE = "study.yaml"
@@ -133,6 +133,8 @@ def resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
     check_design(study, manifest, path)
     done_cycles = max((run.cycle for run in manifest.runs), default=0)
     n_cycles = max(cycles or 0, study.execution.n_cycles if cycles is None else 0, done_cycles)
+    if cycles is not None:
+        check_cycles(study, cycles, f"cycles={cycles}")
     runs = plan(study, n_cycles)
     known = {(run.config_hash, run.cycle) for run in manifest.runs}
     manifest.runs.extend(_entry(run) for run in runs

@@ -102,3 +102,31 @@ def test_gpus_that_name_no_valid_device_list_are_refused(tmp_path, gpus, phrase)
                 cwd=tmp_path)
     refused(done, phrase)
     assert not (tmp_path / "o").exists()
+
+
+def two_config_study(tmp_path: Path) -> Path:
+    return one_run_study(tmp_path, "sweep:\n  pytorch.batch_size: [1, 2]\n")
+
+
+def test_cycles_beyond_the_run_limit_are_refused_for_a_new_study(tmp_path):
+    two_config_study(tmp_path)
+    done = llem("run", "s.yaml", "--runner", "local", "--output", "o", "--cycles", "50001",
+                "--yes", cwd=tmp_path, timeout=60)
+    refused(done, "--cycles 50001", "100,002 runs", "limit is 100,000", "at most 50,000")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_top_up_beyond_the_run_limit_is_refused_and_changes_nothing(tmp_path):
+    from llem_testkit.cli import tree_digest
+
+    from orchestrator.study import load_study
+    from orchestrator.study_dir import open_study_dir
+
+    with open_study_dir(load_study(two_config_study(tmp_path)), "local",
+                        output_root=tmp_path / "o") as opened:
+        study_dir = opened.path
+    before = tree_digest(study_dir)
+    done = llem("run", "--resume", str(study_dir), "--runner", "local", "--cycles", "50001",
+                "--yes", cwd=tmp_path, timeout=60)
+    refused(done, "--cycles 50001", "limit is 100,000")
+    assert tree_digest(study_dir) == before
