@@ -35,7 +35,7 @@ from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
 from orchestrator.study import Study, check_cycles, load_study
 from orchestrator.study.execution import parse_gpus
-from orchestrator.study_dir import open_study_dir
+from orchestrator.study_dir import OpenStudy, open_study_dir, preview_resume
 from orchestrator.summary import StudySummary
 from orchestrator.tables import export_csv
 
@@ -93,7 +93,8 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
     try:
         study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
         if dry_run:
-            _print_dry_run(study, as_json)
+            resumed = None if resume_dir is None else preview_resume(study, resume_dir, cycles)
+            _print_dry_run(study, as_json, resumed)
             return
         name, source = resolve_runner(runner_name)
         runner = make_runner(name, image=image)
@@ -238,14 +239,19 @@ class _Interrupts:
             err.print("[yellow]already stopping: writing the summary[/]")
 
 
-def _print_dry_run(study: Study, as_json: bool) -> None:
+def _print_dry_run(study: Study, as_json: bool, resumed: OpenStudy | None = None) -> None:
+    """The plan (or, with ``resumed``, only what the resume would run) and its estimates."""
     from orchestrator.dryrun import estimate
 
-    found = estimate(study)
+    found = estimate(study, None if resumed is None else resumed.runs_to_do())
     runs = found["runs"]
+    resume = None if resumed is None else {
+        "study_dir": str(resumed.path), "to_do": resumed.todo,
+        "runs_in_study": len(resumed.manifest.runs), "notes": resumed.notes}
     if as_json:
         # Plain JSON for machines: rich's highlighting costs seconds on a 10,000-run plan.
         click.echo(json.dumps({
+            "resume": resume,
             "study": study.name, "design_hash": study.design_hash,
             "configurations": len(study.experiments), "cycles": study.execution.n_cycles,
             "grids": found["grids"],
@@ -258,7 +264,8 @@ def _print_dry_run(study: Study, as_json: bool) -> None:
             "estimated_duration_s": found["estimated_duration_s"],
         }, indent=1))
         return
-    table = Table(title=f"{study.name}: dry run (nothing started)")
+    resuming = "" if resumed is None else f", resume of {resumed.path}"
+    table = Table(title=f"{study.name}: dry run (nothing started{resuming})")
     for column in ("run", "backend", "precision", "configuration", "VRAM GB/GPU (est.)", "fit"):
         table.add_column(column)
     for item in runs[:DRY_RUN_ROWS]:
@@ -273,17 +280,24 @@ def _print_dry_run(study: Study, as_json: bool) -> None:
         out.print(f"skipped: {skipped.description}: {skipped.reason}", highlight=False)
     for warning in study.warnings:
         out.print(f"warning: {warning}", highlight=False)
+    for note in resumed.notes if resumed else []:
+        out.print(f"resume: {note}", highlight=False)
     for backend, grid in found["grids"].items():
         reserved = next(r.reservation for r in runs if r.run.entry.config.backend == backend)
         out.print(f"grid {backend}: {grid['configurations']} configurations, {grid['runs']} "
                   f"runs; {reserved}", highlight=False)
     gpus = ", ".join(f"{name} ({gb:.0f} GB)" for name, gb in found["gpus"]) or "none detected"
     out.print(f"GPUs: {gpus}", highlight=False)
-    out.print(
-        f"{len(study.experiments)} configurations x {study.execution.n_cycles} cycles = "
-        f"{len(runs)} runs; {len(study.skipped)} skipped; design hash {study.design_hash}",
-        highlight=False,
-    )
+    if resumed is not None:
+        out.print(f"{resumed.todo} of {len(resumed.manifest.runs)} runs to do in "
+                  f"{resumed.path}; design hash {study.design_hash} (as the study's)",
+                  highlight=False)
+    else:
+        out.print(
+            f"{len(study.experiments)} configurations x {study.execution.n_cycles} cycles = "
+            f"{len(runs)} runs; {len(study.skipped)} skipped; design hash {study.design_hash}",
+            highlight=False,
+        )
     seconds = found["estimated_duration_s"]
     shown = f"{seconds / 3600:.1f} h" if seconds >= 7200 else f"{seconds / 60:.0f} min"
     out.print(f"estimated duration (rough estimate): {shown}", highlight=False)

@@ -80,14 +80,19 @@ def gaps_s(runs: list[PlannedRun], execution: ExecutionConfig) -> float:
                for previous, run in itertools.pairwise(runs))
 
 
-def estimate(study: Study) -> dict[str, Any]:
-    """Runs with VRAM estimates, GPUs, totals and a duration estimate."""
+def estimate(study: Study, runs: list[PlannedRun] | None = None) -> dict[str, Any]:
+    """Runs with VRAM estimates, GPUs, totals and a duration estimate.
+
+    Args:
+        study: the loaded study.
+        runs: the runs to estimate (what a resume has left to do); default: the whole plan.
+    """
     gpus = gpu_memory_gb()
     memory = [gb for _, gb in gpus]
     shapes: dict[tuple[str, str | None], ModelShape | None] = {}
     planned: list[PlannedEstimate] = []
     total_s = 0.0
-    runs = plan(study)
+    runs = plan(study) if runs is None else runs
     for run in runs:
         config = run.entry.config
         key = (config.model, config.revision)

@@ -57,6 +57,12 @@ class OpenStudy:
         """Runs still to execute (neither completed nor skipped)."""
         return sum(1 for run in self.manifest.runs if run.status not in ("completed", "skipped"))
 
+    def runs_to_do(self) -> list[PlannedRun]:
+        """The planned runs still to execute, in order (as the execution picks them)."""
+        done = {run.run_id for run in self.manifest.runs
+                if run.status in ("completed", "skipped")}
+        return [run for run in self.runs if run.run_id not in done]
+
 
 @contextlib.contextmanager
 def open_study_dir(study: Study, runner_name: str, *, output_root: Path | None = None,
@@ -129,6 +135,37 @@ def resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
     Nothing is written before every check passed: a damaged or newer manifest, a changed
     design or a newer result file leaves the directory as it was.
     """
+    manifest, runs, problems = _plan_resume(study, path, cycles)
+    notes = [_set_aside(path, entry, problem) for entry, problem in problems]
+    if manifest.gpus != study.execution.gpus:
+        notes.append(f"GPUs {_gpus(study.execution.gpus)} this time (before: "
+                     f"{_gpus(manifest.gpus)})")
+        manifest.gpus = study.execution.gpus
+    save_manifest(path, manifest)
+    return OpenStudy(path, manifest, runs, notes)
+
+
+def preview_resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
+    """What ``resume`` would do, read only (``--resume --dry-run``): no lock, nothing written.
+
+    The same checks as ``resume`` (a study directory, its manifest, the design hash, the run
+    limit, result files); a completed result that no longer validates counts as to do.
+
+    Raises:
+        ConfigError: as ``open_study_dir`` with ``resume_dir``.
+    """
+    _check_is_study_dir(path)
+    manifest, runs, problems = _plan_resume(study, path, cycles)
+    notes = []
+    for entry, problem in problems:
+        entry.status, entry.result_path = "pending", None
+        notes.append(f"{entry.run_id}: {problem}; it would be kept aside and run again")
+    return OpenStudy(path, manifest, runs, notes)
+
+
+def _plan_resume(study: Study, path: Path, cycles: int | None,
+                 ) -> tuple[Manifest, list[PlannedRun], list[tuple[RunEntry, str]]]:
+    """Read only: the manifest with the top-up's runs added, every planned run, bad results."""
     manifest = Manifest.load(path)
     check_design(study, manifest, path)
     done_cycles = max((run.cycle for run in manifest.runs), default=0)
@@ -139,14 +176,7 @@ def resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
     known = {(run.config_hash, run.cycle) for run in manifest.runs}
     manifest.runs.extend(_entry(run) for run in runs
                          if (run.entry.config.measurement_config_hash, run.cycle) not in known)
-    problems = _invalid_results(manifest, path)
-    notes = [_set_aside(path, entry, problem) for entry, problem in problems]
-    if manifest.gpus != study.execution.gpus:
-        notes.append(f"GPUs {_gpus(study.execution.gpus)} this time (before: "
-                     f"{_gpus(manifest.gpus)})")
-        manifest.gpus = study.execution.gpus
-    save_manifest(path, manifest)
-    return OpenStudy(path, manifest, runs, notes)
+    return manifest, runs, _invalid_results(manifest, path)
 
 
 def _gpus(gpus: list[int] | None) -> str:

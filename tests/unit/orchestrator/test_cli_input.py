@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from llem_testkit.cli import llem
+from llem_testkit.cli import llem, tree_digest
 from llem_testkit.studies import write
 
 EXIT_BAD_INPUT = 2
@@ -117,8 +117,6 @@ def test_cycles_beyond_the_run_limit_are_refused_for_a_new_study(tmp_path):
 
 
 def test_a_top_up_beyond_the_run_limit_is_refused_and_changes_nothing(tmp_path):
-    from llem_testkit.cli import tree_digest
-
     from orchestrator.study import load_study
     from orchestrator.study_dir import open_study_dir
 
@@ -129,4 +127,53 @@ def test_a_top_up_beyond_the_run_limit_is_refused_and_changes_nothing(tmp_path):
     done = llem("run", "--resume", str(study_dir), "--runner", "local", "--cycles", "50001",
                 "--yes", cwd=tmp_path, timeout=60)
     refused(done, "--cycles 50001", "limit is 100,000")
+    assert tree_digest(study_dir) == before
+
+
+def study_dir_with_one_run_done(tmp_path: Path) -> Path:
+    """A study directory of two configurations x one cycle whose first run completed."""
+    from llem_testkit.results import fake_result
+
+    from harness.schema.run_spec import RunSpec
+    from orchestrator.study import load_study
+    from orchestrator.study_dir import open_study_dir, save_manifest
+
+    study = load_study(two_config_study(tmp_path))
+    with open_study_dir(study, "local", output_root=tmp_path / "o") as opened:
+        run, entry = opened.runs[0], opened.manifest.runs[0]
+        spec = RunSpec(run_id=run.run_id, cycle=run.cycle, runner="local",
+                       config=run.entry.config)
+        (opened.path / run.run_id).mkdir()
+        (opened.path / run.run_id / "result.json").write_text(
+            fake_result(spec, 100.0).model_dump_json())
+        entry.status, entry.result_path = "completed", f"{run.run_id}/result.json"
+        save_manifest(opened.path, opened.manifest)
+        return opened.path
+
+
+def test_resume_dry_run_lists_only_what_would_run_and_writes_nothing(tmp_path):
+    import json
+
+    study_dir = study_dir_with_one_run_done(tmp_path)
+    before = tree_digest(study_dir)
+    done = llem("run", "--resume", str(study_dir), "--dry-run", "--json", "--cycles", "2",
+                cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    shown = [run["run_id"] for run in json.loads(done.stdout)["runs"]]
+    assert shown == ["002_pytorch-bs2_c1", "001_pytorch-bs1_c2", "002_pytorch-bs2_c2"]
+    table = llem("run", "--resume", str(study_dir), "--dry-run", cwd=tmp_path, timeout=60)
+    assert table.returncode == 0, table.stderr
+    assert "002_pytorch-bs2_c1" in table.stdout and "001_pytorch-bs1_c1" not in table.stdout
+    assert "1 of 2 runs to do" in table.stdout
+    assert tree_digest(study_dir) == before
+
+
+def test_resume_dry_run_refuses_a_study_file_of_another_design(tmp_path):
+    study_dir = study_dir_with_one_run_done(tmp_path)
+    before = tree_digest(study_dir)
+    other = write(tmp_path, (tmp_path / "s.yaml").read_text().replace("[1, 2]", "[1, 4]"),
+                  name="other.yaml")
+    done = llem("run", str(other), "--resume", str(study_dir), "--dry-run", cwd=tmp_path,
+                timeout=60)
+    refused(done, "differs from the study in")
     assert tree_digest(study_dir) == before
