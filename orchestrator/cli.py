@@ -35,7 +35,7 @@ from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
 from orchestrator.study import Study, check_cycles, load_study
 from orchestrator.study.execution import parse_gpus
-from orchestrator.study_dir import OpenStudy, open_study_dir, preview_resume
+from orchestrator.study_dir import OpenStudy, check_study_dir, open_study_dir, preview_resume
 from orchestrator.summary import StudySummary
 from orchestrator.tables import export_csv
 
@@ -135,6 +135,8 @@ class RunOptions:
 def _load(file: Path | None, resume_dir: Path | None) -> Study:
     if file is None and resume_dir is None:
         raise ConfigError("no study file given", fix="llem run STUDY.yaml, or --resume DIR")
+    if resume_dir is not None:
+        check_study_dir(resume_dir)  # before the runner's checks and any fetch
     if file is None and resume_dir is not None:
         file = resume_dir / "study.yaml"
         if not file.is_file():

@@ -82,7 +82,7 @@ def open_study_dir(study: Study, runner_name: str, *, output_root: Path | None =
             or a file of the directory is damaged or newer (nothing is changed then).
     """
     if resume_dir is not None:
-        _check_is_study_dir(resume_dir)
+        check_study_dir(resume_dir)
         with study_lock(resume_dir):
             yield resume(study, resume_dir, cycles)
         return
@@ -154,7 +154,7 @@ def preview_resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
     Raises:
         ConfigError: as ``open_study_dir`` with ``resume_dir``.
     """
-    _check_is_study_dir(path)
+    check_study_dir(path)
     manifest, runs, problems = _plan_resume(study, path, cycles)
     notes = []
     for entry, problem in problems:
@@ -280,10 +280,18 @@ def mark_running(study_dir: Path, manifest: Manifest, entry: RunEntry) -> None:
     save_manifest(study_dir, manifest)
 
 
-def _check_is_study_dir(path: Path) -> None:
+def check_study_dir(path: Path) -> None:
+    """Refuse a folder without a readable manifest of ours, before anything is written into it.
+
+    Called before the lock is taken, so a folder that is not a study is left as it was.
+
+    Raises:
+        ConfigError: no manifest.json, or one that is damaged, newer or not llem's.
+    """
     if not (path / MANIFEST_NAME).is_file():
         raise ConfigError(f"{path} holds no {MANIFEST_NAME}: not a study directory",
                           fix="pass a study directory made by llem run")
+    Manifest.load(path)
 
 
 @contextlib.contextmanager

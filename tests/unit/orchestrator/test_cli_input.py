@@ -177,3 +177,19 @@ def test_resume_dry_run_refuses_a_study_file_of_another_design(tmp_path):
                 timeout=60)
     refused(done, "differs from the study in")
     assert tree_digest(study_dir) == before
+
+
+@pytest.mark.parametrize("manifest", [
+    None, '{"name": "my-web-app", "start_url": "/"}', '{"schema_version": "1", "study": '])
+def test_resume_of_a_folder_that_is_not_a_study_writes_nothing_into_it(tmp_path, manifest):
+    study = one_run_study(tmp_path)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "study.yaml").write_text(study.read_text())
+    if manifest is not None:
+        (folder / "manifest.json").write_text(manifest)
+    before = sorted(p.name for p in folder.iterdir()), tree_digest(folder)
+    for args in (["--resume", "photos"], ["s.yaml", "--resume", "photos"]):
+        done = llem("run", *args, "--runner", "local", cwd=tmp_path, timeout=60)
+        refused(done, "manifest.json")
+        assert (sorted(p.name for p in folder.iterdir()), tree_digest(folder)) == before
