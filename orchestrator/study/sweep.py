@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.schema.rules import BACKENDS
@@ -74,20 +75,25 @@ def parse_sweep(sweep: LocDict) -> dict[tuple[str, ...], Dimension]:
     return dims
 
 
-def check_overlaps(dims: list[Dimension]) -> None:
+def check_overlaps(dims: list[Dimension], own: Path | None = None) -> None:
     """Refuse a sweep key whose mapping values set what another sweep key sweeps.
 
+    Args:
+        dims: the sweep's dimensions (a child's merged over its base's).
+        own: the child's file: when the two keys are in different files, the error points
+            at the one in this file.
+
     Raises:
-        StudyFileError: at the later of the two, naming both lines.
+        StudyFileError: at the later of the two (or the one in ``own``), naming both lines.
 
     """
     for outer in dims:
         for inner in dims:
             if len(inner.path) > len(outer.path) and inner.path[: len(outer.path)] == outer.path:
-                _check_pair(outer, inner)
+                _check_pair(outer, inner, own)
 
 
-def _check_pair(outer: Dimension, inner: Dimension) -> None:
+def _check_pair(outer: Dimension, inner: Dimension, own: Path | None) -> None:
     """Refuse when a value of ``outer`` (a mapping above ``inner``) sets what ``inner`` sweeps."""
     depth = len(outer.path)
     for layer, value_pos in zip(outer.layers, outer.item_pos, strict=True):
@@ -97,7 +103,7 @@ def _check_pair(outer: Dimension, inner: Dimension) -> None:
             clashes.append((outer.path, value_pos))  # a single value replaces the whole key
         if clashes:
             path, pos = clashes[0]
-            raise _overlap_error(outer, inner, ".".join(map(str, path)), pos)
+            raise _overlap_error(outer, inner, ".".join(map(str, path)), pos, own)
 
 
 def _overlap(path: tuple[str | int, ...], swept: tuple[str, ...]) -> bool:
@@ -117,8 +123,9 @@ def _line(pos: Pos, other: Pos) -> str:
     return f"line {pos.line}" if pos.file == other.file else str(pos)
 
 
-def _overlap_error(outer: Dimension, inner: Dimension, setting: str, pos: Pos) -> StudyFileError:
-    later = max(pos, inner.pos, key=lambda p: (p.line, p.column))
+def _overlap_error(outer: Dimension, inner: Dimension, setting: str, pos: Pos,
+                   own: Path | None) -> StudyFileError:
+    later = max(pos, inner.pos, key=lambda p: (p.file == own, p.line, p.column))
     return StudyFileError.at(
         later,
         f"sweep key '{inner.key}' ({_line(inner.pos, later)}) and a value of sweep key "
@@ -130,17 +137,43 @@ def _overlap_error(outer: Dimension, inner: Dimension, setting: str, pos: Pos) -
     )
 
 
-def dropped(sweep: LocDict) -> tuple[tuple[str, ...], ...]:
-    """Config paths of the sweep keys set to null: in a child study they drop the base's keys.
+Dropped = dict[tuple[str, ...], tuple[str, Pos]]
+"""Config path of a sweep key set to null -> the key as written and where."""
+
+
+def dropped(sweep: LocDict) -> Dropped:
+    """The sweep keys set to null: in a child study they drop the base's keys.
 
     ``vllm: null`` drops every key of the base's sweep under ``vllm`` (``vllm.max_num_seqs``),
     ``pytorch.batch_size: null`` that one key.
     """
-    found: list[tuple[str, ...]] = []
+    found: Dropped = {}
     for written, value, pos in _items(sweep, ""):
         if value is None:
-            found.append(resolve(written, pos)[0])
-    return tuple(found)
+            found[resolve(written, pos)[0]] = (written, pos)
+    return found
+
+
+def drop(base: dict[tuple[str, ...], Dimension],
+         nulls: Dropped) -> dict[tuple[str, ...], Dimension]:
+    """The base's sweep without the keys at or below a null of the child's sweep.
+
+    Raises:
+        StudyFileError: a null that drops nothing (in a file without ``base:``, or naming a
+            key the base does not sweep): most likely a list of values left out.
+
+    """
+    for gone, (written, pos) in nulls.items():
+        if not any(path[: len(gone)] == gone for path in base):
+            raise StudyFileError.at(
+                pos,
+                f"sweep key '{written}' is null, and there is no base sweep key at or below it "
+                "to drop",
+                key=written,
+                fix=f"give '{written}' a list of values, e.g. '{written}: [a, b]', or remove it",
+            )
+    return {path: dim for path, dim in base.items()
+            if not any(path[: len(gone)] == gone for gone in nulls)}
 
 
 def _items(mapping: LocDict, prefix: str) -> Iterator[tuple[str, Any, Pos]]:
