@@ -34,8 +34,9 @@ from orchestrator.preflight import study_problems
 from orchestrator.progress import StudyProgress
 from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
-from orchestrator.study import Study, load_study
-from orchestrator.study_dir import open_study_dir
+from orchestrator.study import Study, check_cycles, load_study
+from orchestrator.study.execution import parse_gpus
+from orchestrator.study_dir import OpenStudy, check_study_dir, open_study_dir, preview_resume
 from orchestrator.summary import StudySummary
 from orchestrator.tables import export_csv
 
@@ -151,7 +152,8 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
     try:
         study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
         if dry_run:
-            _print_dry_run(study, as_json, no_gaps)
+            resumed = None if resume_dir is None else preview_resume(study, resume_dir, cycles)
+            _print_dry_run(study, as_json, no_gaps, resumed)
             return
         name, source = resolve_runner(runner_name)
         runner = make_runner(name, image=image)
@@ -192,6 +194,8 @@ class RunOptions:
 def _load(file: Path | None, resume_dir: Path | None) -> Study:
     if file is None and resume_dir is None:
         raise ConfigError("no study file given", fix="llem run STUDY.yaml, or --resume DIR")
+    if resume_dir is not None:
+        check_study_dir(resume_dir)  # before the runner's checks and any fetch
     if file is None and resume_dir is not None:
         file = resume_dir / "study.yaml"
         if not file.is_file():
@@ -205,15 +209,12 @@ def _with_overrides(study: Study, cycles: int | None, order: str | None,
                     gpus: str | None) -> Study:
     update: dict[str, Any] = {}
     if cycles is not None:
+        check_cycles(study, cycles, f"--cycles {cycles}")
         update["n_cycles"] = cycles
     if order is not None:
         update["cycle_order"] = order
     if gpus is not None:
-        try:
-            update["gpus"] = [int(part) for part in gpus.split(",") if part.strip()]
-        except ValueError as error:
-            raise ConfigError(f"--gpus {gpus!r} is not a list of indices",
-                              fix="write it like --gpus 0,1") from error
+        update["gpus"] = parse_gpus(gpus)
     if not update:
         return study
     return dataclasses.replace(study, execution=study.execution.model_copy(update=update))
@@ -299,14 +300,23 @@ class _Interrupts:
             err.print("[yellow]already stopping: writing the summary[/]")
 
 
-def _print_dry_run(study: Study, as_json: bool, no_gaps: bool) -> None:
+def _print_dry_run(study: Study, as_json: bool, no_gaps: bool,
+                   resumed: OpenStudy | None = None) -> None:
+    """The plan (or, with ``resumed``, only what the resume would run) and its estimates."""
     from orchestrator.dryrun import estimate
 
-    found = estimate(study, no_gaps)
+    if resumed is None:
+        found = estimate(study, no_gaps)
+    else:
+        found = estimate(study, no_gaps, resumed.runs, resumed.positions_to_do())
     runs = found["runs"]
+    resume = None if resumed is None else {
+        "study_dir": str(resumed.path), "to_do": resumed.todo,
+        "runs_in_study": len(resumed.manifest.runs), "notes": resumed.notes}
     if as_json:
         # Plain JSON for machines: rich's highlighting costs seconds on a 10,000-run plan.
         click.echo(json.dumps({
+            "resume": resume,
             "study": study.name, "design_hash": study.design_hash,
             "configurations": len(study.experiments), "cycles": study.execution.n_cycles,
             "grids": found["grids"],
@@ -319,7 +329,8 @@ def _print_dry_run(study: Study, as_json: bool, no_gaps: bool) -> None:
             "estimated_duration_s": found["estimated_duration_s"],
         }, indent=1))
         return
-    table = Table(title=f"{study.name}: dry run (nothing started)")
+    resuming = "" if resumed is None else f", resume of {resumed.path}"
+    table = Table(title=f"{study.name}: dry run (nothing started{resuming})")
     for column in ("run", "backend", "precision", "configuration", "VRAM GB/GPU (est.)", "fit"):
         table.add_column(column)
     for item in runs[:DRY_RUN_ROWS]:
@@ -334,17 +345,24 @@ def _print_dry_run(study: Study, as_json: bool, no_gaps: bool) -> None:
         out.print(f"skipped: {skipped.description}: {skipped.reason}", highlight=False)
     for warning in study.warnings:
         out.print(f"warning: {warning}", highlight=False)
+    for note in resumed.notes if resumed else []:
+        out.print(f"resume: {note}", highlight=False)
     for backend, grid in found["grids"].items():
         reserved = next(r.reservation for r in runs if r.run.entry.config.backend == backend)
         out.print(f"grid {backend}: {grid['configurations']} configurations, {grid['runs']} "
                   f"runs; {reserved}", highlight=False)
     gpus = ", ".join(f"{name} ({gb:.0f} GB)" for name, gb in found["gpus"]) or "none detected"
     out.print(f"GPUs: {gpus}", highlight=False)
-    out.print(
-        f"{len(study.experiments)} configurations x {study.execution.n_cycles} cycles = "
-        f"{len(runs)} runs; {len(study.skipped)} skipped; design hash {study.design_hash}",
-        highlight=False,
-    )
+    if resumed is not None:
+        out.print(f"{resumed.todo} of {len(resumed.manifest.runs)} runs to do in "
+                  f"{resumed.path}; design hash {study.design_hash} (as the study's)",
+                  highlight=False)
+    else:
+        out.print(
+            f"{len(study.experiments)} configurations x {study.execution.n_cycles} cycles = "
+            f"{len(runs)} runs; {len(study.skipped)} skipped; design hash {study.design_hash}",
+            highlight=False,
+        )
     seconds = found["estimated_duration_s"]
     shown = f"{seconds / 3600:.1f} h" if seconds >= 7200 else f"{seconds / 60:.0f} min"
     out.print(f"estimated duration (rough estimate): {shown}", highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,18 +79,26 @@ def gaps_s(runs: list[PlannedRun], execution: ExecutionConfig) -> float:
     return Gaps(runs, execution).total_s()
 
 
-def estimate(study: Study, no_gaps: bool = False) -> dict[str, Any]:
+def estimate(study: Study, no_gaps: bool = False, runs: list[PlannedRun] | None = None,
+             todo: Sequence[int] | None = None) -> dict[str, Any]:
     """Runs with VRAM estimates, GPUs, totals and a duration estimate.
 
-    ``no_gaps``: the duration without the pauses between runs, as ``llem run --no-gaps`` runs.
+    Args:
+        study: the loaded study.
+        no_gaps: the duration without the pauses between runs, as ``llem run --no-gaps`` runs.
+        runs: the whole plan (default: the study's plan).
+        todo: positions in ``runs`` still to run (what a resume has left); default: all. The
+            pauses are the ones the executor waits between exactly these runs.
     """
     gpus = gpu_memory_gb()
     memory = [gb for _, gb in gpus]
     shapes: dict[tuple[str, str | None], ModelShape | None] = {}
     planned: list[PlannedEstimate] = []
     total_s = 0.0
-    runs = plan(study)
-    for run in runs:
+    runs = plan(study) if runs is None else runs
+    positions = list(range(len(runs))) if todo is None else list(todo)
+    chosen = [runs[position] for position in positions]
+    for run in chosen:
         config = run.entry.config
         key = (config.model, config.revision)
         if key not in shapes:
@@ -102,5 +111,6 @@ def estimate(study: Study, no_gaps: bool = False) -> dict[str, Any]:
         # a GPU-only backend never runs at CPU speed, GPUs seen here or not
         on_gpu = bool(gpus) or BY_NAME[config.backend].gpu_only
         total_s += estimate_run_s(config, shape, on_gpu=on_gpu)
-    return {"runs": planned, "gpus": gpus, "grids": grids(runs),
-            "estimated_duration_s": total_s + (0.0 if no_gaps else gaps_s(runs, study.execution))}
+    pauses_s = 0.0 if no_gaps else sum(Gaps(runs, study.execution).waits(positions))
+    return {"runs": planned, "gpus": gpus, "grids": grids(chosen),
+            "estimated_duration_s": total_s + pauses_s}

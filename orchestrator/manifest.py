@@ -76,6 +76,9 @@ class Manifest(BaseModel):
     runner: str
     created_at: str = Field(default_factory=now_utc)
     cycle_order: str
+    gpus: list[int] | None = Field(
+        None, description="Device indices the runs were given (execution.gpus or --gpus, as "
+        "of the latest invocation); null: the runner's choice.")
     runs: list[RunEntry] = Field(description="Every run, in planned order.")
     executed: list[str] = Field(
         default_factory=list, description="Run ids in the order they started, one entry per "

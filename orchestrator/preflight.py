@@ -4,7 +4,9 @@ Runs never download, so every model must already be here: a local directory, or 
 id complete in the host's cache (the cache the runs get, read-only), put there by ``llem fetch``
 or by ``llem run`` itself (see orchestrator/fetch.py). Both questions, hub id or path and complete
 or not, are answered by harness/models.py. Checked once per study, so a missing model is
-bad input (exit 2) instead of one failed run per configuration.
+bad input (exit 2) instead of one failed run per configuration. Prompt datasets (a ``.jsonl``
+file, a built-in set) are read and checked line by line here too, with the harness's own
+reader, so a missing file or a bad line is refused before the first run as a model is.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness import models
+from harness.datasets import check_dataset
 from harness.errors import LlemError, PreflightError
 from orchestrator.fetch import HubModel, fetch_missing, hub_models
 from orchestrator.runners.base import Runner
@@ -24,8 +27,9 @@ def study_problems(study: Study, runner: Runner, *, fetch: bool,
 
     The runner's own checks come first (engine, images, GPUs); when they pass and ``fetch`` is
     set, hub models missing from the host's cache are fetched (progress through ``say``); then
-    every model must be available offline. ``llem run`` calls this before anything is written;
-    a library caller of ``orchestrator.run_study`` calls it the same way.
+    every model must be available offline and every prompt dataset readable. ``llem run``
+    calls this before anything is written; a library caller of ``orchestrator.run_study`` calls
+    it the same way.
 
     Raises:
         ConfigError: a fetch failed (not found, gated, unreachable hub), with its fix.
@@ -34,7 +38,7 @@ def study_problems(study: Study, runner: Runner, *, fetch: bool,
                                 study.execution.gpus)
     if not problems and fetch:
         fetch_missing(hub_models(study), say)
-    return problems + model_problems(study)
+    return problems + model_problems(study) + dataset_problems(study)
 
 
 def model_problems(study: Study) -> list[str]:
@@ -53,6 +57,20 @@ def model_problems(study: Study) -> list[str]:
             models.locate(*key)
         except LlemError as error:
             problems.append(str(error))
+    return problems
+
+
+def dataset_problems(study: Study) -> list[str]:
+    """Every problem of the study's prompt datasets (each distinct dataset read once).
+
+    A relative path is read from the working directory, as the runs read it.
+    """
+    problems: list[str] = []
+    checked: set[str] = set()
+    for entry in study.experiments:
+        if entry.config.dataset not in checked:
+            checked.add(entry.config.dataset)
+            problems += check_dataset(entry.config)
     return problems
 
 

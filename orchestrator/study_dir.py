@@ -24,7 +24,7 @@ from harness.schema.reading import SchemaVersionError, UnreadableFileError, read
 from harness.schema.result import ExperimentResult
 from orchestrator.manifest import MANIFEST_NAME, Manifest, RunEntry, SkippedRecord, now_utc
 from orchestrator.schedule import PlannedRun, plan
-from orchestrator.study import Study
+from orchestrator.study import Study, check_cycles
 
 LOCK_NAME = ".llem.lock"
 STUDY_FILE = "study.yaml"
@@ -57,6 +57,16 @@ class OpenStudy:
         """Runs still to execute (neither completed nor skipped)."""
         return sum(1 for run in self.manifest.runs if run.status not in ("completed", "skipped"))
 
+    def positions_to_do(self) -> list[int]:
+        """Positions in ``runs`` of the runs still to execute (as the execution picks them)."""
+        done = {run.run_id for run in self.manifest.runs
+                if run.status in ("completed", "skipped")}
+        return [i for i, run in enumerate(self.runs) if run.run_id not in done]
+
+    def runs_to_do(self) -> list[PlannedRun]:
+        """The planned runs still to execute, in order."""
+        return [self.runs[i] for i in self.positions_to_do()]
+
 
 @contextlib.contextmanager
 def open_study_dir(study: Study, runner_name: str, *, output_root: Path | None = None,
@@ -76,7 +86,7 @@ def open_study_dir(study: Study, runner_name: str, *, output_root: Path | None =
             or a file of the directory is damaged or newer (nothing is changed then).
     """
     if resume_dir is not None:
-        _check_is_study_dir(resume_dir)
+        check_study_dir(resume_dir)
         with study_lock(resume_dir):
             yield resume(study, resume_dir, cycles)
         return
@@ -106,6 +116,7 @@ def new_manifest(study: Study, runs: list[PlannedRun], runner: str) -> Manifest:
         design_hash=study.design_hash,
         runner=runner,
         cycle_order=study.execution.cycle_order,
+        gpus=study.execution.gpus,
         runs=[_entry(run) for run in runs],
         skipped=[SkippedRecord(description=s.description, reason=s.reason) for s in study.skipped],
     )
@@ -128,18 +139,52 @@ def resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
     Nothing is written before every check passed: a damaged or newer manifest, a changed
     design or a newer result file leaves the directory as it was.
     """
+    manifest, runs, problems = _plan_resume(study, path, cycles)
+    notes = [_set_aside(path, entry, problem) for entry, problem in problems]
+    if manifest.gpus != study.execution.gpus:
+        notes.append(f"GPUs {_gpus(study.execution.gpus)} this time (before: "
+                     f"{_gpus(manifest.gpus)})")
+        manifest.gpus = study.execution.gpus
+    save_manifest(path, manifest)
+    return OpenStudy(path, manifest, runs, notes)
+
+
+def preview_resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
+    """What ``resume`` would do, read only (``--resume --dry-run``): no lock, nothing written.
+
+    The same checks as ``resume`` (a study directory, its manifest, the design hash, the run
+    limit, result files); a completed result that no longer validates counts as to do.
+
+    Raises:
+        ConfigError: as ``open_study_dir`` with ``resume_dir``.
+    """
+    check_study_dir(path)
+    manifest, runs, problems = _plan_resume(study, path, cycles)
+    notes = []
+    for entry, problem in problems:
+        entry.status, entry.result_path = "pending", None
+        notes.append(f"{entry.run_id}: {problem}; it would be kept aside and run again")
+    return OpenStudy(path, manifest, runs, notes)
+
+
+def _plan_resume(study: Study, path: Path, cycles: int | None,
+                 ) -> tuple[Manifest, list[PlannedRun], list[tuple[RunEntry, str]]]:
+    """Read only: the manifest with the top-up's runs added, every planned run, bad results."""
     manifest = Manifest.load(path)
     check_design(study, manifest, path)
     done_cycles = max((run.cycle for run in manifest.runs), default=0)
     n_cycles = max(cycles or 0, study.execution.n_cycles if cycles is None else 0, done_cycles)
+    if cycles is not None:
+        check_cycles(study, cycles, f"cycles={cycles}")
     runs = plan(study, n_cycles)
     known = {(run.config_hash, run.cycle) for run in manifest.runs}
     manifest.runs.extend(_entry(run) for run in runs
                          if (run.entry.config.measurement_config_hash, run.cycle) not in known)
-    problems = _invalid_results(manifest, path)
-    notes = [_set_aside(path, entry, problem) for entry, problem in problems]
-    save_manifest(path, manifest)
-    return OpenStudy(path, manifest, runs, notes)
+    return manifest, runs, _invalid_results(manifest, path)
+
+
+def _gpus(gpus: list[int] | None) -> str:
+    return "the runner's choice" if gpus is None else ",".join(map(str, gpus))
 
 
 def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:
@@ -252,10 +297,18 @@ def mark_running(study_dir: Path, manifest: Manifest, entry: RunEntry) -> None:
     save_manifest(study_dir, manifest)
 
 
-def _check_is_study_dir(path: Path) -> None:
+def check_study_dir(path: Path) -> None:
+    """Refuse a folder without a readable manifest of ours, before anything is written into it.
+
+    Called before the lock is taken, so a folder that is not a study is left as it was.
+
+    Raises:
+        ConfigError: no manifest.json, or one that is damaged, newer or not llem's.
+    """
     if not (path / MANIFEST_NAME).is_file():
         raise ConfigError(f"{path} holds no {MANIFEST_NAME}: not a study directory",
                           fix="pass a study directory made by llem run")
+    Manifest.load(path)
 
 
 @contextlib.contextmanager

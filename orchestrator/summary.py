@@ -25,6 +25,9 @@ class ExecutedProtocol(BaseModel):
     config_gap_s: float = Field(description="Gap between runs (s); 0 with --no-gaps.")
     cycle_gap_s: float = Field(description="Gap between cycles (s); 0 with --no-gaps.")
     timeout_s: float = Field(description="Per-run time limit (s).")
+    gpus: list[int] | None = Field(
+        None, description="Device indices the runs were given (execution.gpus or --gpus); "
+        "null: the runner's choice.")
     realised_order: list[str] = Field(
         description="Run ids in the order they started, one entry per attempt (the "
         "manifest's executed list): retries, resumes and top-ups included.")
@@ -92,6 +95,7 @@ def study_summary(study: Study, manifest: Manifest, runner: str, started_at: str
             config_gap_s=0.0 if no_gaps else execution.config_gap_s,
             cycle_gap_s=0.0 if no_gaps else execution.cycle_gap_s,
             timeout_s=execution.timeout_s,
+            gpus=execution.gpus,
             realised_order=list(manifest.executed),
         ),
         counts=manifest.counts(),

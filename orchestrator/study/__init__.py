@@ -6,7 +6,7 @@ anything else is a single experiment.
 
 from orchestrator.study.errors import StudyFileError
 from orchestrator.study.execution import ExecutionConfig
-from orchestrator.study.loader import MAX_RUNS, design_hash, load_study
+from orchestrator.study.loader import MAX_RUNS, check_cycles, design_hash, load_study
 from orchestrator.study.model import SkippedEntry, Study, StudyEntry
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Study",
     "StudyEntry",
     "StudyFileError",
+    "check_cycles",
     "design_hash",
     "load_study",
 ]

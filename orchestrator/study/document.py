@@ -3,8 +3,11 @@
 Top-level keys are shared defaults, except the study keys: ``name``, ``base``, ``sweep``,
 ``experiments`` and ``execution``. A ``base: other.yaml`` (relative to the file) is read first
 and the file's own keys are merged over it: mappings merge key by key, lists and single values
-replace, sweep keys replace one by one, ``experiments:`` replaces the base's list. ``name`` is
-never inherited: a study is named by its own ``name:`` or its file name.
+replace, sweep keys replace one by one, ``experiments:`` replaces the base's list. A null
+removes what the base set: ``vllm: null`` its ``vllm:`` section (the defaults apply), and in
+``sweep:`` the base's keys at or below it, so a child can narrow its base's backend list
+(``backend: pytorch`` with ``vllm: null``). ``name`` is never inherited: a study is named by its
+own ``name:`` or its file name.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from harness.schema.config import find_credential
 from orchestrator.study.errors import Pos, StudyFileError
 from orchestrator.study.keys import Layer, config_layer
 from orchestrator.study.safe_yaml import DocPath, LocDict, LocList, dotted, read_yaml
-from orchestrator.study.sweep import Dimension, parse_sweep
+from orchestrator.study.sweep import Dimension, Dropped, check_overlaps, drop, dropped, parse_sweep
 
 STUDY_KEYS = ("name", "base", "sweep", "experiments", "execution")
 
@@ -34,6 +37,8 @@ class StudySource:
         anchor: where the file's settings start (for problems that no single key caused).
         defaults: the shared settings.
         sweep: dimensions by config path, in the order written.
+        sweep_dropped: the file's sweep keys set to null: the base's sweep keys at or below
+            them are dropped.
         experiments: the explicit entries, or None when there is no ``experiments:``.
         execution: the ``execution:`` mapping (empty when absent).
 
@@ -46,6 +51,7 @@ class StudySource:
     anchor: Pos
     defaults: Layer
     sweep: dict[tuple[str, ...], Dimension]
+    sweep_dropped: Dropped
     experiments: LocList | None
     execution: LocDict
 
@@ -72,6 +78,7 @@ def _read(path: Path, chain: tuple[Path, ...]) -> StudySource:
     check_credentials(root)
     own = _split(path, text, root)
     if "base" not in root:
+        drop({}, own.sweep_dropped)  # a null drops nothing here: refused
         return own
     base_path = _base_path(root, path, chain)
     return _combine(_read(base_path, (*chain, path)), own)
@@ -140,6 +147,7 @@ def _split(path: Path, text: str, root: LocDict) -> StudySource:
         anchor=root.pos,
         defaults=config_layer(settings, top_level=True),
         sweep=parse_sweep(sweep) if sweep else {},
+        sweep_dropped=dropped(sweep) if sweep else {},
         experiments=_experiments(root),
         execution=_typed(root, "execution", LocDict, "a mapping") or LocDict(root.pos),
     )
@@ -195,11 +203,13 @@ def _combine(base: StudySource, own: StudySource) -> StudySource:
     for source in (base.execution, own.execution):
         execution.update(source)
         execution.key_pos.update(source.key_pos)
+    sweep = {**drop(base.sweep, own.sweep_dropped), **own.sweep}
+    check_overlaps(list(sweep.values()), own.path)
     return replace(
         own,
         has_sweep=own.has_sweep or base.has_sweep,
         defaults=own.defaults.over(base.defaults),
-        sweep={**base.sweep, **own.sweep},
+        sweep=sweep,
         experiments=own.experiments if own.experiments is not None else base.experiments,
         execution=execution,
     )

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from harness.errors import ConfigError
 from harness.schema.events import HEARTBEAT_PERIOD_S
 
 STALL_TIMEOUT_MIN_S = 2 * HEARTBEAT_PERIOD_S
@@ -63,7 +64,9 @@ class ExecutionConfig(BaseModel):
         600.0, gt=0, description="gap_until_cool: never wait longer than this (s)."
     )
     gpus: list[Annotated[int, Field(ge=0)]] | None = Field(
-        None, description="Device indices the runs use (default: the runner's choice)."
+        None,
+        min_length=1,
+        description="Device indices the runs use, each once (default: the runner's choice).",
     )
     timeout_s: float = Field(3600.0, gt=0, description="Limit on one run's wall time (s).")
     stall_timeout_s: float | None = Field(
@@ -75,3 +78,36 @@ class ExecutionConfig(BaseModel):
             f"{HEARTBEAT_PERIOD_S:g} s, so at least {STALL_TIMEOUT_MIN_S:g} s. null: never."
         ),
     )
+
+    @field_validator("gpus")
+    @classmethod
+    def _each_gpu_once(cls, gpus: list[int] | None) -> list[int] | None:
+        if gpus is not None and len(set(gpus)) != len(gpus):
+            raise ValueError(f"names a device twice: {gpus}")
+        return gpus
+
+
+GPUS_FIX = ("name the device indices nvidia-smi shows, each once, e.g. --gpus 0,1; leave --gpus "
+            "out to let the runner choose")
+
+
+def parse_gpus(text: str) -> list[int]:
+    """The device indices of ``--gpus 0,1``.
+
+    Raises:
+        ConfigError: empty, not a comma-separated list of integers, a negative index or one
+            named twice.
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise ConfigError(f"--gpus {text!r} names no GPU", fix=GPUS_FIX)
+    try:
+        gpus = [int(part) for part in parts]
+    except ValueError as error:
+        raise ConfigError(f"--gpus {text!r} is not a list of device indices",
+                          fix=GPUS_FIX) from error
+    if min(gpus) < 0:
+        raise ConfigError(f"--gpus {text!r}: a device index is 0 or more", fix=GPUS_FIX)
+    if len(set(gpus)) != len(gpus):
+        raise ConfigError(f"--gpus {text!r} names a device twice", fix=GPUS_FIX)
+    return gpus

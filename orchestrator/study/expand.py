@@ -204,7 +204,7 @@ def _check_scopes(dims: list[Dimension], listed: list[str]) -> None:
 
 def _check_sections(shared: Layer, used: set[str]) -> None:
     for name in BACKENDS:
-        if name in shared.values and name not in used:
+        if shared.values.get(name) is not None and name not in used:
             raise StudyFileError.at(
                 shared.positions[(name,)],
                 f"section '{name}' is set, but no experiment uses backend '{name}'",

@@ -68,8 +68,15 @@ class Layer:
         return Layer(values, positions)
 
     def over(self, base: Layer) -> Layer:
-        """Merge this layer over ``base``: mappings key by key, other values replace."""
-        return Layer(merge(base.values, self.values), {**base.positions, **self.positions})
+        """Merge this layer over ``base``: mappings key by key, other values replace.
+
+        A null over a mapping removes it (``vllm: null`` drops the base's ``vllm:`` section),
+        and with it the positions of what the base set below it.
+        """
+        removed = [path for path in self.positions if _value_at(self.values, path) is None]
+        kept = {path: pos for path, pos in base.positions.items()
+                if not any(path[: len(gone)] == gone for gone in removed)}
+        return Layer(merge(base.values, self.values), {**kept, **self.positions})
 
     def _parent(self, path: tuple[str, ...], pos: Pos) -> dict[str, Any]:
         node = self.values
@@ -92,13 +99,29 @@ class Layer:
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``over`` into a copy of ``base``: mappings recursively, anything else replaces."""
+    """Merge ``over`` into a copy of ``base``: mappings recursively, anything else replaces.
+
+    A null over a mapping removes the mapping: the section is as if never written (its
+    defaults apply), which is how a child study drops a section of its base.
+    """
     merged = dict(base)
     for key, value in over.items():
         below = merged.get(key)
+        if value is None and isinstance(below, dict):
+            del merged[key]
+            continue
         both_maps = isinstance(below, dict) and isinstance(value, dict)
         merged[key] = merge(below, value) if both_maps else value  # type: ignore[arg-type]
     return merged
+
+
+def _value_at(values: dict[str, Any], path: ConfigPath) -> Any:
+    found: Any = values
+    for part in path:
+        if not isinstance(found, dict) or part not in found:
+            return ...  # not set: never confused with null
+        found = found[part]
+    return found
 
 
 def config_layer(mapping: LocDict, *, top_level: bool = False) -> Layer:

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from harness.errors import ConfigError
 from orchestrator.study.document import read_source
 from orchestrator.study.errors import Pos, StudyFileError
 from orchestrator.study.expand import Recipe, make_plan
@@ -57,6 +58,30 @@ def design_hash(canonical_configs: Iterable[str]) -> str:
     """First 16 hex digits of SHA-256 over the ordered canonical JSON of the experiments."""
     joined = "[" + ",".join(canonical_configs) + "]"
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def check_cycles(study: Study, n_cycles: int, asked: str) -> None:
+    """Refuse ``n_cycles`` (an override such as ``--cycles``) when the runs pass ``MAX_RUNS``.
+
+    Args:
+        study: the loaded study.
+        n_cycles: the cycles asked for.
+        asked: how the user asked, for the message (``--cycles 50001``).
+
+    Raises:
+        ConfigError: too many runs, with the most cycles this study may have.
+
+    """
+    configurations = len(study.experiments)
+    runs = configurations * n_cycles
+    if runs <= MAX_RUNS:
+        return
+    raise ConfigError(
+        f"{asked}: the study would have {runs:,} runs ({configurations:,} configurations x "
+        f"{n_cycles:,} cycles); the limit is {MAX_RUNS:,}",
+        fix=f"ask for at most {MAX_RUNS // configurations:,} cycles, or split the study into "
+        "several files",
+    )
 
 
 def _check_size(configurations: int, n_cycles: int, anchor: Pos) -> None:

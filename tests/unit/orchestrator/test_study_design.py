@@ -116,3 +116,20 @@ def test_design_hash_is_the_same_for_the_same_design_written_differently(
         "b.yaml",
     )
     assert load_study(explicit).design_hash == grid.design_hash
+
+
+def test_null_over_a_base_section_is_the_same_design_as_no_section(tmp_path: Path) -> None:
+    write(tmp_path, "model: m\nbackend: [pytorch, vllm]\nvllm: {max_num_seqs: 64}\n"
+          "sweep:\n  pytorch.batch_size: [1, 2]\n  vllm.enforce_eager: [true, false]\n",
+          "base.yaml")
+    child = write(tmp_path, "base: base.yaml\nvllm: null\nsweep:\n  vllm.enforce_eager: null\n",
+                  "child.yaml")
+    plain = write(tmp_path, "model: m\nbackend: [pytorch, vllm]\n"
+                  "sweep:\n  pytorch.batch_size: [1, 2]\n", "plain.yaml")
+    assert load_study(child).design_hash == load_study(plain).design_hash
+    assert len(load_study(child).experiments) == 3
+
+
+def test_null_for_a_section_of_an_unused_backend_is_no_section(tmp_path: Path) -> None:
+    study = load_study(write(tmp_path, "model: m\nbackend: pytorch\nvllm: null\n"))
+    assert [entry.config.backend for entry in study.experiments] == ["pytorch"]

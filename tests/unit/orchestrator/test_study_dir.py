@@ -473,3 +473,24 @@ def test_the_files_of_an_attempt_whose_result_is_kept_aside_are_kept_with_it(tmp
         assert series.is_file(), f"{run_dir.name}: the time series of the kept result is gone"
         assert series.read_bytes() == b"samples of " + run_dir.name.encode()
         assert (run_dir / f"experiment.json{stamp}").is_file()
+
+
+def test_the_gpu_selection_is_recorded_in_the_manifest_and_the_summary(tmp_path):
+    study = write_study(tmp_path, "[1]")
+    study.write_text(study.read_text().replace("n_cycles: 1,", "n_cycles: 1, gpus: [1, 0],"))
+    summary, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    assert Manifest.load(study_dir).gpus == [1, 0]
+    assert summary.protocol.gpus == StudySummary.load(study_dir).protocol.gpus == [1, 0]
+
+    unset, unset_dir = run_study(write_study(tmp_path, "[1]"), FakeHarness(),
+                                 output=tmp_path / "out2", no_gaps=True)
+    assert Manifest.load(unset_dir).gpus is None and unset.protocol.gpus is None
+
+
+def test_a_library_top_up_beyond_the_run_limit_is_refused_before_anything_is_written(tmp_path):
+    study = write_study(tmp_path, "[1, 2]")
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    before = {p: p.read_bytes() for p in study_dir.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=r"cycles=50001: .* the limit is 100,000"):
+        run_study(study, FakeHarness(), resume=study_dir, cycles=50001, no_gaps=True)
+    assert {p: p.read_bytes() for p in study_dir.rglob("*") if p.is_file()} == before

@@ -300,3 +300,25 @@ def test_study_where_every_combination_is_rejected_is_an_error(tmp_path: Path) -
 def test_study_without_any_experiment_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "model: tiny\nbackend: pytorch\nexperiments: []\n")
     assert "no experiments" in str(load_error(path))
+
+
+def test_a_sweep_value_of_a_child_that_sets_what_its_base_sweeps_names_both_files(
+        tmp_path: Path) -> None:
+    base = write(tmp_path, "model: tiny\nbackend: pytorch\nsweep:\n\n\n"
+                 "  pytorch.batch_size: [1, 8]\n", "base.yaml")
+    path = write(tmp_path, "base: base.yaml\nsweep:\n  pytorch:\n    - {batch_size: 4}\n")
+    error = load_error(path)
+    assert (error.file, error.line) == (path, 4)
+    assert f"{base}:6:3" in str(error) and "line 4: 'pytorch.batch_size'" in str(error)
+
+
+@pytest.mark.parametrize("base", [
+    None, "model: tiny\nbackend: pytorch\nsweep: {precision: [fp16]}\n"])
+def test_a_null_sweep_key_that_drops_nothing_asks_for_values(tmp_path: Path, base) -> None:
+    head = "model: tiny\nbackend: pytorch\n"
+    if base is not None:
+        write(tmp_path, base, "base.yaml")
+        head = "base: base.yaml\n"
+    error = load_error(write(tmp_path, head + "sweep:\n  pytorch.batch_size:\n"))
+    assert error.line == 3 + (base is None) and "is null" in str(error)
+    assert "give 'pytorch.batch_size' a list of values" in str(error)
