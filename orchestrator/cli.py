@@ -34,7 +34,7 @@ from orchestrator.progress import StudyProgress
 from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
 from orchestrator.study import Study, load_study
-from orchestrator.study_dir import open_study_dir
+from orchestrator.study_dir import load_kept_study, open_study_dir
 from orchestrator.summary import StudySummary
 from orchestrator.tables import export_csv
 
@@ -134,10 +134,7 @@ def _load(file: Path | None, resume_dir: Path | None) -> Study:
     if file is None and resume_dir is None:
         raise ConfigError("no study file given", fix="llem run STUDY.yaml, or --resume DIR")
     if file is None and resume_dir is not None:
-        file = resume_dir / "study.yaml"
-        if not file.is_file():
-            raise ConfigError(f"{resume_dir} holds no study.yaml",
-                              fix="pass the study file too: llem run FILE --resume DIR")
+        return load_kept_study(resume_dir)
     assert file is not None
     return load_study(file)
 
@@ -180,7 +177,7 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
         try:
             opened = stack.enter_context(open_study_dir(
                 study, runner.name, output_root=options.output, resume_dir=resume_dir,
-                cycles=cycles))
+                cycles=cycles, no_gaps=options.no_gaps))
         except (LlemError, OSError) as error:
             fail(f"{error}")
         for note in opened.notes:
