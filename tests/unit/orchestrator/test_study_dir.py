@@ -465,3 +465,15 @@ def test_summary_and_manifest_describe_every_invocation(tmp_path):
     # resuming with the very same file keeps no second copy of it
     run_study(load_study(path), FakeHarness(), resume=study_dir, no_gaps=True)
     assert Manifest.load(study_dir).invocations[-1].files == first.files
+
+
+def test_a_kept_file_gone_missing_is_bad_input_naming_it(tmp_path):
+    from orchestrator.study_dir import load_kept_study
+
+    _, study_dir = run_study(write_chain(tmp_path), FakeHarness(), output=tmp_path / "out",
+                             no_gaps=True)
+    missing = Manifest.load(study_dir).invocations[0].files[2].path
+    (study_dir / missing).unlink()
+    with pytest.raises(ConfigError, match=f"holds no {missing}") as caught:
+        load_kept_study(study_dir)
+    assert "llem run FILE --resume DIR" in str(caught.value.fix)
