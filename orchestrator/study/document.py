@@ -32,7 +32,6 @@ from orchestrator.study.safe_yaml import (
 from orchestrator.study.sweep import Dimension, parse_sweep
 
 STUDY_KEYS = ("name", "base", "sweep", "experiments", "execution")
-BASE_DESCRIBED = "the path of one YAML file, relative to this file"
 
 
 @dataclass(frozen=True)
@@ -108,13 +107,17 @@ def _read(path: Path, chain: tuple[Path, ...], bases: Sequence[Path] | None) -> 
     text, root = parse_yaml(data, path)
     root = _top_mapping(root, path)
     check_credentials(root)
-    own = _split(SourceFile(path, data, _base_value(root)), text, root)
+    value = _typed(root, "base", str, "the path of one YAML file, relative to this file")
+    own = _split(SourceFile(path, data, value), text, root)
     if "base" not in root:
         return own
+    pos = root.key_pos["base"]
+    if value is None:
+        raise StudyFileError.at(pos, "'base' is empty", key="base", fix="name a YAML file")
     if bases is None:
-        base_path = _base_path(root, path, chain)
+        base_path = _base_path(value, pos, path, chain)
     else:
-        base_path = _kept_base(root, len(chain), bases)
+        base_path = _kept_base(value, pos, len(chain), bases)
     return _combine(_read(base_path, (*chain, path), bases), own)
 
 
@@ -209,16 +212,7 @@ def _experiments(root: LocDict) -> LocList | None:
     return value if value is not None else LocList(root.key_pos["experiments"])
 
 
-def _base_value(root: LocDict) -> str | None:
-    value: str | None = _typed(root, "base", str, BASE_DESCRIBED)
-    return value
-
-
-def _base_path(root: LocDict, path: Path, chain: tuple[Path, ...]) -> Path:
-    pos = root.key_pos["base"]
-    value = _base_value(root)
-    if value is None:
-        raise StudyFileError.at(pos, "'base' is empty", key="base", fix="name a YAML file")
+def _base_path(value: str, pos: Pos, path: Path, chain: tuple[Path, ...]) -> Path:
     base: Path = path.parent / value
     if not base.is_file():
         raise StudyFileError.at(
@@ -238,15 +232,12 @@ def _base_path(root: LocDict, path: Path, chain: tuple[Path, ...]) -> Path:
     return base
 
 
-def _kept_base(root: LocDict, depth: int, bases: Sequence[Path]) -> Path:
-    if _base_value(root) is None:
-        raise StudyFileError.at(root.key_pos["base"], "'base' is empty", key="base",
-                                fix="name a YAML file")
+def _kept_base(value: str, pos: Pos, depth: int, bases: Sequence[Path]) -> Path:
     if depth < len(bases):
         return bases[depth]
     raise StudyFileError.at(
-        root.key_pos["base"],
-        f"base file '{root['base']}' is not among the files kept with the study",
+        pos,
+        f"base file '{value}' is not among the files kept with the study",
         key="base",
         fix="pass the study file too: llem run FILE --resume DIR",
     )
