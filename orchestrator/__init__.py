@@ -53,7 +53,7 @@ def run_study(
     loaded = study if isinstance(study, Study) else load_study(Path(study))
     active = runner if isinstance(runner, Runner) else make_runner(resolve_runner(runner)[0])
     with open_study_dir(loaded, active.name, output_root=output, resume_dir=resume,
-                        cycles=cycles) as opened:
+                        cycles=cycles, no_gaps=no_gaps) as opened:
         for note in opened.notes:
             if on_event is None:
                 warnings.warn(f"resume: {note}", stacklevel=2)

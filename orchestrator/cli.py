@@ -36,7 +36,13 @@ from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
 from orchestrator.study import Study, check_cycles, load_study
 from orchestrator.study.execution import parse_gpus
-from orchestrator.study_dir import OpenStudy, check_study_dir, open_study_dir, preview_resume
+from orchestrator.study_dir import (
+    OpenStudy,
+    check_study_dir,
+    load_kept_study,
+    open_study_dir,
+    preview_resume,
+)
 from orchestrator.summary import StudySummary
 from orchestrator.tables import export_csv
 
@@ -197,10 +203,7 @@ def _load(file: Path | None, resume_dir: Path | None) -> Study:
     if resume_dir is not None:
         check_study_dir(resume_dir)  # before the runner's checks and any fetch
     if file is None and resume_dir is not None:
-        file = resume_dir / "study.yaml"
-        if not file.is_file():
-            raise ConfigError(f"{resume_dir} holds no study.yaml",
-                              fix="pass the study file too: llem run FILE --resume DIR")
+        return load_kept_study(resume_dir)
     assert file is not None
     return load_study(file)
 
@@ -240,7 +243,7 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
         try:
             opened = stack.enter_context(open_study_dir(
                 study, runner.name, output_root=options.output, resume_dir=resume_dir,
-                cycles=cycles))
+                cycles=cycles, no_gaps=options.no_gaps))
         except (LlemError, OSError) as error:
             fail(error if isinstance(error, LlemError) else f"{error}")
         for note in opened.notes:

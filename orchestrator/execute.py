@@ -36,7 +36,13 @@ from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail, ru
 from orchestrator.schedule import Gaps, PlannedRun, plan
 from orchestrator.stats import STATS_NAME, write_stats
 from orchestrator.study import Study
-from orchestrator.study_dir import fresh_run_dir, mark_running, save_manifest, validate_result
+from orchestrator.study_dir import (
+    finish_invocation,
+    fresh_run_dir,
+    mark_running,
+    save_manifest,
+    validate_result,
+)
 from orchestrator.summary import StudySummary, study_summary
 from orchestrator.tables import load_results, write_results_table
 
@@ -298,8 +304,10 @@ class StudyExecution:
         else:  # tables of an earlier invocation whose results were set aside since
             for stale in ("results.parquet", "results.csv", STATS_NAME):
                 (self.study_dir / stale).unlink(missing_ok=True)
+        interrupted = self.runner.stop_requested.is_set()
+        finish_invocation(self.study_dir, manifest, interrupted)
         summary = study_summary(self.study, manifest, self.runner.name, self.started_at,
-                                interrupted=self.runner.stop_requested.is_set(),
+                                interrupted=interrupted,
                                 no_gaps=self.no_gaps, results_table=table)
         write_json(self.study_dir / "summary.json", summary)
         return summary

@@ -2,8 +2,9 @@
 
 A run's identity is its measurement config hash plus its cycle, so resume can match runs to a
 study file regardless of order. ``runs`` lists the runs in planned order; ``executed`` lists
-them in the order they actually started (retries, resumes and top-ups included). Only
-``orchestrator.study_dir`` writes the file.
+them in the order they actually started (retries, resumes and top-ups included).
+``invocations`` lists every ``llem run`` (or ``run_study``) on the directory: the files it
+loaded the study from and how it ran it. Only ``orchestrator.study_dir`` writes the file.
 """
 
 from __future__ import annotations
@@ -65,6 +66,44 @@ class SkippedRecord(BaseModel):
     reason: str
 
 
+class KeptFile(BaseModel):
+    """A file a study was built from, kept in the study directory byte for byte."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="The copy, relative to the study directory: study.yaml for "
+                      "the study file of the first invocation, sources/<sha256[:12]>/<name> "
+                      "for every other file.")
+    origin: str = Field(description="Where the invocation read it (absolute path).")
+    sha256: str = Field(description="SHA-256 of its bytes.")
+    base: str | None = Field(None, description="Its base: value as written; its base is the "
+                             "next file of the list.")
+
+
+class Invocation(BaseModel):
+    """One ``llem run`` (or ``run_study``) on the study directory, as it ran the study."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    started_at: str = Field(description="When it opened the study directory (ISO-8601 UTC).")
+    finished_at: str | None = Field(None, description="When it wrote its summary; null while "
+                                    "it runs, or when it died before.")
+    resumed: bool = Field(description="False for the invocation that made the directory.")
+    study: str = Field(description="The study's name in the file it loaded.")
+    files: list[KeptFile] = Field(description="The study file it loaded, then its base, that "
+                                  "file's base, and so on.")
+    runner: str = Field(description="docker or local (or a library caller's runner).")
+    n_cycles: int = Field(description="Cycles planned once it had topped up (--cycles).")
+    cycle_order: str = Field(description="sequential, interleaved or shuffled.")
+    config_gap_s: float = Field(description="Gap between runs (s) as applied; 0 with no_gaps.")
+    cycle_gap_s: float = Field(description="Gap between cycles (s) as applied; 0 with no_gaps.")
+    no_gaps: bool = Field(description="--no-gaps: the gaps and cool-downs were skipped.")
+    timeout_s: float = Field(description="Per-run time limit (s).")
+    first_executed: int = Field(description="Index in executed[] of its first run: it started "
+                                "executed[first_executed:] up to the next invocation's.")
+    interrupted: bool = Field(False, description="It was stopped (Ctrl-C, SIGTERM).")
+
+
 class Manifest(BaseModel):
     """Every run of a study and where it stands."""
 
@@ -84,6 +123,8 @@ class Manifest(BaseModel):
         default_factory=list, description="Run ids in the order they started, one entry per "
         "attempt: a run tried again after a failure or on resume appears again.")
     skipped: list[SkippedRecord] = Field(default_factory=list)
+    invocations: list[Invocation] = Field(
+        default_factory=list, description="Every invocation on the directory, in order.")
 
     def counts(self) -> dict[str, int]:
         """Number of runs per status."""

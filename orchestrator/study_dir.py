@@ -1,33 +1,45 @@
 """The study directory: created or resumed here, and held under a lock while a study uses it.
 
 This module is the only writer of ``manifest.json``. Creating a study directory makes
-``<output>/<study-name>_<UTC timestamp>`` (suffixed on collision), copies the study file into
-it and writes a manifest with every planned run pending. Resuming one re-runs every run that is
-not completed, re-validates every completed result (a damaged one is moved aside, never
-deleted, and run again), refuses a study file whose design differs, and adds the cycles a larger
-``--cycles`` asks for. Either way the directory is locked for as long as it is open, so two
-llem processes never work on one study.
+``<output>/<study-name>_<UTC timestamp>`` (suffixed on collision), keeps the study file and its
+bases in it (byte for byte) and writes a manifest with every planned run pending. Resuming one
+re-runs every run that is not completed, re-validates every completed result (a damaged one is
+moved aside, never deleted, and run again), refuses a study file whose design differs, and adds
+the cycles a larger ``--cycles`` asks for. Either way the manifest records the invocation (the
+files it loaded the study from, kept in the directory too, and how it runs the study), and the
+directory is locked for as long as it is open, so two llem processes never work on one study.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.io import write_json, write_text
+from harness.io import write_bytes, write_json
 from harness.paths import create_unique_dir, sanitize, utc_stamp
 from harness.schema.reading import SchemaVersionError, UnreadableFileError, read_model
 from harness.schema.result import ExperimentResult
-from orchestrator.manifest import MANIFEST_NAME, Manifest, RunEntry, SkippedRecord, now_utc
+from orchestrator.manifest import (
+    MANIFEST_NAME,
+    Invocation,
+    KeptFile,
+    Manifest,
+    RunEntry,
+    SkippedRecord,
+    now_utc,
+)
 from orchestrator.schedule import PlannedRun, plan
-from orchestrator.study import Study, check_cycles
+from orchestrator.study import Study, check_cycles, load_study
 
 LOCK_NAME = ".llem.lock"
 STUDY_FILE = "study.yaml"
+SOURCES_DIR = "sources"
+"""Where the files a study was built from are kept, besides the first ``study.yaml``."""
 RESULT_FILE = "result.json"
 INVALID_MARK = ".invalid-"
 """Infix of a result moved aside by resume (``result.json.invalid-<UTC stamp>``)."""
@@ -70,16 +82,17 @@ class OpenStudy:
 
 @contextlib.contextmanager
 def open_study_dir(study: Study, runner_name: str, *, output_root: Path | None = None,
-                   resume_dir: Path | None = None,
-                   cycles: int | None = None) -> Iterator[OpenStudy]:
+                   resume_dir: Path | None = None, cycles: int | None = None,
+                   no_gaps: bool = False) -> Iterator[OpenStudy]:
     """Create a study directory under ``output_root``, or resume ``resume_dir``; hold its lock.
 
     Args:
         study: the loaded study (its execution settings already overridden).
-        runner_name: recorded in a new manifest.
+        runner_name: recorded in the manifest (and its invocation).
         output_root: where a new study directory is made (without ``resume_dir``).
         resume_dir: the study directory to continue.
         cycles: with ``resume_dir``: top up to this many cycles.
+        no_gaps: the gaps will be skipped (recorded in the invocation).
 
     Raises:
         ConfigError: another process holds the directory, the study file's design differs,
@@ -88,11 +101,11 @@ def open_study_dir(study: Study, runner_name: str, *, output_root: Path | None =
     if resume_dir is not None:
         check_study_dir(resume_dir)
         with study_lock(resume_dir):
-            yield resume(study, resume_dir, cycles)
+            yield resume(study, resume_dir, cycles, runner_name, no_gaps)
         return
     path = new_study_dir(study, output_root or Path("results"))
     with study_lock(path):
-        yield create(study, path, runner_name)
+        yield create(study, path, runner_name, no_gaps)
 
 
 def new_study_dir(study: Study, output_root: Path) -> Path:
@@ -100,11 +113,11 @@ def new_study_dir(study: Study, output_root: Path) -> Path:
     return create_unique_dir(output_root, f"{sanitize(study.name)}_{utc_stamp()}")
 
 
-def create(study: Study, path: Path, runner_name: str) -> OpenStudy:
-    """Fill a new (empty) study directory: the study file and a manifest of pending runs."""
-    write_text(path / STUDY_FILE, study.source_text)
+def create(study: Study, path: Path, runner_name: str, no_gaps: bool = False) -> OpenStudy:
+    """Fill a new (empty) study directory: the study's files and a manifest of pending runs."""
     runs = plan(study)
     manifest = new_manifest(study, runs, runner_name)
+    record_invocation(path, manifest, study, runner_name, no_gaps)
     save_manifest(path, manifest)
     return OpenStudy(path, manifest, runs)
 
@@ -133,7 +146,8 @@ def save_manifest(study_dir: Path, manifest: Manifest) -> None:
     write_json(study_dir / MANIFEST_NAME, manifest)
 
 
-def resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
+def resume(study: Study, path: Path, cycles: int | None, runner_name: str,
+           no_gaps: bool = False) -> OpenStudy:
     """Plan the remaining work of ``path``; the manifest is updated and saved.
 
     Nothing is written before every check passed: a damaged or newer manifest, a changed
@@ -145,6 +159,7 @@ def resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
         notes.append(f"GPUs {_gpus(study.execution.gpus)} this time (before: "
                      f"{_gpus(manifest.gpus)})")
         manifest.gpus = study.execution.gpus
+    record_invocation(path, manifest, study, runner_name, no_gaps)
     save_manifest(path, manifest)
     return OpenStudy(path, manifest, runs, notes)
 
@@ -185,6 +200,82 @@ def _plan_resume(study: Study, path: Path, cycles: int | None,
 
 def _gpus(gpus: list[int] | None) -> str:
     return "the runner's choice" if gpus is None else ",".join(map(str, gpus))
+
+
+def record_invocation(study_dir: Path, manifest: Manifest, study: Study, runner_name: str,
+                      no_gaps: bool) -> None:
+    """Keep the study's files in ``study_dir``; append this invocation to the manifest."""
+    execution = study.execution
+    manifest.invocations.append(Invocation(
+        started_at=now_utc(),
+        resumed=(study_dir / MANIFEST_NAME).is_file(),  # saved only once a study is made
+        study=study.name,
+        files=keep_files(study_dir, study, manifest),
+        runner=runner_name,
+        n_cycles=max((run.cycle for run in manifest.runs), default=0),
+        cycle_order=execution.cycle_order,
+        config_gap_s=0.0 if no_gaps else execution.config_gap_s,
+        cycle_gap_s=0.0 if no_gaps else execution.cycle_gap_s,
+        no_gaps=no_gaps,
+        timeout_s=execution.timeout_s,
+        first_executed=len(manifest.executed),
+    ))
+
+
+def keep_files(study_dir: Path, study: Study, manifest: Manifest) -> list[KeptFile]:
+    """Copy the files ``study`` was built from into ``study_dir``, byte for byte.
+
+    A file whose bytes the directory already keeps is not copied again. The first study file
+    becomes ``study.yaml``; every other file goes to ``sources/<sha256[:12]>/<its name>``, so
+    files of the same name (two ``base.yaml``) never meet. Loading the copies in the order
+    returned (`load_kept_study`) rebuilds the study exactly.
+    """
+    kept = _kept_by_digest(study_dir, manifest)
+    records = []
+    for source in study.files:
+        digest = hashlib.sha256(source.data).hexdigest()
+        if digest not in kept:
+            kept[digest] = (STUDY_FILE if not (study_dir / STUDY_FILE).exists()
+                            else f"{SOURCES_DIR}/{digest[:12]}/{sanitize(source.path.name)}")
+            write_bytes(study_dir / kept[digest], source.data)
+        records.append(KeptFile(path=kept[digest], origin=str(source.path.resolve()),
+                                sha256=digest, base=source.base))
+    return records
+
+
+def _kept_by_digest(study_dir: Path, manifest: Manifest) -> dict[str, str]:
+    kept = {file.sha256: file.path for invocation in manifest.invocations
+            for file in invocation.files if (study_dir / file.path).is_file()}
+    if not manifest.invocations and (study_dir / STUDY_FILE).is_file():  # an older llem's
+        kept[hashlib.sha256((study_dir / STUDY_FILE).read_bytes()).hexdigest()] = STUDY_FILE
+    return kept
+
+
+def load_kept_study(study_dir: Path) -> Study:
+    """The study as kept in ``study_dir``: its first invocation's files, bases included.
+
+    Raises:
+        ConfigError: not a study directory, or a kept file is missing.
+        StudyFileError: a kept file no longer loads (edited by hand).
+    """
+    check_study_dir(study_dir)
+    manifest = Manifest.load(study_dir)
+    files = [study_dir / file.path for file in manifest.invocations[0].files] \
+        if manifest.invocations else [study_dir / STUDY_FILE]
+    for path in files:
+        if not path.is_file():
+            raise ConfigError(f"{study_dir} holds no {path.relative_to(study_dir)}",
+                              fix="pass the study file too: llem run FILE --resume DIR")
+    # A directory of an older llem kept no bases: they are looked up next to study.yaml.
+    return load_study(files[0], files[1:] if manifest.invocations else None)
+
+
+def finish_invocation(study_dir: Path, manifest: Manifest, interrupted: bool) -> None:
+    """Record that this invocation wrote its summary now (and whether it was stopped)."""
+    if manifest.invocations:
+        manifest.invocations[-1].finished_at = now_utc()
+        manifest.invocations[-1].interrupted = interrupted
+        save_manifest(study_dir, manifest)
 
 
 def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:

@@ -9,14 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.schema.reading import read_model
 from harness.schema.result import SCHEMA_VERSION
-from orchestrator.manifest import FailureCause, Manifest, SkippedRecord, now_utc
+from orchestrator.manifest import FailureCause, Invocation, Manifest, SkippedRecord, now_utc
 from orchestrator.study import Study
 
 SUMMARY_NAME = "summary.json"
 
 
 class ExecutedProtocol(BaseModel):
-    """Cycles, order and gaps as the study was executed."""
+    """Cycles, order and gaps as the latest invocation executed the study.
+
+    ``n_cycles`` and ``realised_order`` cover the whole study; each invocation's order, gaps
+    and time limit are in ``StudySummary.invocations``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -50,9 +54,10 @@ class StudySummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal["1"] = SCHEMA_VERSION
-    study: str
+    study: str = Field(description="The name the study directory was made with; each "
+                       "invocation's name is in invocations.")
     design_hash: str
-    runner: str
+    runner: str = Field(description="The runner of this invocation.")
     started_at: str = Field(description="When this invocation started (ISO-8601 UTC).")
     finished_at: str = Field(description="When it wrote this summary (ISO-8601 UTC).")
     interrupted: bool = False
@@ -64,6 +69,10 @@ class StudySummary(BaseModel):
                                     description="Relative to the study directory.")
     results_table: str | None = Field(None, description="results.parquet, when any run "
                                       "completed.")
+    invocations: list[Invocation] = Field(
+        default_factory=list, description="Every invocation on the study directory, this one "
+        "last: when, the files it loaded the study from, its name, runner, cycles, order, "
+        "gaps and time limit as run (the manifest's invocations).")
 
     @property
     def failed(self) -> int:
@@ -83,7 +92,7 @@ def study_summary(study: Study, manifest: Manifest, runner: str, started_at: str
     """The summary of ``manifest`` as it stands now."""
     execution = study.execution
     return StudySummary(
-        study=study.name,
+        study=manifest.study,
         design_hash=study.design_hash,
         runner=runner,
         started_at=started_at,
@@ -104,6 +113,7 @@ def study_summary(study: Study, manifest: Manifest, runner: str, started_at: str
         skipped=list(manifest.skipped),
         result_files=[r.result_path for r in manifest.runs if r.result_path],
         results_table=results_table,
+        invocations=list(manifest.invocations),
     )
 
 

@@ -8,10 +8,15 @@ removes what the base set: ``vllm: null`` its ``vllm:`` section (the defaults ap
 ``sweep:`` the base's keys at or below it, so a child can narrow its base's backend list
 (``backend: pytorch`` with ``vllm: null``). ``name`` is never inherited: a study is named by its
 own ``name:`` or its file name.
+
+Every file read is kept as bytes (`SourceFile`), so the study directory can keep what the study
+was built from, and a study can be read again from those copies with the chain of bases given
+(``bases``) instead of looked up next to each file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,10 +24,33 @@ from typing import Any
 from harness.schema.config import find_credential
 from orchestrator.study.errors import Pos, StudyFileError
 from orchestrator.study.keys import Layer, config_layer
-from orchestrator.study.safe_yaml import DocPath, LocDict, LocList, dotted, read_yaml
+from orchestrator.study.safe_yaml import (
+    DocPath,
+    LocDict,
+    LocList,
+    dotted,
+    parse_yaml,
+    read_bytes,
+)
 from orchestrator.study.sweep import Dimension, Dropped, check_overlaps, drop, dropped, parse_sweep
 
 STUDY_KEYS = ("name", "base", "sweep", "experiments", "execution")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file a study was read from.
+
+    Attributes:
+        path: where it was read (the study file as given; a base as found from its includer).
+        data: its bytes, exactly as read.
+        base: its ``base:`` value as written, or None when it has none.
+
+    """
+
+    path: Path
+    data: bytes
+    base: str | None
 
 
 @dataclass(frozen=True)
@@ -41,6 +69,7 @@ class StudySource:
             them are dropped.
         experiments: the explicit entries, or None when there is no ``experiments:``.
         execution: the ``execution:`` mapping (empty when absent).
+        files: the file, then its base, that file's base, and so on.
 
     """
 
@@ -54,6 +83,7 @@ class StudySource:
     sweep_dropped: Dropped
     experiments: LocList | None
     execution: LocDict
+    files: tuple[SourceFile, ...]
 
     @property
     def is_study(self) -> bool:
@@ -61,27 +91,41 @@ class StudySource:
         return self.has_sweep or self.experiments is not None
 
 
-def read_source(path: Path) -> StudySource:
+def read_source(path: Path, bases: Sequence[Path] | None = None) -> StudySource:
     """Read a study file and its chain of ``base:`` files.
+
+    Args:
+        path: the study file.
+        bases: the chain of bases to read instead of looking each up next to its includer:
+            the file's ``base:`` is ``bases[0]``, that file's ``base:`` is ``bases[1]``, and
+            so on (how a study directory's copies are read).
 
     Raises:
         StudyFileError: any problem in the file or a base, a credential-like key or value,
-            or a cycle of bases.
+            a cycle of bases, or a ``base:`` that ``bases`` has no file for.
 
     """
-    return _read(path, ())
+    return _read(path, (), bases)
 
 
-def _read(path: Path, chain: tuple[Path, ...]) -> StudySource:
-    text, root = read_yaml(path)
+def _read(path: Path, chain: tuple[Path, ...], bases: Sequence[Path] | None) -> StudySource:
+    data = read_bytes(path)
+    text, root = parse_yaml(data, path)
     root = _top_mapping(root, path)
     check_credentials(root)
-    own = _split(path, text, root)
+    value = _typed(root, "base", str, "the path of one YAML file, relative to this file")
+    own = _split(SourceFile(path, data, value), text, root)
     if "base" not in root:
         drop({}, own.sweep_dropped)  # a null drops nothing here: refused
         return own
-    base_path = _base_path(root, path, chain)
-    return _combine(_read(base_path, (*chain, path)), own)
+    pos = root.key_pos["base"]
+    if value is None:
+        raise StudyFileError.at(pos, "'base' is empty", key="base", fix="name a YAML file")
+    if bases is None:
+        base_path = _base_path(value, pos, path, chain)
+    else:
+        base_path = _kept_base(value, pos, len(chain), bases)
+    return _combine(_read(base_path, (*chain, path), bases), own)
 
 
 def check_credentials(value: Any, path: DocPath = ()) -> None:
@@ -133,7 +177,8 @@ def _top_mapping(root: Any, path: Path) -> LocDict:
     return root
 
 
-def _split(path: Path, text: str, root: LocDict) -> StudySource:
+def _split(file: SourceFile, text: str, root: LocDict) -> StudySource:
+    path = file.path
     settings = LocDict(root.pos)
     for key, value in root.items():
         if key not in STUDY_KEYS:
@@ -150,6 +195,7 @@ def _split(path: Path, text: str, root: LocDict) -> StudySource:
         sweep_dropped=dropped(sweep) if sweep else {},
         experiments=_experiments(root),
         execution=_typed(root, "execution", LocDict, "a mapping") or LocDict(root.pos),
+        files=(file,),
     )
 
 
@@ -174,11 +220,7 @@ def _experiments(root: LocDict) -> LocList | None:
     return value if value is not None else LocList(root.key_pos["experiments"])
 
 
-def _base_path(root: LocDict, path: Path, chain: tuple[Path, ...]) -> Path:
-    pos = root.key_pos["base"]
-    value = _typed(root, "base", str, "the path of one YAML file, relative to this file")
-    if value is None:
-        raise StudyFileError.at(pos, "'base' is empty", key="base", fix="name a YAML file")
+def _base_path(value: str, pos: Pos, path: Path, chain: tuple[Path, ...]) -> Path:
     base: Path = path.parent / value
     if not base.is_file():
         raise StudyFileError.at(
@@ -198,6 +240,17 @@ def _base_path(root: LocDict, path: Path, chain: tuple[Path, ...]) -> Path:
     return base
 
 
+def _kept_base(value: str, pos: Pos, depth: int, bases: Sequence[Path]) -> Path:
+    if depth < len(bases):
+        return bases[depth]
+    raise StudyFileError.at(
+        pos,
+        f"base file '{value}' is not among the files kept with the study",
+        key="base",
+        fix="pass the study file too: llem run FILE --resume DIR",
+    )
+
+
 def _combine(base: StudySource, own: StudySource) -> StudySource:
     execution = LocDict(own.execution.pos)
     for source in (base.execution, own.execution):
@@ -212,4 +265,5 @@ def _combine(base: StudySource, own: StudySource) -> StudySource:
         sweep=sweep,
         experiments=own.experiments if own.experiments is not None else base.experiments,
         execution=execution,
+        files=own.files + base.files,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from harness.errors import ConfigError
@@ -20,11 +20,14 @@ MAX_DUPLICATE_WARNINGS = 10
 """Duplicates named one by one; the rest are counted in one more warning."""
 
 
-def load_study(path: Path) -> Study:
+def load_study(path: Path, bases: Sequence[Path] | None = None) -> Study:
     """Load a study file (or a single-experiment file) and resolve every experiment.
 
     Args:
         path: the YAML file.
+        bases: its chain of ``base:`` files, to read instead of looking each up next to the
+            file that names it (a study directory's copies): the file's base is ``bases[0]``,
+            that one's base ``bases[1]``, and so on.
 
     Returns:
         The study: its experiments in design order (grids per backend, then explicit
@@ -36,7 +39,7 @@ def load_study(path: Path) -> Study:
             is too large, or nothing would run. The error names the file, line and column.
 
     """
-    source = read_source(path)
+    source = read_source(path, bases)
     execution = parse_execution(source.execution)
     plan = make_plan(source)
     _check_size(plan.count(), execution.n_cycles, source.anchor)
@@ -51,6 +54,7 @@ def load_study(path: Path) -> Study:
         warnings=warnings,
         execution=execution,
         design_hash=design_hash(canonical),
+        files=source.files,
     )
 
 

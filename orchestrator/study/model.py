@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.schema.config import ExperimentConfig
+from orchestrator.study.document import SourceFile
 from orchestrator.study.execution import ExecutionConfig
 
 
@@ -47,13 +48,15 @@ class Study:
     Attributes:
         name: the study's ``name:``, or the file name without its extension.
         source_path: the file as given.
-        source_text: its text, to be kept next to the results.
+        source_text: its text (line ends read as LF).
         experiments: the configurations, in design order, duplicates removed.
         skipped: combinations rejected by the cross-checks, with their reasons.
         warnings: things the user should know (collapsed duplicates, for example).
         execution: cycles, order, gaps, devices and time limits.
         design_hash: first 16 hex digits of SHA-256 over the ordered experiments' canonical
             JSON; independent of ``execution`` and ``name``.
+        files: every file the study was built from, as read (bytes): the study file first,
+            then its base, that file's base, and so on.
 
     """
 
@@ -65,3 +68,4 @@ class Study:
     warnings: list[str]
     execution: ExecutionConfig
     design_hash: str
+    files: tuple[SourceFile, ...]

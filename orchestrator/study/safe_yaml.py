@@ -70,7 +70,21 @@ def read_yaml(path: Path) -> tuple[str, Any]:
             non-text key, ambiguous number, or a document too large or too deep.
 
     """
-    text = _read_text(path)
+    return parse_yaml(read_bytes(path), path)
+
+
+def parse_yaml(data: bytes, path: Path) -> tuple[str, Any]:
+    """Parse the bytes of the file at ``path`` as `read_yaml` does: its text and its data.
+
+    The bytes are decoded as UTF-8 and line ends read as ``open()`` reads them (CRLF and a
+    lone CR become LF), so positions are the same whether the file or a copy of its bytes is
+    read.
+
+    Raises:
+        StudyFileError: as `read_yaml`.
+
+    """
+    text = _decode(data, path)
     node = _compose(text, path)
     if node is None:
         return text, None
@@ -94,19 +108,31 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def _read_text(path: Path) -> str:
+def read_bytes(path: Path) -> bytes:
+    """The bytes of the file at ``path``.
+
+    Raises:
+        StudyFileError: the file cannot be read.
+
+    """
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise StudyFileError(
-            "the file is not UTF-8 text", file=path, fix="save the file as UTF-8"
-        ) from error
+        return path.read_bytes()
     except OSError as error:
         raise StudyFileError(
             f"cannot read the file: {error.strerror or error}",
             file=path,
             fix="check the path and that the file is readable",
         ) from error
+
+
+def _decode(data: bytes, path: Path) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise StudyFileError(
+            "the file is not UTF-8 text", file=path, fix="save the file as UTF-8"
+        ) from error
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _compose(text: str, path: Path) -> Node | None:

@@ -14,6 +14,7 @@ from llem_testkit.cli import tree_digest
 from orchestrator.manifest import Manifest
 from orchestrator.study import load_study
 from orchestrator.study_dir import open_study_dir
+from orchestrator.summary import StudySummary
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +137,47 @@ def test_large_study_needs_yes(tmp_path):
                     timeout=120)
     assert done.returncode == 2 and "1001 runs" in done.stderr and "--yes" in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_study_built_on_bases_resumes_from_its_folder_alone(tiny_model_dir, tmp_path):
+    # Before: "base file not found": the folder kept the study file but not its bases.
+    shared = tmp_path / "studies" / "shared"
+    shared.mkdir(parents=True)
+    (shared / "base.yaml").write_text(
+        f"model: {tiny_model_dir}\nbackend: pytorch\nprecision: fp32\nn: 2\ninput_len: 8\n"
+        "output_len: 4\nwarmup: {n_warmup: 0, min_seconds: 0}\n"
+        "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    study = tmp_path / "studies" / "exp" / "s.yaml"
+    study.parent.mkdir()
+    study.write_text("name: r\nbase: ../shared/base.yaml\nsweep:\n  pytorch.batch_size: [1]\n")
+    assert llem("run", str(study), "--output", "out", cwd=tmp_path).returncode == 0
+    (study_dir,) = (tmp_path / "out").iterdir()
+    (tmp_path / "studies").rename(tmp_path / "moved")
+
+    done = llem("run", "--resume", str(study_dir), "--cycles", "2", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "1 of 2 runs to do" in done.stderr
+    assert [r.status for r in Manifest.load(study_dir).runs] == ["completed", "completed"]
+
+
+def test_the_summary_describes_every_invocation(tiny_model_dir, tmp_path):
+    # Before: summary.json described the last invocation only (its runner, order and gaps).
+    study = write(tmp_path / "s.yaml", tiny_model_dir, [1], cycles=1)
+    study.write_text(study.read_text().replace("config_gap_s: 0, cycle_gap_s: 0",
+                                               "config_gap_s: 2, cycle_gap_s: 3"))
+    assert llem("run", str(study), "--output", "out", cwd=tmp_path).returncode == 0
+    (study_dir,) = (tmp_path / "out").iterdir()
+    done = llem("run", "--resume", str(study_dir), "--cycles", "2", "--order", "sequential",
+                "--no-gaps", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = StudySummary.model_validate_json(done.stdout)
+    assert summary == StudySummary.load(study_dir)
+    first, second = summary.invocations
+    assert (first.resumed, first.runner, first.n_cycles, first.cycle_order, first.no_gaps,
+            first.config_gap_s, first.cycle_gap_s) == (
+                False, "local", 1, "interleaved", False, 2.0, 3.0)
+    assert (second.resumed, second.runner, second.n_cycles, second.cycle_order, second.no_gaps,
+            second.config_gap_s, second.cycle_gap_s) == (
+                True, "local", 2, "sequential", True, 0.0, 0.0)
+    assert summary.invocations == Manifest.load(study_dir).invocations

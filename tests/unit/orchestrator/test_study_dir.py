@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -494,3 +495,108 @@ def test_a_library_top_up_beyond_the_run_limit_is_refused_before_anything_is_wri
     with pytest.raises(ConfigError, match=r"cycles=50001: .* the limit is 100,000"):
         run_study(study, FakeHarness(), resume=study_dir, cycles=50001, no_gaps=True)
     assert {p: p.read_bytes() for p in study_dir.rglob("*") if p.is_file()} == before
+
+
+def write_chain(root: Path) -> Path:
+    """A study on a chain of bases: up a folder, two files named base.yaml, one absolute path."""
+    (root / "studies" / "exp").mkdir(parents=True)
+    (root / "studies" / "shared" / "more").mkdir(parents=True)
+    (root / "elsewhere").mkdir()
+    deepest = root / "elsewhere" / "base.yaml"
+    deepest.write_bytes(b"model: m\r\nbackend: pytorch\r\n")
+    (root / "studies" / "shared" / "more" / "base.yaml").write_text(
+        f"base: {deepest}\nexecution: {{config_gap_s: 0, cycle_gap_s: 0}}\n")
+    (root / "studies" / "shared" / "base.yaml").write_text(
+        "base: more/base.yaml\nsweep:\n  pytorch.batch_size: [1, 2]\n")
+    study = root / "studies" / "exp" / "s.yaml"
+    study.write_text("name: chained\nbase: ../shared/base.yaml\nexecution: {n_cycles: 1}\n")
+    return study
+
+
+def test_a_study_built_on_bases_loads_from_its_folder_alone(tmp_path):
+    from orchestrator.study_dir import load_kept_study
+
+    study = write_chain(tmp_path)
+    originals = [study, tmp_path / "studies" / "shared" / "base.yaml",
+                 tmp_path / "studies" / "shared" / "more" / "base.yaml",
+                 tmp_path / "elsewhere" / "base.yaml"]
+    contents = [path.read_bytes() for path in originals]
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    for path in originals:
+        path.rename(path.with_name(path.name + ".moved"))
+
+    kept = load_kept_study(study_dir)
+
+    assert kept.design_hash == Manifest.load(study_dir).design_hash
+    assert kept.name == "chained" and len(kept.experiments) == 2
+    (invocation,) = Manifest.load(study_dir).invocations
+    assert [(study_dir / f.path).read_bytes() for f in invocation.files] == contents
+    assert [f.origin for f in invocation.files] == [str(p.resolve()) for p in originals]
+    assert [f.base for f in invocation.files] == [
+        "../shared/base.yaml", "more/base.yaml", str(originals[-1]), None]
+    assert invocation.files[0].path == "study.yaml"
+    assert len({f.path for f in invocation.files}) == 4  # three files named base.yaml kept apart
+    summary, _ = run_study(kept, FakeHarness(), resume=study_dir, cycles=2, no_gaps=True)
+    assert summary.counts == {"completed": 4}
+
+
+def test_the_study_file_is_kept_byte_for_byte(tmp_path):
+    # Before: read as text, so Windows line ends (and a lone CR) came back as LF.
+    path = tmp_path / "s.yaml"
+    data = ("\ufeffname: bytes\r\nmodel: m\r\nbackend: pytorch\r\n# café\r"
+            "pytorch: {batch_size: 1}\n"
+            "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}").encode()
+    path.write_bytes(data)
+    _, study_dir = run_study(path, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    assert (study_dir / "study.yaml").read_bytes() == data
+
+
+def test_summary_and_manifest_describe_every_invocation(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: first\nmodel: m\nbackend: pytorch\nexecution: {n_cycles: 1, "
+                    "cycle_order: interleaved, config_gap_s: 0, cycle_gap_s: 3, timeout_s: 900}"
+                    "\nsweep:\n  pytorch.batch_size: [1]\n")
+    _, study_dir = run_study(path, FakeHarness(), output=tmp_path / "out")
+    edited = tmp_path / "edited.yaml"  # the same design, renamed and run another way
+    edited.write_text(path.read_text().replace("name: first", "name: second")
+                      .replace("timeout_s: 900", "timeout_s: 60"))
+    loaded = load_study(edited)
+    loaded = dataclasses.replace(loaded, execution=loaded.execution.model_copy(
+        update={"n_cycles": 2, "cycle_order": "sequential"}))
+
+    summary, _ = run_study(loaded, FakeHarness(), resume=study_dir, cycles=2, no_gaps=True)
+
+    manifest = Manifest.load(study_dir)
+    assert summary.invocations == manifest.invocations == StudySummary.load(study_dir).invocations
+    first, second = summary.invocations
+    assert summary.study == "first"  # the study directory's name; each invocation has its own
+    assert (first.study, first.resumed, first.runner, first.no_gaps) == (
+        "first", False, "fake", False)
+    assert (first.n_cycles, first.cycle_order, first.config_gap_s, first.cycle_gap_s,
+            first.timeout_s) == (1, "interleaved", 0.0, 3.0, 900.0)
+    assert (second.study, second.resumed, second.no_gaps) == ("second", True, True)
+    assert (second.n_cycles, second.cycle_order, second.config_gap_s, second.cycle_gap_s,
+            second.timeout_s) == (2, "sequential", 0.0, 0.0, 60.0)
+    assert manifest.executed[first.first_executed:second.first_executed] == [
+        "001_pytorch-bs1_c1"]
+    assert manifest.executed[second.first_executed:] == ["001_pytorch-bs1_c2"]
+    assert first.finished_at is not None and second.finished_at is not None
+    # the edited file is kept too, next to the study file it did not replace
+    assert first.files[0].path == "study.yaml"
+    assert (study_dir / "study.yaml").read_bytes() == path.read_bytes()
+    assert (study_dir / second.files[0].path).read_bytes() == edited.read_bytes()
+    # resuming with the very same file keeps no second copy of it
+    run_study(load_study(path), FakeHarness(), resume=study_dir, no_gaps=True)
+    assert Manifest.load(study_dir).invocations[-1].files == first.files
+
+
+def test_a_kept_file_gone_missing_is_bad_input_naming_it(tmp_path):
+    from orchestrator.study_dir import load_kept_study
+
+    _, study_dir = run_study(write_chain(tmp_path), FakeHarness(), output=tmp_path / "out",
+                             no_gaps=True)
+    missing = Manifest.load(study_dir).invocations[0].files[2].path
+    (study_dir / missing).unlink()
+    with pytest.raises(ConfigError, match=f"holds no {missing}") as caught:
+        load_kept_study(study_dir)
+    assert "llem run FILE --resume DIR" in str(caught.value.fix)

@@ -8,7 +8,7 @@ import pytest
 from llem_testkit.studies import load_error, write
 
 from harness.errors import ConfigError
-from orchestrator.study import loader
+from orchestrator.study import StudyFileError, loader
 
 
 def test_unknown_nested_sweep_path_suggests_the_real_key_with_its_line(tmp_path: Path) -> None:
@@ -235,6 +235,25 @@ def test_missing_base_file_points_at_the_base_key(tmp_path: Path) -> None:
     path = write(tmp_path, "model: tiny\nbase: shared.yaml\n")
     error = load_error(path)
     assert error.line == 2 and "base file 'shared.yaml' not found" in str(error)
+
+
+def test_a_base_missing_from_a_given_chain_points_at_the_base_key(tmp_path: Path) -> None:
+    write(tmp_path, "model: tiny\nbackend: pytorch\n", "shared.yaml")
+    path = write(tmp_path, "output_len: 8\nbase: shared.yaml\n")
+    with pytest.raises(StudyFileError) as caught:
+        loader.load_study(path, bases=[])  # the chain a study directory kept: no base
+    assert caught.value.line == 2
+    assert "base file 'shared.yaml' is not among the files kept with the study" in str(
+        caught.value)
+
+
+def test_a_given_chain_of_bases_replaces_the_lookup_next_to_each_file(tmp_path: Path) -> None:
+    write(tmp_path, "model: tiny\nbackend: pytorch\nn: 3\n", "shared.yaml")
+    kept = write(tmp_path, "model: tiny\nbackend: pytorch\nn: 7\n", "kept.yaml")
+    path = write(tmp_path, "output_len: 8\nbase: shared.yaml\n")
+    study = loader.load_study(path, bases=[kept])
+    assert study.experiments[0].config.n == 7
+    assert [(f.path, f.base) for f in study.files] == [(path, "shared.yaml"), (kept, None)]
 
 
 def test_execution_block_is_validated_with_did_you_mean(tmp_path: Path) -> None:
