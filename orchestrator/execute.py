@@ -35,7 +35,13 @@ from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail
 from orchestrator.schedule import PlannedRun, plan
 from orchestrator.stats import STATS_NAME, write_stats
 from orchestrator.study import Study
-from orchestrator.study_dir import fresh_run_dir, mark_running, save_manifest, validate_result
+from orchestrator.study_dir import (
+    entries_by_key,
+    fresh_run_dir,
+    mark_running,
+    save_manifest,
+    validate_result,
+)
 from orchestrator.summary import StudySummary, study_summary
 from orchestrator.tables import load_results, write_results_table
 
@@ -134,12 +140,13 @@ class StudyExecution:
             self.summarise(manifest)
 
     def _run_pending(self, runs: list[PlannedRun], manifest: Manifest) -> None:
-        by_id = {entry.run_id: entry for entry in manifest.runs}
+        # A run is found by what it measures: its folder name is only a label.
+        by_key = entries_by_key(manifest)
         previous: PlannedRun | None = None
         for run in runs:
             if self.runner.stop_requested.is_set():
                 break
-            entry = by_id[run.run_id]
+            entry = by_key[run.key]
             if entry.status in ("completed", "skipped"):
                 continue
             cool_down = self._gap(previous, run)
@@ -200,9 +207,9 @@ class StudyExecution:
 
     def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None) -> bool:
-        run_dir = fresh_run_dir(self.study_dir, run.run_id)
+        run_dir = fresh_run_dir(self.study_dir, entry.run_id)
         spec = RunSpec(
-            run_id=run.run_id,
+            run_id=entry.run_id,
             study=self.study.name,
             cycle=run.cycle,
             runner=self.runner.name,
@@ -214,18 +221,18 @@ class StudyExecution:
         )
         write_json(run_dir / "experiment.json", spec)
         mark_running(self.study_dir, manifest, entry)
-        self.on_event(RunStarted(run_id=run.run_id))
+        self.on_event(RunStarted(run_id=entry.run_id))
         outcome = self.runner.run(
             run_dir,
             self.study.execution.timeout_s,
-            lambda event: self.on_event(RunEventReceived(run_id=run.run_id, event=event)),
+            lambda event: self.on_event(RunEventReceived(run_id=entry.run_id, event=event)),
             gpus=self.study.execution.gpus,
         )
         with contextlib.suppress(OSError):  # a killed harness leaves only the stream
             recover_timeseries(run_dir / "timeseries.parquet")
         self._record(entry, run_dir, outcome)
         save_manifest(self.study_dir, manifest)
-        self.on_event(RunFinished(run_id=run.run_id, status=entry.status,
+        self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
                                   cause=entry.failure.cause if entry.failure else None))
         return outcome.fatal
 
