@@ -116,3 +116,17 @@ def test_a_long_list_of_changes_is_cut_short_with_a_count(tmp_path):
     message = str(refused.value)
     assert "20 configuration(s) added (pytorch-bs21, pytorch-bs22, pytorch-bs23, " in message
     assert "and 15 more)" in message and len(message) < 1000, message
+
+
+def test_a_directory_recording_an_earlier_design_hash_resumes_and_records_todays(tmp_path):
+    # Design hashes used to depend on the order configurations were written in; resume
+    # compares the configurations themselves, so such a directory still resumes.
+    k1 = study(tmp_path, "  pytorch.batch_size: [1, 2]\n", "k1.yaml")
+    _, study_dir = run_study(k1, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    manifest = Manifest.load(study_dir)
+    manifest.design_hash = "0123456789abcdef"
+    (study_dir / MANIFEST_NAME).write_text(manifest.model_dump_json())
+    summary, _ = run_study(k1, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    assert summary.counts == {"completed": 4}
+    assert Manifest.load(study_dir).design_hash == load_study(k1).design_hash
+    assert summary.design_hash == load_study(k1).design_hash
