@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from llem_testkit.runners import ResultWriter
 
 from orchestrator import run_study
-from orchestrator.manifest import Manifest
+from orchestrator.manifest import MANIFEST_NAME, Manifest
 from orchestrator.schedule import plan
 from orchestrator.stats import StudyStats
 from orchestrator.study import load_study
@@ -76,6 +76,17 @@ def completed_keys(study_dir: Path) -> set[tuple[str, int]]:
             if r.status == "completed"}
 
 
+def completed_ids(study_dir: Path) -> set[str]:
+    return {r.run_id for r in Manifest.load(study_dir).runs if r.status == "completed"}
+
+
+def died_during(study_dir: Path) -> None:
+    """Leave the last run ``running``, as an orchestrator killed after its harness finished."""
+    manifest = Manifest.load(study_dir)
+    manifest.runs[-1].status, manifest.runs[-1].result_path = "running", None
+    (study_dir / MANIFEST_NAME).write_text(manifest.model_dump_json())
+
+
 def check_study_dir(study_dir: Path) -> None:
     """Every completed run's result is its own, and stats pool one configuration each."""
     runs = Manifest.load(study_dir).runs
@@ -94,7 +105,7 @@ def check_study_dir(study_dir: Path) -> None:
 
 # Each example runs whole studies (about a second each): fifteen of them, the same every time,
 # and a failing one is reported as drawn, not shrunk (shrinking would take minutes).
-@settings(max_examples=15, deadline=None, derandomize=True,
+@settings(max_examples=15, deadline=None, derandomize=True, database=None,
           phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
@@ -109,17 +120,24 @@ def test_resume_of_the_same_design_written_otherwise_loses_and_mixes_nothing(dat
         _, study_dir = run_study(first, ResultWriter(fail=tuple(failing)),
                                  output=root / "out", no_gaps=True)
         check_study_dir(study_dir)
+        if data.draw(st.booleans()):
+            died_during(study_dir)
         for step in range(data.draw(st.integers(1, 2))):
             edited = root / f"edited{step}.yaml"
             edited.write_text(data.draw(writings(design)))
             cycles = data.draw(st.sampled_from([None, 1, 2, 3]))
             before, done = result_files(study_dir), completed_keys(study_dir)
+            done_ids = completed_ids(study_dir)
             runner = ResultWriter()
             summary, _ = run_study(edited, runner, resume=study_dir, cycles=cycles,
                                    no_gaps=True)
             ran = {(spec.config.measurement_config_hash, spec.cycle) for spec in runner.ran}
             assert not ran & done, "a completed run ran again"
             after = result_files(study_dir)
-            assert {name: after.get(name) for name in before} == before, "a result was lost"
+            # every result file's content is still there; a completed run's, at its place
+            assert set(before.values()) <= set(after.values()), "a result was lost"
+            for run_id in done_ids:
+                name = f"{run_id}/result.json"
+                assert after.get(name) == before[name], f"{name} changed"
             assert set(summary.counts) == {"completed"}
             check_study_dir(study_dir)
