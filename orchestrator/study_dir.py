@@ -2,11 +2,12 @@
 
 This module is the only writer of ``manifest.json``. Creating a study directory makes
 ``<output>/<study-name>_<UTC timestamp>`` (suffixed on collision), copies the study file into
-it and writes a manifest with every planned run pending. Resuming one re-runs every run that is
-not completed, re-validates every completed result (a damaged one is moved aside, never
-deleted, and run again), refuses a study file whose design differs, and adds the cycles a larger
-``--cycles`` asks for. Either way the directory is locked for as long as it is open, so two
-llem processes never work on one study.
+it and writes a manifest with every planned run pending. A run is identified by its
+configuration hash and cycle; its folder name is a label, given once. Resuming one re-runs
+every run that is not completed, re-validates every completed result (a damaged one is moved
+aside, never deleted, and run again), refuses a study file that measures other configurations,
+and adds the cycles a larger ``--cycles`` asks for. Either way the directory is locked for as
+long as it is open, so two llem processes never work on one study.
 """
 
 from __future__ import annotations

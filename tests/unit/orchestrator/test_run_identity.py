@@ -130,3 +130,15 @@ def test_a_directory_recording_an_earlier_design_hash_resumes_and_records_todays
     assert summary.counts == {"completed": 4}
     assert Manifest.load(study_dir).design_hash == load_study(k1).design_hash
     assert summary.design_hash == load_study(k1).design_hash
+
+
+def test_a_changed_setting_outside_the_sweep_is_named_with_the_hashes(tmp_path):
+    # The slugs are the same on both sides (n is not swept): the hashes tell them apart.
+    k1 = study(tmp_path, "  pytorch.batch_size: [1]\n", "k1.yaml")
+    k2 = write(tmp_path, "n: 7\n" + k1.read_text(), "k2.yaml")
+    _, study_dir = run_study(k1, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    old, new = (load_study(k).experiments[0].config.measurement_config_hash for k in (k1, k2))
+    with pytest.raises(ConfigError) as refused:
+        run_study(k2, ResultWriter(), resume=study_dir, no_gaps=True)
+    assert (f"1 configuration(s) added (pytorch-bs1 [{new}]), 1 removed or changed "
+            f"(pytorch-bs1 [{old}])") in str(refused.value)
