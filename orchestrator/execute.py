@@ -37,6 +37,7 @@ from orchestrator.schedule import Gaps, PlannedRun, plan
 from orchestrator.stats import STATS_NAME, write_stats
 from orchestrator.study import Study
 from orchestrator.study_dir import (
+    entries_by_key,
     finish_invocation,
     fresh_run_dir,
     mark_running,
@@ -141,13 +142,14 @@ class StudyExecution:
             self.summarise(manifest)
 
     def _run_pending(self, runs: list[PlannedRun], manifest: Manifest) -> None:
-        by_id = {entry.run_id: entry for entry in manifest.runs}
+        # A run is found by what it measures: its folder name is only a label.
+        by_key = entries_by_key(manifest)
         gaps = Gaps(runs, self.study.execution)
         previous: int | None = None  # position of the run this invocation ran last
         for position, run in enumerate(runs):
             if self.runner.stop_requested.is_set():
                 break
-            entry = by_id[run.run_id]
+            entry = by_key[run.key]
             if entry.status in ("completed", "skipped"):
                 continue
             cool_down = self._gap(None if previous is None else gaps.between(previous, position))
@@ -209,9 +211,9 @@ class StudyExecution:
 
     def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None) -> bool:
-        run_dir = fresh_run_dir(self.study_dir, run.run_id)
+        run_dir = fresh_run_dir(self.study_dir, entry.run_id)
         spec = RunSpec(
-            run_id=run.run_id,
+            run_id=entry.run_id,
             study=self.study.name,
             cycle=run.cycle,
             runner=self.runner.name,
@@ -223,17 +225,17 @@ class StudyExecution:
         )
         write_json(run_dir / "experiment.json", spec)
         mark_running(self.study_dir, manifest, entry)
-        self.on_event(RunStarted(run_id=run.run_id))
-        outcome = self._runner_run(run, run_dir)
+        self.on_event(RunStarted(run_id=entry.run_id))
+        outcome = self._runner_run(entry.run_id, run_dir)
         with contextlib.suppress(OSError):  # a killed harness leaves only the stream
             recover_timeseries(run_dir / "timeseries.parquet")
         self._record(entry, run_dir, outcome)
         save_manifest(self.study_dir, manifest)
-        self.on_event(RunFinished(run_id=run.run_id, status=entry.status,
+        self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
                                   cause=entry.failure.cause if entry.failure else None))
         return outcome.fatal
 
-    def _runner_run(self, run: PlannedRun, run_dir: Path) -> RunOutcome:
+    def _runner_run(self, run_id: str, run_dir: Path) -> RunOutcome:
         """The runner's account of the run; an error it raises is this run's failure.
 
         llem's own errors and OS errors fail this run and the study goes on, unless the error
@@ -246,7 +248,7 @@ class StudyExecution:
             return self.runner.run(
                 run_dir,
                 self.study.execution.timeout_s,
-                lambda event: self.on_event(RunEventReceived(run_id=run.run_id, event=event)),
+                lambda event: self.on_event(RunEventReceived(run_id=run_id, event=event)),
                 gpus=self.study.execution.gpus,
             )
         except DiskFullError:
@@ -255,7 +257,7 @@ class StudyExecution:
             fatal = isinstance(error, RunnerError) and error.fatal
             return runner_failure(error, run_dir / LOG_NAME, fatal=fatal)
         except Exception as error:
-            logger.exception("the %s runner failed on run %s", self.runner.name, run.run_id)
+            logger.exception("the %s runner failed on run %s", self.runner.name, run_id)
             return runner_failure(error, run_dir / LOG_NAME, fatal=True)
 
     def _engine_cache(self, backend: str) -> str | None:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from harness.paths import sanitize
 from orchestrator.study import ExecutionConfig, Study, StudyEntry
 
+RunKey = tuple[str, int]
+"""What identifies a run: its measurement config hash and its cycle."""
+
 
 @dataclass(frozen=True)
 class PlannedRun:
@@ -24,9 +27,22 @@ class PlannedRun:
     cycle: int
 
     @property
+    def key(self) -> RunKey:
+        """The run's identity: (measurement config hash, cycle); its name is only a label."""
+        return self.entry.config.measurement_config_hash, self.cycle
+
+    @property
+    def label(self) -> str:
+        """The configuration's part of a run directory's name: ``<NNN>_<slug>``."""
+        return f"{self.number:03d}_{sanitize(self.entry.slug)[:48]}"
+
+    @property
     def run_id(self) -> str:
-        """Directory name: ``<NNN>_<slug>_c<cycle>``."""
-        return f"{self.number:03d}_{sanitize(self.entry.slug)[:48]}_c{self.cycle}"
+        """Directory name in a new study: ``<NNN>_<slug>_c<cycle>``.
+
+        A resumed study keeps the names its manifest gave (``orchestrator.study_dir``).
+        """
+        return f"{self.label}_c{self.cycle}"
 
 
 def plan(study: Study, cycles: int | None = None) -> list[PlannedRun]:

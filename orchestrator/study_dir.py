@@ -2,12 +2,14 @@
 
 This module is the only writer of ``manifest.json``. Creating a study directory makes
 ``<output>/<study-name>_<UTC timestamp>`` (suffixed on collision), keeps the study file and its
-bases in it (byte for byte) and writes a manifest with every planned run pending. Resuming one
-re-runs every run that is not completed, re-validates every completed result (a damaged one is
-moved aside, never deleted, and run again), refuses a study file whose design differs, and adds
-the cycles a larger ``--cycles`` asks for. Either way the manifest records the invocation (the
-files it loaded the study from, kept in the directory too, and how it runs the study), and the
-directory is locked for as long as it is open, so two llem processes never work on one study.
+bases in it (byte for byte) and writes a manifest with every planned run pending. A run is
+identified by its configuration hash and cycle; its folder name is a label, given once. Resuming
+one re-runs every run that is not completed, re-validates every completed result (a damaged one
+is moved aside, never deleted, and run again), refuses a study file that measures other
+configurations, and adds the cycles a larger ``--cycles`` asks for. Either way the manifest
+records the invocation (the files it loaded the study from, kept in the directory too, and how it
+runs the study), and the directory is locked for as long as it is open, so two llem processes
+never work on one study.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from orchestrator.manifest import (
     SkippedRecord,
     now_utc,
 )
-from orchestrator.schedule import PlannedRun, plan
+from orchestrator.schedule import PlannedRun, RunKey, plan
 from orchestrator.study import Study, check_cycles, load_study
 
 LOCK_NAME = ".llem.lock"
@@ -41,6 +43,8 @@ STUDY_FILE = "study.yaml"
 SOURCES_DIR = "sources"
 """Where the files a study was built from are kept, besides the first ``study.yaml``."""
 RESULT_FILE = "result.json"
+MAX_NAMED = 5
+"""Configurations named one by one in a refused design; the rest are counted."""
 INVALID_MARK = ".invalid-"
 """Infix of a result moved aside by resume (``result.json.invalid-<UTC stamp>``)."""
 UNRECORDED_MARK = ".unrecorded-"
@@ -71,9 +75,9 @@ class OpenStudy:
 
     def positions_to_do(self) -> list[int]:
         """Positions in ``runs`` of the runs still to execute (as the execution picks them)."""
-        done = {run.run_id for run in self.manifest.runs
-                if run.status in ("completed", "skipped")}
-        return [i for i, run in enumerate(self.runs) if run.run_id not in done]
+        done = {entry_key(entry) for entry in self.manifest.runs
+                if entry.status in ("completed", "skipped")}
+        return [i for i, run in enumerate(self.runs) if run.key not in done]
 
     def runs_to_do(self) -> list[PlannedRun]:
         """The planned runs still to execute, in order."""
@@ -135,10 +139,20 @@ def new_manifest(study: Study, runs: list[PlannedRun], runner: str) -> Manifest:
     )
 
 
-def _entry(run: PlannedRun) -> RunEntry:
+def _entry(run: PlannedRun, run_id: str | None = None) -> RunEntry:
     config = run.entry.config
-    return RunEntry(run_id=run.run_id, config_hash=config.measurement_config_hash,
+    return RunEntry(run_id=run_id or run.run_id, config_hash=config.measurement_config_hash,
                     cycle=run.cycle, slug=run.entry.slug, backend=config.backend)
+
+
+def entry_key(entry: RunEntry) -> RunKey:
+    """A manifest entry's identity: (measurement config hash, cycle)."""
+    return entry.config_hash, entry.cycle
+
+
+def entries_by_key(manifest: Manifest) -> dict[RunKey, RunEntry]:
+    """The manifest's entries by identity (what a planned run is looked up by)."""
+    return {entry_key(entry): entry for entry in manifest.runs}
 
 
 def save_manifest(study_dir: Path, manifest: Manifest) -> None:
@@ -187,14 +201,14 @@ def _plan_resume(study: Study, path: Path, cycles: int | None,
     """Read only: the manifest with the top-up's runs added, every planned run, bad results."""
     manifest = Manifest.load(path)
     check_design(study, manifest, path)
+    check_runs(manifest, path)
     done_cycles = max((run.cycle for run in manifest.runs), default=0)
     n_cycles = max(cycles or 0, study.execution.n_cycles if cycles is None else 0, done_cycles)
     if cycles is not None:
         check_cycles(study, cycles, f"cycles={cycles}")
     runs = plan(study, n_cycles)
-    known = {(run.config_hash, run.cycle) for run in manifest.runs}
-    manifest.runs.extend(_entry(run) for run in runs
-                         if (run.entry.config.measurement_config_hash, run.cycle) not in known)
+    manifest.runs.extend(_new_entries(runs, manifest, path))
+    manifest.design_hash = study.design_hash  # the same design; recorded as hashed today
     return manifest, runs, _invalid_results(manifest, path)
 
 
@@ -278,19 +292,90 @@ def finish_invocation(study_dir: Path, manifest: Manifest, interrupted: bool) ->
         save_manifest(study_dir, manifest)
 
 
+def _new_entries(runs: list[PlannedRun], manifest: Manifest, study_dir: Path) -> list[RunEntry]:
+    """Entries for the planned runs the manifest lacks (a top-up's cycles), newly named.
+
+    A run is named after its configuration's runs already in the manifest (``003_bs8_c1``
+    gives ``003_bs8_c2``), whatever the study file now numbers or calls it; a name already
+    used by a run or by anything in the directory gets a suffix instead: a new run never
+    shares a folder with another.
+    """
+    known = entries_by_key(manifest)
+    taken = {entry.run_id for entry in manifest.runs}
+    labels = _labels(manifest)
+    added: list[RunEntry] = []
+    for run in runs:
+        if run.key in known:
+            continue
+        label = labels.get(run.key[0], run.label)
+        run_id = _unused(f"{label}_c{run.cycle}", taken, study_dir)
+        taken.add(run_id)
+        added.append(_entry(run, run_id))
+    return added
+
+
+def _labels(manifest: Manifest) -> dict[str, str]:
+    """The name each configuration's runs carry, without their cycle, by config hash."""
+    labels: dict[str, str] = {}
+    for entry in manifest.runs:
+        suffix = f"_c{entry.cycle}"
+        if entry.run_id.endswith(suffix):
+            labels.setdefault(entry.config_hash, entry.run_id.removesuffix(suffix))
+    return labels
+
+
+def _unused(name: str, taken: set[str], study_dir: Path) -> str:
+    candidate, suffix = name, 0
+    while candidate in taken or (study_dir / candidate).exists():
+        suffix += 1
+        candidate = f"{name}_{suffix}"
+    return candidate
+
+
+def check_runs(manifest: Manifest, study_dir: Path) -> None:
+    """Refuse a manifest that lists one run, or one run directory, twice (an edited file)."""
+    keys: dict[RunKey, str] = {}
+    names: set[str] = set()
+    for entry in manifest.runs:
+        first = keys.setdefault(entry_key(entry), entry.run_id)
+        if first != entry.run_id or entry.run_id in names:
+            raise ConfigError(
+                f"{study_dir / MANIFEST_NAME} lists the run {entry.run_id} (configuration "
+                f"{entry.config_hash}, cycle {entry.cycle}) twice",
+                fix="restore manifest.json from a backup, or start a new study with "
+                    "llem run FILE")
+        names.add(entry.run_id)
+
+
 def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:
-    """Refuse, saying what changed, when the study file is not the study in ``study_dir``."""
-    if study.design_hash == manifest.design_hash:
+    """Refuse, naming what changed, when the study file measures other configurations.
+
+    The design is the set of configurations (their hashes), so the order they are written
+    in never matters, and a refusal always names at least one configuration.
+    """
+    old = {run.config_hash: run.slug for run in manifest.runs}
+    new = {entry.config.measurement_config_hash: entry.slug for entry in study.experiments}
+    added = {key: slug for key, slug in new.items() if key not in old}
+    removed = {key: slug for key, slug in old.items() if key not in new}
+    if not added and not removed:
         return
-    old = {run.config_hash for run in manifest.runs}
-    new = {entry.config.measurement_config_hash for entry in study.experiments}
-    added, removed = len(new - old), len(old - new)
     raise ConfigError(
         f"the study file's design (hash {study.design_hash}) differs from the study in "
-        f"{study_dir} (hash {manifest.design_hash}): {added} configuration(s) added, "
-        f"{removed} removed or changed",
+        f"{study_dir} (hash {manifest.design_hash}): {len(added)} configuration(s) added"
+        f"{_named(added, removed)}, {len(removed)} removed or changed{_named(removed, added)}",
         fix="resume with the original study file, or start a new study with llem run FILE",
     )
+
+
+def _named(configs: dict[str, str], others: dict[str, str]) -> str:
+    """`` (slug, slug and N more)`` in design order; a slug both sides show gets its hash."""
+    if not configs:
+        return ""
+    clashing = set(configs.values()) & set(others.values())
+    names = [f"{slug} [{key}]" if slug in clashing else slug for key, slug in configs.items()]
+    shown = ", ".join(names[:MAX_NAMED])
+    more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
+    return f" ({shown}{more})"
 
 
 def _invalid_results(manifest: Manifest, study_dir: Path) -> list[tuple[RunEntry, str]]:

@@ -312,8 +312,16 @@ class ExperimentConfig(Strict):
         return SECTION_MODELS[self.backend]()
 
     def canonical_json(self) -> str:
-        """The canonical JSON form that the config hash is taken over."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The canonical JSON form that the config hash is taken over.
+
+        A backend section that sets nothing (``pytorch: {}``) is the backend's defaults, the
+        same measurement as no section: both are written as no section, which keeps the hash
+        of every configuration written without one as it was.
+        """
+        data = self.model_dump(mode="json")
+        if getattr(self, self.backend) == SECTION_MODELS[self.backend]():
+            data[self.backend] = None
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @property
     def measurement_config_hash(self) -> str:

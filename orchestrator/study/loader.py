@@ -59,8 +59,12 @@ def load_study(path: Path, bases: Sequence[Path] | None = None) -> Study:
 
 
 def design_hash(canonical_configs: Iterable[str]) -> str:
-    """First 16 hex digits of SHA-256 over the ordered canonical JSON of the experiments."""
-    joined = "[" + ",".join(canonical_configs) + "]"
+    """First 16 hex digits of SHA-256 over the set of the experiments' canonical JSON.
+
+    A function of which configurations the study measures, not of the order they are written
+    or run in: sweep keys or values written in another order give the same hash.
+    """
+    joined = "[" + ",".join(sorted(set(canonical_configs))) + "]"
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 

@@ -53,8 +53,8 @@ class Study:
         skipped: combinations rejected by the cross-checks, with their reasons.
         warnings: things the user should know (collapsed duplicates, for example).
         execution: cycles, order, gaps, devices and time limits.
-        design_hash: first 16 hex digits of SHA-256 over the ordered experiments' canonical
-            JSON; independent of ``execution`` and ``name``.
+        design_hash: first 16 hex digits of SHA-256 over the set of the experiments'
+            canonical JSON; independent of their order, of ``execution`` and of ``name``.
         files: every file the study was built from, as read (bytes): the study file first,
             then its base, that file's base, and so on.
 

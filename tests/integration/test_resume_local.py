@@ -57,6 +57,28 @@ def test_top_up_runs_only_the_new_cycle(tiny_model_dir, tmp_path):
     assert all(f["reasons"] == ["sanity_check_failed"] for f in flagged)
 
 
+def test_a_cosmetic_edit_that_renames_the_runs_resumes_and_tops_up(tiny_model_dir, tmp_path):
+    # Before: sweeping the precision already set renamed every run (pytorch-bs1 ->
+    # pytorch-bs1-fp32); --resume --cycles 2 then ended in a KeyError (exit 1) after saving
+    # the manifest, and the original file failed the same way from then on.
+    study = write(tmp_path / "k1.yaml", tiny_model_dir, [1], cycles=1)
+    assert llem("run", str(study), "--output", "out", cwd=tmp_path).returncode == 0
+    (study_dir,) = (tmp_path / "out").iterdir()
+    (first,) = Manifest.load(study_dir).runs
+    result = (study_dir / first.run_id / "result.json").read_bytes()
+    edited = tmp_path / "k2.yaml"
+    edited.write_text(study.read_text() + "  precision: [fp32]\n")
+    done = llem("run", str(edited), "--resume", str(study_dir), "--cycles", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 of 2 runs to do" in done.stderr
+    runs = Manifest.load(study_dir).runs
+    assert [(r.run_id, r.status) for r in runs] == [(first.run_id, "completed"),
+                                                    ("001_pytorch-bs1_c2", "completed")]
+    assert (study_dir / first.run_id / "result.json").read_bytes() == result
+    again = llem("run", str(study), "--resume", str(study_dir), "--cycles", "2", cwd=tmp_path)
+    assert again.returncode == 0 and "0 of 2 runs to do" in again.stderr, again.stderr
+
+
 def test_changed_design_is_refused_with_what_changed(tiny_model_dir, tmp_path):
     study = write(tmp_path / "s.yaml", tiny_model_dir, [1], cycles=1)
     assert llem("run", str(study), "--output", "out", cwd=tmp_path).returncode == 0
@@ -65,7 +87,8 @@ def test_changed_design_is_refused_with_what_changed(tiny_model_dir, tmp_path):
     edited = write(tmp_path / "edited.yaml", tiny_model_dir, [1, 2], cycles=1)
     done = llem("run", str(edited), "--resume", str(study_dir), cwd=tmp_path)
     assert done.returncode == 2
-    assert "1 configuration(s) added" in done.stderr and "differs" in done.stderr
+    assert "1 configuration(s) added (pytorch-bs2), 0 removed" in done.stderr, done.stderr
+    assert "differs" in done.stderr
     assert (study_dir / "manifest.json").read_bytes() == manifest_before
 
 

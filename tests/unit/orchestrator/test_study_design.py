@@ -133,3 +133,28 @@ def test_null_over_a_base_section_is_the_same_design_as_no_section(tmp_path: Pat
 def test_null_for_a_section_of_an_unused_backend_is_no_section(tmp_path: Path) -> None:
     study = load_study(write(tmp_path, "model: m\nbackend: pytorch\nvllm: null\n"))
     assert [entry.config.backend for entry in study.experiments] == ["pytorch"]
+
+
+SWEEPS = """
+model: tiny
+backend: [pytorch, vllm]
+sweep:
+  pytorch.batch_size: [8, 1]
+  precision: [fp16, bf16]
+"""
+
+
+def test_design_hash_does_not_depend_on_the_order_of_sweep_keys_or_values(
+    tmp_path: Path,
+) -> None:
+    # Before: the hash was over the configurations in run order, so a swap changed it.
+    grid = load_study(write(tmp_path, GRID, "a.yaml"))
+    swapped = load_study(write(tmp_path, SWEEPS, "b.yaml"))
+    assert swapped.design_hash == grid.design_hash
+    assert [e.slug for e in swapped.experiments] != [e.slug for e in grid.experiments]
+
+
+def test_design_hash_of_an_empty_backend_section_is_that_of_none(tmp_path: Path) -> None:
+    grid = load_study(write(tmp_path, GRID, "a.yaml"))
+    sections = load_study(write(tmp_path, GRID + "vllm: {}\n", "b.yaml"))
+    assert sections.design_hash == grid.design_hash

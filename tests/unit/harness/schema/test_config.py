@@ -24,6 +24,38 @@ def test_hash_is_16_hex_and_stable_across_key_order():
     int(one.measurement_config_hash, 16)
 
 
+@pytest.mark.parametrize("backend", ["pytorch", "vllm", "tensorrt"])
+def test_an_empty_backend_section_is_the_same_measurement_as_none(backend):
+    # Before: `pytorch: {}` hashed apart from no `pytorch:` section, so one measurement had
+    # two hashes and its cycles were never pooled.
+    absent = ExperimentConfig(model="m", backend=backend)
+    empty = ExperimentConfig(model="m", backend=backend, **{backend: {}})
+    defaults = ExperimentConfig(model="m", backend=backend, **{backend: absent.section()
+                                                                .model_dump()})
+    assert empty.measurement_config_hash == absent.measurement_config_hash
+    assert defaults.measurement_config_hash == absent.measurement_config_hash
+    assert empty.canonical_json() == absent.canonical_json()
+
+
+def test_hashes_recorded_before_stay_the_same():
+    # Results and study directories written so far carry these hashes: a configuration
+    # without a backend section, or with settings in it, keeps its hash.
+    assert ExperimentConfig(model="m", backend="pytorch").measurement_config_hash == (
+        "85cfe96cbdacd0c5")
+    assert ExperimentConfig(model="m", backend="vllm").measurement_config_hash == (
+        "6dba1a2db3477121")
+    assert ExperimentConfig(model="m", backend="tensorrt").measurement_config_hash == (
+        "66bac2c877e8bcc7")
+    eight = ExperimentConfig(model="m", backend="pytorch", pytorch={"batch_size": 8})
+    assert eight.measurement_config_hash == "f73db5a4287cfceb"
+
+
+def test_a_backend_setting_changes_the_hash():
+    plain = ExperimentConfig(**BASE)
+    eager = ExperimentConfig(**BASE, pytorch={"attn_implementation": "eager"})
+    assert plain.measurement_config_hash != eager.measurement_config_hash
+
+
 def test_hash_changes_with_streaming_flag():
     plain = ExperimentConfig(**BASE)
     streaming = ExperimentConfig(**BASE, latency={"streaming": True})
