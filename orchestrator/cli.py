@@ -113,6 +113,8 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     summary, study_dir = _execute(study, runner, options, resume_dir, cycles)
     _print_summary(summary, study_dir, as_json)
+    for warning in summary.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if summary.interrupted:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
@@ -138,6 +140,9 @@ def _load(file: Path | None, resume_dir: Path | None) -> Study:
         if not file.is_file():
             raise ConfigError(f"{resume_dir} holds no study.yaml",
                               fix="pass the study file too: llem run FILE --resume DIR")
+        # The copy's relative paths mean what they meant beside the original study file.
+        source_dir = Manifest.load(resume_dir).source_dir
+        return load_study(file, Path(source_dir) if source_dir else None)
     assert file is not None
     return load_study(file)
 
@@ -183,7 +188,7 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
                 cycles=cycles))
         except (LlemError, OSError) as error:
             fail(f"{error}")
-        for note in opened.notes:
+        for note in (*opened.notes, *_runner_change(opened.manifest, runner.name)):
             err.print(f"[yellow]resume:[/] {note}", highlight=False)
         study_dir = opened.path
         err.print(f"study [bold]{study.name}[/]: {opened.todo} of {len(opened.manifest.runs)} "
@@ -205,6 +210,18 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
         except LlemError as error:
             fail(error)
     return summary, study_dir
+
+
+def _runner_change(manifest: Manifest, runner: str) -> list[str]:
+    """A note when completed runs were made by another runner than the one about to run."""
+    todo = [run for run in manifest.runs if run.status not in ("completed", "skipped")]
+    others = sorted({run.runner or manifest.runner for run in manifest.runs
+                     if run.status == "completed" and (run.runner or manifest.runner) != runner})
+    if not todo or not others:
+        return []
+    return [f"completed runs were made with the {', '.join(others)} runner and the {len(todo)} "
+            f"to do run with {runner}: their statistics are not pooled (stats.json keeps one "
+            "entry per environment)"]
 
 
 class _Interrupts:

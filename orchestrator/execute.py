@@ -31,11 +31,18 @@ from harness.timeseries import recover_timeseries
 from orchestrator.cooling import NOT_REQUESTED, CoolDown
 from orchestrator.diskfull import DiskReserve, record_disk_full
 from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
+from orchestrator.run_environment import RunEnvironment
 from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail
 from orchestrator.schedule import PlannedRun, plan
 from orchestrator.stats import STATS_NAME, write_stats
 from orchestrator.study import Study
-from orchestrator.study_dir import fresh_run_dir, mark_running, save_manifest, validate_result
+from orchestrator.study_dir import (
+    check_result,
+    fresh_run_dir,
+    mark_running,
+    save_manifest,
+    validate_result,
+)
 from orchestrator.summary import StudySummary, study_summary
 from orchestrator.tables import load_results, write_results_table
 
@@ -116,6 +123,9 @@ class StudyExecution:
             reserve.release()
 
     def _execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudySummary:
+        if manifest.runner != self.runner.name:  # a resume with another runner
+            manifest.runner = self.runner.name
+            save_manifest(self.study_dir, manifest)
         try:
             self._run_pending(runs, manifest)
         except KeyboardInterrupt:
@@ -213,6 +223,7 @@ class StudyExecution:
             config=run.entry.config,
         )
         write_json(run_dir / "experiment.json", spec)
+        entry.runner, entry.environment = self.runner.name, None
         mark_running(self.study_dir, manifest, entry)
         self.on_event(RunStarted(run_id=run.run_id))
         outcome = self.runner.run(
@@ -249,6 +260,7 @@ class StudyExecution:
         if outcome.end == "ok":
             problem = validate_result(run_dir)
             if problem is None:
+                entry.environment = RunEnvironment.of(check_result(run_dir))
                 entry.status = "completed"
                 entry.result_path = f"{run_dir.name}/result.json"
                 return
@@ -267,16 +279,18 @@ class StudyExecution:
         """Write results.parquet and summary.json from what the manifest says completed."""
         results = load_results(self.study_dir, manifest)
         table = None
+        warnings: list[str] = []
         if results:
             write_results_table(self.study_dir / "results.parquet", results)
-            write_stats(self.study_dir, results)
+            warnings = write_stats(self.study_dir, results).warnings
             table = "results.parquet"
         else:  # tables of an earlier invocation whose results were set aside since
             for stale in ("results.parquet", "results.csv", STATS_NAME):
                 (self.study_dir / stale).unlink(missing_ok=True)
         summary = study_summary(self.study, manifest, self.runner.name, self.started_at,
                                 interrupted=self.runner.stop_requested.is_set(),
-                                no_gaps=self.no_gaps, results_table=table)
+                                no_gaps=self.no_gaps, results_table=table,
+                                warnings=warnings)
         write_json(self.study_dir / "summary.json", summary)
         return summary
 

@@ -61,6 +61,10 @@ class StudySummary(BaseModel):
                                     description="Relative to the study directory.")
     results_table: str | None = Field(None, description="results.parquet, when any run "
                                       "completed.")
+    warnings: list[str] = Field(
+        default_factory=list, description="What the reader of the results must know: "
+        "configurations whose cycles ran in different environments and were not pooled "
+        "(stats.json's warnings).")
 
     @property
     def failed(self) -> int:
@@ -76,7 +80,8 @@ class StudySummary(BaseModel):
 
 def study_summary(study: Study, manifest: Manifest, runner: str, started_at: str, *,
                   interrupted: bool, no_gaps: bool,
-                  results_table: str | None) -> StudySummary:
+                  results_table: str | None,
+                  warnings: list[str] | None = None) -> StudySummary:
     """The summary of ``manifest`` as it stands now."""
     execution = study.execution
     return StudySummary(
@@ -100,6 +105,7 @@ def study_summary(study: Study, manifest: Manifest, runner: str, started_at: str
         skipped=list(manifest.skipped),
         result_files=[r.result_path for r in manifest.runs if r.result_path],
         results_table=results_table,
+        warnings=list(warnings or []),
     )
 
 
