@@ -25,6 +25,7 @@ from harness.schema.result import ExperimentResult
 from orchestrator.manifest import MANIFEST_NAME, Manifest, RunEntry, SkippedRecord, now_utc
 from orchestrator.schedule import PlannedRun, plan
 from orchestrator.study import Study
+from orchestrator.study.inputs import local_inputs
 
 LOCK_NAME = ".llem.lock"
 STUDY_FILE = "study.yaml"
@@ -108,6 +109,8 @@ def new_manifest(study: Study, runs: list[PlannedRun], runner: str) -> Manifest:
         cycle_order=study.execution.cycle_order,
         runs=[_entry(run) for run in runs],
         skipped=[SkippedRecord(description=s.description, reason=s.reason) for s in study.skipped],
+        inputs=local_inputs(entry.config for entry in study.experiments),
+        source_dir=str(study.source_path.resolve().parent),
     )
 
 
@@ -129,6 +132,7 @@ def resume(study: Study, path: Path, cycles: int | None) -> OpenStudy:
     design or a newer result file leaves the directory as it was.
     """
     manifest = Manifest.load(path)
+    check_inputs(study, manifest, path)
     check_design(study, manifest, path)
     done_cycles = max((run.cycle for run in manifest.runs), default=0)
     n_cycles = max(cycles or 0, study.execution.n_cycles if cycles is None else 0, done_cycles)
@@ -155,6 +159,20 @@ def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:
         f"{removed} removed or changed",
         fix="resume with the original study file, or start a new study with llem run FILE",
     )
+
+
+def check_inputs(study: Study, manifest: Manifest, study_dir: Path) -> None:
+    """Refuse, naming the file, when a local dataset or model the study read has changed."""
+    now = local_inputs(entry.config for entry in study.experiments)
+    for path, digest in manifest.inputs.items():
+        if path not in now or now[path] == digest:
+            continue
+        what = ("no longer exists" if now[path] is None else
+                f"has changed content (digest {now[path]}, the study's runs measured {digest})")
+        raise ConfigError(
+            f"{path}, read by the study in {study_dir}, {what}: its runs cannot be continued "
+            "with other content", fix=f"restore {Path(path).name} as it was, or start a new "
+            "study with llem run FILE (a changed workload or model is another configuration)")
 
 
 def _invalid_results(manifest: Manifest, study_dir: Path) -> list[tuple[RunEntry, str]]:

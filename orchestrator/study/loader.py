@@ -9,6 +9,7 @@ from pathlib import Path
 from orchestrator.study.document import read_source
 from orchestrator.study.errors import Pos, StudyFileError
 from orchestrator.study.expand import Recipe, make_plan
+from orchestrator.study.inputs import pin_inputs
 from orchestrator.study.model import SkippedEntry, Study, StudyEntry
 from orchestrator.study.slug import slug
 from orchestrator.study.validate import build, parse_execution
@@ -19,11 +20,16 @@ MAX_DUPLICATE_WARNINGS = 10
 """Duplicates named one by one; the rest are counted in one more warning."""
 
 
-def load_study(path: Path) -> Study:
+def load_study(path: Path, relative_to: Path | None = None) -> Study:
     """Load a study file (or a single-experiment file) and resolve every experiment.
+
+    Local model directories and ``.jsonl`` datasets are made absolute and their content
+    pinned (:mod:`orchestrator.study.inputs`).
 
     Args:
         path: the YAML file.
+        relative_to: the directory relative paths resolve against instead of the file's
+            own (the original study file's, when ``path`` is a study directory's copy).
 
     Returns:
         The study: its experiments in design order (grids per backend, then explicit
@@ -39,7 +45,7 @@ def load_study(path: Path) -> Study:
     execution = parse_execution(source.execution)
     plan = make_plan(source)
     _check_size(plan.count(), execution.n_cycles, source.anchor)
-    kept, canonical, skipped, warnings = _resolve(plan.recipes())
+    kept, canonical, skipped, warnings = _resolve(plan.recipes(), relative_to)
     _check_not_empty(kept, skipped, source.anchor)
     return Study(
         name=source.name,
@@ -71,7 +77,7 @@ def _check_size(configurations: int, n_cycles: int, anchor: Pos) -> None:
 
 
 def _resolve(
-    recipes: Iterable[Recipe],
+    recipes: Iterable[Recipe], relative_to: Path | None,
 ) -> tuple[list[StudyEntry], list[str], list[SkippedEntry], list[str]]:
     kept: list[StudyEntry] = []
     seen: dict[str, StudyEntry] = {}
@@ -82,6 +88,7 @@ def _resolve(
         if isinstance(built, SkippedEntry):
             skipped.append(built)
             continue
+        built = pin_inputs(built, recipe, relative_to)
         entry = StudyEntry(built, slug(recipe.tokens), recipe.origin)
         canonical = built.canonical_json()
         first = seen.setdefault(canonical, entry)

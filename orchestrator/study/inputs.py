@@ -1,0 +1,96 @@
+"""Local inputs of an experiment: their paths resolved against the study file, content pinned.
+
+A relative ``model:`` directory or ``.jsonl`` dataset is relative to the file it is written in
+(the study file, or the ``base:`` file that sets it), never to the directory ``llem`` runs in,
+and becomes an absolute path. Its content identity then enters the configuration, and with it
+the configuration hash: ``dataset_sha256`` (SHA-256 of the file's bytes) and ``model_digest``
+(:func:`harness.models.resolved_revision`: config.json's bytes, every other file's name and
+size). An edited dataset or model is therefore another configuration, which resume refuses
+rather than pools. A hub id is left as written and never looked up: its revision names it.
+A file that does not exist yet gets no digest; preflight reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from harness.io import file_sha256
+from harness.models import is_hub_id, resolved_revision
+from harness.schema.config import ExperimentConfig
+from orchestrator.study.errors import StudyFileError
+from orchestrator.study.expand import Recipe
+
+
+def pin_inputs(config: ExperimentConfig, recipe: Recipe,
+               relative_to: Path | None = None) -> ExperimentConfig:
+    """``config`` with its local paths absolute and their content digests filled in.
+
+    Args:
+        config: the built experiment.
+        recipe: where its settings were written (each path resolves against its own file).
+        relative_to: stands in for the study file's directory (a resume from the study
+            directory's copy resolves against the original study file's directory).
+
+    Raises:
+        StudyFileError: a digest written in the file does not match the file's content.
+
+    """
+    update: dict[str, Any] = {}
+    if config.dataset.endswith(".jsonl"):
+        path = _absolute(config.dataset, _base(recipe, "dataset", relative_to))
+        update["dataset"] = str(path)
+        if path.is_file():
+            update["dataset_sha256"] = _pinned(
+                recipe, "dataset_sha256", config.dataset_sha256, file_sha256(path), path)
+    model_base = _base(recipe, "model", relative_to)
+    if not is_hub_id(config.model, model_base):
+        path = _absolute(config.model, model_base)
+        update["model"] = str(path)
+        if (path / "config.json").is_file():
+            update["model_digest"] = _pinned(
+                recipe, "model_digest", config.model_digest, resolved_revision(path), path)
+    return config.model_copy(update=update) if update else config
+
+
+def local_inputs(configs: Iterable[ExperimentConfig]) -> dict[str, str | None]:
+    """Every local dataset and model directory the configurations read, with its digest.
+
+    Keys are absolute paths; the value is None for a file or directory that is not there.
+    """
+    found: dict[str, str | None] = {}
+    for config in configs:
+        if config.dataset.endswith(".jsonl"):
+            found[config.dataset] = config.dataset_sha256
+        if Path(config.model).is_absolute():
+            found[config.model] = config.model_digest
+    return found
+
+
+def _base(recipe: Recipe, key: str, relative_to: Path | None) -> Path:
+    written_in = recipe.locate((key,)).file.parent
+    if relative_to is None:
+        return written_in
+    top = recipe.anchor.file.parent
+    try:  # a base file beside or below the study file keeps its place relative to it
+        return relative_to / written_in.resolve().relative_to(top.resolve())
+    except ValueError:
+        return written_in
+
+
+def _absolute(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _pinned(recipe: Recipe, key: str, written: str | None, found: str, path: Path) -> str:
+    if written is None or written == found:
+        return found
+    raise StudyFileError.at(
+        recipe.locate((key,)),
+        f"{key} {written} does not match {path} (its content gives {found})",
+        key=key,
+        fix=f"restore {path.name} to the content it pinned, or remove '{key}' to take the "
+        "file as it is now",
+    )
