@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.io import file_sha256
-from harness.models import is_hub_id, resolved_revision
+from harness.models import resolved_revision
+from harness.paths import local_input_paths
 from harness.schema.config import ExperimentConfig
 from orchestrator.study.errors import StudyFileError
 from orchestrator.study.expand import Recipe
@@ -37,20 +38,17 @@ def pin_inputs(config: ExperimentConfig, recipe: Recipe,
         StudyFileError: a digest written in the file does not match the file's content.
 
     """
-    update: dict[str, Any] = {}
-    if config.dataset.endswith(".jsonl"):
-        path = _absolute(config.dataset, _base(recipe, "dataset", relative_to))
-        update["dataset"] = str(path)
-        if path.is_file():
-            update["dataset_sha256"] = _pinned(
-                recipe, "dataset_sha256", config.dataset_sha256, file_sha256(path), path)
-    model_base = _base(recipe, "model", relative_to)
-    if not is_hub_id(config.model, model_base):
-        path = _absolute(config.model, model_base)
-        update["model"] = str(path)
-        if (path / "config.json").is_file():
-            update["model_digest"] = _pinned(
-                recipe, "model_digest", config.model_digest, resolved_revision(path), path)
+    update: dict[str, Any] = local_input_paths(
+        config.model, config.dataset, _base(recipe, "model", relative_to),
+        _base(recipe, "dataset", relative_to))
+    if "dataset" in update and Path(update["dataset"]).is_file():
+        path = Path(update["dataset"])
+        update["dataset_sha256"] = _pinned(
+            recipe, "dataset_sha256", config.dataset_sha256, file_sha256(path), path)
+    if "model" in update and (Path(update["model"]) / "config.json").is_file():
+        path = Path(update["model"])
+        update["model_digest"] = _pinned(
+            recipe, "model_digest", config.model_digest, resolved_revision(path), path)
     return config.model_copy(update=update) if update else config
 
 
@@ -77,11 +75,6 @@ def _base(recipe: Recipe, key: str, relative_to: Path | None) -> Path:
         return relative_to / written_in.resolve().relative_to(top.resolve())
     except ValueError:
         return written_in
-
-
-def _absolute(value: str, base: Path) -> Path:
-    path = Path(value).expanduser()
-    return (path if path.is_absolute() else base / path).resolve()
 
 
 def _pinned(recipe: Recipe, key: str, written: str | None, found: str, path: Path) -> str:
