@@ -135,15 +135,17 @@ class RunOptions:
 def _load(file: Path | None, resume_dir: Path | None) -> Study:
     if file is None and resume_dir is None:
         raise ConfigError("no study file given", fix="llem run STUDY.yaml, or --resume DIR")
-    if file is None and resume_dir is not None:
-        file = resume_dir / "study.yaml"
+    copy = resume_dir / "study.yaml" if resume_dir is not None else None
+    if file is None and copy is not None:
+        file = copy
         if not file.is_file():
             raise ConfigError(f"{resume_dir} holds no study.yaml",
                               fix="pass the study file too: llem run FILE --resume DIR")
+    assert file is not None
+    if resume_dir is not None and copy is not None and file.resolve() == copy.resolve():
         # The copy's relative paths mean what they meant beside the original study file.
         source_dir = Manifest.load(resume_dir).source_dir
         return load_study(file, Path(source_dir) if source_dir else None)
-    assert file is not None
     return load_study(file)
 
 

@@ -109,3 +109,19 @@ def test_existing_hashes_do_not_move_for_configs_without_local_inputs(tmp_path):
     config = ExperimentConfig(model="m", backend="pytorch")
     assert "dataset_sha256" not in json.loads(config.canonical_json())
     assert "model_digest" not in json.loads(config.canonical_json())
+
+
+@pytest.mark.parametrize("name_the_copy", [False, True])
+def test_the_study_directory_copy_reads_the_files_beside_the_original(tmp_path, monkeypatch,
+                                                                      name_the_copy):
+    from orchestrator.cli import _load
+
+    path = study_with_dataset(tmp_path / "study")
+    (tmp_path / "study" / "prompts.jsonl").write_text(PROMPTS)
+    original = load_study(path)
+    with open_study_dir(original, "local", output_root=tmp_path / "out") as opened:
+        study_dir = opened.path
+    monkeypatch.chdir(tmp_path)
+    resumed = _load(study_dir / "study.yaml" if name_the_copy else None, study_dir)
+    assert resumed.design_hash == original.design_hash
+    assert resumed.experiments[0].config.dataset == original.experiments[0].config.dataset
