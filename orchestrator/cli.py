@@ -221,9 +221,9 @@ def _runner_change(manifest: Manifest, runner: str) -> list[str]:
                      if run.status == "completed" and (run.runner or manifest.runner) != runner})
     if not todo or not others:
         return []
-    return [f"completed runs were made with the {', '.join(others)} runner and the {len(todo)} "
-            f"to do run with {runner}: their statistics are not pooled (stats.json keeps one "
-            "entry per environment)"]
+    return [f"completed runs were made with the {', '.join(others)} runner, the {len(todo)} "
+            f"run(s) still to do run with {runner}: they are not pooled with them (stats.json "
+            "keeps one entry per environment)"]
 
 
 class _Interrupts:
