@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from harness._version import __version__
 from harness.errors import ConfigError, LlemError
 from harness.io import write_json
-from harness.paths import create_unique_dir, sanitize, utc_stamp
+from harness.paths import create_unique_dir, local_input_paths, sanitize, utc_stamp
 from harness.schema.config import ExperimentConfig
 from harness.schema.messages import describe
 from harness.schema.run_spec import RunSpec
@@ -84,6 +84,10 @@ def _resolve(file: Path, output: Path) -> tuple[RunSpec, Path]:
     if isinstance(data, dict) and "config" in data and "run_id" in data:
         return _validate(RunSpec, data, file), file.parent
     config = _validate(ExperimentConfig, data, file)
+    # Relative paths are relative to the file, as in a study (llem run).
+    base = file.parent
+    config = config.model_copy(update=local_input_paths(config.model, config.dataset, base,
+                                                        base))
     run_dir = create_unique_dir(output, f"{sanitize(file.stem)}_{utc_stamp()}")
     spec = RunSpec(run_id=run_dir.name, config=config, runner="harness")
     write_json(run_dir / "experiment.json", spec)

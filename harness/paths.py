@@ -74,3 +74,26 @@ def create_unique_dir(root: Path, name: str) -> Path:
         return candidate
     raise ConfigError(f"too many directories named '{base}' under '{root}'",
                       fix="choose another study name or output root")
+
+
+def local_input_paths(model: str, dataset: str, model_base: Path,
+                      dataset_base: Path) -> dict[str, str]:
+    """Absolute paths of a local model directory and a ``.jsonl`` dataset, by config field.
+
+    A relative path is relative to the file it was written in (``model_base``,
+    ``dataset_base``: that file's directory), never to the working directory; ``~`` is
+    expanded. A hub id, a built-in dataset and ``synthetic`` are left out (they are no paths).
+    """
+    from harness.models import is_hub_id
+
+    found: dict[str, str] = {}
+    if dataset.endswith(".jsonl"):
+        found["dataset"] = str(_absolute(dataset, dataset_base))
+    if not is_hub_id(model, model_base):
+        found["model"] = str(_absolute(model, model_base))
+    return found
+
+
+def _absolute(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()

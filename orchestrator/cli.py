@@ -180,6 +180,8 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     summary, study_dir = _execute(study, runner, options, resume_dir, cycles)
     _print_summary(summary, study_dir, as_json)
+    for warning in summary.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if summary.interrupted:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
@@ -202,8 +204,9 @@ def _load(file: Path | None, resume_dir: Path | None) -> Study:
         raise ConfigError("no study file given", fix="llem run STUDY.yaml, or --resume DIR")
     if resume_dir is not None:
         check_study_dir(resume_dir)  # before the runner's checks and any fetch
-    if file is None and resume_dir is not None:
-        return load_kept_study(resume_dir)
+        if file is None or file.resolve() == (resume_dir / "study.yaml").resolve():
+            # the kept copies, their relative paths read as beside the originals
+            return load_kept_study(resume_dir)
     assert file is not None
     return load_study(file)
 
@@ -246,7 +249,7 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
                 cycles=cycles, no_gaps=options.no_gaps))
         except (LlemError, OSError) as error:
             fail(error if isinstance(error, LlemError) else f"{error}")
-        for note in opened.notes:
+        for note in (*opened.notes, *_runner_change(opened.manifest, runner.name)):
             err.print(f"[yellow]resume:[/] {note}", highlight=False)
         study_dir = opened.path
         err.print(f"study [bold]{study.name}[/]: {opened.todo} of {len(opened.manifest.runs)} "
@@ -268,6 +271,18 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
         except LlemError as error:
             fail(error)
     return summary, study_dir
+
+
+def _runner_change(manifest: Manifest, runner: str) -> list[str]:
+    """A note when completed runs were made by another runner than the one about to run."""
+    todo = [run for run in manifest.runs if run.status not in ("completed", "skipped")]
+    others = sorted({run.runner or manifest.runner for run in manifest.runs
+                     if run.status == "completed" and (run.runner or manifest.runner) != runner})
+    if not todo or not others:
+        return []
+    return [f"completed runs were made with the {', '.join(others)} runner, the {len(todo)} "
+            f"run(s) still to do run with {runner}: they are not pooled with them (stats.json "
+            "keeps one entry per environment)"]
 
 
 class _Interrupts:

@@ -32,11 +32,13 @@ from harness.timeseries import recover_timeseries
 from orchestrator.cooling import NOT_REQUESTED, CoolDown
 from orchestrator.diskfull import DiskReserve, record_disk_full
 from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
+from orchestrator.run_environment import RunEnvironment
 from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail, runner_failure
 from orchestrator.schedule import Gaps, PlannedRun, plan
 from orchestrator.stats import STATS_NAME, write_stats
 from orchestrator.study import Study
 from orchestrator.study_dir import (
+    check_result,
     entries_by_key,
     finish_invocation,
     fresh_run_dir,
@@ -124,6 +126,9 @@ class StudyExecution:
             reserve.release()
 
     def _execute(self, runs: list[PlannedRun], manifest: Manifest) -> StudySummary:
+        if manifest.runner != self.runner.name:  # a resume with another runner
+            manifest.runner = self.runner.name
+            save_manifest(self.study_dir, manifest)
         try:
             self._run_pending(runs, manifest)
         except KeyboardInterrupt:
@@ -224,6 +229,7 @@ class StudyExecution:
             config=run.entry.config,
         )
         write_json(run_dir / "experiment.json", spec)
+        entry.runner, entry.environment = self.runner.name, None
         mark_running(self.study_dir, manifest, entry)
         self.on_event(RunStarted(run_id=entry.run_id))
         outcome = self._runner_run(entry.run_id, run_dir)
@@ -280,6 +286,7 @@ class StudyExecution:
         if outcome.end == "ok":
             problem = validate_result(run_dir)
             if problem is None:
+                entry.environment = RunEnvironment.of(check_result(run_dir))
                 entry.status = "completed"
                 entry.result_path = f"{run_dir.name}/result.json"
                 return
@@ -298,10 +305,11 @@ class StudyExecution:
         """Write results.parquet and summary.json from what the manifest says completed."""
         results = load_results(self.study_dir, manifest)
         table = None
+        warnings: list[str] = []
         if results:
             configs = [entry.config for entry in self.study.experiments]
             write_results_table(self.study_dir / "results.parquet", results, configs)
-            write_stats(self.study_dir, results)
+            warnings = write_stats(self.study_dir, results).warnings
             table = "results.parquet"
         else:  # tables of an earlier invocation whose results were set aside since
             for stale in ("results.parquet", "results.csv", STATS_NAME):
@@ -310,7 +318,8 @@ class StudyExecution:
         finish_invocation(self.study_dir, manifest, interrupted)
         summary = study_summary(self.study, manifest, self.runner.name, self.started_at,
                                 interrupted=interrupted,
-                                no_gaps=self.no_gaps, results_table=table)
+                                no_gaps=self.no_gaps, results_table=table,
+                                warnings=warnings)
         write_json(self.study_dir / "summary.json", summary)
         return summary
 

@@ -5,6 +5,10 @@ study file regardless of order. ``runs`` lists the runs in planned order; ``exec
 them in the order they actually started (retries, resumes and top-ups included).
 ``invocations`` lists every ``llem run`` (or ``run_study``) on the directory: the files it
 loaded the study from and how it ran it. Only ``orchestrator.study_dir`` writes the file.
+
+Each run records the runner that started it and, once completed, the measurement-relevant
+environment of its result (:mod:`orchestrator.run_environment`); the top-level ``runner`` is
+the latest invocation's, so a resume with another runner never leaves it naming the wrong one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.schema.reading import read_model
 from harness.schema.result import SCHEMA_VERSION
+from orchestrator.run_environment import RunEnvironment
 
 MANIFEST_NAME = "manifest.json"
 RunStatus = Literal["pending", "running", "completed", "failed", "skipped", "interrupted"]
@@ -55,6 +60,10 @@ class RunEntry(BaseModel):
     finished_at: str | None = None
     result_path: str | None = Field(None, description="Relative to the study directory.")
     failure: Failure | None = None
+    runner: str | None = Field(None, description="The runner of the run's latest attempt.")
+    environment: RunEnvironment | None = Field(
+        None, description="Completed runs: what they measured on, as far as pooling goes "
+        "(runner, image, harness, library and Python versions, GPU models and driver).")
 
 
 class SkippedRecord(BaseModel):
@@ -112,7 +121,8 @@ class Manifest(BaseModel):
     schema_version: Literal["1"] = SCHEMA_VERSION
     study: str
     design_hash: str
-    runner: str
+    runner: str = Field(description="The runner of the latest invocation (a resume may use "
+                        "another); each run records its own.")
     created_at: str = Field(default_factory=now_utc)
     cycle_order: str
     gpus: list[int] | None = Field(
@@ -125,6 +135,10 @@ class Manifest(BaseModel):
     skipped: list[SkippedRecord] = Field(default_factory=list)
     invocations: list[Invocation] = Field(
         default_factory=list, description="Every invocation on the directory, in order.")
+    inputs: dict[str, str | None] = Field(
+        default_factory=dict, description="Local datasets and model directories the study "
+        "reads (absolute paths) and their content digests (dataset_sha256, model_digest); "
+        "resume refuses, naming the file, when one has changed.")
 
     def counts(self) -> dict[str, int]:
         """Number of runs per status."""

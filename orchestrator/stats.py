@@ -11,6 +11,11 @@ Runs whose figures are in doubt (a failed sanity check, or an ``energy_disagreem
 ``thermal_drift`` or ``foreign_processes`` warning) are left out by default and listed per
 configuration with their reasons; ``include_flagged`` keeps them in. The metrics are the
 headline metrics (``harness.schema.headline``), the same as results.parquet's columns.
+
+Runs are pooled only when their measurement-relevant environment matches as well
+(:mod:`orchestrator.run_environment`): a configuration measured in two environments (a top-up
+with another runner, image or library version) gets one entry per environment, and a warning
+says which configuration was not pooled and what differs.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from harness.io import write_json
 from harness.schema.headline import HEADLINE_METRICS
 from harness.schema.reading import read_model
 from harness.schema.result import SCHEMA_VERSION, ExperimentResult
+from orchestrator.run_environment import RunEnvironment
 
 MIN_CYCLES_FOR_CI = 3
 BCA_FROM_CYCLES = 30
@@ -97,6 +103,9 @@ class ConfigStats(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     config_hash: str
+    environment: RunEnvironment | None = Field(
+        None, description="The measurement-relevant environment all these runs share; a "
+        "configuration measured in several has one entry per environment.")
     run_ids: list[str] = Field(description="The runs the figures are computed from.")
     cycles: list[int]
     n_excluded: int = Field(description="Flagged runs left out of the figures.")
@@ -129,6 +138,9 @@ class StudyStats(BaseModel):
     flag_reasons: list[str] = Field(description="The codes that flag a run.")
     n_excluded: int
     configurations: list[ConfigStats]
+    warnings: list[str] = Field(
+        default_factory=list, description="Configurations whose runs were not pooled because "
+        "they ran in different environments, with what differs.")
 
     @classmethod
     def load(cls, study_dir: Path) -> StudyStats:
@@ -211,6 +223,30 @@ def group_by_configuration(results: list[ExperimentResult]) -> dict[str, list[Ex
     return {key: sorted(runs, key=lambda run: run.cycle) for key, runs in groups.items()}
 
 
+def group_by_environment(runs: list[ExperimentResult]
+                         ) -> list[tuple[RunEnvironment, list[ExperimentResult]]]:
+    """Runs of one configuration split by measurement-relevant environment, in cycle order."""
+    groups: dict[str, tuple[RunEnvironment, list[ExperimentResult]]] = {}
+    for run in runs:
+        environment = RunEnvironment.of(run)
+        groups.setdefault(environment.key(), (environment, []))[1].append(run)
+    return list(groups.values())
+
+
+def not_pooled_warning(config_hash: str,
+                       groups: list[tuple[RunEnvironment, list[ExperimentResult]]]) -> str:
+    """Why the runs of ``config_hash`` have one statistics entry per environment."""
+    first, first_runs = groups[0]
+    parts = []
+    for environment, runs in groups[1:]:
+        cycles = ", ".join(str(run.cycle) for run in runs)
+        parts.append(f"cycle(s) {cycles} differ from cycle(s) "
+                     f"{', '.join(str(run.cycle) for run in first_runs)} in "
+                     + "; ".join(first.differences(environment)))
+    return (f"configuration {config_hash} ran in {len(groups)} environments and was not "
+            f"pooled (one statistics entry per environment): {'. '.join(parts)}")
+
+
 def study_stats(results: list[ExperimentResult], include_flagged: bool = False) -> StudyStats:
     """Statistics per configuration across its cycles.
 
@@ -220,8 +256,14 @@ def study_stats(results: list[ExperimentResult], include_flagged: bool = False) 
             figures (they are listed with their reasons either way).
 
     """
-    configurations = [_configuration(key, runs, include_flagged)
-                      for key, runs in group_by_configuration(results).items()]
+    configurations: list[ConfigStats] = []
+    not_pooled: list[str] = []
+    for key, runs in group_by_configuration(results).items():
+        groups = group_by_environment(runs)
+        if len(groups) > 1:
+            not_pooled.append(not_pooled_warning(key, groups))
+        configurations.extend(_configuration(key, environment, group, include_flagged)
+                              for environment, group in groups)
     return StudyStats(
         confidence_level=CONFIDENCE,
         ci_method_rule=CiMethodRule(
@@ -234,17 +276,19 @@ def study_stats(results: list[ExperimentResult], include_flagged: bool = False) 
         flag_reasons=[SANITY_FLAG, *FLAGGING_WARNINGS],
         n_excluded=sum(config.n_excluded for config in configurations),
         configurations=configurations,
+        warnings=not_pooled,
     )
 
 
-def _configuration(config_hash: str, runs: list[ExperimentResult],
-                   include_flagged: bool) -> ConfigStats:
+def _configuration(config_hash: str, environment: RunEnvironment,
+                   runs: list[ExperimentResult], include_flagged: bool) -> ConfigStats:
     reasons = {run.run_id: flag_reasons(run) for run in runs}
     used = [run for run in runs if include_flagged or not reasons[run.run_id]]
     no_values_note = ("not measured in these runs (see their warnings)" if used else
                       f"no runs left: all {len(runs)} were excluded as flagged (see flagged)")
     return ConfigStats(
         config_hash=config_hash,
+        environment=environment,
         run_ids=[run.run_id for run in used],
         cycles=[run.cycle for run in used],
         n_excluded=len(runs) - len(used),
@@ -269,6 +313,8 @@ def _metrics(runs: list[ExperimentResult], no_values_note: str) -> dict[str, Met
 
 
 def write_stats(study_dir: Path, results: list[ExperimentResult],
-                include_flagged: bool = False) -> None:
-    """Write stats.json atomically (see :func:`study_stats`)."""
-    write_json(study_dir / STATS_NAME, study_stats(results, include_flagged))
+                include_flagged: bool = False) -> StudyStats:
+    """Write stats.json atomically (see :func:`study_stats`); return what was written."""
+    stats = study_stats(results, include_flagged)
+    write_json(study_dir / STATS_NAME, stats)
+    return stats

@@ -37,6 +37,7 @@ from orchestrator.manifest import (
 )
 from orchestrator.schedule import PlannedRun, RunKey, plan
 from orchestrator.study import Study, check_cycles, load_study
+from orchestrator.study.inputs import local_inputs
 
 LOCK_NAME = ".llem.lock"
 STUDY_FILE = "study.yaml"
@@ -136,6 +137,7 @@ def new_manifest(study: Study, runs: list[PlannedRun], runner: str) -> Manifest:
         gpus=study.execution.gpus,
         runs=[_entry(run) for run in runs],
         skipped=[SkippedRecord(description=s.description, reason=s.reason) for s in study.skipped],
+        inputs=local_inputs(entry.config for entry in study.experiments),
     )
 
 
@@ -200,6 +202,7 @@ def _plan_resume(study: Study, path: Path, cycles: int | None,
                  ) -> tuple[Manifest, list[PlannedRun], list[tuple[RunEntry, str]]]:
     """Read only: the manifest with the top-up's runs added, every planned run, bad results."""
     manifest = Manifest.load(path)
+    check_inputs(study, manifest, path)
     check_design(study, manifest, path)
     check_runs(manifest, path)
     done_cycles = max((run.cycle for run in manifest.runs), default=0)
@@ -280,8 +283,12 @@ def load_kept_study(study_dir: Path) -> Study:
         if not path.is_file():
             raise ConfigError(f"{study_dir} holds no {path.relative_to(study_dir)}",
                               fix="pass the study file too: llem run FILE --resume DIR")
-    # A directory of an older llem kept no bases: they are looked up next to study.yaml.
-    return load_study(files[0], files[1:] if manifest.invocations else None)
+    if not manifest.invocations:  # an older llem's: bases are looked up next to study.yaml
+        return load_study(files[0])
+    # Relative paths in each copy mean what they meant beside its original.
+    origins = {(study_dir / file.path).resolve(): Path(file.origin).parent
+               for file in manifest.invocations[0].files}
+    return load_study(files[0], files[1:], origins)
 
 
 def finish_invocation(study_dir: Path, manifest: Manifest, interrupted: bool) -> None:
@@ -376,6 +383,20 @@ def _named(configs: dict[str, str], others: dict[str, str]) -> str:
     shown = ", ".join(names[:MAX_NAMED])
     more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
     return f" ({shown}{more})"
+
+
+def check_inputs(study: Study, manifest: Manifest, study_dir: Path) -> None:
+    """Refuse, naming the file, when a local dataset or model the study read has changed."""
+    now = local_inputs(entry.config for entry in study.experiments)
+    for path, digest in manifest.inputs.items():
+        if path not in now or now[path] == digest:
+            continue
+        what = ("no longer exists" if now[path] is None else
+                f"has changed content (digest {now[path]}, the study's runs measured {digest})")
+        raise ConfigError(
+            f"{path}, read by the study in {study_dir}, {what}: its runs cannot be continued "
+            "with other content", fix=f"restore {Path(path).name} as it was, or start a new "
+            "study with llem run FILE (a changed workload or model is another configuration)")
 
 
 def _invalid_results(manifest: Manifest, study_dir: Path) -> list[tuple[RunEntry, str]]:

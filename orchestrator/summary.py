@@ -73,6 +73,10 @@ class StudySummary(BaseModel):
         default_factory=list, description="Every invocation on the study directory, this one "
         "last: when, the files it loaded the study from, its name, runner, cycles, order, "
         "gaps and time limit as run (the manifest's invocations).")
+    warnings: list[str] = Field(
+        default_factory=list, description="What the reader of the results must know: "
+        "configurations whose cycles ran in different environments and were not pooled "
+        "(stats.json's warnings).")
 
     @property
     def failed(self) -> int:
@@ -88,7 +92,8 @@ class StudySummary(BaseModel):
 
 def study_summary(study: Study, manifest: Manifest, runner: str, started_at: str, *,
                   interrupted: bool, no_gaps: bool,
-                  results_table: str | None) -> StudySummary:
+                  results_table: str | None,
+                  warnings: list[str] | None = None) -> StudySummary:
     """The summary of ``manifest`` as it stands now."""
     execution = study.execution
     return StudySummary(
@@ -114,6 +119,7 @@ def study_summary(study: Study, manifest: Manifest, runner: str, started_at: str
         result_files=[r.result_path for r in manifest.runs if r.result_path],
         results_table=results_table,
         invocations=list(manifest.invocations),
+        warnings=list(warnings or []),
     )
 
 

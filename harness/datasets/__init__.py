@@ -28,6 +28,7 @@ from typing import Any
 
 from harness.backends.base import Backend, Request
 from harness.errors import BackendError, ConfigError, LlemError, PreflightError
+from harness.io import file_sha256
 from harness.schema.config import BUILTIN_DATASETS, ExperimentConfig
 from harness.schema.messages import did_you_mean
 
@@ -235,7 +236,8 @@ def load_prompts(dataset: str) -> list[Prompt]:
 def check_dataset(config: ExperimentConfig) -> list[str]:
     """Return every problem with the configured dataset (empty when it can be used).
 
-    For preflight: the file exists, is readable and every line is well formed.
+    For preflight: the file exists, is readable, has the content the configuration pinned
+    (``dataset_sha256``) and every line is well formed.
     """
     if config.dataset == SYNTHETIC:
         return []
@@ -243,10 +245,27 @@ def check_dataset(config: ExperimentConfig) -> list[str]:
         source, text = _read_dataset(config.dataset)
     except LlemError as error:
         return [str(error)]
+    changed = _content_changed(config)
+    if changed:
+        return [changed]
     prompts, problems = parse_prompts(text, source)
     if not problems and not prompts:
         problems = [f"{source} holds no prompts"]
     return [str(ConfigError(problem, fix=LINE_FIX)) for problem in problems[:_MAX_PROBLEMS]]
+
+
+def _content_changed(config: ExperimentConfig) -> str | None:
+    if config.dataset_sha256 is None or config.dataset in BUILTIN_DATASETS:
+        return None
+    path = Path(config.dataset).expanduser()
+    found = file_sha256(path)
+    if found == config.dataset_sha256:
+        return None
+    return str(ConfigError(
+        f"dataset file {path} has changed since the study was planned (content SHA-256 "
+        f"{found[:12]}..., the configuration pins {config.dataset_sha256[:12]}...)",
+        fix="restore the file, or start a new study with llem run FILE: a changed workload "
+        "is another configuration"))
 
 
 def parse_prompts(text: str, source: str) -> tuple[list[Prompt], list[str]]:

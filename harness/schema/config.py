@@ -25,6 +25,9 @@ Precision = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
 BUILTIN_DATASETS = ("llem-prompts-v1",)
 """Prompt sets shipped with the harness (``harness/datasets/``)."""
 
+CONTENT_DIGESTS = ("model_digest", "dataset_sha256")
+"""Fields that pin the content of local inputs; left out of the hash while unset."""
+
 CROSS_CHECK = "llem_cross_check"
 """Pydantic error type of a rejected value combination (a study skips these, it does not fail)."""
 
@@ -239,15 +242,25 @@ class ExperimentConfig(Strict):
 
     model: str = Field(min_length=1, description="Hugging Face id or local model directory.")
     revision: str | None = Field(None, description="Model revision (branch, tag or commit).")
+    model_digest: str | None = Field(
+        None, description="Content identity of a local model directory (SHA-256 over "
+        "config.json's bytes and every other file's name and size), filled in by llem run; "
+        "part of the configuration hash. Null for a hub id, whose revision names it.")
     backend: Backend = Field(description="Inference backend.")
     precision: Precision = Field("bf16", description="Compute dtype.")
     dataset: str = Field(
         "synthetic",
         description=(
             "'synthetic' (exact input_len tokens, seeded), a built-in prompt set "
-            f"({', '.join(BUILTIN_DATASETS)}) or a path to a .jsonl file."
+            f"({', '.join(BUILTIN_DATASETS)}) or a path to a .jsonl file (a relative path "
+            "is relative to the study file)."
         ),
     )
+    dataset_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the .jsonl dataset's bytes, filled in by llem run (set it to "
+        "pin the content); part of the configuration hash, and a run refuses a file whose "
+        "content differs.")
     n: int = Field(100, ge=1, description="Number of prompts measured.")
     input_len: int = Field(
         128, ge=1, description="Prompt length in tokens (synthetic) or truncation limit."
@@ -316,11 +329,16 @@ class ExperimentConfig(Strict):
 
         A backend section that sets nothing (``pytorch: {}``) is the backend's defaults, the
         same measurement as no section: both are written as no section, which keeps the hash
-        of every configuration written without one as it was.
+        of every configuration written without one as it was. An unset content digest is left
+        out, so configurations without local inputs keep the hash they had before digests
+        existed.
         """
         data = self.model_dump(mode="json")
         if getattr(self, self.backend) == SECTION_MODELS[self.backend]():
             data[self.backend] = None
+        for name in CONTENT_DIGESTS:
+            if data[name] is None:
+                del data[name]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @property

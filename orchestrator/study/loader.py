@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import ConfigError
 from orchestrator.study.document import read_source
 from orchestrator.study.errors import Pos, StudyFileError
 from orchestrator.study.expand import Recipe, make_plan
+from orchestrator.study.inputs import pin_inputs
 from orchestrator.study.model import SkippedEntry, Study, StudyEntry
 from orchestrator.study.slug import slug
 from orchestrator.study.validate import build, parse_execution
@@ -20,14 +21,21 @@ MAX_DUPLICATE_WARNINGS = 10
 """Duplicates named one by one; the rest are counted in one more warning."""
 
 
-def load_study(path: Path, bases: Sequence[Path] | None = None) -> Study:
+def load_study(path: Path, bases: Sequence[Path] | None = None,
+               origins: Mapping[Path, Path] | None = None) -> Study:
     """Load a study file (or a single-experiment file) and resolve every experiment.
+
+    Local model directories and ``.jsonl`` datasets are made absolute and their content
+    pinned (:mod:`orchestrator.study.inputs`).
 
     Args:
         path: the YAML file.
         bases: its chain of ``base:`` files, to read instead of looking each up next to the
             file that names it (a study directory's copies): the file's base is ``bases[0]``,
             that one's base ``bases[1]``, and so on.
+        origins: the directory each file read stood in when the study was first loaded, by
+            the file's resolved path (a study directory's copies): relative paths written in
+            the file resolve against it, as they did beside the original.
 
     Returns:
         The study: its experiments in design order (grids per backend, then explicit
@@ -43,7 +51,7 @@ def load_study(path: Path, bases: Sequence[Path] | None = None) -> Study:
     execution = parse_execution(source.execution)
     plan = make_plan(source)
     _check_size(plan.count(), execution.n_cycles, source.anchor)
-    kept, canonical, skipped, warnings = _resolve(plan.recipes())
+    kept, canonical, skipped, warnings = _resolve(plan.recipes(), origins)
     _check_not_empty(kept, skipped, source.anchor)
     return Study(
         name=source.name,
@@ -104,7 +112,7 @@ def _check_size(configurations: int, n_cycles: int, anchor: Pos) -> None:
 
 
 def _resolve(
-    recipes: Iterable[Recipe],
+    recipes: Iterable[Recipe], origins: Mapping[Path, Path] | None,
 ) -> tuple[list[StudyEntry], list[str], list[SkippedEntry], list[str]]:
     kept: list[StudyEntry] = []
     seen: dict[str, StudyEntry] = {}
@@ -115,6 +123,7 @@ def _resolve(
         if isinstance(built, SkippedEntry):
             skipped.append(built)
             continue
+        built = pin_inputs(built, recipe, origins)
         entry = StudyEntry(built, slug(recipe.tokens), recipe.origin)
         canonical = built.canonical_json()
         first = seen.setdefault(canonical, entry)

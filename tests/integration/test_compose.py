@@ -33,12 +33,12 @@ def test_compose_cpu_service_runs_one_experiment(cpu_image, tiny_model_dir, tmp_
     shutil.copy(REPO / "compose.yaml", project / "compose.yaml")
     shutil.copytree(tiny_model_dir, project / ".llem" / "models" / "tiny-llama")
     (project / "studies" / "one.yaml").write_text(
-        "model: .llem/models/tiny-llama\nbackend: pytorch\nprecision: fp32\nn: 4\n"
+        "model: ../.llem/models/tiny-llama\nbackend: pytorch\nprecision: fp32\nn: 4\n"
         "input_len: 16\noutput_len: 8\nwarmup: {n_warmup: 1, min_seconds: 0}\n")
     env = {**os.environ, "LLEM_UID": str(os.getuid()), "LLEM_GID": str(os.getgid()),
            "HF_HUB_CACHE": str(project / "hf")}
     done = subprocess.run([*compose_command(), "-f", str(project / "compose.yaml"), "run",
-                           "--rm", "cpu", "run", "/studies/one.yaml"], cwd=project, env=env,
+                           "--rm", "cpu", "run", "studies/one.yaml"], cwd=project, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = list((project / "results").iterdir())

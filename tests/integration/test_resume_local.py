@@ -204,3 +204,43 @@ def test_the_summary_describes_every_invocation(tiny_model_dir, tmp_path):
             second.config_gap_s, second.cycle_gap_s) == (
                 True, "local", 2, "sequential", True, 0.0, 0.0)
     assert summary.invocations == Manifest.load(study_dir).invocations
+
+
+def with_dataset(folder: Path, model: Path) -> Path:
+    """A one-run study beside its prompts.jsonl, which it names by a relative path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "prompts.jsonl").write_text('{"prompt": "hello"}\n{"prompt": "good day"}\n')
+    path = write(folder / "s.yaml", model, [1], cycles=1)
+    path.write_text(path.read_text() + "dataset: prompts.jsonl\n")
+    return path
+
+
+def test_an_edited_dataset_is_refused_on_resume_naming_the_file(tiny_model_dir, tmp_path):
+    # Before: the hash covered the path only, and resume pooled the edited workload's runs.
+    study = with_dataset(tmp_path / "study", tiny_model_dir)
+    with open_study_dir(load_study(study), "local", output_root=tmp_path / "out") as opened:
+        study_dir = opened.path
+    (tmp_path / "study" / "prompts.jsonl").write_text('{"prompt": "something else"}\n')
+    before = tree_digest(study_dir)
+    done = llem("run", str(study), "--resume", str(study_dir), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "prompts.jsonl" in done.stderr and "changed content" in done.stderr
+    assert tree_digest(study_dir) == before
+
+
+def test_a_relative_dataset_means_the_file_beside_the_study_wherever_llem_runs(tiny_model_dir,
+                                                                              tmp_path):
+    # Before: relative to the working directory, so a resume after a cd read another file.
+    study = with_dataset(tmp_path / "study", tiny_model_dir)
+    with open_study_dir(load_study(study), "local", output_root=tmp_path / "out") as opened:
+        study_dir = opened.path
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "prompts.jsonl").write_text('{"prompt": "not this one"}\n')
+    done = llem("run", "--resume", str(study_dir), cwd=elsewhere)  # the folder's copy alone
+    assert done.returncode == 0, done.stderr
+    (entry,) = Manifest.load(study_dir).runs
+    assert entry.status == "completed" and entry.environment is not None
+    assert entry.environment.runner == "local" and entry.runner == "local"
+    result = json.loads((study_dir / entry.run_id / "result.json").read_text())
+    assert result["config"]["dataset"] == str((tmp_path / "study" / "prompts.jsonl").resolve())

@@ -332,3 +332,17 @@ def test_warmup_twins_keep_shapes_but_share_no_prompt_with_the_window():
     assert not any(tuple(t.input_ids[:8]) in window_prefixes for t in twins)
     assert all(set(t.input_ids) <= set(vocab) for t in twins)
     assert warmup_twins(window, vocab, seed=42) == twins  # seeded: reproducible
+
+
+def test_a_dataset_whose_content_differs_from_its_pinned_digest_is_refused(tmp_path):
+    import hashlib
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "hello"}\n')
+    pinned = hashlib.sha256(path.read_bytes()).hexdigest()
+    config = ExperimentConfig(model="m", backend="pytorch", dataset=str(path),
+                              dataset_sha256=pinned)
+    assert check_dataset(config) == []
+    path.write_text('{"prompt": "hello, edited"}\n')
+    (problem,) = check_dataset(config)
+    assert str(path) in problem and "changed since the study was planned" in problem

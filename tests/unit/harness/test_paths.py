@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from harness.errors import ConfigError
@@ -34,3 +36,28 @@ def test_unique_dir_cannot_escape_root(tmp_path):
     assert made.parent == tmp_path / "root"
     with pytest.raises(ConfigError, match="would leave the output root"):
         inside(tmp_path / "root", tmp_path / "root" / ".." / "x")
+
+
+def test_a_single_experiment_file_takes_relative_paths_from_its_own_folder(tmp_path,
+                                                                           monkeypatch):
+    from harness.__main__ import _resolve
+
+    folder = tmp_path / "studies"
+    (folder / "models" / "tiny").mkdir(parents=True)
+    (folder / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
+    (folder / "one.yaml").write_text("model: models/tiny\nbackend: pytorch\n"
+                                     "dataset: prompts.jsonl\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    spec, _ = _resolve(Path("../studies/one.yaml"), tmp_path / "out")
+    assert spec.config.model == str((folder / "models" / "tiny").resolve())
+    assert spec.config.dataset == str((folder / "prompts.jsonl").resolve())
+
+
+def test_hub_ids_and_built_in_datasets_are_no_paths(tmp_path):
+    from harness.paths import local_input_paths
+
+    assert local_input_paths("org/name", "llem-prompts-v1", tmp_path, tmp_path) == {}
+    assert local_input_paths("~/m", "synthetic", tmp_path, tmp_path) == {
+        "model": str((Path.home() / "m").resolve())}

@@ -1,0 +1,127 @@
+"""A configuration's identity covers the content of its local dataset and model, and relative
+paths resolve against the study file's directory, wherever llem runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from orchestrator.study import load_study
+from orchestrator.study_dir import open_study_dir
+
+PROMPTS = '{"prompt": "hello there"}\n{"prompt": "how are you"}\n'
+
+
+def study_with_dataset(folder: Path, dataset: str = "prompts.jsonl") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "s.yaml"
+    path.write_text(f"name: d\nmodel: m\nbackend: pytorch\ndataset: {dataset}\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    return path
+
+
+def only_config(path: Path):
+    (entry,) = load_study(path).experiments
+    return entry.config
+
+
+def test_an_edited_jsonl_changes_the_configuration_identity(tmp_path):
+    path = study_with_dataset(tmp_path)
+    (tmp_path / "prompts.jsonl").write_text(PROMPTS)
+    before = load_study(path)
+    (tmp_path / "prompts.jsonl").write_text(PROMPTS + '{"prompt": "one more"}\n')
+    after = load_study(path)
+    old, new = before.experiments[0].config, after.experiments[0].config
+    assert old.dataset_sha256 is not None and old.dataset_sha256 != new.dataset_sha256
+    assert old.measurement_config_hash != new.measurement_config_hash
+    assert before.design_hash != after.design_hash
+
+
+def test_a_relative_dataset_resolves_against_the_study_file_not_the_working_directory(
+        tmp_path, monkeypatch):
+    path = study_with_dataset(tmp_path / "study")
+    (tmp_path / "study" / "prompts.jsonl").write_text(PROMPTS)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "prompts.jsonl").write_text('{"prompt": "something else"}\n')
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    from_elsewhere = only_config(Path("../study/s.yaml"))
+    monkeypatch.chdir(tmp_path / "study")
+    from_beside = only_config(Path("s.yaml"))
+    assert from_elsewhere.dataset == str((tmp_path / "study" / "prompts.jsonl").resolve())
+    assert from_elsewhere.measurement_config_hash == from_beside.measurement_config_hash
+    assert path.exists()
+
+
+def test_a_local_model_directory_is_identified_by_its_content(tmp_path):
+    model = tmp_path / "models" / "tiny"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    (model / "model.safetensors").write_bytes(b"w" * 10)
+    path = tmp_path / "s.yaml"
+    path.write_text("model: models/tiny\nbackend: pytorch\n")
+    first = only_config(path)
+    assert first.model == str(model.resolve())
+    assert first.model_digest is not None and first.model_digest.startswith("local-sha256:")
+    (model / "config.json").write_text('{"hidden_size": 16}')
+    assert only_config(path).measurement_config_hash != first.measurement_config_hash
+
+
+def test_a_hub_id_is_left_as_written_and_needs_no_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = tmp_path / "s.yaml"
+    path.write_text("model: org/never-downloaded\nbackend: pytorch\n")
+    config = only_config(path)
+    assert config.model == "org/never-downloaded" and config.model_digest is None
+    assert config.dataset_sha256 is None
+
+
+def test_resume_refuses_a_study_whose_dataset_changed_and_names_the_file(tmp_path):
+    path = study_with_dataset(tmp_path)
+    (tmp_path / "prompts.jsonl").write_text(PROMPTS)
+    with open_study_dir(load_study(path), "local", output_root=tmp_path / "out") as opened:
+        study_dir = opened.path
+    manifest_before = (study_dir / "manifest.json").read_bytes()
+    (tmp_path / "prompts.jsonl").write_text(PROMPTS.replace("hello", "bye"))
+    with pytest.raises(ConfigError) as refused, open_study_dir(
+            load_study(path), "local", resume_dir=study_dir):
+        pass
+    assert "prompts.jsonl" in str(refused.value) and "content" in str(refused.value)
+    assert (study_dir / "manifest.json").read_bytes() == manifest_before
+
+
+def test_a_pinned_digest_that_the_file_does_not_match_is_refused(tmp_path):
+    from orchestrator.study import StudyFileError
+
+    path = study_with_dataset(tmp_path)
+    (tmp_path / "prompts.jsonl").write_text(PROMPTS)
+    path.write_text(path.read_text() + f"dataset_sha256: {'a' * 64}\n")
+    with pytest.raises(StudyFileError) as refused:
+        load_study(path)
+    assert "prompts.jsonl" in str(refused.value) and "dataset_sha256" in str(refused.value)
+
+
+def test_existing_hashes_do_not_move_for_configs_without_local_inputs(tmp_path):
+    from harness.schema.config import ExperimentConfig
+
+    config = ExperimentConfig(model="m", backend="pytorch")
+    assert "dataset_sha256" not in json.loads(config.canonical_json())
+    assert "model_digest" not in json.loads(config.canonical_json())
+
+
+@pytest.mark.parametrize("name_the_copy", [False, True])
+def test_the_study_directory_copy_reads_the_files_beside_the_original(tmp_path, monkeypatch,
+                                                                      name_the_copy):
+    from orchestrator.cli import _load
+
+    path = study_with_dataset(tmp_path / "study")
+    (tmp_path / "study" / "prompts.jsonl").write_text(PROMPTS)
+    original = load_study(path)
+    with open_study_dir(original, "local", output_root=tmp_path / "out") as opened:
+        study_dir = opened.path
+    monkeypatch.chdir(tmp_path)
+    resumed = _load(study_dir / "study.yaml" if name_the_copy else None, study_dir)
+    assert resumed.design_hash == original.design_hash
+    assert resumed.experiments[0].config.dataset == original.experiments[0].config.dataset
