@@ -18,8 +18,9 @@ class ResultWriter(Runner):
 
     name = "fake"
 
-    def __init__(self, fail: tuple[str, ...] = ()) -> None:
+    def __init__(self, fail: tuple[str, ...] = (), name: str = "fake") -> None:
         super().__init__()
+        self.name = name  # enters each result's runner, so another name is another environment
         self.fail = fail
         self.ran: list[RunSpec] = []
 

@@ -1,7 +1,8 @@
 """Resume over random study files: written in any order, edited cosmetically, topped up.
 
 Whatever the edit that keeps the design, resume never raises, never runs a completed run
-again, never loses a result file, and statistics never pool runs of different configurations.
+again, never loses a result file, and statistics never pool runs of different configurations
+or of different environments (a resume may use another runner).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from hypothesis import strategies as st
 from llem_testkit.runners import ResultWriter
 
 from orchestrator import run_study
+from harness.schema.result import ExperimentResult
 from orchestrator.manifest import MANIFEST_NAME, Manifest
+from orchestrator.run_environment import RunEnvironment
 from orchestrator.schedule import plan
 from orchestrator.stats import StudyStats
 from orchestrator.study import load_study
@@ -101,6 +104,10 @@ def check_study_dir(study_dir: Path) -> None:
         return  # no stats.json without a completed run
     for config in StudyStats.load(study_dir).configurations:
         assert {by_id[run_id].config_hash for run_id in config.run_ids} == {config.config_hash}
+        environments = {RunEnvironment.of(ExperimentResult.model_validate_json(
+            (study_dir / run_id / "result.json").read_text())).key() for run_id in config.run_ids}
+        assert config.environment is not None
+        assert environments == {config.environment.key()}, "runs of two environments pooled"
 
 
 # Each example runs whole studies (about a second each): fifteen of them, the same every time,
@@ -128,7 +135,7 @@ def test_resume_of_the_same_design_written_otherwise_loses_and_mixes_nothing(dat
             cycles = data.draw(st.sampled_from([None, 1, 2, 3]))
             before, done = result_files(study_dir), completed_keys(study_dir)
             done_ids = completed_ids(study_dir)
-            runner = ResultWriter()
+            runner = ResultWriter(name=data.draw(st.sampled_from(["fake", "other"])))
             summary, _ = run_study(edited, runner, resume=study_dir, cycles=cycles,
                                    no_gaps=True)
             ran = {(spec.config.measurement_config_hash, spec.cycle) for spec in runner.ran}
