@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from llem_testkit.runners import ResultWriter
 
-from orchestrator import run_study
 from harness.schema.result import ExperimentResult
+from orchestrator import run_study
 from orchestrator.manifest import MANIFEST_NAME, Manifest
 from orchestrator.run_environment import RunEnvironment
 from orchestrator.schedule import plan
