@@ -80,8 +80,8 @@ def test_study_writes_every_spec_file_and_validates(tiny_model_dir, tmp_path):
 def test_failed_run_does_not_stop_the_study(tiny_model_dir, tmp_path):
     study = tmp_path / "s.yaml"
     study.write_text(study_text(tiny_model_dir, (
-        "experiments:\n"
-        "  - dataset: missing-prompts.jsonl\n"
+        "experiments:\n"  # generate() refuses an argument it does not know, inside the run
+        "  - passthrough_kwargs: {not_a_generate_argument: 1}\n"
         "  - pytorch: {batch_size: 2}\n"
     ), execution={"config_gap_s": 0}))
     done = llem("run", str(study), "--runner", "local", "--output", "out", "-q", cwd=tmp_path)
@@ -91,9 +91,9 @@ def test_failed_run_does_not_stop_the_study(tiny_model_dir, tmp_path):
     failed, completed = manifest.runs
     assert (failed.status, completed.status) == ("failed", "completed")
     assert failed.failure is not None and failed.failure.cause == "error"
-    assert "missing-prompts.jsonl" in failed.failure.message
+    assert "not_a_generate_argument" in failed.failure.message
     error = ErrorRecord.model_validate_json((study_dir / failed.run_id / "error.json").read_text())
-    assert error.phase == "preflight" and "Traceback" in error.traceback
+    assert error.phase == "warmup" and "Traceback" in error.traceback
 
 
 @pytest.mark.slow

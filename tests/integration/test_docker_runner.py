@@ -20,6 +20,8 @@ from orchestrator import run_study
 from orchestrator.manifest import Manifest
 from orchestrator.runners.docker.labels import LABEL_RUN, LABEL_SESSION, LABEL_STUDY
 from orchestrator.runners.docker.runner import DockerRunner
+from orchestrator.stats import StudyStats
+from orchestrator.summary import StudySummary
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -206,3 +208,30 @@ def test_cross_backend_study_names_the_build_command_of_each_missing_image(tiny_
     assert "image llem/tensorrt:latest for backend tensorrt is not built" in done.stderr
     assert "llem images build tensorrt" in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_docker_top_up_of_a_local_study_is_recorded_per_run_and_never_pooled(
+        cpu_image, tiny_model_dir, tmp_path, own_study):
+    # The reproduction: a study run locally, topped up with --runner docker, once pooled local
+    # and container cycles into one configuration's statistics and mislabelled the runner.
+    study = write_study(tmp_path / "s.yaml", tiny_model_dir, "sweep:\n  pytorch.batch_size: [1]\n",
+                        name=own_study)
+    local = llem("run", str(study), "--runner", "local", "--output", "o", "-q", cwd=tmp_path,
+                 timeout=600)
+    assert local.returncode == 0, local.stderr[-3000:]
+    study_dir = only_study_dir(tmp_path / "o")
+    docker = llem("run", "--resume", str(study_dir), "--cycles", "2", "--runner", "docker", "-q",
+                  cwd=tmp_path, timeout=600)
+    assert docker.returncode == 0, docker.stderr[-3000:]
+    manifest = Manifest.load(study_dir)
+    assert manifest.runner == "docker"
+    assert [(r.cycle, r.runner) for r in manifest.runs] == [(1, "local"), (2, "docker")]
+    assert [r.environment.runner for r in manifest.runs] == ["local", "docker"]
+    assert [i.runner for i in manifest.invocations] == ["local", "docker"]
+    stats = StudyStats.load(study_dir)
+    assert sorted(c.environment.runner for c in stats.configurations) == ["docker", "local"]
+    assert all(len(c.run_ids) == 1 for c in stats.configurations)
+    (warning,) = stats.warnings
+    assert "not pooled" in warning and "runner local vs docker" in warning
+    assert "not pooled" in docker.stderr
+    assert StudySummary.load(study_dir).warnings == [warning]
