@@ -1,0 +1,51 @@
+"""Review of the study bookkeeping: cases where results are mixed, misplaced or refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from llem_testkit.runners import ResultWriter
+
+from orchestrator import run_study
+from orchestrator.manifest import Manifest
+from orchestrator.stats import StudyStats
+from orchestrator.study import load_study
+
+PROMPTS = '{"prompt": "hello there"}\n{"prompt": "how are you"}\n'
+
+
+def local_model(folder: Path, temperature: str = "0.7") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text('{"model_type": "llama", "hidden_size": 8}')
+    (folder / "generation_config.json").write_text(f'{{"temperature": {temperature}}}')
+    (folder / "model.safetensors").write_bytes(b"\x00" * 64)
+    return folder
+
+
+def model_study(folder: Path) -> Path:
+    path = folder / "s.yaml"
+    path.write_text("name: m\nmodel: ./tiny\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    return path
+
+
+def test_a_same_size_edit_of_a_local_model_file_changes_the_configuration(tmp_path):
+    # generation_config.json sets the sampling defaults: another workload, same byte count.
+    local_model(tmp_path / "tiny", "0.7")
+    before = load_study(model_study(tmp_path)).experiments[0].config
+    local_model(tmp_path / "tiny", "0.9")
+    after = load_study(model_study(tmp_path)).experiments[0].config
+    assert before.measurement_config_hash != after.measurement_config_hash
+
+
+def test_same_size_new_weights_are_not_pooled_with_the_old_ones(tmp_path):
+    local_model(tmp_path / "tiny")
+    path = model_study(tmp_path)
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    (tmp_path / "tiny" / "model.safetensors").write_bytes(b"\x01" * 64)  # fine-tuned weights
+    run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    stats = StudyStats.load(study_dir)
+    assert all(len(config.cycles) == 1 for config in stats.configurations), \
+        "cycles measured on different weights were pooled into one configuration"
