@@ -49,3 +49,21 @@ def test_same_size_new_weights_are_not_pooled_with_the_old_ones(tmp_path):
     stats = StudyStats.load(study_dir)
     assert all(len(config.cycles) == 1 for config in stats.configurations), \
         "cycles measured on different weights were pooled into one configuration"
+
+
+def test_the_gpus_of_earlier_invocations_stay_recorded_after_a_resume_with_others(tmp_path):
+    import dataclasses
+
+    path = tmp_path / "g.yaml"
+    path.write_text("name: g\nmodel: m\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    loaded = load_study(path)
+    on_gpu_1 = dataclasses.replace(
+        loaded, execution=loaded.execution.model_copy(update={"gpus": [1]}))
+    _, study_dir = run_study(on_gpu_1, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    run_study(loaded, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)  # no --gpus
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    first_run = next(run for run in manifest["runs"] if run["cycle"] == 1)
+    recorded = [manifest["invocations"][0].get("gpus"), first_run.get("gpus")]
+    assert [1] in recorded, "nothing says cycle 1 ran on GPU 1 any more (manifest.gpus: " \
+        f"{manifest['gpus']})"
