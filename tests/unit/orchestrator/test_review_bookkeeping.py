@@ -67,3 +67,27 @@ def test_the_gpus_of_earlier_invocations_stay_recorded_after_a_resume_with_other
     recorded = [manifest["invocations"][0].get("gpus"), first_run.get("gpus")]
     assert [1] in recorded, "nothing says cycle 1 ran on GPU 1 any more (manifest.gpus: " \
         f"{manifest['gpus']})"
+
+
+def test_a_study_directory_of_an_older_llem_with_a_relative_dataset_resumes(tmp_path):
+    # An older llem kept `dataset: prompts.jsonl` as written, with no digest: the hash of
+    # each run in its manifest is over the relative path.
+    (tmp_path / "prompts.jsonl").write_text(PROMPTS)
+    path = tmp_path / "d.yaml"
+    path.write_text("name: d\nmodel: m\nbackend: pytorch\ndataset: prompts.jsonl\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    config = load_study(path).experiments[0].config
+    old_hash = config.model_copy(update={"dataset": "prompts.jsonl",
+                                         "dataset_sha256": None}).measurement_config_hash
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    for key in ("invocations", "inputs", "gpus"):
+        del manifest[key]
+    for run in manifest["runs"]:
+        run["config_hash"] = old_hash
+        del run["runner"], run["environment"]
+    (study_dir / "manifest.json").write_text(json.dumps(manifest))
+    Manifest.load(study_dir)  # an older manifest still loads
+
+    summary, _ = run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    assert summary.counts == {"completed": 2}
