@@ -91,3 +91,25 @@ def test_a_study_directory_of_an_older_llem_with_a_relative_dataset_resumes(tmp_
 
     summary, _ = run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
     assert summary.counts == {"completed": 2}
+
+
+def test_resume_from_the_kept_copy_of_a_symlinked_study_file_reads_the_same_dataset(tmp_path):
+    # The study file is reached through a symlink; its relative dataset is read beside the
+    # link, as the first invocation read it.
+    from orchestrator.study_dir import load_kept_study
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").mkdir()
+    (tmp_path / "real" / "d.yaml").write_text(
+        "name: d\nmodel: m\nbackend: pytorch\ndataset: prompts.jsonl\n"
+        "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    (tmp_path / "link" / "d.yaml").symlink_to(tmp_path / "real" / "d.yaml")
+    (tmp_path / "link" / "prompts.jsonl").write_text(PROMPTS)
+    path = tmp_path / "link" / "d.yaml"
+    first = load_study(path).experiments[0].config
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+
+    kept = load_kept_study(study_dir)  # what `llem run --resume DIR` loads
+    assert kept.experiments[0].config.dataset == first.dataset
+    summary, _ = run_study(kept, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    assert summary.counts == {"completed": 2}
