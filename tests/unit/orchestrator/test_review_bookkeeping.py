@@ -113,3 +113,26 @@ def test_resume_from_the_kept_copy_of_a_symlinked_study_file_reads_the_same_data
     assert kept.experiments[0].config.dataset == first.dataset
     summary, _ = run_study(kept, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
     assert summary.counts == {"completed": 2}
+
+
+def test_two_kept_bases_with_the_same_bytes_keep_their_own_folders(tmp_path):
+    # a/mid.yaml and a/sub/mid.yaml have the same bytes (one copy in sources/), but each
+    # `dataset: prompts.jsonl` means the file beside it: the nearer one wins.
+    from orchestrator.study_dir import load_kept_study
+
+    same = "base: sub/mid.yaml\ndataset: prompts.jsonl\n"
+    (tmp_path / "a" / "sub" / "sub").mkdir(parents=True)
+    (tmp_path / "a" / "mid.yaml").write_text(same)
+    (tmp_path / "a" / "sub" / "mid.yaml").write_text(same)
+    (tmp_path / "a" / "sub" / "sub" / "mid.yaml").write_text("model: m\nbackend: pytorch\n")
+    (tmp_path / "a" / "prompts.jsonl").write_text(PROMPTS)
+    (tmp_path / "a" / "sub" / "prompts.jsonl").write_text('{"prompt": "other"}\n')
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nbase: a/mid.yaml\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    first = load_study(path).experiments[0].config
+    assert first.dataset == str(tmp_path / "a" / "prompts.jsonl")
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+
+    kept = load_kept_study(study_dir)
+    assert kept.experiments[0].config.dataset == first.dataset
