@@ -136,3 +136,29 @@ def test_two_kept_bases_with_the_same_bytes_keep_their_own_folders(tmp_path):
 
     kept = load_kept_study(study_dir)
     assert kept.experiments[0].config.dataset == first.dataset
+
+
+def test_a_resume_with_another_design_is_refused_before_preflight_fetches_models(
+        tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from orchestrator import cli
+
+    head = ("name: k\nmodel: m\nbackend: pytorch\n"
+            "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    (tmp_path / "k1.yaml").write_text(head + "sweep:\n  pytorch.batch_size: [1]\n")
+    (tmp_path / "k2.yaml").write_text(head + "sweep:\n  pytorch.batch_size: [1, 2]\n")
+    _, study_dir = run_study(tmp_path / "k1.yaml", ResultWriter(), output=tmp_path / "out",
+                             no_gaps=True)
+    fetched: list[bool] = []
+
+    def preflight(study, runner, *, fetch, say):
+        fetched.append(fetch)  # llem run fetches hub models here (gigabytes)
+        return []
+
+    monkeypatch.setattr(cli, "study_problems", preflight)
+    monkeypatch.setattr(cli, "make_runner", lambda name, image=None: ResultWriter())
+    done = CliRunner().invoke(cli.main, ["run", str(tmp_path / "k2.yaml"), "--resume",
+                                         str(study_dir), "--runner", "local"])
+    assert done.exit_code == 2, done.output
+    assert fetched == [], "the models of a study that resume then refused were fetched first"
