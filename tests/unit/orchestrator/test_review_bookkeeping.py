@@ -10,6 +10,7 @@ from llem_testkit.runners import ResultWriter
 
 from orchestrator import run_study
 from orchestrator.manifest import Manifest
+from orchestrator.schedule import plan
 from orchestrator.stats import StudyStats
 from orchestrator.study import load_study
 
@@ -162,3 +163,25 @@ def test_a_resume_with_another_design_is_refused_before_preflight_fetches_models
                                          str(study_dir), "--runner", "local"])
     assert done.exit_code == 2, done.output
     assert fetched == [], "the models of a study that resume then refused were fetched first"
+
+
+def test_a_run_folder_that_cannot_be_made_fails_that_run_not_the_study(tmp_path):
+    # Any OSError preparing one run's folder (here a file in its place; for a user, files a
+    # container left owned by root) should fail that run, not end the study with a traceback
+    # and no summary.
+    path = tmp_path / "k.yaml"
+    path.write_text("name: k\nmodel: m\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n"
+                    "sweep:\n  pytorch.batch_size: [1, 2, 4]\n")
+    ids = [run.run_id for run in plan(load_study(path))]
+    _, study_dir = run_study(path, ResultWriter(fail=tuple(ids)), output=tmp_path / "out",
+                             no_gaps=True)
+    folder = study_dir / ids[0]
+    for child in folder.iterdir():
+        child.unlink()
+    folder.rmdir()
+    folder.write_text("not a folder")
+
+    summary, _ = run_study(path, ResultWriter(), resume=study_dir, no_gaps=True)
+    assert summary.counts.get("completed") == 2
+    assert (study_dir / "summary.json").is_file()
