@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
 
 from llem_testkit.runners import ResultWriter
+
+from harness.errors import ConfigError
 
 from orchestrator import run_study
 from orchestrator.manifest import Manifest
@@ -185,3 +188,23 @@ def test_a_run_folder_that_cannot_be_made_fails_that_run_not_the_study(tmp_path)
     summary, _ = run_study(path, ResultWriter(), resume=study_dir, no_gaps=True)
     assert summary.counts.get("completed") == 2
     assert (study_dir / "summary.json").is_file()
+
+
+def test_a_run_id_that_leaves_the_study_directory_is_refused_not_emptied(tmp_path):
+    path = tmp_path / "k.yaml"
+    path.write_text("name: k\nmodel: m\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    (run_id,) = [run.run_id for run in plan(load_study(path))]
+    _, study_dir = run_study(path, ResultWriter(fail=(run_id,)), output=tmp_path / "out",
+                             no_gaps=True)
+    victim = tmp_path / "out" / "other-study"
+    victim.mkdir()
+    (victim / "result.json.keep").write_text("x")
+    (victim / "stats.json").write_text("precious")
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    manifest["runs"][0]["run_id"] = "../other-study"  # a damaged or hand-edited manifest
+    (study_dir / "manifest.json").write_text(json.dumps(manifest))
+
+    with contextlib.suppress(ConfigError):
+        run_study(path, ResultWriter(), resume=study_dir, no_gaps=True)
+    assert (victim / "stats.json").read_text() == "precious"
