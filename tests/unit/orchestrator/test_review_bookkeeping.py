@@ -208,3 +208,28 @@ def test_a_run_id_that_leaves_the_study_directory_is_refused_not_emptied(tmp_pat
     with contextlib.suppress(ConfigError):
         run_study(path, ResultWriter(), resume=study_dir, no_gaps=True)
     assert (victim / "stats.json").read_text() == "precious"
+
+
+def test_a_hub_model_whose_main_moved_is_another_configuration(tmp_path, monkeypatch):
+    # No `revision:` means `main`, which names no content: the cache's refs/main moved from
+    # commit a... to b... (llem fetch after an upstream push) between two invocations.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--org--tiny"
+
+    def cached(commit: str) -> None:
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        snapshot = repo / "snapshots" / commit
+        snapshot.mkdir(parents=True)
+        (snapshot / "config.json").write_text(f'{{"model_type": "llama", "v": "{commit[0]}"}}')
+
+    path = tmp_path / "h.yaml"
+    path.write_text("name: h\nmodel: org/tiny\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    cached("a" * 40)
+    before = load_study(path).experiments[0].config.measurement_config_hash
+    cached("b" * 40)
+    after = load_study(path).experiments[0].config.measurement_config_hash
+    assert before != after, "cycles on two commits of the model would be pooled"
