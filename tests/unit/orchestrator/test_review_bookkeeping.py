@@ -233,3 +233,12 @@ def test_a_hub_model_whose_main_moved_is_another_configuration(tmp_path, monkeyp
     cached("b" * 40)
     after = load_study(path).experiments[0].config.measurement_config_hash
     assert before != after, "cycles on two commits of the model would be pooled"
+
+
+def test_infinite_and_null_passthrough_values_are_different_configurations(tmp_path):
+    # canonical JSON writes nan, inf and -inf as null: three settings, one hash, one run.
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nmodel: m\nbackend: pytorch\n"
+                    "sweep:\n  passthrough_kwargs.k: [.inf, -.inf, null]\n")
+    hashes = {entry.config.measurement_config_hash for entry in load_study(path).experiments}
+    assert len(hashes) == 3
