@@ -242,3 +242,15 @@ def test_infinite_and_null_passthrough_values_are_different_configurations(tmp_p
                     "sweep:\n  passthrough_kwargs.k: [.inf, -.inf, null]\n")
     hashes = {entry.config.measurement_config_hash for entry in load_study(path).experiments}
     assert len(hashes) == 3
+
+
+def test_writing_out_the_default_batch_size_keeps_the_configuration(tmp_path):
+    # batch_size unset runs with batch size 1 (PyTorchBackend: DEFAULT_BATCH_SIZE): the same
+    # measurement as `pytorch: {batch_size: 1}`, as `precision: bf16` is the same as no
+    # precision.
+    head = "name: k\nmodel: m\nbackend: pytorch\n"
+    unset = tmp_path / "unset.yaml"
+    unset.write_text(head)
+    written = tmp_path / "written.yaml"
+    written.write_text(head + "pytorch: {batch_size: 1}\n")
+    assert load_study(unset).design_hash == load_study(written).design_hash
