@@ -254,3 +254,16 @@ def test_writing_out_the_default_batch_size_keeps_the_configuration(tmp_path):
     written = tmp_path / "written.yaml"
     written.write_text(head + "pytorch: {batch_size: 1}\n")
     assert load_study(unset).design_hash == load_study(written).design_hash
+
+
+def test_the_manifest_lists_the_runs_in_planned_order_after_a_top_up(tmp_path):
+    # docs/results.md: "runs[] is in planned order".
+    path = tmp_path / "q.yaml"
+    path.write_text("name: q\nmodel: m\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, cycle_order: sequential, config_gap_s: 0, "
+                    "cycle_gap_s: 0}\nsweep:\n  pytorch.batch_size: [1, 2]\n")
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    planned = [run.key for run in plan(load_study(path), 2)]
+    listed = [(run.config_hash, run.cycle) for run in Manifest.load(study_dir).runs]
+    assert listed == planned
