@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from pathlib import Path
 
 from llem_testkit.runners import ResultWriter
 
 from harness.errors import ConfigError
-
 from orchestrator import run_study
 from orchestrator.manifest import Manifest
 from orchestrator.schedule import plan
