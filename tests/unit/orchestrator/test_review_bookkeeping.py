@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from pathlib import Path
 
@@ -265,3 +266,29 @@ def test_the_manifest_lists_the_runs_in_planned_order_after_a_top_up(tmp_path):
     planned = [run.key for run in plan(load_study(path), 2)]
     listed = [(run.config_hash, run.cycle) for run in Manifest.load(study_dir).runs]
     assert listed == planned
+
+
+def test_a_study_directory_of_an_older_llem_with_an_empty_backend_section_resumes(tmp_path):
+    # An older llem hashed `pytorch: {}` with the section's defaults written out
+    # (e71078c082d3ad9c below); today the section is left out of the hash.
+    path = tmp_path / "e.yaml"
+    path.write_text("name: e\nmodel: m\nbackend: pytorch\npytorch: {}\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    config = load_study(path).experiments[0].config
+    data = config.model_dump(mode="json")
+    data["pytorch"] = config.section().model_dump(mode="json")
+    del data["model_digest"], data["dataset_sha256"]
+    old_hash = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"))
+                              .encode()).hexdigest()[:16]
+    assert old_hash == "e71078c082d3ad9c"  # what llem before this change wrote
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    for key in ("invocations", "inputs", "gpus"):
+        del manifest[key]
+    for run in manifest["runs"]:
+        run["config_hash"] = old_hash
+        del run["runner"], run["environment"]
+    (study_dir / "manifest.json").write_text(json.dumps(manifest))
+
+    summary, _ = run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    assert summary.counts == {"completed": 2}
