@@ -292,3 +292,24 @@ def test_a_study_directory_of_an_older_llem_with_an_empty_backend_section_resume
 
     summary, _ = run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
     assert summary.counts == {"completed": 2}
+
+
+def test_a_resume_from_the_folder_alone_keeps_the_order_the_study_ran_in(tmp_path):
+    # `llem run s.yaml --order interleaved`, stopped; then `llem run --resume DIR`: the rest
+    # runs sequentially (the file's order), though the manifest records interleaved.
+    import dataclasses
+
+    from orchestrator.study_dir import load_kept_study
+
+    path = tmp_path / "o.yaml"
+    path.write_text("name: o\nmodel: m\nbackend: pytorch\n"
+                    "execution: {n_cycles: 2, cycle_order: sequential, config_gap_s: 0, "
+                    "cycle_gap_s: 0}\nsweep:\n  pytorch.batch_size: [1, 2]\n")
+    loaded = load_study(path)
+    interleaved = dataclasses.replace(
+        loaded, execution=loaded.execution.model_copy(update={"cycle_order": "interleaved"}))
+    ids = [run.run_id for run in plan(interleaved)]
+    _, study_dir = run_study(interleaved, ResultWriter(fail=tuple(ids[2:])),
+                             output=tmp_path / "out", no_gaps=True)
+    assert Manifest.load(study_dir).invocations[0].cycle_order == "interleaved"
+    assert load_kept_study(study_dir).execution.cycle_order == "interleaved"
