@@ -313,3 +313,12 @@ def test_a_resume_from_the_folder_alone_keeps_the_order_the_study_ran_in(tmp_pat
                              output=tmp_path / "out", no_gaps=True)
     assert Manifest.load(study_dir).invocations[0].cycle_order == "interleaved"
     assert load_kept_study(study_dir).execution.cycle_order == "interleaved"
+
+
+def test_a_stray_hidden_file_in_a_local_model_folder_does_not_block_resume(tmp_path):
+    local_model(tmp_path / "tiny")
+    path = model_study(tmp_path)
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    (tmp_path / "tiny" / ".DS_Store").write_bytes(b"\x00\x01")  # a file browser's, not the model
+    summary, _ = run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    assert summary.counts == {"completed": 2}
