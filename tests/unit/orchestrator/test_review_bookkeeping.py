@@ -322,3 +322,30 @@ def test_a_stray_hidden_file_in_a_local_model_folder_does_not_block_resume(tmp_p
     (tmp_path / "tiny" / ".DS_Store").write_bytes(b"\x00\x01")  # a file browser's, not the model
     summary, _ = run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
     assert summary.counts == {"completed": 2}
+
+
+class OtherPython(ResultWriter):
+    """The harness of a top-up ran on another Python (a rebuilt image, another venv)."""
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        outcome = super().run(run_dir, timeout_s, on_event, gpus)
+        data = json.loads((run_dir / "result.json").read_text())
+        data["environment"]["python"] = "3.12.1"
+        (run_dir / "result.json").write_text(json.dumps(data))
+        return outcome
+
+
+def test_results_parquet_tells_apart_the_runs_stats_json_keeps_apart(tmp_path):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "e.yaml"
+    path.write_text("name: e\nmodel: m\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    run_study(path, OtherPython(), resume=study_dir, cycles=2, no_gaps=True)
+    assert len(StudyStats.load(study_dir).configurations) == 2  # not pooled
+    rows = pq.read_table(study_dir / "results.parquet").to_pylist()
+    # what a reader groups by: every column but the run's own (id, cycle) and its figures
+    identity = [{k: v for k, v in row.items() if k.startswith("config") or k == "runner"
+                 or "environment" in k or "python" in k or "image" in k} for row in rows]
+    assert identity[0] != identity[1], "two environments, one identity in results.parquet"
