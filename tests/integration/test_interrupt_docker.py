@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 def test_sigint_after_two_runs_then_resume_runs_exactly_the_rest(
         cpu_image, tiny_model_dir, tmp_path, engine):
     fast = {"warmup": {"n_warmup": 0, "min_seconds": 0}}
-    slow = {"warmup": {"n_warmup": 1, "min_seconds": 25, "max_seconds": 60}}
+    slow = {"warmup": {"n_warmup": 1, "min_seconds": 12, "max_seconds": 60}}  # time to Ctrl-C
     entries = [{**(slow if i == 3 else fast), "pytorch": {"batch_size": i}} for i in range(1, 7)]
     study = tmp_path / "s.yaml"
     study.write_text(
