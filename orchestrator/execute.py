@@ -216,6 +216,32 @@ class StudyExecution:
 
     def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None) -> bool:
+        entry.runner, entry.environment = self.runner.name, None
+        run_dir = self.study_dir / entry.run_id
+        try:
+            self._prepare(run, entry, manifest, cool_down)
+        except DiskFullError:
+            raise
+        except OSError as error:  # e.g. files a container left there, owned by root
+            outcome = _unprepared(run_dir, error)
+        else:
+            self.on_event(RunStarted(run_id=entry.run_id))
+            outcome = self._runner_run(entry.run_id, run_dir)
+            with contextlib.suppress(OSError):  # a killed harness leaves only the stream
+                recover_timeseries(run_dir / "timeseries.parquet")
+        self._record(entry, run_dir, outcome)
+        save_manifest(self.study_dir, manifest)
+        self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
+                                  cause=entry.failure.cause if entry.failure else None))
+        return outcome.fatal
+
+    def _prepare(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
+                 cool_down: CoolDownRecord | None) -> None:
+        """Give the run a fresh folder with its experiment.json; mark it running.
+
+        Raises:
+            OSError: the folder or a file of it could not be written (the run has not started).
+        """
         run_dir = fresh_run_dir(self.study_dir, entry.run_id)
         spec = RunSpec(
             run_id=entry.run_id,
@@ -229,17 +255,7 @@ class StudyExecution:
             config=run.entry.config,
         )
         write_json(run_dir / "experiment.json", spec)
-        entry.runner, entry.environment = self.runner.name, None
         mark_running(self.study_dir, manifest, entry)
-        self.on_event(RunStarted(run_id=entry.run_id))
-        outcome = self._runner_run(entry.run_id, run_dir)
-        with contextlib.suppress(OSError):  # a killed harness leaves only the stream
-            recover_timeseries(run_dir / "timeseries.parquet")
-        self._record(entry, run_dir, outcome)
-        save_manifest(self.study_dir, manifest)
-        self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
-                                  cause=entry.failure.cause if entry.failure else None))
-        return outcome.fatal
 
     def _runner_run(self, run_id: str, run_dir: Path) -> RunOutcome:
         """The runner's account of the run; an error it raises is this run's failure.
@@ -322,6 +338,19 @@ class StudyExecution:
                                 warnings=warnings)
         write_json(self.study_dir / "summary.json", summary)
         return summary
+
+
+def _unprepared(run_dir: Path, error: OSError) -> RunOutcome:
+    """The end of a run whose folder could not be prepared: it failed, the study goes on.
+
+    Recorded as a ``runner_error``, as an error the runner raises is: nothing of the harness
+    ran. The run has no log to append to, so the message carries the cause and the fix.
+    """
+    message = (f"its folder {run_dir} could not be prepared: {type(error).__name__}: "
+               f"{error} (fix: make {run_dir} a folder this user can write, e.g. remove what "
+               "a container left there owned by root, then llem run --resume "
+               f"{run_dir.parent})")
+    return RunOutcome("runner_error", None, " ".join(message.split()))
 
 
 def _failure_message(run_dir: Path, outcome: RunOutcome) -> str:
