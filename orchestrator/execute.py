@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.energy import GpuSet
 from harness.engine_cache import default_cache_root
-from harness.errors import LlemError, RunnerError
+from harness.errors import ConfigError, LlemError, RunnerError
 from harness.io import DiskFullError, write_json
 from harness.schema.catalog import BY_NAME
 from harness.schema.events import (
@@ -222,7 +222,7 @@ class StudyExecution:
             self._prepare(run, entry, manifest, cool_down)
         except DiskFullError:
             raise
-        except OSError as error:  # e.g. files a container left there, owned by root
+        except (OSError, ConfigError) as error:  # e.g. files a container left, owned by root
             outcome = _unprepared(run_dir, error)
         else:
             self.on_event(RunStarted(run_id=entry.run_id))
@@ -241,6 +241,7 @@ class StudyExecution:
 
         Raises:
             OSError: the folder or a file of it could not be written (the run has not started).
+            ConfigError: the run's folder is no folder of its own in the study directory.
         """
         run_dir = fresh_run_dir(self.study_dir, entry.run_id)
         spec = RunSpec(
@@ -340,16 +341,19 @@ class StudyExecution:
         return summary
 
 
-def _unprepared(run_dir: Path, error: OSError) -> RunOutcome:
+def _unprepared(run_dir: Path, error: OSError | ConfigError) -> RunOutcome:
     """The end of a run whose folder could not be prepared: it failed, the study goes on.
 
     Recorded as a ``runner_error``, as an error the runner raises is: nothing of the harness
     ran. The run has no log to append to, so the message carries the cause and the fix.
     """
-    message = (f"its folder {run_dir} could not be prepared: {type(error).__name__}: "
-               f"{error} (fix: make {run_dir} a folder this user can write, e.g. remove what "
-               "a container left there owned by root, then llem run --resume "
-               f"{run_dir.parent})")
+    if isinstance(error, ConfigError):
+        cause, fix = error.message, error.fix
+    else:
+        cause = f"{type(error).__name__}: {error}"
+        fix = (f"make {run_dir} a folder this user can write (e.g. remove what a container "
+               f"left there owned by root), then llem run --resume {run_dir.parent}")
+    message = f"its folder {run_dir} could not be prepared: {cause} (fix: {fix})"
     return RunOutcome("runner_error", None, " ".join(message.split()))
 
 

@@ -340,10 +340,20 @@ def _unused(name: str, taken: set[str], study_dir: Path) -> str:
 
 
 def check_runs(manifest: Manifest, study_dir: Path) -> None:
-    """Refuse a manifest that lists one run, or one run directory, twice (an edited file)."""
+    """Refuse a manifest that lists one run, or one run directory, twice, or a run directory
+    that is not a folder of its own in the study directory (a damaged or edited file)."""
     keys: dict[RunKey, str] = {}
     names: set[str] = set()
     for entry in manifest.runs:
+        problem = _run_id_problem(entry.run_id)
+        if problem is not None:
+            raise ConfigError(
+                f"{study_dir / MANIFEST_NAME} names the folder of the run of configuration "
+                f"{entry.config_hash}, cycle {entry.cycle}, {entry.run_id!r}: {problem}; "
+                "resume would empty that folder for the run",
+                fix=f"restore manifest.json from a backup, or give the run its own folder "
+                    f"name there (e.g. {_plain_name(entry)}), or start a new study with "
+                    "llem run FILE")
         first = keys.setdefault(entry_key(entry), entry.run_id)
         if first != entry.run_id or entry.run_id in names:
             raise ConfigError(
@@ -352,6 +362,28 @@ def check_runs(manifest: Manifest, study_dir: Path) -> None:
                 fix="restore manifest.json from a backup, or start a new study with "
                     "llem run FILE")
         names.add(entry.run_id)
+
+
+def _run_id_problem(run_id: str) -> str | None:
+    """Why ``run_id`` cannot name a run's folder, or None when it can.
+
+    A run folder is one plain name directly inside the study directory: never a path (with a
+    separator, ``..`` or a root), never hidden (``.llem.lock``, ``.baseline-cache``) and never
+    the folder the study's own files are kept in, since a new attempt empties it.
+    """
+    if not run_id or run_id in (".", ".."):
+        return "not a folder name"
+    if "/" in run_id or "\\" in run_id or "\0" in run_id or Path(run_id).is_absolute():
+        return "a path, not a folder name inside the study directory"
+    if run_id.startswith("."):
+        return "a hidden name, which llem keeps for its own files"
+    if run_id == SOURCES_DIR:
+        return "the folder the study's files are kept in"
+    return None
+
+
+def _plain_name(entry: RunEntry) -> str:
+    return f"{sanitize(entry.slug)}_c{entry.cycle}"
 
 
 def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:
@@ -471,8 +503,19 @@ def validate_result(run_dir: Path) -> str | None:
 
 
 def fresh_run_dir(study_dir: Path, run_id: str) -> Path:
-    """An empty run directory for a new attempt; results moved aside by resume stay."""
+    """An empty run directory for a new attempt; results moved aside by resume stay.
+
+    Raises:
+        ConfigError: ``run_id`` does not name a folder directly inside ``study_dir`` (a path,
+            or a symbolic link leading elsewhere): nothing outside the study is emptied.
+        OSError: the folder could not be emptied or made.
+    """
     run_dir = study_dir / run_id
+    if _run_id_problem(run_id) is not None or run_dir.resolve().parent != study_dir.resolve():
+        raise ConfigError(
+            f"the folder of run {run_id!r} is not a folder of its own in {study_dir} (it "
+            f"leads to {run_dir.resolve()}): it is not emptied for a new attempt",
+            fix=f"make {run_dir} a plain folder of the study directory (or remove it)")
     if run_dir.is_dir():
         if (run_dir / RESULT_FILE).is_file():
             _keep(run_dir / RESULT_FILE, UNRECORDED_MARK)
