@@ -210,7 +210,8 @@ def _plan_resume(study: Study, path: Path, cycles: int | None,
     if cycles is not None:
         check_cycles(study, cycles, f"cycles={cycles}")
     runs = plan(study, n_cycles)
-    manifest.runs.extend(_new_entries(runs, manifest, path))
+    manifest.runs = _in_planned_order([*manifest.runs, *_new_entries(runs, manifest, path)],
+                                      runs)
     manifest.design_hash = study.design_hash  # the same design; recorded as hashed today
     return manifest, runs, _invalid_results(manifest, path)
 
@@ -319,6 +320,17 @@ def _new_entries(runs: list[PlannedRun], manifest: Manifest, study_dir: Path) ->
         taken.add(run_id)
         added.append(_entry(run, run_id))
     return added
+
+
+def _in_planned_order(entries: list[RunEntry], runs: list[PlannedRun]) -> list[RunEntry]:
+    """``entries`` in the order of ``runs`` (a top-up's cycles among the earlier ones).
+
+    An entry the plan lacks keeps its place relative to the others like it, after the rest.
+    """
+    position = {run.key: i for i, run in enumerate(runs)}
+    planned = sorted((e for e in entries if entry_key(e) in position),
+                     key=lambda e: position[entry_key(e)])
+    return planned + [e for e in entries if entry_key(e) not in position]
 
 
 def _labels(manifest: Manifest) -> dict[str, str]:
