@@ -402,7 +402,9 @@ def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:
     """Refuse, naming what changed, when the study file measures other configurations.
 
     The design is the set of configurations (their hashes), so the order they are written
-    in never matters, and a refusal always names at least one configuration.
+    in never matters, and a refusal always names at least one configuration. A study directory
+    of an older llem (its manifest records no invocation) is told apart: its configuration
+    hashes may have been computed otherwise, so the refusal says so and how to finish it.
     """
     old = {run.config_hash: run.slug for run in manifest.runs}
     new = {entry.config.measurement_config_hash: entry.slug for entry in study.experiments}
@@ -410,10 +412,23 @@ def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:
     removed = {key: slug for key, slug in old.items() if key not in new}
     if not added and not removed:
         return
+    changes = (f"{len(added)} configuration(s) added{_named(added, removed)}, "
+               f"{len(removed)} removed or changed{_named(removed, added)}")
+    if not manifest.invocations:
+        raise ConfigError(
+            f"the study in {study_dir} was made by an older llem, whose configuration hashes "
+            "differ from this llem's for some configurations (a backend section that sets "
+            "nothing, such as pytorch: {}; a local dataset or model, now hashed by its "
+            "absolute path and its content): its runs cannot be matched to the study file's "
+            f"configurations ({changes})",
+            fix="finish the study with the llem that made it, or start a new study with "
+                "llem run FILE")
+    differs = f"the study file's design differs from the study in {study_dir}"
+    if study.design_hash != manifest.design_hash:  # equal hashes are no news to the user
+        differs = (f"the study file's design (hash {study.design_hash}) differs from the "
+                   f"study in {study_dir} (hash {manifest.design_hash})")
     raise ConfigError(
-        f"the study file's design (hash {study.design_hash}) differs from the study in "
-        f"{study_dir} (hash {manifest.design_hash}): {len(added)} configuration(s) added"
-        f"{_named(added, removed)}, {len(removed)} removed or changed{_named(removed, added)}",
+        f"{differs}: {changes}",
         fix="resume with the original study file, or start a new study with llem run FILE",
     )
 
