@@ -352,8 +352,11 @@ def _unused(name: str, taken: set[str], study_dir: Path) -> str:
 
 
 def check_runs(manifest: Manifest, study_dir: Path) -> None:
-    """Refuse a manifest that lists one run, or one run directory, twice, or a run directory
-    that is not a folder of its own in the study directory (a damaged or edited file)."""
+    """Refuse a damaged or edited manifest that would mislead resume.
+
+    It lists one run, or one run directory, twice, or names a run directory that is not a
+    folder of its own directly inside the study directory.
+    """
     keys: dict[RunKey, str] = {}
     names: set[str] = set()
     for entry in manifest.runs:
