@@ -157,8 +157,10 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
     """Run a study (or a single experiment) FILE, or --resume a study directory."""
     try:
         study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
+        # A resume's checks (design, inputs, manifest) read only: a refusal comes before the
+        # runner's checks and before any model is fetched.
+        resumed = None if resume_dir is None else preview_resume(study, resume_dir, cycles)
         if dry_run:
-            resumed = None if resume_dir is None else preview_resume(study, resume_dir, cycles)
             _print_dry_run(study, as_json, no_gaps, resumed)
             return
         name, source = resolve_runner(runner_name)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.energy import GpuSet
 from harness.engine_cache import default_cache_root
-from harness.errors import LlemError, RunnerError
+from harness.errors import ConfigError, LlemError, RunnerError
 from harness.io import DiskFullError, write_json
 from harness.schema.catalog import BY_NAME
 from harness.schema.events import (
@@ -216,6 +216,33 @@ class StudyExecution:
 
     def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None) -> bool:
+        entry.runner, entry.environment = self.runner.name, None
+        run_dir = self.study_dir / entry.run_id
+        try:
+            self._prepare(run, entry, manifest, cool_down)
+        except DiskFullError:
+            raise
+        except (OSError, ConfigError) as error:  # e.g. files a container left, owned by root
+            outcome = _unprepared(run_dir, error)
+        else:
+            self.on_event(RunStarted(run_id=entry.run_id))
+            outcome = self._runner_run(entry.run_id, run_dir)
+            with contextlib.suppress(OSError):  # a killed harness leaves only the stream
+                recover_timeseries(run_dir / "timeseries.parquet")
+        self._record(entry, run_dir, outcome)
+        save_manifest(self.study_dir, manifest)
+        self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
+                                  cause=entry.failure.cause if entry.failure else None))
+        return outcome.fatal
+
+    def _prepare(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
+                 cool_down: CoolDownRecord | None) -> None:
+        """Give the run a fresh folder with its experiment.json; mark it running.
+
+        Raises:
+            OSError: the folder or a file of it could not be written (the run has not started).
+            ConfigError: the run's folder is no folder of its own in the study directory.
+        """
         run_dir = fresh_run_dir(self.study_dir, entry.run_id)
         spec = RunSpec(
             run_id=entry.run_id,
@@ -229,17 +256,7 @@ class StudyExecution:
             config=run.entry.config,
         )
         write_json(run_dir / "experiment.json", spec)
-        entry.runner, entry.environment = self.runner.name, None
         mark_running(self.study_dir, manifest, entry)
-        self.on_event(RunStarted(run_id=entry.run_id))
-        outcome = self._runner_run(entry.run_id, run_dir)
-        with contextlib.suppress(OSError):  # a killed harness leaves only the stream
-            recover_timeseries(run_dir / "timeseries.parquet")
-        self._record(entry, run_dir, outcome)
-        save_manifest(self.study_dir, manifest)
-        self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
-                                  cause=entry.failure.cause if entry.failure else None))
-        return outcome.fatal
 
     def _runner_run(self, run_id: str, run_dir: Path) -> RunOutcome:
         """The runner's account of the run; an error it raises is this run's failure.
@@ -322,6 +339,22 @@ class StudyExecution:
                                 warnings=warnings)
         write_json(self.study_dir / "summary.json", summary)
         return summary
+
+
+def _unprepared(run_dir: Path, error: OSError | ConfigError) -> RunOutcome:
+    """The end of a run whose folder could not be prepared: it failed, the study goes on.
+
+    Recorded as a ``runner_error``, as an error the runner raises is: nothing of the harness
+    ran. The run has no log to append to, so the message carries the cause and the fix.
+    """
+    if isinstance(error, ConfigError):
+        cause, fix = error.message, error.fix
+    else:
+        cause = f"{type(error).__name__}: {error}"
+        fix = (f"make {run_dir} a folder this user can write (e.g. remove what a container "
+               f"left there owned by root), then llem run --resume {run_dir.parent}")
+    message = f"its folder {run_dir} could not be prepared: {cause} (fix: {fix})"
+    return RunOutcome("runner_error", None, " ".join(message.split()))
 
 
 def _failure_message(run_dir: Path, outcome: RunOutcome) -> str:

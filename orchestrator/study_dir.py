@@ -210,7 +210,8 @@ def _plan_resume(study: Study, path: Path, cycles: int | None,
     if cycles is not None:
         check_cycles(study, cycles, f"cycles={cycles}")
     runs = plan(study, n_cycles)
-    manifest.runs.extend(_new_entries(runs, manifest, path))
+    manifest.runs = _in_planned_order([*manifest.runs, *_new_entries(runs, manifest, path)],
+                                      runs)
     manifest.design_hash = study.design_hash  # the same design; recorded as hashed today
     return manifest, runs, _invalid_results(manifest, path)
 
@@ -321,6 +322,17 @@ def _new_entries(runs: list[PlannedRun], manifest: Manifest, study_dir: Path) ->
     return added
 
 
+def _in_planned_order(entries: list[RunEntry], runs: list[PlannedRun]) -> list[RunEntry]:
+    """``entries`` in the order of ``runs`` (a top-up's cycles among the earlier ones).
+
+    An entry the plan lacks keeps its place relative to the others like it, after the rest.
+    """
+    position = {run.key: i for i, run in enumerate(runs)}
+    planned = sorted((e for e in entries if entry_key(e) in position),
+                     key=lambda e: position[entry_key(e)])
+    return planned + [e for e in entries if entry_key(e) not in position]
+
+
 def _labels(manifest: Manifest) -> dict[str, str]:
     """The name each configuration's runs carry, without their cycle, by config hash."""
     labels: dict[str, str] = {}
@@ -340,10 +352,23 @@ def _unused(name: str, taken: set[str], study_dir: Path) -> str:
 
 
 def check_runs(manifest: Manifest, study_dir: Path) -> None:
-    """Refuse a manifest that lists one run, or one run directory, twice (an edited file)."""
+    """Refuse a damaged or edited manifest that would mislead resume.
+
+    It lists one run, or one run directory, twice, or names a run directory that is not a
+    folder of its own directly inside the study directory.
+    """
     keys: dict[RunKey, str] = {}
     names: set[str] = set()
     for entry in manifest.runs:
+        problem = _run_id_problem(entry.run_id)
+        if problem is not None:
+            raise ConfigError(
+                f"{study_dir / MANIFEST_NAME} names the folder of the run of configuration "
+                f"{entry.config_hash}, cycle {entry.cycle}, {entry.run_id!r}: {problem}; "
+                "resume would empty that folder for the run",
+                fix=f"restore manifest.json from a backup, or give the run its own folder "
+                    f"name there (e.g. {_plain_name(entry)}), or start a new study with "
+                    "llem run FILE")
         first = keys.setdefault(entry_key(entry), entry.run_id)
         if first != entry.run_id or entry.run_id in names:
             raise ConfigError(
@@ -354,11 +379,35 @@ def check_runs(manifest: Manifest, study_dir: Path) -> None:
         names.add(entry.run_id)
 
 
+def _run_id_problem(run_id: str) -> str | None:
+    """Why ``run_id`` cannot name a run's folder, or None when it can.
+
+    A run folder is one plain name directly inside the study directory: never a path (with a
+    separator, ``..`` or a root), never hidden (``.llem.lock``, ``.baseline-cache``) and never
+    the folder the study's own files are kept in, since a new attempt empties it.
+    """
+    if not run_id or run_id in (".", ".."):
+        return "not a folder name"
+    if "/" in run_id or "\\" in run_id or "\0" in run_id or Path(run_id).is_absolute():
+        return "a path, not a folder name inside the study directory"
+    if run_id.startswith("."):
+        return "a hidden name, which llem keeps for its own files"
+    if run_id == SOURCES_DIR:
+        return "the folder the study's files are kept in"
+    return None
+
+
+def _plain_name(entry: RunEntry) -> str:
+    return f"{sanitize(entry.slug)}_c{entry.cycle}"
+
+
 def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:
     """Refuse, naming what changed, when the study file measures other configurations.
 
     The design is the set of configurations (their hashes), so the order they are written
-    in never matters, and a refusal always names at least one configuration.
+    in never matters, and a refusal always names at least one configuration. A study directory
+    of an older llem (its manifest records no invocation) is told apart: its configuration
+    hashes may have been computed otherwise, so the refusal says so and how to finish it.
     """
     old = {run.config_hash: run.slug for run in manifest.runs}
     new = {entry.config.measurement_config_hash: entry.slug for entry in study.experiments}
@@ -366,10 +415,23 @@ def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:
     removed = {key: slug for key, slug in old.items() if key not in new}
     if not added and not removed:
         return
+    changes = (f"{len(added)} configuration(s) added{_named(added, removed)}, "
+               f"{len(removed)} removed or changed{_named(removed, added)}")
+    if not manifest.invocations:
+        raise ConfigError(
+            f"the study in {study_dir} was made by an older llem, whose configuration hashes "
+            "differ from this llem's for some configurations (a backend section that sets "
+            "nothing, such as pytorch: {}; a local dataset or model, now hashed by its "
+            "absolute path and its content): its runs cannot be matched to the study file's "
+            f"configurations ({changes})",
+            fix="finish the study with the llem that made it, or start a new study with "
+                "llem run FILE")
+    differs = f"the study file's design differs from the study in {study_dir}"
+    if study.design_hash != manifest.design_hash:  # equal hashes are no news to the user
+        differs = (f"the study file's design (hash {study.design_hash}) differs from the "
+                   f"study in {study_dir} (hash {manifest.design_hash})")
     raise ConfigError(
-        f"the study file's design (hash {study.design_hash}) differs from the study in "
-        f"{study_dir} (hash {manifest.design_hash}): {len(added)} configuration(s) added"
-        f"{_named(added, removed)}, {len(removed)} removed or changed{_named(removed, added)}",
+        f"{differs}: {changes}",
         fix="resume with the original study file, or start a new study with llem run FILE",
     )
 
@@ -471,8 +533,19 @@ def validate_result(run_dir: Path) -> str | None:
 
 
 def fresh_run_dir(study_dir: Path, run_id: str) -> Path:
-    """An empty run directory for a new attempt; results moved aside by resume stay."""
+    """An empty run directory for a new attempt; results moved aside by resume stay.
+
+    Raises:
+        ConfigError: ``run_id`` does not name a folder directly inside ``study_dir`` (a path,
+            or a symbolic link leading elsewhere): nothing outside the study is emptied.
+        OSError: the folder could not be emptied or made.
+    """
     run_dir = study_dir / run_id
+    if _run_id_problem(run_id) is not None or run_dir.resolve().parent != study_dir.resolve():
+        raise ConfigError(
+            f"the folder of run {run_id!r} is not a folder of its own in {study_dir} (it "
+            f"leads to {run_dir.resolve()}): it is not emptied for a new attempt",
+            fix=f"make {run_dir} a plain folder of the study directory (or remove it)")
     if run_dir.is_dir():
         if (run_dir / RESULT_FILE).is_file():
             _keep(run_dir / RESULT_FILE, UNRECORDED_MARK)

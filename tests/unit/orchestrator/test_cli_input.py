@@ -193,3 +193,23 @@ def test_resume_of_a_folder_that_is_not_a_study_writes_nothing_into_it(tmp_path,
         done = llem("run", *args, "--runner", "local", cwd=tmp_path, timeout=60)
         refused(done, "manifest.json")
         assert (sorted(p.name for p in folder.iterdir()), tree_digest(folder)) == before
+
+
+@pytest.mark.parametrize("run_id", ["../victim", "", ".", "..", "/tmp/elsewhere", "a/b",
+                                    ".baseline-cache", "sources"])
+def test_a_run_folder_that_is_not_a_plain_folder_of_the_study_is_refused(tmp_path, run_id):
+    # A damaged or hand-edited manifest: resume would empty that folder for the run.
+    import json
+
+    study_dir = study_dir_with_one_run_done(tmp_path)
+    victim = tmp_path / "o" / "victim"
+    victim.mkdir()
+    (victim / "stats.json").write_text("precious")
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    manifest["runs"][1]["run_id"] = run_id
+    (study_dir / "manifest.json").write_text(json.dumps(manifest))
+    before = tree_digest(tmp_path)
+    done = llem("run", "--resume", str(study_dir), "--runner", "local", cwd=tmp_path,
+                timeout=60)
+    refused(done, f"{run_id!r}", "restore manifest.json")
+    assert tree_digest(tmp_path) == before

@@ -356,3 +356,38 @@ def test_llem_run_records_a_runner_error_as_that_runs_failure_and_writes_the_sum
     assert [f.cause for f in summary.failures] == ["runner_error", "runner_error"]
     assert all(str(state_home) in f.message for f in summary.failures), summary.failures
     assert [r.status for r in Manifest.load(study_dir).runs] == ["failed", "failed"]
+
+
+def test_a_run_whose_folder_cannot_be_written_fails_and_the_study_goes_on(tmp_path,
+                                                                          monkeypatch):
+    # For a user: a run folder holding files a container left, owned by root.
+    from llem_testkit.runners import ResultWriter
+
+    import orchestrator.execute
+
+    real_write_json = orchestrator.execute.write_json
+    written: list[str] = []
+
+    def write_json(path, data):
+        if path.name == "experiment.json":
+            written.append(path.parent.name)
+            if len(written) == 2:
+                raise PermissionError(13, "Permission denied", str(path))
+        real_write_json(path, data)
+
+    monkeypatch.setattr(orchestrator.execute, "write_json", write_json)
+    runner = ResultWriter()
+    loaded = study(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    runs = plan(loaded)
+    summary = StudyExecution(loaded, out, runner, no_gaps=True).execute(
+        runs, new_manifest(loaded, runs, runner.name))
+    entries = Manifest.load(out).runs
+    assert [r.status for r in entries] == ["completed", "failed", *["completed"] * 4]
+    failure = entries[1].failure
+    assert failure is not None and failure.cause == "runner_error"
+    assert "PermissionError" in failure.message and str(out / entries[1].run_id) in failure.message
+    assert entries[1].run_id not in Manifest.load(out).executed  # it never started
+    assert summary.counts == {"completed": 5, "failed": 1}
+    assert StudySummary.load(out) == summary

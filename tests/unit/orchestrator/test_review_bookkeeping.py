@@ -7,6 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+from llem_testkit.cli import tree_digest
 from llem_testkit.runners import ResultWriter
 
 from harness.errors import ConfigError
@@ -72,9 +74,12 @@ def test_the_gpus_of_earlier_invocations_stay_recorded_after_a_resume_with_other
         f"{manifest['gpus']})"
 
 
-def test_a_study_directory_of_an_older_llem_with_a_relative_dataset_resumes(tmp_path):
+def test_a_study_directory_of_an_older_llem_with_a_relative_dataset_is_refused_clearly(
+        tmp_path):
     # An older llem kept `dataset: prompts.jsonl` as written, with no digest: the hash of
-    # each run in its manifest is over the relative path.
+    # each run in its manifest is over the relative path. Which file its runs read (relative
+    # to where it ran) and with what content is unknown, so they are never pooled with
+    # today's: the resume is refused, saying why and how to finish the study.
     (tmp_path / "prompts.jsonl").write_text(PROMPTS)
     path = tmp_path / "d.yaml"
     path.write_text("name: d\nmodel: m\nbackend: pytorch\ndataset: prompts.jsonl\n"
@@ -92,8 +97,21 @@ def test_a_study_directory_of_an_older_llem_with_a_relative_dataset_resumes(tmp_
     (study_dir / "manifest.json").write_text(json.dumps(manifest))
     Manifest.load(study_dir)  # an older manifest still loads
 
-    summary, _ = run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
-    assert summary.counts == {"completed": 2}
+    refused_as_older(path, study_dir)
+
+
+def refused_as_older(path: Path, study_dir: Path) -> None:
+    """The resume of ``study_dir`` is refused as an older llem's, and changes nothing."""
+    before = tree_digest(study_dir)
+    with pytest.raises(ConfigError) as refused:
+        run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    message = str(refused.value)
+    assert f"the study in {study_dir} was made by an older llem" in message
+    assert "configuration hashes differ" in message
+    assert "1 configuration(s) added (pytorch [" in message
+    assert "finish the study with the llem that made it, or start a new study" in message
+    assert "(hash" not in message  # never "design (hash X) differs from ... (hash X)"
+    assert tree_digest(study_dir) == before
 
 
 def test_resume_from_the_kept_copy_of_a_symlinked_study_file_reads_the_same_dataset(tmp_path):
@@ -268,9 +286,12 @@ def test_the_manifest_lists_the_runs_in_planned_order_after_a_top_up(tmp_path):
     assert listed == planned
 
 
-def test_a_study_directory_of_an_older_llem_with_an_empty_backend_section_resumes(tmp_path):
+def test_a_study_directory_of_an_older_llem_with_an_empty_backend_section_is_refused_clearly(
+        tmp_path):
     # An older llem hashed `pytorch: {}` with the section's defaults written out
-    # (e71078c082d3ad9c below); today the section is left out of the hash.
+    # (e71078c082d3ad9c below); today the section is left out of the hash. Its results
+    # carry the older hash too, so matching its manifest alone would not pool them with
+    # today's: the resume is refused, saying why and how to finish the study.
     path = tmp_path / "e.yaml"
     path.write_text("name: e\nmodel: m\nbackend: pytorch\npytorch: {}\n"
                     "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
@@ -290,8 +311,7 @@ def test_a_study_directory_of_an_older_llem_with_an_empty_backend_section_resume
         del run["runner"], run["environment"]
     (study_dir / "manifest.json").write_text(json.dumps(manifest))
 
-    summary, _ = run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
-    assert summary.counts == {"completed": 2}
+    refused_as_older(path, study_dir)
 
 
 def test_a_resume_from_the_folder_alone_keeps_the_order_the_study_ran_in(tmp_path):

@@ -600,3 +600,47 @@ def test_a_kept_file_gone_missing_is_bad_input_naming_it(tmp_path):
     with pytest.raises(ConfigError, match=f"holds no {missing}") as caught:
         load_kept_study(study_dir)
     assert "llem run FILE --resume DIR" in str(caught.value.fix)
+
+
+def test_a_run_folder_that_links_out_of_the_study_is_not_emptied_and_that_run_fails(tmp_path):
+    # A plain run id, but its folder is a symbolic link to a folder of another study.
+    path = write_study(tmp_path, "[1, 2]")
+    _, study_dir = run_study(path, FakeHarness(fail=("001_pytorch-bs1_c1",)),
+                             output=tmp_path / "out", no_gaps=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "stats.json").write_text("precious")
+    run_dir = study_dir / "001_pytorch-bs1_c1"
+    for child in run_dir.iterdir():
+        child.unlink()
+    run_dir.rmdir()
+    run_dir.symlink_to(elsewhere)
+
+    summary, _ = run_study(path, FakeHarness(), resume=study_dir, no_gaps=True)
+    assert (elsewhere / "stats.json").read_text() == "precious"
+    assert [p.name for p in elsewhere.iterdir()] == ["stats.json"]
+    (entry, other) = Manifest.load(study_dir).runs
+    assert entry.status == "failed" and entry.failure is not None
+    assert entry.failure.cause == "runner_error"
+    assert "is not a folder of its own" in entry.failure.message
+    assert other.status == "completed" and summary.counts == {"completed": 1, "failed": 1}
+
+
+def test_a_design_refusal_never_shows_two_equal_design_hashes_as_a_difference(tmp_path):
+    # The manifest records the design hash of the study file, but one run's configuration
+    # hash was edited: the configurations differ, their design hashes do not.
+    import json
+
+    path = write_study(tmp_path, "[1, 2]")
+    _, study_dir = run_study(path, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    manifest["runs"][1]["config_hash"] = "0123456789abcdef"
+    (study_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert manifest["design_hash"] == load_study(path).design_hash
+    with pytest.raises(ConfigError) as refused:
+        run_study(path, FakeHarness(), resume=study_dir, no_gaps=True)
+    bs2 = load_study(path).experiments[1].config.measurement_config_hash
+    assert refused.value.message == (
+        f"the study file's design differs from the study in {study_dir}: 1 configuration(s) "
+        f"added (pytorch-bs2 [{bs2}]), 1 removed or changed (pytorch-bs2 [0123456789abcdef])")
+    assert "older llem" not in str(refused.value)
