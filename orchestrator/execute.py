@@ -230,6 +230,7 @@ class StudyExecution:
         )
         write_json(run_dir / "experiment.json", spec)
         entry.runner, entry.environment = self.runner.name, None
+        entry.gpus = self.study.execution.gpus
         mark_running(self.study_dir, manifest, entry)
         self.on_event(RunStarted(run_id=entry.run_id))
         outcome = self._runner_run(entry.run_id, run_dir)

@@ -15,6 +15,7 @@ never work on one study.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import shutil
 from collections.abc import Iterator
@@ -175,6 +176,7 @@ def resume(study: Study, path: Path, cycles: int | None, runner_name: str,
         notes.append(f"GPUs {_gpus(study.execution.gpus)} this time (before: "
                      f"{_gpus(manifest.gpus)})")
         manifest.gpus = study.execution.gpus
+    manifest.cycle_order = study.execution.cycle_order  # as of the latest invocation
     record_invocation(path, manifest, study, runner_name, no_gaps)
     save_manifest(path, manifest)
     return OpenStudy(path, manifest, runs, notes)
@@ -231,6 +233,7 @@ def record_invocation(study_dir: Path, manifest: Manifest, study: Study, runner_
         runner=runner_name,
         n_cycles=max((run.cycle for run in manifest.runs), default=0),
         cycle_order=execution.cycle_order,
+        gpus=execution.gpus,
         config_gap_s=0.0 if no_gaps else execution.config_gap_s,
         cycle_gap_s=0.0 if no_gaps else execution.cycle_gap_s,
         no_gaps=no_gaps,
@@ -242,22 +245,49 @@ def record_invocation(study_dir: Path, manifest: Manifest, study: Study, runner_
 def keep_files(study_dir: Path, study: Study, manifest: Manifest) -> list[KeptFile]:
     """Copy the files ``study`` was built from into ``study_dir``, byte for byte.
 
-    A file whose bytes the directory already keeps is not copied again. The first study file
-    becomes ``study.yaml``; every other file goes to ``sources/<sha256[:12]>/<its name>``, so
-    files of the same name (two ``base.yaml``) never meet. Loading the copies in the order
-    returned (`load_kept_study`) rebuilds the study exactly.
+    A file whose bytes the directory already keeps is not copied again, unless this
+    invocation read the same bytes from two folders: relative paths in each mean its own
+    folder's files, so each gets its own copy. The first study file becomes ``study.yaml``;
+    every other file goes to ``sources/<sha256[:12]>/<its name>`` (``<sha256[:12]>_2`` and so
+    on for the same bytes from another folder), so files of the same name (two
+    ``base.yaml``) never meet. Loading the copies in the order returned (`load_kept_study`)
+    rebuilds the study exactly.
     """
     kept = _kept_by_digest(study_dir, manifest)
+    folders: dict[str, Path] = {}  # the folder each copy this invocation uses stands for
     records = []
     for source in study.files:
         digest = hashlib.sha256(source.data).hexdigest()
-        if digest not in kept:
-            kept[digest] = (STUDY_FILE if not (study_dir / STUDY_FILE).exists()
-                            else f"{SOURCES_DIR}/{digest[:12]}/{sanitize(source.path.name)}")
-            write_bytes(study_dir / kept[digest], source.data)
-        records.append(KeptFile(path=kept[digest], origin=str(source.path.resolve()),
-                                sha256=digest, base=source.base))
+        origin = _origin(source.path)
+        copy = kept.get(digest)
+        if copy is None or folders.get(copy, origin.parent) != origin.parent:
+            copy = _new_copy(study_dir, digest, source.path.name)
+            write_bytes(study_dir / copy, source.data)
+            kept.setdefault(digest, copy)
+        folders[copy] = origin.parent
+        records.append(KeptFile(path=copy, origin=str(origin), sha256=digest,
+                                base=source.base))
     return records
+
+
+def _origin(path: Path) -> Path:
+    """Where ``path`` was read, absolute: its folder resolved, the file itself not.
+
+    A study file reached through a symlink stands where the link is: its relative paths (and
+    its ``base:``) were resolved beside the link when it was loaded, so they are again.
+    """
+    return path.parent.resolve() / path.name
+
+
+def _new_copy(study_dir: Path, digest: str, name: str) -> str:
+    """Where a file not kept yet goes (relative to the study directory)."""
+    if not (study_dir / STUDY_FILE).exists():
+        return STUDY_FILE
+    copy, number = f"{SOURCES_DIR}/{digest[:12]}/{sanitize(name)}", 1
+    while (study_dir / copy).exists():
+        number += 1
+        copy = f"{SOURCES_DIR}/{digest[:12]}_{number}/{sanitize(name)}"
+    return copy
 
 
 def _kept_by_digest(study_dir: Path, manifest: Manifest) -> dict[str, str]:
@@ -270,6 +300,9 @@ def _kept_by_digest(study_dir: Path, manifest: Manifest) -> dict[str, str]:
 
 def load_kept_study(study_dir: Path) -> Study:
     """The study as kept in ``study_dir``: its first invocation's files, bases included.
+
+    It runs as it last ran: the cycle order and GPU selection of the latest invocation (an
+    ``--order`` or ``--gpus`` given then, not the file's), which flags given now override.
 
     Raises:
         ConfigError: not a study directory, or a kept file is missing.
@@ -284,11 +317,21 @@ def load_kept_study(study_dir: Path) -> Study:
             raise ConfigError(f"{study_dir} holds no {path.relative_to(study_dir)}",
                               fix="pass the study file too: llem run FILE --resume DIR")
     if not manifest.invocations:  # an older llem's: bases are looked up next to study.yaml
-        return load_study(files[0])
+        return as_last_run(load_study(files[0]), manifest)
     # Relative paths in each copy mean what they meant beside its original.
     origins = {(study_dir / file.path).resolve(): Path(file.origin).parent
                for file in manifest.invocations[0].files}
-    return load_study(files[0], files[1:], origins)
+    return as_last_run(load_study(files[0], files[1:], origins), manifest)
+
+
+def as_last_run(study: Study, manifest: Manifest) -> Study:
+    """``study`` with the cycle order and GPU selection its directory last ran with."""
+    # The manifest's gpus is the latest invocation's; its cycle_order is too, except in a
+    # directory an older llem resumed (it kept the first one's there).
+    order = manifest.invocations[-1].cycle_order if manifest.invocations \
+        else manifest.cycle_order
+    update = {"cycle_order": order, "gpus": manifest.gpus}
+    return dataclasses.replace(study, execution=study.execution.model_copy(update=update))
 
 
 def finish_invocation(study_dir: Path, manifest: Manifest, interrupted: bool) -> None:

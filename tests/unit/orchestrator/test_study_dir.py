@@ -600,3 +600,21 @@ def test_a_kept_file_gone_missing_is_bad_input_naming_it(tmp_path):
     with pytest.raises(ConfigError, match=f"holds no {missing}") as caught:
         load_kept_study(study_dir)
     assert "llem run FILE --resume DIR" in str(caught.value.fix)
+
+
+def test_the_manifest_order_and_gpus_follow_the_latest_invocation(tmp_path):
+    from orchestrator.study_dir import load_kept_study
+
+    study = load_study(write_study(tmp_path, "[1, 2]"))  # the file says interleaved
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    resumed = dataclasses.replace(study, execution=study.execution.model_copy(
+        update={"cycle_order": "sequential", "gpus": [1]}))
+    run_study(resumed, FakeHarness(), resume=study_dir, cycles=2, no_gaps=True)
+
+    manifest = Manifest.load(study_dir)
+    assert (manifest.cycle_order, manifest.gpus) == ("sequential", [1])
+    assert [(i.cycle_order, i.gpus) for i in manifest.invocations] == [
+        ("interleaved", None), ("sequential", [1])]
+    assert {run.cycle: run.gpus for run in manifest.runs} == {1: None, 2: [1]}
+    kept = load_kept_study(study_dir)  # goes on as it last ran, not as the file says
+    assert (kept.execution.cycle_order, kept.execution.gpus) == ("sequential", [1])
