@@ -115,8 +115,30 @@ def open_study_dir(study: Study, runner_name: str, *, output_root: Path | None =
 
 
 def new_study_dir(study: Study, output_root: Path) -> Path:
-    """Create ``<output>/<study-name>_<UTC timestamp>`` (suffixed on collision)."""
+    """Create ``<output>/<study-name>_<UTC timestamp>`` (suffixed on collision).
+
+    Raises:
+        ConfigError: the output root is a file, or lies under one (`check_output_root`).
+    """
+    check_output_root(output_root)
     return create_unique_dir(output_root, f"{sanitize(study.name)}_{utc_stamp()}")
+
+
+def check_output_root(output_root: Path) -> None:
+    """Refuse an output root that is a file, or lies under one, before anything is written.
+
+    Raises:
+        ConfigError: naming the file in the way.
+    """
+    for folder in (output_root, *output_root.parents):
+        if not folder.exists():
+            continue
+        if folder.is_dir():
+            return
+        raise ConfigError(
+            f"the output root {output_root} cannot be a folder: {folder} is a file",
+            fix="pass --output a folder, or a path where one can be made (or move the file "
+                "away)")
 
 
 def create(study: Study, path: Path, runner_name: str, no_gaps: bool = False) -> OpenStudy:
