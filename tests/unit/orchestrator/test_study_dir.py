@@ -211,9 +211,10 @@ def test_results_parquet_stats_json_and_the_cli_table_carry_the_same_metrics(tmp
     names = [metric.name for metric in HEADLINE_METRICS]
     table = pq.read_table(study_dir / "results.parquet")
     assert [c for c in table.column_names if c in names] == names
-    assert [c for c in table.column_names if c not in names and not c.startswith("config.")] == [
-        "run_id", "cycle", "config_hash", "runner", "energy_method", "phase_split_method",
-        "sanity_passed", "warnings"]
+    assert [c for c in table.column_names if c not in names
+            and not c.startswith(("config.", "environment."))] == [
+        "run_id", "cycle", "config_hash", "runner", "environment_id", "energy_method",
+        "phase_split_method", "sanity_passed", "warnings"]
     for metric in HEADLINE_METRICS:
         field = table.schema.field(metric.name)
         assert field.metadata[b"unit"].decode() == metric.unit
