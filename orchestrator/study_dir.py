@@ -198,6 +198,10 @@ def resume(study: Study, path: Path, cycles: int | None, runner_name: str,
         notes.append(f"GPUs {_gpus(study.execution.gpus)} this time (before: "
                      f"{_gpus(manifest.gpus)})")
         manifest.gpus = study.execution.gpus
+    last_order = _last_order(manifest)
+    if last_order != study.execution.cycle_order:
+        notes.append(f"cycle order {study.execution.cycle_order} this time (before: "
+                     f"{last_order})")
     manifest.cycle_order = study.execution.cycle_order  # as of the latest invocation
     record_invocation(path, manifest, study, runner_name, no_gaps)
     save_manifest(path, manifest)
@@ -348,12 +352,18 @@ def load_kept_study(study_dir: Path) -> Study:
 
 def as_last_run(study: Study, manifest: Manifest) -> Study:
     """``study`` with the cycle order and GPU selection its directory last ran with."""
-    # The manifest's gpus is the latest invocation's; its cycle_order is too, except in a
-    # directory an older llem resumed (it kept the first one's there).
-    order = manifest.invocations[-1].cycle_order if manifest.invocations \
-        else manifest.cycle_order
-    update = {"cycle_order": order, "gpus": manifest.gpus}
+    update = {"cycle_order": _last_order(manifest), "gpus": manifest.gpus}
     return dataclasses.replace(study, execution=study.execution.model_copy(update=update))
+
+
+def _last_order(manifest: Manifest) -> str:
+    """The cycle order the study last ran in.
+
+    The manifest's own is the first invocation's in a directory an older llem resumed (its
+    ``gpus`` is always the latest invocation's).
+    """
+    return manifest.invocations[-1].cycle_order if manifest.invocations \
+        else manifest.cycle_order
 
 
 def finish_invocation(study_dir: Path, manifest: Manifest, interrupted: bool) -> None:

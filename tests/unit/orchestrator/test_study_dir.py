@@ -610,7 +610,9 @@ def test_the_manifest_order_and_gpus_follow_the_latest_invocation(tmp_path):
     _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
     resumed = dataclasses.replace(study, execution=study.execution.model_copy(
         update={"cycle_order": "sequential", "gpus": [1]}))
-    run_study(resumed, FakeHarness(), resume=study_dir, cycles=2, no_gaps=True)
+    with pytest.warns(UserWarning, match=r"cycle order sequential this time \(before: "
+                      r"interleaved\)"):
+        run_study(resumed, FakeHarness(), resume=study_dir, cycles=2, no_gaps=True)
 
     manifest = Manifest.load(study_dir)
     assert (manifest.cycle_order, manifest.gpus) == ("sequential", [1])
