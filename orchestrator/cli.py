@@ -38,6 +38,7 @@ from orchestrator.study import Study, check_cycles, load_study
 from orchestrator.study.execution import parse_gpus
 from orchestrator.study_dir import (
     OpenStudy,
+    check_output_root,
     check_study_dir,
     load_kept_study,
     open_study_dir,
@@ -167,6 +168,8 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
         runner = make_runner(name, image=image)
         options = RunOptions(resolve_output(output), no_gaps, quiet, verbose, as_json,
                              export_csv)
+        if resume_dir is None:
+            check_output_root(options.output)  # before the preflight fetches any model
         _guard(study, options.output if resume_dir is None else resume_dir, yes)
     except LlemError as error:
         fail(error)

@@ -217,6 +217,7 @@ class StudyExecution:
     def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None) -> bool:
         entry.runner, entry.environment = self.runner.name, None
+        entry.gpus = self.study.execution.gpus
         run_dir = self.study_dir / entry.run_id
         try:
             self._prepare(run, entry, manifest, cool_down)

@@ -61,6 +61,9 @@ class RunEntry(BaseModel):
     result_path: str | None = Field(None, description="Relative to the study directory.")
     failure: Failure | None = None
     runner: str | None = Field(None, description="The runner of the run's latest attempt.")
+    gpus: list[int] | None = Field(
+        None, description="Device indices its latest attempt was given (execution.gpus or "
+        "--gpus); null: the runner's choice, or not recorded (an older llem).")
     environment: RunEnvironment | None = Field(
         None, description="Completed runs: what they measured on, as far as pooling goes "
         "(runner, image, harness, library and Python versions, GPU models and driver).")
@@ -104,6 +107,9 @@ class Invocation(BaseModel):
     runner: str = Field(description="docker or local (or a library caller's runner).")
     n_cycles: int = Field(description="Cycles planned once it had topped up (--cycles).")
     cycle_order: str = Field(description="sequential, interleaved or shuffled.")
+    gpus: list[int] | None = Field(
+        None, description="Device indices its runs were given (execution.gpus or --gpus); "
+        "null: the runner's choice, or not recorded (an older llem).")
     config_gap_s: float = Field(description="Gap between runs (s) as applied; 0 with no_gaps.")
     cycle_gap_s: float = Field(description="Gap between cycles (s) as applied; 0 with no_gaps.")
     no_gaps: bool = Field(description="--no-gaps: the gaps and cool-downs were skipped.")
@@ -124,7 +130,8 @@ class Manifest(BaseModel):
     runner: str = Field(description="The runner of the latest invocation (a resume may use "
                         "another); each run records its own.")
     created_at: str = Field(default_factory=now_utc)
-    cycle_order: str
+    cycle_order: str = Field(description="The latest invocation's cycle order (each "
+                             "invocation records its own).")
     gpus: list[int] | None = Field(
         None, description="Device indices the runs were given (execution.gpus or --gpus, as "
         "of the latest invocation); null: the runner's choice.")

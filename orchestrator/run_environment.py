@@ -10,6 +10,8 @@ settings) is context, not identity. ``docs/studies.md`` states the same definiti
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.schema.result import ExperimentResult
@@ -49,6 +51,13 @@ class RunEnvironment(BaseModel):
     def key(self) -> str:
         """A stable text form: equal keys, equal environments."""
         return self.model_dump_json()
+
+    def short_id(self) -> str:
+        """First 12 hex digits of the SHA-256 of `key`: ``environment_id`` in results.parquet.
+
+        Rows with one id are the runs ``stats.json`` pools (with one configuration hash).
+        """
+        return hashlib.sha256(self.key().encode()).hexdigest()[:12]
 
     def differences(self, other: RunEnvironment) -> list[str]:
         """One ``field: this vs other`` line per field that differs, in field order."""

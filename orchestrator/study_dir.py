@@ -15,6 +15,7 @@ never work on one study.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import shutil
 from collections.abc import Iterator
@@ -114,8 +115,30 @@ def open_study_dir(study: Study, runner_name: str, *, output_root: Path | None =
 
 
 def new_study_dir(study: Study, output_root: Path) -> Path:
-    """Create ``<output>/<study-name>_<UTC timestamp>`` (suffixed on collision)."""
+    """Create ``<output>/<study-name>_<UTC timestamp>`` (suffixed on collision).
+
+    Raises:
+        ConfigError: the output root is a file, or lies under one (`check_output_root`).
+    """
+    check_output_root(output_root)
     return create_unique_dir(output_root, f"{sanitize(study.name)}_{utc_stamp()}")
+
+
+def check_output_root(output_root: Path) -> None:
+    """Refuse an output root that is a file, or lies under one, before anything is written.
+
+    Raises:
+        ConfigError: naming the file in the way.
+    """
+    for folder in (output_root, *output_root.parents):
+        if not folder.exists():
+            continue
+        if folder.is_dir():
+            return
+        raise ConfigError(
+            f"the output root {output_root} cannot be a folder: {folder} is a file",
+            fix="pass --output a folder, or a path where one can be made (or move the file "
+                "away)")
 
 
 def create(study: Study, path: Path, runner_name: str, no_gaps: bool = False) -> OpenStudy:
@@ -175,6 +198,11 @@ def resume(study: Study, path: Path, cycles: int | None, runner_name: str,
         notes.append(f"GPUs {_gpus(study.execution.gpus)} this time (before: "
                      f"{_gpus(manifest.gpus)})")
         manifest.gpus = study.execution.gpus
+    last_order = _last_order(manifest)
+    if last_order != study.execution.cycle_order:
+        notes.append(f"cycle order {study.execution.cycle_order} this time (before: "
+                     f"{last_order})")
+    manifest.cycle_order = study.execution.cycle_order  # as of the latest invocation
     record_invocation(path, manifest, study, runner_name, no_gaps)
     save_manifest(path, manifest)
     return OpenStudy(path, manifest, runs, notes)
@@ -232,6 +260,7 @@ def record_invocation(study_dir: Path, manifest: Manifest, study: Study, runner_
         runner=runner_name,
         n_cycles=max((run.cycle for run in manifest.runs), default=0),
         cycle_order=execution.cycle_order,
+        gpus=execution.gpus,
         config_gap_s=0.0 if no_gaps else execution.config_gap_s,
         cycle_gap_s=0.0 if no_gaps else execution.cycle_gap_s,
         no_gaps=no_gaps,
@@ -243,22 +272,49 @@ def record_invocation(study_dir: Path, manifest: Manifest, study: Study, runner_
 def keep_files(study_dir: Path, study: Study, manifest: Manifest) -> list[KeptFile]:
     """Copy the files ``study`` was built from into ``study_dir``, byte for byte.
 
-    A file whose bytes the directory already keeps is not copied again. The first study file
-    becomes ``study.yaml``; every other file goes to ``sources/<sha256[:12]>/<its name>``, so
-    files of the same name (two ``base.yaml``) never meet. Loading the copies in the order
-    returned (`load_kept_study`) rebuilds the study exactly.
+    A file whose bytes the directory already keeps is not copied again, unless this
+    invocation read the same bytes from two folders: relative paths in each mean its own
+    folder's files, so each gets its own copy. The first study file becomes ``study.yaml``;
+    every other file goes to ``sources/<sha256[:12]>/<its name>`` (``<sha256[:12]>_2`` and so
+    on for the same bytes from another folder), so files of the same name (two
+    ``base.yaml``) never meet. Loading the copies in the order returned (`load_kept_study`)
+    rebuilds the study exactly.
     """
     kept = _kept_by_digest(study_dir, manifest)
+    folders: dict[str, Path] = {}  # the folder each copy this invocation uses stands for
     records = []
     for source in study.files:
         digest = hashlib.sha256(source.data).hexdigest()
-        if digest not in kept:
-            kept[digest] = (STUDY_FILE if not (study_dir / STUDY_FILE).exists()
-                            else f"{SOURCES_DIR}/{digest[:12]}/{sanitize(source.path.name)}")
-            write_bytes(study_dir / kept[digest], source.data)
-        records.append(KeptFile(path=kept[digest], origin=str(source.path.resolve()),
-                                sha256=digest, base=source.base))
+        origin = _origin(source.path)
+        copy = kept.get(digest)
+        if copy is None or folders.get(copy, origin.parent) != origin.parent:
+            copy = _new_copy(study_dir, digest, source.path.name)
+            write_bytes(study_dir / copy, source.data)
+            kept.setdefault(digest, copy)
+        folders[copy] = origin.parent
+        records.append(KeptFile(path=copy, origin=str(origin), sha256=digest,
+                                base=source.base))
     return records
+
+
+def _origin(path: Path) -> Path:
+    """Where ``path`` was read, absolute: its folder resolved, the file itself not.
+
+    A study file reached through a symlink stands where the link is: its relative paths (and
+    its ``base:``) were resolved beside the link when it was loaded, so they are again.
+    """
+    return path.parent.resolve() / path.name
+
+
+def _new_copy(study_dir: Path, digest: str, name: str) -> str:
+    """Where a file not kept yet goes (relative to the study directory)."""
+    if not (study_dir / STUDY_FILE).exists():
+        return STUDY_FILE
+    copy, number = f"{SOURCES_DIR}/{digest[:12]}/{sanitize(name)}", 1
+    while (study_dir / copy).exists():
+        number += 1
+        copy = f"{SOURCES_DIR}/{digest[:12]}_{number}/{sanitize(name)}"
+    return copy
 
 
 def _kept_by_digest(study_dir: Path, manifest: Manifest) -> dict[str, str]:
@@ -271,6 +327,9 @@ def _kept_by_digest(study_dir: Path, manifest: Manifest) -> dict[str, str]:
 
 def load_kept_study(study_dir: Path) -> Study:
     """The study as kept in ``study_dir``: its first invocation's files, bases included.
+
+    It runs as it last ran: the cycle order and GPU selection of the latest invocation (an
+    ``--order`` or ``--gpus`` given then, not the file's), which flags given now override.
 
     Raises:
         ConfigError: not a study directory, or a kept file is missing.
@@ -285,11 +344,27 @@ def load_kept_study(study_dir: Path) -> Study:
             raise ConfigError(f"{study_dir} holds no {path.relative_to(study_dir)}",
                               fix="pass the study file too: llem run FILE --resume DIR")
     if not manifest.invocations:  # an older llem's: bases are looked up next to study.yaml
-        return load_study(files[0])
+        return as_last_run(load_study(files[0]), manifest)
     # Relative paths in each copy mean what they meant beside its original.
     origins = {(study_dir / file.path).resolve(): Path(file.origin).parent
                for file in manifest.invocations[0].files}
-    return load_study(files[0], files[1:], origins)
+    return as_last_run(load_study(files[0], files[1:], origins), manifest)
+
+
+def as_last_run(study: Study, manifest: Manifest) -> Study:
+    """``study`` with the cycle order and GPU selection its directory last ran with."""
+    update = {"cycle_order": _last_order(manifest), "gpus": manifest.gpus}
+    return dataclasses.replace(study, execution=study.execution.model_copy(update=update))
+
+
+def _last_order(manifest: Manifest) -> str:
+    """The cycle order the study last ran in.
+
+    The manifest's own is the first invocation's in a directory an older llem resumed (its
+    ``gpus`` is always the latest invocation's).
+    """
+    return manifest.invocations[-1].cycle_order if manifest.invocations \
+        else manifest.cycle_order
 
 
 def finish_invocation(study_dir: Path, manifest: Manifest, interrupted: bool) -> None:

@@ -1,5 +1,11 @@
 """``results.parquet``: one flat row per completed run (config fields and headline metrics).
 
+Besides the configuration, each row carries the run's measurement-relevant environment
+(:mod:`orchestrator.run_environment`): ``environment_id``, a short digest of it, and one
+``environment.<field>`` column per field (``backend_versions`` a map of text to text,
+``gpu_models`` a list of text). Rows of one ``config_hash`` and one ``environment_id`` are the
+runs that ``stats.json`` pools into one entry.
+
 The metric columns are the headline metrics (``harness.schema.headline``), each carrying its
 unit and description in the Parquet field metadata.
 
@@ -35,6 +41,7 @@ from harness.schema.headline import HEADLINE_METRICS
 from harness.schema.reading import read_model
 from harness.schema.result import SCHEMA_VERSION, ExperimentResult
 from orchestrator.manifest import Manifest
+from orchestrator.run_environment import RunEnvironment
 
 JSON_TEXT = b"json"
 """Field metadata ``encoding`` of a column that holds each value as its JSON text."""
@@ -90,6 +97,7 @@ def _columns(results: list[ExperimentResult],
     yield Column("cycle", [r.cycle for r in results], int)
     yield Column("config_hash", [r.measurement_config_hash for r in results], str)
     yield Column("runner", [r.runner for r in results], str)
+    yield from _environment_columns([RunEnvironment.of(r) for r in results])
     dumps = [r.config.model_dump(mode="json") for r in results]
     others = [c.model_dump(mode="json") for c in configs]
     yield from _config_columns(ExperimentConfig, "config", dumps, others)
@@ -102,6 +110,18 @@ def _columns(results: list[ExperimentResult],
                      _annotation_at(ExperimentResult, metric.path))
     yield Column("sanity_passed", [r.sanity.passed if r.sanity else None for r in results], bool)
     yield Column("warnings", [",".join(r.warning_codes()) for r in results], str)
+
+
+def _environment_columns(environments: list[RunEnvironment]) -> Iterator[Column]:
+    """``environment_id`` and one column per field of the measurement-relevant environment.
+
+    ``stats.json`` pools the cycles of a configuration only within one environment: rows with
+    the same ``config_hash`` and ``environment_id`` are the runs of one statistics entry.
+    """
+    yield Column("environment_id", [e.short_id() for e in environments], str)
+    for name, info in RunEnvironment.model_fields.items():
+        yield Column(f"environment.{name}", [getattr(e, name) for e in environments],
+                     info.annotation)
 
 
 def _config_columns(model: type[BaseModel], prefix: str, rows: list[Any],
@@ -182,6 +202,9 @@ def _declared(annotation: Any) -> pa.DataType | None:
     origin = typing.get_origin(member)
     if origin is typing.Literal:
         return _scalar(list(typing.get_args(member)))
+    if origin is dict:
+        key, item = (_declared(arg) for arg in typing.get_args(member))
+        return pa.map_(key, item) if key == pa.string() and item is not None else None
     if origin in (list, tuple):
         args = [a for a in typing.get_args(member) if a is not Ellipsis]
         inner = _declared(args[0]) if len(args) == 1 else None
@@ -238,10 +261,20 @@ def load_results(study_dir: Path, manifest: Manifest) -> list[ExperimentResult]:
 
 
 def export_csv(study_dir: Path) -> Path:
-    """Write results.csv from results.parquet (atomically) and return its path."""
+    """Write results.csv from results.parquet (atomically) and return its path.
+
+    CSV has no lists or maps: such a column holds each value as its JSON text (a map as a
+    JSON object), as a column of mixed types does in results.parquet.
+    """
     import pyarrow.csv as pacsv
 
     table = pq.read_table(study_dir / "results.parquet")
+    for index, field in enumerate(table.schema):
+        if pa.types.is_nested(field.type):
+            is_map = pa.types.is_map(field.type)  # read back as a list of (key, value)
+            texts = [None if value is None else json.dumps(dict(value) if is_map else value)
+                     for value in table.column(index).to_pylist()]
+            table = table.set_column(index, field.name, pa.array(texts, pa.string()))
     buffer = io.BytesIO()
     pacsv.write_csv(table, buffer)
     path = study_dir / "results.csv"

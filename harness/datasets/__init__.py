@@ -327,9 +327,9 @@ def _read_dataset(dataset: str) -> tuple[str, str]:
         raise PreflightError(
             f"dataset file {path} {what}",
             fix=(
-                "point dataset: at an existing .jsonl file (a relative path is resolved from "
-                f"the working directory, {Path.cwd()}), or use synthetic or "
-                f"{', '.join(BUILTIN_DATASETS)}"
+                "point dataset: at an existing .jsonl file (a relative path is relative to "
+                "the file it is written in: the study file, or the base: file that sets it), "
+                f"or use synthetic or {', '.join(BUILTIN_DATASETS)}"
             ),
         )
     try:

@@ -85,3 +85,17 @@ def test_json_success_output_is_unchanged(workdir):
                 timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+@pytest.mark.parametrize("output", ["good.yaml", "good.yaml/results"])
+def test_an_output_root_that_is_a_file_is_bad_input_naming_it(workdir, output):
+    # Before: "[Errno 17] File exists: 'good.yaml'" with no fix, once the preflight had run.
+    (workdir / "local.yaml").write_text("model: ./model\nbackend: pytorch\n")
+    before = written(workdir)
+    done = llem("run", "local.yaml", "--runner", "local", "--output", output, "--json",
+                cwd=workdir, timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    error = json.loads(done.stdout)
+    assert "good.yaml is a file" in error["error"] and "Errno" not in error["error"]
+    assert error["fix"] and "--output" in error["fix"]
+    assert written(workdir) == before

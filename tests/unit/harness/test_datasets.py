@@ -271,6 +271,17 @@ def test_missing_jsonl_file_is_a_preflight_error(tmp_path: Path) -> None:
     assert caught.value.fix
 
 
+def test_the_fix_for_a_missing_dataset_says_where_relative_paths_resolve(tmp_path: Path) -> None:
+    # A relative dataset: path resolves against the file it is written in, not the directory
+    # llem runs in (orchestrator.study.inputs).
+    with pytest.raises(PreflightError) as caught:
+        requests_for(dataset=str(tmp_path / "nowhere.jsonl"))
+
+    fix = caught.value.fix or ""
+    assert "working directory" not in fix
+    assert "relative to the file it is written in" in fix
+
+
 def test_a_file_without_prompts_is_a_config_error(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "empty.jsonl", ["", "   "])
 

@@ -213,3 +213,33 @@ def test_a_run_folder_that_is_not_a_plain_folder_of_the_study_is_refused(tmp_pat
                 timeout=60)
     refused(done, f"{run_id!r}", "restore manifest.json")
     assert tree_digest(tmp_path) == before
+
+
+def test_a_resume_from_the_folder_alone_runs_in_the_order_it_last_ran_unless_told(tmp_path):
+    # The file says sequential; the study ran interleaved (--order): a resume without the file
+    # goes on interleaved, and an --order given now still wins.
+    import dataclasses
+    import json
+
+    from orchestrator.study import load_study
+    from orchestrator.study_dir import open_study_dir
+
+    local_model(tmp_path)
+    study = load_study(write(tmp_path, "model: ./model\nbackend: pytorch\nn: 2\nexecution: "
+                             "{cycle_order: sequential, config_gap_s: 0, cycle_gap_s: 0}\n"
+                             "sweep:\n  pytorch.batch_size: [1, 2]\n", name="s.yaml"))
+    study = dataclasses.replace(study, execution=study.execution.model_copy(
+        update={"n_cycles": 2, "cycle_order": "interleaved"}))
+    with open_study_dir(study, "local", output_root=tmp_path / "o") as opened:
+        study_dir = opened.path
+
+    def planned(*flags: str) -> list[str]:
+        done = llem("run", "--resume", str(study_dir), "--dry-run", "--json", *flags,
+                    cwd=tmp_path, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [run["run_id"] for run in json.loads(done.stdout)["runs"]]
+
+    assert planned() == ["001_pytorch-bs1_c1", "002_pytorch-bs2_c1",
+                            "001_pytorch-bs1_c2", "002_pytorch-bs2_c2"]
+    assert planned("--order", "sequential") == [
+        "001_pytorch-bs1_c1", "001_pytorch-bs1_c2", "002_pytorch-bs2_c1", "002_pytorch-bs2_c2"]

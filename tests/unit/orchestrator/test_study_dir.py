@@ -211,9 +211,10 @@ def test_results_parquet_stats_json_and_the_cli_table_carry_the_same_metrics(tmp
     names = [metric.name for metric in HEADLINE_METRICS]
     table = pq.read_table(study_dir / "results.parquet")
     assert [c for c in table.column_names if c in names] == names
-    assert [c for c in table.column_names if c not in names and not c.startswith("config.")] == [
-        "run_id", "cycle", "config_hash", "runner", "energy_method", "phase_split_method",
-        "sanity_passed", "warnings"]
+    assert [c for c in table.column_names if c not in names
+            and not c.startswith(("config.", "environment."))] == [
+        "run_id", "cycle", "config_hash", "runner", "environment_id", "energy_method",
+        "phase_split_method", "sanity_passed", "warnings"]
     for metric in HEADLINE_METRICS:
         field = table.schema.field(metric.name)
         assert field.metadata[b"unit"].decode() == metric.unit
@@ -644,3 +645,23 @@ def test_a_design_refusal_never_shows_two_equal_design_hashes_as_a_difference(tm
         f"the study file's design differs from the study in {study_dir}: 1 configuration(s) "
         f"added (pytorch-bs2 [{bs2}]), 1 removed or changed (pytorch-bs2 [0123456789abcdef])")
     assert "older llem" not in str(refused.value)
+
+
+def test_the_manifest_order_and_gpus_follow_the_latest_invocation(tmp_path):
+    from orchestrator.study_dir import load_kept_study
+
+    study = load_study(write_study(tmp_path, "[1, 2]"))  # the file says interleaved
+    _, study_dir = run_study(study, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    resumed = dataclasses.replace(study, execution=study.execution.model_copy(
+        update={"cycle_order": "sequential", "gpus": [1]}))
+    with pytest.warns(UserWarning, match=r"cycle order sequential this time \(before: "
+                      r"interleaved\)"):
+        run_study(resumed, FakeHarness(), resume=study_dir, cycles=2, no_gaps=True)
+
+    manifest = Manifest.load(study_dir)
+    assert (manifest.cycle_order, manifest.gpus) == ("sequential", [1])
+    assert [(i.cycle_order, i.gpus) for i in manifest.invocations] == [
+        ("interleaved", None), ("sequential", [1])]
+    assert {run.cycle: run.gpus for run in manifest.runs} == {1: None, 2: [1]}
+    kept = load_kept_study(study_dir)  # goes on as it last ran, not as the file says
+    assert (kept.execution.cycle_order, kept.execution.gpus) == ("sequential", [1])

@@ -143,3 +143,60 @@ def test_a_study_types_its_free_form_columns_by_every_configuration_not_the_comp
     written = pq.read_table(study_dir / "results.parquet")
     assert written.schema.field(EOS).type == pa.string()  # not int64: [2, 3] is in the study
     assert written.column(EOS).to_pylist() == ["2"]
+
+
+def with_environment(result: ExperimentResult, **changes) -> ExperimentResult:
+    environment = result.environment.model_copy(update=changes)
+    return result.model_copy(update={"environment": environment})
+
+
+def test_each_row_carries_its_runs_environment_in_typed_columns(tmp_path):
+    from harness.schema.result import GpuInfo
+    from orchestrator.run_environment import RunEnvironment
+
+    first, second = results_of(sweep_study(tmp_path, "  pytorch.batch_size: [1, 2]\n"))
+    gpu = GpuInfo(index=0, name="H100", uuid="GPU-1", memory_total_mb=80000.0)
+    first = with_environment(first, backend_versions={"torch": "2.4.0"}, cudnn_version="9.1",
+                             driver_version="550.54", gpus=[gpu], container_image_id="sha256:abc")
+    written = table(tmp_path, [first, second])
+    types = {field.name: field.type for field in written.schema}
+    assert types["environment_id"] == pa.string()
+    for name in ("runner", "image_id", "image_digest", "harness_version", "python",
+                 "driver_version"):
+        assert types[f"environment.{name}"] == pa.string(), name  # null in every row or not
+    assert types["environment.gpu_models"] == pa.list_(pa.string())
+    assert types["environment.backend_versions"] == pa.map_(pa.string(), pa.string())
+    rows = written.to_pylist()
+    assert [row["environment_id"] for row in rows] == [
+        RunEnvironment.of(first).short_id(), RunEnvironment.of(second).short_id()]
+    assert rows[0]["environment.gpu_models"] == ["H100"]
+    assert dict(rows[0]["environment.backend_versions"]) == {"cudnn": "9.1", "torch": "2.4.0"}
+    assert rows[0]["environment.image_id"] == "sha256:abc"
+    assert (rows[1]["environment.gpu_models"], rows[1]["environment.image_id"]) == ([], None)
+
+
+def test_rows_of_one_environment_id_are_the_runs_stats_json_pools(tmp_path):
+    study = sweep_study(tmp_path, "  pytorch.batch_size: [1]\n")
+    (result,) = results_of(study)
+    others = [result.model_copy(update={"cycle": 2}),
+              with_environment(result.model_copy(update={"cycle": 3}), python="3.12.1")]
+    rows = table(tmp_path, [result, *others]).to_pylist()
+    assert [row["environment_id"] for row in rows][:2] == [rows[0]["environment_id"]] * 2
+    assert rows[2]["environment_id"] != rows[0]["environment_id"]
+
+
+def test_csv_export_writes_list_and_map_columns_as_json_text(tmp_path):
+    import csv
+
+    from orchestrator.tables import export_csv
+
+    study = sweep_study(tmp_path, "  passthrough_kwargs.stop: [[a, b]]\n")
+    (result,) = results_of(study)
+    result = with_environment(result, backend_versions={"torch": "2.4.0"})
+    empty = with_environment(result, backend_versions={})
+    write_results_table(tmp_path / "results.parquet", [result, empty])
+    row, other = csv.DictReader(export_csv(tmp_path).open())
+    assert json.loads(row["config.passthrough_kwargs.stop"]) == ["a", "b"]
+    assert json.loads(row["environment.backend_versions"]) == {"torch": "2.4.0"}
+    assert json.loads(other["environment.backend_versions"]) == {}
+    assert json.loads(row["environment.gpu_models"]) == []
