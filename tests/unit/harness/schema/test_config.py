@@ -158,3 +158,12 @@ def test_weight_quantisation_needs_half_precision(backend, scheme):
 def test_tensorrt_quantised_precision_excludes_a_second_scheme():
     (problem,) = problems(backend="tensorrt", precision="fp8", tensorrt={"quantization": "fp8"})
     assert "precision 'fp8' already selects a quantisation" in problem.message
+
+
+def test_a_run_loads_the_commit_its_hub_model_was_pinned_to():
+    commit = "c" * 40
+    assert ExperimentConfig(**BASE, model_digest=commit).load_revision == commit
+    assert ExperimentConfig(**BASE, revision="v2", model_digest=commit).load_revision == commit
+    assert ExperimentConfig(**BASE, revision="v2").load_revision == "v2"
+    local = ExperimentConfig(**BASE, revision="v2", model_digest="local-files-sha256:" + "0" * 64)
+    assert local.load_revision == "v2"
