@@ -40,9 +40,15 @@ _CREDENTIAL_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,})$")
 
 
 class Strict(BaseModel):
-    """Base for every config model: unknown keys are errors, never silently ignored."""
+    """Base for every config model: unknown keys are errors, never silently ignored.
 
-    model_config = ConfigDict(extra="forbid")
+    ``inf``, ``-inf`` and ``nan`` (a passthrough value) are dumped as themselves (JSON
+    ``Infinity``, ``-Infinity``, ``NaN``, which Python's and pydantic's JSON readers accept),
+    not as null: the run receives the value written, and the configuration hash tells it apart
+    from null. Finite values dump as before.
+    """
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
 
 class DecoderConfig(Strict):
