@@ -197,3 +197,18 @@ def test_a_hub_commit_written_in_the_study_that_the_cache_does_not_hold_is_refus
     cache_hub_model(hub, "b" * 40)
     with pytest.raises(StudyFileError, match="org/tiny at main in the Hugging Face cache"):
         load_study(hub_study(tmp_path, f"model_digest: {'a' * 40}\n"))
+
+
+def test_a_study_whose_model_digest_an_older_llem_took_is_refused_saying_so(tmp_path):
+    model = tmp_path / "tiny"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    path = tmp_path / "s.yaml"
+    path.write_text("name: m\nmodel: ./tiny\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    manifest["inputs"][str(model.resolve())] = "local-sha256:" + "0" * 64  # names and sizes
+    (study_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="taken by an older llem, from file names and sizes"):
+        run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
