@@ -13,16 +13,19 @@ the functions that use them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.digests import changed_files, directory_digest
 from harness.errors import BackendError, PreflightError
 
 ModelSource = Literal["local_directory", "hf_cache"]
+
+LOCAL_DIGEST_PREFIX = "local-files-sha256:"
+"""Marks the content digest of a local directory (before: ``local-sha256:``, names and sizes)."""
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -69,6 +72,7 @@ BIN_WEIGHTS = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
 (a second format, ``consolidated.*``, ``original/``) are not inference's."""
 
 _REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 _WEIGHTS = "weights (" + " or ".join(WEIGHT_FILES[::2]) + ")"
 _TOKENIZER = "tokenizer files (" + " or ".join(TOKENIZER_FILES) + ")"
@@ -130,6 +134,25 @@ def cached_file(model: str, filename: str, revision: str | None = None,
     except ValueError:  # not a valid repository id
         return None
     return Path(found) if isinstance(found, str) else None
+
+
+def is_commit(revision: str | None) -> bool:
+    """Whether ``revision`` is a full commit hash (which, unlike a branch or tag, never moves)."""
+    return revision is not None and _COMMIT.fullmatch(revision) is not None
+
+
+def cached_commit(model: str, revision: str | None = None,
+                  cache_dir: Path | None = None) -> str | None:
+    """The commit whose snapshot the hub cache holds for ``model`` at ``revision``, else None.
+
+    A branch or tag (None: the default branch) is resolved through the cache's ``refs/``, as
+    a run resolves it: offline, nothing downloaded. None when config.json is not cached there.
+    """
+    found = cached_file(model, "config.json", revision, cache_dir)
+    if found is None or found.parent.parent.name != "snapshots":
+        return None
+    commit = found.parent.name
+    return commit if is_commit(commit) else None
 
 
 def in_cache(model: str, revision: str | None = None, cache_dir: Path | None = None) -> bool:
@@ -285,17 +308,21 @@ def resolved_revision(checkpoint: Path) -> str:
     """What identifies the checkpoint's content.
 
     A Hugging Face cache snapshot is named after its commit, which is returned as is. A local
-    directory has no commit: its identity is SHA-256 over config.json's bytes and the name and
-    size of every other file (weights are not read: hashing gigabytes would dominate a run).
+    directory has no commit: its identity is ``local-files-sha256:`` and SHA-256 over the
+    relative path and SHA-256 of every file (:func:`harness.digests.directory_digest`; hidden
+    files left out). Each file's digest is cached by path, size, mtime and inode, so a
+    multi-GB checkpoint is read once, not at every run.
     """
     if checkpoint.parent.name == "snapshots" and len(checkpoint.name) == 40:
         return checkpoint.name
-    digest = hashlib.sha256((checkpoint / "config.json").read_bytes())
-    for path in sorted(p for p in checkpoint.rglob("*") if p.is_file()):
-        relative = path.relative_to(checkpoint).as_posix()
-        if relative != "config.json":
-            digest.update(f"\0{relative}\0{path.stat().st_size}".encode())
-    return "local-sha256:" + digest.hexdigest()
+    return LOCAL_DIGEST_PREFIX + directory_digest(checkpoint)
+
+
+def changed_model_files(checkpoint: Path, old_digest: str) -> list[str] | None:
+    """Files of a local checkpoint that differ from when it had ``old_digest`` (None: unknown)."""
+    if not old_digest.startswith(LOCAL_DIGEST_PREFIX):
+        return None
+    return changed_files(checkpoint, old_digest.removeprefix(LOCAL_DIGEST_PREFIX))
 
 
 def parameter_counts(checkpoint: Path) -> tuple[int, int]:

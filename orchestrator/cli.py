@@ -36,6 +36,7 @@ from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
 from orchestrator.study import Study, check_cycles, load_study
 from orchestrator.study.execution import parse_gpus
+from orchestrator.study.inputs import unpinned_hub_models
 from orchestrator.study_dir import (
     OpenStudy,
     check_output_root,
@@ -181,6 +182,11 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
     if problems:
         fail(f"the study cannot run here (runner '{name}', from {source}):\n  - "
              + "\n  - ".join(problems))
+    if unpinned_hub_models(entry.config for entry in study.experiments):
+        try:  # fetched just now: hashed again, at the commit the runs will read
+            study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
+        except LlemError as error:
+            fail(error)
     for warning in study.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     summary, study_dir = _execute(study, runner, options, resume_dir, cycles)

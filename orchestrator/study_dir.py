@@ -38,7 +38,7 @@ from orchestrator.manifest import (
 )
 from orchestrator.schedule import PlannedRun, RunKey, plan
 from orchestrator.study import Study, check_cycles, load_study
-from orchestrator.study.inputs import local_inputs
+from orchestrator.study.inputs import changed_content, local_inputs
 
 LOCK_NAME = ".llem.lock"
 STUDY_FILE = "study.yaml"
@@ -529,7 +529,8 @@ def check_inputs(study: Study, manifest: Manifest, study_dir: Path) -> None:
         if path not in now or now[path] == digest:
             continue
         what = ("no longer exists" if now[path] is None else
-                f"has changed content (digest {now[path]}, the study's runs measured {digest})")
+                f"has changed content{changed_content(Path(path), digest)} (digest "
+                f"{now[path]}, the study's runs measured {digest})")
         raise ConfigError(
             f"{path}, read by the study in {study_dir}, {what}: its runs cannot be continued "
             "with other content", fix=f"restore {Path(path).name} as it was, or start a new "

@@ -12,6 +12,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _digest_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests (and the CLI they start) keep file digests in a cache of their own, not the user's."""
+    os.environ["LLEM_DIGEST_CACHE"] = str(tmp_path_factory.mktemp("digests") / "digests.json")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama-style model directory, built once per test session.

@@ -35,13 +35,20 @@ CROSS_CHECK = "llem_cross_check"
 _CREDENTIAL_KEY = re.compile(
     r"^(hf_|access_|auth_|use_auth_|bearer_)?token$|api_?key|secret|passw(or)?d|credential"
 )
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 _CREDENTIAL_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,})$")
 
 
 class Strict(BaseModel):
-    """Base for every config model: unknown keys are errors, never silently ignored."""
+    """Base for every config model: unknown keys are errors, never silently ignored.
 
-    model_config = ConfigDict(extra="forbid")
+    ``inf``, ``-inf`` and ``nan`` (a passthrough value) are dumped as themselves (JSON
+    ``Infinity``, ``-Infinity``, ``NaN``, which Python's and pydantic's JSON readers accept),
+    not as null: the run receives the value written, and the configuration hash tells it apart
+    from null. Finite values dump as before.
+    """
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
 
 class DecoderConfig(Strict):
@@ -243,9 +250,11 @@ class ExperimentConfig(Strict):
     model: str = Field(min_length=1, description="Hugging Face id or local model directory.")
     revision: str | None = Field(None, description="Model revision (branch, tag or commit).")
     model_digest: str | None = Field(
-        None, description="Content identity of a local model directory (SHA-256 over "
-        "config.json's bytes and every other file's name and size), filled in by llem run; "
-        "part of the configuration hash. Null for a hub id, whose revision names it.")
+        None, description="Content identity of the model, filled in by llem run; part of the "
+        "configuration hash. A local directory: 'local-files-sha256:' and SHA-256 over every "
+        "file's relative path and SHA-256 (hidden files left out). A hub id at a branch or tag "
+        "(or none: main): the commit the host's Hugging Face cache holds for it, which the runs "
+        "load. Null for a hub id at a commit, and for a hub model not yet in the cache.")
     backend: Backend = Field(description="Inference backend.")
     precision: Precision = Field("bf16", description="Compute dtype.")
     dataset: str = Field(
@@ -323,6 +332,18 @@ class ExperimentConfig(Strict):
         if section is not None:
             return section  # type: ignore[no-any-return]
         return SECTION_MODELS[self.backend]()
+
+    @property
+    def load_revision(self) -> str | None:
+        """The revision a run loads: the commit ``model_digest`` pinned, else ``revision``.
+
+        A hub model at a branch or tag (or none: the default branch) is pinned by the study
+        loader to the commit the host's cache held; loading that commit, not the branch as it
+        is when the run starts, keeps every run of the configuration on the weights it hashed.
+        """
+        if self.model_digest is not None and _COMMIT.fullmatch(self.model_digest):
+            return self.model_digest
+        return self.revision
 
     def canonical_json(self) -> str:
         """The canonical JSON form that the config hash is taken over.

@@ -4,10 +4,13 @@ A relative ``model:`` directory or ``.jsonl`` dataset is relative to the file it
 (the study file, or the ``base:`` file that sets it), never to the directory ``llem`` runs in,
 and becomes an absolute path. Its content identity then enters the configuration, and with it
 the configuration hash: ``dataset_sha256`` (SHA-256 of the file's bytes) and ``model_digest``
-(:func:`harness.models.resolved_revision`: config.json's bytes, every other file's name and
-size). An edited dataset or model is therefore another configuration, which resume refuses
-rather than pools. A hub id is left as written and never looked up: its revision names it.
-A file that does not exist yet gets no digest; preflight reports it.
+(:func:`harness.models.resolved_revision`: SHA-256 over every file's path and SHA-256, cached
+per file by :mod:`harness.digests`). An edited dataset or model is therefore another
+configuration, which resume refuses rather than pools. A hub id is never downloaded for this:
+at a branch or tag (or none: main) its ``model_digest`` is the commit the host's cache holds
+for it (:func:`harness.models.cached_commit`), which the runs then load; at a commit it gets
+none. A file or hub model that is not there yet gets no digest; preflight reports (or fetches)
+it, and ``llem run`` loads the study again after a fetch.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.io import file_sha256
-from harness.models import resolved_revision
+from harness.models import (
+    LOCAL_DIGEST_PREFIX,
+    cached_commit,
+    changed_model_files,
+    is_commit,
+    is_hub_id,
+    resolved_revision,
+)
 from harness.paths import local_input_paths
 from harness.schema.config import ExperimentConfig
 from orchestrator.study.errors import StudyFileError
@@ -44,12 +54,31 @@ def pin_inputs(config: ExperimentConfig, recipe: Recipe,
     if "dataset" in update and Path(update["dataset"]).is_file():
         path = Path(update["dataset"])
         update["dataset_sha256"] = _pinned(
-            recipe, "dataset_sha256", config.dataset_sha256, file_sha256(path), path)
+            recipe, "dataset_sha256", config.dataset_sha256, file_sha256(path), str(path),
+            f"restore {path.name} to the content it pinned")
     if "model" in update and (Path(update["model"]) / "config.json").is_file():
         path = Path(update["model"])
         update["model_digest"] = _pinned(
-            recipe, "model_digest", config.model_digest, resolved_revision(path), path)
+            recipe, "model_digest", config.model_digest, resolved_revision(path), str(path),
+            f"restore {path.name} to the content it pinned")
+    elif "model" not in update and not is_commit(config.revision):
+        commit = cached_commit(config.model, config.revision)
+        if commit is not None:
+            at = f"{config.model} at {config.revision or 'main'} in the Hugging Face cache"
+            update["model_digest"] = _pinned(
+                recipe, "model_digest", config.model_digest, commit, at,
+                "set revision: to the commit you mean")
     return config.model_copy(update=update) if update else config
+
+
+def unpinned_hub_models(configs: Iterable[ExperimentConfig]) -> bool:
+    """Whether a hub model at a branch or tag was not in the cache when the study was loaded.
+
+    Its commit is unknown until it is fetched: load the study again after fetching, so that
+    the configuration hash names the commit the runs read.
+    """
+    return any(config.model_digest is None and is_hub_id(config.model)
+               and not is_commit(config.revision) for config in configs)
 
 
 def local_inputs(configs: Iterable[ExperimentConfig]) -> dict[str, str | None]:
@@ -66,6 +95,22 @@ def local_inputs(configs: Iterable[ExperimentConfig]) -> dict[str, str | None]:
     return found
 
 
+def changed_content(path: Path, digest: str | None) -> str:
+    """What changed in the local model directory ``path`` since it had ``digest``, in words.
+
+    "" for a dataset, or when the files behind ``digest`` are no longer known.
+    """
+    if digest is None or not path.is_dir():
+        return ""
+    if not digest.startswith(LOCAL_DIGEST_PREFIX):
+        return " (its digest was taken by an older llem, from file names and sizes only)"
+    changed = changed_model_files(path, digest)
+    if not changed:
+        return ""
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return f" (files changed, added or removed: {', '.join(changed[:5])}{more})"
+
+
 def _base(recipe: Recipe, key: str, origins: Mapping[Path, Path] | None) -> Path:
     written_in = recipe.locate((key,)).file
     if origins is None:
@@ -73,13 +118,13 @@ def _base(recipe: Recipe, key: str, origins: Mapping[Path, Path] | None) -> Path
     return origins.get(written_in.resolve(), written_in.parent)
 
 
-def _pinned(recipe: Recipe, key: str, written: str | None, found: str, path: Path) -> str:
+def _pinned(recipe: Recipe, key: str, written: str | None, found: str, source: str,
+            restore: str) -> str:
     if written is None or written == found:
         return found
     raise StudyFileError.at(
         recipe.locate((key,)),
-        f"{key} {written} does not match {path} (its content gives {found})",
+        f"{key} {written} does not match {source} (its content gives {found})",
         key=key,
-        fix=f"restore {path.name} to the content it pinned, or remove '{key}' to take the "
-        "file as it is now",
+        fix=f"{restore}, or remove '{key}' to take it as it is now",
     )

@@ -81,7 +81,7 @@ class PyTorchBackend(Backend):
         """Return every problem: libraries, model files (offline), device."""
         problems = checks.library_problems(self.config, self.settings)
         try:
-            models.locate(self.config.model, self.config.revision)
+            models.locate(self.config.model, self.config.load_revision)
         except LlemError as error:
             problems.append(str(error))
         if importable("torch"):
@@ -96,7 +96,7 @@ class PyTorchBackend(Backend):
             BackendError: transformers or torch failed to load it.
 
         """
-        self._model_source = models.locate(self.config.model, self.config.revision)
+        self._model_source = models.locate(self.config.model, self.config.load_revision)
         self._require_tokenizer()
         self._model = loading.load_model(self.config, self.device, self._pad_token_id())
         self._record_load_memory()
@@ -125,7 +125,7 @@ class PyTorchBackend(Backend):
     def _require_tokenizer(self) -> Any:
         # Loaded on first use, so a dataset can be tokenised before the model is loaded.
         if self._tokenizer is None:
-            self._tokenizer = models.load_tokenizer(self.config.model, self.config.revision)
+            self._tokenizer = models.load_tokenizer(self.config.model, self.config.load_revision)
         return self._tokenizer
 
     def encode(self, text: str) -> list[int]:

@@ -107,8 +107,8 @@ def model_location(model: str) -> str:
 
 def _offline_kwargs(config: ExperimentConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"local_files_only": True}
-    if config.revision:
-        kwargs["revision"] = config.revision
+    if config.load_revision:
+        kwargs["revision"] = config.load_revision
     return kwargs
 
 

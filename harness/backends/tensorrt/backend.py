@@ -106,7 +106,7 @@ class TensorRtBackend(Backend):
     def __init__(self, config: ExperimentConfig, device: str) -> None:
         super().__init__(config, device)
         self.settings = build.settings_of(config)
-        self._tokenizer = models.Tokenizer(config.model, config.revision)
+        self._tokenizer = models.Tokenizer(config.model, config.load_revision)
         self._model_dir: Path | None = None
         self._llm: Any = None
         self._record: EngineCacheRecord | None = None
@@ -119,7 +119,7 @@ class TensorRtBackend(Backend):
         missing = library_problem("tensorrt_llm", "tensorrt", "tensorrt")
         problems = [missing] if missing else []
         try:
-            models.directory(self.config.model, self.config.revision)
+            models.directory(self.config.model, self.config.load_revision)
         except LlemError as error:
             problems.append(str(error))
         problems.extend(self._device_problems())
@@ -173,7 +173,7 @@ class TensorRtBackend(Backend):
             BackendError: TensorRT-LLM failed to build or load the engine, or the cache failed.
 
         """
-        self._model_dir = models.directory(self.config.model, self.config.revision)
+        self._model_dir = models.directory(self.config.model, self.config.load_revision)
         conflict = build.passthrough_error(self.config)
         if conflict is not None:
             raise conflict
@@ -186,9 +186,11 @@ class TensorRtBackend(Backend):
         self._engine_config = build.read_engine_config(Path(self._require_record().engine_dir))
 
     def _load_through_cache(self, model_dir: Path) -> None:
+        # The host's digest of the same checkpoint when it took one (reading a local model's
+        # every file again in a fresh container would cost seconds per GB at every run).
+        revision = self.config.model_digest or models.resolved_revision(model_dir)
         description = build.cache_description(
-            self.config, models.resolved_revision(model_dir), self._library_version(),
-            self.compute_capability())
+            self.config, revision, self._library_version(), self.compute_capability())
         built: list[Any] = []
 
         def build_engine(target: Path) -> None:
@@ -308,7 +310,7 @@ class TensorRtBackend(Backend):
     def _require_model_dir(self) -> Path:
         # Resolved on first use, so a dataset can be tokenised before the engine is loaded.
         if self._model_dir is None:
-            self._model_dir = models.directory(self.config.model, self.config.revision)
+            self._model_dir = models.directory(self.config.model, self.config.load_revision)
         return self._model_dir
 
     def _require_record(self) -> EngineCacheRecord:

@@ -73,7 +73,7 @@ class VllmBackend(Backend):
     def __init__(self, config: ExperimentConfig, device: str) -> None:
         super().__init__(config, device)
         self.settings = engine.settings(config)
-        self._tokenizer = models.Tokenizer(config.model, config.revision)
+        self._tokenizer = models.Tokenizer(config.model, config.load_revision)
         self._model_dir: Path | None = None
         self._vllm: Any = None
         self._llm: Any = None
@@ -207,7 +207,7 @@ class VllmBackend(Backend):
 
     def _directory(self) -> Path:
         if self._model_dir is None:
-            self._model_dir = models.directory(self.config.model, self.config.revision)
+            self._model_dir = models.directory(self.config.model, self.config.load_revision)
         return self._model_dir
 
     # -- tokenizer -------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def engine_kwargs(config: ExperimentConfig, model_dir: Path) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "model": str(model_dir),
         "tokenizer": str(model_dir),
-        "revision": config.revision,
+        "revision": config.load_revision,
         "dtype": VLLM_DTYPES[config.precision],
         "seed": config.random_seed,
         "disable_log_stats": True,

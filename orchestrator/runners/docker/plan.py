@@ -212,7 +212,7 @@ def _in_hf_cache(spec: RunSpec, machine: MachineSettings) -> bool:
     """True when the hub model is already in the host's HF cache (fetched before the study)."""
     if machine.hf_cache is None or models.looks_like_path(spec.config.model):
         return False
-    return models.in_cache(spec.config.model, spec.config.revision, machine.hf_cache)
+    return models.in_cache(spec.config.model, spec.config.load_revision, machine.hf_cache)
 
 
 def _local_path(value: str, cwd: Path) -> Path | None:

@@ -89,7 +89,7 @@ def test_a_local_directory_without_a_tokenizer_is_named(tiny_model_dir: Path,
 def test_a_local_directory_is_itself(tiny_model_dir: Path) -> None:
     assert models.locate(str(tiny_model_dir)) == "local_directory"
     assert models.directory(str(tiny_model_dir)) == tiny_model_dir.resolve()
-    assert models.resolved_revision(tiny_model_dir).startswith("local-sha256:")
+    assert models.resolved_revision(tiny_model_dir).startswith("local-files-sha256:")
 
 
 def test_a_missing_path_names_the_directory(tmp_path: Path) -> None:

@@ -101,6 +101,10 @@ def test_run_fetches_first_and_a_fetched_model_then_runs_offline(model_files, tm
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stderr.index("fetching from") < done.stderr.index("runs to do")
         assert set(downloads(hub)) == set(model_files)
+    # Not cached when the study was first loaded: loaded again after the fetch, the run is
+    # hashed at (and loaded from) the commit that v1 pointed at.
+    (result,) = (tmp_path / "out").glob("*/*/result.json")
+    assert json.loads(result.read_text())["config"]["model_digest"] == COMMIT
     # The hub is gone: the cache alone serves the run (HF_HUB_OFFLINE=1 inside it).
     offline = llem(tmp_path, hub.endpoint, "run", str(study(tmp_path)), "--runner", "local",
                    "--output", "out", "--offline", HF_TOKEN=SECRET)

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from llem_testkit.runners import ResultWriter
 
 from harness.errors import ConfigError
+from orchestrator import run_study
 from orchestrator.study import load_study
 from orchestrator.study_dir import open_study_dir
 
@@ -64,7 +66,7 @@ def test_a_local_model_directory_is_identified_by_its_content(tmp_path):
     path.write_text("model: models/tiny\nbackend: pytorch\n")
     first = only_config(path)
     assert first.model == str(model.resolve())
-    assert first.model_digest is not None and first.model_digest.startswith("local-sha256:")
+    assert first.model_digest is not None and first.model_digest.startswith("local-files-sha256:")
     (model / "config.json").write_text('{"hidden_size": 16}')
     assert only_config(path).measurement_config_hash != first.measurement_config_hash
 
@@ -125,3 +127,88 @@ def test_the_study_directory_copy_reads_the_files_beside_the_original(tmp_path, 
     resumed = _load(study_dir / "study.yaml" if name_the_copy else None, study_dir)
     assert resumed.design_hash == original.design_hash
     assert resumed.experiments[0].config.dataset == original.experiments[0].config.dataset
+
+
+def test_resume_after_a_same_size_weight_edit_is_refused_naming_the_file(tmp_path):
+    model = tmp_path / "tiny"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    (model / "model.safetensors").write_bytes(b"\x00" * 64)
+    path = tmp_path / "s.yaml"
+    path.write_text("name: m\nmodel: ./tiny\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    (model / "model.safetensors").write_bytes(b"\x01" * 64)
+    with pytest.raises(ConfigError, match=r"files changed, added or removed: model\.safetensors"):
+        run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+
+
+def cache_hub_model(hub: Path, commit: str, refs: tuple[str, ...] = ("main",)) -> None:
+    """org/tiny's snapshot at ``commit`` in a Hugging Face cache, ``refs`` pointing at it."""
+    repo = hub / "models--org--tiny"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    for ref in refs:
+        (repo / "refs" / ref).write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text('{"model_type": "llama"}')
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def hub_study(folder: Path, extra: str = "") -> Path:
+    path = folder / "h.yaml"
+    path.write_text(f"name: h\nmodel: org/tiny\nbackend: pytorch\n{extra}")
+    return path
+
+
+def test_a_cached_hub_model_at_a_branch_is_pinned_to_the_commit_the_cache_holds(tmp_path, hub):
+    from harness.schema.config import ExperimentConfig
+    from orchestrator.study.inputs import unpinned_hub_models
+
+    uncached = only_config(hub_study(tmp_path))
+    assert uncached.model_digest is None and unpinned_hub_models([uncached])
+    cache_hub_model(hub, "a" * 40)
+    cache_hub_model(hub, "b" * 40, refs=("v2",))
+    main = only_config(hub_study(tmp_path))
+    assert main.model_digest == "a" * 40 and not unpinned_hub_models([main])
+    assert only_config(hub_study(tmp_path, "revision: v2\n")).model_digest == "b" * 40
+    # the hash of a hub model not cached when the study is loaded is the one it always had
+    assert uncached.measurement_config_hash == ExperimentConfig(
+        model="org/tiny", backend="pytorch").measurement_config_hash
+
+
+def test_a_hub_model_at_a_commit_needs_no_digest(tmp_path, hub):
+    cache_hub_model(hub, "a" * 40)
+    config = only_config(hub_study(tmp_path, f"revision: {'a' * 40}\n"))
+    assert config.model_digest is None
+    assert "model_digest" not in json.loads(config.canonical_json())
+
+
+def test_a_hub_commit_written_in_the_study_that_the_cache_does_not_hold_is_refused(tmp_path,
+                                                                                   hub):
+    from orchestrator.study import StudyFileError
+
+    cache_hub_model(hub, "b" * 40)
+    with pytest.raises(StudyFileError, match="org/tiny at main in the Hugging Face cache"):
+        load_study(hub_study(tmp_path, f"model_digest: {'a' * 40}\n"))
+
+
+def test_a_study_whose_model_digest_an_older_llem_took_is_refused_saying_so(tmp_path):
+    model = tmp_path / "tiny"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    path = tmp_path / "s.yaml"
+    path.write_text("name: m\nmodel: ./tiny\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    manifest["inputs"][str(model.resolve())] = "local-sha256:" + "0" * 64  # names and sizes
+    (study_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="taken by an older llem, from file names and sizes"):
+        run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)

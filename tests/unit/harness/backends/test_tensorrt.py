@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from harness import models
 from harness.backends.base import Request
 from harness.backends.tensorrt import TensorRtBackend, build
 from harness.backends.tensorrt.backend import decoding_kwargs, engine_llm_class
@@ -415,6 +416,20 @@ def test_another_gpu_generation_or_library_version_builds_again(
 
     assert fake_llm_module().BUILDS == 3
     assert len([e for e in EngineCache(tmp_path).entries() if e.state == "complete"]) == 3
+
+
+def test_the_engine_is_keyed_by_the_model_digest_the_host_pinned(
+        trtllm: ModuleType, tiny_model_dir: Path, tmp_path: Path) -> None:
+    digest = "local-files-sha256:" + "1" * 64
+    pinned = make_backend(tiny_model_dir, tmp_path, model_digest=digest)
+    pinned.load()
+    unpinned = make_backend(tiny_model_dir, tmp_path)
+    unpinned.load()
+
+    described = [backend.engine_cache().description for backend in (pinned, unpinned)]
+    assert described[0] is not None and described[0]["model_revision"] == digest
+    assert described[1] is not None and described[1]["model_revision"] == (
+        models.resolved_revision(tiny_model_dir))
 
 
 def test_a_failed_build_is_a_backend_error_and_leaves_no_entry(trtllm: ModuleType,

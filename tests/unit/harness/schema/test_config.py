@@ -158,3 +158,26 @@ def test_weight_quantisation_needs_half_precision(backend, scheme):
 def test_tensorrt_quantised_precision_excludes_a_second_scheme():
     (problem,) = problems(backend="tensorrt", precision="fp8", tensorrt={"quantization": "fp8"})
     assert "precision 'fp8' already selects a quantisation" in problem.message
+
+
+def test_infinite_passthrough_values_reach_the_run_and_keep_their_own_hash():
+    # Before: inf, -inf and nan were dumped as null, so the run received null and all four
+    # settings shared one hash.
+    from harness.schema.run_spec import RunSpec
+
+    values = [float("inf"), float("-inf"), float("nan"), None]
+    configs = [ExperimentConfig(**BASE, passthrough_kwargs={"k": value}) for value in values]
+    assert len({config.measurement_config_hash for config in configs}) == 4
+    spec = RunSpec(run_id="001_x_c1", config=configs[1]).model_dump_json()  # what a run reads
+    assert RunSpec.model_validate_json(spec).config.passthrough_kwargs["k"] == float("-inf")
+    finite = ExperimentConfig(**BASE, passthrough_kwargs={"k": 1.5})
+    assert '"passthrough_kwargs":{"k":1.5}' in finite.canonical_json()
+
+
+def test_a_run_loads_the_commit_its_hub_model_was_pinned_to():
+    commit = "c" * 40
+    assert ExperimentConfig(**BASE, model_digest=commit).load_revision == commit
+    assert ExperimentConfig(**BASE, revision="v2", model_digest=commit).load_revision == commit
+    assert ExperimentConfig(**BASE, revision="v2").load_revision == "v2"
+    local = ExperimentConfig(**BASE, revision="v2", model_digest="local-files-sha256:" + "0" * 64)
+    assert local.load_revision == "v2"
