@@ -1,4 +1,4 @@
-"""Review of the study bookkeeping: cases where results are mixed, misplaced or refused."""
+"""Study bookkeeping at its edges: cases where results could be mixed, misplaced or refused."""
 
 from __future__ import annotations
 
