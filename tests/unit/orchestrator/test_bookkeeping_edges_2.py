@@ -1,0 +1,129 @@
+"""Study bookkeeping at its edges, second look: content digests, hub commits, run folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from llem_testkit.runners import ResultWriter
+
+from orchestrator import run_study
+
+COMMIT_A = "a" * 40
+COMMIT_B = "b" * 40
+
+
+def local_model(folder: Path, weights: bytes = b"\x00" * 64) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text('{"model_type": "llama", "hidden_size": 8}')
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(weights)
+    return folder
+
+
+def hub_snapshot(hub: Path, commit: str, *, complete: bool = True) -> None:
+    """``org/tiny`` at ``commit`` in a Hugging Face cache at ``hub``; refs/main names it."""
+    repo = hub / "models--org--tiny"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (snapshot / "config.json").write_text(f'{{"model_type": "llama", "v": "{commit[0]}"}}')
+    if complete:
+        (snapshot / "model.safetensors").write_bytes(b"\x00" * 64)
+        (snapshot / "tokenizer.json").write_text("{}")
+
+
+def hub_study(folder: Path) -> Path:
+    path = folder / "h.yaml"
+    path.write_text("name: h\nmodel: org/tiny\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    return path
+
+
+def test_the_digest_cache_sees_a_same_size_rewrite_that_kept_the_modification_time(tmp_path):
+    # cp --preserve=timestamps, rsync --inplace -t, or a rewrite within the filesystem's
+    # timestamp tick: same path, inode, size and mtime, other bytes. Only ctime, which no
+    # user can set, tells; the cache key leaves it out.
+    from harness.digests import DigestCache
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"\x00" * 64)
+    cache = DigestCache(tmp_path / "cache.json")
+    before = cache.sha256(weights)
+    cache.save()
+    stat = weights.stat()
+    with weights.open("r+b") as handle:  # in place: the inode stays
+        handle.write(b"\x01" * 64)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert DigestCache(tmp_path / "cache.json").sha256(weights) != before, \
+        "fine-tuned weights of the same size keep the old weights' digest"
+
+
+def test_a_local_model_edited_after_the_study_was_planned_is_refused_by_its_run(tmp_path):
+    # A dataset edited mid-study is refused by each later run (check_dataset); a model
+    # directory rewritten mid-study (a training job saving into it) is measured and recorded
+    # under the digest taken when the study was loaded, and its cycles pooled.
+    from harness.backends.pytorch.backend import PyTorchBackend
+    from harness.models import resolved_revision
+    from harness.schema.config import ExperimentConfig
+
+    model = local_model(tmp_path / "tiny")
+    config = ExperimentConfig(model=str(model), backend="pytorch",
+                              model_digest=resolved_revision(model))
+    (model / "model.safetensors").write_bytes(b"\x01" * 64)
+    problems = PyTorchBackend(config, "cpu").preflight()
+    assert any(str(model) in problem and "changed" in problem for problem in problems), problems
+
+
+def test_preflight_checks_the_commit_the_runs_load_not_where_main_is_now(tmp_path, monkeypatch):
+    # The cache held only config.json of main = a... (AutoConfig.from_pretrained leaves that),
+    # so the study pinned commit a. The preflight's fetch of `main` then brought b... (an
+    # upstream push) complete, and moved refs/main. Preflight looks at main and passes; no
+    # hub model was unpinned, so llem run does not load the study again; every run loads a,
+    # which has no weights.
+    from huggingface_hub import constants
+
+    from harness import models
+    from orchestrator.preflight import model_problems
+    from orchestrator.study import load_study
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    hub_snapshot(hub, COMMIT_A, complete=False)
+    study = load_study(hub_study(tmp_path))
+    config = study.experiments[0].config
+    assert config.load_revision == COMMIT_A
+    hub_snapshot(hub, COMMIT_B)  # what fetch_missing did
+    assert model_problems(study) or models.in_cache(config.model, config.load_revision, hub), \
+        "preflight passed a study whose runs load a commit the cache does not hold whole"
+
+
+def test_a_resume_after_the_hub_cache_was_emptied_fetches_the_model_and_goes_on(
+        tmp_path, monkeypatch):
+    # `hf cache delete`, another HF_HOME or another host: the model is fetched again at the
+    # same commit. The resume's checks now run before the fetch, with the model unpinned, so
+    # its hash lacks model_digest and the resume is refused as another configuration.
+    import shutil
+
+    from click.testing import CliRunner
+    from huggingface_hub import constants
+
+    from orchestrator import cli
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    hub_snapshot(hub, COMMIT_A)
+    path = hub_study(tmp_path)
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    shutil.rmtree(hub)
+
+    def preflight(study, runner, *, fetch, say):
+        hub_snapshot(hub, COMMIT_A)  # fetched: main is still a...
+        return []
+
+    monkeypatch.setattr(cli, "study_problems", preflight)
+    monkeypatch.setattr(cli, "make_runner", lambda name, image=None: ResultWriter())
+    done = CliRunner().invoke(cli.main, ["run", "--resume", str(study_dir), "--cycles", "2",
+                                         "--runner", "local", "--yes"])
+    assert done.exit_code == 0, done.output
