@@ -127,3 +127,69 @@ def test_a_resume_after_the_hub_cache_was_emptied_fetches_the_model_and_goes_on(
     done = CliRunner().invoke(cli.main, ["run", "--resume", str(study_dir), "--cycles", "2",
                                          "--runner", "local", "--yes"])
     assert done.exit_code == 0, done.output
+
+
+def lora_study(folder: Path) -> Path:
+    local_model(folder / "tiny")
+    adapter = folder / "adapter"
+    adapter.mkdir(exist_ok=True)
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
+    path = folder / "l.yaml"
+    path.write_text("name: l\nmodel: ./tiny\nbackend: pytorch\nlora: {adapter: ./adapter}\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    return path
+
+
+def test_a_retrained_lora_adapter_is_another_configuration(tmp_path):
+    # The adapter's weights are model files as much as the base model's: a retrained adapter
+    # of the same shape must not be pooled with the old one's cycles.
+    from orchestrator.study import load_study
+
+    path = lora_study(tmp_path)
+    before = load_study(path).experiments[0].config.measurement_config_hash
+    (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"\x01" * 64)
+    after = load_study(path).experiments[0].config.measurement_config_hash
+    assert before != after, "cycles on two different LoRA adapters would be pooled"
+
+
+def test_a_relative_lora_adapter_is_relative_to_the_study_file(tmp_path, monkeypatch):
+    # model: ./tiny is taken from the study file's folder; lora.adapter: ./adapter from
+    # wherever llem runs, so after a `cd` another adapter runs under the same hash.
+    from orchestrator.study import load_study
+
+    path = lora_study(tmp_path / "study")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    adapter = load_study(path).experiments[0].config.lora
+    assert adapter is not None
+    assert Path(adapter.adapter) == (tmp_path / "study" / "adapter").resolve()
+
+
+def test_a_run_folder_linked_to_another_runs_folder_leaves_that_run_whole(tmp_path):
+    # fresh_run_dir accepts a symbolic link whose target is directly inside the study
+    # directory, and empties the target: another, completed run's files.
+    import contextlib
+
+    from orchestrator.schedule import plan
+    from orchestrator.study import load_study
+
+    path = tmp_path / "k.yaml"
+    path.write_text("name: k\nmodel: m\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n"
+                    "sweep:\n  pytorch.batch_size: [1, 2]\n")
+    done, failed = [run.run_id for run in plan(load_study(path))]
+    _, study_dir = run_study(path, ResultWriter(fail=(failed,)), output=tmp_path / "out",
+                             no_gaps=True)
+    kept = {child.name: child.read_bytes() for child in (study_dir / done).iterdir()
+            if child.is_file()}
+    for child in (study_dir / failed).iterdir():
+        child.unlink()
+    (study_dir / failed).rmdir()
+    (study_dir / failed).symlink_to(study_dir / done)  # cp -rs, a hand-made link
+    with contextlib.suppress(Exception):
+        run_study(path, ResultWriter(), resume=study_dir, no_gaps=True)
+    now = {child.name: child.read_bytes() for child in (study_dir / done).resolve().iterdir()
+           if child.is_file()}
+    assert all(now.get(name) == data for name, data in kept.items()), \
+        f"files of the completed run {done} were emptied: {sorted(kept)} -> {sorted(now)}"
