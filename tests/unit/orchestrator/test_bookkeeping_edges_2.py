@@ -193,3 +193,58 @@ def test_a_run_folder_linked_to_another_runs_folder_leaves_that_run_whole(tmp_pa
            if child.is_file()}
     assert all(now.get(name) == data for name, data in kept.items()), \
         f"files of the completed run {done} were emptied: {sorted(kept)} -> {sorted(now)}"
+
+
+def test_a_resume_refused_because_main_moved_names_the_model_and_the_commits(
+        tmp_path, monkeypatch):
+    # check_inputs names a changed local model or dataset; a hub model whose cached main moved
+    # reaches check_design, which reads "1 configuration(s) added (pytorch ), 1 removed or
+    # changed (pytorch )" and says to resume with the original study file, which is the file.
+    from huggingface_hub import constants
+
+    from harness.errors import LlemError
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    hub_snapshot(hub, COMMIT_A)
+    path = hub_study(tmp_path)
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    hub_snapshot(hub, COMMIT_B)  # llem fetch after an upstream push
+    try:
+        run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    except LlemError as error:
+        said = str(error)
+    else:
+        raise AssertionError("a resume on another commit of the model was not refused")
+    assert "org/tiny" in said and COMMIT_A[:8] in said and COMMIT_B[:8] in said, said
+
+
+class TimeoutRecorder(ResultWriter):
+    """Records the wall-time limit each run was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        self.timeouts.append(timeout_s)
+        return super().run(run_dir, timeout_s, on_event, gpus)
+
+
+def test_a_resume_from_the_folder_alone_keeps_the_timeout_the_study_last_ran_with(tmp_path):
+    # Runs timed out at 60 s; the user resumed with the same design and timeout_s: 900. A later
+    # `llem run --resume DIR` "goes on as the study last ran" in order and GPUs, but loads the
+    # first invocation's file: back to 60 s, and the runs time out again.
+    from orchestrator.study_dir import load_kept_study
+
+    head = "name: t\nmodel: m\nbackend: pytorch\n"
+    (tmp_path / "t1.yaml").write_text(
+        head + "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0, timeout_s: 60}\n")
+    (tmp_path / "t2.yaml").write_text(
+        head + "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0, timeout_s: 900}\n")
+    _, study_dir = run_study(tmp_path / "t1.yaml", ResultWriter(), output=tmp_path / "out",
+                             no_gaps=True)
+    run_study(tmp_path / "t2.yaml", ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    runner = TimeoutRecorder()
+    run_study(load_kept_study(study_dir), runner, resume=study_dir, cycles=3, no_gaps=True)
+    assert runner.timeouts == [900], runner.timeouts
