@@ -248,3 +248,28 @@ def test_a_resume_from_the_folder_alone_keeps_the_timeout_the_study_last_ran_wit
     runner = TimeoutRecorder()
     run_study(load_kept_study(study_dir), runner, resume=study_dir, cycles=3, no_gaps=True)
     assert runner.timeouts == [900], runner.timeouts
+
+
+def test_a_hub_model_runs_the_pinned_commit_even_beside_a_folder_of_its_name(
+        tmp_path, monkeypatch):
+    # `hf download org/tiny --local-dir org/tiny` in the folder llem runs from. The study file
+    # (elsewhere) says model: org/tiny; the loader resolves paths against the study file's
+    # folder, finds none, and pins the cached commit a... The local runner starts the harness
+    # in the working directory, where models.locate takes ./org/tiny as a local directory:
+    # the runs load the local copy, recorded as commit a.
+    from huggingface_hub import constants
+
+    from harness import models
+    from orchestrator.study import load_study
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    hub_snapshot(hub, COMMIT_A)
+    (tmp_path / "study").mkdir()
+    path = hub_study(tmp_path / "study")
+    local_model(tmp_path / "work" / "org" / "tiny", b"\x01" * 64)
+    monkeypatch.chdir(tmp_path / "work")
+    config = load_study(path).experiments[0].config
+    assert config.model_digest == COMMIT_A
+    assert models.locate(config.model, config.load_revision) == "hf_cache", \
+        "the run loads ./org/tiny while its configuration records commit a of the hub model"
