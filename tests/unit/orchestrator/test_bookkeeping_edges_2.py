@@ -273,3 +273,23 @@ def test_a_hub_model_runs_the_pinned_commit_even_beside_a_folder_of_its_name(
     assert config.model_digest == COMMIT_A
     assert models.locate(config.model, config.load_revision) == "hf_cache", \
         "the run loads ./org/tiny while its configuration records commit a of the hub model"
+
+
+def test_a_project_moved_with_its_dataset_resumes_as_the_same_configuration(tmp_path):
+    # The content digest says which workload ran; the absolute path says where it lay. After
+    # `mv ~/proj ~/proj-old` (or on a second host, another mount point) the same bytes are
+    # another configuration and the study can no longer be finished.
+    import shutil
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "prompts.jsonl").write_text('{"prompt": "hello there"}\n')
+    (project / "s.yaml").write_text(
+        "name: s\nmodel: m\nbackend: pytorch\ndataset: ./prompts.jsonl\n"
+        "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    _, study_dir = run_study(project / "s.yaml", ResultWriter(), output=tmp_path / "out",
+                             no_gaps=True)
+    shutil.move(project, tmp_path / "proj-old")
+    summary, _ = run_study(tmp_path / "proj-old" / "s.yaml", ResultWriter(), resume=study_dir,
+                           cycles=2, no_gaps=True)
+    assert summary.counts.get("completed") == 2
