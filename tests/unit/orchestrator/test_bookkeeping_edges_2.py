@@ -293,3 +293,29 @@ def test_a_project_moved_with_its_dataset_resumes_as_the_same_configuration(tmp_
     summary, _ = run_study(tmp_path / "proj-old" / "s.yaml", ResultWriter(), resume=study_dir,
                            cycles=2, no_gaps=True)
     assert summary.counts.get("completed") == 2
+
+
+def test_a_run_id_named_like_a_study_output_is_refused_not_made_a_folder(tmp_path):
+    # check_runs refuses paths, hidden names and `sources`, not the names of the study's own
+    # outputs: with no stats.json yet (every run failed), a run id `stats.json` becomes a run
+    # folder, and stats.json can then never be written.
+    import contextlib
+    import json
+
+    from harness.errors import ConfigError
+    from orchestrator.schedule import plan
+    from orchestrator.study import load_study
+
+    path = tmp_path / "k.yaml"
+    path.write_text("name: k\nmodel: m\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    (run_id,) = [run.run_id for run in plan(load_study(path))]
+    _, study_dir = run_study(path, ResultWriter(fail=(run_id,)), output=tmp_path / "out",
+                             no_gaps=True)
+    assert not (study_dir / "stats.json").exists()
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    manifest["runs"][0]["run_id"] = "stats.json"  # a damaged or hand-edited manifest
+    (study_dir / "manifest.json").write_text(json.dumps(manifest))
+    with contextlib.suppress(ConfigError):
+        run_study(path, ResultWriter(), resume=study_dir, no_gaps=True)
+    assert not (study_dir / "stats.json").is_dir(), "a run folder took the name of stats.json"
