@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUNNER ?= docker
-# Test processes: the Docker tests stay together on one of them (see tests/integration/conftest.py).
+# Test processes (pytest-xdist); each test file runs whole on one of them.
 TEST_WORKERS ?= 2
 STUDY ?= studies/demo.yaml
 OUTPUT ?= results
@@ -40,7 +40,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install
-	$(BIN)/python -m pytest tests -q --durations=10 -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest tests -q --durations=10 -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check harness orchestrator tests

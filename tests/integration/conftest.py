@@ -22,11 +22,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     docker_items = [item for item in items if "docker" in item.keywords]
     if not docker_items:
         return
-    if config.pluginmanager.hasplugin("xdist"):
-        # One worker runs every Docker test, in order: they share one image build (a session
-        # fixture is per worker) and the engine's CPU, and the other workers take the rest.
-        for item in docker_items:
-            item.add_marker(pytest.mark.xdist_group("docker"))
     try:
         Engine().ping()
     except Exception as error:  # any failure to reach the engine
