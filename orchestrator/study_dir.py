@@ -612,16 +612,19 @@ def fresh_run_dir(study_dir: Path, run_id: str) -> Path:
     """An empty run directory for a new attempt; results moved aside by resume stay.
 
     Raises:
-        ConfigError: ``run_id`` does not name a folder directly inside ``study_dir`` (a path,
-            or a symbolic link leading elsewhere): nothing outside the study is emptied.
+        ConfigError: ``run_id`` does not name a folder of its own directly inside
+            ``study_dir``: a path, or a symbolic link (wherever it leads, even to another
+            run's folder beside it): nothing but the run's own folder is ever emptied.
         OSError: the folder could not be emptied or made.
     """
     run_dir = study_dir / run_id
-    if _run_id_problem(run_id) is not None or run_dir.resolve().parent != study_dir.resolve():
+    if (_run_id_problem(run_id) is not None or run_dir.is_symlink()
+            or run_dir.resolve().parent != study_dir.resolve()):
         raise ConfigError(
             f"the folder of run {run_id!r} is not a folder of its own in {study_dir} (it "
             f"leads to {run_dir.resolve()}): it is not emptied for a new attempt",
-            fix=f"make {run_dir} a plain folder of the study directory (or remove it)")
+            fix=f"make {run_dir} a plain folder of the study directory (remove the link, "
+                "never what it leads to)")
     if run_dir.is_dir():
         if (run_dir / RESULT_FILE).is_file():
             _keep(run_dir / RESULT_FILE, UNRECORDED_MARK)
