@@ -37,13 +37,19 @@ from orchestrator.manifest import (
     now_utc,
 )
 from orchestrator.schedule import PlannedRun, RunKey, plan
+from orchestrator.stats import STATS_NAME
 from orchestrator.study import Study, check_cycles, load_study
 from orchestrator.study.inputs import changed_content, local_inputs
+from orchestrator.summary import SUMMARY_NAME
+from orchestrator.tables import CSV_NAME, TABLE_NAME
 
 LOCK_NAME = ".llem.lock"
 STUDY_FILE = "study.yaml"
 SOURCES_DIR = "sources"
 """Where the files a study was built from are kept, besides the first ``study.yaml``."""
+STUDY_FILES = frozenset({MANIFEST_NAME, STUDY_FILE, SUMMARY_NAME, STATS_NAME, TABLE_NAME,
+                         CSV_NAME})
+"""The study directory's own files (besides hidden ones and ``sources/``): no run folder's name."""
 RESULT_FILE = "result.json"
 MAX_NAMED = 5
 """Configurations named one by one in a refused design; the rest are counted."""
@@ -458,8 +464,11 @@ def _run_id_problem(run_id: str) -> str | None:
     """Why ``run_id`` cannot name a run's folder, or None when it can.
 
     A run folder is one plain name directly inside the study directory: never a path (with a
-    separator, ``..`` or a root), never hidden (``.llem.lock``, ``.baseline-cache``) and never
-    the folder the study's own files are kept in, since a new attempt empties it.
+    separator, ``..`` or a root), never hidden (``.llem.lock``, ``.baseline-cache``), never
+    the folder the study's own files are kept in, since a new attempt empties it, and never
+    the name of one of the study directory's own files (``stats.json``, which a folder of
+    that name would keep from ever being written). Names are compared case-blind, as a
+    case-insensitive filesystem (macOS, Windows) would.
     """
     if not run_id or run_id in (".", ".."):
         return "not a folder name"
@@ -467,8 +476,10 @@ def _run_id_problem(run_id: str) -> str | None:
         return "a path, not a folder name inside the study directory"
     if run_id.startswith("."):
         return "a hidden name, which llem keeps for its own files"
-    if run_id == SOURCES_DIR:
+    if run_id.casefold() == SOURCES_DIR:
         return "the folder the study's files are kept in"
+    if run_id.casefold() in STUDY_FILES:
+        return "the name of one of the study directory's own files"
     return None
 
 
