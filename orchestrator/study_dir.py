@@ -331,11 +331,17 @@ def _kept_by_digest(study_dir: Path, manifest: Manifest) -> dict[str, str]:
     return kept
 
 
-def load_kept_study(study_dir: Path) -> Study:
-    """The study as kept in ``study_dir``: its first invocation's files, bases included.
+def load_kept_study(study_dir: Path, *, first: bool = False) -> Study:
+    """The study as it last ran, from ``study_dir`` alone: the latest invocation's files.
 
-    It runs as it last ran: the cycle order and GPU selection of the latest invocation (an
+    The latest invocation's files, bases included, give its settings outside the design too
+    (``timeout_s``, gaps), as it last ran; its design is the study's (the design check let it
+    run). It runs in the cycle order and GPU selection of the latest invocation (an
     ``--order`` or ``--gpus`` given then, not the file's), which flags given now override.
+    ``first``: the first invocation's files instead (``study.yaml`` named as the file).
+
+    The loaded study's files stand where their originals stood (``origin``), so the
+    invocation that runs it records the originals' places again, never the copies'.
 
     Raises:
         ConfigError: not a study directory, or a kept file is missing.
@@ -343,18 +349,25 @@ def load_kept_study(study_dir: Path) -> Study:
     """
     check_study_dir(study_dir)
     manifest = Manifest.load(study_dir)
-    files = [study_dir / file.path for file in manifest.invocations[0].files] \
-        if manifest.invocations else [study_dir / STUDY_FILE]
+    if not manifest.invocations:  # an older llem's: bases are looked up next to study.yaml
+        _check_kept(study_dir, [study_dir / STUDY_FILE])
+        return as_last_run(load_study(study_dir / STUDY_FILE), manifest)
+    kept = manifest.invocations[0 if first else -1].files
+    files = [study_dir / file.path for file in kept]
+    _check_kept(study_dir, files)
+    # Relative paths in each copy mean what they meant beside its original.
+    origins = {(study_dir / file.path).resolve(): Path(file.origin).parent for file in kept}
+    study = load_study(files[0], files[1:], origins)
+    originals = tuple(dataclasses.replace(source, path=Path(file.origin))
+                      for source, file in zip(study.files, kept, strict=True))
+    return as_last_run(dataclasses.replace(study, files=originals), manifest)
+
+
+def _check_kept(study_dir: Path, files: list[Path]) -> None:
     for path in files:
         if not path.is_file():
             raise ConfigError(f"{study_dir} holds no {path.relative_to(study_dir)}",
                               fix="pass the study file too: llem run FILE --resume DIR")
-    if not manifest.invocations:  # an older llem's: bases are looked up next to study.yaml
-        return as_last_run(load_study(files[0]), manifest)
-    # Relative paths in each copy mean what they meant beside its original.
-    origins = {(study_dir / file.path).resolve(): Path(file.origin).parent
-               for file in manifest.invocations[0].files}
-    return as_last_run(load_study(files[0], files[1:], origins), manifest)
 
 
 def as_last_run(study: Study, manifest: Manifest) -> Study:
