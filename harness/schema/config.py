@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import typing
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -359,11 +360,20 @@ class ExperimentConfig(Strict):
         same measurement as no section: both are written as no section, which keeps the hash
         of every configuration written without one as it was. An unset content digest (also
         ``lora.adapter_digest``) is left out, so configurations without local inputs keep the
-        hash they had before digests existed.
+        hash they had before digests existed. A ``.jsonl`` dataset with its digest, and a LoRA
+        adapter directory with its digest, are identified by that digest and their file name,
+        not where they lie: the same bytes after a project moved (another mount point, another
+        host) are the same configuration. A local model directory is still identified by its
+        absolute path beside its digest (changing that would move the hash of every
+        configuration with a local model).
         """
         data = self.model_dump(mode="json")
         if getattr(self, self.backend) == SECTION_MODELS[self.backend]():
             data[self.backend] = None
+        if self.dataset_sha256 is not None:
+            data["dataset"] = PurePath(self.dataset).name
+        if self.lora is not None and self.lora.adapter_digest is not None:
+            data["lora"]["adapter"] = PurePath(self.lora.adapter).name
         for name in CONTENT_DIGESTS:
             if data[name] is None:
                 del data[name]

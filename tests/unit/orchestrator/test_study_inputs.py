@@ -256,3 +256,19 @@ def test_a_pinned_adapter_digest_that_the_adapter_does_not_match_is_refused(tmp_
     path = study_with_adapter(tmp_path, "{adapter: ./adapter, adapter_digest: x}")
     with pytest.raises(StudyFileError, match=r"lora\.adapter_digest x does not match"):
         load_study(path)
+
+
+def test_a_moved_dataset_or_adapter_is_identified_by_its_digest_and_name_not_its_path(
+        tmp_path):
+    import shutil
+
+    path = study_with_adapter(tmp_path / "proj")
+    (tmp_path / "proj" / "prompts.jsonl").write_text(PROMPTS)
+    path.write_text(path.read_text() + "dataset: ./prompts.jsonl\n")
+    shutil.copytree(tmp_path / "proj", tmp_path / "moved")
+    before = json.loads(only_config(path).canonical_json())
+    after = json.loads(only_config(tmp_path / "moved" / "l.yaml").canonical_json())
+    assert (after["dataset"], after["lora"]) == (before["dataset"], before["lora"])
+    assert after["dataset"] == "prompts.jsonl" and after["lora"]["adapter"] == "adapter"
+    # A local model directory is still identified by its path too (docs/studies.md).
+    assert after["model"] != before["model"]
