@@ -15,7 +15,13 @@ from pydantic import BaseModel, ValidationError
 from harness._version import __version__
 from harness.errors import ConfigError, LlemError
 from harness.io import write_json
-from harness.paths import create_unique_dir, local_input_paths, sanitize, utc_stamp
+from harness.paths import (
+    create_unique_dir,
+    local_adapter_path,
+    local_input_paths,
+    sanitize,
+    utc_stamp,
+)
 from harness.schema.config import ExperimentConfig
 from harness.schema.messages import describe
 from harness.schema.run_spec import RunSpec
@@ -88,6 +94,10 @@ def _resolve(file: Path, output: Path) -> tuple[RunSpec, Path]:
     base = file.parent
     config = config.model_copy(update=local_input_paths(config.model, config.dataset, base,
                                                         base))
+    adapter = local_adapter_path(config.lora.adapter, base) if config.lora else None
+    if config.lora is not None and adapter is not None:
+        config = config.model_copy(update={"lora": config.lora.model_copy(
+            update={"adapter": adapter})})
     run_dir = create_unique_dir(output, f"{sanitize(file.stem)}_{utc_stamp()}")
     spec = RunSpec(run_id=run_dir.name, config=config, runner="harness")
     write_json(run_dir / "experiment.json", spec)

@@ -2,8 +2,11 @@
 
 A file's digest is kept in a small JSON cache (``$XDG_CACHE_HOME/llem/file-digests.json``, else
 ``~/.cache/llem/...``; ``LLEM_DIGEST_CACHE`` names another file) under its absolute path,
-together with its size, modification time (ns) and inode. It is reused only while all three are
-unchanged; any change reads the file again. The cache is only a shortcut: a missing, damaged or
+together with its size, modification time (ns), inode, device and status-change time (ns). It is
+reused only while all five are unchanged; any change reads the file again. The status-change time
+(ctime) is what tells a rewrite in place that kept size and modification time (``cp
+--preserve=timestamps``, ``rsync --inplace -t``, a rewrite within one timestamp tick): no user
+can set it, and any write moves it. The cache is only a shortcut: a missing, damaged or
 unwritable cache (a read-only home in a container) means reading the files, never an error.
 
 A directory's digest is SHA-256 over the (relative path, SHA-256) pairs of its files; files and
@@ -46,7 +49,7 @@ def model_files(directory: Path) -> Iterator[tuple[str, Path]]:
 
 
 class DigestCache:
-    """File digests by (absolute path, size, mtime_ns, inode); load, look up, then ``save``."""
+    """File digests by (path, size, mtime_ns, inode, device, ctime_ns); look up, then ``save``."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = cache_file() if path is None else path
@@ -73,7 +76,8 @@ class DigestCache:
         """SHA-256 of ``path``'s bytes: from the cache while its key is unchanged, else read."""
         absolute = str(path.absolute())
         stat = path.stat()
-        key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino}
+        key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino,
+               "device": stat.st_dev, "ctime_ns": stat.st_ctime_ns}
         known = self._files.get(absolute)
         if known is not None and all(known.get(name) == value for name, value in key.items()):
             return str(known["sha256"])

@@ -310,8 +310,8 @@ def resolved_revision(checkpoint: Path) -> str:
     A Hugging Face cache snapshot is named after its commit, which is returned as is. A local
     directory has no commit: its identity is ``local-files-sha256:`` and SHA-256 over the
     relative path and SHA-256 of every file (:func:`harness.digests.directory_digest`; hidden
-    files left out). Each file's digest is cached by path, size, mtime and inode, so a
-    multi-GB checkpoint is read once, not at every run.
+    files left out). Each file's digest is cached by path, size, mtime, inode, device and
+    ctime, so a multi-GB checkpoint is read once, not at every run.
     """
     if checkpoint.parent.name == "snapshots" and len(checkpoint.name) == 40:
         return checkpoint.name

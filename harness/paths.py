@@ -94,6 +94,18 @@ def local_input_paths(model: str, dataset: str, model_base: Path,
     return found
 
 
+def local_adapter_path(adapter: str, base: Path) -> str | None:
+    """The absolute path of a local LoRA adapter directory, or None for a hub adapter id.
+
+    As a local model directory: relative to the file it was written in (``base``: that file's
+    directory), never to the working directory; ``~`` is expanded; an existing path wins over
+    a hub id of the same name.
+    """
+    from harness.models import is_hub_id
+
+    return None if is_hub_id(adapter, base) else str(_absolute(adapter, base))
+
+
 def _absolute(value: str, base: Path) -> Path:
     path = Path(value).expanduser()
     return (path if path.is_absolute() else base / path).resolve()

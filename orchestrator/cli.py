@@ -216,8 +216,9 @@ def _load(file: Path | None, resume_dir: Path | None) -> Study:
     if resume_dir is not None:
         check_study_dir(resume_dir)  # before the runner's checks and any fetch
         if file is None or file.resolve() == (resume_dir / "study.yaml").resolve():
-            # the kept copies, their relative paths read as beside the originals
-            return load_kept_study(resume_dir)
+            # the kept copies, their relative paths read as beside the originals: the study as
+            # it last ran, or the first invocation's files when study.yaml is named
+            return load_kept_study(resume_dir, first=file is not None)
     assert file is not None
     return load_study(file)
 

@@ -46,8 +46,8 @@ from orchestrator.study_dir import (
     save_manifest,
     validate_result,
 )
-from orchestrator.summary import StudySummary, study_summary
-from orchestrator.tables import load_results, write_results_table
+from orchestrator.summary import SUMMARY_NAME, StudySummary, study_summary
+from orchestrator.tables import CSV_NAME, TABLE_NAME, load_results, write_results_table
 
 BASELINE_CACHE = ".baseline-cache"
 KILLED_NOW = "killed by a second Ctrl-C, without waiting for it to stop"
@@ -326,11 +326,11 @@ class StudyExecution:
         warnings: list[str] = []
         if results:
             configs = [entry.config for entry in self.study.experiments]
-            write_results_table(self.study_dir / "results.parquet", results, configs)
+            write_results_table(self.study_dir / TABLE_NAME, results, configs)
             warnings = write_stats(self.study_dir, results).warnings
-            table = "results.parquet"
+            table = TABLE_NAME
         else:  # tables of an earlier invocation whose results were set aside since
-            for stale in ("results.parquet", "results.csv", STATS_NAME):
+            for stale in (TABLE_NAME, CSV_NAME, STATS_NAME):
                 (self.study_dir / stale).unlink(missing_ok=True)
         interrupted = self.runner.stop_requested.is_set()
         finish_invocation(self.study_dir, manifest, interrupted)
@@ -338,7 +338,7 @@ class StudyExecution:
                                 interrupted=interrupted,
                                 no_gaps=self.no_gaps, results_table=table,
                                 warnings=warnings)
-        write_json(self.study_dir / "summary.json", summary)
+        write_json(self.study_dir / SUMMARY_NAME, summary)
         return summary
 
 

@@ -37,13 +37,19 @@ from orchestrator.manifest import (
     now_utc,
 )
 from orchestrator.schedule import PlannedRun, RunKey, plan
+from orchestrator.stats import STATS_NAME
 from orchestrator.study import Study, check_cycles, load_study
 from orchestrator.study.inputs import changed_content, local_inputs
+from orchestrator.summary import SUMMARY_NAME
+from orchestrator.tables import CSV_NAME, TABLE_NAME
 
 LOCK_NAME = ".llem.lock"
 STUDY_FILE = "study.yaml"
 SOURCES_DIR = "sources"
 """Where the files a study was built from are kept, besides the first ``study.yaml``."""
+STUDY_FILES = frozenset({MANIFEST_NAME, STUDY_FILE, SUMMARY_NAME, STATS_NAME, TABLE_NAME,
+                         CSV_NAME})
+"""The study directory's own files (besides hidden ones and ``sources/``): no run folder's name."""
 RESULT_FILE = "result.json"
 MAX_NAMED = 5
 """Configurations named one by one in a refused design; the rest are counted."""
@@ -325,11 +331,17 @@ def _kept_by_digest(study_dir: Path, manifest: Manifest) -> dict[str, str]:
     return kept
 
 
-def load_kept_study(study_dir: Path) -> Study:
-    """The study as kept in ``study_dir``: its first invocation's files, bases included.
+def load_kept_study(study_dir: Path, *, first: bool = False) -> Study:
+    """The study as it last ran, from ``study_dir`` alone: the latest invocation's files.
 
-    It runs as it last ran: the cycle order and GPU selection of the latest invocation (an
+    The latest invocation's files, bases included, give its settings outside the design too
+    (``timeout_s``, gaps), as it last ran; its design is the study's (the design check let it
+    run). It runs in the cycle order and GPU selection of the latest invocation (an
     ``--order`` or ``--gpus`` given then, not the file's), which flags given now override.
+    ``first``: the first invocation's files instead (``study.yaml`` named as the file).
+
+    The loaded study's files stand where their originals stood (``origin``), so the
+    invocation that runs it records the originals' places again, never the copies'.
 
     Raises:
         ConfigError: not a study directory, or a kept file is missing.
@@ -337,18 +349,25 @@ def load_kept_study(study_dir: Path) -> Study:
     """
     check_study_dir(study_dir)
     manifest = Manifest.load(study_dir)
-    files = [study_dir / file.path for file in manifest.invocations[0].files] \
-        if manifest.invocations else [study_dir / STUDY_FILE]
+    if not manifest.invocations:  # an older llem's: bases are looked up next to study.yaml
+        _check_kept(study_dir, [study_dir / STUDY_FILE])
+        return as_last_run(load_study(study_dir / STUDY_FILE), manifest)
+    kept = manifest.invocations[0 if first else -1].files
+    files = [study_dir / file.path for file in kept]
+    _check_kept(study_dir, files)
+    # Relative paths in each copy mean what they meant beside its original.
+    origins = {(study_dir / file.path).resolve(): Path(file.origin).parent for file in kept}
+    study = load_study(files[0], files[1:], origins)
+    originals = tuple(dataclasses.replace(source, path=Path(file.origin))
+                      for source, file in zip(study.files, kept, strict=True))
+    return as_last_run(dataclasses.replace(study, files=originals), manifest)
+
+
+def _check_kept(study_dir: Path, files: list[Path]) -> None:
     for path in files:
         if not path.is_file():
             raise ConfigError(f"{study_dir} holds no {path.relative_to(study_dir)}",
                               fix="pass the study file too: llem run FILE --resume DIR")
-    if not manifest.invocations:  # an older llem's: bases are looked up next to study.yaml
-        return as_last_run(load_study(files[0]), manifest)
-    # Relative paths in each copy mean what they meant beside its original.
-    origins = {(study_dir / file.path).resolve(): Path(file.origin).parent
-               for file in manifest.invocations[0].files}
-    return as_last_run(load_study(files[0], files[1:], origins), manifest)
 
 
 def as_last_run(study: Study, manifest: Manifest) -> Study:
@@ -458,8 +477,11 @@ def _run_id_problem(run_id: str) -> str | None:
     """Why ``run_id`` cannot name a run's folder, or None when it can.
 
     A run folder is one plain name directly inside the study directory: never a path (with a
-    separator, ``..`` or a root), never hidden (``.llem.lock``, ``.baseline-cache``) and never
-    the folder the study's own files are kept in, since a new attempt empties it.
+    separator, ``..`` or a root), never hidden (``.llem.lock``, ``.baseline-cache``), never
+    the folder the study's own files are kept in, since a new attempt empties it, and never
+    the name of one of the study directory's own files (``stats.json``, which a folder of
+    that name would keep from ever being written). Names are compared case-blind, as a
+    case-insensitive filesystem (macOS, Windows) would.
     """
     if not run_id or run_id in (".", ".."):
         return "not a folder name"
@@ -467,8 +489,10 @@ def _run_id_problem(run_id: str) -> str | None:
         return "a path, not a folder name inside the study directory"
     if run_id.startswith("."):
         return "a hidden name, which llem keeps for its own files"
-    if run_id == SOURCES_DIR:
+    if run_id.casefold() == SOURCES_DIR:
         return "the folder the study's files are kept in"
+    if run_id.casefold() in STUDY_FILES:
+        return "the name of one of the study directory's own files"
     return None
 
 
@@ -612,16 +636,19 @@ def fresh_run_dir(study_dir: Path, run_id: str) -> Path:
     """An empty run directory for a new attempt; results moved aside by resume stay.
 
     Raises:
-        ConfigError: ``run_id`` does not name a folder directly inside ``study_dir`` (a path,
-            or a symbolic link leading elsewhere): nothing outside the study is emptied.
+        ConfigError: ``run_id`` does not name a folder of its own directly inside
+            ``study_dir``: a path, or a symbolic link (wherever it leads, even to another
+            run's folder beside it): nothing but the run's own folder is ever emptied.
         OSError: the folder could not be emptied or made.
     """
     run_dir = study_dir / run_id
-    if _run_id_problem(run_id) is not None or run_dir.resolve().parent != study_dir.resolve():
+    if (_run_id_problem(run_id) is not None or run_dir.is_symlink()
+            or run_dir.resolve().parent != study_dir.resolve()):
         raise ConfigError(
             f"the folder of run {run_id!r} is not a folder of its own in {study_dir} (it "
             f"leads to {run_dir.resolve()}): it is not emptied for a new attempt",
-            fix=f"make {run_dir} a plain folder of the study directory (or remove it)")
+            fix=f"make {run_dir} a plain folder of the study directory (remove the link, "
+                "never what it leads to)")
     if run_dir.is_dir():
         if (run_dir / RESULT_FILE).is_file():
             _keep(run_dir / RESULT_FILE, UNRECORDED_MARK)

@@ -43,6 +43,9 @@ from harness.schema.result import SCHEMA_VERSION, ExperimentResult
 from orchestrator.manifest import Manifest
 from orchestrator.run_environment import RunEnvironment
 
+TABLE_NAME = "results.parquet"
+CSV_NAME = "results.csv"
+
 JSON_TEXT = b"json"
 """Field metadata ``encoding`` of a column that holds each value as its JSON text."""
 MAX_EXACT_FLOAT_INT = 2**53
@@ -268,7 +271,7 @@ def export_csv(study_dir: Path) -> Path:
     """
     import pyarrow.csv as pacsv
 
-    table = pq.read_table(study_dir / "results.parquet")
+    table = pq.read_table(study_dir / TABLE_NAME)
     for index, field in enumerate(table.schema):
         if pa.types.is_nested(field.type):
             is_map = pa.types.is_map(field.type)  # read back as a list of (key, value)
@@ -277,6 +280,6 @@ def export_csv(study_dir: Path) -> Path:
             table = table.set_column(index, field.name, pa.array(texts, pa.string()))
     buffer = io.BytesIO()
     pacsv.write_csv(table, buffer)
-    path = study_dir / "results.csv"
+    path = study_dir / CSV_NAME
     write_bytes(path, buffer.getvalue())
     return path

@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import typing
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,7 +27,8 @@ BUILTIN_DATASETS = ("llem-prompts-v1",)
 """Prompt sets shipped with the harness (``harness/datasets/``)."""
 
 CONTENT_DIGESTS = ("model_digest", "dataset_sha256")
-"""Fields that pin the content of local inputs; left out of the hash while unset."""
+"""Fields that pin the content of local inputs; left out of the hash while unset (as is
+``lora.adapter_digest``, the LoRA adapter's)."""
 
 CROSS_CHECK = "llem_cross_check"
 """Pydantic error type of a rejected value combination (a study skips these, it does not fail)."""
@@ -240,7 +242,13 @@ class TensorRtConfig(Strict):
 class LoraConfig(Strict):
     """A LoRA adapter applied to the model."""
 
-    adapter: str = Field(description="Adapter id or local path.")
+    adapter: str = Field(description="Adapter id or local directory (a relative path is "
+                         "relative to the study file).")
+    adapter_digest: str | None = Field(
+        None, description="Content identity of a local adapter directory, filled in by llem "
+        "run: 'local-files-sha256:' and SHA-256 over every file's relative path and SHA-256 "
+        "(hidden files left out); part of the configuration hash. Null for a hub adapter id, "
+        "which is not pinned: its hash does not change when the adapter's repository does.")
     merged: bool = Field(False, description="Merge into the weights before measuring.")
 
 
@@ -350,16 +358,27 @@ class ExperimentConfig(Strict):
 
         A backend section that sets nothing (``pytorch: {}``) is the backend's defaults, the
         same measurement as no section: both are written as no section, which keeps the hash
-        of every configuration written without one as it was. An unset content digest is left
-        out, so configurations without local inputs keep the hash they had before digests
-        existed.
+        of every configuration written without one as it was. An unset content digest (also
+        ``lora.adapter_digest``) is left out, so configurations without local inputs keep the
+        hash they had before digests existed. A ``.jsonl`` dataset with its digest, and a LoRA
+        adapter directory with its digest, are identified by that digest and their file name,
+        not where they lie: the same bytes after a project moved (another mount point, another
+        host) are the same configuration. A local model directory is still identified by its
+        absolute path beside its digest (changing that would move the hash of every
+        configuration with a local model).
         """
         data = self.model_dump(mode="json")
         if getattr(self, self.backend) == SECTION_MODELS[self.backend]():
             data[self.backend] = None
+        if self.dataset_sha256 is not None:
+            data["dataset"] = PurePath(self.dataset).name
+        if self.lora is not None and self.lora.adapter_digest is not None:
+            data["lora"]["adapter"] = PurePath(self.lora.adapter).name
         for name in CONTENT_DIGESTS:
             if data[name] is None:
                 del data[name]
+        if data["lora"] is not None and data["lora"]["adapter_digest"] is None:
+            del data["lora"]["adapter_digest"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @property

@@ -161,6 +161,9 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
     model_path = _local_path(spec.config.model, machine.cwd)
     if model_path is not None:
         mounts.append(MountSpec(str(model_path), str(model_path), read_only=True))
+    adapter = _local_path(spec.config.lora.adapter, machine.cwd) if spec.config.lora else None
+    if adapter is not None:  # a local LoRA adapter directory, read as the model is
+        mounts.append(MountSpec(str(adapter), str(adapter), read_only=True))
     if spec.config.dataset.endswith(".jsonl"):
         dataset = _local_path(spec.config.dataset, machine.cwd)
         if dataset is not None:

@@ -50,14 +50,30 @@ def test_hidden_files_and_folders_are_not_the_model(tmp_path: Path, cache_path: 
     assert directory_digest(folder) == before
 
 
-def test_an_unchanged_file_is_not_read_again(tmp_path: Path, cache_path: Path) -> None:
+def test_an_unchanged_file_is_not_read_again(tmp_path: Path, cache_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = model(tmp_path / "m")
+    before = directory_digest(folder)
+    read: list[Path] = []
+
+    def counted(path: Path) -> str:
+        read.append(path)
+        return file_sha256(path)
+
+    monkeypatch.setattr("harness.digests.file_sha256", counted)
+    assert directory_digest(folder) == before
+    assert read == [], "files whose key is unchanged were read again"
+
+
+def test_a_rewrite_that_kept_size_and_mtime_is_read_again(tmp_path: Path,
+                                                          cache_path: Path) -> None:
+    # Same path, inode, size and modification time: only the status-change time tells.
     folder = model(tmp_path / "m")
     weights = folder / "model.safetensors"
     before = directory_digest(folder)
-    # Same size, mtime and inode: only a read would see the new bytes; the cache is trusted.
     rewrite_keeping_mtime(weights, b"\x01" * 64)
-    assert directory_digest(folder) == before
-    assert DigestCache().sha256(weights) != file_sha256(weights)
+    assert directory_digest(folder) != before
+    assert DigestCache().sha256(weights) == file_sha256(weights)
 
 
 def test_a_file_whose_key_changed_is_read_again(tmp_path: Path, cache_path: Path) -> None:

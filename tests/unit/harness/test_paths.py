@@ -45,19 +45,23 @@ def test_a_single_experiment_file_takes_relative_paths_from_its_own_folder(tmp_p
     folder = tmp_path / "studies"
     (folder / "models" / "tiny").mkdir(parents=True)
     (folder / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
+    (folder / "adapter").mkdir()
     (folder / "one.yaml").write_text("model: models/tiny\nbackend: pytorch\n"
-                                     "dataset: prompts.jsonl\n")
+                                     "dataset: prompts.jsonl\nlora: {adapter: ./adapter}\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     spec, _ = _resolve(Path("../studies/one.yaml"), tmp_path / "out")
     assert spec.config.model == str((folder / "models" / "tiny").resolve())
     assert spec.config.dataset == str((folder / "prompts.jsonl").resolve())
+    assert spec.config.lora is not None
+    assert spec.config.lora.adapter == str((folder / "adapter").resolve())
 
 
 def test_hub_ids_and_built_in_datasets_are_no_paths(tmp_path):
-    from harness.paths import local_input_paths
+    from harness.paths import local_adapter_path, local_input_paths
 
     assert local_input_paths("org/name", "llem-prompts-v1", tmp_path, tmp_path) == {}
+    assert local_adapter_path("org/adapter", tmp_path) is None
     assert local_input_paths("~/m", "synthetic", tmp_path, tmp_path) == {
         "model": str((Path.home() / "m").resolve())}

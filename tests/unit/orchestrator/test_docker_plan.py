@@ -180,6 +180,23 @@ def test_a_prebuilt_tensorrt_engine_is_mounted_read_only(tmp_path):
     assert mounts[engine].read_only is True and mounts[engine].source == engine
 
 
+def test_a_local_lora_adapter_is_mounted_read_only(tmp_path):
+    # The adapter is read from its host path inside the container, as a local model is.
+    (tmp_path / "model-dir").mkdir()
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    run_dir = tmp_path / "study" / "001_x_c1"
+    run_dir.mkdir(parents=True)
+    spec = RunSpec(run_id="001_x_c1", config=ExperimentConfig(
+        model="model-dir", backend="pytorch", lora={"adapter": str(adapter)}))
+    settings = MachineSettings(uid=1, gid=1, cwd=tmp_path, hf_cache=None, host_env={})
+    container = plan_container(run_dir, spec, "llem/cpu:latest", "sha256:img", None,
+                               Session("abc123", 42, "777", "host-a"), settings, gpu_ids=None)
+    mounts = {m.target: m for m in container.mounts}
+    path = str(adapter.resolve())
+    assert path in mounts and mounts[path].read_only is True and mounts[path].source == path
+
+
 def test_only_the_boundary_talks_to_the_sdk():
     # api.py makes every SDK call; plan.py only builds the SDK's plain data types.
     root = Path(__file__).resolve().parents[3]

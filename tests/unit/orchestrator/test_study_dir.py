@@ -665,3 +665,25 @@ def test_the_manifest_order_and_gpus_follow_the_latest_invocation(tmp_path):
     assert {run.cycle: run.gpus for run in manifest.runs} == {1: None, 2: [1]}
     kept = load_kept_study(study_dir)  # goes on as it last ran, not as the file says
     assert (kept.execution.cycle_order, kept.execution.gpus) == ("sequential", [1])
+
+
+def test_resumes_from_the_folder_alone_read_relative_paths_beside_the_original_each_time(
+        tmp_path, monkeypatch):
+    # A bare resume loads the latest invocation's copies; the invocation it records names the
+    # originals' places, not the copies', so the next bare resume reads ./p.jsonl as the first.
+    from orchestrator.study_dir import load_kept_study
+
+    (tmp_path / "p.jsonl").write_text('{"prompt": "hello"}\n')
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmodel: m\nbackend: pytorch\ndataset: ./p.jsonl\n"
+                    "pytorch: {batch_size: 1}\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    _, study_dir = run_study(path, FakeHarness(), output=tmp_path / "out", no_gaps=True)
+    monkeypatch.chdir(study_dir)
+    for cycles in (2, 3):
+        summary, _ = run_study(load_kept_study(study_dir), FakeHarness(), resume=study_dir,
+                               cycles=cycles, no_gaps=True)
+        assert summary.counts.get("completed") == cycles
+    manifest = Manifest.load(study_dir)
+    assert [[file.origin for file in i.files] for i in manifest.invocations] == \
+        [[str(path)]] * 3

@@ -212,3 +212,63 @@ def test_a_study_whose_model_digest_an_older_llem_took_is_refused_saying_so(tmp_
     (study_dir / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ConfigError, match="taken by an older llem, from file names and sizes"):
         run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+
+
+def study_with_adapter(folder: Path, lora: str = "{adapter: ./adapter}") -> Path:
+    model = folder / "tiny"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    (model / "model.safetensors").write_bytes(b"\x00" * 64)
+    adapter = folder / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
+    path = folder / "l.yaml"
+    path.write_text(f"name: l\nmodel: ./tiny\nbackend: pytorch\nlora: {lora}\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    return path
+
+
+def test_a_hub_lora_adapter_is_left_as_written_unpinned_and_keeps_its_hash(tmp_path):
+    from harness.schema.config import ExperimentConfig
+
+    path = study_with_adapter(tmp_path, "{adapter: org/some-adapter}")
+    lora = only_config(path).lora
+    assert lora is not None and lora.adapter == "org/some-adapter" and lora.adapter_digest is None
+    written = ExperimentConfig(model="m", backend="pytorch", lora={"adapter": "org/a"})
+    assert "adapter_digest" not in json.loads(written.canonical_json())["lora"]
+
+
+def test_resume_after_a_retrained_adapter_is_refused_naming_it(tmp_path):
+    path = study_with_adapter(tmp_path)
+    _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
+    adapter = str((tmp_path / "adapter").resolve())
+    assert adapter in json.loads((study_dir / "manifest.json").read_text())["inputs"]
+    (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"\x01" * 64)
+    with pytest.raises(ConfigError, match=r"adapter_model\.safetensors") as refused:
+        run_study(path, ResultWriter(), resume=study_dir, cycles=2, no_gaps=True)
+    assert adapter in str(refused.value)
+
+
+def test_a_pinned_adapter_digest_that_the_adapter_does_not_match_is_refused(tmp_path):
+    from orchestrator.study import StudyFileError
+
+    path = study_with_adapter(tmp_path, "{adapter: ./adapter, adapter_digest: x}")
+    with pytest.raises(StudyFileError, match=r"lora\.adapter_digest x does not match"):
+        load_study(path)
+
+
+def test_a_moved_dataset_or_adapter_is_identified_by_its_digest_and_name_not_its_path(
+        tmp_path):
+    import shutil
+
+    path = study_with_adapter(tmp_path / "proj")
+    (tmp_path / "proj" / "prompts.jsonl").write_text(PROMPTS)
+    path.write_text(path.read_text() + "dataset: ./prompts.jsonl\n")
+    shutil.copytree(tmp_path / "proj", tmp_path / "moved")
+    before = json.loads(only_config(path).canonical_json())
+    after = json.loads(only_config(tmp_path / "moved" / "l.yaml").canonical_json())
+    assert (after["dataset"], after["lora"]) == (before["dataset"], before["lora"])
+    assert after["dataset"] == "prompts.jsonl" and after["lora"]["adapter"] == "adapter"
+    # A local model directory is still identified by its path too (docs/studies.md).
+    assert after["model"] != before["model"]
