@@ -325,6 +325,31 @@ def changed_model_files(checkpoint: Path, old_digest: str) -> list[str] | None:
     return changed_files(checkpoint, old_digest.removeprefix(LOCAL_DIGEST_PREFIX))
 
 
+def content_problems(model: str, digest: str | None) -> list[str]:
+    """The problem with a local model directory whose content no longer has ``digest``.
+
+    For a run's preflight: the host pinned ``model_digest`` when it loaded the study, and a
+    directory rewritten since (a training job saving into it) must not be measured under the
+    old identity. Each file's digest is cached (:mod:`harness.digests`), so an unchanged
+    checkpoint costs a stat per file. [] for a hub model, a directory that is not there
+    (:func:`locate` says so) and a digest that is not a local one.
+    """
+    path = local_path(model)
+    if digest is None or not digest.startswith(LOCAL_DIGEST_PREFIX) or not path.is_dir():
+        return []
+    found = LOCAL_DIGEST_PREFIX + directory_digest(path)
+    if found == digest:
+        return []
+    changed = changed_model_files(path, digest)
+    which = f"; files changed, added or removed: {', '.join(changed[:5])}" if changed else ""
+    return [str(PreflightError(
+        f"model directory {path} has changed since the study was planned{which} (digest "
+        f"{found.removeprefix(LOCAL_DIGEST_PREFIX)[:12]}..., the configuration pins "
+        f"{digest.removeprefix(LOCAL_DIGEST_PREFIX)[:12]}...)",
+        fix="restore the directory, or start a new study with llem run FILE: a changed model "
+        "is another configuration"))]
+
+
 def parameter_counts(checkpoint: Path) -> tuple[int, int]:
     """(all parameters, non-embedding parameters) from the safetensors headers.
 
