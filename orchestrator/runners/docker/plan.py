@@ -158,7 +158,8 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
     """
     run_dir = run_dir.resolve()
     mounts = [MountSpec(str(run_dir), str(run_dir), read_only=False)]
-    model_path = _local_path(spec.config.model, machine.cwd)
+    model_path = (None if models.is_hub_id(spec.config.model)  # never a folder of the cwd
+                  else _local_path(spec.config.model, machine.cwd))
     if model_path is not None:
         mounts.append(MountSpec(str(model_path), str(model_path), read_only=True))
     if spec.config.dataset.endswith(".jsonl"):

@@ -24,7 +24,7 @@ class FakeContainer:
         self.name = name
 
 
-def plan(tmp_path: Path, model: str = "model-dir", gpu_ids=None, **machine):
+def plan(tmp_path: Path, model: str = "./model-dir", gpu_ids=None, **machine):
     (tmp_path / "model-dir").mkdir(exist_ok=True)
     run_dir = tmp_path / "study" / "001_x_c1"
     run_dir.mkdir(parents=True, exist_ok=True)
