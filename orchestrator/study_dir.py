@@ -40,7 +40,7 @@ from orchestrator.manifest import (
     now_utc,
 )
 from orchestrator.schedule import PlannedRun, RunKey, plan
-from orchestrator.study import Study, check_cycles, load_study
+from orchestrator.study import Study, check_cycles, design_hash, load_study
 from orchestrator.study.inputs import changed_content, local_inputs
 
 LOCK_NAME = ".llem.lock"
@@ -528,12 +528,7 @@ def _moved_inputs(study: Study, manifest: Manifest, study_dir: Path, added: set[
     The removed configurations are read from their runs' ``experiment.json``; runs that never
     started have none, and then nothing is said.
     """
-    before: dict[str, ExperimentConfig] = {}
-    for run in manifest.runs:
-        if run.config_hash in removed and run.config_hash not in before:
-            with contextlib.suppress(OSError, ValueError):
-                before[run.config_hash] = RunSpec.model_validate_json(
-                    (study_dir / run.run_id / "experiment.json").read_bytes()).config
+    before = _run_configs(manifest, study_dir, removed)
     moved: dict[str, tuple[str, str]] = {}
     for entry in study.experiments:
         now = entry.config
@@ -543,6 +538,54 @@ def _moved_inputs(study: Study, manifest: Manifest, study_dir: Path, added: set[
             if _without_digests(old) == _without_digests(now):
                 moved.update(_digest_changes(old, now))
     return list(moved.values())
+
+
+def pin_measured_commits(study: Study, study_dir: Path) -> Study:
+    """``study`` with each hub model the cache cannot name a commit for pinned as its runs ran.
+
+    A hub model at a branch or tag gets its commit from the host's Hugging Face cache when the
+    study is loaded; after ``hf cache delete``, on another host or with another ``HF_HOME``
+    there is none, and the configuration would hash as another one. Resuming, it takes the
+    commit the study's runs measured (from their ``experiment.json``), so the resume fetches
+    and runs that commit, not wherever the branch points now. Read only; unchanged when no run
+    of the configuration ever started.
+    """
+    if not any(_unpinned(entry.config) for entry in study.experiments):
+        return study
+    try:
+        manifest = Manifest.load(study_dir)
+    except (ConfigError, OSError, ValueError):
+        return study  # the resume's own checks say what is wrong with the directory
+    measured = [config for config in _run_configs(manifest, study_dir).values()
+                if is_commit(config.model_digest)]
+    entries = []
+    for entry in study.experiments:
+        same = [old for old in measured if _unpinned(entry.config)
+                and _without_digests(old) == _without_digests(entry.config)]
+        if same:
+            entry = dataclasses.replace(entry, config=entry.config.model_copy(
+                update={"model_digest": same[0].model_digest}))
+        entries.append(entry)
+    canonical = [entry.config.canonical_json() for entry in entries]
+    return dataclasses.replace(study, experiments=entries, design_hash=design_hash(canonical))
+
+
+def _unpinned(config: ExperimentConfig) -> bool:
+    return config.model_digest is None and is_hub_id(config.model) and not is_commit(
+        config.revision)
+
+
+def _run_configs(manifest: Manifest, study_dir: Path,
+                 hashes: set[str] | None = None) -> dict[str, ExperimentConfig]:
+    """The configuration of each hash (all, or ``hashes``) that a started run recorded."""
+    found: dict[str, ExperimentConfig] = {}
+    for run in manifest.runs:
+        if run.config_hash in found or (hashes is not None and run.config_hash not in hashes):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            found[run.config_hash] = RunSpec.model_validate_json(
+                (study_dir / run.run_id / "experiment.json").read_bytes()).config
+    return found
 
 
 def _without_digests(config: ExperimentConfig) -> ExperimentConfig:
