@@ -87,8 +87,14 @@ def looks_like_path(model: str) -> bool:
 
 
 def is_hub_id(model: str, cwd: Path | None = None) -> bool:
-    """Whether ``model`` names a hub repository rather than a path (an existing path wins)."""
-    if looks_like_path(model) or local_path(model, cwd).exists():
+    """Whether ``model`` names a hub repository rather than a path.
+
+    While a study file is read (``cwd``: the folder its paths are relative to), an existing
+    path there wins, and becomes absolute. Without ``cwd`` (a loaded configuration, whose
+    local paths are absolute), a relative ``name`` or ``org/name`` is a hub id even where the
+    working directory holds a folder of that name: what runs is what the configuration pins.
+    """
+    if looks_like_path(model) or (cwd is not None and local_path(model, cwd).exists()):
         return False
     return _REPO_ID.fullmatch(model) is not None and "--" not in model and ".." not in model
 
@@ -204,15 +210,18 @@ def _listed(model: str, revision: str | None, cache_dir: Path | None) -> list[st
 def locate(model: str, revision: str | None = None, cache_dir: Path | None = None) -> ModelSource:
     """Find ``model`` without the network: a local directory or the Hugging Face cache.
 
+    A hub id (:func:`is_hub_id`) is only ever looked up in the cache, never as a folder of
+    the working directory.
+
     Raises:
         PreflightError: the model is not available offline, with what to do about it.
 
     """
-    path = local_path(model)
-    if path.is_dir():
-        _check_model_dir(path)
-        return "local_directory"
     if not is_hub_id(model):
+        path = local_path(model)
+        if path.is_dir():
+            _check_model_dir(path)
+            return "local_directory"
         raise PreflightError(
             f"model directory {path} does not exist",
             fix=(
@@ -263,23 +272,25 @@ def directory(model: str, revision: str | None = None, cache_dir: Path | None = 
     """
     if locate(model, revision, cache_dir) == "local_directory":
         return local_path(model).resolve()
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(model, revision=revision, cache_dir=cache_dir,
-                                  local_files_only=True))
+    # The snapshot folder holding the cached config.json (located above, so it is there).
+    # Not snapshot_download(local_files_only=True): that refuses a snapshot lacking files of
+    # the repository's listing that inference never reads (README.md, a second weight format).
+    found = cached_file(model, "config.json", revision, cache_dir)
+    if found is None:  # removed since locate() looked
+        raise _not_cached(model, revision)
+    return found.parent
 
 
 def read_config(model: str, revision: str | None = None, cwd: Path | None = None,
                 cache_dir: Path | None = None) -> dict[str, Any] | None:
     """config.json of a local model directory, or of ``model`` at ``revision`` in the cache.
 
-    Returns None when neither has it (nothing is downloaded).
+    A relative path is taken from ``cwd``; without it, a relative name is a hub id
+    (:func:`is_hub_id`). Returns None when neither has it (nothing is downloaded).
     """
-    local = local_path(model, cwd) / "config.json"
-    if local.is_file():
-        return dict(json.loads(local.read_text(encoding="utf-8")))
     if not is_hub_id(model, cwd):
-        return None
+        local = local_path(model, cwd) / "config.json"
+        return dict(json.loads(local.read_text(encoding="utf-8"))) if local.is_file() else None
     cached = cached_file(model, "config.json", revision, cache_dir)
     return dict(json.loads(cached.read_text(encoding="utf-8"))) if cached else None
 
@@ -323,6 +334,31 @@ def changed_model_files(checkpoint: Path, old_digest: str) -> list[str] | None:
     if not old_digest.startswith(LOCAL_DIGEST_PREFIX):
         return None
     return changed_files(checkpoint, old_digest.removeprefix(LOCAL_DIGEST_PREFIX))
+
+
+def content_problems(model: str, digest: str | None) -> list[str]:
+    """The problem with a local model directory whose content no longer has ``digest``.
+
+    For a run's preflight: the host pinned ``model_digest`` when it loaded the study, and a
+    directory rewritten since (a training job saving into it) must not be measured under the
+    old identity. Each file's digest is cached (:mod:`harness.digests`), so an unchanged
+    checkpoint costs a stat per file. [] for a hub model, a directory that is not there
+    (:func:`locate` says so) and a digest that is not a local one.
+    """
+    path = local_path(model)
+    if digest is None or not digest.startswith(LOCAL_DIGEST_PREFIX) or not path.is_dir():
+        return []
+    found = LOCAL_DIGEST_PREFIX + directory_digest(path)
+    if found == digest:
+        return []
+    changed = changed_model_files(path, digest)
+    which = f"; files changed, added or removed: {', '.join(changed[:5])}" if changed else ""
+    return [str(PreflightError(
+        f"model directory {path} has changed since the study was planned{which} (digest "
+        f"{found.removeprefix(LOCAL_DIGEST_PREFIX)[:12]}..., the configuration pins "
+        f"{digest.removeprefix(LOCAL_DIGEST_PREFIX)[:12]}...)",
+        fix="restore the directory, or start a new study with llem run FILE: a changed model "
+        "is another configuration"))]
 
 
 def parameter_counts(checkpoint: Path) -> tuple[int, int]:
@@ -371,18 +407,18 @@ def vocab_size(checkpoint: Path) -> int | None:
 def load_tokenizer(model: str, revision: str | None = None) -> Any:
     """The model's transformers tokenizer, offline, padding on the left.
 
+    Read from :func:`directory`: the local directory or the snapshot of ``revision``.
+
     Raises:
+        PreflightError: the model is not available offline.
         BackendError: the tokenizer files are missing or unreadable.
 
     """
     from transformers import AutoTokenizer
 
-    kwargs: dict[str, Any] = {"local_files_only": True}
-    if revision:
-        kwargs["revision"] = revision
-    location = str(Path(model).expanduser()) if model.startswith("~") else model
+    location = str(directory(model, revision))  # absolute: never a folder of the cwd
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
     except _TOKENIZER_ERRORS as error:
         raise BackendError(
             f"loading the tokenizer of '{model}' failed: {error}",

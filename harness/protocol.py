@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import checks, metrics, phases, sanity
+from harness import checks, metrics, models, phases, sanity
 from harness.backends import Backend, backend_class
 from harness.backends.base import GenerationOutput, Request
 from harness.baseline import BaselineCache, measure_baseline
@@ -294,7 +294,9 @@ class ExperimentRun:
         backend.gpu_info = [gpu.info() for gpu in self.selection.gpus]
         if self.spec.engine_cache_dir:
             backend.engine_cache_root = Path(self.spec.engine_cache_dir)
-        problems += source_problems + backend.preflight() + check_dataset(self.config)
+        problems += source_problems + backend.preflight()
+        problems += models.content_problems(self.config.model, self.config.model_digest)
+        problems += check_dataset(self.config)
         if problems:
             raise PreflightError(
                 "preflight found problems:\n  - " + "\n  - ".join(problems),

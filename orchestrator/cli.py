@@ -43,6 +43,7 @@ from orchestrator.study_dir import (
     check_study_dir,
     load_kept_study,
     open_study_dir,
+    pin_measured_commits,
     preview_resume,
 )
 from orchestrator.summary import StudySummary
@@ -218,7 +219,9 @@ def _load(file: Path | None, resume_dir: Path | None) -> Study:
         if file is None or file.resolve() == (resume_dir / "study.yaml").resolve():
             # the kept copies, their relative paths read as beside the originals: the study as
             # it last ran, or the first invocation's files when study.yaml is named
-            return load_kept_study(resume_dir, first=file is not None)
+            return pin_measured_commits(load_kept_study(resume_dir, first=file is not None),
+                                        resume_dir)
+        return pin_measured_commits(load_study(file), resume_dir)
     assert file is not None
     return load_study(file)
 

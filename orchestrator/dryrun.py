@@ -100,9 +100,9 @@ def estimate(study: Study, no_gaps: bool = False, runs: list[PlannedRun] | None 
     chosen = [runs[position] for position in positions]
     for run in chosen:
         config = run.entry.config
-        key = (config.model, config.revision)
+        key = (config.model, config.load_revision)
         if key not in shapes:
-            found = find_config(config.model, config.revision)
+            found = find_config(config.model, config.load_revision)
             shapes[key] = shape_of(found) if found else None
         shape = shapes[key]
         vram = estimate_vram(config, shape).per_gpu_gb if shape else None

@@ -66,8 +66,10 @@ def find_config(model: str, revision: str | None = None, cwd: Path | None = None
     """config.json of a local model directory or of ``model`` at ``revision`` in the HF cache.
 
     None when neither holds it; nothing is downloaded (see :func:`harness.models.read_config`).
+    ``cwd``: the folder a relative path is taken from; without it (a loaded configuration,
+    whose local paths are absolute) a relative name is a hub id, never a folder of the cwd.
     """
-    return models.read_config(model, revision, cwd=cwd or Path.cwd(), cache_dir=cache_dir)
+    return models.read_config(model, revision, cwd=cwd, cache_dir=cache_dir)
 
 
 def shape_of(config_json: dict[str, Any]) -> ModelShape:

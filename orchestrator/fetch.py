@@ -22,6 +22,7 @@ from pathlib import Path
 
 from harness import models
 from harness.errors import ConfigError
+from harness.schema.config import ExperimentConfig
 from orchestrator.study import Study
 
 
@@ -32,26 +33,41 @@ class HubModel:
     Attributes:
         model: the repository id, ``org/name``.
         revision: the branch, tag or commit asked for; None means ``main``.
+        commit: the commit the study pinned for a branch or tag (its runs load that one);
+            None when none is pinned yet.
     """
 
     model: str
     revision: str | None
+    commit: str | None = None
 
     @property
     def pinned(self) -> str:
-        """The revision to fetch and look up: the one asked for, else ``main``."""
-        return self.revision or "main"
+        """The revision to fetch and look up: the pinned commit, else asked, else ``main``."""
+        return self.commit or self.revision or "main"
 
     def __str__(self) -> str:
-        return f"'{self.model}' at revision '{self.pinned}'"
+        asked = f"'{self.model}' at revision '{self.revision or 'main'}'"
+        return asked + (f" (commit {self.commit})" if self.commit else "")
+
+
+def hub_model(config: ExperimentConfig) -> HubModel:
+    """The hub model ``config`` loads: at the commit its runs load when one is pinned."""
+    commit = config.load_revision if config.load_revision != config.revision else None
+    return HubModel(config.model, config.revision, commit)
 
 
 def hub_models(study: Study) -> list[HubModel]:
-    """Every distinct hub model of the study, in design order (local directories left out)."""
+    """Every distinct hub model of the study, in design order (local directories left out).
+
+    Each at the revision its runs load: the commit the study pinned from the cache (a
+    ``main`` of which the cache held only ``config.json`` is completed at that commit, not
+    replaced by a newer ``main``), else the revision asked for.
+    """
     found: dict[HubModel, None] = {}
     for entry in study.experiments:
         if models.is_hub_id(entry.config.model):
-            found.setdefault(HubModel(entry.config.model, entry.config.revision))
+            found.setdefault(hub_model(entry.config))
     return list(found)
 
 

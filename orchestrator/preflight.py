@@ -16,7 +16,7 @@ from collections.abc import Callable
 from harness import models
 from harness.datasets import check_dataset
 from harness.errors import LlemError, PreflightError
-from orchestrator.fetch import HubModel, fetch_missing, hub_models
+from orchestrator.fetch import HubModel, fetch_missing, hub_model, hub_models
 from orchestrator.runners.base import Runner
 from orchestrator.study import Study
 
@@ -42,16 +42,20 @@ def study_problems(study: Study, runner: Runner, *, fetch: bool,
 
 
 def model_problems(study: Study) -> list[str]:
-    """Every distinct model of the study that is not available offline on this host."""
+    """Every distinct model of the study that is not available offline on this host.
+
+    A hub model is looked up at the revision its runs load (``load_revision``: the commit the
+    study pinned), not where its branch points now: a fetch may have moved ``refs/main``.
+    """
     problems = []
     seen: set[tuple[str, str | None]] = set()
     for entry in study.experiments:
-        key = (entry.config.model, entry.config.revision)
+        key = (entry.config.model, entry.config.load_revision)
         if key in seen:
             continue
         seen.add(key)
         if models.is_hub_id(key[0]):
-            problems += _hub_problem(HubModel(*key), study)
+            problems += _hub_problem(hub_model(entry.config), study)
             continue
         try:
             models.locate(*key)

@@ -24,9 +24,12 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.io import write_bytes, write_json
+from harness.models import hub_cache, is_commit, is_hub_id
 from harness.paths import create_unique_dir, sanitize, utc_stamp
+from harness.schema.config import CONTENT_DIGESTS, ExperimentConfig
 from harness.schema.reading import SchemaVersionError, UnreadableFileError, read_model
 from harness.schema.result import ExperimentResult
+from harness.schema.run_spec import RunSpec
 from orchestrator.manifest import (
     MANIFEST_NAME,
     Invocation,
@@ -38,7 +41,7 @@ from orchestrator.manifest import (
 )
 from orchestrator.schedule import PlannedRun, RunKey, plan
 from orchestrator.stats import STATS_NAME
-from orchestrator.study import Study, check_cycles, load_study
+from orchestrator.study import Study, check_cycles, design_hash, load_study
 from orchestrator.study.inputs import changed_content, local_inputs
 from orchestrator.summary import SUMMARY_NAME
 from orchestrator.tables import CSV_NAME, TABLE_NAME
@@ -529,10 +532,119 @@ def check_design(study: Study, manifest: Manifest, study_dir: Path) -> None:
     if study.design_hash != manifest.design_hash:  # equal hashes are no news to the user
         differs = (f"the study file's design (hash {study.design_hash}) differs from the "
                    f"study in {study_dir} (hash {manifest.design_hash})")
+    moved = _moved_inputs(study, manifest, study_dir, set(added), set(removed))
+    if moved:
+        raise ConfigError(f"{differs}: {changes}; " + "; ".join(text for text, _ in moved),
+                          fix=moved[0][1])
     raise ConfigError(
         f"{differs}: {changes}",
         fix="resume with the original study file, or start a new study with llem run FILE",
     )
+
+
+def _moved_inputs(study: Study, manifest: Manifest, study_dir: Path, added: set[str],
+                  removed: set[str]) -> list[tuple[str, str]]:
+    """(what moved, its fix) per added configuration differing from a removed one in digests.
+
+    Such a configuration reads the same model or dataset with other content (a hub branch the
+    cache moved, a file edited).
+
+    The removed configurations are read from their runs' ``experiment.json``; runs that never
+    started have none, and then nothing is said.
+    """
+    before = _run_configs(manifest, study_dir, removed)
+    moved: dict[str, tuple[str, str]] = {}
+    for entry in study.experiments:
+        now = entry.config
+        if now.measurement_config_hash not in added:
+            continue
+        for old in before.values():
+            if _without_digests(old) == _without_digests(now):
+                moved.update(_digest_changes(old, now))
+    return list(moved.values())
+
+
+def pin_measured_commits(study: Study, study_dir: Path) -> Study:
+    """``study`` with each hub model the cache cannot name a commit for pinned as its runs ran.
+
+    A hub model at a branch or tag gets its commit from the host's Hugging Face cache when the
+    study is loaded; after ``hf cache delete``, on another host or with another ``HF_HOME``
+    there is none, and the configuration would hash as another one. Resuming, it takes the
+    commit the study's runs measured (from their ``experiment.json``), so the resume fetches
+    and runs that commit, not wherever the branch points now. Read only; unchanged when no run
+    of the configuration ever started.
+    """
+    if not any(_unpinned(entry.config) for entry in study.experiments):
+        return study
+    try:
+        manifest = Manifest.load(study_dir)
+    except (ConfigError, OSError, ValueError):
+        return study  # the resume's own checks say what is wrong with the directory
+    measured = [config for config in _run_configs(manifest, study_dir).values()
+                if is_commit(config.model_digest)]
+    entries = []
+    for entry in study.experiments:
+        same = [old for old in measured if _unpinned(entry.config)
+                and _without_digests(old) == _without_digests(entry.config)]
+        if same:
+            entry = dataclasses.replace(entry, config=entry.config.model_copy(
+                update={"model_digest": same[0].model_digest}))
+        entries.append(entry)
+    canonical = [entry.config.canonical_json() for entry in entries]
+    return dataclasses.replace(study, experiments=entries, design_hash=design_hash(canonical))
+
+
+def _unpinned(config: ExperimentConfig) -> bool:
+    return config.model_digest is None and is_hub_id(config.model) and not is_commit(
+        config.revision)
+
+
+def _run_configs(manifest: Manifest, study_dir: Path,
+                 hashes: set[str] | None = None) -> dict[str, ExperimentConfig]:
+    """The configuration of each hash (all, or ``hashes``) that a started run recorded."""
+    found: dict[str, ExperimentConfig] = {}
+    for run in manifest.runs:
+        if run.config_hash in found or (hashes is not None and run.config_hash not in hashes):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            found[run.config_hash] = RunSpec.model_validate_json(
+                (study_dir / run.run_id / "experiment.json").read_bytes()).config
+    return found
+
+
+def _without_digests(config: ExperimentConfig) -> ExperimentConfig:
+    return config.model_copy(update=dict.fromkeys(CONTENT_DIGESTS))
+
+
+def _digest_changes(old: ExperimentConfig, now: ExperimentConfig) -> dict[str, tuple[str, str]]:
+    changes: dict[str, tuple[str, str]] = {}
+    if old.model_digest != now.model_digest:
+        at = f" at revision '{now.revision or 'main'}'" if is_hub_id(now.model) else ""
+        text = (f"model '{now.model}'{at} is now {_short(now.model_digest)}, the study's runs "
+                f"measured {_short(old.model_digest)}")
+        fix = "restore the model as it was, or start a new study with llem run FILE"
+        if is_commit(old.model_digest) and is_commit(now.model_digest):
+            refs = hub_cache() / f"models--{now.model.replace('/', '--')}" / "refs"
+            text = (f"model '{now.model}'{at} now resolves to commit {now.model_digest} in "
+                    "the Hugging Face cache (moved since, e.g. by a fetch after an upstream "
+                    f"push); the study's runs measured commit {old.model_digest}")
+            fix = (f"start a new study with llem run FILE to measure commit "
+                   f"{_short(now.model_digest)}; to finish this one on commit "
+                   f"{_short(old.model_digest)}, point the cache back at it (write "
+                   f"{old.model_digest} into {refs / (now.revision or 'main')})")
+        changes[f"model {now.model}"] = (text, fix)
+    if old.dataset_sha256 != now.dataset_sha256:
+        changes[f"dataset {now.dataset}"] = (
+            f"dataset {now.dataset} now has content SHA-256 {_short(now.dataset_sha256)}, the "
+            f"study's runs measured {_short(old.dataset_sha256)}",
+            f"restore {Path(now.dataset).name} as it was, or start a new study with llem run FILE")
+    return changes
+
+
+def _short(digest: str | None) -> str:
+    if digest is None:
+        return "no digest"
+    return digest if len(digest) <= 20 else digest[:16] + "..."
 
 
 def _named(configs: dict[str, str], others: dict[str, str]) -> str:

@@ -6,9 +6,9 @@ Each function imports torch/transformers itself; nothing here runs at import tim
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Any
 
+from harness import models
 from harness.errors import BackendError
 from harness.schema.config import ExperimentConfig, PyTorchConfig
 
@@ -69,7 +69,7 @@ def _from_pretrained(config: ExperimentConfig, settings: PyTorchConfig, device: 
 
     try:
         return AutoModelForCausalLM.from_pretrained(
-            model_location(config.model), **from_pretrained_kwargs(config, settings, device)
+            model_location(config), **from_pretrained_kwargs(config, settings, device)
         )
     except _LOAD_ERRORS as error:
         raise BackendError(
@@ -100,9 +100,13 @@ def from_pretrained_kwargs(
     return kwargs
 
 
-def model_location(model: str) -> str:
-    """Return what ``from_pretrained`` should open: ``~`` expanded for a local directory."""
-    return str(Path(model).expanduser()) if model.startswith("~") else model
+def model_location(config: ExperimentConfig) -> str:
+    """What ``from_pretrained`` opens: the absolute model directory or cache snapshot.
+
+    Never the bare name: transformers would take ``org/name`` as a folder of the working
+    directory when one exists there, and load it in place of the pinned commit.
+    """
+    return str(models.directory(config.model, config.load_revision))
 
 
 def _offline_kwargs(config: ExperimentConfig) -> dict[str, Any]:

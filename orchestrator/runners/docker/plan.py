@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import models
+from harness.digests import cache_file
 from harness.schema.catalog import BY_NAME
 from harness.schema.run_spec import RunSpec
 from orchestrator.runners.docker.labels import LABEL_RUN, LABEL_STUDY
@@ -28,6 +29,7 @@ ENV_ALLOW = ("HF_TOKEN",)
 """Host variables passed into containers by name; the value is never written anywhere."""
 
 HF_CACHE_TARGET = "/llem/hf-cache"
+DIGEST_CACHE_TARGET = "/llem/file-digests.json"
 DEFAULT_SHM = "2g"
 SCRATCH = "/tmp"  # noqa: S108 - inside the container, a private tmpfs
 """The one writable place outside the mounts: a tmpfs, also HOME (torch, triton, vLLM caches)."""
@@ -158,12 +160,19 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
     """
     run_dir = run_dir.resolve()
     mounts = [MountSpec(str(run_dir), str(run_dir), read_only=False)]
-    model_path = _local_path(spec.config.model, machine.cwd)
+    model_path = (None if models.is_hub_id(spec.config.model)  # never a folder of the cwd
+                  else _local_path(spec.config.model, machine.cwd))
     if model_path is not None:
         mounts.append(MountSpec(str(model_path), str(model_path), read_only=True))
     adapter = _local_path(spec.config.lora.adapter, machine.cwd) if spec.config.lora else None
     if adapter is not None:  # a local LoRA adapter directory, read as the model is
         mounts.append(MountSpec(str(adapter), str(adapter), read_only=True))
+    digests = cache_file()
+    if model_path is not None and digests.is_file():
+        # The run checks the model directory's digest: with the host's file digests (keyed
+        # by the same paths, inodes and times through the bind mount) that is a stat per file,
+        # not a read of every weight file in each fresh container. Read-only: a cache only.
+        mounts.append(MountSpec(str(digests.resolve()), DIGEST_CACHE_TARGET, read_only=True))
     if spec.config.dataset.endswith(".jsonl"):
         dataset = _local_path(spec.config.dataset, machine.cwd)
         if dataset is not None:
@@ -173,6 +182,8 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
         mounts.append(MountSpec(str(cache), str(cache), read_only=False))
     environment = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "LLEM_IMAGE_ID": image_id,
                    "HOME": SCRATCH}
+    if any(mount.target == DIGEST_CACHE_TARGET for mount in mounts):
+        environment["LLEM_DIGEST_CACHE"] = DIGEST_CACHE_TARGET
     if image_digest:
         environment["LLEM_IMAGE_DIGEST"] = image_digest
     if machine.hf_cache is not None:

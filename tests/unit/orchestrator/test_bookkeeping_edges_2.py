@@ -63,17 +63,27 @@ def test_the_digest_cache_sees_a_same_size_rewrite_that_kept_the_modification_ti
 def test_a_local_model_edited_after_the_study_was_planned_is_refused_by_its_run(tmp_path):
     # A dataset edited mid-study is refused by each later run (check_dataset); a model
     # directory rewritten mid-study (a training job saving into it) is measured and recorded
-    # under the digest taken when the study was loaded, and its cycles pooled.
-    from harness.backends.pytorch.backend import PyTorchBackend
+    # under the digest taken when the study was loaded, and its cycles pooled. The check sits
+    # in the run's preflight beside check_dataset, so every backend's runs refuse it.
+    import pytest
+
+    from harness.energy import EMPTY_GPUS
+    from harness.errors import PreflightError
     from harness.models import resolved_revision
+    from harness.protocol import ExperimentRun
     from harness.schema.config import ExperimentConfig
+    from harness.schema.run_spec import RunSpec
 
     model = local_model(tmp_path / "tiny")
-    config = ExperimentConfig(model=str(model), backend="pytorch",
+    config = ExperimentConfig(model=str(model), backend="pytorch", energy={"backend": "none"},
                               model_digest=resolved_revision(model))
     (model / "model.safetensors").write_bytes(b"\x01" * 64)
-    problems = PyTorchBackend(config, "cpu").preflight()
-    assert any(str(model) in problem and "changed" in problem for problem in problems), problems
+    run = ExperimentRun(RunSpec(run_id="r1", config=config), tmp_path / "run", gpus=EMPTY_GPUS,
+                        device="cpu")
+    with pytest.raises(PreflightError) as refused:
+        run.execute()
+    said = str(refused.value)
+    assert f"model directory {model} has changed" in said and "model.safetensors" in said, said
 
 
 def test_preflight_checks_the_commit_the_runs_load_not_where_main_is_now(tmp_path, monkeypatch):

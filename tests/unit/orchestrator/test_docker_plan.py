@@ -24,7 +24,7 @@ class FakeContainer:
         self.name = name
 
 
-def plan(tmp_path: Path, model: str = "model-dir", gpu_ids=None, **machine):
+def plan(tmp_path: Path, model: str = "./model-dir", gpu_ids=None, **machine):
     (tmp_path / "model-dir").mkdir(exist_ok=True)
     run_dir = tmp_path / "study" / "001_x_c1"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -242,3 +242,17 @@ def test_sdk_and_transport_errors_become_typed_engine_errors():
     with pytest.raises(EngineError, match="is not running") as caught:
         Engine(Raising(refused)).info()
     assert not isinstance(caught.value, EngineUnreachable)
+
+
+def test_a_local_model_run_reads_the_hosts_file_digests_read_only(tmp_path, monkeypatch):
+    # Each run checks the model directory's digest; with the host's digest cache that is a
+    # stat per file, without it every run in a fresh container would read every weight file.
+    digests = tmp_path / "file-digests.json"
+    digests.write_text("{}")
+    monkeypatch.setenv("LLEM_DIGEST_CACHE", str(digests))
+    container, _ = plan(tmp_path)
+    mounts = {m.target: m for m in container.mounts}
+    target = container.environment["LLEM_DIGEST_CACHE"]
+    assert mounts[target].source == str(digests) and mounts[target].read_only is True
+    hub, _ = plan(tmp_path, model="org/not-downloaded")
+    assert "LLEM_DIGEST_CACHE" not in hub.environment

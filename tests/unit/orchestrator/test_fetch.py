@@ -215,5 +215,8 @@ def test_hub_ids_are_told_from_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "org" / "local").mkdir(parents=True)
     assert is_hub_id("meta-llama/Llama-3.2-1B") and is_hub_id("gpt2")
-    assert not is_hub_id("org/local")  # an existing directory wins
+    # While a study file is read, an existing directory beside it wins (and becomes an
+    # absolute path); once loaded, a relative name is a hub id whatever the cwd holds.
+    assert not is_hub_id("org/local", tmp_path)
+    assert is_hub_id("org/local")
     assert not any(map(is_hub_id, ["./model", "/abs/model", "~/m", "a/b/c", "a--b/c"]))

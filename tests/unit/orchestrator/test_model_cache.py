@@ -70,7 +70,7 @@ def test_an_interrupted_sharded_fetch_is_not_in_the_cache(cache, tmp_path, monke
     assert models.cache_gaps(REPO) == [f"listed files ({SHARDS[1]})"]
     assert not models.in_cache(REPO)
     [problem] = preflight(tmp_path)
-    assert f"model '{REPO}' at revision 'main' is incomplete" in problem
+    assert f"model '{REPO}' at revision 'main' (commit {COMMIT}) is incomplete" in problem
     assert SHARDS[1] in problem and "llem fetch" in problem
     assert fetched_again(monkeypatch) == [HubModel(REPO, None)]
 
