@@ -37,3 +37,11 @@ def single_run_study(tmp_path: Path, execution: str = "") -> tuple[Study, Path]:
     out = tmp_path / "out"
     out.mkdir()
     return load_study(path), out
+
+
+def one_run_study(folder: Path, model: str, name: str = "s", file: str = "s.yaml") -> Path:
+    """A study file of one pytorch run of ``model`` (no gaps, one cycle) in ``folder``."""
+    path = folder / file
+    path.write_text(f"name: {name}\nmodel: {model}\nbackend: pytorch\n"
+                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    return path

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from llem_testkit.cli import tree_digest
 from llem_testkit.runners import ResultWriter
+from llem_testkit.studies import one_run_study
 
 from harness.errors import ConfigError
 from orchestrator import run_study
@@ -30,10 +31,7 @@ def local_model(folder: Path, temperature: str = "0.7") -> Path:
 
 
 def model_study(folder: Path) -> Path:
-    path = folder / "s.yaml"
-    path.write_text("name: m\nmodel: ./tiny\nbackend: pytorch\n"
-                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
-    return path
+    return one_run_study(folder, "./tiny", name="m")
 
 
 def test_a_same_size_edit_of_a_local_model_file_changes_the_configuration(tmp_path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from llem_testkit.runners import ResultWriter
+from llem_testkit.studies import one_run_study
 
 from orchestrator import run_study
 
@@ -35,9 +37,16 @@ def hub_snapshot(hub: Path, commit: str, *, complete: bool = True) -> None:
 
 
 def hub_study(folder: Path) -> Path:
-    path = folder / "h.yaml"
-    path.write_text("name: h\nmodel: org/tiny\nbackend: pytorch\n"
-                    "execution: {n_cycles: 1, config_gap_s: 0, cycle_gap_s: 0}\n")
+    return one_run_study(folder, "org/tiny", name="h", file="h.yaml")
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty hub cache of the test's own, where huggingface_hub looks."""
+    from huggingface_hub import constants
+
+    path = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(path))
     return path
 
 
@@ -65,7 +74,6 @@ def test_a_local_model_edited_after_the_study_was_planned_is_refused_by_its_run(
     # directory rewritten mid-study (a training job saving into it) is measured and recorded
     # under the digest taken when the study was loaded, and its cycles pooled. The check sits
     # in the run's preflight beside check_dataset, so every backend's runs refuse it.
-    import pytest
 
     from harness.energy import EMPTY_GPUS
     from harness.errors import PreflightError
@@ -86,20 +94,16 @@ def test_a_local_model_edited_after_the_study_was_planned_is_refused_by_its_run(
     assert f"model directory {model} has changed" in said and "model.safetensors" in said, said
 
 
-def test_preflight_checks_the_commit_the_runs_load_not_where_main_is_now(tmp_path, monkeypatch):
+def test_preflight_checks_the_commit_the_runs_load_not_where_main_is_now(tmp_path, hub):
     # The cache held only config.json of main = a... (AutoConfig.from_pretrained leaves that),
     # so the study pinned commit a. The preflight's fetch of `main` then brought b... (an
     # upstream push) complete, and moved refs/main. Preflight looks at main and passes; no
     # hub model was unpinned, so llem run does not load the study again; every run loads a,
     # which has no weights.
-    from huggingface_hub import constants
-
     from harness import models
     from orchestrator.preflight import model_problems
     from orchestrator.study import load_study
 
-    hub = tmp_path / "hub"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
     hub_snapshot(hub, COMMIT_A, complete=False)
     study = load_study(hub_study(tmp_path))
     config = study.experiments[0].config
@@ -110,19 +114,16 @@ def test_preflight_checks_the_commit_the_runs_load_not_where_main_is_now(tmp_pat
 
 
 def test_a_resume_after_the_hub_cache_was_emptied_fetches_the_model_and_goes_on(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, hub):
     # `hf cache delete`, another HF_HOME or another host: the model is fetched again at the
     # same commit. The resume's checks now run before the fetch, with the model unpinned, so
     # its hash lacks model_digest and the resume is refused as another configuration.
     import shutil
 
     from click.testing import CliRunner
-    from huggingface_hub import constants
 
     from orchestrator import cli
 
-    hub = tmp_path / "hub"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
     hub_snapshot(hub, COMMIT_A)
     path = hub_study(tmp_path)
     _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
@@ -206,16 +207,12 @@ def test_a_run_folder_linked_to_another_runs_folder_leaves_that_run_whole(tmp_pa
 
 
 def test_a_resume_refused_because_main_moved_names_the_model_and_the_commits(
-        tmp_path, monkeypatch):
+        tmp_path, hub):
     # check_inputs names a changed local model or dataset; a hub model whose cached main moved
     # reaches check_design, which reads "1 configuration(s) added (pytorch ), 1 removed or
     # changed (pytorch )" and says to resume with the original study file, which is the file.
-    from huggingface_hub import constants
-
     from harness.errors import LlemError
 
-    hub = tmp_path / "hub"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
     hub_snapshot(hub, COMMIT_A)
     path = hub_study(tmp_path)
     _, study_dir = run_study(path, ResultWriter(), output=tmp_path / "out", no_gaps=True)
@@ -261,19 +258,15 @@ def test_a_resume_from_the_folder_alone_keeps_the_timeout_the_study_last_ran_wit
 
 
 def test_a_hub_model_runs_the_pinned_commit_even_beside_a_folder_of_its_name(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, hub):
     # `hf download org/tiny --local-dir org/tiny` in the folder llem runs from. The study file
     # (elsewhere) says model: org/tiny; the loader resolves paths against the study file's
     # folder, finds none, and pins the cached commit a... The local runner starts the harness
     # in the working directory, where models.locate takes ./org/tiny as a local directory:
     # the runs load the local copy, recorded as commit a.
-    from huggingface_hub import constants
-
     from harness import models
     from orchestrator.study import load_study
 
-    hub = tmp_path / "hub"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
     hub_snapshot(hub, COMMIT_A)
     (tmp_path / "study").mkdir()
     path = hub_study(tmp_path / "study")
