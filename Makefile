@@ -19,7 +19,7 @@ DEVICE_CHECK_OUT ?= $(if $(OUT),$(OUT),results/device-check)
 	device-check clean-venv
 
 help:
-	@echo "make install   create $(VENV) and install llem with the pytorch and dev extras"
+	@echo "make install   create $(VENV) and install llem with the pytorch, report and dev extras"
 	@echo "make test      run the test suite (unit + integration; gpu tests skip without a GPU)"
 	@echo "make lint      ruff + mypy (strict)"
 	@echo "make demo      build the tiny model and run studies/demo.yaml (RUNNER=$(RUNNER))"
@@ -36,7 +36,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[pytorch,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[pytorch,report,dev]'
 	touch $@
 
 # The cpu image builds in the background while the unit tests run (they come first); the Docker

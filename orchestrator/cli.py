@@ -15,10 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from harness._version import __version__
@@ -27,6 +26,16 @@ from harness.io import DiskFullError
 from harness.models import hub_cache
 from harness.schema import ExperimentResult
 from harness.schema.headline import TERMINAL_METRICS
+from orchestrator.cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    JsonCommand,
+    err,
+    fail,
+    out,
+)
 from orchestrator.execute import StudyExecution
 from orchestrator.fetch import fetch_missing, hub_models
 from orchestrator.manifest import Manifest, RunEntry
@@ -49,79 +58,10 @@ from orchestrator.study_dir import (
 from orchestrator.summary import StudySummary
 from orchestrator.tables import export_csv
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 LARGE_STUDY = 1000
 """Runs above which a study asks for --yes."""
 MIN_FREE_GB = 1.0
 DRY_RUN_ROWS = 200
-
-# Piped output gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
-
-
-def fail(error: LlemError | str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    """Print one clear message (cause, then fix) and exit; with --json, also as JSON on stdout."""
-    err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
-    context = click.get_current_context(silent=True)
-    if context is not None and context.params.get("as_json"):
-        if isinstance(error, LlemError):
-            _echo_error(error.message, error.fix, code)
-        else:
-            _echo_error(error, None, code)
-    sys.exit(code)
-
-
-def _echo_error(message: str, fix: str | None, code: int) -> None:
-    """The error object ``--json`` prints on stdout: message, fix (or null) and exit code."""
-    click.echo(json.dumps({"error": message, "fix": fix, "exit_code": code}, indent=1))
-
-
-class _JsonCommand(click.Command):
-    """A command with a ``--json`` flag: with it, every error is a JSON object on stdout too.
-
-    :func:`fail` prints llem's own errors so; this class adds click's usage errors (raised
-    before the flag is parsed, so the raw arguments tell) and unexpected exceptions. The exit
-    code and the message on stderr are the same as without ``--json``.
-    """
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        # read before parsing, which consumes ``args``
-        as_json = "--json" in (args[:args.index("--")] if "--" in args else args)
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as error:
-            if as_json:
-                _echo_error(error.format_message(), _usage_fix(error), error.exit_code)
-            raise
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except click.exceptions.Exit:
-            raise
-        except click.ClickException as error:
-            if ctx.params.get("as_json"):
-                _echo_error(error.format_message(), None, error.exit_code)
-            raise
-        except (click.Abort, KeyboardInterrupt):  # click prints "Aborted!" and exits 1
-            if ctx.params.get("as_json"):
-                _echo_error("aborted", None, EXIT_FAILED)
-            raise
-        except Exception as error:  # a bug: the traceback still goes to stderr, exit 1
-            if ctx.params.get("as_json"):
-                _echo_error(f"unexpected {type(error).__name__}: {error}",
-                            "report it with the traceback printed on stderr", EXIT_FAILED)
-            raise
-
-
-def _usage_fix(error: click.UsageError) -> str | None:
-    """Click's own hint under a usage error, or None where it prints none."""
-    ctx = error.ctx
-    if ctx is None or ctx.command.get_help_option(ctx) is None:
-        return None
-    option = max(ctx.command.get_help_option_names(ctx), key=len)
-    return f"Try '{ctx.command_path} {option}' for help."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -130,7 +70,7 @@ def main() -> None:
     """llem: what LLM inference costs in energy, and what it buys."""
 
 
-@main.command(cls=_JsonCommand)
+@main.command(cls=JsonCommand)
 @click.argument("file", type=click.Path(path_type=Path), required=False)
 @click.option("--runner", "runner_name",
               help="docker or local (default: LLEM_RUNNER, user config, then docker).")
@@ -583,7 +523,7 @@ _ROOT_OPTION = click.option("--root", type=click.Path(path_type=Path),
                             "~/.cache/llem/trt-engines).")
 
 
-@cache.command("list", cls=_JsonCommand)
+@cache.command("list", cls=JsonCommand)
 @_ROOT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
 def cache_list(root: Path | None, as_json: bool) -> None:

@@ -8,7 +8,7 @@ result field it is read from, so a renamed field fails the test that resolves ev
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from harness.schema.result import ExperimentResult
 
@@ -24,6 +24,8 @@ class HeadlineMetric:
         description: what it is, in a user's words.
         column: header in ``llem run``'s summary table; None: only in the files.
         spec: format spec of the terminal column.
+        better: which way is an improvement (``lower`` or ``higher``); None for counts that
+            describe the workload rather than its cost (``llem compare`` gives them no verdict).
     """
 
     name: str
@@ -32,6 +34,7 @@ class HeadlineMetric:
     description: str
     column: str | None = None
     spec: str = ".4g"
+    better: Literal["lower", "higher"] | None = None
 
     def value(self, result: ExperimentResult) -> float | int | None:
         """The metric of ``result`` (counts stay integers), or None where the path is null."""
@@ -46,8 +49,8 @@ class HeadlineMetric:
 
 
 def _m(name: str, path: str, unit: str, description: str, column: str | None = None,
-       spec: str = ".4g") -> HeadlineMetric:
-    return HeadlineMetric(name, tuple(path.split(".")), unit, description, column, spec)
+       spec: str = ".4g", better: Literal["lower", "higher"] | None = "lower") -> HeadlineMetric:
+    return HeadlineMetric(name, tuple(path.split(".")), unit, description, column, spec, better)
 
 
 HEADLINE_METRICS: tuple[HeadlineMetric, ...] = (
@@ -59,28 +62,33 @@ HEADLINE_METRICS: tuple[HeadlineMetric, ...] = (
        "energy J"),
     _m("energy_dynamic_j", "energy.energy_dynamic_j", "J",
        "energy_j minus idle power times the window length."),
-    _m("tokens_per_joule", "energy.tokens_per_joule", "token/J", "Output tokens per joule."),
-    _m("mean_power_w", "energy.mean_power_w", "W", "Mean power over the window."),
+    _m("tokens_per_joule", "energy.tokens_per_joule", "token/J", "Output tokens per joule.",
+       better="higher"),
+    _m("mean_power_w", "energy.mean_power_w", "W", "Mean power over the window.",
+       better=None),
     _m("prefill_energy_j", "energy.prefill.energy_j", "J", "Energy of the prefill phase."),
     _m("decode_energy_j", "energy.decode.energy_j", "J", "Energy of the decode phase."),
     _m("duration_s", "throughput.duration_s", "s", "Measurement window length.", "window s",
-       ".2f"),
-    _m("input_tokens", "throughput.input_tokens", "token", "Prompt tokens (padding excluded)."),
-    _m("output_tokens", "throughput.output_tokens", "token", "Output tokens delivered."),
+       ".2f", better=None),
+    _m("input_tokens", "throughput.input_tokens", "token", "Prompt tokens (padding excluded).",
+       better=None),
+    _m("output_tokens", "throughput.output_tokens", "token", "Output tokens delivered.",
+       better=None),
     _m("generated_positions", "throughput.generated_positions", "token",
-       "Decode positions the backend computed."),
+       "Decode positions the backend computed.", better=None),
     _m("cached_prompt_tokens", "throughput.cached_prompt_tokens", "token",
-       "Prompt tokens served from a cross-request cache."),
+       "Prompt tokens served from a cross-request cache.", better=None),
     _m("output_tokens_per_s", "throughput.output_tokens_per_s", "token/s",
-       "Output tokens per second of window.", "tokens/s", ".1f"),
+       "Output tokens per second of window.", "tokens/s", ".1f", better="higher"),
     _m("requests_per_s", "throughput.requests_per_s", "request/s",
-       "Requests per second of window."),
+       "Requests per second of window.", better="higher"),
     _m("latency_e2e_p50_s", "latency.e2e.p50_s", "s", "Median end-to-end request latency."),
     _m("latency_e2e_p90_s", "latency.e2e.p90_s", "s", "90th percentile end-to-end latency."),
     _m("latency_e2e_p99_s", "latency.e2e.p99_s", "s", "99th percentile end-to-end latency."),
     _m("latency_ttft_p50_s", "latency.ttft.p50_s", "s", "Median time to first token."),
     _m("latency_ttft_p90_s", "latency.ttft.p90_s", "s", "90th percentile time to first token."),
     _m("latency_tpot_p50_s", "latency.tpot.p50_s", "s", "Median time per output token."),
+    _m("latency_tpot_p90_s", "latency.tpot.p90_s", "s", "90th percentile time per output token."),
     _m("latency_itl_p50_s", "latency.itl.p50_s", "s", "Median inter-token latency."),
 )
 """Every headline metric, in the order the outputs list them."""
@@ -92,8 +100,8 @@ TERMINAL_METRICS: tuple[HeadlineMetric, ...] = tuple(
 
 def markdown_table() -> str:
     """The table as markdown, as docs/results.md shows it (a test keeps the two equal)."""
-    lines = ["| metric | unit | result field | terminal column | meaning |",
-             "|---|---|---|---|---|"]
+    lines = ["| metric | unit | result field | terminal column | better | meaning |",
+             "|---|---|---|---|---|---|"]
     lines += [f"| `{m.name}` | {m.unit} | `{'.'.join(m.path)}` | {m.column or ''} | "
-              f"{m.description} |" for m in HEADLINE_METRICS]
+              f"{m.better or ''} | {m.description} |" for m in HEADLINE_METRICS]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,64 @@
+"""Figures derived from energy per token and inputs the user gives, never guessed.
+
+Energy per million output tokens in kWh needs nothing else. Emissions and cost need a grid
+carbon intensity (gCO2e/kWh) and an electricity price (per kWh), set in the study's ``report:``
+section or on ``llem report``'s command line; without them those figures are absent, and every
+derived figure is labelled with the inputs it came from.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JOULES_PER_KWH = 3.6e6
+TOKENS = 1_000_000
+
+
+class ReportInputs(BaseModel):
+    """What the derived figures need from the user (the study's ``report:`` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    carbon_intensity_g_per_kwh: float | None = Field(
+        None, gt=0, description="Grid carbon intensity (gCO2e/kWh) for emissions per 1M tokens.")
+    electricity_price_per_kwh: float | None = Field(
+        None, gt=0, description="Electricity price per kWh for cost per 1M tokens.")
+    currency: str = Field("EUR", min_length=1, max_length=8,
+                          description="Currency of electricity_price_per_kwh.")
+
+    def merged(self, override: ReportInputs) -> ReportInputs:
+        """These inputs with every value ``override`` sets replacing them (command line wins)."""
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+class DerivedFigure(BaseModel):
+    """One derived figure with what it was computed from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    value: float
+    unit: str
+    inputs: str = Field(description="What the figure was computed from, in words.")
+
+
+def derived_figures(energy_per_token_j: float | None,
+                    inputs: ReportInputs) -> list[DerivedFigure]:
+    """kWh, gCO2e and cost per 1M output tokens from a mean J/token (empty without energy)."""
+    if energy_per_token_j is None:
+        return []
+    kwh = energy_per_token_j * TOKENS / JOULES_PER_KWH
+    figures = [DerivedFigure(name="energy_per_1m_tokens", value=kwh, unit="kWh/1M tokens",
+                             inputs="J/token x 1e6 / 3.6e6")]
+    if inputs.carbon_intensity_g_per_kwh is not None:
+        figures.append(DerivedFigure(
+            name="emissions_per_1m_tokens", value=kwh * inputs.carbon_intensity_g_per_kwh,
+            unit="gCO2e/1M tokens",
+            inputs=f"kWh/1M tokens x {inputs.carbon_intensity_g_per_kwh:g} gCO2e/kWh"))
+    if inputs.electricity_price_per_kwh is not None:
+        figures.append(DerivedFigure(
+            name="cost_per_1m_tokens", value=kwh * inputs.electricity_price_per_kwh,
+            unit=f"{inputs.currency}/1M tokens",
+            inputs=f"kWh/1M tokens x {inputs.electricity_price_per_kwh:g} "
+                   f"{inputs.currency}/kWh"))
+    return figures
