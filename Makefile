@@ -15,8 +15,8 @@ DEVICE_CHECK_MODE ?= gpu
 # With OUT set (a job's collection folder) the figures go there, else to the ignored results/.
 DEVICE_CHECK_OUT ?= $(if $(OUT),$(OUT),results/device-check)
 
-.PHONY: help install test lint demo study model images bench gpu-check device-wheels \
-	device-check clean-venv
+.PHONY: help install test lint demo study nightly report model images bench gpu-check \
+	device-wheels device-check clean-venv
 
 help:
 	@echo "make install   create $(VENV) and install llem with the pytorch, report and dev extras"
@@ -24,6 +24,8 @@ help:
 	@echo "make lint      ruff + mypy (strict)"
 	@echo "make demo      build the tiny model and run studies/demo.yaml (RUNNER=$(RUNNER))"
 	@echo "make study     run STUDY=path/to/study.yaml"
+	@echo "make nightly   run NIGHTLY_STUDY into NIGHTLY_ROOT/, compare with the last night; exit 1 on a regression"
+	@echo "make report    print DIR's report and write DIR/report.html again"
 	@echo "make images    build the cpu image (IMAGE=cpu|pytorch|vllm|tensorrt)"
 	@echo "make bench     print the benchmark figures of tests/perf"
 	@echo "make gpu-check on an NVIDIA GPU: energy, agreement, baseline, overhead"
@@ -67,6 +69,18 @@ demo: model $(if $(filter docker,$(RUNNER)),images)
 
 study: install
 	$(BIN)/llem run $(STUDY) --runner $(RUNNER) --output $(OUTPUT)
+
+# One nightly: a new study directory under NIGHTLY_ROOT, its report, and comparison.md/.json
+# against the last completed nightly there (docs/nightly.md: timers, cron, CI).
+NIGHTLY_STUDY ?= studies/nightly.yaml
+NIGHTLY_ROOT ?= results/nightly
+NIGHTLY_ARGS ?=
+nightly: install
+	$(BIN)/llem nightly $(NIGHTLY_STUDY) --root $(NIGHTLY_ROOT) --runner $(RUNNER) $(NIGHTLY_ARGS)
+
+report: install
+	@test -n "$(DIR)" || { echo "usage: make report DIR=results/<study directory>"; exit 2; }
+	$(BIN)/llem report $(DIR)
 
 bench: model images
 	$(BIN)/python tests/perf/bench_harness_overhead.py

@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 import click
+from pydantic import ValidationError
 from rich.table import Table
 
 from harness._version import __version__
@@ -98,25 +99,61 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
         output: Path | None, no_gaps: bool, yes: bool, export_csv: bool, quiet: bool,
         verbose: bool, as_json: bool, offline: bool) -> None:
     """Run a study (or a single experiment) FILE, or --resume a study directory."""
+    request = RunRequest(file, resume_dir, cycles, order, gpus, runner_name, image, output,
+                         yes, offline)
+    options = RunOptions(Path(), no_gaps, quiet, verbose, as_json, export_csv)
+    if dry_run:
+        try:
+            study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
+            resumed = None if resume_dir is None else preview_resume(study, resume_dir, cycles)
+        except LlemError as error:
+            fail(error)
+        _print_dry_run(study, as_json, no_gaps, resumed)
+        return
+    summary, study_dir = _run_study(request, options)
+    _print_summary(summary, study_dir, as_json)
+    for warning in summary.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if summary.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What ``llem run`` (or ``llem nightly``) was asked to run, and with what."""
+
+    file: Path | None
+    resume_dir: Path | None
+    cycles: int | None
+    order: str | None
+    gpus: str | None
+    runner_name: str | None
+    image: str | None
+    output: Path | None
+    yes: bool
+    offline: bool
+
+
+def _run_study(request: RunRequest, options: RunOptions) -> tuple[StudySummary, Path]:
+    """Load, check and run a study as ``llem run`` does; bad input exits 2 before any run."""
+    file, resume_dir, cycles = request.file, request.resume_dir, request.cycles
     try:
-        study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
+        study = _with_overrides(_load(file, resume_dir), cycles, request.order, request.gpus)
         # A resume's checks (design, inputs, manifest) read only: a refusal comes before the
         # runner's checks and before any model is fetched.
-        resumed = None if resume_dir is None else preview_resume(study, resume_dir, cycles)
-        if dry_run:
-            _print_dry_run(study, as_json, no_gaps, resumed)
-            return
-        name, source = resolve_runner(runner_name)
-        runner = make_runner(name, image=image)
-        options = RunOptions(resolve_output(output), no_gaps, quiet, verbose, as_json,
-                             export_csv)
+        if resume_dir is not None:
+            preview_resume(study, resume_dir, cycles)
+        name, source = resolve_runner(request.runner_name)
+        runner = make_runner(name, image=request.image)
+        options = dataclasses.replace(options, output=resolve_output(request.output))
         if resume_dir is None:
             check_output_root(options.output)  # before the preflight fetches any model
-        _guard(study, options.output if resume_dir is None else resume_dir, yes)
+        _guard(study, options.output if resume_dir is None else resume_dir, request.yes)
     except LlemError as error:
         fail(error)
     try:
-        problems = study_problems(study, runner, fetch=not offline,
+        problems = study_problems(study, runner, fetch=not request.offline,
                                   say=lambda line: err.print(line, highlight=False))
     except LlemError as error:
         fail(error)
@@ -125,18 +162,13 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
              + "\n  - ".join(problems))
     if unpinned_hub_models(entry.config for entry in study.experiments):
         try:  # fetched just now: hashed again, at the commit the runs will read
-            study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
+            study = _with_overrides(_load(file, resume_dir), cycles, request.order,
+                                    request.gpus)
         except LlemError as error:
             fail(error)
     for warning in study.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    summary, study_dir = _execute(study, runner, options, resume_dir, cycles)
-    _print_summary(summary, study_dir, as_json)
-    for warning in summary.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    if summary.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
+    return _execute(study, runner, options, resume_dir, cycles)
 
 
 @dataclass(frozen=True)
@@ -361,6 +393,9 @@ def _print_summary(summary: StudySummary, study_dir: Path, as_json: bool) -> Non
     out.print(table)
     counts = ", ".join(f"{count} {status}" for status, count in sorted(summary.counts.items()))
     out.print(f"{counts}; results in {study_dir}", highlight=False)
+    if summary.report is not None:
+        out.print(f"report: {study_dir / summary.report} (llem report {study_dir} prints it)",
+                  highlight=False)
 
 
 def _status(status: str) -> str:
@@ -397,6 +432,101 @@ def fetch(file: Path) -> None:
         fail(error)
     _fetch(study)
     out.print(f"{len(hub_models(study))} hub model(s) ready in {hub_cache()}", highlight=False)
+
+
+@main.command()
+@click.argument("study_dir", type=click.Path(path_type=Path))
+@click.option("--html/--no-html", "html", default=True, show_default=True,
+              help="Write STUDY_DIR/report.html again too.")
+@click.option("--carbon-intensity", type=click.FloatRange(min=0, min_open=True),
+              help="Grid carbon intensity in gCO2e/kWh, for emissions per 1M tokens "
+              "(overrides the study's report: section).")
+@click.option("--price", type=click.FloatRange(min=0, min_open=True),
+              help="Electricity price per kWh, for cost per 1M tokens.")
+@click.option("--currency", help="Currency of --price (default: the study's, or EUR).")
+def report(study_dir: Path, html: bool, carbon_intensity: float | None, price: float | None,
+           currency: str | None) -> None:
+    """Print a study directory's report; write its report.html (offline, self-contained)."""
+    from orchestrator.report.build import write_report
+    from orchestrator.report.study_data import StudyData
+    from orchestrator.report.terminal import print_report
+    from orchestrator.study.report_inputs import ReportInputs
+
+    given = {"carbon_intensity_g_per_kwh": carbon_intensity,
+             "electricity_price_per_kwh": price, "currency": currency}
+    try:
+        override = ReportInputs(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError:
+        fail(ConfigError(f"--currency {currency!r} is not a currency code",
+                         fix="give a code of 1 to 8 characters, e.g. EUR or USD"))
+    try:
+        print_report(StudyData.load(study_dir), out)
+        if html:
+            path = write_report(study_dir, override)
+            out.print(f"report: {path}", highlight=False)
+    except ConfigError as error:
+        fail(error)
+    except OSError as error:
+        fail(ConfigError(f"cannot write the report in {study_dir}: {error}",
+                         fix="free disk space or give a writable copy of the study directory"))
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--root", type=click.Path(path_type=Path), default=Path("results/nightly"),
+              show_default=True, help="Folder of the nightly study directories.")
+@click.option("--runner", "runner_name",
+              type=click.Choice(["docker", "local"]), help="Runner (default as llem run).")
+@click.option("--image", help="Docker image for every run (default: llem/<backend>:latest).")
+@click.option("--cycles", type=click.IntRange(min=1), help="Override execution.n_cycles.")
+@click.option("--threshold", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Change (%) beyond which a significant change is a regression.")
+@click.option("--keep", type=click.IntRange(min=2), help="Keep only the newest KEEP nightly "
+              "study directories (the two compared always stay).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+def nightly(file: Path, root: Path, runner_name: str | None, image: str | None,
+            cycles: int | None, threshold: float, keep: int | None, quiet: bool) -> None:
+    """Run FILE as tonight's study under --root and compare it with the last completed one.
+
+    Exit 0: no regression (or nothing to compare with yet); 1: a gating metric regressed or a
+    run failed; 2: bad input, or another nightly holds --root (nothing ran).
+    """
+    from orchestrator.report import nightly as nights
+
+    request = RunRequest(file, None, cycles, None, None, runner_name, image, root, True, False)
+    options = RunOptions(root, no_gaps=False, quiet=quiet, verbose=False, as_json=False,
+                         export_csv=False)
+    try:
+        with nights.nightly_lock(root):
+            summary, study_dir = _run_study(request, options)
+            _print_summary(summary, study_dir, as_json=False)
+            previous = nights.previous_nightly(root, study_dir)
+            regressed = _compare_nightly(previous, study_dir, threshold)
+            if keep is not None:
+                for removed in nights.prune(root, keep, (study_dir, *filter(None, [previous]))):
+                    err.print(f"removed the old nightly {removed}", highlight=False)
+    except LlemError as error:
+        fail(error)
+    sys.exit(EXIT_FAILED if regressed or summary.failed or summary.interrupted else EXIT_OK)
+
+
+def _compare_nightly(previous: Path | None, study_dir: Path, threshold: float) -> bool:
+    """Compare tonight's study with ``previous``; write comparison.md/.json; True: regressed."""
+    from harness.io import write_text
+    from orchestrator.report.compare import compare_studies, print_comparison, render_markdown
+    from orchestrator.report.nightly import COMPARISON_JSON, COMPARISON_MD
+    from orchestrator.report.study_data import StudyData
+
+    if previous is None:
+        out.print("first nightly here: nothing to compare with yet", highlight=False)
+        return False
+    comparison = compare_studies(StudyData.load(previous), StudyData.load(study_dir),
+                                 threshold_pct=threshold)
+    write_text(study_dir / COMPARISON_JSON, comparison.model_dump_json(indent=2))
+    write_text(study_dir / COMPARISON_MD, render_markdown(comparison))
+    print_comparison(comparison, out)
+    out.print(f"compared with {previous}; {study_dir / COMPARISON_MD}", highlight=False)
+    return comparison.regressed
 
 
 @main.command("tiny-model")

@@ -32,6 +32,7 @@ from harness.timeseries import recover_timeseries
 from orchestrator.cooling import NOT_REQUESTED, CoolDown
 from orchestrator.diskfull import DiskReserve, record_disk_full
 from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
+from orchestrator.report.build import REPORT_NAME, write_report
 from orchestrator.run_environment import RunEnvironment
 from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail, runner_failure
 from orchestrator.schedule import Gaps, PlannedRun, plan
@@ -338,6 +339,24 @@ class StudyExecution:
                                 interrupted=interrupted,
                                 no_gaps=self.no_gaps, results_table=table,
                                 warnings=warnings)
+        write_json(self.study_dir / SUMMARY_NAME, summary)
+        return self._with_report(summary)
+
+    def _with_report(self, summary: StudySummary) -> StudySummary:
+        """Write report.html from the files just written, and say so in the summary.
+
+        The report is a view of files already on disk: one that cannot be written is a
+        warning in the summary (``llem report`` writes it again), never a lost study.
+        """
+        try:
+            write_report(self.study_dir)
+        except Exception as error:
+            logger.exception("report.html of %s was not written", self.study_dir)
+            summary.warnings.append(
+                f"report.html was not written ({type(error).__name__}: {error}); "
+                f"llem report {self.study_dir} writes it")
+        else:
+            summary.report = REPORT_NAME
         write_json(self.study_dir / SUMMARY_NAME, summary)
         return summary
 

@@ -11,6 +11,7 @@ from harness.schema.reading import read_model
 from harness.schema.result import SCHEMA_VERSION
 from orchestrator.manifest import FailureCause, Invocation, Manifest, SkippedRecord, now_utc
 from orchestrator.study import Study
+from orchestrator.study.report_inputs import ReportInputs
 
 SUMMARY_NAME = "summary.json"
 
@@ -69,6 +70,8 @@ class StudySummary(BaseModel):
                                     description="Relative to the study directory.")
     results_table: str | None = Field(None, description="results.parquet, when any run "
                                       "completed.")
+    report: str | None = Field(None, description="report.html, once written (after this "
+                               "summary: a summary without it has no report yet).")
     invocations: list[Invocation] = Field(
         default_factory=list, description="Every invocation on the study directory, this one "
         "last: when, the files it loaded the study from, its name, runner, cycles, order, "
@@ -77,6 +80,9 @@ class StudySummary(BaseModel):
         default_factory=list, description="What the reader of the results must know: "
         "configurations whose cycles ran in different environments and were not pooled "
         "(stats.json's warnings).")
+    report_inputs: ReportInputs = Field(
+        default_factory=ReportInputs, description="The study's report: section (carbon "
+        "intensity, electricity price) that llem report derives emissions and cost from.")
 
     @property
     def failed(self) -> int:
@@ -120,6 +126,7 @@ def study_summary(study: Study, manifest: Manifest, runner: str, started_at: str
         results_table=results_table,
         invocations=list(manifest.invocations),
         warnings=list(warnings or []),
+        report_inputs=study.report,
     )
 
 

@@ -34,7 +34,7 @@ from orchestrator.study.safe_yaml import (
 )
 from orchestrator.study.sweep import Dimension, Dropped, check_overlaps, drop, dropped, parse_sweep
 
-STUDY_KEYS = ("name", "base", "sweep", "experiments", "execution")
+STUDY_KEYS = ("name", "base", "sweep", "experiments", "execution", "report")
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class StudySource:
             them are dropped.
         experiments: the explicit entries, or None when there is no ``experiments:``.
         execution: the ``execution:`` mapping (empty when absent).
+        report: the ``report:`` mapping (empty when absent).
         files: the file, then its base, that file's base, and so on.
 
     """
@@ -83,6 +84,7 @@ class StudySource:
     sweep_dropped: Dropped
     experiments: LocList | None
     execution: LocDict
+    report: LocDict
     files: tuple[SourceFile, ...]
 
     @property
@@ -195,6 +197,7 @@ def _split(file: SourceFile, text: str, root: LocDict) -> StudySource:
         sweep_dropped=dropped(sweep) if sweep else {},
         experiments=_experiments(root),
         execution=_typed(root, "execution", LocDict, "a mapping") or LocDict(root.pos),
+        report=_typed(root, "report", LocDict, "a mapping") or LocDict(root.pos),
         files=(file,),
     )
 
@@ -251,11 +254,16 @@ def _kept_base(value: str, pos: Pos, depth: int, bases: Sequence[Path]) -> Path:
     )
 
 
+def _merged(base: LocDict, own: LocDict) -> LocDict:
+    """A section of the base with the file's own keys over it, each at its line."""
+    merged = LocDict(own.pos)
+    for source in (base, own):
+        merged.update(source)
+        merged.key_pos.update(source.key_pos)
+    return merged
+
+
 def _combine(base: StudySource, own: StudySource) -> StudySource:
-    execution = LocDict(own.execution.pos)
-    for source in (base.execution, own.execution):
-        execution.update(source)
-        execution.key_pos.update(source.key_pos)
     sweep = {**drop(base.sweep, own.sweep_dropped), **own.sweep}
     check_overlaps(list(sweep.values()), own.path)
     return replace(
@@ -264,6 +272,7 @@ def _combine(base: StudySource, own: StudySource) -> StudySource:
         defaults=own.defaults.over(base.defaults),
         sweep=sweep,
         experiments=own.experiments if own.experiments is not None else base.experiments,
-        execution=execution,
+        execution=_merged(base.execution, own.execution),
+        report=_merged(base.report, own.report),
         files=own.files + base.files,
     )

@@ -13,7 +13,7 @@ from orchestrator.study.expand import Recipe, make_plan
 from orchestrator.study.inputs import pin_inputs
 from orchestrator.study.model import SkippedEntry, Study, StudyEntry
 from orchestrator.study.slug import slug
-from orchestrator.study.validate import build, parse_execution
+from orchestrator.study.validate import build, parse_execution, parse_report
 
 MAX_RUNS = 100_000
 """Most runs (configurations x cycles) a study may expand to."""
@@ -61,6 +61,7 @@ def load_study(path: Path, bases: Sequence[Path] | None = None,
         skipped=skipped,
         warnings=warnings,
         execution=execution,
+        report=parse_report(source.report),
         design_hash=design_hash(canonical),
         files=source.files,
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from harness.schema.config import ExperimentConfig
 from orchestrator.study.document import SourceFile
 from orchestrator.study.execution import ExecutionConfig
+from orchestrator.study.report_inputs import ReportInputs
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Study:
         skipped: combinations rejected by the cross-checks, with their reasons.
         warnings: things the user should know (collapsed duplicates, for example).
         execution: cycles, order, gaps, devices and time limits.
+        report: inputs of the report's derived figures (carbon intensity, price).
         design_hash: first 16 hex digits of SHA-256 over the set of the experiments'
             canonical JSON; independent of their order, of ``execution`` and of ``name``.
         files: every file the study was built from, as read (bytes): the study file first,
@@ -67,5 +69,6 @@ class Study:
     skipped: list[SkippedEntry]
     warnings: list[str]
     execution: ExecutionConfig
+    report: ReportInputs
     design_hash: str
     files: tuple[SourceFile, ...]

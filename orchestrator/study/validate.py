@@ -1,4 +1,4 @@
-"""Validate experiments and the ``execution:`` block; point every problem at its line.
+"""Validate experiments and the ``execution:`` and ``report:`` blocks, each problem at its line.
 
 A value combination that the cross-checks reject (``Problem.cross_check``) skips that one
 experiment; any other problem (a bad value, a missing required key) fails the whole load.
@@ -6,9 +6,9 @@ experiment; any other problem (a bad value, a missing required key) fails the wh
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from harness.schema.config import ExperimentConfig
 from harness.schema.messages import Problem, describe
@@ -16,8 +16,11 @@ from orchestrator.study.errors import Pos, StudyFileError
 from orchestrator.study.execution import ExecutionConfig
 from orchestrator.study.expand import Recipe
 from orchestrator.study.model import SkippedEntry
+from orchestrator.study.report_inputs import ReportInputs
 from orchestrator.study.safe_yaml import DocPath, LocDict, LocList, to_plain
 from orchestrator.study.slug import slug
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
 
 
 def parse_execution(block: LocDict) -> ExecutionConfig:
@@ -27,14 +30,28 @@ def parse_execution(block: LocDict) -> ExecutionConfig:
         StudyFileError: an unknown key or a bad value, at its line.
 
     """
+    return _parse_section(block, "execution", ExecutionConfig)
+
+
+def parse_report(block: LocDict) -> ReportInputs:
+    """Validate the ``report:`` mapping (inputs of the report's derived figures).
+
+    Raises:
+        StudyFileError: an unknown key or a bad value, at its line.
+
+    """
+    return _parse_section(block, "report", ReportInputs)
+
+
+def _parse_section(block: LocDict, name: str, model: type[SectionT]) -> SectionT:
     try:
-        return ExecutionConfig.model_validate(to_plain(block))
+        return model.model_validate(to_plain(block))
     except ValidationError as error:
-        problem = describe(error, root=ExecutionConfig)[0]
-        key = f"execution.{problem.dotted}" if problem.path else "execution"
+        problem = describe(error, root=model)[0]
+        key = f"{name}.{problem.dotted}" if problem.path else name
         raise StudyFileError.at(
             doc_pos(block, problem.path, block.pos),
-            f"in execution: {problem.message}",
+            f"in {name}: {problem.message}",
             key=key,
             fix=_fix(problem, key),
         ) from error
