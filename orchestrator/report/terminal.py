@@ -23,18 +23,29 @@ P90_LATENCY = "latency_e2e_p90_s"
 
 @dataclass(frozen=True)
 class Column:
-    """A column of the report: a headline metric, whether to show its interval."""
+    """A column of the report.
+
+    Attributes:
+        metric: the headline metric it shows.
+        header: its header.
+        spec: format spec of its figures.
+        with_interval: the 95 % interval follows the mean.
+        always: shown even when no configuration has a value (the energy columns say n/a).
+    """
 
     metric: str
     header: str
     spec: str
     with_interval: bool = False
+    always: bool = False
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column(ENERGY, "J/token", ".4g", with_interval=True),
-    Column("energy_dynamic_per_output_token_j", "dyn. J/token", ".4g", with_interval=True),
-    Column(THROUGHPUT, "tokens/s", ".1f", with_interval=True),
+    Column(ENERGY, "J/token", ".4g", with_interval=True, always=True),
+    Column("energy_dynamic_per_output_token_j", "dyn. J/token", ".4g", with_interval=True,
+           always=True),
+    Column(THROUGHPUT, "tokens/s", ".1f", with_interval=True, always=True),
+    Column(P90_LATENCY, "e2e p90 s", ".3g"),
     Column("latency_ttft_p50_s", "TTFT p50 s", ".3g"),
     Column("latency_ttft_p90_s", "TTFT p90 s", ".3g"),
     Column("latency_tpot_p50_s", "TPOT p50 s", ".3g"),
@@ -60,16 +71,18 @@ def best_values(data: StudyData) -> dict[str, float]:
     best: dict[str, float] = {}
     for column in COLUMNS:
         better = METRICS_BY_NAME[column.metric].better
-        means = [m for m in (c.mean(column.metric) for c in data.configurations) if m is not None]
+        found = (config.mean(column.metric) for config in data.configurations)
+        means = [mean for mean in found if mean is not None]
         if means and better is not None:
             best[column.metric] = min(means) if better == "lower" else max(means)
     return best
 
 
 def shown_columns(data: StudyData) -> list[Column]:
-    """The columns with a value for some configuration (latency only where measured)."""
+    """Energy and throughput, and the others where some configuration has a value."""
     return [column for column in COLUMNS
-            if any(config.mean(column.metric) is not None for config in data.configurations)]
+            if column.always
+            or any(config.mean(column.metric) is not None for config in data.configurations)]
 
 
 def figure(config: Configuration, column: Column, best: float | None) -> str:
@@ -127,7 +140,7 @@ def print_report(data: StudyData, console: Console) -> None:
     if any(fronts.values()):
         console.print("* on a Pareto front: J/token against tokens/s"
                       + (" or against p90 latency" if fronts["latency"] else "")
-                      + "; bold: best of its column; [low, high]: 95 % interval of the mean",
+                      + "; bold: best of its column; \\[low, high]: 95 % interval of the mean",
                       highlight=False)
     else:
         console.print("no Pareto front: no configuration has an energy figure "
