@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from orchestrator.manifest import MANIFEST_NAME
-from orchestrator.summary import SUMMARY_NAME, StudySummary
+from orchestrator.summary import StudySummary
 
 NIGHTLY_LOCK = ".nightly.lock"
 COMPARISON_JSON = "comparison.json"
@@ -85,7 +85,3 @@ def prune(root: Path, keep: int, protect: tuple[Path, ...]) -> list[Path]:
             removed.append(path)
     return removed
 
-
-def summary_path(study_dir: Path) -> Path:
-    """Where a nightly study directory's summary is (for messages)."""
-    return study_dir / SUMMARY_NAME
