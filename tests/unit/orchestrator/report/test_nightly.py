@@ -55,8 +55,8 @@ def test_retention_removes_the_oldest_but_never_the_two_compared(tmp_path):
 
 def test_a_second_nightly_on_the_same_root_is_refused_before_it_runs(tmp_path):
     root = tmp_path / "nightly"
-    with nightly_lock(root), pytest.raises(ConfigError, match="another nightly is running"):
-        with nightly_lock(root):
-            pass
+    with (nightly_lock(root), pytest.raises(ConfigError, match="another nightly is running"),
+          nightly_lock(root)):
+        pass
     with nightly_lock(root):  # released: the next night may run
         pass
