@@ -61,6 +61,15 @@ def test_no_sensor_null_energy_is_fine():
     assert flagged.sanity is not None and flagged.sanity.passed
 
 
+def test_a_short_window_without_a_sensor_is_not_an_energy_failure():
+    # no counter to resolve: the run's throughput stays in the statistics (short_window says
+    # the window is short); with a sensor the same window fails
+    short = result(duration_s=0.5)
+    assert sanity.flag(short, has_sensor=False).sanity.passed  # type: ignore[union-attr]
+    with_sensor = sanity.flag(result(100.0, 200.0, duration_s=0.5), has_sensor=True)
+    assert not with_sensor.sanity.passed  # type: ignore[union-attr]
+
+
 def gpu_result(energy_j, integrated_j, duration_s=20.0, util_max=50.0, idle_w=None,
                reads=200, errors=0, dynamic_j=None):
     base = result(energy_j, energy_j / duration_s, duration_s=duration_s, idle_w=idle_w,
