@@ -2,7 +2,7 @@
 
 ``python -m orchestrator.docgen > docs/configuration.md``; a unit test fails when the committed
 file differs from what this prints. The harness renders every experiment-level key (it never
-imports the orchestrator); the keys only a study file has, ``execution:``, are the
+imports the orchestrator); the keys only a study file has, ``execution:`` and ``report:``, are the
 orchestrator's and are added here, so one generated file holds the whole configuration.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from harness.schema import docgen
 from orchestrator.study.execution import ExecutionConfig
+from orchestrator.study.report_inputs import ReportInputs
 
 HEADER = """# Configuration reference
 
@@ -26,12 +27,22 @@ file has this block (it is not part of an experiment, of `result.json` or of any
 `llem run` options `--cycles`, `--order`, `--gpus` and `--no-gaps` override it.
 """
 
+REPORT = """
+## `report` (study level)
+
+Inputs of the report's derived figures (docs/report.md): with a grid carbon intensity and an
+electricity price set, `report.html` gives emissions and cost per million output tokens, each
+labelled with these inputs; unset, those figures are absent (never guessed). They change no
+measurement and are in no hash; `llem report --carbon-intensity/--price/--currency` override them.
+"""
+
 
 def render() -> str:
     """The whole configuration reference as markdown, experiment and study level."""
     experiment = docgen.render().removeprefix(docgen.HEADER)
-    return HEADER + experiment + EXECUTION + "\n" + docgen.model_table(
-        ExecutionConfig, "execution.") + "\n"
+    return (HEADER + experiment + EXECUTION + "\n"
+            + docgen.model_table(ExecutionConfig, "execution.") + "\n"
+            + REPORT + "\n" + docgen.model_table(ReportInputs, "report.") + "\n")
 
 
 if __name__ == "__main__":
