@@ -46,9 +46,13 @@ def note(text: str, css: str = "note") -> str:
     return f'<p class="{css}">{esc(text)}</p>'
 
 
+def _energy_null_codes(runs: Sequence[ExperimentResult]) -> list[str]:
+    return sorted({w.code for run in runs for w in run.warnings if w.code in ENERGY_NULL_CODES})
+
+
 def no_energy_reason(runs: Sequence[ExperimentResult]) -> str:
-    """``no energy measured: <code>: <meaning>`` from the runs' warnings, for notes."""
-    codes = sorted({w.code for run in runs for w in run.warnings if w.code in ENERGY_NULL_CODES})
+    """``no energy measured: <code> (<meaning>)`` from the runs' warnings, for notes."""
+    codes = _energy_null_codes(runs)
     if not codes:
         return "no energy measured: no run reported an energy figure"
     return "no energy measured: " + "; ".join(f"{code} ({WARNING_CODES[code]})"
@@ -78,8 +82,10 @@ def derived_table(configs: Sequence[Configuration], inputs: ReportInputs) -> str
         mean = config.mean(J_PER_TOKEN)
         figures = derived_figures(mean, inputs)
         if not figures:
+            codes = ", ".join(_energy_null_codes(config.runs)) or "no energy figure"
             rows.append([display_name(config), "n/a",
-                         Raw(note(no_energy_reason(config.runs), "note inline"))])
+                         Raw(note(f"no energy measured ({codes}): nothing derived",
+                                  "note inline"))])
             continue
         cells = "<br>".join(f'<span class="derived" data-name="{esc(f.name)}">{f.value:.4g} '
                             f"{esc(f.unit)}</span> <small>({esc(f.inputs)})</small>"

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.timeseries import is_partial, read_timeseries
+from harness.timeseries import is_partial, read_timeseries, stream_path_for
 
 MAX_POINTS = 400
 """Points per GPU and quantity plotted per run: enough to show every phase of a run."""
@@ -92,9 +92,9 @@ def _series(rows: pa.Table, column: str, origin_s: float, max_points: int) -> li
 
 
 def read_trace(run_dir: Path, max_points: int = MAX_POINTS) -> RunTrace | None:
-    """The run's trace, or None when it wrote no ``timeseries.parquet``."""
+    """The run's trace, or None when it wrote no time series (a killed run's stream counts)."""
     path = run_dir / "timeseries.parquet"
-    if not path.exists():
+    if not path.exists() and not stream_path_for(path).exists():
         return None
     table = read_timeseries(path).sort_by("t_s")
     if table.num_rows == 0:
