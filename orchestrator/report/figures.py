@@ -8,6 +8,7 @@ the runs' ``result.json`` fields named in each docstring.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from statistics import fmean
 
@@ -53,8 +54,8 @@ def backend_colour(backends: Sequence[str], backend: str) -> str:
 
 def hover_text(config: Configuration, swept: Sequence[str], *metrics: str) -> str:
     """A configuration's name, swept settings and the given metrics' means, for hover."""
-    lines = [f"<b>{display_name(config)}</b>", f"backend: {config.backend}"]
-    lines += [f"{key}: {config.settings[key]}" for key in swept
+    lines = [f"<b>{html.escape(display_name(config))}</b>", f"backend: {config.backend}"]
+    lines += [f"{key}: {html.escape(str(config.settings[key]))}" for key in swept
               if key != "backend" and config.settings.get(key) is not None]
     for metric in metrics:
         mean = config.mean(metric)

@@ -157,7 +157,8 @@ def _per_configuration(data: StudyData, inputs: ReportInputs) -> Section:
     configs, swept = data.configurations, data.swept_settings
     body = _figure_or_note(fig.metric_bars(configs, swept, fig.J_PER_TOKEN), "j-per-token",
                            tables.no_energy_reason(data.results))
-    body += plot(_required(fig.metric_bars(configs, swept, fig.THROUGHPUT)), "throughput")
+    body += _figure_or_note(fig.metric_bars(configs, swept, fig.THROUGHPUT), "throughput",
+                            "no run completed: no throughput measured")
     body += method("Bars are the mean over each configuration's pooled runs, whiskers its 95 % "
                    "interval of the mean (none below 3 cycles); one colour per backend. "
                    "J/token is window energy (idle power included) over output tokens.",

@@ -160,7 +160,7 @@ class MeasuredRunWriter(Runner):
     """Writes result.json and timeseries.parquet of a run on fake GPUs (``gpus=0``: a CPU).
 
     Attributes:
-        fail: run ids it fails instead (exit code 1, no result).
+        fail: run ids it fails instead (exit code 1, no result); ``"*"`` fails every run.
         drift: run ids whose result carries ``thermal_drift`` (excluded from statistics).
     """
 
@@ -176,7 +176,7 @@ class MeasuredRunWriter(Runner):
     def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
             gpus: list[int] | None = None) -> RunOutcome:
         spec = RunSpec.model_validate_json((run_dir / "experiment.json").read_text())
-        if spec.run_id in self.fail:
+        if spec.run_id in self.fail or "*" in self.fail:
             return RunOutcome(end="error", exit_code=1, message="failed on purpose")
         result = measured_result(spec, self.gpus, self.drift)
         write_timeseries(run_dir / "timeseries.parquet", spec, self.gpus,

@@ -223,6 +223,16 @@ def test_a_study_without_energy_says_so_and_draws_no_empty_plot(cpu_report):
     assert derived.count("no energy measured") == len(data.configurations)
 
 
+def test_a_study_whose_runs_all_failed_gives_notes_and_its_failures(tmp_path):
+    study_dir = measured_study(tmp_path, fail=("*",),
+                               text=SWEEP_STUDY.replace("n_cycles: 3", "n_cycles: 1"))
+    page = write_html_report(StudyData.load(study_dir), INPUTS).read_text(encoding="utf-8")
+    assert figures(page) == {}
+    assert "no run completed: no throughput measured" in page
+    failures = page[page.index('<section id="failures">'):]
+    assert failures.count("failed on purpose") == 8
+
+
 def test_every_drawn_plot_has_points(gpu_report):
     _, page = gpu_report
     plots = figures(page)
