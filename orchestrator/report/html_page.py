@@ -28,7 +28,7 @@ from orchestrator.report.figures import (
 )
 from orchestrator.report.html_tables import esc, note
 from orchestrator.report.pareto import Point, pareto_front
-from orchestrator.report.power import read_trace
+from orchestrator.report.power import MAX_POINTS, read_trace
 from orchestrator.report.study_data import METRICS_BY_NAME, Configuration, StudyData
 
 METHODOLOGY = "docs/methodology.md"
@@ -72,7 +72,6 @@ def _figure_or_note(figure: go.Figure | None, name: str, why_absent: str) -> str
 
 
 def _energy_measured(data: StudyData) -> bool:
-
     return any(config.mean(J_PER_TOKEN) is not None for config in data.configurations)
 
 
@@ -157,6 +156,11 @@ def _per_configuration(data: StudyData, inputs: ReportInputs) -> Section:
     configs, swept = data.configurations, data.swept_settings
     body = _figure_or_note(fig.metric_bars(configs, swept, fig.J_PER_TOKEN), "j-per-token",
                            tables.no_energy_reason(data.results))
+    unmeasured = [c for c in configs if c.mean(J_PER_TOKEN) is None]
+    if unmeasured and len(unmeasured) < len(configs):
+        names = ", ".join(display_name(c) for c in unmeasured)
+        runs = [run for c in unmeasured for run in c.runs]
+        body += note(f"not in the J/token plot, {tables.no_energy_reason(runs)}: {names}")
     body += _figure_or_note(fig.metric_bars(configs, swept, fig.THROUGHPUT), "throughput",
                             "no run completed: no throughput measured")
     body += method("Bars are the mean over each configuration's pooled runs, whiskers its 95 % "
@@ -215,8 +219,8 @@ def _power(data: StudyData, inputs: ReportInputs) -> Section:
     parts.append(method(
         "Power as the sampler read it (every energy.sample_interval_ms), per GPU, from each "
         "run's timeseries.parquet; phases are shaded from the file's phase markers (baseline, "
-        "load, warmup, measurement window, prefill pass). Long runs are reduced to 400 points "
-        "per GPU by averaging consecutive samples. Temperature (dotted) on the right axis.",
+        f"load, warmup, measurement window, prefill pass). Long runs are reduced to {MAX_POINTS} "
+        "points per GPU by averaging consecutive samples. Temperature (dotted) on the right axis.",
         "the-protocol-of-one-run", "energy"))
     return Section("power", "Power and temperature over time", "".join(parts))
 

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llem_testkit.measured import SWEEP_STUDY, measured_study
+from llem_testkit.measured import SWEEP_STUDY, MeasuredRunWriter, measured_study
 from plotly.offline import get_plotlyjs
 
+from harness.schema.run_spec import RunSpec
+from orchestrator import run_study
 from orchestrator.report.derived import ReportInputs
 from orchestrator.report.html import write_html_report
 from orchestrator.report.study_data import StudyData
@@ -231,6 +233,27 @@ def test_a_study_whose_runs_all_failed_gives_notes_and_its_failures(tmp_path):
     assert "no run completed: no throughput measured" in page
     failures = page[page.index('<section id="failures">'):]
     assert failures.count("failed on purpose") == 8
+
+
+class VllmOnCpu(MeasuredRunWriter):
+    """PyTorch runs on a fake GPU, vLLM runs without a sensor."""
+
+    def run(self, run_dir, timeout_s, on_event, gpus=None):
+        spec = RunSpec.model_validate_json((run_dir / "experiment.json").read_text())
+        self.gpus = 0 if spec.config.backend == "vllm" else 1
+        return super().run(run_dir, timeout_s, on_event, gpus)
+
+
+def test_configurations_without_energy_are_named_where_energy_is_plotted(tmp_path):
+    (tmp_path / "study.yaml").write_text(SWEEP_STUDY.replace("n_cycles: 3", "n_cycles: 1"))
+    _, study_dir = run_study(tmp_path / "study.yaml", VllmOnCpu(), output=tmp_path / "out",
+                             no_gaps=True)
+    page = write_html_report(StudyData.load(study_dir), INPUTS).read_text(encoding="utf-8")
+    bars = {t["name"] for t in figures(page)["plot-j-per-token"]}
+    assert bars == {"pytorch"}
+    assert ("not in the J/token plot, no energy measured: no_energy_sensor (no NVIDIA GPU or "
+            "NVML library was found: every energy field is null): vllm-bf16-seqs8, "
+            "vllm-bf16-seqs64, vllm-fp16-seqs8, vllm-fp16-seqs64") in page
 
 
 def test_every_drawn_plot_has_points(gpu_report):
