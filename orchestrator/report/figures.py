@@ -168,7 +168,9 @@ def sweep_figure(configs: Sequence[Configuration], swept: Sequence[str], setting
         return None
     figure = _figure(f"{metric} against {setting}")
     backends = sorted({c.backend for c in configs})
-    for name, members in sorted(lines.items()):
+    others = [key for key in swept if key != setting]
+    for name, members in sorted(lines.items(), key=lambda line: tuple(
+            _sort_key(line[1][0].settings.get(key)) for key in others)):
         members.sort(key=lambda c: _sort_key(c.settings[setting]))
         intervals = [_interval(c, metric) for c in members]
         dash = DASHES[backends.index(members[0].backend) % len(DASHES)]
