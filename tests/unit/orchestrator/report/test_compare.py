@@ -30,7 +30,7 @@ def scaled(values: list[float], factor: float) -> list[float]:
 def study(folder: Path, ept: list[float], tps: list[float] | None = None,
           sizes: tuple[int, ...] = (1,), **kwargs: object) -> Path:
     metrics = {EPT: ept, TPS: tps or BASE_TPS[:len(ept)]}
-    return scripted_study(folder, {size: metrics for size in sizes}, **kwargs)  # type: ignore[arg-type]
+    return scripted_study(folder, {size: metrics for size in sizes}, **kwargs)
 
 
 def row(comparison: Comparison, metric: str = EPT, label: str = "pytorch-bs1") -> MetricComparison:
@@ -38,7 +38,7 @@ def row(comparison: Comparison, metric: str = EPT, label: str = "pytorch-bs1") -
 
 
 def compared(old: Path, new: Path, **kwargs: object) -> Comparison:
-    return compare_studies(StudyData.load(old), StudyData.load(new), **kwargs)  # type: ignore[arg-type]
+    return compare_studies(StudyData.load(old), StudyData.load(new), **kwargs)
 
 
 def cli(*args: object) -> tuple[int, str, str]:
