@@ -77,7 +77,8 @@ def html_page(history: History) -> str:
                       for i, study in enumerate(history.studies))
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>llem history</title>"
             f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-            f"<h1>llem history</h1><p>Steps (▶, larger markers): {html.escape(history.rule)};"
+            f"<h1>llem history</h1><p>Steps (a star; the legend gives the change): "
+            f"{html.escape(history.rule)};"
             f" threshold {history.threshold_pct:g} %.</p><ol style='list-style:none'>{studies}"
             f"</ol>{figures}</body></html>\n")
 

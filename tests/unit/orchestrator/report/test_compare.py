@@ -222,3 +222,37 @@ def test_the_exit_code_contract_holds_for_the_installed_command(tmp_path, baseli
     assert regressed.returncode == 1
     assert "regression: energy_per_output_token_j of pytorch-bs1" in regressed.stderr
     assert llem("compare", str(baseline), str(tmp_path / "none")).returncode == 2
+
+
+def gpu(name: str, power_limit_w: float) -> dict[str, object]:
+    return {"index": 0, "name": name, "uuid": "GPU-0", "memory_total_mb": 81920.0,
+            "power_limit_w": power_limit_w}
+
+
+def test_gpu_models_and_power_limits_are_among_the_differences(tmp_path):
+    old = study(tmp_path, BASE, environment={"gpus": [gpu("NVIDIA H100", 700.0)]})
+    new = study(tmp_path, BASE, environment={"gpus": [gpu("NVIDIA H200", 600.0)]})
+    assert compared(old, new).environment_differences == [
+        "GPU models: NVIDIA H100 vs NVIDIA H200", "power limits W: 700 vs 600"]
+
+
+def test_a_configuration_topped_up_in_another_environment_is_compared_by_its_latest_entry(
+        tmp_path, baseline):
+    from llem_testkit.runners import ScriptedResults
+
+    values = [1.0, 1.01, 0.99, 1.3, 1.31, 1.29]  # cycles 4-6 ran on another driver, 30 % worse
+    path = tmp_path / "t.yaml"
+    path.write_text("name: t\nmodel: m\nbackend: pytorch\npytorch: {batch_size: 1}\n"
+                    "execution: {n_cycles: 3, config_gap_s: 0, cycle_gap_s: 0}\n")
+
+    def runner(driver: str) -> ScriptedResults:
+        return ScriptedResults(lambda spec: {EPT: values[spec.cycle - 1]},
+                               {"driver_version": driver})
+
+    _, topped_up = run_study(path, runner("550"), output=tmp_path / "out", no_gaps=True)
+    run_study(path, runner("560"), resume=topped_up, cycles=6, no_gaps=True)
+    assert len(StudyData.load(topped_up).configurations) == 2
+    comparison = compared(baseline, topped_up)
+    found = row(comparison, label=comparison.rows[0].label)  # the matched configuration
+    assert (found.new_n, found.verdict) == (3, "regressed")
+    assert found.new_mean == pytest.approx(1.3)
