@@ -88,6 +88,7 @@ bench: model images
 	$(BIN)/python tests/perf/bench_orchestration.py
 	$(BIN)/python tests/perf/bench_codecarbon_read.py
 	$(BIN)/python tests/perf/bench_ci_coverage.py
+	$(BIN)/python tests/perf/bench_compare.py
 
 # On a machine with an NVIDIA GPU: a short real study plus the harness-overhead check.
 gpu-check: install

@@ -706,3 +706,9 @@ def cache_prune(root: Path | None, unused_days: float | None, everything: bool) 
 
 if __name__ == "__main__":
     main()
+
+from orchestrator.report.commands import compare as compare_command  # noqa: E402
+from orchestrator.report.commands import history as history_command  # noqa: E402
+
+main.add_command(compare_command)
+main.add_command(history_command)

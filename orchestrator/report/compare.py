@@ -1,0 +1,230 @@
+"""``llem compare``: two study directories, configuration by configuration, metric by metric.
+
+Configurations are matched by measurement config hash (a configuration measured in several
+environments within one study is compared through the entry of its latest run). Every
+headline metric with a direction gets a verdict from :func:`orchestrator.report.verdicts.
+verdicts` (Welch interval and test, Benjamini-Hochberg across pairs, a threshold). A
+regression of a *gating* metric is what makes ``llem compare`` exit 1; the others are shown.
+The environment differences between the two studies are listed as likely causes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pydantic import BaseModel, Field
+
+from harness.errors import ConfigError
+from harness.schema.headline import HEADLINE_METRICS, HeadlineMetric
+from harness.schema.result import ExperimentResult
+from orchestrator.report.study_data import Configuration, StudyData
+from orchestrator.report.verdicts import (
+    ALPHA,
+    DEFAULT_THRESHOLD_PCT,
+    Better,
+    Judgement,
+    Sample,
+    Verdict,
+    verdicts,
+)
+
+DIRECTED_METRICS: tuple[HeadlineMetric, ...] = tuple(
+    metric for metric in HEADLINE_METRICS if metric.better is not None)
+"""The metrics that get a verdict: those with a better direction."""
+DEFAULT_GATING = ("energy_per_output_token_j", "energy_dynamic_per_output_token_j",
+                  "output_tokens_per_s")
+"""Energy per token and throughput: their regression fails ``llem compare`` by default."""
+METHOD = ("Welch t-test on per-cycle values (scipy ttest_ind, equal_var=False); change interval "
+          "= 95 % Welch-Satterthwaite interval of the difference of means / old mean; "
+          "Benjamini-Hochberg q < 0.05 within the gating and the other metrics; a verdict also "
+          "needs a change beyond the threshold; fewer than 2 cycles on a side: no verdict.")
+
+
+class StudyRef(BaseModel):
+    """One of the two studies compared."""
+
+    name: str = Field(description="The study's name.")
+    directory: str = Field(description="Its study directory, as given.")
+    started_at: str = Field(description="When it started (summary.json, ISO-8601 UTC).")
+
+
+class ConfigRef(BaseModel):
+    """A configuration found in only one study."""
+
+    config_hash: str = Field(description="Measurement config hash.")
+    label: str = Field(description="Its run slug.")
+
+
+class MetricComparison(BaseModel):
+    """One (configuration, metric) pair, old study against new."""
+
+    config_hash: str = Field(description="Measurement config hash.")
+    label: str = Field(description="The configuration's run slug (new study).")
+    metric: str = Field(description="Headline metric name.")
+    unit: str = Field(description="Its unit.")
+    better: Better = Field(description="Which direction is an improvement.")
+    gating: bool = Field(description="A regression of it makes llem compare exit 1.")
+    old_n: int = Field(description="Per-cycle values of the old study.")
+    new_n: int = Field(description="Per-cycle values of the new study.")
+    old_mean: float | None = Field(description="Mean in the old study (unit above).")
+    new_mean: float | None = Field(description="Mean in the new study (unit above).")
+    change_pct: float | None = Field(description="(new - old) / old, in %.")
+    interval_pct: tuple[float, float] | None = Field(
+        description="95 % Welch interval of the change, in % of the old mean.")
+    p_value: float | None = Field(description="Welch t-test, two-sided.")
+    q_value: float | None = Field(description="Benjamini-Hochberg adjusted p-value.")
+    threshold_pct: float = Field(description="Smallest change (%) that gets a verdict.")
+    verdict: Verdict = Field(description="improved, regressed, no significant change, "
+                             "not measured or too few cycles.")
+
+
+class Comparison(BaseModel):
+    """What ``llem compare`` found (``--json`` prints this)."""
+
+    old: StudyRef
+    new: StudyRef
+    method: str = Field(default=METHOD, description="How the verdicts are made.")
+    alpha: float = Field(default=ALPHA, description="False discovery rate per family.")
+    threshold_pct: float = Field(description="Default threshold (%).")
+    gating_metrics: list[str] = Field(description="Metrics whose regression fails.")
+    rows: list[MetricComparison] = Field(description="One per matched configuration and metric.")
+    only_in_old: list[ConfigRef] = Field(description="Configurations of the old study only.")
+    only_in_new: list[ConfigRef] = Field(description="Configurations of the new study only.")
+    environment_differences: list[str] = Field(
+        description="What differs between the studies' environments: likely causes.")
+
+    @property
+    def regressions(self) -> list[MetricComparison]:
+        """The gating rows that regressed: any makes ``llem compare`` exit 1."""
+        return [row for row in self.rows if row.gating and row.verdict == "regressed"]
+
+
+def compare_studies(old: StudyData, new: StudyData, threshold_pct: float = DEFAULT_THRESHOLD_PCT,
+                    thresholds: Mapping[str, float] | None = None,
+                    gating: Iterable[str] = DEFAULT_GATING) -> Comparison:
+    """Compare two studies; ConfigError when they cannot be compared (said why).
+
+    Args:
+        old: the reference study.
+        new: the study under test.
+        threshold_pct: smallest change (in % of the old mean) that counts, for every metric.
+        thresholds: per-metric overrides of ``threshold_pct``.
+        gating: metrics whose regression is a failure.
+    """
+    thresholds = dict(thresholds or {})
+    gates = set(gating)
+    check_metric_names([*thresholds, *gates])
+    pairs = _matched(old, new)
+    samples, rows = [], []
+    for old_config, new_config in pairs:
+        for metric in DIRECTED_METRICS:
+            assert metric.better is not None
+            samples.append(Sample(old_config.values(metric.name), new_config.values(metric.name),
+                                  metric.better, thresholds.get(metric.name, threshold_pct),
+                                  metric.name in gates))
+            rows.append((new_config, metric))
+    judged = verdicts(samples)
+    return Comparison(
+        old=_ref(old), new=_ref(new), threshold_pct=threshold_pct,
+        gating_metrics=[m.name for m in DIRECTED_METRICS if m.name in gates],
+        rows=[_row(config, metric, sample, judgement)
+              for (config, metric), sample, judgement in zip(rows, samples, judged, strict=True)],
+        only_in_old=_only(old, new), only_in_new=_only(new, old),
+        environment_differences=environment_differences(old, new))
+
+
+def check_metric_names(names: Iterable[str]) -> None:
+    """ConfigError unless every name is a headline metric with a direction."""
+    known = {metric.name for metric in DIRECTED_METRICS}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ConfigError(f"no headline metric with a direction is called {', '.join(unknown)}",
+                          fix="one of: " + ", ".join(sorted(known)))
+
+
+def _ref(study: StudyData) -> StudyRef:
+    return StudyRef(name=study.name, directory=str(study.directory),
+                    started_at=study.summary.started_at)
+
+
+def _matched(old: StudyData, new: StudyData) -> list[tuple[Configuration, Configuration]]:
+    """Pairs by config hash; ConfigError when a study has no runs or none is in common."""
+    for study in (old, new):
+        if not study.configurations:
+            raise ConfigError(f"not comparable: {study.directory} has no completed runs",
+                              fix="compare studies with at least one completed run")
+    old_by_hash, new_by_hash = by_hash(old), by_hash(new)
+    common = [h for h in new_by_hash if h in old_by_hash]
+    if not common:
+        raise ConfigError(
+            f"not comparable: {old.directory} and {new.directory} have no configuration in "
+            "common (no measurement config hash in both)",
+            fix="compare two runs of the same study file (same model, settings and inputs)")
+    return [(old_by_hash[h], new_by_hash[h]) for h in common]
+
+
+def by_hash(study: StudyData) -> dict[str, Configuration]:
+    """One configuration per hash: of several environments, the one whose runs are latest."""
+    chosen: dict[str, Configuration] = {}
+    for config in study.configurations:
+        current = chosen.get(config.config_hash)
+        if current is None or _latest(config) > _latest(current):
+            chosen[config.config_hash] = config
+    return chosen
+
+
+def _latest(config: Configuration) -> tuple[int, str]:
+    return max((run.cycle, run.started_at) for run in config.runs)
+
+
+def _only(study: StudyData, other: StudyData) -> list[ConfigRef]:
+    others = by_hash(other)
+    return [ConfigRef(config_hash=h, label=config.label)
+            for h, config in by_hash(study).items() if h not in others]
+
+
+def _row(config: Configuration, metric: HeadlineMetric, sample: Sample,
+         judgement: Judgement) -> MetricComparison:
+    return MetricComparison(
+        config_hash=config.config_hash, label=config.label, metric=metric.name,
+        unit=metric.unit, better=sample.better, gating=sample.gating, old_n=len(sample.old),
+        new_n=len(sample.new), old_mean=judgement.old_mean, new_mean=judgement.new_mean,
+        change_pct=judgement.change_pct, interval_pct=judgement.interval_pct,
+        p_value=judgement.p_value, q_value=judgement.q_value,
+        threshold_pct=sample.threshold_pct, verdict=judgement.verdict)
+
+
+def environment_differences(old: StudyData, new: StudyData) -> list[str]:
+    """``what: old vs new`` for each environment fact that differs between the studies."""
+    old_facts, new_facts = _facts(old), _facts(new)
+    return [f"{name}: {_shown(old_facts.get(name))} vs {_shown(new_facts.get(name))}"
+            for name in sorted(old_facts.keys() | new_facts.keys())
+            if old_facts.get(name) != new_facts.get(name)]
+
+
+def _facts(study: StudyData) -> dict[str, set[str]]:
+    """Each environment fact (driver, CUDA, versions, image, GPUs, power limits) -> values."""
+    facts: dict[str, set[str]] = {}
+    for run in (run for config in study.configurations for run in config.used_runs):
+        for name, value in _run_facts(run):
+            if value is not None:
+                facts.setdefault(name, set()).add(value)
+    return facts
+
+
+def _run_facts(run: ExperimentResult) -> list[tuple[str, str | None]]:
+    env = run.environment
+    facts: list[tuple[str, str | None]] = [
+        ("runner", run.runner), ("driver", env.driver_version), ("CUDA", env.cuda_version),
+        ("cuDNN", env.cudnn_version), ("harness version", env.harness_version),
+        ("python", env.python), ("image digest", env.container_image_digest),
+        ("image id", env.container_image_id),
+        ("GPU models", ", ".join(gpu.name for gpu in env.gpus) or None),
+        ("power limits W", ", ".join(f"{gpu.power_limit_w:g}" for gpu in env.gpus
+                                     if gpu.power_limit_w is not None) or None)]
+    facts += [(f"{name} version", version) for name, version in env.backend_versions.items()]
+    return facts
+
+
+def _shown(values: set[str] | None) -> str:
+    return "/".join(sorted(values)) if values else "none"
