@@ -42,6 +42,8 @@ from orchestrator.fetch import fetch_missing, hub_models
 from orchestrator.manifest import Manifest, RunEntry
 from orchestrator.preflight import study_problems
 from orchestrator.progress import StudyProgress
+from orchestrator.report.commands import compare as compare_command
+from orchestrator.report.commands import history as history_command
 from orchestrator.runners import Runner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
 from orchestrator.study import Study, check_cycles, load_study
@@ -513,7 +515,8 @@ def nightly(file: Path, root: Path, runner_name: str | None, image: str | None,
 def _compare_nightly(previous: Path | None, study_dir: Path, threshold: float) -> bool:
     """Compare tonight's study with ``previous``; write comparison.md/.json; True: regressed."""
     from harness.io import write_text
-    from orchestrator.report.compare import compare_studies, print_comparison, render_markdown
+    from orchestrator.report.compare import compare_studies
+    from orchestrator.report.compare_output import markdown, print_terminal
     from orchestrator.report.nightly import COMPARISON_JSON, COMPARISON_MD
     from orchestrator.report.study_data import StudyData
 
@@ -523,8 +526,8 @@ def _compare_nightly(previous: Path | None, study_dir: Path, threshold: float) -
     comparison = compare_studies(StudyData.load(previous), StudyData.load(study_dir),
                                  threshold_pct=threshold)
     write_text(study_dir / COMPARISON_JSON, comparison.model_dump_json(indent=2))
-    write_text(study_dir / COMPARISON_MD, render_markdown(comparison))
-    print_comparison(comparison, out)
+    write_text(study_dir / COMPARISON_MD, markdown(comparison))
+    print_terminal(comparison, out)
     out.print(f"compared with {previous}; {study_dir / COMPARISON_MD}", highlight=False)
     return comparison.regressed
 
@@ -704,11 +707,9 @@ def cache_prune(root: Path | None, unused_days: float | None, everything: bool) 
         out.print(f"  {entry.key[:12]}  {entry.state}", highlight=False)
 
 
-if __name__ == "__main__":
-    main()
-
-from orchestrator.report.commands import compare as compare_command  # noqa: E402
-from orchestrator.report.commands import history as history_command  # noqa: E402
-
 main.add_command(compare_command)
 main.add_command(history_command)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from harness.errors import ConfigError
 from harness.schema.headline import HEADLINE_METRICS, HeadlineMetric
@@ -97,6 +97,12 @@ class Comparison(BaseModel):
     def regressions(self) -> list[MetricComparison]:
         """The gating rows that regressed: any makes ``llem compare`` exit 1."""
         return [row for row in self.rows if row.gating and row.verdict == "regressed"]
+
+    @computed_field(description="A gating metric regressed (llem compare exits 1).")  # type: ignore[prop-decorator]
+    @property
+    def regressed(self) -> bool:
+        """Whether any gating metric regressed."""
+        return bool(self.regressions)
 
 
 def compare_studies(old: StudyData, new: StudyData, threshold_pct: float = DEFAULT_THRESHOLD_PCT,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.io import write_text
-from orchestrator.report.derived import ReportInputs
 from orchestrator.report.study_data import StudyData
+from orchestrator.study.report_inputs import ReportInputs
 
 REPORT_NAME = "report.html"
 

@@ -18,7 +18,6 @@ from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
 from orchestrator.report import figures as fig
 from orchestrator.report import html_tables as tables
-from orchestrator.report.derived import ReportInputs
 from orchestrator.report.figures import (
     J_PER_TOKEN,
     LATENCY_P90,
@@ -30,6 +29,7 @@ from orchestrator.report.html_tables import esc, note
 from orchestrator.report.pareto import Point, pareto_front
 from orchestrator.report.power import MAX_POINTS, read_trace
 from orchestrator.report.study_data import METRICS_BY_NAME, Configuration, StudyData
+from orchestrator.study.report_inputs import ReportInputs
 
 METHODOLOGY = "docs/methodology.md"
 MAX_POWER_RUNS = 24

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Sequence
 
 from harness.schema.result import Environment, ExperimentResult
 from harness.schema.warnings import WARNING_CODES
-from orchestrator.report.derived import ReportInputs, derived_figures
+from orchestrator.report.derived import derived_figures
 from orchestrator.report.figures import J_PER_TOKEN, display_name
 from orchestrator.report.study_data import Configuration, StudyData
+from orchestrator.study.report_inputs import ReportInputs
 
 ENERGY_NULL_CODES = ("no_energy_sensor", "energy_source_none", "gpu_unreadable")
 """Warnings that come with every energy field null."""
