@@ -25,10 +25,14 @@ REPO = Path(__file__).parents[2]
 
 
 def small_demo(tmp_path: Path, model: Path) -> Path:
-    """studies/demo.yaml as its base: one configuration of it, fewer prompts, three cycles."""
+    """studies/demo.yaml as its base: one configuration of it, fewer prompts, two cycles.
+
+    Two cycles are the fewest a comparison tests (the nightly study has three); each night is
+    then two local runs of the tiny model.
+    """
     path = tmp_path / "nightly.yaml"
     path.write_text(f"base: {REPO / 'studies' / 'demo.yaml'}\nname: nightly\nmodel: {model}\n"
-                    "n: 16\ninput_len: 16\noutput_len: 32\nexecution: {n_cycles: 3}\n"
+                    "n: 16\ninput_len: 16\noutput_len: 32\nexecution: {n_cycles: 2}\n"
                     "sweep:\n  precision: [fp32]\n  pytorch.batch_size: [8]\n")
     return path
 
