@@ -19,7 +19,7 @@ def test_sigint_after_two_runs_then_resume_runs_exactly_the_rest(
         cpu_image, tiny_model_dir, tmp_path, engine):
     fast = {"warmup": {"n_warmup": 0, "min_seconds": 0}}
     slow = {"warmup": {"n_warmup": 1, "min_seconds": 12, "max_seconds": 60}}  # time to Ctrl-C
-    entries = [{**(slow if i == 3 else fast), "pytorch": {"batch_size": i}} for i in range(1, 7)]
+    entries = [{**(slow if i == 3 else fast), "pytorch": {"batch_size": i}} for i in range(1, 5)]
     study = tmp_path / "s.yaml"
     study.write_text(
         f"name: i\nmodel: {tiny_model_dir}\nbackend: pytorch\nprecision: fp32\nn: 3\n"
@@ -38,15 +38,14 @@ def test_sigint_after_two_runs_then_resume_runs_exactly_the_rest(
     assert subprocess.run(["pgrep", "-f", str(study_dir)], capture_output=True,
                           check=False).stdout == b""
     runs = Manifest.load(study_dir).runs
-    assert [r.status for r in runs] == ["completed", "completed", "interrupted", "pending",
-                                        "pending", "pending"]
+    assert [r.status for r in runs] == ["completed", "completed", "interrupted", "pending"]
     kept = {r.run_id: (study_dir / r.run_id / "result.json").read_bytes() for r in runs[:2]}
     resumed = llem("run", "--resume", str(study_dir), "--runner", "docker", "-q", cwd=tmp_path,
                    timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "4 of 6 runs to do" in resumed.stderr
+    assert "2 of 4 runs to do" in resumed.stderr
     after = Manifest.load(study_dir).runs
-    assert [r.status for r in after] == ["completed"] * 6
+    assert [r.status for r in after] == ["completed"] * 4
     assert [r.started_at for r in after[:2]] == [r.started_at for r in runs[:2]]
     for run_id, content in kept.items():
         assert (study_dir / run_id / "result.json").read_bytes() == content
