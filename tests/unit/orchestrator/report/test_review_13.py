@@ -218,3 +218,17 @@ def test_one_noisy_night_before_a_step_does_not_hide_the_step_forever():
     after = [night(1.10)] * 10
     step = find_step(before + after, "lower")
     assert step is not None and step.study_index == 9 and step.worse
+
+
+# --- more gates make the gate looser ---------------------------------------------------------
+
+def test_gating_more_metrics_never_lets_a_default_gate_regression_pass(tmp_path):
+    # WRONG: Benjamini-Hochberg runs over the whole gating family, so `--gate all` (meant to
+    # be stricter) adds hypotheses with p ~ 1 and lifts energy per token's q from 0.026 to
+    # 0.064: the +7 % regression that fails `llem compare` (exit 1) passes with `--gate all`
+    # (exit 0). RIGHT: adding gates never removes a regression of the default gates, e.g.
+    # the default gating metrics adjusted as their own family and --gate metrics in another.
+    old = scripted_study(tmp_path, {1: {EPT: [1.00, 1.02, 0.98], TPS: [50.0, 50.5, 49.5]}})
+    new = scripted_study(tmp_path, {1: {EPT: [1.07, 1.09, 1.05], TPS: [50.2, 49.6, 50.1]}})
+    assert cli("compare", old, new)[0] == 1
+    assert cli("compare", old, new, "--gate", "all")[0] == 1
