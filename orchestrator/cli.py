@@ -445,7 +445,8 @@ def fetch(file: Path) -> None:
               "(overrides the study's report: section).")
 @click.option("--price", type=click.FloatRange(min=0, min_open=True),
               help="Electricity price per kWh, for cost per 1M tokens.")
-@click.option("--currency", help="Currency of --price (default: the study's, or EUR).")
+@click.option("--currency", help="Currency of --price (default: the study's, or EUR); "
+              "only with --price.")
 def report(study_dir: Path, html: bool, carbon_intensity: float | None, price: float | None,
            currency: str | None) -> None:
     """Print a study directory's report; write its report.html (offline, self-contained)."""
@@ -454,6 +455,11 @@ def report(study_dir: Path, html: bool, carbon_intensity: float | None, price: f
     from orchestrator.report.terminal import print_report
     from orchestrator.study.report_inputs import ReportInputs
 
+    if currency is not None and price is None:  # it would relabel the study's price
+        fail(ConfigError(f"--currency {currency} without --price would label the study's own "
+                         "price with a currency it was not given in",
+                         fix="give --price with --currency, or leave --currency out to keep "
+                         "the study's price and currency"))
     given = {"carbon_intensity_g_per_kwh": carbon_intensity,
              "electricity_price_per_kwh": price, "currency": currency}
     try:
