@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -60,6 +60,9 @@ from orchestrator.study_dir import (
 )
 from orchestrator.summary import StudySummary
 from orchestrator.tables import export_csv
+
+if TYPE_CHECKING:
+    from orchestrator.report.nightly import PreviousNight
 
 LARGE_STUDY = 1000
 """Runs above which a study asks for --yes."""
@@ -445,7 +448,8 @@ def fetch(file: Path) -> None:
               "(overrides the study's report: section).")
 @click.option("--price", type=click.FloatRange(min=0, min_open=True),
               help="Electricity price per kWh, for cost per 1M tokens.")
-@click.option("--currency", help="Currency of --price (default: the study's, or EUR).")
+@click.option("--currency", help="Currency of --price (default: the study's, or EUR); "
+              "only with --price.")
 def report(study_dir: Path, html: bool, carbon_intensity: float | None, price: float | None,
            currency: str | None) -> None:
     """Print a study directory's report; write its report.html (offline, self-contained)."""
@@ -454,6 +458,11 @@ def report(study_dir: Path, html: bool, carbon_intensity: float | None, price: f
     from orchestrator.report.terminal import print_report
     from orchestrator.study.report_inputs import ReportInputs
 
+    if currency is not None and price is None:  # it would relabel the study's price
+        fail(ConfigError(f"--currency {currency} without --price would label the study's own "
+                         "price with a currency it was not given in",
+                         fix="give --price with --currency, or leave --currency out to keep "
+                         "the study's price and currency"))
     given = {"carbon_intensity_g_per_kwh": carbon_intensity,
              "electricity_price_per_kwh": price, "currency": currency}
     try:
@@ -488,10 +497,12 @@ def report(study_dir: Path, html: bool, carbon_intensity: float | None, price: f
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 def nightly(file: Path, root: Path, runner_name: str | None, image: str | None,
             cycles: int | None, threshold: float, keep: int | None, quiet: bool) -> None:
-    """Run FILE as tonight's study under --root and compare it with the last completed one.
+    """Run FILE as tonight's study under --root and compare it with the previous night.
 
-    Exit 0: no regression (or nothing to compare with yet); 1: a gating metric regressed or a
-    run failed; 2: bad input, or another nightly holds --root (nothing ran).
+    The previous night is the newest earlier one of the same study and design that was not
+    interrupted and completed a run. Exit 0: no regression (or nothing to compare with); 1: a
+    gating metric regressed or a run failed; 2: bad input, the two nights are not comparable
+    (after --keep pruned), or another nightly holds --root (nothing ran).
     """
     from orchestrator.report import nightly as nights
 
@@ -502,17 +513,18 @@ def nightly(file: Path, root: Path, runner_name: str | None, image: str | None,
         with nights.nightly_lock(root):
             summary, study_dir = _run_study(request, options)
             _print_summary(summary, study_dir, as_json=False)
-            previous = nights.previous_nightly(root, study_dir)
-            regressed = _compare_nightly(previous, study_dir, threshold)
-            if keep is not None:
-                for removed in nights.prune(root, keep, (study_dir, *filter(None, [previous]))):
-                    err.print(f"removed the old nightly {removed}", highlight=False)
+            previous = nights.find_previous(root, study_dir)
+            try:  # a comparison that raises (not comparable) still lets retention run
+                regressed = _compare_nightly(previous, study_dir, summary, threshold)
+            finally:
+                _prune_nightlies(root, keep, (study_dir, *filter(None, [previous.path])))
     except LlemError as error:
         fail(error)
     sys.exit(EXIT_FAILED if regressed or summary.failed or summary.interrupted else EXIT_OK)
 
 
-def _compare_nightly(previous: Path | None, study_dir: Path, threshold: float) -> bool:
+def _compare_nightly(previous: PreviousNight, study_dir: Path, summary: StudySummary,
+                     threshold: float) -> bool:
     """Compare tonight's study with ``previous``; write comparison.md/.json; True: regressed."""
     from harness.io import write_text
     from orchestrator.report.compare import compare_studies
@@ -520,16 +532,28 @@ def _compare_nightly(previous: Path | None, study_dir: Path, threshold: float) -
     from orchestrator.report.nightly import COMPARISON_JSON, COMPARISON_MD
     from orchestrator.report.study_data import StudyData
 
-    if previous is None:
-        out.print("first nightly here: nothing to compare with yet", highlight=False)
+    if summary.counts.get("completed", 0) == 0:  # every run failed: exit 1 says so
+        out.print("no completed run tonight: nothing compared", highlight=False)
         return False
-    comparison = compare_studies(StudyData.load(previous), StudyData.load(study_dir),
+    if previous.path is None:
+        out.print(previous.why_none, highlight=False)
+        return False
+    comparison = compare_studies(StudyData.load(previous.path), StudyData.load(study_dir),
                                  threshold_pct=threshold)
     write_text(study_dir / COMPARISON_JSON, comparison.model_dump_json(indent=2))
     write_text(study_dir / COMPARISON_MD, markdown(comparison))
     print_terminal(comparison, out)
-    out.print(f"compared with {previous}; {study_dir / COMPARISON_MD}", highlight=False)
+    out.print(f"compared with {previous.path}; {study_dir / COMPARISON_MD}", highlight=False)
     return comparison.regressed
+
+
+def _prune_nightlies(root: Path, keep: int | None, protect: tuple[Path, ...]) -> None:
+    """Apply --keep: remove the oldest nights of tonight's study beyond KEEP, say which."""
+    from orchestrator.report.nightly import prune
+
+    if keep is not None:
+        for removed in prune(root, keep, protect):
+            err.print(f"removed the old nightly {removed}", highlight=False)
 
 
 @main.command("tiny-model")

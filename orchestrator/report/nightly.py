@@ -1,22 +1,29 @@
-"""Nightly studies: one folder per night, compared with the last completed night.
+"""Nightly studies: one folder per night, compared with the last comparable night.
 
 ``llem nightly STUDY --root results/nightly`` (``make nightly``) runs the study into a new study
 directory under the root (``<study>_<UTC time>``), writes its report, compares it with the
-newest earlier study directory there that completed (``comparison.md`` and
-``comparison.json`` beside its report) and exits 1 when a gating metric regressed. A lock on the
-root keeps two nightlies from overlapping: the second stops before it runs anything. ``--keep``
-removes the oldest nightly folders beyond that many, never the two just compared.
+previous night (``comparison.md`` and ``comparison.json`` beside its report) and exits 1 when a
+gating metric regressed. The previous night is the newest earlier night of the same study
+(its name) and the same design (its ``design_hash``: a changed study file starts a new series)
+that was not interrupted and has at least one completed run; a configuration that failed is
+then listed as only in one study, so one failing configuration does not stop every later
+comparison. Nights are ordered by when they started, not by folder name. A lock on the root
+keeps two nightlies from overlapping: the second stops before it runs anything. ``--keep``
+removes the oldest nights of the same study beyond that many, never the two just compared and
+never another study's directory or a link.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigError
-from orchestrator.manifest import MANIFEST_NAME
+from orchestrator.manifest import MANIFEST_NAME, Manifest
 from orchestrator.summary import StudySummary
 
 NIGHTLY_LOCK = ".nightly.lock"
@@ -44,44 +51,126 @@ def nightly_lock(root: Path) -> Iterator[None]:
 
 
 def nightly_dirs(root: Path) -> list[Path]:
-    """The study directories under ``root`` (they hold a manifest), oldest first by name."""
+    """The study directories under ``root`` (they hold a manifest), by name; links are skipped.
+
+    A link (``latest -> a night``) is no night of its own: counting it would compare or remove
+    the night it points to twice.
+    """
     if not root.is_dir():
         return []
     return sorted(path for path in root.iterdir()
-                  if path.is_dir() and not path.name.startswith(".")
+                  if not path.is_symlink() and path.is_dir() and not path.name.startswith(".")
                   and (path / MANIFEST_NAME).is_file())
 
 
-def completed(study_dir: Path) -> bool:
-    """Whether a study directory finished: a summary, not interrupted, no run left undone."""
+@dataclass(frozen=True)
+class Night:
+    """One study directory under the nightly root, as its manifest names and dates it.
+
+    Attributes:
+        path: the study directory.
+        study: the study's name.
+        design_hash: the study design's hash (a changed study file changes it).
+        started: when the directory was made (its first invocation), UTC.
+    """
+
+    path: Path
+    study: str
+    design_hash: str
+    started: dt.datetime
+
+    @classmethod
+    def read(cls, path: Path) -> Night | None:
+        """The night in ``path``, or None when its manifest cannot be read (no night then)."""
+        try:
+            manifest = Manifest.load(path)
+            started = dt.datetime.fromisoformat(manifest.created_at)
+        except (ConfigError, ValueError):
+            return None
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=dt.timezone.utc)
+        return cls(path, manifest.study, manifest.design_hash, started)
+
+    @property
+    def order(self) -> tuple[dt.datetime, str]:
+        """Sort key: start time; the folder name breaks a tie within one second."""
+        return self.started, self.path.name
+
+
+def nights_of(root: Path, study: str) -> list[Night]:
+    """The nights of the study named ``study`` under ``root``, oldest first by start time."""
+    nights = (Night.read(path) for path in nightly_dirs(root))
+    return sorted((night for night in nights if night is not None and night.study == study),
+                  key=lambda night: night.order)
+
+
+def comparable(study_dir: Path) -> bool:
+    """Whether a night can be compared with: a summary, not interrupted, a run completed.
+
+    Failed runs do not make a night incomparable: their configurations are listed as only in
+    one study, and one configuration that keeps failing does not stop every comparison.
+    """
     try:
         summary = StudySummary.load(study_dir)
     except ConfigError:
         return False
-    undone = sum(count for status, count in summary.counts.items()
-                 if status not in ("completed", "skipped"))
-    return not summary.interrupted and undone == 0 and summary.counts.get("completed", 0) > 0
+    return not summary.interrupted and summary.counts.get("completed", 0) > 0
+
+
+@dataclass(frozen=True)
+class PreviousNight:
+    """The night tonight is compared with, or why there is none.
+
+    Attributes:
+        path: the previous night's study directory; None when there is none.
+        why_none: what to print when ``path`` is None.
+    """
+
+    path: Path | None
+    why_none: str = ""
+
+
+def find_previous(root: Path, current: Path) -> PreviousNight:
+    """The newest comparable night before ``current`` of the same study and design."""
+    tonight = Night.read(current)
+    if tonight is None:
+        raise ConfigError(f"{current} has no readable manifest.json",
+                          fix="give the study directory llem nightly wrote")
+    earlier = [night for night in nights_of(root, tonight.study)
+               if night.order < tonight.order and night.path.resolve() != current.resolve()]
+    if not earlier:
+        return PreviousNight(None, "first nightly here: nothing to compare with yet")
+    same_design = [night for night in earlier if night.design_hash == tonight.design_hash]
+    if not same_design:
+        return PreviousNight(None, "no earlier night of this study design (the study file "
+                             f"changed since {earlier[-1].path.name}): nothing compared")
+    found = next((night.path for night in reversed(same_design) if comparable(night.path)), None)
+    if found is None:
+        return PreviousNight(None, "no earlier night of this study design completed a run "
+                             "without being interrupted: nothing compared")
+    return PreviousNight(found)
 
 
 def previous_nightly(root: Path, current: Path) -> Path | None:
-    """The newest study directory under ``root`` before ``current`` that completed."""
-    earlier = [path for path in nightly_dirs(root)
-               if path.resolve() != current.resolve() and path.name < current.name]
-    return next((path for path in reversed(earlier) if completed(path)), None)
+    """The night ``current`` is compared with (see :func:`find_previous`), or None."""
+    return find_previous(root, current).path
 
 
 def prune(root: Path, keep: int, protect: tuple[Path, ...]) -> list[Path]:
-    """Remove the oldest nightly study directories beyond the newest ``keep``.
+    """Remove the oldest nights of the study beyond the newest ``keep``.
 
-    Directories in ``protect`` (the night just run and the one it was compared with) stay
-    whatever their age. Returns what was removed.
+    The study is that of ``protect[0]`` (the night just run); directories of other studies
+    and links are never counted nor removed. Directories in ``protect`` (the night just run
+    and the one it was compared with) stay whatever their age. Returns what was removed.
     """
+    tonight = Night.read(protect[0]) if protect else None
+    if tonight is None:
+        return []
     protected = {path.resolve() for path in protect}
-    dirs = nightly_dirs(root)
+    nights = nights_of(root, tonight.study)
     removed = []
-    for path in dirs[:max(len(dirs) - keep, 0)]:
-        if path.resolve() not in protected:
-            shutil.rmtree(path)
-            removed.append(path)
+    for night in nights[:max(len(nights) - keep, 0)]:
+        if night.path.resolve() not in protected and not night.path.is_symlink():
+            shutil.rmtree(night.path)
+            removed.append(night.path)
     return removed
-

@@ -106,6 +106,8 @@ class StudyData:
         summary = StudySummary.load(directory)
         results = load_results(directory, manifest)
         stats = StudyStats.load(directory) if results else None
+        if stats is not None:
+            _check_every_result_listed(directory, stats, results)
         data = cls(directory, manifest, summary, stats)
         data.configurations = _configurations(manifest, stats, results)
         return data
@@ -145,6 +147,24 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
+
+
+def _check_every_result_listed(directory: Path, stats: StudyStats,
+                               results: list[ExperimentResult]) -> None:
+    """Refuse a completed run that no stats.json entry lists, used or flagged.
+
+    stats.json lists every completed run (pooled or flagged); one it lacks means the file is
+    older than the results (a resume killed after a run completed, before the summary), and
+    figures taken from it would silently leave that run out.
+    """
+    listed = {run_id for entry in stats.configurations
+              for run_id in (*entry.run_ids, *(flagged.run_id for flagged in entry.flagged))}
+    missing = [run.run_id for run in results if run.run_id not in listed]
+    if missing:
+        raise ConfigError(
+            f"run {', '.join(missing)} of {directory} completed with a result that stats.json "
+            "does not list: stats.json is older than the results",
+            fix=f"llem run --resume {directory} writes stats.json again from the results")
 
 
 def _configurations(manifest: Manifest, stats: StudyStats | None,

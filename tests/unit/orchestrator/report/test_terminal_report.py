@@ -128,3 +128,17 @@ def test_a_bad_report_section_names_its_line_and_the_design_ignores_it(tmp_path)
     priced = load_study(write(tmp_path, "model: m\nbackend: pytorch\n"
                               "report: {electricity_price_per_kwh: 0.2}\n", name="b.yaml"))
     assert plain.design_hash == priced.design_hash
+
+
+def test_currency_alone_is_refused_with_one_message_and_the_report_is_left_as_it_was(tmp_path):
+    # The study priced energy at 0.3 CHF/kWh: --currency EUR alone would relabel it EUR.
+    study_dir = study(tmp_path, "report: {electricity_price_per_kwh: 0.3, currency: CHF}")
+    before = (study_dir / "report.html").read_bytes()
+    done = CliRunner().invoke(main, ["report", str(study_dir), "--currency", "EUR"])
+    assert done.exit_code == 2
+    assert done.output.count("error:") == 1
+    assert "--currency EUR without --price" in done.output and "give --price" in done.output
+    assert (study_dir / "report.html").read_bytes() == before
+    priced = CliRunner().invoke(main, ["report", str(study_dir), "--no-html",
+                                       "--price", "0.25", "--currency", "EUR"])
+    assert priced.exit_code == 0, priced.output
