@@ -33,7 +33,8 @@ REPORT = """
 Inputs of the report's derived figures (docs/report.md): with a grid carbon intensity and an
 electricity price set, `report.html` gives emissions and cost per million output tokens, each
 labelled with these inputs; unset, those figures are absent (never guessed). They change no
-measurement and are in no hash; `llem report --carbon-intensity/--price/--currency` override them.
+measurement and are in no hash; `llem report --carbon-intensity` and `--price` (with
+`--currency`) override them.
 """
 
 
