@@ -96,7 +96,7 @@ def main(trials: int) -> None:
           f"{trials} trials per row")
     print("| rule | nights | false step | found | at the step | at the step, one noisy night |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, rule in (("majority before (now)", new_rule), ("every before (old)", old_rule)):
+    for name, rule in (("majority before (now)", new_rule), ("every before (replaced)", old_rule)):
         for nights in NIGHTS:
             shares = " | ".join(f"{share:.1%}" for share in rates(rule, nights, trials))
             print(f"| {name} | {nights} | {shares} |")
