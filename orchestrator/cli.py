@@ -32,6 +32,7 @@ from orchestrator.cli_common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    PERCENT,
     JsonCommand,
     err,
     fail,
@@ -490,7 +491,7 @@ def report(study_dir: Path, html: bool, carbon_intensity: float | None, price: f
               type=click.Choice(["docker", "local"]), help="Runner (default as llem run).")
 @click.option("--image", help="Docker image for every run (default: llem/<backend>:latest).")
 @click.option("--cycles", type=click.IntRange(min=1), help="Override execution.n_cycles.")
-@click.option("--threshold", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--threshold", type=PERCENT, default=5.0, show_default=True,
               help="Change (%) beyond which a significant change is a regression.")
 @click.option("--keep", type=click.IntRange(min=2), help="Keep only the newest KEEP nightly "
               "study directories (the two compared always stay).")

@@ -8,6 +8,7 @@ with the same exit code.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any, NoReturn
 
@@ -77,6 +78,26 @@ class JsonCommand(click.Command):
                 _echo_error(f"unexpected {type(error).__name__}: {error}",
                             "report it with the traceback printed on stderr", EXIT_FAILED)
             raise
+
+
+class Percent(click.ParamType[float]):
+    """A finite, non-negative percentage (click's FloatRange lets NaN and inf through)."""
+
+    name = "pct"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        """The value as a float; a usage error (exit 2) unless finite and >= 0."""
+        try:
+            pct = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(pct) or pct < 0:
+            self.fail(f"{value!r} is not a finite percentage >= 0", param, ctx)
+        return pct
+
+
+PERCENT = Percent()
 
 
 def _usage_fix(error: click.UsageError) -> str | None:

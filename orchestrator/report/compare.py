@@ -3,9 +3,10 @@
 Configurations are matched by measurement config hash (a configuration measured in several
 environments within one study is compared through the entry of its latest run). Every
 headline metric with a direction gets a verdict from :func:`orchestrator.report.verdicts.
-verdicts` (Welch interval and test, Benjamini-Hochberg across pairs, a threshold). A
-regression of a *gating* metric is what makes ``llem compare`` exit 1; the others are shown.
-The environment differences between the two studies are listed as likely causes.
+verdicts` (Welch interval and test, Benjamini-Hochberg across pairs, a threshold). A failing
+verdict (regressed, lost, excluded (flagged)) of a *gating* metric is what makes ``llem
+compare`` exit 1; the others are shown. The environment differences between the two studies
+are listed as likely causes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from orchestrator.report.study_data import Configuration, StudyData
 from orchestrator.report.verdicts import (
     ALPHA,
     DEFAULT_THRESHOLD_PCT,
+    FAILING,
     Better,
     Judgement,
     Sample,
@@ -35,9 +37,12 @@ DEFAULT_GATING = ("energy_per_output_token_j", "energy_dynamic_per_output_token_
                   "output_tokens_per_s")
 """Energy per token and throughput: their regression fails ``llem compare`` by default."""
 METHOD = ("Welch t-test on per-cycle values (scipy ttest_ind, equal_var=False); change interval "
-          "= 95 % Welch-Satterthwaite interval of the difference of means / old mean; "
-          "Benjamini-Hochberg q < 0.05 within the gating and the other metrics; a verdict also "
-          "needs a change beyond the threshold; fewer than 2 cycles on a side: no verdict.")
+          "= 95 % Welch-Satterthwaite interval of the difference of means / |old mean|; "
+          "Benjamini-Hochberg q < 0.05 within the default gating metrics, the --gate metrics "
+          "and the other metrics, each a family; a verdict also needs a change beyond the "
+          "threshold (an old mean about 0: the test alone); fewer than 2 cycles on a side: no "
+          "verdict; measured before and not now: lost, or excluded (flagged).")
+_FAMILIES = {True: "default gating", False: "added gating"}
 
 
 class StudyRef(BaseModel):
@@ -68,14 +73,21 @@ class MetricComparison(BaseModel):
     new_n: int = Field(description="Per-cycle values of the new study.")
     old_mean: float | None = Field(description="Mean in the old study (unit above).")
     new_mean: float | None = Field(description="Mean in the new study (unit above).")
-    change_pct: float | None = Field(description="(new - old) / old, in %.")
+    change_pct: float | None = Field(
+        description="(new - old) / |old|, in %; null without both means or when the old mean "
+        "is about 0 (within one standard deviation of 0).")
     interval_pct: tuple[float, float] | None = Field(
-        description="95 % Welch interval of the change, in % of the old mean.")
+        description="95 % Welch interval of the change, in % of |old mean|.")
     p_value: float | None = Field(description="Welch t-test, two-sided.")
     q_value: float | None = Field(description="Benjamini-Hochberg adjusted p-value.")
     threshold_pct: float = Field(description="Smallest change (%) that gets a verdict.")
     verdict: Verdict = Field(description="improved, regressed, no significant change, "
-                             "not measured or too few cycles.")
+                             "not measured, too few cycles, lost (measured in the old study, "
+                             "no value in the new) or excluded (flagged) (every new run of the "
+                             "configuration flagged). regressed, lost and excluded fail a gate.")
+    flagged_reasons: list[str] = Field(
+        default_factory=list,
+        description="Why every new run of the configuration was left out (flag codes).")
 
 
 class Comparison(BaseModel):
@@ -95,13 +107,14 @@ class Comparison(BaseModel):
 
     @property
     def regressions(self) -> list[MetricComparison]:
-        """The gating rows that regressed: any makes ``llem compare`` exit 1."""
-        return [row for row in self.rows if row.gating and row.verdict == "regressed"]
+        """The gating rows that fail (regressed, lost, excluded): any makes exit 1."""
+        return [row for row in self.rows if row.gating and row.verdict in FAILING]
 
-    @computed_field(description="A gating metric regressed (llem compare exits 1).")  # type: ignore[prop-decorator]
+    @computed_field(description="A gating metric regressed, was lost or was excluded "  # type: ignore[prop-decorator]
+                    "(flagged): llem compare exits 1.")
     @property
     def regressed(self) -> bool:
-        """Whether any gating metric regressed."""
+        """Whether any gating metric failed."""
         return bool(self.regressions)
 
 
@@ -115,7 +128,9 @@ def compare_studies(old: StudyData, new: StudyData, threshold_pct: float = DEFAU
         new: the study under test.
         threshold_pct: smallest change (in % of the old mean) that counts, for every metric.
         thresholds: per-metric overrides of ``threshold_pct``.
-        gating: metrics whose regression is a failure.
+        gating: metrics whose failing verdict is a failure. Those of ``DEFAULT_GATING`` are
+            one Benjamini-Hochberg family, the others of ``gating`` a second one, so gating
+            more metrics never weakens the default gate.
     """
     thresholds = dict(thresholds or {})
     gates = set(gating)
@@ -123,11 +138,14 @@ def compare_studies(old: StudyData, new: StudyData, threshold_pct: float = DEFAU
     pairs = _matched(old, new)
     samples, rows = [], []
     for old_config, new_config in pairs:
+        reasons = flagged_reasons(new_config)
         for metric in DIRECTED_METRICS:
             assert metric.better is not None
-            samples.append(Sample(old_config.values(metric.name), new_config.values(metric.name),
-                                  metric.better, thresholds.get(metric.name, threshold_pct),
-                                  metric.name in gates))
+            gate = metric.name in gates
+            samples.append(Sample(
+                old_config.values(metric.name), new_config.values(metric.name), metric.better,
+                thresholds.get(metric.name, threshold_pct), gate,
+                _FAMILIES[metric.name in DEFAULT_GATING] if gate else "other", reasons))
             rows.append((new_config, metric))
     judged = verdicts(samples)
     return Comparison(
@@ -137,6 +155,14 @@ def compare_studies(old: StudyData, new: StudyData, threshold_pct: float = DEFAU
               for (config, metric), sample, judgement in zip(rows, samples, judged, strict=True)],
         only_in_old=_only(old, new), only_in_new=_only(new, old),
         environment_differences=environment_differences(old, new))
+
+
+def flagged_reasons(config: Configuration) -> tuple[str, ...]:
+    """The flag codes of a configuration none of whose runs was used; empty when some were."""
+    if config.used_runs:
+        return ()
+    return tuple(dict.fromkeys(reason for run in config.stats.flagged
+                               for reason in run.reasons))
 
 
 def check_metric_names(names: Iterable[str]) -> None:
@@ -197,7 +223,9 @@ def _row(config: Configuration, metric: HeadlineMetric, sample: Sample,
         new_n=len(sample.new), old_mean=judgement.old_mean, new_mean=judgement.new_mean,
         change_pct=judgement.change_pct, interval_pct=judgement.interval_pct,
         p_value=judgement.p_value, q_value=judgement.q_value,
-        threshold_pct=sample.threshold_pct, verdict=judgement.verdict)
+        threshold_pct=sample.threshold_pct, verdict=judgement.verdict,
+        flagged_reasons=list(sample.flagged_reasons)
+        if judgement.verdict == "excluded (flagged)" else [])
 
 
 def environment_differences(old: StudyData, new: StudyData) -> list[str]:

@@ -13,8 +13,10 @@ from orchestrator.report.compare import Comparison, MetricComparison
 from orchestrator.report.study_data import METRICS_BY_NAME
 
 VERDICT_STYLES = {"improved": "green", "regressed": "bold red", "no significant change": "dim",
-                  "too few cycles": "yellow", "not measured": "dim"}
-MARKDOWN_MARKS = {"improved": "✅ improved", "regressed": "❌ regressed",
+                  "too few cycles": "yellow", "not measured": "dim", "lost": "bold red",
+                  "excluded (flagged)": "bold red"}
+MARKDOWN_MARKS = {"improved": "✅ improved", "regressed": "❌ regressed", "lost": "❌ lost",
+                  "excluded (flagged)": "❌ excluded (flagged)",
                   "too few cycles": "⚠️ too few cycles"}
 
 
@@ -24,9 +26,10 @@ def shown_rows(comparison: Comparison) -> list[MetricComparison]:
 
 
 def change_text(row: MetricComparison) -> str:
-    """``+12.3 % [+8.1, +16.5]``: the change and its 95 % interval, or a dash."""
+    """``+12.3 % [+8.1, +16.5]``: the change and its 95 % interval, ``old mean ≈ 0``, or a dash."""
     if row.change_pct is None:
-        return "-"
+        tested = row.old_mean is not None and row.new_mean is not None and row.p_value is not None
+        return "old mean ≈ 0" if tested else "-"
     text = f"{row.change_pct:+.1f} %"
     if row.interval_pct is not None:
         low, high = row.interval_pct
@@ -39,6 +42,14 @@ def value_text(row: MetricComparison, value: float | None) -> str:
     return "-" if value is None else format(value, METRICS_BY_NAME[row.metric].spec)
 
 
+def verdict_text(row: MetricComparison) -> str:
+    """The verdict, with the flag codes of an exclusion and "(not gating)" where it applies."""
+    text = str(row.verdict)
+    if row.flagged_reasons:
+        text += f": {', '.join(row.flagged_reasons)}"
+    return text if row.gating else f"{text} (not gating)"
+
+
 def print_terminal(comparison: Comparison, console: Console) -> None:
     """The comparison as a rich table, then the unmatched configurations and environment."""
     table = Table(title=f"llem compare: {comparison.old.name} ({comparison.old.started_at}) -> "
@@ -48,7 +59,7 @@ def print_terminal(comparison: Comparison, console: Console) -> None:
         table.add_column(column, overflow="fold")
     for row in shown_rows(comparison):
         style = VERDICT_STYLES[row.verdict]
-        verdict = row.verdict if row.gating else f"{row.verdict} (not gating)"
+        verdict = verdict_text(row)
         table.add_row(row.label, f"{row.metric} ({row.unit})", value_text(row, row.old_mean),
                       value_text(row, row.new_mean), change_text(row),
                       "-" if row.q_value is None else f"{row.q_value:.3g}",
@@ -81,12 +92,16 @@ def markdown(comparison: Comparison) -> str:
     regressions = comparison.regressions
     headline = (f"**{len(regressions)} regression(s)** in gating metrics" if regressions
                 else "No regression in gating metrics")
+    if any(row.verdict != "regressed" for row in regressions):
+        headline += " (lost or excluded (flagged) included)"
     lines = [f"## llem compare: {comparison.old.name} → {comparison.new.name}", "",
              headline, "",
              "| configuration | metric | old | new | change [95 % interval] | q | verdict |",
              "|---|---|---:|---:|---|---:|---|"]
     for row in shown_rows(comparison):
         verdict = MARKDOWN_MARKS.get(row.verdict, row.verdict)
+        if row.flagged_reasons:
+            verdict += f": {', '.join(row.flagged_reasons)}"
         gate = "" if row.gating else " (not gating)"
         q = "-" if row.q_value is None else f"{row.q_value:.3g}"
         lines.append(f"| `{row.label}` | `{row.metric}` ({row.unit}) | "

@@ -256,3 +256,50 @@ def test_a_configuration_topped_up_in_another_environment_is_compared_by_its_lat
     found = row(comparison, label=comparison.rows[0].label)  # the matched configuration
     assert (found.new_n, found.verdict) == (3, "regressed")
     assert found.new_mean == pytest.approx(1.3)
+
+
+def test_an_old_mean_about_zero_is_judged_by_the_test_alone_with_no_percentage():
+    # old values straddle 0 (CV over 100 %): no % change, but a clear rise still regresses
+    around_zero = [0.001, -0.001, 0.002]
+    risen = verdicts([Sample(around_zero, [0.020, 0.021, 0.019], "lower")])[0]
+    assert (risen.verdict, risen.change_pct, risen.interval_pct) == ("regressed", None, None)
+    assert risen.q_value is not None and risen.q_value < 0.05
+    same = verdicts([Sample(around_zero, [0.0, 0.002, -0.001], "lower")])[0]
+    assert (same.verdict, same.change_pct) == ("no significant change", None)
+
+
+def test_a_lost_gating_metric_exits_1_naming_it_and_a_lost_other_metric_does_not_fail(tmp_path):
+    old = scripted_study(tmp_path, {1: {EPT: BASE[:4], TPS: BASE_TPS[:4],
+                                        "energy_j": [100.0, 101.0, 99.0, 100.0]}})
+    new = scripted_study(tmp_path, {1: {EPT: [None] * 4, TPS: BASE_TPS[:4],  # type: ignore[dict-item]
+                                        "energy_j": [None] * 4}})
+    code, stdout, stderr = cli("compare", old, new)
+    assert code == 1
+    assert "lost: energy_per_output_token_j of pytorch-bs1" in stderr
+    assert "energy_j of" not in stderr  # lost too, but not gating
+    assert row(compared(old, new), "energy_j").verdict == "lost"
+    assert "lost (not gating)" in stdout
+
+
+def test_gates_added_by_the_option_are_adjusted_apart_from_the_default_gates():
+    weak = Sample([1.00, 1.02, 0.98], [1.07, 1.09, 1.05], "lower", family="default gating")
+    added = [Sample([1.0, 1.02, 0.98], [1.0, 1.01, 0.99], "lower", family="added gating")] * 11
+    judged = verdicts([weak, *added])
+    assert judged[0].verdict == "regressed"
+    assert judged[0].q_value == pytest.approx(judged[0].p_value)  # alone in its family
+    assert all(j.verdict == "no significant change" for j in judged[1:])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_a_threshold_must_be_a_finite_percentage(tmp_path, baseline, value):
+    code, _, stderr = cli("compare", baseline, baseline, "--metric-threshold", f"{EPT}={value}")
+    assert code == 2 and "is not NAME=PCT" in stderr
+    code, _, stderr = cli("compare", baseline, baseline, "--threshold", value)
+    assert code == 2 and "--threshold" in stderr
+    assert cli("history", baseline, "--threshold", value)[0] == 2
+    study_file = tmp_path / "s.yaml"  # refused before anything runs
+    study_file.write_text("name: s\nmodel: m\nbackend: pytorch\n")
+    code, _, stderr = cli("nightly", study_file, "--root", tmp_path / "nights",
+                          "--threshold", value)
+    assert code == 2 and "--threshold" in stderr
+    assert not (tmp_path / "nights").exists()

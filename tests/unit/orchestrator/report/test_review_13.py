@@ -113,6 +113,13 @@ def test_a_configuration_whose_new_runs_were_all_flagged_does_not_pass_the_gate(
     rows = compare_studies(StudyData.load(old), StudyData.load(new)).rows
     assert next(r for r in rows if r.metric == EPT).verdict != "not measured"
     assert cli("compare", old, new)[0] != 0
+    # as fixed: the verdict says why, on stderr too, and the exit is 1
+    energy = next(r for r in rows if r.metric == EPT)
+    assert (energy.verdict, energy.flagged_reasons) == ("excluded (flagged)", ["thermal_drift"])
+    code, _, stderr = cli("compare", old, new)
+    assert code == 1
+    assert ("excluded (flagged): energy_per_output_token_j of pytorch-bs1" in stderr
+            and "every new run was flagged (thermal_drift)" in stderr)
 
 
 def test_a_gating_metric_measured_before_and_missing_now_does_not_pass_the_gate(tmp_path):
