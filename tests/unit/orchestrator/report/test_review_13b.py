@@ -51,6 +51,12 @@ class Scripted(ScriptedResults):
         return outcome
 
 
+def _size(spec: RunSpec) -> int | None:
+    """The run's pytorch batch size."""
+    assert spec.config.pytorch is not None
+    return spec.config.pytorch.batch_size
+
+
 def _study(folder: Path, out: Path, sizes: list[int], runner: Scripted,
            rename: str | None = None) -> Path:
     path = folder / "s.yaml"
@@ -69,11 +75,12 @@ def _values(ept: Mapping[int, float]) -> Callable[[RunSpec], dict[str, float]]:
     """EPT = ept[batch size] * BASE[cycle], throughput BASE_TPS[cycle]."""
     def values(spec: RunSpec) -> dict[str, float]:
         i = spec.cycle - 1
-        return {EPT: ept[spec.config.pytorch.batch_size] * BASE[i], TPS: BASE_TPS[i]}
+        return {EPT: ept[_size(spec)] * BASE[i], TPS: BASE_TPS[i]}
     return values
 
 
-def test_one_usable_new_cycle_lets_a_tripled_energy_per_token_pass(tmp_path):
+def test_one_usable_new_cycle_lets_a_tripled_energy_per_token_pass(
+        tmp_path: Path) -> None:
     # WRONG: tonight 3 of the 4 runs of the configuration were flagged (thermal_drift) and
     # left out; the one run left has J/token tripled. With one new value there is no variance,
     # so the verdict is "too few cycles", never a failure: llem compare (and llem nightly:
@@ -90,7 +97,8 @@ def test_one_usable_new_cycle_lets_a_tripled_energy_per_token_pass(tmp_path):
     assert result.exit_code == 1, result.stdout
 
 
-def test_an_old_mean_about_zero_fails_the_gate_on_a_change_far_below_the_threshold(tmp_path):
+def test_an_old_mean_about_zero_fails_the_gate_on_a_change_far_below_the_threshold(
+        tmp_path: Path) -> None:
     # WRONG: dynamic J/token about 0 in the old study (idle-dominated, values straddling 0):
     # about_zero drops the threshold and the Welch test alone decides. A rise of 0.0045 J/token
     # (0.45 % of the 1.0 J/token total, which itself did not move) is "regressed" and
@@ -112,7 +120,8 @@ def test_an_old_mean_about_zero_fails_the_gate_on_a_change_far_below_the_thresho
     assert result.exit_code == 0, result.stderr
 
 
-def test_a_night_that_lost_a_configuration_hides_its_regression_from_the_next_night(tmp_path):
+def test_a_night_that_lost_a_configuration_hides_its_regression_from_the_next_night(
+        tmp_path: Path) -> None:
     # WRONG: night 1 measures bs1 and bs2 at 1.0 J/token; night 2 every bs2 run fails (exit 1,
     # fine); night 3 bs2 is back at 1.5 J/token (+50 %). Night 3's previous night is night 2
     # (completed a run, not interrupted), which has no bs2, so bs2 is "only in new" and the
@@ -124,7 +133,7 @@ def test_a_night_that_lost_a_configuration_hides_its_regression_from_the_next_ni
     root = tmp_path / "nightly"
     _study(tmp_path, root, [1, 2], Scripted(_values({1: 1.0, 2: 1.0})), "s_20261101T020000Z")
     _study(tmp_path, root, [1, 2], Scripted(_values({1: 1.0, 2: 1.0}),
-                                            fail=lambda spec: spec.config.pytorch.batch_size == 2),
+                                            fail=lambda spec: _size(spec) == 2),
            "s_20261102T020000Z")
     night3 = _study(tmp_path, root, [1, 2], Scripted(_values({1: 1.0, 2: 1.5})),
                     "s_20261103T020000Z")
@@ -134,7 +143,8 @@ def test_a_night_that_lost_a_configuration_hides_its_regression_from_the_next_ni
     assert comparison.regressed, [c.label for c in comparison.only_in_new]
 
 
-def test_llem_compare_passes_when_every_new_run_of_a_configuration_failed(tmp_path):
+def test_llem_compare_passes_when_every_new_run_of_a_configuration_failed(
+        tmp_path: Path) -> None:
     # WRONG: every new run of bs2 failed: bs2 is only "only in old" and llem compare exits 0
     # with "regressed": false, while the milder case (every run flagged) exits 1 as
     # "excluded (flagged)". A CI job gating on llem compare (not on llem nightly's exit for
@@ -144,12 +154,13 @@ def test_llem_compare_passes_when_every_new_run_of_a_configuration_failed(tmp_pa
     old = _study(tmp_path, tmp_path / "old", [1, 2], Scripted(_values({1: 1.0, 2: 1.0})))
     new = _study(tmp_path, tmp_path / "new", [1, 2],
                  Scripted(_values({1: 1.0, 2: 1.0}),
-                          fail=lambda spec: spec.config.pytorch.batch_size == 2))
+                          fail=lambda spec: _size(spec) == 2))
     result = CliRunner().invoke(main, ["compare", str(old), str(new), "--json"])
     assert result.exit_code == 1, result.stdout[-400:]
 
 
-def test_history_orders_a_resumed_night_by_its_resume_not_by_when_it_was_made(tmp_path):
+def test_history_orders_a_resumed_night_by_its_resume_not_by_when_it_was_made(
+        tmp_path: Path) -> None:
     # WRONG: llem history sorts studies by summary.json's started_at, which is when the *last
     # invocation* started: night 1 (1.0 J/token), resumed after nights 2-4 ran (a failed run
     # retried by `llem run --resume`), goes last. The series reads 1.0, 1.5, 1.5, 1.0 instead
