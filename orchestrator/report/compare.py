@@ -46,7 +46,7 @@ _FAMILIES = {True: "default gating", False: "added gating"}
 
 
 class StudyRef(BaseModel):
-    """One of the two studies compared."""
+    """A study compared (or one of a history's series)."""
 
     name: str = Field(description="The study's name.")
     directory: str = Field(description="Its study directory, as given.")
@@ -149,7 +149,7 @@ def compare_studies(old: StudyData, new: StudyData, threshold_pct: float = DEFAU
             rows.append((new_config, metric))
     judged = verdicts(samples)
     return Comparison(
-        old=_ref(old), new=_ref(new), threshold_pct=threshold_pct,
+        old=study_ref(old), new=study_ref(new), threshold_pct=threshold_pct,
         gating_metrics=[m.name for m in DIRECTED_METRICS if m.name in gates],
         rows=[_row(config, metric, sample, judgement)
               for (config, metric), sample, judgement in zip(rows, samples, judged, strict=True)],
@@ -174,7 +174,8 @@ def check_metric_names(names: Iterable[str]) -> None:
                           fix="one of: " + ", ".join(sorted(known)))
 
 
-def _ref(study: StudyData) -> StudyRef:
+def study_ref(study: StudyData) -> StudyRef:
+    """Name, directory and start of a study, as comparisons and histories list it."""
     return StudyRef(name=study.name, directory=str(study.directory),
                     started_at=study.summary.started_at)
 

@@ -30,17 +30,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from orchestrator.report.compare import DIRECTED_METRICS, by_hash
+from orchestrator.report.compare import DIRECTED_METRICS, StudyRef, by_hash, study_ref
 from orchestrator.report.study_data import StudyData
 from orchestrator.report.verdicts import ALPHA, DEFAULT_THRESHOLD_PCT, Better, welch_p
-
-
-class HistoryStudy(BaseModel):
-    """One study of the series."""
-
-    name: str = Field(description="The study's name.")
-    directory: str = Field(description="Its study directory, as given.")
-    started_at: str = Field(description="When it started (ISO-8601 UTC).")
 
 
 class Step(BaseModel):
@@ -70,7 +62,7 @@ class Series(BaseModel):
 class History(BaseModel):
     """What ``llem history`` found (``--json`` prints this)."""
 
-    studies: list[HistoryStudy]
+    studies: list[StudyRef]
     threshold_pct: float = Field(description="Smallest step (%) that counts.")
     rule: str = Field(default=(
         "earliest k where the pooled means before and after differ beyond the threshold, a "
@@ -106,8 +98,7 @@ def study_history(studies: Sequence[StudyData],
                 means=[float(np.mean(v)) if v else None for v in values],
                 cycles=[len(v) for v in values],
                 step=find_step(values, metric.better, threshold_pct)))
-    return History(studies=[HistoryStudy(name=s.name, directory=str(s.directory),
-                                         started_at=s.summary.started_at) for s in studies],
+    return History(studies=[study_ref(study) for study in studies],
                    threshold_pct=threshold_pct, series=series)
 
 

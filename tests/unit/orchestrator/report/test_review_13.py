@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from llem_testkit.runners import ResultWriter, ScriptedResults
 from llem_testkit.studies import scripted_study, write
 
-from harness.errors import ConfigError
 from harness.schema.run_spec import RunSpec
 from orchestrator import run_study
 from orchestrator.cli import main
@@ -240,34 +239,4 @@ def test_gating_more_metrics_never_lets_a_default_gate_regression_pass(tmp_path)
     new = scripted_study(tmp_path, {1: {EPT: [1.07, 1.09, 1.05], TPS: [50.2, 49.6, 50.1]}})
     assert cli("compare", old, new)[0] == 1
     assert cli("compare", old, new, "--gate", "all")[0] == 1
-
-
-# --- stale stats.json: completed runs silently left out ---------------------------------------
-
-def test_a_completed_run_that_stats_json_does_not_list_is_not_silently_left_out(tmp_path):
-    # WRONG: a resume killed (SIGKILL, power loss, OOM killer) after its run completed but
-    # before the summary leaves the manifest with 3 completed runs and stats.json (and
-    # summary.json) of the 2 before. StudyData takes the configurations and their runs from
-    # stats.json only, so llem report / compare / history show 2 cycles and the third
-    # result is silently dropped (here it is 50 % worse). The reverse case (stats lists a
-    # run without a result) is refused with a ConfigError. RIGHT: the same refusal
-    # ("stats.json is older than the results: llem run --resume writes it again"), or the
-    # statistics recomputed from the results.
-    path = tmp_path / "t.yaml"
-    path.write_text("name: t\nmodel: m\nbackend: pytorch\n"
-                    "execution: {n_cycles: 2, config_gap_s: 0, cycle_gap_s: 0}\n")
-    values = [1.0, 1.01, 1.5]
-
-    def runner() -> ScriptedResults:
-        return ScriptedResults(lambda spec: {EPT: values[spec.cycle - 1]})
-
-    _, study_dir = run_study(path, runner(), output=tmp_path / "out", no_gaps=True)
-    before = {name: (study_dir / name).read_bytes() for name in ("stats.json", "summary.json")}
-    run_study(path, runner(), resume=study_dir, cycles=3, no_gaps=True)
-    for name, content in before.items():  # the files as the killed resume left them
-        (study_dir / name).write_bytes(content)
-    try:
-        data = StudyData.load(study_dir)
-    except ConfigError:  # a refusal naming the stale file is a right answer
-        return
-    assert sum(len(config.runs) for config in data.configurations) == 3
+# The stale stats.json case (a completed run no entry lists) is test_study_data.py's.
