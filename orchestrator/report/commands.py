@@ -70,7 +70,9 @@ def compare(old: Path, new: Path, threshold: float, metric_thresholds: tuple[str
     Exits 1 when a gating metric (energy per token, throughput, and any --gate) regressed
     (a change in the worse direction beyond the threshold that a Welch test, adjusted for
     the number of comparisons (Benjamini-Hochberg), supports), was lost (measured in OLD, no
-    value in NEW) or was excluded (every NEW run flagged). Exits 2 when not comparable.
+    value in NEW, or a configuration of the same design missing from NEW), was excluded
+    (every NEW run flagged) or kept fewer than 2 usable NEW values. Exits 2 when not
+    comparable.
     """
     from orchestrator.report.compare import compare_studies
     from orchestrator.report.compare_output import markdown, print_terminal
@@ -101,6 +103,10 @@ def failure_line(row: MetricComparison) -> str:
     if row.verdict == "lost":
         return (f"lost: {where} was measured in the old study ({row.old_n} values) and has no "
                 "value in the new one")
+    if row.verdict == "too few cycles (gating)":
+        return (f"too few cycles (gating): {where} had {row.old_n} values in the old study and "
+                f"{row.new_n} usable in the new one (flagged: "
+                f"{', '.join(row.flagged_reasons) or 'none; values missing'})")
     if row.verdict == "excluded (flagged)":
         return (f"excluded (flagged): {where}: every new run was flagged "
                 f"({', '.join(row.flagged_reasons) or 'no reason recorded'})")

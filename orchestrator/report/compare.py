@@ -4,14 +4,20 @@ Configurations are matched by measurement config hash (a configuration measured 
 environments within one study is compared through the entry of its latest run). Every
 headline metric with a direction gets a verdict from :func:`orchestrator.report.verdicts.
 verdicts` (Welch interval and test, Benjamini-Hochberg across pairs, a threshold). A failing
-verdict (regressed, lost, excluded (flagged)) of a *gating* metric is what makes ``llem
-compare`` exit 1; the others are shown. The environment differences between the two studies
-are listed as likely causes.
+verdict (regressed, lost, excluded (flagged), too few cycles (gating)) of a *gating* metric is
+what makes ``llem compare`` exit 1; the others are shown. The environment differences between
+the studies are listed as likely causes.
+
+The old side may be several earlier studies, newest first (``llem nightly`` passes every
+earlier comparable night): each new configuration is compared with the newest of them that
+has it, so a configuration that failed last night is compared with the last night that
+measured it. A configuration of an old study missing from the new one is *lost* (and fails)
+when both studies have the same design; with different designs it is only listed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, Field, computed_field
 
@@ -40,9 +46,15 @@ METHOD = ("Welch t-test on per-cycle values (scipy ttest_ind, equal_var=False); 
           "= 95 % Welch-Satterthwaite interval of the difference of means / |old mean|; "
           "Benjamini-Hochberg q < 0.05 within the default gating metrics, the --gate metrics "
           "and the other metrics, each a family; a verdict also needs a change beyond the "
-          "threshold (an old mean about 0: the test alone); fewer than 2 cycles on a side: no "
-          "verdict; measured before and not now: lost, or excluded (flagged).")
+          "threshold (an old mean about 0: beyond the threshold in % of the old mean of the "
+          "matching total metric, or the test alone without one); fewer than 2 cycles on a "
+          "side: no verdict, except a gating metric with 2 or more old values: too few cycles "
+          "(gating), a failure; measured before and not now: lost, or excluded (flagged); a "
+          "configuration of the same design missing from the new study: lost.")
 _FAMILIES = {True: "default gating", False: "added gating"}
+SCALES = {"energy_dynamic_per_output_token_j": "energy_per_output_token_j",
+          "energy_dynamic_j": "energy_j"}
+"""Dynamic metric -> its total: with an old mean about 0, the threshold is a % of the total."""
 
 
 class StudyRef(BaseModel):
@@ -87,7 +99,10 @@ class MetricComparison(BaseModel):
                              "configuration flagged). regressed, lost and excluded fail a gate.")
     flagged_reasons: list[str] = Field(
         default_factory=list,
-        description="Why every new run of the configuration was left out (flag codes).")
+        description="Why new runs of the configuration were left out (flag codes), with "
+        "excluded (flagged) or too few cycles (gating).")
+    baseline: str = Field(default="", description="The old study directory it was compared "
+                          "with (the newest of the old studies that has the configuration).")
 
 
 class Comparison(BaseModel):
@@ -104,6 +119,9 @@ class Comparison(BaseModel):
     only_in_new: list[ConfigRef] = Field(description="Configurations of the new study only.")
     environment_differences: list[str] = Field(
         description="What differs between the studies' environments: likely causes.")
+    baselines: list[StudyRef] = Field(
+        default_factory=list, description="The old studies some configuration was compared "
+        "with, newest first (one unless several old studies were given).")
 
     @property
     def regressions(self) -> list[MetricComparison]:
@@ -118,13 +136,15 @@ class Comparison(BaseModel):
         return bool(self.regressions)
 
 
-def compare_studies(old: StudyData, new: StudyData, threshold_pct: float = DEFAULT_THRESHOLD_PCT,
+def compare_studies(old: StudyData | Sequence[StudyData], new: StudyData,
+                    threshold_pct: float = DEFAULT_THRESHOLD_PCT,
                     thresholds: Mapping[str, float] | None = None,
                     gating: Iterable[str] = DEFAULT_GATING) -> Comparison:
     """Compare two studies; ConfigError when they cannot be compared (said why).
 
     Args:
-        old: the reference study.
+        old: the reference study, or earlier studies newest first: each configuration of
+            ``new`` is compared with the newest of them that has it.
         new: the study under test.
         threshold_pct: smallest change (in % of the old mean) that counts, for every metric.
         thresholds: per-metric overrides of ``threshold_pct``.
@@ -132,34 +152,54 @@ def compare_studies(old: StudyData, new: StudyData, threshold_pct: float = DEFAU
             one Benjamini-Hochberg family, the others of ``gating`` a second one, so gating
             more metrics never weakens the default gate.
     """
+    olds = [old] if isinstance(old, StudyData) else list(old)
     thresholds = dict(thresholds or {})
     gates = set(gating)
     check_metric_names([*thresholds, *gates])
-    pairs = _matched(old, new)
+    pairs = _matched(olds, new)
+    lost = [(study, config, None) for study, config in _only_in_old(olds, new)
+            if study.summary.design_hash == new.summary.design_hash]
     samples, rows = [], []
-    for old_config, new_config in pairs:
-        reasons = flagged_reasons(new_config)
+    for study, old_config, new_config in [*pairs, *lost]:
+        reasons = flagged_reasons(new_config) if new_config is not None else ()
         for metric in DIRECTED_METRICS:
             assert metric.better is not None
             gate = metric.name in gates
             samples.append(Sample(
-                old_config.values(metric.name), new_config.values(metric.name), metric.better,
-                thresholds.get(metric.name, threshold_pct), gate,
-                _FAMILIES[metric.name in DEFAULT_GATING] if gate else "other", reasons))
-            rows.append((new_config, metric))
+                old_config.values(metric.name),
+                new_config.values(metric.name) if new_config is not None else [],
+                metric.better, thresholds.get(metric.name, threshold_pct), gate,
+                _FAMILIES[metric.name in DEFAULT_GATING] if gate else "other", reasons,
+                _scale(old_config, metric.name)))
+            rows.append((study, new_config or old_config, metric))
     judged = verdicts(samples)
+    used = list({id(study): study for study, _, _ in pairs}.values())
     return Comparison(
-        old=study_ref(old), new=study_ref(new), threshold_pct=threshold_pct,
+        old=study_ref(olds[0]), new=study_ref(new), threshold_pct=threshold_pct,
         gating_metrics=[m.name for m in DIRECTED_METRICS if m.name in gates],
-        rows=[_row(config, metric, sample, judgement)
-              for (config, metric), sample, judgement in zip(rows, samples, judged, strict=True)],
-        only_in_old=_only(old, new), only_in_new=_only(new, old),
-        environment_differences=environment_differences(old, new))
+        rows=[_row(study, config, metric, sample, judgement)
+              for (study, config, metric), sample, judgement
+              in zip(rows, samples, judged, strict=True)],
+        only_in_old=[ConfigRef(config_hash=c.config_hash, label=c.label)
+                     for _, c in _only_in_old(olds, new)],
+        only_in_new=_only(new, olds),
+        environment_differences=environment_differences(used, new),
+        baselines=[study_ref(study) for study in olds if any(study is u for u in used)])
 
 
-def flagged_reasons(config: Configuration) -> tuple[str, ...]:
-    """The flag codes of a configuration none of whose runs was used; empty when some were."""
-    if config.used_runs:
+def _scale(old: Configuration, metric: str) -> float | None:
+    """The old mean of the total matching a dynamic metric (threshold scale about 0)."""
+    total = SCALES.get(metric)
+    values = old.values(total) if total is not None else []
+    return sum(values) / len(values) if values else None
+
+
+def flagged_reasons(config: Configuration, every: bool = False) -> tuple[str, ...]:
+    """The flag codes of a configuration none of whose runs was used; empty when some were.
+
+    With ``every``, the flag codes of its flagged runs whether or not some were used.
+    """
+    if config.used_runs and not every:
         return ()
     return tuple(dict.fromkeys(reason for run in config.stats.flagged
                                for reason in run.reasons))
@@ -180,20 +220,42 @@ def study_ref(study: StudyData) -> StudyRef:
                     started_at=study.summary.started_at)
 
 
-def _matched(old: StudyData, new: StudyData) -> list[tuple[Configuration, Configuration]]:
-    """Pairs by config hash; ConfigError when a study has no runs or none is in common."""
-    for study in (old, new):
+def _matched(olds: Sequence[StudyData], new: StudyData
+             ) -> list[tuple[StudyData, Configuration, Configuration]]:
+    """(old study, old, new) by config hash, the old from the newest old study that has it.
+
+    ConfigError when no old study is given, a study has no runs or none is in common.
+    """
+    if not olds:
+        raise ConfigError("not comparable: no old study given", fix="give an old study")
+    for study in (*olds, new):
         if not study.configurations:
             raise ConfigError(f"not comparable: {study.directory} has no completed runs",
                               fix="compare studies with at least one completed run")
-    old_by_hash, new_by_hash = by_hash(old), by_hash(new)
-    common = [h for h in new_by_hash if h in old_by_hash]
-    if not common:
+    pairs = []
+    for config_hash, new_config in by_hash(new).items():
+        found = next(((study, by_hash(study)[config_hash]) for study in olds
+                      if config_hash in by_hash(study)), None)
+        if found is not None:
+            pairs.append((found[0], found[1], new_config))
+    if not pairs:
         raise ConfigError(
-            f"not comparable: {old.directory} and {new.directory} have no configuration in "
+            f"not comparable: {olds[0].directory} and {new.directory} have no configuration in "
             "common (no measurement config hash in both)",
             fix="compare two runs of the same study file (same model, settings and inputs)")
-    return [(old_by_hash[h], new_by_hash[h]) for h in common]
+    return pairs
+
+
+def _only_in_old(olds: Sequence[StudyData], new: StudyData
+                 ) -> list[tuple[StudyData, Configuration]]:
+    """Configurations of the old studies (the newest that has each) missing from ``new``."""
+    found: dict[str, tuple[StudyData, Configuration]] = {}
+    news = by_hash(new)
+    for study in olds:
+        for config_hash, config in by_hash(study).items():
+            if config_hash not in news and config_hash not in found:
+                found[config_hash] = (study, config)
+    return list(found.values())
 
 
 def by_hash(study: StudyData) -> dict[str, Configuration]:
@@ -210,13 +272,13 @@ def _latest(config: Configuration) -> tuple[int, str]:
     return max((run.cycle, run.started_at) for run in config.runs)
 
 
-def _only(study: StudyData, other: StudyData) -> list[ConfigRef]:
-    others = by_hash(other)
+def _only(study: StudyData, olds: Sequence[StudyData]) -> list[ConfigRef]:
+    others = {h for other in olds for h in by_hash(other)}
     return [ConfigRef(config_hash=h, label=config.label)
             for h, config in by_hash(study).items() if h not in others]
 
 
-def _row(config: Configuration, metric: HeadlineMetric, sample: Sample,
+def _row(study: StudyData, config: Configuration, metric: HeadlineMetric, sample: Sample,
          judgement: Judgement) -> MetricComparison:
     return MetricComparison(
         config_hash=config.config_hash, label=config.label, metric=metric.name,
@@ -226,12 +288,22 @@ def _row(config: Configuration, metric: HeadlineMetric, sample: Sample,
         p_value=judgement.p_value, q_value=judgement.q_value,
         threshold_pct=sample.threshold_pct, verdict=judgement.verdict,
         flagged_reasons=list(sample.flagged_reasons)
-        if judgement.verdict == "excluded (flagged)" else [])
+        if judgement.verdict == "excluded (flagged)"
+        else list(flagged_reasons(config, every=True))
+        if judgement.verdict == "too few cycles (gating)" else [],
+        baseline=str(study.directory))
 
 
-def environment_differences(old: StudyData, new: StudyData) -> list[str]:
-    """``what: old vs new`` for each environment fact that differs between the studies."""
-    old_facts, new_facts = _facts(old), _facts(new)
+def environment_differences(old: StudyData | Sequence[StudyData], new: StudyData) -> list[str]:
+    """``what: old vs new`` for each environment fact that differs between the studies.
+
+    ``old`` may be several studies (the baselines a comparison used): their facts pooled.
+    """
+    old_facts: dict[str, set[str]] = {}
+    for study in [old] if isinstance(old, StudyData) else old:
+        for name, values in _facts(study).items():
+            old_facts.setdefault(name, set()).update(values)
+    new_facts = _facts(new)
     return [f"{name}: {_shown(old_facts.get(name))} vs {_shown(new_facts.get(name))}"
             for name in sorted(old_facts.keys() | new_facts.keys())
             if old_facts.get(name) != new_facts.get(name)]

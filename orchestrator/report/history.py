@@ -1,6 +1,7 @@
 """``llem history``: every headline metric with a direction across a series of studies.
 
-The studies are sorted by when they started (``summary.json``'s ``started_at``). For each
+The studies are sorted by when they were made (``manifest.json``'s ``created_at``, as
+``llem nightly`` orders its nights: a night resumed later keeps its place). For each
 configuration (measurement config hash) and metric, the series holds each study's per-cycle
 values (studies where it was not measured are skipped) and its mean.
 
@@ -24,6 +25,7 @@ measures its false steps and detection.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,9 +75,18 @@ class History(BaseModel):
 
 
 def load_series(directories: Sequence[Path]) -> list[StudyData]:
-    """The study directories, read and sorted by start time (then by directory)."""
+    """The study directories, read and sorted by when they were made (then by directory).
+
+    The manifest's ``created_at`` (the first invocation), not summary.json's ``started_at``
+    (the last one): a night resumed days later keeps its place in the series.
+    """
     studies = [StudyData.load(directory) for directory in directories]
-    return sorted(studies, key=lambda study: (study.summary.started_at, str(study.directory)))
+    return sorted(studies, key=lambda study: (_made(study), str(study.directory)))
+
+
+def _made(study: StudyData) -> dt.datetime:
+    made = dt.datetime.fromisoformat(study.manifest.created_at)
+    return made if made.tzinfo is not None else made.replace(tzinfo=dt.timezone.utc)
 
 
 def study_history(studies: Sequence[StudyData],

@@ -17,15 +17,20 @@ A verdict of *regressed* (or *improved*) needs both:
   many metrics and configurations do not multiply false alarms.
 
 When the old mean is *about zero* (:func:`about_zero`: 0, or within one standard deviation of
-the old values from 0) a percentage of it means nothing and no threshold can apply: the change
-is None and the verdict is the test alone (q < 0.05), its direction the sign of new - old, so
-a real move away from zero is still a verdict.
+the old values from 0) a percentage of it means nothing: the change is None. The threshold then
+applies to |new mean - old mean| in % of :attr:`Sample.scale` (for dynamic energy, the old mean
+of the matching total energy), so a move of dynamic J/token by 0.5 % of the total J/token does
+not fail a nightly, while a real move away from zero beyond the threshold of the total still
+does. Without a scale the verdict is the test alone (q < 0.05). The direction is the sign of
+new - old.
 
 A metric measured in the old study and with no value in the new one is *lost*, or *excluded
 (flagged)* when every new run of the configuration was flagged: both fail a gate
 (:data:`FAILING`), as a nightly that lost its energy figures must not pass. A metric with no
-old value is *not measured*; a side with fewer than 2 values is *too few cycles* (no variance,
-so no test): neither is ever a failure. ``tests/perf/bench_compare.py`` measures the
+old value is *not measured* (never a failure). A side with fewer than 2 values is *too few
+cycles* (no variance, so no test), except for a gating metric with at least 2 old values and
+fewer than 2 new ones (flagged runs left out, values missing): that is *too few cycles
+(gating)* and fails, as flagging all runs but one must not turn a failure into a pass. ``tests/perf/bench_compare.py`` measures the
 false-alarm and detection rates of these rules.
 """
 
@@ -42,10 +47,11 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 Verdict = Literal["improved", "regressed", "no significant change", "not measured",
-                  "too few cycles", "lost", "excluded (flagged)"]
+                  "too few cycles", "too few cycles (gating)", "lost", "excluded (flagged)"]
 Better = Literal["lower", "higher"]
 
-FAILING: frozenset[Verdict] = frozenset({"regressed", "lost", "excluded (flagged)"})
+FAILING: frozenset[Verdict] = frozenset({"regressed", "lost", "excluded (flagged)",
+                                         "too few cycles (gating)"})
 """The verdicts that fail ``llem compare`` (exit 1) on a gating metric."""
 
 ALPHA = 0.05
@@ -71,6 +77,8 @@ class Sample:
         flagged_reasons: why every new run of the configuration was left out (flag codes);
             empty when some were used. With no new value, it makes the verdict *excluded
             (flagged)* instead of *lost*.
+        scale: with an old mean about zero, what the threshold is a % of (the old mean of
+            the matching total metric); None: the test alone decides then.
     """
 
     old: Sequence[float]
@@ -80,6 +88,7 @@ class Sample:
     gating: bool = True
     family: str | None = None
     flagged_reasons: tuple[str, ...] = ()
+    scale: float | None = None
 
     @property
     def family_name(self) -> str:
@@ -204,6 +213,8 @@ def _judge(sample: Sample, test: _Welch | None, q: float | None) -> Judgement:
     if test is None or q is None:
         verdict: Verdict = ("too few cycles" if min(len(sample.old), len(sample.new)) < MIN_CYCLES
                             else "no significant change")
+        if (verdict == "too few cycles" and sample.gating and len(sample.old) >= MIN_CYCLES):
+            verdict = "too few cycles (gating)"
         return Judgement(old_mean, new_mean, change, None, None, None, verdict)
     return Judgement(old_mean, new_mean, test.change_pct, test.interval_pct, test.p_value, q,
                      _direction(sample, test, q))
@@ -220,11 +231,15 @@ def _direction(sample: Sample, test: _Welch, q: float) -> Verdict:
     """Improved or regressed when q < ALPHA and beyond the threshold, else no change.
 
     The direction is the sign of new - old against ``better``; with an old mean about zero
-    (no change in %) the test alone decides.
+    (no change in %) the threshold is a % of ``sample.scale``, or without one the test alone
+    decides.
     """
     if q >= ALPHA or test.difference == 0:
         return "no significant change"
     if test.change_pct is not None and abs(test.change_pct) <= sample.threshold_pct:
+        return "no significant change"
+    if (test.change_pct is None and sample.scale
+            and abs(test.difference) / abs(sample.scale) * 100 <= sample.threshold_pct):
         return "no significant change"
     worse = test.difference > 0 if sample.better == "lower" else test.difference < 0
     return "regressed" if worse else "improved"
