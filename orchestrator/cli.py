@@ -64,6 +64,7 @@ from orchestrator.tables import export_csv
 
 if TYPE_CHECKING:
     from orchestrator.report.nightly import PreviousNight
+    from orchestrator.report.study_data import StudyData
 
 LARGE_STUDY = 1000
 """Runs above which a study asks for --yes."""
@@ -494,16 +495,17 @@ def report(study_dir: Path, html: bool, carbon_intensity: float | None, price: f
 @click.option("--threshold", type=PERCENT, default=5.0, show_default=True,
               help="Change (%) beyond which a significant change is a regression.")
 @click.option("--keep", type=click.IntRange(min=2), help="Keep only the newest KEEP nightly "
-              "study directories (the two compared always stay).")
+              "study directories (tonight and every night compared with always stay).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 def nightly(file: Path, root: Path, runner_name: str | None, image: str | None,
             cycles: int | None, threshold: float, keep: int | None, quiet: bool) -> None:
-    """Run FILE as tonight's study under --root and compare it with the previous night.
+    """Run FILE as tonight's study under --root and compare it with the earlier nights.
 
-    The previous night is the newest earlier one of the same study and design that was not
-    interrupted and completed a run. Exit 0: no regression (or nothing to compare with); 1: a
-    gating metric regressed or a run failed; 2: bad input, the two nights are not comparable
-    (after --keep pruned), or another nightly holds --root (nothing ran).
+    Each configuration is compared with the newest earlier night of the same study and design
+    that was not interrupted, completed a run and measured it. Exit 0: no regression (or
+    nothing to compare with); 1: a gating metric regressed or a run failed; 2: bad input, the
+    nights are not comparable (after --keep pruned), or another nightly holds --root (nothing
+    ran); 130: interrupted (Ctrl-C; nothing compared, nothing pruned).
     """
     from orchestrator.report import nightly as nights
 
@@ -514,19 +516,29 @@ def nightly(file: Path, root: Path, runner_name: str | None, image: str | None,
         with nights.nightly_lock(root):
             summary, study_dir = _run_study(request, options)
             _print_summary(summary, study_dir, as_json=False)
+            if summary.interrupted:  # a partial night: no verdict, no retention
+                err.print(f"interrupted: nothing compared, nothing pruned; continue it with: "
+                          f"llem run --resume {study_dir}", highlight=False, markup=False)
+                sys.exit(EXIT_INTERRUPTED)
             previous = nights.find_previous(root, study_dir)
+            used: list[Path] = list(filter(None, [previous.path]))
             try:  # a comparison that raises (not comparable) still lets retention run
-                regressed = _compare_nightly(previous, study_dir, summary, threshold)
+                regressed = _compare_nightly(previous, study_dir, summary, threshold, used)
             finally:
-                _prune_nightlies(root, keep, (study_dir, *filter(None, [previous.path])))
+                _prune_nightlies(root, keep, (study_dir, *used))
     except LlemError as error:
         fail(error)
-    sys.exit(EXIT_FAILED if regressed or summary.failed or summary.interrupted else EXIT_OK)
+    sys.exit(EXIT_FAILED if regressed or summary.failed else EXIT_OK)
 
 
 def _compare_nightly(previous: PreviousNight, study_dir: Path, summary: StudySummary,
-                     threshold: float) -> bool:
-    """Compare tonight's study with ``previous``; write comparison.md/.json; True: regressed."""
+                     threshold: float, used: list[Path]) -> bool:
+    """Compare tonight's study with the earlier nights; write comparison.md/.json.
+
+    Each configuration is compared with the newest earlier night that has it; the nights
+    read stop at the first that completes every configuration of tonight. ``used`` gets
+    every night a configuration was compared with (retention keeps them). True: regressed.
+    """
     from harness.io import write_text
     from orchestrator.report.compare import compare_studies
     from orchestrator.report.compare_output import markdown, print_terminal
@@ -539,13 +551,30 @@ def _compare_nightly(previous: PreviousNight, study_dir: Path, summary: StudySum
     if previous.path is None:
         out.print(previous.why_none, highlight=False)
         return False
-    comparison = compare_studies(StudyData.load(previous.path), StudyData.load(study_dir),
+    tonight = StudyData.load(study_dir)
+    comparison = compare_studies(_baselines(previous.earlier, tonight), tonight,
                                  threshold_pct=threshold)
+    used[:] = [Path(ref.directory) for ref in comparison.baselines]
     write_text(study_dir / COMPARISON_JSON, comparison.model_dump_json(indent=2))
     write_text(study_dir / COMPARISON_MD, markdown(comparison))
     print_terminal(comparison, out)
     out.print(f"compared with {previous.path}; {study_dir / COMPARISON_MD}", highlight=False)
     return comparison.regressed
+
+
+def _baselines(earlier: tuple[Path, ...], tonight: StudyData) -> list[StudyData]:
+    """The earlier nights, newest first, read until every configuration of tonight has one."""
+    from orchestrator.report.compare import by_hash
+    from orchestrator.report.study_data import StudyData
+
+    missing, studies = set(by_hash(tonight)), []
+    for path in earlier:
+        study = StudyData.load(path)
+        studies.append(study)
+        missing -= set(by_hash(study))
+        if not missing:
+            break
+    return studies
 
 
 def _prune_nightlies(root: Path, keep: int | None, protect: tuple[Path, ...]) -> None:

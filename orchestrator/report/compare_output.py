@@ -14,10 +14,11 @@ from orchestrator.report.study_data import METRICS_BY_NAME
 
 VERDICT_STYLES = {"improved": "green", "regressed": "bold red", "no significant change": "dim",
                   "too few cycles": "yellow", "not measured": "dim", "lost": "bold red",
-                  "excluded (flagged)": "bold red"}
+                  "excluded (flagged)": "bold red", "too few cycles (gating)": "bold red"}
 MARKDOWN_MARKS = {"improved": "✅ improved", "regressed": "❌ regressed", "lost": "❌ lost",
                   "excluded (flagged)": "❌ excluded (flagged)",
-                  "too few cycles": "⚠️ too few cycles"}
+                  "too few cycles": "⚠️ too few cycles",
+                  "too few cycles (gating)": "❌ too few cycles (gating)"}
 
 
 def shown_rows(comparison: Comparison) -> list[MetricComparison]:
@@ -75,10 +76,18 @@ def footer_lines(comparison: Comparison) -> list[str]:
     hidden = len(comparison.rows) - len(shown_rows(comparison))
     if hidden:
         lines.append(f"{hidden} metric rows not measured in either study are not shown")
+    lost = {row.config_hash for row in comparison.rows if row.config_hash in
+            {ref.config_hash for ref in comparison.only_in_old}}
     for side, refs in (("old", comparison.only_in_old), ("new", comparison.only_in_new)):
         if refs:
-            lines.append(f"only in the {side} study (not compared): "
+            how = "lost: same study design" if side == "old" and lost else "not compared"
+            lines.append(f"only in the {side} study ({how}): "
                          + ", ".join(f"{ref.label} ({ref.config_hash})" for ref in refs))
+    older = sorted({(row.label, row.baseline) for row in comparison.rows
+                    if row.baseline and row.baseline != comparison.old.directory})
+    if older:
+        lines.append("compared with an older study (not measured in the newest): "
+                     + ", ".join(f"{label} with {baseline}" for label, baseline in older))
     if comparison.environment_differences:
         lines.append("environment differences (likely causes): "
                      + "; ".join(comparison.environment_differences))
@@ -93,7 +102,7 @@ def markdown(comparison: Comparison) -> str:
     headline = (f"**{len(regressions)} regression(s)** in gating metrics" if regressions
                 else "No regression in gating metrics")
     if any(row.verdict != "regressed" for row in regressions):
-        headline += " (lost or excluded (flagged) included)"
+        headline += " (lost, excluded (flagged) or too few cycles (gating) included)"
     lines = [f"## llem compare: {comparison.old.name} → {comparison.new.name}", "",
              headline, "",
              "| configuration | metric | old | new | change [95 % interval] | q | verdict |",

@@ -3,14 +3,15 @@
 ``llem nightly STUDY --root results/nightly`` (``make nightly``) runs the study into a new study
 directory under the root (``<study>_<UTC time>``), writes its report, compares it with the
 previous night (``comparison.md`` and ``comparison.json`` beside its report) and exits 1 when a
-gating metric regressed. The previous night is the newest earlier night of the same study
-(its name) and the same design (its ``design_hash``: a changed study file starts a new series)
-that was not interrupted and has at least one completed run; a configuration that failed is
-then listed as only in one study, so one failing configuration does not stop every later
-comparison. Nights are ordered by when they started, not by folder name. A lock on the root
-keeps two nightlies from overlapping: the second stops before it runs anything. ``--keep``
-removes the oldest nights of the same study beyond that many, never the two just compared and
-never another study's directory or a link.
+gating metric regressed. The earlier nights compared with are those of the same study (its
+name) and the same design (its ``design_hash``: a changed study file starts a new series) that
+were not interrupted and have at least one completed run, newest first: each configuration is
+compared with the newest of them that measured it, so a configuration that failed last night
+is compared with the last night that measured it (its regression is not hidden). Nights are
+ordered by when they started, not by folder name. A lock on the root keeps two nightlies from
+overlapping: the second stops before it runs anything. ``--keep`` removes the oldest nights of
+the same study beyond that many, never tonight nor a night some configuration was compared
+with, and never another study's directory or a link.
 """
 
 from __future__ import annotations
@@ -124,10 +125,13 @@ class PreviousNight:
     Attributes:
         path: the previous night's study directory; None when there is none.
         why_none: what to print when ``path`` is None.
+        earlier: every comparable earlier night of the study design, newest first
+            (``path`` is the first): the baselines a configuration may be compared with.
     """
 
     path: Path | None
     why_none: str = ""
+    earlier: tuple[Path, ...] = ()
 
 
 def find_previous(root: Path, current: Path) -> PreviousNight:
@@ -144,11 +148,11 @@ def find_previous(root: Path, current: Path) -> PreviousNight:
     if not same_design:
         return PreviousNight(None, "no earlier night of this study design (the study file "
                              f"changed since {earlier[-1].path.name}): nothing compared")
-    found = next((night.path for night in reversed(same_design) if comparable(night.path)), None)
-    if found is None:
+    found = tuple(night.path for night in reversed(same_design) if comparable(night.path))
+    if not found:
         return PreviousNight(None, "no earlier night of this study design completed a run "
                              "without being interrupted: nothing compared")
-    return PreviousNight(found)
+    return PreviousNight(found[0], earlier=found)
 
 
 def previous_nightly(root: Path, current: Path) -> Path | None:
@@ -161,7 +165,8 @@ def prune(root: Path, keep: int, protect: tuple[Path, ...]) -> list[Path]:
 
     The study is that of ``protect[0]`` (the night just run); directories of other studies
     and links are never counted nor removed. Directories in ``protect`` (the night just run
-    and the one it was compared with) stay whatever their age. Returns what was removed.
+    and every night a configuration was compared with) stay whatever their age. Returns what
+    was removed.
     """
     tonight = Night.read(protect[0]) if protect else None
     if tonight is None:

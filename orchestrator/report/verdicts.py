@@ -30,8 +30,8 @@ A metric measured in the old study and with no value in the new one is *lost*, o
 old value is *not measured* (never a failure). A side with fewer than 2 values is *too few
 cycles* (no variance, so no test), except for a gating metric with at least 2 old values and
 fewer than 2 new ones (flagged runs left out, values missing): that is *too few cycles
-(gating)* and fails, as flagging all runs but one must not turn a failure into a pass. ``tests/perf/bench_compare.py`` measures the
-false-alarm and detection rates of these rules.
+(gating)* and fails, as flagging all runs but one must not turn a failure into a pass.
+``tests/perf/bench_compare.py`` measures the false-alarm and detection rates of these rules.
 """
 
 from __future__ import annotations

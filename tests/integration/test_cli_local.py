@@ -135,6 +135,36 @@ def test_sigint_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model_dir,
     assert error["phase"] == "warmup"
 
 
+@pytest.mark.slow
+def test_an_interrupted_nightly_exits_130_compares_nothing_and_prunes_nothing(
+        tiny_model_dir, tmp_path):
+    # Ctrl-C during tonight's first run: a partial night is no verdict. llem nightly exits 130
+    # as llem run does, writes no comparison and --keep removes no night.
+    from llem_testkit.runners import ResultWriter
+
+    from orchestrator import run_study
+
+    study = tmp_path / "s.yaml"
+    study.write_text(study_text(
+        tiny_model_dir, "sweep:\n  pytorch.batch_size: [1, 2]\n",
+        warmup={"n_warmup": 1, "min_seconds": 300, "max_seconds": 600},
+        execution={"config_gap_s": 0, "cycle_gap_s": 0}))
+    root = tmp_path / "nightly"
+    old = [run_study(study, ResultWriter(), output=root, no_gaps=True)[1] for _ in range(2)]
+    process = start_llem("nightly", str(study), "--root", str(root), "--runner", "local",
+                         "--keep", "2", "-q", cwd=tmp_path)
+    events = wait_for_event(root, "*/001_*/events.jsonl", "warmup", timeout_s=300)
+    assert events is not None, "tonight's first run never reached warmup"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted: nothing compared, nothing pruned" in stderr
+    tonight = events.parent.parent
+    assert StudySummary.load(tonight).interrupted
+    assert not (tonight / "comparison.json").exists()
+    assert all(path.is_dir() for path in old)  # 3 nights, --keep 2: none removed
+
+
 def _block_sigterm() -> None:
     # Inherited by the harness: it then ignores the runner's SIGTERM, as a harness stuck in a
     # driver call does, and only a kill stops it.

@@ -303,3 +303,20 @@ def test_a_threshold_must_be_a_finite_percentage(tmp_path, baseline, value):
                           "--threshold", value)
     assert code == 2 and "--threshold" in stderr
     assert not (tmp_path / "nights").exists()
+
+
+def test_an_old_mean_about_zero_takes_the_threshold_in_percent_of_the_total():
+    # dynamic J/token about 0, total J/token 1.0: a rise of 0.4 % of the total is no
+    # regression, a rise of 10 % of the total is one
+    around_zero = [0.001, -0.001, 0.002]
+    small = verdicts([Sample(around_zero, [0.004, 0.005, 0.004], "lower", scale=1.0)])[0]
+    assert (small.verdict, small.change_pct) == ("no significant change", None)
+    assert small.q_value is not None and small.q_value < 0.05  # the threshold decided
+    big = verdicts([Sample(around_zero, [0.10, 0.11, 0.09], "lower", scale=1.0)])[0]
+    assert big.verdict == "regressed"
+
+
+def test_one_new_value_fails_a_gating_metric_and_not_another():
+    old, new = [1.0, 1.01, 0.99, 1.0], [3.0]
+    gating, other = verdicts([Sample(old, new, "lower"), Sample(old, new, "lower", gating=False)])
+    assert (gating.verdict, other.verdict) == ("too few cycles (gating)", "too few cycles")

@@ -93,8 +93,10 @@ def test_one_usable_new_cycle_lets_a_tripled_energy_per_token_pass(
                  Scripted(_values({1: 3.0}), flag=lambda spec: spec.cycle > 1))
     rows = compare_studies(StudyData.load(old), StudyData.load(new)).rows
     assert next(r for r in rows if r.metric == EPT).verdict == "too few cycles (gating)"
+    assert next(r for r in rows if r.metric == EPT).flagged_reasons == ["thermal_drift"]
     result = CliRunner().invoke(main, ["compare", str(old), str(new)])
     assert result.exit_code == 1, result.stdout
+    assert "too few cycles (gating)" in result.stderr and "thermal_drift" in result.stderr
 
 
 def test_an_old_mean_about_zero_fails_the_gate_on_a_change_far_below_the_threshold(
@@ -137,10 +139,15 @@ def test_a_night_that_lost_a_configuration_hides_its_regression_from_the_next_ni
            "s_20261102T020000Z")
     night3 = _study(tmp_path, root, [1, 2], Scripted(_values({1: 1.0, 2: 1.5})),
                     "s_20261103T020000Z")
-    previous = find_previous(root, night3).path
-    assert previous is not None
-    comparison = compare_studies(StudyData.load(previous), StudyData.load(night3))
+    previous = find_previous(root, night3)
+    assert previous.path is not None
+    comparison = compare_studies([StudyData.load(path) for path in previous.earlier],
+                                 StudyData.load(night3))
     assert comparison.regressed, [c.label for c in comparison.only_in_new]
+    bs2 = next(r for r in comparison.rows if r.metric == EPT and r.label == "pytorch-bs2")
+    assert (bs2.verdict, Path(bs2.baseline).name) == ("regressed", "s_20261101T020000Z")
+    assert [Path(ref.directory).name for ref in comparison.baselines] == [
+        "s_20261102T020000Z", "s_20261101T020000Z"]  # both kept by retention
 
 
 def test_llem_compare_passes_when_every_new_run_of_a_configuration_failed(
@@ -157,6 +164,9 @@ def test_llem_compare_passes_when_every_new_run_of_a_configuration_failed(
                           fail=lambda spec: _size(spec) == 2))
     result = CliRunner().invoke(main, ["compare", str(old), str(new), "--json"])
     assert result.exit_code == 1, result.stdout[-400:]
+    lost = {r.label for r in compare_studies(StudyData.load(old), StudyData.load(new)).regressions
+            if r.verdict == "lost"}
+    assert lost == {"pytorch-bs2"}
 
 
 def test_history_orders_a_resumed_night_by_its_resume_not_by_when_it_was_made(
