@@ -232,10 +232,11 @@ def _matched(olds: Sequence[StudyData], new: StudyData
         if not study.configurations:
             raise ConfigError(f"not comparable: {study.directory} has no completed runs",
                               fix="compare studies with at least one completed run")
+    indexed = [(study, by_hash(study)) for study in olds]
     pairs = []
     for config_hash, new_config in by_hash(new).items():
-        found = next(((study, by_hash(study)[config_hash]) for study in olds
-                      if config_hash in by_hash(study)), None)
+        found = next(((study, configs[config_hash]) for study, configs in indexed
+                      if config_hash in configs), None)
         if found is not None:
             pairs.append((found[0], found[1], new_config))
     if not pairs:
