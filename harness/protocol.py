@@ -24,6 +24,7 @@ from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discov
 from harness.energy.codecarbon import CodeCarbonGpuSet, TrackerFactory, codecarbon_tracker
 from harness.energy.device import GpuSample
 from harness.energy.meter import NO_SENSOR_MESSAGE, EnergyReading
+from harness.energy.rapl import DEFAULT_POWERCAP_ROOT, HostEnergyMeter, HostMark
 from harness.energy.selection import (
     Selection,
     narrow_cuda_view,
@@ -77,6 +78,8 @@ class ExperimentRun:
             when None (``harness.testing.fake_zeus_get_gpus`` replays FakeGpu traces).
         on_event: also receives every event written to events.jsonl (from harness threads).
         heartbeat_s: seconds between two heartbeat events.
+        powercap_root: where the host's RAPL zones are read (``energy.host``); a fake tree in
+            tests.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class ExperimentRun:
         zeus_get_gpus: Callable[[], Any] | None = None,
         on_event: Callable[[ev.RunEvent], None] | None = None,
         heartbeat_s: float = ev.HEARTBEAT_PERIOD_S,
+        powercap_root: Path = DEFAULT_POWERCAP_ROOT,
     ) -> None:
         self.spec = spec
         self.config = spec.config
@@ -105,6 +109,7 @@ class ExperimentRun:
         self.identity: GpuIdentityProof | None = None
         self._saved_cuda_view: dict[str, str | None] = {}
         self._heartbeat_s = heartbeat_s
+        self._powercap_root = powercap_root
         run_dir.mkdir(parents=True, exist_ok=True)
         self.events = EventLog(run_dir / "events.jsonl", on_event)
         self.series = TimeSeriesWriter(run_dir / "timeseries.parquet")
@@ -153,6 +158,8 @@ class ExperimentRun:
         self.meter = EnergyMeter(gpus, self.sampler)
         self.sampler.start()
         stack.callback(self.sampler.stop)
+        # the host's RAPL zones are read in every run, GPU or CPU, by their own thread
+        self.host = stack.enter_context(HostEnergyMeter.open(self._powercap_root))
         return self._measure_all(gpus, backend, started_at)
 
     def _measure_all(self, gpus: GpuSet, backend: Backend, started_at: str) -> ExperimentResult:
@@ -160,9 +167,11 @@ class ExperimentRun:
         cold_start = self._load(backend)
         requests = build_requests(self.config, backend)
         warmup = self._warmup(backend, requests, gpus)
-        output, reading, window_samples = self._window(backend, requests)
+        output, reading, window_samples, host_edges = self._window(backend, requests)
         work = metrics.throughput(output, reading.duration_s)
         energy = metrics.energy(reading, work, baseline_power_w(baseline), len(gpus))
+        energy.host, host_warnings = self.host.between(*host_edges)
+        self.warnings.extend(host_warnings)
         energy.cold_start_energy_j = cold_start.energy_j
         energy.cold_start_duration_s = cold_start.duration_s
         if isinstance(gpus, CodeCarbonGpuSet):
@@ -260,16 +269,22 @@ class ExperimentRun:
                      [pids for _, pids in before], [pids for _, pids in after])
 
     def _window(self, backend: Backend, requests: list[Request]
-                ) -> tuple[GenerationOutput, EnergyReading, list[GpuSample]]:
-        """The measurement window: the whole workload between two synchronised edges."""
+                ) -> tuple[GenerationOutput, EnergyReading, list[GpuSample],
+                           tuple[HostMark, HostMark]]:
+        """The measurement window: the whole workload between two synchronised edges.
+
+        The host's RAPL zones are read just inside the GPU edges.
+        """
         self._enter("measure")
         backend.synchronize()  # the window opens when all queued work has finished
         start = self.meter.mark()
+        host_start = self.host.mark()
         output = backend.generate(requests, on_batch=self._progress)
         backend.synchronize()  # ... and closes only when the last token really exists
+        host_end = self.host.mark()
         end = self.meter.mark()
-        return output, self.meter.between(start, end), self.sampler.samples_between(
-            start.t_s, end.t_s)
+        return (output, self.meter.between(start, end),
+                self.sampler.samples_between(start.t_s, end.t_s), (host_start, host_end))
 
     def _preflight(self, stack: contextlib.ExitStack[bool | None]) -> tuple[GpuSet, Backend]:
         """Open the GPUs and the backend; each resource goes on ``stack`` as it is opened."""

@@ -68,6 +68,38 @@ class SourceGpu(Record):
     gpu_count_found: int = Field(description="How many GPUs the source found (count).")
 
 
+class HostEnergyZone(Record):
+    """One RAPL powercap zone's energy over the measurement window."""
+
+    zone: str = Field(description="The powercap zone, e.g. intel-rapl:0 or intel-rapl:0:1.")
+    name: str = Field(description="What the zone measures, as the kernel names it: package-N "
+                      "(a CPU socket: cores and uncore), dram, core, uncore, psys.")
+    energy_j: float | None = Field(
+        description="Energy of the zone over the window (J); null when a read of it failed "
+        "or its counter reset during the run.")
+
+
+class HostEnergy(Record):
+    """The host's own energy from RAPL: never part of energy_j or any per-token figure."""
+
+    method: Literal["rapl_powercap"] | None = Field(
+        None, description="rapl_powercap: RAPL counters read through the Linux powercap "
+        "interface (Intel and AMD); null when not readable (see null_reason).")
+    cpu_package_energy_j: float | None = Field(
+        None, description="Energy of every CPU package (package-N zones) summed over the "
+        "window (J): cores and uncore of each socket; null when a package zone was unreadable.")
+    dram_energy_j: float | None = Field(
+        None, description="Energy of the DRAM zones summed over the window (J); null where the "
+        "CPU exposes no DRAM zone (most AMD and client CPUs) or one was unreadable.")
+    duration_s: float | None = Field(
+        None, description="Time between the two RAPL reads at the window's edges (s).")
+    zones: list[HostEnergyZone] = Field(
+        default_factory=list, description="Every RAPL zone read, subzones included (core and "
+        "uncore are parts of their package, not added to it).")
+    null_reason: str | None = Field(
+        None, description="Why host energy is null: the path that is missing or not readable.")
+
+
 class EnergyMetrics(Record):
     """Energy over the measurement window. Null where no sensor exists (see warnings)."""
 
@@ -138,6 +170,10 @@ class EnergyMetrics(Record):
         None, description="With energy.backend codecarbon: what CodeCarbon found for each "
         "measured GPU, in GPU order, checked before the run (a tracker that found none fails "
         "preflight); null for the other sources, which read the GPUs llem opened.")
+    host: HostEnergy | None = Field(
+        None, description="CPU package and DRAM energy of the window from RAPL, beside the GPU "
+        "figures and never added to them; null only in results written before llem recorded "
+        "it.")
 
 
 class ThroughputMetrics(Record):

@@ -45,6 +45,12 @@ WARNING_CODES: dict[str, str] = {
     "replayed trace): their energy is not this model's",
     "cross_request_cache_hits": "prompt tokens in the window came from a cross-request KV cache "
     "(`throughput.cached_prompt_tokens` > 0) although the study did not turn caching on",
+    "host_energy_unavailable": "RAPL through powercap is not readable (the path missing, no "
+    "RAPL zone, or permission denied; the message names it): `energy.host` figures are null, "
+    "never estimated",
+    "host_energy_incomplete": "a RAPL zone could not be read throughout the run (gone, "
+    "permission denied or its counter reset): its energy and every host total including it "
+    "are null",
     "sanity_check_failed": "a post-run sanity check failed (see `sanity.failed_checks`)",
 }
 

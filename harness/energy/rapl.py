@@ -1,0 +1,293 @@
+"""The host's own energy: CPU package and DRAM from RAPL, through the Linux powercap interface.
+
+Intel and AMD processors expose their RAPL energy counters as powercap zones:
+``/sys/class/powercap/intel-rapl:N`` (``name`` = ``package-N``) with subzones such as
+``intel-rapl:N:M`` (``name`` = ``dram``, ``core``, ``uncore``). Each zone's ``energy_uj`` is a
+counter in microjoules that wraps back to zero at ``max_energy_range_uj``.
+
+:class:`HostEnergyMeter` reads every zone at the window's edges (:meth:`~HostEnergyMeter.mark`)
+and every ``poll_s`` in between from its own thread, so that between two reads a counter can wrap
+at most once and each wrap is unwrapped. A zone that cannot be read (missing, permission denied,
+gone mid-run) gives null energy and a reason, never an estimate.
+
+Why not Zeus's RAPL reader (``zeus.device.cpu``): its root is a module constant (the host's
+``/sys/class/powercap/intel-rapl`` or a fixed container path), so it cannot be pointed at a
+test tree; it counts wraps in one spawned process per counter file, and counts every decrease
+as a wrap. The counter arithmetic needed here is a few lines.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from harness.schema.result import HostEnergy, HostEnergyZone, Warning_
+
+DEFAULT_POWERCAP_ROOT = Path("/sys/class/powercap")
+"""Where the kernel exposes powercap; a container sees it only through a bind mount."""
+
+METHOD = "rapl_powercap"
+
+DEFAULT_POLL_S = 2.0
+"""Seconds between two reads of every zone inside a run. The smallest ranges seen are tens of
+kJ (AMD package zones: ~65 kJ), so a counter wraps at most once between reads below ~30 kW."""
+
+PERMISSION_HINT = (
+    "energy_uj is readable by root only on kernels patched for CVE-2020-8694 (2020); "
+    "see docs/runners.md for the read permission and a container's read-only bind"
+)
+
+
+@dataclass(frozen=True)
+class RaplZone:
+    """One powercap zone: a counter and the value it wraps at.
+
+    Attributes:
+        zone: the zone's directory name, e.g. ``intel-rapl:0:1``.
+        name: what the zone measures, as the kernel names it: ``package-0``, ``dram``, ...
+        energy_uj_path: the counter file.
+        max_energy_range_uj: the counter wraps back to 0 after this value (uJ).
+
+    """
+
+    zone: str
+    name: str
+    energy_uj_path: Path
+    max_energy_range_uj: int
+
+    def read_uj(self) -> int:
+        """The counter now (uJ); raises OSError or ValueError when it cannot be read."""
+        return int(self.energy_uj_path.read_text().strip())
+
+
+def forward_step_uj(before_uj: int, after_uj: int, max_range_uj: int) -> int | None:
+    """Energy between two reads of one counter (uJ), or None for a counter that was reset.
+
+    A decrease is a wrap, ``(max - before) + after``, only if that step is shorter than half
+    the range; a decrease that unwraps to nearly the whole range is a reset (a reloaded
+    driver), not energy.
+    """
+    if after_uj >= before_uj:
+        return after_uj - before_uj
+    wrapped = (max_range_uj - before_uj) + after_uj
+    return wrapped if wrapped < max_range_uj / 2 else None
+
+
+def _zone_dirs(root: Path) -> list[Path]:
+    """``intel-rapl:N`` zones and their ``intel-rapl:N:M`` subzones, in numeric order."""
+    tops = sorted(root.glob("intel-rapl:*"), key=lambda p: [int(x) for x in p.name.split(":")[1:]
+                                                            if x.isdigit()])
+    dirs: list[Path] = []
+    for top in tops:
+        subs = sorted(top.glob("intel-rapl:*"), key=lambda p: p.name)
+        dirs += [top, *subs]
+    return dirs
+
+
+def _read_text(path: Path, problems: list[str]) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError as error:
+        problems.append(_why(error, path))
+        return None
+
+
+def _open_zone(path: Path, problems: list[str]) -> tuple[RaplZone, bool]:
+    """A zone and whether its counter can be read now; each failure is added to ``problems``.
+
+    An unreadable zone is kept (its energy is then null, and so is every total that would
+    include it) rather than dropped, which would make a total silently partial.
+    """
+    name = _read_text(path / "name", problems) or "unknown"
+    max_range = _read_text(path / "max_energy_range_uj", problems)
+    zone = RaplZone(path.name, name, path / "energy_uj", int(max_range) if max_range else 0)
+    return zone, _read_text(zone.energy_uj_path, problems) is not None
+
+
+def _why(error: Exception, path: Path) -> str:
+    if isinstance(error, PermissionError):
+        return f"{path}: permission denied ({PERMISSION_HINT})"
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: missing"
+    return f"{path}: {type(error).__name__}: {error}"
+
+
+def discover_zones(root: Path = DEFAULT_POWERCAP_ROOT) -> tuple[list[RaplZone], list[str]]:
+    """The RAPL zones under ``root`` and why any of them could not be read.
+
+    Returns:
+        (zones, problems); no zone when powercap or RAPL is absent or no counter is readable,
+        and then the problems say why.
+
+    """
+    if not root.is_dir():
+        return [], [f"{root}: missing (no powercap interface on this machine or in this "
+                    "container)"]
+    dirs = _zone_dirs(root)
+    if not dirs:
+        return [], [f"{root}: no intel-rapl zone (the CPU or kernel exposes no RAPL)"]
+    problems: list[str] = []
+    opened = [_open_zone(path, problems) for path in dirs]
+    if not any(readable for _, readable in opened):
+        return [], problems
+    return [zone for zone, _ in opened], problems
+
+
+@dataclass
+class _ZoneState:
+    """One zone's counter unwrapped since the start of its current chain of good reads."""
+
+    last_uj: int | None = None
+    chain: int = 0
+    total_uj: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HostMark:
+    """Every zone's unwrapped counter at one instant: (chain, uJ), None where unreadable.
+
+    Two readings of a zone are comparable only within one chain: a failed read or a reset
+    starts a new one, since the energy across it is unknown.
+    """
+
+    t_s: float
+    totals: tuple[tuple[int, int] | None, ...]
+
+
+class HostEnergyMeter:
+    """Read the host's RAPL zones at marks and every ``poll_s`` between them.
+
+    Args:
+        zones: the readable zones (:func:`discover_zones`); with none, nothing is read.
+        problems: why zones (or powercap itself) could not be opened.
+        poll_s: seconds between reads by the background thread.
+        clock: returns seconds (the protocol's clock).
+
+    """
+
+    def __init__(self, zones: Sequence[RaplZone], problems: Sequence[str] = (),
+                 poll_s: float = DEFAULT_POLL_S,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.zones = list(zones)
+        self.problems = list(problems)
+        self.poll_s = poll_s
+        self.clock = clock
+        self._states = [_ZoneState() for _ in self.zones]
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def open(cls, root: Path = DEFAULT_POWERCAP_ROOT, poll_s: float = DEFAULT_POLL_S
+             ) -> HostEnergyMeter:
+        """A meter over every readable zone under ``root``."""
+        zones, problems = discover_zones(root)
+        return cls(zones, problems, poll_s)
+
+    def poll(self) -> HostMark:
+        """Read every zone now (the thread calls this; tests may call it directly)."""
+        with self._lock:
+            t_s = self.clock()
+            totals = tuple(self._read(zone, state)
+                           for zone, state in zip(self.zones, self._states, strict=True))
+        return HostMark(t_s, totals)
+
+    def _read(self, zone: RaplZone, state: _ZoneState) -> tuple[int, int] | None:
+        try:
+            now_uj = zone.read_uj()
+        except (OSError, ValueError) as error:
+            state.failures.append(_why(error, zone.energy_uj_path))
+            state.last_uj = None
+            return None
+        step = None if state.last_uj is None else forward_step_uj(
+            state.last_uj, now_uj, zone.max_energy_range_uj)
+        if step is None:  # first read, or first after a failure or a reset: a new chain
+            if state.last_uj is not None:
+                state.failures.append(f"{zone.energy_uj_path}: counter reset from "
+                                      f"{state.last_uj} to {now_uj} uJ")
+            state.chain += 1
+            state.total_uj = 0
+        else:
+            state.total_uj += step
+        state.last_uj = now_uj
+        return state.chain, state.total_uj
+
+    def mark(self) -> HostMark:
+        """Read every zone now: a window edge."""
+        return self.poll()
+
+    def between(self, start: HostMark, end: HostMark) -> tuple[HostEnergy, list[Warning_]]:
+        """The host's energy from ``start`` to ``end`` and the warnings that explain nulls."""
+        if not self.zones:
+            reason = "; ".join(self.problems) or "no RAPL zone"
+            return HostEnergy(null_reason=reason), [Warning_(
+                code="host_energy_unavailable",
+                message=f"CPU package and DRAM energy (energy.host) are null: RAPL through "
+                f"powercap is not readable: {reason}. Host energy is never estimated.")]
+        zones = [HostEnergyZone(zone=z.zone, name=z.name, energy_j=_delta_j(a, b))
+                 for z, a, b in zip(self.zones, start.totals, end.totals, strict=True)]
+        lost = [f"{z.zone} ({z.name})" for z in zones if z.energy_j is None]
+        host = HostEnergy(
+            method=METHOD, duration_s=end.t_s - start.t_s, zones=zones,
+            cpu_package_energy_j=_sum_named(zones, lambda n: n.startswith("package")),
+            dram_energy_j=_sum_named(zones, lambda n: n == "dram"),
+        )
+        return host, self._incomplete_warnings(lost)
+
+    def _incomplete_warnings(self, lost: list[str]) -> list[Warning_]:
+        if not lost:
+            return []
+        details = self.problems + [f for s in self._states for f in s.failures]
+        return [Warning_(
+            code="host_energy_incomplete",
+            message=f"RAPL zone(s) {', '.join(lost)} could not be read throughout "
+            f"the run ({'; '.join(details)}): their energy and every host total that includes "
+            "them are null.")]
+
+    def start(self) -> None:
+        """Read in a daemon thread every ``poll_s``; a no-op without zones or when running."""
+        if self._thread is not None or not self.zones:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="llem-rapl", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it; a no-op when not running."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._thread.join()
+        self._thread = None
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self.poll()
+            self._stopping.wait(self.poll_s)
+
+    def __enter__(self) -> HostEnergyMeter:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _delta_j(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    if start is None or end is None or start[0] != end[0]:
+        return None
+    return (end[1] - start[1]) / 1e6
+
+
+def _sum_named(zones: list[HostEnergyZone], wanted: Callable[[str], bool]) -> float | None:
+    """Sum of the zones ``wanted`` picks; None when there is none or one is unreadable."""
+    picked = [z.energy_j for z in zones if wanted(z.name)]
+    if not picked or any(e is None for e in picked):
+        return None
+    return sum(e for e in picked if e is not None)
