@@ -19,6 +19,7 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.energy.device import GpuDevice, GpuSample
@@ -570,3 +571,52 @@ def fake_zeus_get_gpus(machine: Sequence[FakeGpu]) -> Callable[[], FakeZeusGpus]
         return made[0]
 
     return get_gpus
+
+
+class FakePowercap:
+    """A powercap tree on disk laid out as the kernel does, with counters that wrap.
+
+    Each zone is a directory ``intel-rapl:N`` (or a subzone ``intel-rapl:N:M`` inside it)
+    holding ``name``, ``max_energy_range_uj`` and ``energy_uj``. :meth:`consume` adds true
+    energy to a zone and writes the counter as the hardware keeps it, modulo its range, so a
+    test knows the true energy of any window however often the counter wrapped.
+
+    Args:
+        root: the directory to build the tree in (it plays ``/sys/class/powercap``).
+
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._true_uj: dict[str, int] = {}
+        self._range_uj: dict[str, int] = {}
+
+    def zone_dir(self, zone: str) -> Path:
+        """The directory of ``zone`` (a subzone sits inside its package's directory)."""
+        parts = zone.split(":")
+        top = self.root / ":".join(parts[:2])
+        return top if len(parts) == 2 else top / zone
+
+    def add_zone(self, zone: str, name: str, max_energy_range_uj: int,
+                 energy_uj: int = 0) -> None:
+        """Create ``zone`` (e.g. ``intel-rapl:0``, name ``package-0``) with its counter."""
+        path = self.zone_dir(zone)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "name").write_text(f"{name}\n")
+        (path / "max_energy_range_uj").write_text(f"{max_energy_range_uj}\n")
+        self._true_uj[zone] = energy_uj
+        self._range_uj[zone] = max_energy_range_uj
+        self._write(zone)
+
+    def consume(self, zone: str, energy_j: float) -> None:
+        """Add ``energy_j`` of true energy to ``zone``; the counter wraps at its range."""
+        self._true_uj[zone] += round(energy_j * 1e6)
+        self._write(zone)
+
+    def counter_uj(self, zone: str) -> int:
+        """What ``energy_uj`` reads now."""
+        return self._true_uj[zone] % self._range_uj[zone]
+
+    def _write(self, zone: str) -> None:
+        (self.zone_dir(zone) / "energy_uj").write_text(f"{self.counter_uj(zone)}\n")

@@ -124,10 +124,13 @@ def discover_zones(root: Path = DEFAULT_POWERCAP_ROOT) -> tuple[list[RaplZone], 
         and then the problems say why.
 
     """
-    if not root.is_dir():
-        return [], [f"{root}: missing (no powercap interface on this machine or in this "
-                    "container)"]
-    dirs = _zone_dirs(root)
+    try:
+        if not root.is_dir():
+            return [], [f"{root}: missing (no powercap interface on this machine or in this "
+                        "container)"]
+        dirs = _zone_dirs(root)
+    except OSError as error:
+        return [], [_why(error, root)]
     if not dirs:
         return [], [f"{root}: no intel-rapl zone (the CPU or kernel exposes no RAPL)"]
     problems: list[str] = []
@@ -181,6 +184,7 @@ class HostEnergyMeter:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.reads = 0  # reads of every zone so far (marks and polls)
 
     @classmethod
     def open(cls, root: Path = DEFAULT_POWERCAP_ROOT, poll_s: float = DEFAULT_POLL_S
@@ -195,6 +199,7 @@ class HostEnergyMeter:
             t_s = self.clock()
             totals = tuple(self._read(zone, state)
                            for zone, state in zip(self.zones, self._states, strict=True))
+            self.reads += 1
         return HostMark(t_s, totals)
 
     def _read(self, zone: RaplZone, state: _ZoneState) -> tuple[int, int] | None:

@@ -16,7 +16,13 @@ from harness.schema import ExperimentConfig
 from harness.schema.events import DoneEvent, ErrorEvent, HeartbeatEvent, PhaseEvent, StartEvent
 from harness.schema.result import CoolDownRecord, ErrorRecord, ExperimentResult
 from harness.schema.run_spec import RunSpec
-from harness.testing import FakeGpu, FakePynvml, edge_tolerance_j, fake_zeus_get_gpus
+from harness.testing import (
+    FakeGpu,
+    FakePowercap,
+    FakePynvml,
+    edge_tolerance_j,
+    fake_zeus_get_gpus,
+)
 
 POWER_W = 120.0
 
@@ -55,7 +61,11 @@ def replayed(tiny_model_dir, tmp_path_factory):
                spec(tiny_model_dir, output_len=REPLAYED_OUTPUT_LEN)
                .model_copy(update={"cool_down": COOL_DOWN}))
     read_back = RunSpec.model_validate_json((run_dir / "experiment.json").read_text())
-    result = ExperimentRun(read_back, run_dir, gpus=fake_gpus(), device="cpu").execute()
+    powercap = FakePowercap(tmp_path_factory.mktemp("powercap"))
+    powercap.add_zone("intel-rapl:0", "package-0", 262_143_328_850, energy_uj=77_000_000)
+    powercap.add_zone("intel-rapl:0:0", "dram", 65_712_999_613, energy_uj=5_000)
+    result = ExperimentRun(read_back, run_dir, gpus=fake_gpus(), device="cpu",
+                           powercap_root=powercap.root).execute()
     return result, run_dir
 
 
@@ -228,6 +238,20 @@ def test_run_experiment_hands_typed_events_to_the_callback(tiny_model_dir, tmp_p
     assert sorted(seen, key=lambda e: e.t_s) == read_events(tmp_path / "run" / "events.jsonl")
 
 
+def test_host_energy_is_recorded_beside_gpu_energy(replayed):
+    result, _ = replayed
+    host = result.energy.host
+    assert host is not None and host.method == "rapl_powercap"
+    # the fake counters did not move: the host's energy is exactly 0, and the GPU figures
+    # (asserted against the trace above) are untouched by it
+    assert host.cpu_package_energy_j == 0.0 and host.dram_energy_j == 0.0
+    assert [(z.zone, z.name) for z in host.zones] == [("intel-rapl:0", "package-0"),
+                                                       ("intel-rapl:0:0", "dram")]
+    assert host.duration_s == pytest.approx(result.throughput.duration_s, abs=0.01)
+    assert not {"host_energy_unavailable", "host_energy_incomplete"} & set(
+        result.warning_codes())
+
+
 def test_machine_warnings_reach_the_result(tiny_model_dir, tmp_path):
     gpus = fake_gpus(info={"mig_enabled": True, "persistence_mode": False,
                            "power_limit_w": 300.0, "default_power_limit_w": 400.0},
@@ -242,8 +266,13 @@ def test_machine_warnings_reach_the_result(tiny_model_dir, tmp_path):
 
 def test_no_sensor_gives_null_energy_with_warning(tiny_model_dir, tmp_path):
     result = ExperimentRun(spec(tiny_model_dir), tmp_path / "r", gpus=GpuSet(),
-                           device="cpu").execute()
+                           device="cpu", powercap_root=tmp_path / "no-powercap").execute()
     assert result.energy.energy_j is None and result.energy.energy_per_output_token_j is None
+    host = result.energy.host
+    assert host is not None and host.cpu_package_energy_j is None and host.method is None
+    assert host.null_reason == f"{tmp_path / 'no-powercap'}: missing (no powercap interface " \
+        "on this machine or in this container)"
+    assert "host_energy_unavailable" in result.warning_codes()
     assert result.energy.prefill is None
     assert result.energy.phase_split_null_reason == "no energy sensor: energy is not measured"
     assert "no_energy_sensor" in result.warning_codes()
