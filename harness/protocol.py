@@ -24,7 +24,7 @@ from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discov
 from harness.energy.codecarbon import CodeCarbonGpuSet, TrackerFactory, codecarbon_tracker
 from harness.energy.device import GpuSample
 from harness.energy.meter import NO_SENSOR_MESSAGE, EnergyReading
-from harness.energy.rapl import DEFAULT_POWERCAP_ROOT, HostEnergyMeter, HostMark
+from harness.energy.rapl import HostEnergyMeter, HostMark
 from harness.energy.selection import (
     Selection,
     narrow_cuda_view,
@@ -78,8 +78,8 @@ class ExperimentRun:
             when None (``harness.testing.fake_zeus_get_gpus`` replays FakeGpu traces).
         on_event: also receives every event written to events.jsonl (from harness threads).
         heartbeat_s: seconds between two heartbeat events.
-        powercap_root: where the host's RAPL zones are read (``energy.host``); a fake tree in
-            tests.
+        powercap_root: where the host's RAPL zones are read (``energy.host``): by default
+            ``$LLEM_POWERCAP_ROOT`` or ``/sys/class/powercap``; a fake tree in tests.
     """
 
     def __init__(
@@ -92,7 +92,7 @@ class ExperimentRun:
         zeus_get_gpus: Callable[[], Any] | None = None,
         on_event: Callable[[ev.RunEvent], None] | None = None,
         heartbeat_s: float = ev.HEARTBEAT_PERIOD_S,
-        powercap_root: Path = DEFAULT_POWERCAP_ROOT,
+        powercap_root: Path | None = None,
     ) -> None:
         self.spec = spec
         self.config = spec.config

@@ -576,8 +576,11 @@ def fake_zeus_get_gpus(machine: Sequence[FakeGpu]) -> Callable[[], FakeZeusGpus]
 class FakePowercap:
     """A powercap tree on disk laid out as the kernel does, with counters that wrap.
 
-    Each zone is a directory ``intel-rapl:N`` (or a subzone ``intel-rapl:N:M`` inside it)
-    holding ``name``, ``max_energy_range_uj`` and ``energy_uj``. :meth:`consume` adds true
+    As in ``/sys/class/powercap``: each zone is a directory of the device tree
+    (``intel-rapl/intel-rapl:N``, a subzone ``intel-rapl:N:M`` inside its zone) holding
+    ``name``, ``max_energy_range_uj`` and ``energy_uj``, and a link ``intel-rapl:N`` (or
+    ``intel-rapl:N:M``) to it at the top. ``root / "intel-rapl"`` is the nested tree alone,
+    as a container gets it bind-mounted. :meth:`consume` adds true
     energy to a zone and writes the counter as the hardware keeps it, modulo its range, so a
     test knows the true energy of any window however often the counter wrapped.
 
@@ -593,9 +596,9 @@ class FakePowercap:
         self._range_uj: dict[str, int] = {}
 
     def zone_dir(self, zone: str) -> Path:
-        """The directory of ``zone`` (a subzone sits inside its package's directory)."""
+        """The real directory of ``zone`` (a subzone sits inside its package's directory)."""
         parts = zone.split(":")
-        top = self.root / ":".join(parts[:2])
+        top = self.root / "intel-rapl" / ":".join(parts[:2])
         return top if len(parts) == 2 else top / zone
 
     def add_zone(self, zone: str, name: str, max_energy_range_uj: int,
@@ -603,6 +606,7 @@ class FakePowercap:
         """Create ``zone`` (e.g. ``intel-rapl:0``, name ``package-0``) with its counter."""
         path = self.zone_dir(zone)
         path.mkdir(parents=True, exist_ok=True)
+        (self.root / zone).symlink_to(path.relative_to(self.root))
         (path / "name").write_text(f"{name}\n")
         (path / "max_energy_range_uj").write_text(f"{max_energy_range_uj}\n")
         self._true_uj[zone] = energy_uj

@@ -18,6 +18,7 @@ as a wrap. The counter arithmetic needed here is a few lines.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,9 @@ from harness.schema.result import HostEnergy, HostEnergyZone, Warning_
 
 DEFAULT_POWERCAP_ROOT = Path("/sys/class/powercap")
 """Where the kernel exposes powercap; a container sees it only through a bind mount."""
+
+ROOT_ENV = "LLEM_POWERCAP_ROOT"
+"""Set by the Docker runner to the read-only bind of the host's RAPL zones (docs/runners.md)."""
 
 METHOD = "rapl_powercap"
 
@@ -78,14 +82,26 @@ def forward_step_uj(before_uj: int, after_uj: int, max_range_uj: int) -> int | N
 
 
 def _zone_dirs(root: Path) -> list[Path]:
-    """``intel-rapl:N`` zones and their ``intel-rapl:N:M`` subzones, in numeric order."""
-    tops = sorted(root.glob("intel-rapl:*"), key=lambda p: [int(x) for x in p.name.split(":")[1:]
-                                                            if x.isdigit()])
-    dirs: list[Path] = []
-    for top in tops:
-        subs = sorted(top.glob("intel-rapl:*"), key=lambda p: p.name)
-        dirs += [top, *subs]
-    return dirs
+    """Every ``intel-rapl:N`` zone and ``intel-rapl:N:M`` subzone once, in numeric order.
+
+    ``/sys/class/powercap`` lists every zone flat (links into the device tree), while the
+    device tree a container gets bind-mounted (``.../powercap/intel-rapl``) nests subzones in
+    their zone; both layouts are read, each zone counted once.
+    """
+    found: dict[str, Path] = {}
+    for top in root.glob("intel-rapl:*"):
+        for path in (top, *top.glob("intel-rapl:*")):
+            found.setdefault(path.name, path)
+    return [found[name] for name in sorted(found, key=_zone_order)]
+
+
+def _zone_order(name: str) -> list[int]:
+    return [int(part) if part.isdigit() else -1 for part in name.split(":")[1:]]
+
+
+def powercap_root() -> Path:
+    """Where this process reads RAPL: ``$LLEM_POWERCAP_ROOT`` (set in containers) or sysfs."""
+    return Path(os.environ.get(ROOT_ENV) or DEFAULT_POWERCAP_ROOT)
 
 
 def _read_text(path: Path, problems: list[str]) -> str | None:
@@ -187,10 +203,10 @@ class HostEnergyMeter:
         self.reads = 0  # reads of every zone so far (marks and polls)
 
     @classmethod
-    def open(cls, root: Path = DEFAULT_POWERCAP_ROOT, poll_s: float = DEFAULT_POLL_S
+    def open(cls, root: Path | None = None, poll_s: float = DEFAULT_POLL_S
              ) -> HostEnergyMeter:
-        """A meter over every readable zone under ``root``."""
-        zones, problems = discover_zones(root)
+        """A meter over every zone under ``root`` (default: :func:`powercap_root`)."""
+        zones, problems = discover_zones(powercap_root() if root is None else root)
         return cls(zones, problems, poll_s)
 
     def poll(self) -> HostMark:

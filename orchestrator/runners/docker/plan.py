@@ -19,6 +19,7 @@ from typing import Any
 
 from harness import models
 from harness.digests import cache_file
+from harness.energy.rapl import ROOT_ENV
 from harness.schema.catalog import BY_NAME
 from harness.schema.run_spec import RunSpec
 from orchestrator.runners.docker.labels import LABEL_RUN, LABEL_STUDY
@@ -29,6 +30,10 @@ ENV_ALLOW = ("HF_TOKEN",)
 """Host variables passed into containers by name; the value is never written anywhere."""
 
 HF_CACHE_TARGET = "/llem/hf-cache"
+HOST_RAPL = Path("/sys/devices/virtual/powercap/intel-rapl")
+"""The host's RAPL zones (device tree). Docker masks /sys/devices/virtual/powercap in every
+container, and /sys/class/powercap only links into it, so the tree is bound elsewhere."""
+RAPL_TARGET = "/llem/powercap"
 DIGEST_CACHE_TARGET = "/llem/file-digests.json"
 DEFAULT_SHM = "2g"
 SCRATCH = "/tmp"  # noqa: S108 - inside the container, a private tmpfs
@@ -118,6 +123,8 @@ class MachineSettings:
     cwd: Path
     hf_cache: Path | None
     host_env: dict[str, str]
+    rapl: Path | None = None
+    """The host's RAPL tree when it exists (bound read-only for the host's energy)."""
 
     @classmethod
     def detect(cls) -> MachineSettings:
@@ -129,6 +136,7 @@ class MachineSettings:
             cwd=Path.cwd(),
             hf_cache=hub if hub.is_dir() else None,
             host_env={k: os.environ[k] for k in ENV_ALLOW if k in os.environ},
+            rapl=HOST_RAPL if HOST_RAPL.is_dir() else None,
         )
 
 
@@ -190,6 +198,9 @@ def plan_container(  # noqa: PLR0913 - each argument is one independent input
         mounts.append(MountSpec(str(machine.hf_cache), HF_CACHE_TARGET, read_only=True))
         environment["HF_HUB_CACHE"] = HF_CACHE_TARGET
     mounts += _setting_mounts(spec, machine.cwd)
+    if machine.rapl is not None:  # energy.host: readable only where the host allows it
+        mounts.append(MountSpec(str(machine.rapl), RAPL_TARGET, read_only=True))
+        environment[ROOT_ENV] = RAPL_TARGET
     if spec.engine_cache_dir and BY_NAME[spec.config.backend].engine_cache:
         engines = Path(spec.engine_cache_dir)  # built engines are shared by every run: rw
         mounts.append(MountSpec(str(engines), str(engines), read_only=False))

@@ -78,6 +78,21 @@ def test_mounts_run_dir_rw_and_local_model_ro_at_host_paths(tmp_path):
     assert container.network_mode == "none"  # the model is local: no network at all
 
 
+def test_the_hosts_rapl_tree_is_bound_read_only_when_present(tmp_path):
+    rapl = tmp_path / "powercap" / "intel-rapl"
+    (rapl / "intel-rapl:0").mkdir(parents=True)
+    container, _ = plan(tmp_path, rapl=rapl)
+    bound = [m for m in container.mounts if m.target == "/llem/powercap"]
+    assert [(m.source, m.read_only) for m in bound] == [(str(rapl), True)]
+    assert container.environment["LLEM_POWERCAP_ROOT"] == "/llem/powercap"
+
+
+def test_no_rapl_tree_on_the_host_binds_nothing(tmp_path):
+    container, _ = plan(tmp_path)
+    assert all("powercap" not in m.source + m.target for m in container.mounts)
+    assert "LLEM_POWERCAP_ROOT" not in container.environment
+
+
 def test_hub_model_not_cached_keeps_network(tmp_path):
     container, _ = plan(tmp_path, model="org/not-downloaded")
     assert container.network_mode is None

@@ -54,6 +54,20 @@ def test_package_and_dram_totals_are_the_true_energy(tmp_path):
     ]
 
 
+def test_the_nested_tree_a_container_gets_reads_the_same(tmp_path, monkeypatch):
+    """Docker masks /sys/devices/virtual/powercap; the runner binds its intel-rapl tree."""
+    tree = two_socket_tree(tmp_path)
+    monkeypatch.setenv("LLEM_POWERCAP_ROOT", str(tmp_path / "intel-rapl"))
+    meter = HostEnergyMeter.open()
+    start = meter.mark()
+    tree.consume("intel-rapl:1", 3.0)
+    tree.consume("intel-rapl:0:1", 1.0)
+    host, _ = meter.between(start, meter.mark())
+    assert [z.zone for z in host.zones] == ["intel-rapl:0", "intel-rapl:0:0", "intel-rapl:0:1",
+                                            "intel-rapl:1", "intel-rapl:1:0"]
+    assert (host.cpu_package_energy_j, host.dram_energy_j) == pytest.approx((3.0, 1.0))
+
+
 def test_a_wrap_gives_max_minus_start_plus_end(tmp_path):
     tree = FakePowercap(tmp_path)
     tree.add_zone("intel-rapl:0", "package-0", RANGE_UJ, energy_uj=RANGE_UJ - 2_000_000)
