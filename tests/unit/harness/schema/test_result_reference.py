@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.schema.docgen import render_results, result_models, unit_expected
-from harness.schema.result import ErrorRecord, ExperimentResult, Percentiles
+from harness.schema.result import ErrorRecord, ExperimentResult, HostEnergyZone, Percentiles
 
 FIELDS = [(model, name, field) for model in result_models()
           for name, field in model.model_fields.items()]
@@ -26,7 +26,8 @@ def test_the_reference_covers_both_files_and_every_nested_model():
     models = result_models()
     assert list(models)[0] is ExperimentResult and models[ErrorRecord] == ["error.json"]
     assert models[Percentiles] == ["latency.e2e", "latency.ttft", "latency.tpot", "latency.itl"]
-    assert len(models) == 22
+    assert models[HostEnergyZone] == ["energy.host.zones"]
+    assert len(models) == 24
     text = render_results()
     assert all(f"\n## {model.__name__}\n" in text for model in models)
     assert "[ExperimentConfig](configuration.md)" in text
