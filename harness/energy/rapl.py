@@ -182,7 +182,7 @@ class HostEnergyMeter:
     """Read the host's RAPL zones at marks and every ``poll_s`` between them.
 
     Args:
-        zones: the readable zones (:func:`discover_zones`); with none, nothing is read.
+        zones: the zones found (:func:`discover_zones`); with none, nothing is read.
         problems: why zones (or powercap itself) could not be opened.
         poll_s: seconds between reads by the background thread.
         clock: returns seconds (the protocol's clock).
@@ -222,7 +222,8 @@ class HostEnergyMeter:
         try:
             now_uj = zone.read_uj()
         except (OSError, ValueError) as error:
-            state.failures.append(_why(error, zone.energy_uj_path))
+            if state.last_uj is not None or not state.failures:  # once per streak of failures
+                state.failures.append(_why(error, zone.energy_uj_path))
             state.last_uj = None
             return None
         step = None if state.last_uj is None else forward_step_uj(
@@ -263,7 +264,7 @@ class HostEnergyMeter:
     def _incomplete_warnings(self, lost: list[str]) -> list[Warning_]:
         if not lost:
             return []
-        details = self.problems + [f for s in self._states for f in s.failures]
+        details = dict.fromkeys(self.problems + [f for s in self._states for f in s.failures])
         return [Warning_(
             code="host_energy_incomplete",
             message=f"RAPL zone(s) {', '.join(lost)} could not be read throughout "
