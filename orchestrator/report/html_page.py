@@ -47,6 +47,10 @@ class Section:
     body: str
 
 
+DYNAMIC_J_PER_TOKEN = "energy_dynamic_per_output_token_j"  # noqa: S105 - a metric name
+HOST_CPU_J = "host_cpu_package_energy_j"
+HOST_DRAM_J = "host_dram_energy_j"
+
 def render_report(data: StudyData, inputs: ReportInputs) -> str:
     """The whole page as a string (see the module docstring for what it holds)."""
     sections = [builder(data, inputs) for builder in SECTIONS]
@@ -79,8 +83,9 @@ def _overview(data: StudyData, inputs: ReportInputs) -> Section:
 
     counts = ", ".join(f"{n} {status}" for status, n in sorted(data.summary.counts.items()))
     rows = [[display_name(c), c.backend, c.config_hash, len(c.used_runs),
-             c.stats.n_excluded, _mean_ci(c, J_PER_TOKEN), _mean_ci(c, THROUGHPUT),
-             _mean_ci(c, LATENCY_P90)] for c in data.configurations]
+             c.stats.n_excluded, _mean_ci(c, J_PER_TOKEN), _mean_ci(c, DYNAMIC_J_PER_TOKEN),
+             _mean_ci(c, THROUGHPUT), _mean_ci(c, LATENCY_P90), _mean_ci(c, HOST_CPU_J),
+             _mean_ci(c, HOST_DRAM_J)] for c in data.configurations]
     body = (f"<p>Study <b>{esc(data.name)}</b> in <code>{esc(data.directory.name)}</code>: "
             f"runner {esc(data.summary.runner)}, runs: {esc(counts)}; design hash "
             f"<code>{esc(data.summary.design_hash)}</code>; finished "
@@ -88,9 +93,12 @@ def _overview(data: StudyData, inputs: ReportInputs) -> Section:
     if not _energy_measured(data):
         body += note(tables.no_energy_reason(data.results), "note no-energy")
     body += tables.table(["configuration", "backend", "config hash", "runs used", "excluded",
-                          "J/token", "tokens/s", "e2e p90 (s)"], rows, "configurations")
+                          "J/token", "dynamic J/token", "tokens/s", "e2e p90 (s)",
+                          "host CPU package J", "host DRAM J"], rows, "configurations")
     body += method("Means over the runs stats.json pools per configuration, with the 95 % "
-                   "interval of the mean (Student t below 30 cycles, BCa bootstrap from 30).",
+                   "interval of the mean (Student t below 30 cycles, BCa bootstrap from 30). "
+                   "Host CPU package and DRAM energy are the window's RAPL figures (n/a where "
+                   "the host's powercap could not be read); they are not part of J/token.",
                    "statistics-across-cycles")
     return Section("overview", "Overview", body)
 

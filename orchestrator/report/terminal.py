@@ -51,6 +51,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("latency_tpot_p50_s", "TPOT p50 s", ".3g"),
     Column("latency_tpot_p90_s", "TPOT p90 s", ".3g"),
     Column("mean_power_w", "power W", ".4g"),
+    Column("host_cpu_package_energy_j", "host CPU J", ".4g"),
 )
 
 

@@ -107,6 +107,8 @@ def test_every_section_and_configuration_is_in_the_report(gpu_report):
     for config in data.configurations:
         assert f"<td>{config.label}</td>" in page
         assert config.config_hash in page
+    # host energy has its own columns, beside (never inside) J/token; these runs have no RAPL
+    assert "<th>host CPU package J</th>" in page and "<th>dynamic J/token</th>" in page
 
 
 def test_front_membership_is_stated_and_drawn(gpu_report):

@@ -72,6 +72,8 @@ def test_fronts_best_values_and_intervals_come_from_the_pooled_runs(tmp_path):
     assert rows["pytorch-bs2"].startswith("│ * pytorch-bs2")
     assert rows["pytorch-bs4"].startswith("│ pytorch-bs4")
     assert "[low, high]: 95 % interval" in text
+    # the host's RAPL package energy (60 J a run in the fake results) has its own column
+    assert "host CPU J" in text and rows["pytorch-bs1"].rstrip(" │").endswith("│         60")
     # mean with its Student t interval over 3 cycles: 0.4 +- t(0.975,2) x 0.004 / sqrt(3)
     assert "0.4 [0.3901, 0.4099]" in rows["pytorch-bs1"]
     bs1 = data.configuration(by_batch[1])
