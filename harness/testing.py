@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.energy.device import GpuDevice, GpuSample
+from harness.io import write_text
 from harness.schema.result import GpuInfo
 
 Point = tuple[float, float]
@@ -623,4 +624,6 @@ class FakePowercap:
         return self._true_uj[zone] % self._range_uj[zone]
 
     def _write(self, zone: str) -> None:
-        (self.zone_dir(zone) / "energy_uj").write_text(f"{self.counter_uj(zone)}\n")
+        # Atomically (a temporary file renamed over it), as a sysfs read of energy_uj is one
+        # atomic show(): a meter's thread racing consume() never reads a half-written counter.
+        write_text(self.zone_dir(zone) / "energy_uj", f"{self.counter_uj(zone)}\n")
