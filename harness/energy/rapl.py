@@ -19,6 +19,7 @@ as a wrap. The counter arithmetic needed here is a few lines.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,16 +53,19 @@ class RaplZone:
 
     Attributes:
         zone: the zone's directory name, e.g. ``intel-rapl:0:1``.
-        name: what the zone measures, as the kernel names it: ``package-0``, ``dram``, ...
+        name: what the zone measures, as the kernel names it: ``package-0``, ``dram``, ...;
+            None when its ``name`` file is unreadable (then no host total can be trusted).
         energy_uj_path: the counter file.
-        max_energy_range_uj: the counter wraps back to 0 after this value (uJ).
+        max_energy_range_uj: the counter wraps back to 0 after this value (uJ); None when
+            unreadable or malformed (then a wrap cannot be unwrapped and the zone's energy is
+            null).
 
     """
 
     zone: str
-    name: str
+    name: str | None
     energy_uj_path: Path
-    max_energy_range_uj: int
+    max_energy_range_uj: int | None
 
     def read_uj(self) -> int:
         """The counter now (uJ); raises OSError or ValueError when it cannot be read."""
@@ -118,10 +122,28 @@ def _open_zone(path: Path, problems: list[str]) -> tuple[RaplZone, bool]:
     An unreadable zone is kept (its energy is then null, and so is every total that would
     include it) rather than dropped, which would make a total silently partial.
     """
-    name = _read_text(path / "name", problems) or "unknown"
-    max_range = _read_text(path / "max_energy_range_uj", problems)
-    zone = RaplZone(path.name, name, path / "energy_uj", int(max_range) if max_range else 0)
+    name = _read_text(path / "name", problems) or None
+    zone = RaplZone(path.name, name, path / "energy_uj",
+                    _read_range(path / "max_energy_range_uj", problems))
     return zone, _read_text(zone.energy_uj_path, problems) is not None
+
+
+def _read_range(path: Path, problems: list[str]) -> int | None:
+    """A zone's wrap value (uJ), or None (and the reason in ``problems``) when unknown.
+
+    Never 0: a wrap unwrapped against a range of 0 gives negative energy.
+    """
+    text = _read_text(path, problems)
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        problems.append(f"{path}: not a positive integer ({text!r})")
+        return None
+    return value
 
 
 def _why(error: Exception, path: Path) -> str:
@@ -176,6 +198,8 @@ class HostMark:
 
     t_s: float
     totals: tuple[tuple[int, int] | None, ...]
+    raw_uj: tuple[int | None, ...] = ()
+    """Every zone's counter as read (uJ): tells mirrored per-die zones from distinct ones."""
 
 
 class HostEnergyMeter:
@@ -215,8 +239,10 @@ class HostEnergyMeter:
             t_s = self.clock()
             totals = tuple(self._read(zone, state)
                            for zone, state in zip(self.zones, self._states, strict=True))
+            raw_uj = tuple(state.last_uj if total else None
+                           for state, total in zip(self._states, totals, strict=True))
             self.reads += 1
-        return HostMark(t_s, totals)
+        return HostMark(t_s, totals, raw_uj)
 
     def _read(self, zone: RaplZone, state: _ZoneState) -> tuple[int, int] | None:
         try:
@@ -225,6 +251,9 @@ class HostEnergyMeter:
             if state.last_uj is not None or not state.failures:  # once per streak of failures
                 state.failures.append(_why(error, zone.energy_uj_path))
             state.last_uj = None
+            return None
+        if zone.max_energy_range_uj is None:  # a wrap could not be unwrapped (in problems)
+            state.last_uj = now_uj
             return None
         step = None if state.last_uj is None else forward_step_uj(
             state.last_uj, now_uj, zone.max_energy_range_uj)
@@ -251,15 +280,63 @@ class HostEnergyMeter:
                 code="host_energy_unavailable",
                 message=f"CPU package and DRAM energy (energy.host) are null: RAPL through "
                 f"powercap is not readable: {reason}. Host energy is never estimated.")]
-        zones = [HostEnergyZone(zone=z.zone, name=z.name, energy_j=_delta_j(a, b))
+        zones = [HostEnergyZone(zone=z.zone, name=z.name or "unknown", energy_j=_delta_j(a, b))
                  for z, a, b in zip(self.zones, start.totals, end.totals, strict=True)]
         lost = [f"{z.zone} ({z.name})" for z in zones if z.energy_j is None]
+        package_j, package_why = self._package_total(zones, start, end)
+        dram_j, dram_why = self._dram_total(zones)
         host = HostEnergy(
             method=METHOD, duration_s=end.t_s - start.t_s, zones=zones,
-            cpu_package_energy_j=_sum_named(zones, lambda n: n.startswith("package")),
-            dram_energy_j=_sum_named(zones, lambda n: n == "dram"),
+            cpu_package_energy_j=package_j, dram_energy_j=dram_j,
+            null_reason="; ".join(why for why in (package_why, dram_why) if why) or None,
         )
-        return host, self._incomplete_warnings(lost)
+        warnings = self._incomplete_warnings(lost)
+        if package_why:
+            warnings.append(Warning_(
+                code="host_package_energy_unknown",
+                message=f"cpu_package_energy_j (energy.host) is null although RAPL zones were "
+                f"read: {package_why}. Host energy is never estimated."))
+        return host, warnings
+
+    def _unnamed(self) -> str | None:
+        """Why no total can be trusted when a zone has no readable name, else None."""
+        unnamed = [z.zone for z in self.zones if z.name is None]
+        if not unnamed:
+            return None
+        return (f"zone(s) {', '.join(unnamed)} have no readable name, so whether they are a "
+                "package or a dram zone is unknown and a total without them may be partial")
+
+    def _found(self) -> str:
+        return ", ".join(f"{z.zone} ({z.name or 'unknown'})" for z in self.zones)
+
+    def _package_total(self, zones: list[HostEnergyZone], start: HostMark, end: HostMark
+                       ) -> tuple[float | None, str | None]:
+        """The packages' energy (J) and, when it is null for a reason no warning gives, why."""
+        if unnamed := self._unnamed():
+            return None, unnamed
+        picked = [i for i, z in enumerate(self.zones) if (z.name or "").startswith("package")]
+        if not picked:
+            return None, f"no package-* zone among the RAPL zones found: {self._found()}"
+        counted: list[int] = []
+        for dies in _by_package(self.zones, picked).values():
+            if any(zones[i].energy_j is None for i in dies):
+                return None, None  # an unreadable zone: host_energy_incomplete says why
+            if len(dies) > 1 and not _mirrored(dies, start, end):
+                names = ", ".join(f"{self.zones[i].zone} ({self.zones[i].name})" for i in dies)
+                return None, (f"per-die package zones {names} read different counters, and "
+                              "llem cannot tell distinct dies from dies mirroring one socket "
+                              "counter read at slightly different instants")
+            counted.append(dies[0])  # mirrored dies are one meter: counted once
+        return _sum_known([zones[i].energy_j for i in counted]), None
+
+    def _dram_total(self, zones: list[HostEnergyZone]) -> tuple[float | None, str | None]:
+        """The dram zones' energy (J) and, when it is null for a reason no warning gives, why."""
+        if unnamed := self._unnamed():
+            return None, unnamed
+        picked = [z.energy_j for z in zones if z.name == "dram"]
+        if not picked:
+            return None, f"no dram zone among the RAPL zones found: {self._found()}"
+        return _sum_known(picked), None
 
     def _incomplete_warnings(self, lost: list[str]) -> list[Warning_]:
         if not lost:
@@ -307,9 +384,35 @@ def _delta_j(start: tuple[int, int] | None, end: tuple[int, int] | None) -> floa
     return (end[1] - start[1]) / 1e6
 
 
-def _sum_named(zones: list[HostEnergyZone], wanted: Callable[[str], bool]) -> float | None:
-    """Sum of the zones ``wanted`` picks; None when there is none or one is unreadable."""
-    picked = [z.energy_j for z in zones if wanted(z.name)]
-    if not picked or any(e is None for e in picked):
+def _sum_known(picked: list[float | None]) -> float | None:
+    """Sum of zone energies (J); None when one is unreadable (the incomplete warning says why)."""
+    if any(e is None for e in picked):
         return None
     return sum(e for e in picked if e is not None)
+
+
+_DIE_NAME = re.compile(r"package-(\d+)-die-\d+")
+
+
+def _by_package(zones: list[RaplZone], picked: list[int]) -> dict[str, list[int]]:
+    """The picked package zones grouped by socket: ``package-N-die-M`` zones share N."""
+    groups: dict[str, list[int]] = {}
+    for i in picked:
+        die = _DIE_NAME.fullmatch(zones[i].name or "")
+        groups.setdefault(f"socket {die.group(1)}" if die else f"zone {i}", []).append(i)
+    return groups
+
+
+def _mirrored(dies: list[int], start: HostMark, end: HostMark) -> bool:
+    """Whether per-die zones read one counter: the same value at both edges of the window.
+
+    Multi-die AMD parts expose a zone per die that all read the socket's one counter; summing
+    them multiplies the socket's energy. Distinct dies (Intel Cascade Lake-AP) have counters
+    that differ. Equal reads at both edges are taken as one counter; anything else is
+    ambiguous (one counter read a few microseconds apart also differs) and nulls the total.
+    """
+    for mark in (start, end):
+        values = {mark.raw_uj[i] if i < len(mark.raw_uj) else None for i in dies}
+        if None in values or len(values) != 1:
+            return False
+    return True

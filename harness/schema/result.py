@@ -87,7 +87,9 @@ class HostEnergy(Record):
         "interface (Intel and AMD); null when not readable (see null_reason).")
     cpu_package_energy_j: float | None = Field(
         None, description="Energy of every CPU package (package-N zones) summed over the "
-        "window (J): cores and uncore of each socket; null when a package zone was unreadable.")
+        "window (J): cores and uncore of each socket; per-die zones (package-N-die-M) reading "
+        "one mirrored counter count once; null when a package zone was unreadable, none "
+        "exists, a zone's name is unreadable, or per-die zones may mirror one counter.")
     dram_energy_j: float | None = Field(
         None, description="Energy of the DRAM zones summed over the window (J); null where the "
         "CPU exposes no DRAM zone (most AMD and client CPUs) or one was unreadable.")
@@ -97,7 +99,8 @@ class HostEnergy(Record):
         default_factory=list, description="Every RAPL zone read, subzones included (core and "
         "uncore are parts of their package, not added to it).")
     null_reason: str | None = Field(
-        None, description="Why host energy is null: the path that is missing or not readable.")
+        None, description="Why host energy, or its package or DRAM total, is null: the path that "
+        "is missing or not readable, or the zones found when no package or dram zone exists.")
 
 
 class EnergyMetrics(Record):

@@ -51,6 +51,9 @@ WARNING_CODES: dict[str, str] = {
     "host_energy_incomplete": "a RAPL zone could not be read throughout the run (gone, "
     "permission denied or its counter reset): its energy and every host total including it "
     "are null",
+    "host_package_energy_unknown": "RAPL zones were read but `energy.host.cpu_package_energy_j` "
+    "is null: no package-* zone, a zone whose name is unreadable, or per-die package zones that "
+    "may mirror one socket counter (the message and `energy.host.null_reason` say which)",
     "sanity_check_failed": "a post-run sanity check failed (see `sanity.failed_checks`)",
 }
 
