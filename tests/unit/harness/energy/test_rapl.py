@@ -231,3 +231,48 @@ def test_one_root_only_package_nulls_the_package_total(tmp_path):
     assert [w["code"] for w in warnings] == ["host_energy_incomplete"]
     assert "intel-rapl:1 (package-1)" in warnings[0]["message"]
     assert "permission denied" in warnings[0]["message"]
+
+
+def test_distinct_looking_per_die_zones_null_the_package_total_with_a_reason(tmp_path):
+    """Per-die zones whose counters differ may be distinct dies (Cascade Lake-AP) or one
+    mirrored socket counter read at slightly different instants: null with a reason, never a
+    sum that may be doubled; each die's own energy is still reported."""
+    tree = FakePowercap(tmp_path)
+    tree.add_zone("intel-rapl:0", "package-0-die-0", RANGE_UJ, energy_uj=1_000_000)
+    tree.add_zone("intel-rapl:1", "package-0-die-1", RANGE_UJ, energy_uj=9_000_000)
+    meter = HostEnergyMeter.open(tmp_path)
+    start = meter.mark()
+    tree.consume("intel-rapl:0", 40.0)
+    tree.consume("intel-rapl:1", 60.0)
+    host, warnings = meter.between(start, meter.mark())
+    assert host.cpu_package_energy_j is None
+    assert [z.energy_j for z in host.zones] == [pytest.approx(40.0), pytest.approx(60.0)]
+    assert "per-die" in (host.null_reason or "")
+    assert [w.code for w in warnings] == ["host_package_energy_unknown"]
+
+
+def test_no_dram_zone_gives_a_reason_for_the_null_dram_energy(tmp_path):
+    tree = FakePowercap(tmp_path)
+    tree.add_zone("intel-rapl:0", "package-0", RANGE_UJ)
+    meter = HostEnergyMeter.open(tmp_path)
+    start = meter.mark()
+    tree.consume("intel-rapl:0", 10.0)
+    host, warnings = meter.between(start, meter.mark())
+    assert host.cpu_package_energy_j == pytest.approx(10.0)
+    assert host.dram_energy_j is None
+    assert "no dram zone" in (host.null_reason or "") and "intel-rapl:0 (package-0)" in (
+        host.null_reason or "")
+    assert warnings == []
+
+
+def test_a_malformed_range_nulls_the_zone_and_names_the_content(tmp_path):
+    tree = FakePowercap(tmp_path)
+    tree.add_zone("intel-rapl:0", "package-0", RANGE_UJ)
+    (tree.zone_dir("intel-rapl:0") / "max_energy_range_uj").write_text("0\n")
+    meter = HostEnergyMeter.open(tmp_path)
+    start = meter.mark()
+    tree.consume("intel-rapl:0", 10.0)
+    host, warnings = meter.between(start, meter.mark())
+    assert host.cpu_package_energy_j is None and host.zones[0].energy_j is None
+    assert [w.code for w in warnings] == ["host_energy_incomplete"]
+    assert "max_energy_range_uj: not a positive integer ('0')" in warnings[0].message
