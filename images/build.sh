@@ -18,12 +18,17 @@
 #   3. labels (images/common/labels.sh, the same recipe for every image): harness version from
 #      the llem wheel's file name; backend version from requirements.lock (cpu: torch) or from
 #      the base image's package metadata (others)
-#   4. docker build images/.wheels/BACKEND with images/BACKEND/Dockerfile plus one LABEL line
-#      (the labels and llem.build_inputs) as its Dockerfile, skipped when the image already
-#      carries the same llem.build_inputs fingerprint (Dockerfile, wheels, install script, base
-#      image id, labels); otherwise Docker's layer cache makes an unchanged dependency layer free
-#   5. tag the cpu dependency stage llem/build-cache:cpu-deps (kept as cache), and remove the
-#      images this script made obsolete (dangling, with our labels)
+#   4. cpu only, the dependency image llem/build-cache:cpu-deps-FINGERPRINT (fingerprint of
+#      requirements.lock, the wheel list, images/common/install-deps.sh and the base image id):
+#      when it does not exist, a container of the base image with no network and deps/
+#      bind-mounted read-only runs install-deps.sh, and is committed and removed. The wheels
+#      never enter a layer and are never sent to the engine as a build context.
+#   5. docker build images/.wheels/BACKEND (cpu: deps/ left out by the context's .dockerignore)
+#      with images/BACKEND/Dockerfile plus one LABEL line (the labels and llem.build_inputs) as
+#      its Dockerfile, skipped when the image already carries the same llem.build_inputs
+#      fingerprint (Dockerfile, harness files, dependency image id, base image id, labels)
+#   6. remove what this script made obsolete: dangling images with our labels, and dependency
+#      images of other fingerprints (their layers stay while an older image uses them)
 #
 # Environment: DOCKER (default docker), LLEM_CACHE_DIR (where the build lock lives, default
 # ~/.cache/llem), and those of wheels.sh and base/build-base.sh.
@@ -116,8 +121,56 @@ build_inputs_fingerprint() {
         [[ ! -d $context_dir/deps ]] || cat "$context_dir/deps/requirements.lock" \
             "$context_dir/deps/wheels.txt"
         "$DOCKER" image inspect --format '{{.Id}}' "$base_image"
+        [[ -z $deps_image ]] || "$DOCKER" image inspect --format '{{.Id}}' "$deps_image"
         printf '%s\n' "${labels[@]}" "$extras"
     } | sha256sum | cut -c1-16
+}
+
+# The modules the dependency image must import once installed (images with deps/ only).
+deps_modules() {
+    case "$backend" in
+        cpu) echo pyarrow pydantic scipy torch transformers ;;
+    esac
+}
+
+deps_fingerprint() {
+    {
+        cat "$context_dir/deps/requirements.lock" "$context_dir/deps/wheels.txt" \
+            "$images_dir/common/install-deps.sh"
+        deps_modules
+        "$DOCKER" image inspect --format '{{.Id}}' "$base_image"
+    } | sha256sum | cut -c1-16
+}
+
+ensure_deps_image() {
+    # Images whose context has deps/: install them in a container and commit it (step 4).
+    deps_image=""
+    [[ -d $context_dir/deps ]] || return 0
+    deps_image=llem/build-cache:$backend-deps-$(deps_fingerprint)
+    printf '%s\n' deps >"$context_dir/.dockerignore"
+    if image_exists "$deps_image"; then
+        log "dependency image $deps_image is up to date"
+        return 0
+    fi
+    log "installing $(grep -vc '^#' "$context_dir/deps/requirements.lock") wheels into \
+$deps_image (a container of $base_image, no network)"
+    deps_container=llem-build-${deps_image##*:}
+    "$DOCKER" rm --force "$deps_container" >/dev/null 2>&1 || true  # left by a killed build
+    trap 'remove_deps_container' EXIT
+    # shellcheck disable=SC2046 # deps_modules: a list of module names, one word each
+    "$DOCKER" run --interactive --name "$deps_container" --network none --entrypoint /bin/sh \
+        --volume "$context_dir/deps:/mnt:ro" "$base_image" -s $(deps_modules) \
+        <"$images_dir/common/install-deps.sh" >&2 ||
+        die "installing the dependencies into $deps_image failed (output above)"
+    "$DOCKER" commit --change 'CMD ["/bin/sh"]' --change 'ENTRYPOINT []' \
+        "$deps_container" "$deps_image" >/dev/null ||
+        die "could not commit $deps_container as $deps_image"
+    remove_deps_container
+    trap - EXIT
+}
+
+remove_deps_container() {
+    "$DOCKER" rm --force "$deps_container" >/dev/null 2>&1 || true
 }
 
 image_label() {
@@ -134,6 +187,7 @@ build_image() {
             "llem.build_inputs=$fingerprint"; } | "$DOCKER" build \
         --file - \
         --build-arg "BASE_IMAGE=$base_image" \
+        ${deps_image:+--build-arg "DEPS_IMAGE=$deps_image"} \
         ${extras:+--build-arg "LLEM_EXTRAS=$extras"} \
         --tag "$image:$harness_version" \
         --tag "$image:latest" \
@@ -141,27 +195,21 @@ build_image() {
         rm -f "$log"
         die "docker build of $image failed (output above)"
     fi
-    keep_dependency_stage "$log"
     rm -f "$log"
     remove_obsolete_images
 }
 
-keep_dependency_stage() {
-    # The legacy builder leaves the cpu dependency stage (6 GB) as an untagged image: Docker's
-    # cache for the next build, which any `docker image prune` would delete. Tagging it keeps
-    # it, and marks every other one as obsolete. Its id is the last one printed before the
-    # second FROM; BuildKit prints no ids and keeps its cache elsewhere, so nothing to do there.
-    [[ -d $context_dir/deps ]] || return 0
-    local deps_id
-    deps_id=$(awk '/^Step [0-9]+\/[0-9]+ : FROM / { if (seen++) { print id; exit } }
-                   /^ ---> [0-9a-f]+$/ { id = $2 }' "$1")
-    [[ -z $deps_id ]] || "$DOCKER" tag "$deps_id" "llem/build-cache:$backend-deps" ||
-        log "warning: the dependency stage $deps_id is gone (removed by another build?); not kept"
-}
-
 remove_obsolete_images() {
-    # Earlier builds of this image and of its dependency stage, which lost their tags.
+    # Earlier builds of this image, which lost their tags; the dependency stage that builds
+    # before the dependency image kept (llem.stage label, tag llem/build-cache:BACKEND-deps);
+    # dependency images of other fingerprints. An image still used by another keeps its layers.
+    local tag
     "$DOCKER" image prune --force --filter "label=llem.image=$backend" >/dev/null
+    while read -r tag; do
+        [[ $tag == "$backend-deps"* && llem/build-cache:$tag != "$deps_image" ]] || continue
+        "$DOCKER" rmi "llem/build-cache:$tag" >/dev/null 2>&1 ||
+            log "warning: could not remove the obsolete llem/build-cache:$tag"
+    done < <("$DOCKER" image ls --format '{{.Tag}}' llem/build-cache)
     "$DOCKER" image prune --force --filter "label=llem.stage=$backend-deps" >/dev/null
 }
 
@@ -177,6 +225,7 @@ fi
 
 ensure_base
 "$images_dir/wheels.sh" "$backend" "${wheels_args[@]}"
+ensure_deps_image
 llem_wheel=$(basename "$(ls "$context_dir"/harness/llem-*.whl)")
 harness_version=$(echo "$llem_wheel" | cut -d- -f2)
 backend_version=$(backend_version)

@@ -22,6 +22,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     docker_items = [item for item in items if "docker" in item.keywords]
     if not docker_items:
         return
+    # Docker tests last: a test process that reaches one waits for the image (built in the
+    # background by `make test`, several minutes when cold); until then it runs everything else.
+    items[:] = [item for item in items if "docker" not in item.keywords] + docker_items
     try:
         Engine().ping()
     except Exception as error:  # any failure to reach the engine

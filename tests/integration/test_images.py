@@ -55,3 +55,31 @@ def test_label_line_survives_the_dockerfile_parser(cpu_image: str, tmp_path: Pat
     finally:
         subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
     assert {key: labels.get(key) for key in values} == values
+
+
+def _layers(image: str) -> list[str]:
+    done = subprocess.run(["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}",
+                           image], capture_output=True, text=True, check=True)
+    return list(json.loads(done.stdout))
+
+
+def test_cpu_image_is_its_dependency_image_plus_the_harness(cpu_image: str) -> None:
+    tags = subprocess.run(["docker", "image", "ls", "--format", "{{.Tag}}", "llem/build-cache"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    deps = [tag for tag in tags if tag.startswith("cpu-deps-")]
+    assert len(deps) == 1, tags  # earlier fingerprints were removed
+    deps_layers = _layers(f"llem/build-cache:{deps[0]}")
+    image_layers = _layers(cpu_image)
+    assert image_layers[:len(deps_layers)] == deps_layers
+    assert len(image_layers) > len(deps_layers)  # the harness on top
+    # No wheel reached any layer: they were bind-mounted into the install container only
+    # (python3-venv's own pip and setuptools wheels belong to the Debian base).
+    find = "find / -xdev -name '*.whl' -not -path '/usr/share/python-wheels/*' | head -n 5"
+    probe = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", cpu_image, "-c",
+         f"{find}; test -z \"$(ls -A /mnt)\" && echo none"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert probe.stdout.split() == ["none"], probe.stdout + probe.stderr
+    leftovers = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter",
+                                "name=llem-build-"], capture_output=True, text=True, check=True)
+    assert leftovers.stdout.strip() == ""

@@ -72,13 +72,25 @@ def test_no_dockerfile_keeps_an_install_or_label_block(name: str) -> None:
                  if piece in arguments]
     assert leftovers == []
     labels = [arguments for keyword, arguments in steps if keyword == "LABEL"]
-    assert labels == (["llem.stage=cpu-deps"] if name == "cpu" else [])
+    assert labels == []
 
 
-def test_only_the_cpu_dependency_stage_installs_on_its_own() -> None:
-    deps_stage = instructions("cpu")[:len(instructions("cpu")) - len(final_stage("cpu"))]
-    runs = [arguments for keyword, arguments in deps_stage if keyword == "RUN"]
-    assert len(runs) == 1 and "--find-links /wheels -r /wheels/requirements.lock" in runs[0]
+def test_the_cpu_image_starts_from_its_dependency_image_and_copies_no_wheels() -> None:
+    steps = instructions("cpu")
+    assert [arguments for keyword, arguments in steps if keyword == "FROM"] == ["${DEPS_IMAGE}"]
+    assert not [arguments for keyword, arguments in steps
+                if keyword == "COPY" and ("deps" in arguments or "--from" in arguments)]
+
+
+def test_the_dependencies_install_in_a_container_with_the_wheels_mounted_read_only() -> None:
+    script = (IMAGES / "common" / "install-deps.sh").read_text()
+    assert "--no-index" in script and "--find-links /mnt -r /mnt/requirements.lock" in script
+    build = " ".join((IMAGES / "build.sh").read_text().replace("\\\n", " ").split())
+    assert ('--network none --entrypoint /bin/sh --volume "$context_dir/deps:/mnt:ro"'
+            ' "$base_image" -s') in build
+    assert '"$DOCKER" commit' in build
+    # The build context of the image itself leaves the wheels out.
+    assert "printf '%s\\n' deps >\"$context_dir/.dockerignore\"" in build
 
 
 def image_labels(*args: str) -> subprocess.CompletedProcess[str]:
