@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -296,11 +297,19 @@ def _kill_group(pid: int, start: str | None, run_dir: str) -> bool:
 
 
 def _marked(pid: int, run_dir: str) -> bool:
-    """Whether process ``pid`` has ``RUN_MARK=run_dir`` in its environment (a harness's)."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False  # gone, or another user's: not ours
+    """Whether process ``pid`` has ``RUN_MARK=run_dir`` in its environment (a harness's).
+
+    A process in the middle of ``execve`` shows an empty environment for an instant: an empty
+    one is read once more after a short pause before it counts as unmarked.
+    """
+    for attempt in range(2):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return False  # gone, or another user's: not ours
+        if environ or attempt:
+            break
+        time.sleep(0.05)
     return f"{RUN_MARK}={run_dir}".encode() in environ.split(b"\0")
 
 

@@ -126,6 +126,11 @@ def test_clean_stops_what_is_left_of_the_group_after_the_harness_died(state_home
                                env={**os.environ, "LLEM_RUN_DIR": "/r/s/001"})
     assert harness.stdout is not None
     worker = int(harness.stdout.readline())
+    # Until sleep has replaced the forked shell, its environment can read empty (mid-exec).
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")[0] != b"sleep":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     worker_start = pid_start(worker)
     register(harness, Session("dead", 999_999_999, "1", socket.gethostname()), "s")
     harness.kill()
