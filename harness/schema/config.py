@@ -209,6 +209,20 @@ class VllmConfig(Strict):
     )
     enforce_eager: bool | None = Field(None, description="Disable CUDA graphs.")
     block_size: int | None = Field(None, ge=1, description="KV-cache block size (tokens).")
+    cpu_kvcache_space_gib: int | None = Field(
+        None, ge=1,
+        description=(
+            "vLLM's CPU build only: host memory for the KV cache, in GiB "
+            "(VLLM_CPU_KVCACHE_SPACE). Unset = vLLM's own sizing, recorded."
+        ),
+    )
+    cpu_omp_threads_bind: str | None = Field(
+        None, min_length=1,
+        description=(
+            "vLLM's CPU build only: the cores its OpenMP threads are bound to, e.g. '0-7' or "
+            "'auto' (VLLM_CPU_OMP_THREADS_BIND). Unset = vLLM's default, recorded."
+        ),
+    )
 
 
 class TensorRtConfig(Strict):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build llem/base:bookworm, a minimal Debian bookworm image, without any container registry.
 #
-# The root file system is made with debootstrap (minbase variant plus python3, python3-venv and
-# ca-certificates), trimmed, and loaded with `docker import`. Only a Debian mirror is needed.
+# The root file system is made with debootstrap (minbase variant plus python3, python3-venv,
+# ca-certificates and libnuma1, which vLLM's CPU kernels load), trimmed, and loaded with
+# `docker import`. Only a Debian mirror is needed.
 #
 # Usage: images/base/build-base.sh [--force] [--refresh] [--tag IMAGE]
 #   --force     rebuild even if the image already exists (reuses the cached packages)
@@ -20,7 +21,7 @@ set -euo pipefail
 
 SUITE=bookworm
 ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
-INCLUDE=python3,python3-venv,ca-certificates
+INCLUDE=python3,python3-venv,ca-certificates,libnuma1
 MIRROR=${LLEM_DEBIAN_MIRROR:-}
 PYTHON=${PYTHON:-python3}
 CACHE_DIR=${LLEM_CACHE_DIR:-$HOME/.cache/llem}/base
@@ -45,8 +46,14 @@ done
 log() { printf '[build-base] %s\n' "$*" >&2; }
 
 if [[ $FORCE -eq 0 ]] && "$DOCKER" image inspect "$TAG" >/dev/null 2>&1; then
-    log "$TAG already exists; nothing to do (use --force to rebuild)"
-    exit 0
+    # An image made with another package list (llem.base.packages) is made again.
+    packages=$("$DOCKER" image inspect --format '{{index .Config.Labels "llem.base.packages"}}' \
+        "$TAG")
+    if [[ $packages == "$INCLUDE" ]]; then
+        log "$TAG already exists; nothing to do (use --force to rebuild)"
+        exit 0
+    fi
+    log "$TAG was made with packages '${packages:-?}'; making it again with '$INCLUDE'"
 fi
 
 if [[ -z $MIRROR ]]; then
@@ -141,6 +148,7 @@ tar --numeric-owner -C "$root" -c . | "$DOCKER" import \
     --change 'LABEL llem.base=debootstrap' \
     --change 'LABEL llem.base.recipe=debootstrap' \
     --change "LABEL llem.base.suite=$SUITE" \
+    --change "LABEL llem.base.packages=$INCLUDE" \
     --change "LABEL llem.base.python=$python_version" \
     --change "LABEL llem.base.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --change 'LABEL org.opencontainers.image.title=llem-base' \

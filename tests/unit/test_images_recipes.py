@@ -86,11 +86,11 @@ def test_the_dependencies_install_in_a_container_with_the_wheels_mounted_read_on
     script = (IMAGES / "common" / "install-deps.sh").read_text()
     assert "--no-index" in script and "--find-links /mnt -r /mnt/requirements.lock" in script
     build = " ".join((IMAGES / "build.sh").read_text().replace("\\\n", " ").split())
-    assert ('--network none --entrypoint /bin/sh --volume "$context_dir/deps:/mnt:ro"'
-            ' "$base_image" -s') in build
+    assert ('--network none --volume "$context/deps:/mnt:ro" "$from" /bin/sh -s'
+            in build)
     assert '"$DOCKER" commit' in build
     # The build context of the image itself leaves the wheels out.
-    assert "printf '%s\\n' deps >\"$context_dir/.dockerignore\"" in build
+    assert "printf '%s\\n' deps >\"$context/.dockerignore\"" in build
 
 
 def image_labels(*args: str) -> subprocess.CompletedProcess[str]:

@@ -115,10 +115,21 @@ class VllmBackend(Backend):
         return engine.prefix_caching(self.config)[0]
 
     def _device_problems(self) -> list[str]:
+        if self.device == "cpu":
+            return self._cpu_problems()
         if not self.device.startswith("cuda"):
             return [problem(
-                f"vLLM needs an NVIDIA GPU; the run's device is '{self.device}'",
-                "run on a machine with an NVIDIA GPU, or use backend pytorch on cpu",
+                f"vLLM runs on an NVIDIA GPU, or on cpu in its CPU build; the run's device is "
+                f"'{self.device}'",
+                "run on a machine with an NVIDIA GPU, or on cpu in the vllm-cpu image",
+            )]
+        cpu_only = sorted(name for name in engine.CPU_ENVIRONMENT
+                          if getattr(self.settings, name) is not None)
+        if cpu_only:
+            return [problem(
+                f"vllm.{', vllm.'.join(cpu_only)} apply to vLLM's CPU build only, but the run is "
+                f"on {self.device}",
+                "remove them from the vllm: section, or run on cpu in the vllm-cpu image",
             )]
         if self.device not in ("cuda", "cuda:0"):
             return [problem(
@@ -135,6 +146,21 @@ class VllmBackend(Backend):
                 f"select at least {tensor_parallel} GPUs, or lower vllm.tensor_parallel_size",
             )]
         return []
+
+    def _cpu_problems(self) -> list[str]:
+        """On cpu the installed vLLM must be its CPU build (vLLM's platform API says which)."""
+        try:
+            platforms = importlib.import_module("vllm.platforms")
+        except ImportError:
+            return []  # vLLM missing: library_problem reported it
+        if engine.is_cpu_build(platforms):
+            return []
+        return [problem(
+            "the run's device is cpu, but the installed vLLM is not its CPU build "
+            f"(vLLM's platform: {type(platforms.current_platform).__name__})",
+            "run in the vllm-cpu image (llem images build vllm-cpu), or on a GPU with the vllm "
+            "image",
+        )]
 
     def _passthrough_problems(self) -> list[str]:
         error = self._passthrough_error()
@@ -182,7 +208,7 @@ class VllmBackend(Backend):
         self._loop = asyncio.new_event_loop()
 
     def _import_vllm(self) -> Any:
-        self._environment = engine.prepare_environment()
+        self._environment = engine.prepare_environment(self.config)
         with engine.translated_errors(
             "import",
             "run in the vllm image (llem run --runner docker; build it with llem images build "
@@ -293,7 +319,7 @@ class VllmBackend(Backend):
             "device": self.device,
             "engine_kwargs": dict(self._engine_kwargs or self._planned_kwargs()),
             "engine_passthrough_kwargs": dict(self.config.passthrough_kwargs),
-            "environment": dict(self._environment or engine.planned_environment()),
+            "environment": dict(self._environment or engine.planned_environment(self.config)),
             "timing": self._timing(),
         }
 

@@ -80,16 +80,55 @@ RESOLVED_FIELDS: dict[str, tuple[str, str]] = {
 """Recorded setting -> (part of ``VllmConfig``, attribute): what the engine actually runs with."""
 
 
-def prepare_environment() -> dict[str, str]:
-    """Set vLLM's environment where unset (before vLLM is imported); return what is in effect."""
+CPU_ENVIRONMENT: dict[str, str] = {
+    "cpu_kvcache_space_gib": "VLLM_CPU_KVCACHE_SPACE",
+    "cpu_omp_threads_bind": "VLLM_CPU_OMP_THREADS_BIND",
+}
+"""``vllm:`` settings of vLLM's CPU build -> the environment variable vLLM reads them from."""
+
+
+def cpu_settings(config: ExperimentConfig) -> dict[str, str]:
+    """The CPU build's settings the study gives, as environment variables (unset ones left out)."""
+    section = settings(config)
+    return {variable: str(getattr(section, name)) for name, variable in CPU_ENVIRONMENT.items()
+            if getattr(section, name) is not None}
+
+
+def prepare_environment(config: ExperimentConfig | None = None) -> dict[str, str]:
+    """Set vLLM's environment (before vLLM is imported); return what is in effect.
+
+    :data:`ENVIRONMENT` only where the user has not set it; the study's CPU settings
+    (:data:`CPU_ENVIRONMENT`) always, since the study is what the run records; and every CPU
+    variable that is set is reported, whoever set it.
+    """
     for name, value in ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    return {name: os.environ[name] for name in ENVIRONMENT}
+    if config is not None:
+        os.environ.update(cpu_settings(config))
+    names = [*ENVIRONMENT, *(v for v in CPU_ENVIRONMENT.values() if v in os.environ)]
+    return {name: os.environ[name] for name in names}
 
 
-def planned_environment() -> dict[str, str]:
+def planned_environment(config: ExperimentConfig | None = None) -> dict[str, str]:
     """What :func:`prepare_environment` would put in effect, without setting anything."""
-    return {name: os.environ.get(name, value) for name, value in ENVIRONMENT.items()}
+    planned = {name: os.environ.get(name, value) for name, value in ENVIRONMENT.items()}
+    for variable in CPU_ENVIRONMENT.values():
+        if variable in os.environ:
+            planned[variable] = os.environ[variable]
+    if config is not None:
+        planned.update(cpu_settings(config))
+    return planned
+
+
+def is_cpu_build(vllm_platforms: Any) -> bool:
+    """Whether the installed vLLM is its CPU build, asked of vLLM's platform API.
+
+    Args:
+        vllm_platforms: the module ``vllm.platforms`` (its ``current_platform``).
+    """
+    platform = vllm_platforms.current_platform
+    is_cpu = getattr(platform, "is_cpu", None)
+    return bool(is_cpu()) if callable(is_cpu) else getattr(platform, "device_type", "") == "cpu"
 
 
 def settings(config: ExperimentConfig) -> VllmConfig:

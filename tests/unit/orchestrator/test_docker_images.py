@@ -39,8 +39,13 @@ def test_pytorch_runs_in_the_cpu_image_on_a_machine_without_gpus() -> None:
 
 
 def test_gpu_only_backends_always_get_their_own_image() -> None:
-    assert runner(gpu_runtime=False).image_for("vllm") == "llem/vllm:latest"
+    assert runner(gpu_runtime=False).image_for("tensorrt") == "llem/tensorrt:latest"
     assert runner(gpu_runtime=True).image_for("tensorrt") == "llem/tensorrt:latest"
+
+
+def test_vllm_runs_in_its_cpu_build_where_the_engine_has_no_gpus() -> None:
+    assert runner(gpu_runtime=False).image_for("vllm") == "llem/vllm-cpu:latest"
+    assert runner(gpu_runtime=True).image_for("vllm") == "llem/vllm:latest"
 
 
 def test_an_image_the_user_names_is_used_as_is() -> None:
@@ -55,8 +60,8 @@ def test_a_missing_cpu_image_names_the_cpu_build() -> None:
 
 
 def test_gpu_only_backends_without_the_nvidia_runtime_are_refused() -> None:
-    problems = runner(gpu_runtime=False, built={"llem/vllm:latest"}).preflight(
+    problems = runner(gpu_runtime=False, built={"llem/vllm-cpu:latest"}).preflight(
         {"vllm", "tensorrt"})
-    assert problems[0].startswith("backend tensorrt, vllm needs NVIDIA GPUs")
+    assert problems[0].startswith("backend tensorrt needs NVIDIA GPUs")
     assert problems[1:] == ["image llem/tensorrt:latest for backend tensorrt is not built\n"
                             "  fix: llem images build tensorrt"]

@@ -141,15 +141,15 @@ GAPS_S = {"interleaved": 44.0, "shuffled": 44.0, "sequential": 21.0}
 @pytest.mark.parametrize("order", sorted(GAPS_S))
 def test_the_study_duration_adds_each_gap_the_executor_waits(gqa_model: Path, tmp_path: Path,
                                                               order: str) -> None:
-    # 2 configurations (max_num_seqs 16 and 32) x 2 cycles.
-    # vLLM runs on a GPU whatever this machine has. Per run (work 0.00044895830016 s,
+    # 2 configurations (max_num_seqs 16 and 32) x 2 cycles. No GPU here: vLLM runs on CPU (the
+    # vllm-cpu image), at 20 GFLOP/s. Per run (work 44,895,830,016 / 20e9 = 2.2447915008 s,
     # load 0.002740224 s):
-    #   max_num_seqs 16: warmup 5 x work x 16/64 = 0.0005611978752 s
-    #                    run = 10.00375038017536 s
-    #   max_num_seqs 32: warmup 5 x work x 32/64 = 0.0011223957504 s
-    #                    run = 10.00431157805056 s
-    # runs: 2 x (10.00375038017536 + 10.00431157805056) = 40.01612391645184 s
-    # total 40.01612391645184 s + the gaps of the order
+    #   max_num_seqs 16: warmup 5 x work x 16/64 = 2.805989376 s
+    #                    run = 10 + load + warmup + work = 15.0535211008 s
+    #   max_num_seqs 32: warmup 5 x work x 32/64 = 5.611978752 s
+    #                    run = 17.8595104768 s
+    # runs: 2 x (15.0535211008 + 17.8595104768) = 65.8260631552 s
+    # total 65.8260631552 s + the gaps of the order
     study = tmp_path / "gaps.yaml"
     study.write_text(
         f"model: {gqa_model}\nbackend: vllm\nprecision: bf16\nn: 64\ninput_len: 100\n"
@@ -159,11 +159,11 @@ def test_the_study_duration_adds_each_gap_the_executor_waits(gqa_model: Path, tm
     result = CliRunner().invoke(main, ["run", str(study), "--dry-run", "--json"])
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
-    assert plan["estimated_duration_s"] == pytest.approx(40.01612391645184 + GAPS_S[order])
+    assert plan["estimated_duration_s"] == pytest.approx(65.8260631552 + GAPS_S[order])
     # --no-gaps waits none, and the estimate counts none
     result = CliRunner().invoke(main, ["run", str(study), "--dry-run", "--json", "--no-gaps"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["estimated_duration_s"] == pytest.approx(40.01612391645184)
+    assert json.loads(result.output)["estimated_duration_s"] == pytest.approx(65.8260631552)
 
 
 def test_find_config_reads_a_relative_local_directory(gqa_model: Path) -> None:

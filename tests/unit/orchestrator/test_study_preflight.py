@@ -27,9 +27,9 @@ def test_gpu_only_backends_need_a_gpu_with_the_local_runner(tiny_model_dir, tmp_
         pytest.skip("this machine has an NVIDIA GPU")
     monkeypatch.chdir(tmp_path)
     study = tmp_path / "s.yaml"
-    study.write_text(f"model: {tiny_model_dir}\nbackend: [pytorch, vllm]\nn: 2\n")
+    study.write_text(f"model: {tiny_model_dir}\nbackend: [pytorch, tensorrt]\nn: 2\n")
     done = CliRunner().invoke(main, ["run", str(study), "--runner", "local", "--output", "o"])
-    # No NVIDIA GPU here: vLLM cannot run, and that is said before anything starts.
+    # No NVIDIA GPU here: TensorRT-LLM cannot run, and that is said before anything starts.
     assert done.exit_code == 2
-    assert "backend vllm needs NVIDIA GPUs, but NVML finds none here" in done.output
+    assert "backend tensorrt needs NVIDIA GPUs, but NVML finds none here" in done.output
     assert not (tmp_path / "o").exists()

@@ -23,7 +23,12 @@ import pytest
 
 from harness.backends.base import GenerationOutput, Request
 from harness.backends.vllm import VllmBackend
-from harness.backends.vllm.engine import ENVIRONMENT
+from harness.backends.vllm.engine import (
+    CPU_ENVIRONMENT,
+    ENVIRONMENT,
+    planned_environment,
+    prepare_environment,
+)
 from harness.datasets import build_requests
 from harness.energy import GpuSet
 from harness.errors import BackendError, PreflightError
@@ -469,16 +474,67 @@ def test_the_environment_is_set_before_vllm_and_user_values_win(
 # -- preflight ------------------------------------------------------------------------------
 
 
-def test_preflight_reports_missing_vllm_and_a_cpu_device_together(tiny_model_dir: Path) -> None:
+def test_preflight_reports_missing_vllm_and_a_foreign_device_together(
+    tiny_model_dir: Path,
+) -> None:
+    forget_vllm()
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    problems = VllmBackend(make_config(tiny_model_dir), "mps").preflight()
+
+    assert len(problems) == 2
+    assert "needs vllm, which is not installed" in problems[0]
+    assert "llem images build vllm" in problems[0]
+    assert "vLLM runs on an NVIDIA GPU, or on cpu in its CPU build" in problems[1]
+
+
+def test_missing_vllm_on_cpu_is_one_problem_not_two(tiny_model_dir: Path) -> None:
     forget_vllm()
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
     problems = VllmBackend(make_config(tiny_model_dir), "cpu").preflight()
 
-    assert len(problems) == 2
-    assert "needs vllm, which is not installed" in problems[0]
-    assert "llem images build vllm" in problems[0]
-    assert "vLLM needs an NVIDIA GPU" in problems[1]
+    assert len(problems) == 1 and "needs vllm, which is not installed" in problems[0]
+
+
+@pytest.mark.parametrize(("cpu_build", "expected"), [
+    (True, None),
+    (False, "the installed vLLM is not its CPU build (vLLM's platform: CudaPlatform)"),
+])
+def test_on_cpu_vllms_platform_api_decides(
+    fake_vllm: ModuleType, tiny_model_dir: Path, cpu_build: bool, expected: str | None,
+) -> None:
+    platforms = importlib.import_module("vllm.platforms")
+    if cpu_build:
+        platforms.use(platforms.CpuPlatform())
+    config = make_config(tiny_model_dir, precision="fp32",
+                         vllm={"cpu_kvcache_space_gib": 1, "cpu_omp_threads_bind": "0-1"})
+
+    problems = VllmBackend(config, "cpu").preflight()
+    assert problems == [] if expected is None else (len(problems) == 1 and expected in problems[0])
+
+
+def test_cpu_settings_on_a_gpu_run_are_refused(fake_vllm: ModuleType, tiny_model_dir: Path) -> None:
+    backend = VllmBackend(make_config(tiny_model_dir, vllm={"cpu_kvcache_space_gib": 2}),
+                          "cuda:0")
+    backend.gpu_info = [gpu.info() for gpu in fake_gpus()]
+
+    problems = backend.preflight()
+    assert len(problems) == 1
+    assert "vllm.cpu_kvcache_space_gib apply to vLLM's CPU build only" in problems[0]
+
+
+def test_cpu_settings_reach_vllm_as_its_environment_and_are_recorded(
+    fake_vllm: ModuleType, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable in CPU_ENVIRONMENT.values():
+        monkeypatch.delenv(variable, raising=False)
+    config = make_config(tiny_model_dir, vllm={"cpu_kvcache_space_gib": 3})
+
+    assert planned_environment(config)["VLLM_CPU_KVCACHE_SPACE"] == "3"
+    environment = prepare_environment(config)
+    assert environment["VLLM_CPU_KVCACHE_SPACE"] == os.environ["VLLM_CPU_KVCACHE_SPACE"] == "3"
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in environment  # unset: vLLM's default
 
 
 @pytest.mark.parametrize(

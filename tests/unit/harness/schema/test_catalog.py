@@ -83,7 +83,7 @@ def test_the_docker_tables_derive_from_the_catalog() -> None:
 
     assert image_names() == IMAGE_NAMES
     assert {e.name: f"llem/{e.image}:latest" for e in CATALOG} == DEFAULT_IMAGES
-    assert CPU_IMAGES == {"pytorch": "llem/cpu:latest"}
+    assert CPU_IMAGES == {"pytorch": "llem/cpu:latest", "vllm": "llem/vllm-cpu:latest"}
 
 
 def test_the_catalog_imports_nothing_heavy() -> None:
