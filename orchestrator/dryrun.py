@@ -46,6 +46,11 @@ def reservation(config: ExperimentConfig, memory_gb: list[float]) -> str:
     memory = entry.memory
     if memory.reservation == "as_needed" or memory.fraction_setting is None:
         return f"{entry.engine} allocates as it goes (estimate = need)"
+    if not memory_gb and not entry.gpu_only:
+        kv_cache = getattr(config.section(), "cpu_kvcache_space_gib", None)
+        kv = (f"; KV cache {kv_cache} GiB (vllm.cpu_kvcache_space_gib)" if kv_cache
+              else "; its KV cache in host memory, sized by the engine")
+        return f"{entry.engine} runs on CPU here (no GPU detected){kv}"
     fraction = (getattr(config.section(), memory.fraction_setting, None)
                 or memory.default_fraction or 1.0)
     if memory.reservation == "fraction_of_total":

@@ -40,12 +40,23 @@ def engine() -> Engine:
     return Engine()
 
 
-@pytest.fixture(scope="session")
-def cpu_image(engine: Engine) -> str:
-    """llem/cpu:latest built from images/ with the harness of this checkout (layer-cached)."""
-    done = subprocess.run(["bash", str(REPO / "images" / "build.sh"), "cpu"], cwd=REPO,
+def _build(image: str) -> str:
+    """``llem/<image>:latest`` built from images/ with this checkout's harness (layer-cached)."""
+    done = subprocess.run(["bash", str(REPO / "images" / "build.sh"), image], cwd=REPO,
                           capture_output=True, text=True, timeout=3600, check=False)
     output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert done.returncode == 0, f"image build failed:\n{output}"
-    return CPU_IMAGE
+    return f"llem/{image}:latest"
+
+
+@pytest.fixture(scope="session")
+def cpu_image(engine: Engine) -> str:
+    """llem/cpu:latest built from images/ with the harness of this checkout (layer-cached)."""
+    return _build("cpu")
+
+
+@pytest.fixture(scope="session")
+def vllm_cpu_image(engine: Engine) -> str:
+    """llem/vllm-cpu:latest (vLLM's CPU build), built like the cpu image, on its dependencies."""
+    return _build("vllm-cpu")
 

