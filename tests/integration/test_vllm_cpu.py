@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from llem_testkit.cli import llem, only_study_dir
+from llem_testkit.compose import compose_run
 
 from harness.schema import ExperimentResult
 from orchestrator.manifest import Manifest
@@ -82,3 +83,21 @@ def test_pytorch_and_vllm_on_cpu_offline_and_streaming_end_with_a_report(
     report = llem("report", str(study_dir), cwd=tmp_path, timeout=300)
     assert report.returncode == 0, report.stderr[-2000:]
     assert "vllm" in report.stdout and "pytorch" in report.stdout
+
+
+def test_compose_vllm_cpu_service_runs_one_streaming_experiment(
+        vllm_cpu_image: str, head64_model: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    done = compose_run(
+        project, head64_model, "head64",
+        "model: ../.llem/models/head64\nbackend: vllm\nprecision: fp32\nn: 4\n"
+        "input_len: 16\noutput_len: 8\nwarmup: {n_warmup: 1, min_seconds: 0}\n"
+        "latency: {streaming: true}\nvllm: {cpu_kvcache_space_gib: 1}\n", "vllm-cpu",
+        timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = list((project / "results").iterdir())
+    result = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
+    assert result.throughput.output_tokens == 4 * 8
+    assert result.effective_parameters["engine"] == "AsyncLLMEngine"
+    assert result.effective_parameters["device"] == "cpu"
+    assert result.latency.ttft is not None
