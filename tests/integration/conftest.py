@@ -24,7 +24,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     # Docker tests last: a test process that reaches one waits for the image (built in the
     # background by `make test`, several minutes when cold); until then it runs everything else.
-    items[:] = [item for item in items if "docker" not in item.keywords] + docker_items
+    # Those needing the vllm-cpu image come last of all: its build (minutes when cold) holds the
+    # build lock, so by then every test process should have its cpu image fixture done.
+    vllm_cpu = [item for item in docker_items
+                if "vllm_cpu_image" in getattr(item, "fixturenames", ())]
+    items[:] = ([item for item in items if "docker" not in item.keywords]
+                + [item for item in docker_items if item not in vllm_cpu] + vllm_cpu)
     try:
         Engine().ping()
     except Exception as error:  # any failure to reach the engine

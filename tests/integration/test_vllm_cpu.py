@@ -41,7 +41,9 @@ def test_pytorch_and_vllm_on_cpu_offline_and_streaming_end_with_a_report(
         "baseline:\n  enabled: false\n"
         "execution:\n  config_gap_s: 0\n  cycle_gap_s: 0\n"
         f"pytorch:\n  batch_size: {MAX_NUM_SEQS}\n"
+        # Uncompiled here (a faster start); the compose test runs vLLM's default, compiled.
         f"vllm:\n  max_num_seqs: {MAX_NUM_SEQS}\n  cpu_kvcache_space_gib: 1\n"
+        "  enforce_eager: true\n"
         "sweep:\n  latency.streaming: [false, true]\n")
     done = llem("run", str(study), "--runner", "docker", "--output", "out", cwd=tmp_path,
                 timeout=1800)
@@ -74,6 +76,7 @@ def test_pytorch_and_vllm_on_cpu_offline_and_streaming_end_with_a_report(
         assert effective["max_num_seqs"] == MAX_NUM_SEQS
         assert effective["dtype"] == "float32"
         assert effective["enable_prefix_caching"] is False
+        assert effective["enforce_eager"] is True
         assert effective["cross_request_cache"]["enabled"] is False
         assert effective["environment"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
         # No prompt token came from a cache shared across requests.
@@ -100,4 +103,5 @@ def test_compose_vllm_cpu_service_runs_one_streaming_experiment(
     assert result.throughput.output_tokens == 4 * 8
     assert result.effective_parameters["engine"] == "AsyncLLMEngine"
     assert result.effective_parameters["device"] == "cpu"
+    assert result.effective_parameters["enforce_eager"] is False  # vLLM's default: compiled
     assert result.latency.ttft is not None
