@@ -2,9 +2,10 @@
 # Build llem/base:bookworm, a minimal Debian bookworm image, without any container registry.
 #
 # The root file system is made with debootstrap (minbase variant plus python3, python3-venv,
-# ca-certificates, libnuma1, which vLLM's CPU kernels load, and g++, which torch.compile's CPU
-# code generation calls: vLLM's CPU build compiles its model with it unless enforce_eager),
-# trimmed, and loaded with `docker import`. Only a Debian mirror is needed.
+# ca-certificates, libnuma1, which vLLM's CPU kernels load, and g++ with python3-dev, which
+# torch.compile's CPU code generation needs (a compiler and Python.h): vLLM's CPU build
+# compiles its model unless enforce_eager), trimmed, and loaded with `docker import`. Only a
+# Debian mirror is needed.
 #
 # Usage: images/base/build-base.sh [--force] [--refresh] [--tag IMAGE]
 #   --force     rebuild even if the image already exists (reuses the cached packages)
@@ -22,7 +23,7 @@ set -euo pipefail
 
 SUITE=bookworm
 ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
-INCLUDE=python3,python3-venv,ca-certificates,libnuma1,g++
+INCLUDE=python3,python3-venv,python3-dev,ca-certificates,libnuma1,g++
 MIRROR=${LLEM_DEBIAN_MIRROR:-}
 PYTHON=${PYTHON:-python3}
 CACHE_DIR=${LLEM_CACHE_DIR:-$HOME/.cache/llem}/base

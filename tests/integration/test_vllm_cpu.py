@@ -8,6 +8,8 @@ with, exact token counts, and no prompt token served from a cross-request cache.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,59 @@ def test_compose_vllm_cpu_service_runs_one_streaming_experiment(
     assert result.effective_parameters["device"] == "cpu"
     assert result.effective_parameters["enforce_eager"] is False  # vLLM's default: compiled
     assert result.latency.ttft is not None
+
+
+SIGNATURE_PROBE = r'''
+import dataclasses, importlib.util, inspect, json, sys
+spec = importlib.util.spec_from_file_location("vllm_documented", "/fakes/vllm_documented.py")
+documented = importlib.util.module_from_spec(spec)
+sys.modules["vllm_documented"] = documented
+spec.loader.exec_module(documented)
+import vllm
+
+SURFACE = {
+    "LLM": lambda m: m.LLM.__init__,
+    "LLM.generate": lambda m: m.LLM.generate,
+    "SamplingParams": lambda m: m.SamplingParams,
+    "AsyncLLMEngine.from_engine_args": lambda m: m.AsyncLLMEngine.from_engine_args,
+    "AsyncLLMEngine.generate": lambda m: m.AsyncLLMEngine.generate,
+    "AsyncLLMEngine.shutdown": lambda m: m.AsyncLLMEngine.shutdown,
+}
+
+
+def parameters(target):
+    return {p.name: p.kind.name for p in inspect.signature(target).parameters.values()
+            if p.name != "self"}
+
+
+found = {name: {"documented": parameters(get(documented)), "installed": parameters(get(vllm))}
+         for name, get in SURFACE.items()}
+found["AsyncEngineArgs"] = {
+    "documented": {f.name: "FIELD" for f in dataclasses.fields(documented.AsyncEngineArgs)},
+    "installed": {f.name: "FIELD" for f in dataclasses.fields(vllm.AsyncEngineArgs)},
+}
+found["generate is an async generator"] = {
+    "documented": {"": "yes"},
+    "installed": {"": "yes" if inspect.isasyncgenfunction(vllm.AsyncLLMEngine.generate) else "no"},
+}
+print(json.dumps(found))
+'''
+
+
+def test_the_documented_vllm_surface_the_fakes_follow_matches_the_installed_vllm(
+        vllm_cpu_image: str) -> None:
+    # tests/fakes/vllm_documented.py holds the signatures the fakes are checked against
+    # (tests/unit/harness/backends/test_vllm.py); here they meet the vLLM the image ships.
+    fakes = Path(__file__).resolve().parents[1] / "fakes"
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python",
+         "--volume", f"{fakes}:/fakes:ro", vllm_cpu_image, "-c", SIGNATURE_PROBE],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    mismatches = {
+        target: {name: (kind, sides["installed"].get(name))
+                 for name, kind in sides["documented"].items()
+                 if sides["installed"].get(name) != kind}
+        for target, sides in found.items()}
+    assert {target: m for target, m in mismatches.items() if m} == {}
