@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,14 +110,24 @@ def test_compose_vllm_cpu_service_runs_one_streaming_experiment(
     assert result.latency.ttft is not None
 
 
-SIGNATURE_PROBE = r'''
-import dataclasses, importlib.util, inspect, json, sys
-spec = importlib.util.spec_from_file_location("vllm_documented", "/fakes/vllm_documented.py")
-documented = importlib.util.module_from_spec(spec)
-sys.modules["vllm_documented"] = documented
-spec.loader.exec_module(documented)
-import vllm
+RECORD_CALLS = r"""
+import importlib.util, json, sys
+from pathlib import Path
+fakes, unit, model = sys.argv[1:]
+sys.path.insert(0, fakes)
+spec = importlib.util.spec_from_file_location("llem_vllm_unit", unit)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+calls, engine_kwargs = module.record_every_call(Path(model))
+print(json.dumps({
+    "calls": [{"target": c.target, "positional": len(c.args), "keywords": sorted(c.kwargs)}
+              for c in calls if c.target in module.SURFACE],
+    "engine_kwargs": sorted(engine_kwargs)}))
+"""
 
+BIND_CALLS = r"""
+import dataclasses, inspect, json, sys
+import vllm
 SURFACE = {
     "LLM": lambda m: m.LLM.__init__,
     "LLM.generate": lambda m: m.LLM.generate,
@@ -125,41 +136,45 @@ SURFACE = {
     "AsyncLLMEngine.generate": lambda m: m.AsyncLLMEngine.generate,
     "AsyncLLMEngine.shutdown": lambda m: m.AsyncLLMEngine.shutdown,
 }
+recorded = json.loads(sys.stdin.read())
+problems = []
+for call in recorded["calls"]:
+    signature = inspect.signature(SURFACE[call["target"]](vllm))
+    parameters = list(signature.parameters.values())
+    if parameters and parameters[0].name == "self":
+        signature = signature.replace(parameters=parameters[1:])
+    try:
+        signature.bind(*[None] * call["positional"], **dict.fromkeys(call["keywords"]))
+    except TypeError as error:
+        problems.append(f"{call['target']}: {error}")
+fields = {field.name for field in dataclasses.fields(vllm.AsyncEngineArgs)}
+problems += [f"AsyncEngineArgs has no field {name}" for name in recorded["engine_kwargs"]
+             if name not in fields]
+if not inspect.isasyncgenfunction(vllm.AsyncLLMEngine.generate):
+    problems.append("AsyncLLMEngine.generate is not an async generator")
+print(json.dumps({"calls": len(recorded["calls"]), "problems": problems}))
+"""
 
 
-def parameters(target):
-    return {p.name: p.kind.name for p in inspect.signature(target).parameters.values()
-            if p.name != "self"}
-
-
-found = {name: {"documented": parameters(get(documented)), "installed": parameters(get(vllm))}
-         for name, get in SURFACE.items()}
-found["AsyncEngineArgs"] = {
-    "documented": {f.name: "FIELD" for f in dataclasses.fields(documented.AsyncEngineArgs)},
-    "installed": {f.name: "FIELD" for f in dataclasses.fields(vllm.AsyncEngineArgs)},
-}
-found["generate is an async generator"] = {
-    "documented": {"": "yes"},
-    "installed": {"": "yes" if inspect.isasyncgenfunction(vllm.AsyncLLMEngine.generate) else "no"},
-}
-print(json.dumps(found))
-'''
-
-
-def test_the_documented_vllm_surface_the_fakes_follow_matches_the_installed_vllm(
-        vllm_cpu_image: str) -> None:
-    # tests/fakes/vllm_documented.py holds the signatures the fakes are checked against
-    # (tests/unit/harness/backends/test_vllm.py); here they meet the vLLM the image ships.
-    fakes = Path(__file__).resolve().parents[1] / "fakes"
-    done = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python",
-         "--volume", f"{fakes}:/fakes:ro", vllm_cpu_image, "-c", SIGNATURE_PROBE],
+def test_every_call_llem_makes_to_vllm_binds_to_the_installed_vllm(
+        vllm_cpu_image: str, tiny_model_dir: Path) -> None:
+    # The calls are recorded against the fake (tests/fakes/vllm), driving the backend through
+    # every path, as tests/unit/harness/backends/test_vllm.py does; then each is bound to the
+    # signature of the vLLM the image ships: a call the fake accepts and vLLM would refuse
+    # fails here.
+    tests = Path(__file__).resolve().parents[1]
+    record = subprocess.run(
+        [sys.executable, "-c", RECORD_CALLS, str(tests / "fakes"),
+         str(tests / "unit" / "harness" / "backends" / "test_vllm.py"), str(tiny_model_dir)],
         capture_output=True, text=True, timeout=600, check=False)
+    assert record.returncode == 0, record.stderr[-3000:]
+    recorded = record.stdout.strip().splitlines()[-1]
+    assert len(json.loads(recorded)["calls"]) >= 6
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--interactive", "--network", "none", "--entrypoint",
+         "python", vllm_cpu_image, "-c", BIND_CALLS],
+        input=recorded, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    mismatches = {
-        target: {name: (kind, sides["installed"].get(name))
-                 for name, kind in sides["documented"].items()
-                 if sides["installed"].get(name) != kind}
-        for target, sides in found.items()}
-    assert {target: m for target, m in mismatches.items() if m} == {}
+    assert found["problems"] == []
+    assert found["calls"] == len(json.loads(recorded)["calls"])
