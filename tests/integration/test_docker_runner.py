@@ -195,16 +195,25 @@ def test_missing_image_fails_preflight_with_the_build_command(tiny_model_dir, tm
 
 def test_cross_backend_study_names_the_build_command_of_each_missing_image(tiny_model_dir,
                                                                           tmp_path):
-    # No vLLM or TensorRT-LLM image exists on this engine: preflight must stop before anything
-    # runs and say, per backend, which command builds the missing image.
+    # No TensorRT-LLM image exists on this engine (no registry), and no GPU: preflight must
+    # stop before anything runs and say, per backend, which command builds the missing image.
+    # Without a GPU vLLM runs in its CPU build: its image is llem/vllm-cpu, which CI builds
+    # only for the vLLM tests, run after this one (tests/integration/conftest.py).
+    vllm_cpu_built = subprocess.run(["docker", "image", "inspect", "llem/vllm-cpu:latest"],
+                                    capture_output=True, check=False).returncode == 0
     study = tmp_path / "cross.yaml"
     study.write_text(f"base: {REPO / 'studies' / 'cross-backend.yaml'}\n"
                      f"model: {tiny_model_dir}\n")
     done = llem("run", str(study), "--runner", "docker", "--output", "o", cwd=tmp_path,
                 timeout=120)
     assert done.returncode == 2, done.stderr
-    assert "image llem/vllm:latest for backend vllm is not built" in done.stderr
-    assert "llem images build vllm" in done.stderr
+    vllm_line = "image llem/vllm-cpu:latest for backend vllm is not built"
+    if vllm_cpu_built:
+        assert "for backend vllm" not in done.stderr
+    else:
+        assert vllm_line in done.stderr
+        assert "llem images build vllm-cpu" in done.stderr
+    assert "llem/vllm:latest" not in done.stderr  # the GPU image is not what runs here
     assert "image llem/tensorrt:latest for backend tensorrt is not built" in done.stderr
     assert "llem images build tensorrt" in done.stderr
     assert not (tmp_path / "o").exists()
