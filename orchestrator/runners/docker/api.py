@@ -157,6 +157,12 @@ class Engine:
             self.client.api.remove_container(key, force=True, v=True)
         except docker.errors.NotFound:
             return  # already gone: what we wanted
+        except docker.errors.APIError as error:
+            # Another client (its own session ending, `docker run --rm`, a second llem) is
+            # removing it right now: it is going away, which is what we wanted too.
+            if error.status_code == 409 and "already in progress" in str(error):
+                return
+            raise
 
 
 class RunContainer:

@@ -151,3 +151,42 @@ def test_a_paused_container_is_not_taken_for_one_that_ended(tmp_path):
     StudyExecution(study, out, runner).execute(runs, manifest)
     (run,) = Manifest.load(out).runs
     assert run.failure is not None and run.failure.cause == "stalled", run.failure
+
+
+class _RemovingApi:
+    """The SDK's low-level API when the engine answers remove_container with ``error``."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def remove_container(self, key, force, v):
+        raise self.error
+
+
+class _Client:
+    def __init__(self, error):
+        self.api = _RemovingApi(error)
+
+
+def _api_error(status: int, message: str):
+    import docker.errors
+    import requests
+
+    response = requests.Response()
+    response.status_code = status
+    return docker.errors.APIError(message, response=response, explanation=message)
+
+
+def test_a_container_another_client_is_removing_counts_as_removed():
+    # Seen in CI: a resumed study's orphan cleanup met the container of a session that had just
+    # ended, while the engine was still removing it: 409 "removal ... already in progress".
+    error = _api_error(409, "removal of container 7792a339 is already in progress")
+    Engine(client=_Client(error)).remove("7792a339")  # no error: it is going away
+
+
+def test_any_other_refusal_to_remove_is_still_an_engine_error():
+    import pytest
+
+    error = _api_error(409, "You cannot remove a running container: stop it first")
+    with pytest.raises(EngineError, match="cannot remove a running container"):
+        Engine(client=_Client(error)).remove("c1")
