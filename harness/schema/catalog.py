@@ -28,6 +28,9 @@ class BackendRules:
         quantizations: weight-quantisation schemes of the backend section's ``quantization``
             field (empty: the section has none).
         quantized_precisions: compute precisions a quantisation scheme may run with.
+        serving_clients: the ``load.client`` paths of serving mode the backend offers (empty:
+            it cannot serve: ``load.mode: serving`` is refused with ``serving_fix``).
+        serving_fix: why it cannot serve and what to do instead.
     """
 
     precisions: frozenset[str]
@@ -36,6 +39,8 @@ class BackendRules:
     lora_fix: str = ""
     quantizations: frozenset[str] = frozenset()
     quantized_precisions: frozenset[str] = frozenset()
+    serving_clients: frozenset[str] = frozenset()
+    serving_fix: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,16 @@ CATALOG: tuple[BackendEntry, ...] = (
         name="pytorch",
         engine="PyTorch",
         implementation="harness.backends.pytorch:PyTorchBackend",
-        rules=BackendRules(precisions=_FLOAT_PRECISIONS,
-                           decoders=frozenset({"greedy", "sampling", "beam"})),
+        rules=BackendRules(
+            precisions=_FLOAT_PRECISIONS,
+            decoders=frozenset({"greedy", "sampling", "beam"}),
+            # transformers' generate() runs static batches (docs/serving.md).
+            serving_fix=(
+                "transformers' generate() runs static batches and has no scheduler that admits "
+                "a request while others decode, so an arrival would wait for a whole batch and "
+                "the figures would measure that wait, not serving; measure serving with vllm "
+                "or tensorrt, or use load.mode offline"),
+        ),
         memory=MemoryProfile(batch_setting="batch_size", default_batch=1),
         image="pytorch",
         gpu_only=False,
@@ -132,6 +145,7 @@ CATALOG: tuple[BackendEntry, ...] = (
             quantizations=frozenset({"awq", "gptq", "fp8", "bitsandbytes",
                                      "compressed-tensors"}),
             quantized_precisions=_HALF,
+            serving_clients=frozenset({"in_process", "openai_server"}),
         ),
         memory=MemoryProfile(batch_setting="max_num_seqs", default_batch=256,
                              parallel_settings=("tensor_parallel_size",),
@@ -155,6 +169,7 @@ CATALOG: tuple[BackendEntry, ...] = (
             quantizations=frozenset({"fp8", "int8_sq", "int8_weight_only", "int4_weight_only",
                                      "int4_awq"}),
             quantized_precisions=_HALF,
+            serving_clients=frozenset({"in_process"}),
         ),
         memory=MemoryProfile(batch_setting="max_batch_size", default_batch=2048,
                              parallel_settings=("tp_size", "pp_size"),

@@ -169,6 +169,101 @@ class LatencyConfig(Strict):
     )
 
 
+ARRIVALS = ("poisson", "gamma", "constant")
+"""Arrival processes of serving mode (docs/serving.md)."""
+
+SERVING_CLIENTS = ("in_process", "openai_server")
+"""How serving mode reaches the engine: its async API in the harness process, or the engine's
+own OpenAI-compatible server started in the same container on loopback."""
+
+
+class LoadConfig(Strict):
+    """How requests reach the engine: all at once (offline), or arriving over time (serving).
+
+    Serving fields apply to ``mode: serving`` only; setting one in offline mode is an error.
+    """
+
+    mode: Literal["offline", "serving"] = Field(
+        "offline", description="offline: the whole workload submitted at once (a batch job). "
+        "serving: requests arrive over time at request_rate, each streamed, and energy is "
+        "taken over the steady-state window only (after ramp_up_s, before the drain).")
+    request_rate: float | None = Field(
+        None, gt=0, description="serving: mean arrival rate (requests/s); required. Sweep it "
+        "to draw the J/token and latency curve against load.")
+    arrival: Literal["poisson", "gamma", "constant"] = Field(
+        "poisson", description="serving: arrival process. poisson (exponential gaps), gamma "
+        "(gaps with shape burstiness: < 1 burstier, > 1 more regular than Poisson), constant "
+        "(equal gaps).")
+    burstiness: float | None = Field(
+        None, gt=0, description="serving, arrival gamma only: the gamma shape of the gaps "
+        "(1 = Poisson). Default 1.")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="serving: at most this many requests in flight; an arrival "
+        "beyond it waits in the client (its queueing delay). Unset: no limit.")
+    duration_s: float | None = Field(
+        None, gt=0, description="serving: arrivals continue this long (s), and the request "
+        "count follows from the arrivals; unset: n requests arrive.")
+    ramp_up_s: float = Field(
+        0.0, ge=0, description="serving: arrivals of the first ramp_up_s seconds fill the "
+        "engine and are left out of the window and of every serving figure.")
+    seed: int | None = Field(
+        None, description="serving: seed of the arrival times and drawn lengths (default: "
+        "random_seed).")
+    lengths: Literal["fixed", "uniform"] = Field(
+        "fixed", description="fixed: every synthetic request has input_len and output_len "
+        "tokens. uniform: each drawn uniformly within length_range_ratio of them (synthetic "
+        "dataset only; a .jsonl gives each prompt its own max_new_tokens).")
+    length_range_ratio: float | None = Field(
+        None, gt=0, lt=1, description="lengths uniform: lengths are drawn from "
+        "[len x (1 - r), len x (1 + r)]; required with uniform.")
+    client: Literal["in_process", "openai_server"] = Field(
+        "in_process", description="serving: in_process (the engine's async API in the "
+        "harness process) or openai_server (the engine's own OpenAI-compatible server, "
+        "started in the same container on loopback, streamed over HTTP).")
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> LoadConfig:
+        if self.mode == "offline":
+            serving_only = [name for name in SERVING_ONLY if getattr(self, name) !=
+                            LoadConfig.model_fields[name].default]
+            if serving_only:
+                raise PydanticCustomError(
+                    CROSS_CHECK, "load.{field} applies to load.mode serving, not offline; "
+                    "set load.mode: serving or remove it", {"field": serving_only[0]})
+        elif self.request_rate is None:
+            raise PydanticCustomError(
+                CROSS_CHECK, "load.mode serving needs load.request_rate (requests/s), e.g. "
+                "load: {{mode: serving, request_rate: 4}}", {})
+        if self.burstiness is not None and self.arrival != "gamma":
+            raise PydanticCustomError(
+                CROSS_CHECK, "load.burstiness applies to load.arrival gamma, not '{arrival}'",
+                {"arrival": self.arrival})
+        if (self.lengths == "uniform") != (self.length_range_ratio is not None):
+            raise PydanticCustomError(
+                CROSS_CHECK, "load.lengths uniform and load.length_range_ratio go together: "
+                "set both (e.g. lengths: uniform, length_range_ratio: 0.5) or neither", {})
+        return self
+
+    @property
+    def serving(self) -> bool:
+        """Whether requests arrive over time (``mode: serving``)."""
+        return self.mode == "serving"
+
+
+SERVING_ONLY = ("request_rate", "arrival", "burstiness", "max_concurrency", "duration_s",
+                "ramp_up_s", "seed", "client")
+"""``load:`` fields that mean something only in serving mode."""
+
+
+class SloConfig(Strict):
+    """Latency targets of serving mode: a request meeting all that are set counts to goodput."""
+
+    ttft_ms: float | None = Field(
+        None, gt=0, description="Time to first token target (ms), counted from arrival.")
+    tpot_ms: float | None = Field(
+        None, gt=0, description="Time per output token target (ms).")
+
+
 class PyTorchConfig(Strict):
     """PyTorch/transformers knobs. Unset means the backend's own default (recorded)."""
 
@@ -305,6 +400,8 @@ class ExperimentConfig(Strict):
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    load: LoadConfig = Field(default_factory=LoadConfig)
+    slo: SloConfig = Field(default_factory=SloConfig)
     pytorch: PyTorchConfig | None = None
     vllm: VllmConfig | None = None
     tensorrt: TensorRtConfig | None = None
@@ -374,7 +471,9 @@ class ExperimentConfig(Strict):
         same measurement as no section: both are written as no section, which keeps the hash
         of every configuration written without one as it was. An unset content digest (also
         ``lora.adapter_digest``) is left out, so configurations without local inputs keep the
-        hash they had before digests existed. A ``.jsonl`` dataset with its digest, and a LoRA
+        hash they had before digests existed. The default ``load:`` (offline) and an empty
+        ``slo:`` are left out too, so every configuration written before serving mode keeps its
+        hash. A ``.jsonl`` dataset with its digest, and a LoRA
         adapter directory with its digest, are identified by that digest and their file name,
         not where they lie: the same bytes after a project moved (another mount point, another
         host) are the same configuration. A local model directory is still identified by its
@@ -390,6 +489,9 @@ class ExperimentConfig(Strict):
             data["lora"]["adapter"] = PurePath(self.lora.adapter).name
         for name in CONTENT_DIGESTS:
             if data[name] is None:
+                del data[name]
+        for name, model in (("load", LoadConfig), ("slo", SloConfig)):
+            if getattr(self, name) == model():
                 del data[name]
         if data["lora"] is not None and data["lora"]["adapter_digest"] is None:
             del data["lora"]["adapter_digest"]
@@ -442,6 +544,28 @@ def cross_check(config: ExperimentConfig) -> list[str]:
     if config.lora is not None and not rules.lora:
         problems.append(f"lora is not supported by {config.backend}: {rules.lora_fix}")
     problems.extend(_quantisation_checks(config))
+    problems.extend(_load_checks(config))
+    return problems
+
+
+def _load_checks(config: ExperimentConfig) -> list[str]:
+    """Serving mode: a backend that serves, the client it offers, SLOs and lengths."""
+    rules = RULES[config.backend]
+    load = config.load
+    problems: list[str] = []
+    if load.serving and not rules.serving_clients:
+        problems.append(f"load.mode serving is not supported by {config.backend}: "
+                        f"{rules.serving_fix}")
+    elif load.serving and load.client not in rules.serving_clients:
+        problems.append(f"load.client '{load.client}' is not supported by {config.backend}; "
+                        f"allowed: {', '.join(sorted(rules.serving_clients))}")
+    if not load.serving and config.slo != SloConfig():
+        problems.append("slo: applies to load.mode serving (goodput); set load.mode: serving "
+                        "or remove slo:")
+    if load.lengths == "uniform" and config.dataset != "synthetic":
+        problems.append(f"load.lengths uniform draws synthetic lengths, but dataset is "
+                        f"{config.dataset!r}; its prompts have their own lengths: remove "
+                        "load.lengths or use dataset: synthetic")
     return problems
 
 

@@ -69,7 +69,7 @@ def model_table(model: type[BaseModel], prefix: str = "") -> str:
 def render() -> str:
     """The whole configuration reference as markdown."""
     parts = [HEADER, "## Experiment\n", model_table(ExperimentConfig)]
-    for name in ("decoder", "warmup", "baseline", "energy", "latency", "lora"):
+    for name in ("decoder", "warmup", "baseline", "energy", "latency", "load", "slo", "lora"):
         annotation = ExperimentConfig.model_fields[name].annotation
         model = next(a for a in (annotation, *typing.get_args(annotation))
                      if isinstance(a, type) and issubclass(a, BaseModel))

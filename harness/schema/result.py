@@ -216,10 +216,12 @@ class ThroughputMetrics(Record):
 class LatencyMetrics(Record):
     """Per-request latency (s); TTFT, TPOT and ITL only with latency.streaming."""
 
-    reference_point: Literal["batch_start", "submission"] | None = Field(
+    reference_point: Literal["batch_start", "submission", "arrival"] | None = Field(
         None, description="Where e2e and TTFT count from: the request's static batch start "
-        "(PyTorch: queueing behind earlier batches excluded) or its submission to the engine "
-        "(vLLM, TensorRT-LLM: every request submitted at the workload's start).")
+        "(PyTorch: queueing behind earlier batches excluded), its submission to the engine "
+        "(vLLM, TensorRT-LLM offline: every request submitted at the workload's start), or its "
+        "arrival (serving mode: any wait for a concurrency slot or in the engine's queue "
+        "included).")
     e2e: Percentiles | None = Field(
         None, description="End-to-end latency per request, from the reference point to the "
         "request being finished for its caller; null when the backend returns every request "
@@ -471,6 +473,77 @@ class SanityRecord(Record):
         default_factory=list, description="One line per failed check, saying what failed.")
 
 
+class ServingMetrics(Record):
+    """Serving mode: how the load was offered and what the steady-state window saw.
+
+    Every figure but the counts of the whole run covers the requests that arrived inside the
+    window (after the ramp-up, before the drain); docs/serving.md gives each method.
+    """
+
+    client: Literal["in_process", "openai_server"] = Field(
+        description="How requests reached the engine: its async API in the harness process, or "
+        "its OpenAI-compatible server on loopback.")
+    arrival: Literal["poisson", "gamma", "constant"] = Field(description="Arrival process.")
+    burstiness: float | None = Field(None, description="Gamma shape of the gaps (gamma only).")
+    request_rate_rps: float = Field(description="Requested mean arrival rate (requests/s).")
+    max_concurrency: int | None = Field(
+        None, description="Requests in flight at most (null: no limit).")
+    seed: int = Field(description="Seed of the arrival times and drawn lengths.")
+    ramp_up_s: float = Field(description="Arrivals left out before the window opened (s).")
+    window_s: float = Field(description="Steady-state window length (s): from the end of the "
+                            "ramp-up to the last arrival.")
+    drain_s: float = Field(description="From the window's close to the last request's end (s).")
+    requests_total: int = Field(description="Requests sent in the whole run (count).")
+    requests_in_window: int = Field(description="Requests that arrived inside the window "
+                                    "(count): the latency figures' population.")
+    requests_completed_in_window: int = Field(
+        description="Requests whose last token arrived inside the window (count).")
+    requests_failed: int = Field(description="Requests that ended with an error (count).")
+    offered_rate_rps: float = Field(
+        description="Arrivals inside the window / window length (requests/s): the schedule as "
+        "realised, a check on the generator.")
+    sent_rate_rps: float = Field(
+        description="Requests handed to the engine inside the window / window length "
+        "(requests/s); below the offered rate when max_concurrency holds arrivals back.")
+    achieved_rate_rps: float = Field(
+        description="Requests completed inside the window / window length (requests/s): "
+        "the rate the engine sustained.")
+    output_tokens_in_window: int = Field(
+        description="Tokens that arrived inside the window, whichever request they belong "
+        "to (count).")
+    output_tokens_per_s: float = Field(description="output_tokens_in_window / window_s.")
+    arrival_lag: Percentiles | None = Field(
+        None, description="How late the driver sent each request after it was due, with no "
+        "concurrency wait (the generator's own error; s).")
+    queueing_delay: Percentiles | None = Field(
+        None, description="Per request: time from arrival until the engine first scheduled it, "
+        "i.e. the wait for a concurrency slot plus the engine's reported queue time; where the "
+        "engine reports no queue time, the wait for a slot only (see queueing_delay_method).")
+    queueing_delay_method: str | None = Field(
+        None, description="What queueing_delay includes on this run.")
+    ttft: Percentiles | None = Field(None, description="Time to first token, from arrival.")
+    tpot: Percentiles | None = Field(None, description="Time per output token: (last token - "
+                                     "first token) / (tokens - 1).")
+    itl: Percentiles | None = Field(None, description="Gaps between consecutive chunks.")
+    e2e: Percentiles | None = Field(None, description="Arrival to last token.")
+    slo_ttft_ms: float | None = Field(None, description="slo.ttft_ms of the run.")
+    slo_tpot_ms: float | None = Field(None, description="slo.tpot_ms of the run.")
+    slo_attainment: float | None = Field(
+        None, description="Share of the window's requests that completed and met every SLO "
+        "set (0-1); null without SLOs.")
+    goodput_rps: float | None = Field(
+        None, description="Requests of the window that met every SLO / window length "
+        "(requests/s); null without SLOs.")
+    idle_power_share: float | None = Field(
+        None, description="Idle (baseline) power / mean power in the window (0-1): the share "
+        "of the energy per token that is the machine standing by; null without a baseline or "
+        "a sensor.")
+    saturated: bool = Field(
+        description="The engine did not keep up: achieved_rate_rps below 90 % of "
+        "offered_rate_rps, or max_concurrency held arrivals back (docs/serving.md).")
+    saturation_reason: str | None = Field(None, description="Why the run counts as saturated.")
+
+
 class ExperimentResult(Record):
     """Everything one run measured."""
 
@@ -492,6 +565,8 @@ class ExperimentResult(Record):
     energy: EnergyMetrics = Field(description="Energy of the measurement window.")
     throughput: ThroughputMetrics = Field(description="Work done in the window.")
     latency: LatencyMetrics = Field(description="Per-request latency.")
+    serving: ServingMetrics | None = Field(
+        None, description="Serving mode only: the offered load and the steady-state figures.")
     memory: MemoryMetrics | None = Field(None, description="Memory figures.")
     thermal: ThermalMetrics | None = Field(
         None, description="Temperatures, clocks and throttling in the window; null without a "

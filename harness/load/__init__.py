@@ -1,0 +1,133 @@
+"""Serving mode: requests that arrive over time, each streamed, measured in a steady window.
+
+The pieces, each usable alone:
+
+- :mod:`harness.load.arrivals`: when each request arrives (Poisson, gamma, constant; seeded)
+  and, for synthetic workloads, how long each one is.
+- :mod:`harness.load.driver`: sends each request at its arrival time through a backend's
+  stream function (at most ``max_concurrency`` in flight), stamps every chunk, and calls back
+  at the steady-state window's edges so the harness can read its energy counters there.
+- :mod:`harness.load.metrics`: per-request and per-run serving figures from what the driver
+  recorded.
+
+The types they share are here. Times are ``time.perf_counter()`` seconds, the harness's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from harness.backends.base import Request
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """One output of a streamed request: the tokens new since the previous one.
+
+    Attributes:
+        token_ids: the new token ids (may be empty: an output that carries no token).
+        cached_tokens: prompt tokens the engine served from a cross-request cache (a count for
+            the whole request, repeated on every output), None where not reported.
+        engine_queued_s: time the request spent in the engine's own waiting queue before it
+            was first scheduled, where the engine reports it (on any output; the last reported
+            value counts), None where it does not.
+    """
+
+    token_ids: list[int]
+    cached_tokens: int | None = None
+    engine_queued_s: float | None = None
+
+
+StreamFn = Callable[[Request, str], AsyncIterator[StreamChunk]]
+"""Submit one request to a running engine under a unique key; iterate its outputs as they
+arrive. Raising ends that request as failed (the driver records it, and goes on)."""
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One request and when it is due.
+
+    Attributes:
+        request: the request (its ``max_new_tokens`` is generated exactly).
+        offset_s: seconds after the load's start at which it arrives (non-decreasing).
+    """
+
+    request: Request
+    offset_s: float
+
+
+@dataclass
+class ServedRequest:
+    """What happened to one request in serving mode.
+
+    Attributes:
+        request_id: the request's id.
+        input_tokens: prompt length.
+        max_new_tokens: tokens asked for.
+        arrival_s: when it was due (the load's start + its offset).
+        sent_s: when it was handed to the engine (later than ``arrival_s`` when it waited for
+            a ``max_concurrency`` slot, or the driver was late).
+        chunk_times_s: when each output carrying tokens reached the driver, in order.
+        chunk_tokens: tokens in each of those outputs.
+        end_s: when its stream ended (None if it failed).
+        error: why it failed (None: it completed).
+        cached_input_tokens: prompt tokens served from a cross-request cache (None: unknown).
+        engine_queued_s: the engine's own report of its time in the waiting queue (None:
+            not reported).
+    """
+
+    request_id: int
+    input_tokens: int
+    max_new_tokens: int
+    arrival_s: float
+    sent_s: float
+    chunk_times_s: list[float] = field(default_factory=list)
+    chunk_tokens: list[int] = field(default_factory=list)
+    end_s: float | None = None
+    error: str | None = None
+    cached_input_tokens: int | None = None
+    engine_queued_s: float | None = None
+
+    @property
+    def output_tokens(self) -> int:
+        """Tokens received."""
+        return sum(self.chunk_tokens)
+
+    @property
+    def first_token_s(self) -> float | None:
+        """When its first token arrived (None: none did)."""
+        return self.chunk_times_s[0] if self.chunk_times_s else None
+
+
+@dataclass
+class LoadRun:
+    """One serving run as the driver recorded it.
+
+    Attributes:
+        start_s: the load's start (offset 0).
+        window_open_s: the steady-state window's opening edge (start + ramp-up).
+        window_close_s: its closing edge (the last arrival, or start + duration): the drain
+            that follows is outside it.
+        finished_s: when the last request ended (the drain's end).
+        requests: every request, in arrival order.
+    """
+
+    start_s: float
+    window_open_s: float
+    window_close_s: float
+    finished_s: float
+    requests: list[ServedRequest]
+
+    @property
+    def window_s(self) -> float:
+        """The window's length (s)."""
+        return self.window_close_s - self.window_open_s
+
+
+WindowEdge = Callable[[str], None]
+"""Called on the event loop at ``"open"`` and ``"close"``: where the harness reads its energy
+counters and marks the phases (``measure``, ``drain``)."""
+
+
+__all__ = ["Arrival", "LoadRun", "ServedRequest", "StreamChunk", "StreamFn", "WindowEdge"]
