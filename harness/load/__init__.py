@@ -75,6 +75,11 @@ class ServedRequest:
         cached_input_tokens: prompt tokens served from a cross-request cache (None: unknown).
         engine_queued_s: the engine's own report of its time in the waiting queue (None:
             not reported).
+        slot_wait_s: with ``max_concurrency`` set, how long it waited for a slot: from the
+            driver taking it up at its due time to the driver holding a slot (the acquire of
+            the semaphore, timed on both sides with the driver's clock); near 0 when a slot
+            was free. None: no concurrency limit, or not recorded. ``sent_s - arrival_s``
+            minus this is the driver's own lateness.
     """
 
     request_id: int
@@ -88,6 +93,7 @@ class ServedRequest:
     error: str | None = None
     cached_input_tokens: int | None = None
     engine_queued_s: float | None = None
+    slot_wait_s: float | None = None
 
     @property
     def output_tokens(self) -> int:
@@ -108,7 +114,11 @@ class LoadRun:
         start_s: the load's start (offset 0).
         window_open_s: the steady-state window's opening edge (start + ramp-up).
         window_close_s: its closing edge (the last arrival, or start + duration): the drain
-            that follows is outside it.
+            that follows is outside it. Both edges are the same sums as ``arrival_s`` (start
+            + an offset), not clock readings taken when the edge callback ran, so an arrival
+            on an edge is placed exactly: the window holds every instant t with
+            ``window_open_s <= t < window_close_s``, and in count mode the last arrival,
+            on the closing edge, belongs to the drain.
         finished_s: when the last request ended (the drain's end).
         requests: every request, in arrival order.
     """
