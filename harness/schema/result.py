@@ -183,11 +183,13 @@ class ThroughputMetrics(Record):
     """Work done in the measurement window."""
 
     input_tokens: int = Field(
-        description="Prompt tokens of the requests (count; padding excluded).")
+        description="Prompt tokens of the requests (count; padding excluded). Serving mode: "
+        "of the requests sent inside the window.")
     output_tokens: int = Field(
         description="Tokens delivered (count): what the requests asked for (EOS ignored). "
         "Every per-token figure (energy_per_output_token_j, output_tokens_per_s) divides by "
-        "this.")
+        "this. Serving mode: the tokens that arrived inside the window, whichever request "
+        "they belong to.")
     generated_positions: int | None = Field(
         None, description="Decode positions the backend computed (count): equal to "
         "output_tokens for engines that stop each request at its length; a static batch "
@@ -196,7 +198,8 @@ class ThroughputMetrics(Record):
     prompt_padding_tokens: int | None = Field(
         None, description="Prompt positions computed as padding (count; static batches pad to "
         "their longest prompt); 0 for engines that do not pad.")
-    requests: int = Field(description="Requests in the window (count).")
+    requests: int = Field(description="Requests in the window (count). Serving mode: "
+                          "requests that completed inside it.")
     duration_s: float = Field(description="Measurement window length (s).")
     output_tokens_per_s: float = Field(
         description="output_tokens / duration_s (tokens/s); 0 for an empty window.")
@@ -476,8 +479,10 @@ class SanityRecord(Record):
 class ServingMetrics(Record):
     """Serving mode: how the load was offered and what the steady-state window saw.
 
-    Every figure but the counts of the whole run covers the requests that arrived inside the
-    window (after the ramp-up, before the drain); docs/serving.md gives each method.
+    The window holds every instant t with open <= t < close (after the ramp-up, before the
+    drain). Every latency figure covers the requests that arrived inside it and completed; the
+    rates count events inside it; requests_total and requests_failed cover the whole run.
+    docs/serving.md gives each method.
     """
 
     client: Literal["in_process", "openai_server"] = Field(
@@ -491,14 +496,19 @@ class ServingMetrics(Record):
     seed: int = Field(description="Seed of the arrival times and drawn lengths.")
     ramp_up_s: float = Field(description="Arrivals left out before the window opened (s).")
     window_s: float = Field(description="Steady-state window length (s): from the end of the "
-                            "ramp-up to the last arrival.")
+                            "ramp-up to the last arrival (a request count) or to the end of "
+                            "load.duration_s; the last arrival, on the closing edge, belongs to "
+                            "the drain.")
     drain_s: float = Field(description="From the window's close to the last request's end (s).")
     requests_total: int = Field(description="Requests sent in the whole run (count).")
     requests_in_window: int = Field(description="Requests that arrived inside the window "
-                                    "(count): the latency figures' population.")
+                                    "(count); those of them that completed are the latency "
+                                    "figures' population.")
     requests_completed_in_window: int = Field(
-        description="Requests whose last token arrived inside the window (count).")
-    requests_failed: int = Field(description="Requests that ended with an error (count).")
+        description="Requests whose stream ended without error inside the window, whenever "
+        "they arrived (count).")
+    requests_failed: int = Field(description="Requests of the whole run that ended with an "
+                                 "error (count).")
     offered_rate_rps: float = Field(
         description="Arrivals inside the window / window length (requests/s): the schedule as "
         "realised, a check on the generator.")
@@ -511,37 +521,50 @@ class ServingMetrics(Record):
     output_tokens_in_window: int = Field(
         description="Tokens that arrived inside the window, whichever request they belong "
         "to (count).")
-    output_tokens_per_s: float = Field(description="output_tokens_in_window / window_s.")
+    output_tokens_per_s: float = Field(
+        description="output_tokens_in_window / window_s (tokens/s).")
     arrival_lag: Percentiles | None = Field(
-        None, description="How late the driver sent each request after it was due, with no "
-        "concurrency wait (the generator's own error; s).")
+        None, description="How late the driver sent each request after it was due: sent - "
+        "arrival less the request's wait for a concurrency slot (the generator's own error; "
+        "s). Without max_concurrency, sent - arrival; with it, null where the driver did not "
+        "time the wait for a slot.")
     queueing_delay: Percentiles | None = Field(
-        None, description="Per request: time from arrival until the engine first scheduled it, "
-        "i.e. the wait for a concurrency slot plus the engine's reported queue time; where the "
-        "engine reports no queue time, the wait for a slot only (see queueing_delay_method).")
-    queueing_delay_method: str | None = Field(
-        None, description="What queueing_delay includes on this run.")
-    ttft: Percentiles | None = Field(None, description="Time to first token, from arrival.")
-    tpot: Percentiles | None = Field(None, description="Time per output token: (last token - "
-                                     "first token) / (tokens - 1).")
-    itl: Percentiles | None = Field(None, description="Gaps between consecutive chunks.")
-    e2e: Percentiles | None = Field(None, description="Arrival to last token.")
+        None, description="Per request: time from arrival until the engine first scheduled it: "
+        "sent - arrival (the wait for a concurrency slot and the driver's lateness) plus the "
+        "engine's reported queue time; sent - arrival only when the engine did not report a "
+        "queue time for every request (see queueing_delay_method).")
+    queueing_delay_method: Literal["client_wait", "client_wait+engine_queue"] | None = Field(
+        None, description="What queueing_delay includes on this run: client_wait (sent - "
+        "arrival), client_wait+engine_queue (plus the engine's own queue time).")
+    ttft: Percentiles | None = Field(None, description="Time to first token: first chunk - "
+                                     "arrival.")
+    tpot: Percentiles | None = Field(None, description="Time per output token: (last chunk - "
+                                     "first chunk) / (tokens - 1); one-token requests "
+                                     "excluded.")
+    itl: Percentiles | None = Field(None, description="Gaps between consecutive chunks of one "
+                                    "request.")
+    e2e: Percentiles | None = Field(None, description="End of the stream - arrival.")
     slo_ttft_ms: float | None = Field(None, description="slo.ttft_ms of the run.")
     slo_tpot_ms: float | None = Field(None, description="slo.tpot_ms of the run.")
     slo_attainment: float | None = Field(
-        None, description="Share of the window's requests that completed and met every SLO "
-        "set (0-1); null without SLOs.")
+        None, description="Share of requests_in_window that completed and met every SLO set "
+        "(0-1; a one-token request meets any TPOT target); null without SLOs or without "
+        "requests in the window.")
     goodput_rps: float | None = Field(
-        None, description="Requests of the window that met every SLO / window length "
-        "(requests/s); null without SLOs.")
+        None, description="Requests that arrived in the window and met every SLO / window "
+        "length (requests/s); null without SLOs.")
     idle_power_share: float | None = Field(
-        None, description="Idle (baseline) power / mean power in the window (0-1): the share "
-        "of the energy per token that is the machine standing by; null without a baseline or "
-        "a sensor.")
+        None, description="Idle (baseline) power / mean power in the window: the share of the "
+        "energy per token that is the machine standing by, a lower bound (idle power is taken "
+        "with no model loaded); above 1 only when the window drew less than idle power; null "
+        "without a baseline or a sensor.")
     saturated: bool = Field(
-        description="The engine did not keep up: achieved_rate_rps below 90 % of "
-        "offered_rate_rps, or max_concurrency held arrivals back (docs/serving.md).")
-    saturation_reason: str | None = Field(None, description="Why the run counts as saturated.")
+        description="The engine did not keep up: achieved_rate_rps below 0.9 x "
+        "offered_rate_rps, or, with max_concurrency, the median request of the window waited "
+        "for a slot more than 10 % of its e2e (docs/serving.md).")
+    saturation_reason: str | None = Field(
+        None, description="Which rule made the run saturated, with its numbers; null when "
+        "not saturated.")
 
 
 class ExperimentResult(Record):

@@ -25,9 +25,11 @@ def test_committed_results_reference_is_the_generated_one():
 def test_the_reference_covers_both_files_and_every_nested_model():
     models = result_models()
     assert list(models)[0] is ExperimentResult and models[ErrorRecord] == ["error.json"]
-    assert models[Percentiles] == ["latency.e2e", "latency.ttft", "latency.tpot", "latency.itl"]
+    assert models[Percentiles] == [
+        "latency.e2e", "latency.ttft", "latency.tpot", "latency.itl", "serving.arrival_lag",
+        "serving.queueing_delay", "serving.ttft", "serving.tpot", "serving.itl", "serving.e2e"]
     assert models[HostEnergyZone] == ["energy.host.zones"]
-    assert len(models) == 24
+    assert len(models) == 25
     text = render_results()
     assert all(f"\n## {model.__name__}\n" in text for model in models)
     assert "[ExperimentConfig](configuration.md)" in text
