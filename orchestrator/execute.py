@@ -88,6 +88,7 @@ class StudyExecution:
         self._current: RunEntry | None = None  # the run in progress, for a full disk's record
         execution = study.execution
         runner.stall_timeout_s = execution.stall_timeout_s
+        runner.load_timeout_s = execution.load_timeout_s
         # The idle reference is read now, before the first run heats anything.
         self.cool_down: CoolDown | None = None
         if execution.gap_until_cool and not no_gaps:

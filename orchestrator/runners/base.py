@@ -2,9 +2,10 @@
 
 A runner never interprets the experiment: it starts ``python -m harness run
 <run-dir>/experiment.json`` in some isolation primitive and reports how that ended. The wait
-loop shared by every runner follows ``events.jsonl``: each event is passed on, and a run whose
+loop shared by every runner follows ``events.jsonl``: each event is passed on, a run whose
 events stop (no heartbeat either) for ``stall_timeout_s`` while it still runs is stopped as
-``stalled``.
+``stalled``, and one whose phase ``load`` lasts longer than ``load_timeout_s`` is stopped as a
+``timeout``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ LOG_NAME = "container.log"
 LOG_TAIL_LINES = 20
 HARNESS_STOPPED = 130
 """The harness's own exit status after it caught SIGTERM or SIGINT and finalised its files."""
+LOAD_PHASE = "load"
+"""The harness's phase from the start of the model load to the start of the warmup."""
 
 
 @dataclass
@@ -71,7 +74,7 @@ class ProcessEnd:
 
 
 def classify_end(end: EndKind | None, ended: ProcessEnd, log_path: Path, *,
-                 timeout_s: float | None, stall_note: str = "",
+                 timeout_s: float | None, stop_note: str = "",
                  after_stop: str = "") -> RunOutcome:
     """Name how a run ended: what we did to it first, then what its process reports.
 
@@ -83,16 +86,17 @@ def classify_end(end: EndKind | None, ended: ProcessEnd, log_path: Path, *,
         ended: what the process or container reported.
         log_path: the run's log, whose last lines go into every failure record.
         timeout_s: the run's timeout (s), named in a timeout's message.
-        stall_note: the wait loop's account of a stall (silence, limit, phase).
+        stop_note: the wait loop's account of why it stopped the run: a stall (silence,
+            limit, phase) or a phase limit; empty for the run's own timeout.
         after_stop: what the runner did after stopping it (e.g. "; stopped and removed").
     """
     tail = log_tail(log_path)
     code = ended.exit_code
     if end == "timeout":
-        return RunOutcome("timeout", code, f"exceeded its timeout of {timeout_s:g} s{after_stop}",
-                          tail)
+        why = stop_note or f"exceeded its timeout of {timeout_s:g} s"
+        return RunOutcome("timeout", code, f"{why}{after_stop}", tail)
     if end == "stalled":
-        return RunOutcome("stalled", code, f"{stall_note}{after_stop}", tail)
+        return RunOutcome("stalled", code, f"{stop_note}{after_stop}", tail)
     if end == "interrupted":
         return RunOutcome("interrupted", code, "stopped by the user", tail)
     if ended.oom:
@@ -147,7 +151,11 @@ class Runner(abc.ABC):
     Attributes:
         stall_timeout_s: stop a run that appends no event for this long (s) while it runs;
             None: never. The study sets it from ``execution.stall_timeout_s``.
-        stall_note: why the last run was stopped as stalled (for its failure record).
+        load_timeout_s: stop a run whose phase ``load`` lasts longer than this (s), as a
+            timeout; None: no limit but the run's own. The study sets it from
+            ``execution.load_timeout_s``.
+        stop_note: why the wait loop stopped the last run, when a stall or a phase limit
+            did (for its failure record); empty otherwise.
         clock: monotonic clock of the wait loop (s); tests inject a fake one.
         sleep: the wait loop's pause between polls; tests inject one that moves the clock.
     """
@@ -157,7 +165,8 @@ class Runner(abc.ABC):
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
         self.stall_timeout_s: float | None = None
-        self.stall_note = ""
+        self.load_timeout_s: float | None = None
+        self.stop_note = ""
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], None] = time.sleep
 
@@ -200,33 +209,42 @@ class Runner(abc.ABC):
     ) -> EndKind | None:
         """Follow a run until it ends by itself (None), or stop it (timeout, stall, user).
 
-        The wall-clock timeout and the stall check are enforced here, by the orchestrator,
-        whatever the isolation primitive: neither a subprocess nor the Docker SDK's wait
-        enforces one on its own.
+        The wall-clock timeout, the load's limit and the stall check are enforced here, by
+        the orchestrator, whatever the isolation primitive: neither a subprocess nor the
+        Docker SDK's wait enforces one on its own, and a harness whose load hangs keeps
+        beating (its heartbeat has a thread of its own), so only the phase's own limit
+        catches it before the run's timeout.
         """
         started = self.clock()
-        watch = StallWatch(self.stall_timeout_s, started)
+        stall = StallWatch(self.stall_timeout_s, started)
+        phase = PhaseWatch(self.load_timeout_s, started)
+        self.stop_note = ""
         while running():
             events = follower.poll()
             for event in events:
                 on_event(event)
             now = self.clock()
-            watch.saw(events, now)
-            end = self._stop_reason(now - started, timeout_s, watch.stalled(now))
+            stall.saw(events, now)
+            phase.saw(events, now)
+            end, self.stop_note = self._stop_reason(now - started, timeout_s, stall, phase, now)
             if end is not None:
-                self.stall_note = watch.note(now) if end == "stalled" else ""
                 stop()
                 return end
             self.sleep(poll_s)
         return None
 
-    def _stop_reason(self, elapsed_s: float, timeout_s: float | None,
-                     stalled: bool) -> EndKind | None:
+    def _stop_reason(self, elapsed_s: float, timeout_s: float | None, stall: StallWatch,
+                     phase: PhaseWatch, now: float) -> tuple[EndKind | None, str]:
+        """Whether to stop the run now, and the account of it for the failure record."""
         if self.stop_requested.is_set():
-            return "interrupted"
+            return "interrupted", ""
         if timeout_s is not None and elapsed_s > timeout_s:
-            return "timeout"
-        return "stalled" if stalled else None
+            return "timeout", ""
+        if phase.over_limit(now):
+            return "timeout", phase.note()
+        if stall.stalled(now):
+            return "stalled", stall.note(now, phase.phase)
+        return None, ""
 
 
 class StallWatch:
@@ -240,16 +258,13 @@ class StallWatch:
     def __init__(self, timeout_s: float | None, now: float) -> None:
         self.timeout_s = timeout_s
         self.last_event_at = now
-        self.phase: str | None = None
 
     def saw(self, events: list[RunEvent], now: float) -> None:
         """Note the events of one poll, read at ``now``."""
         if events:
             self.last_event_at = now
         for event in events:
-            if isinstance(event, PhaseEvent):
-                self.phase = event.phase
-            elif isinstance(event, StartEvent) and event.heartbeat_s is None:
+            if isinstance(event, StartEvent) and event.heartbeat_s is None:
                 # A harness from before heartbeats: its silent phases are not stalls.
                 self.timeout_s = None
 
@@ -257,12 +272,48 @@ class StallWatch:
         """True once no event has come for longer than the timeout."""
         return self.timeout_s is not None and now - self.last_event_at > self.timeout_s
 
-    def note(self, now: float) -> str:
-        """One line for the failure record."""
-        where = f"during phase {self.phase}" if self.phase else "before its first phase"
+    def note(self, now: float, phase: str | None) -> str:
+        """One line for the failure record, naming the ``phase`` the run was in."""
+        where = f"during phase {phase}" if phase else "before its first phase"
         return (f"no event (not even a heartbeat) in events.jsonl for "
                 f"{now - self.last_event_at:.0f} s, past execution.stall_timeout_s "
                 f"({self.timeout_s:g} s), {where}; stopped")
+
+
+class PhaseWatch:
+    """Which phase a run is in, since when, and whether its load has outlasted its limit.
+
+    The phase's start is when the wait loop read its ``phase`` event, on the orchestrator's
+    clock: the harness's own clock may be another machine's or container's.
+
+    Args:
+        load_timeout_s: longest phase ``load`` (s); None: no limit.
+        now: the clock's reading when the run started.
+    """
+
+    def __init__(self, load_timeout_s: float | None, now: float) -> None:
+        self.load_timeout_s = load_timeout_s
+        self.phase: str | None = None
+        self.since = now
+
+    def saw(self, events: list[RunEvent], now: float) -> None:
+        """Note the phase events of one poll, read at ``now``."""
+        for event in events:
+            if isinstance(event, PhaseEvent):
+                self.phase = event.phase
+                self.since = now
+
+    def over_limit(self, now: float) -> bool:
+        """True once the run has been in phase ``load`` for longer than its limit."""
+        return (self.phase == LOAD_PHASE and self.load_timeout_s is not None
+                and now - self.since > self.load_timeout_s)
+
+    def note(self) -> str:
+        """One line for the failure record: the phase, the limit and the setting to raise."""
+        return (f"the model load (phase {LOAD_PHASE}) did not finish within "
+                f"execution.load_timeout_s ({self.load_timeout_s:g} s): raise it if this "
+                f"model's load or engine build needs longer (null: no limit but "
+                f"execution.timeout_s)")
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:

@@ -169,7 +169,7 @@ class LocalRunner(Runner):
     ) -> RunOutcome:
         signalled = -exit_code if exit_code < 0 else None
         return classify_end(end, ProcessEnd(exit_code, signalled), log_path,
-                            timeout_s=timeout_s, stall_note=self.stall_note)
+                            timeout_s=timeout_s, stop_note=self.stop_note)
 
 
 def nvml_uuids(indices: list[int]) -> list[str]:

@@ -79,6 +79,20 @@ class ExecutionConfig(BaseModel):
         ),
     )
 
+    load_timeout_s: float | None = Field(
+        1800.0,
+        gt=0,
+        description=(
+            "Stop a run whose model load (phase load) has not finished after this long (s), "
+            "as a timeout: a load that hangs (an engine process that died while starting) "
+            "then costs this much, not all of timeout_s. Long enough for a large model's "
+            "first load: a 70B model's 140 GB read from storage at 100 MB/s take about "
+            "23 min, and a first TensorRT-LLM engine build of such a model can take as long. "
+            "Raise it for slower loads; null: no limit of its own (timeout_s still applies; "
+            "the smaller of the two stops the run)."
+        ),
+    )
+
     @field_validator("gpus")
     @classmethod
     def _each_gpu_once(cls, gpus: list[int] | None) -> list[int] | None:

@@ -75,6 +75,27 @@ def test_no_dockerfile_keeps_an_install_or_label_block(name: str) -> None:
     assert labels == []
 
 
+GPU_IMAGES = ("pytorch", "vllm", "tensorrt")
+
+
+def base_image(name: str) -> str:
+    """The ``BASE_IMAGE`` default of images/<name>/Dockerfile (what build.sh builds on)."""
+    (base,) = [arguments.removeprefix("BASE_IMAGE=") for keyword, arguments in instructions(name)
+               if keyword == "ARG" and arguments.startswith("BASE_IMAGE=")]
+    return base
+
+
+@pytest.mark.parametrize("name", GPU_IMAGES)
+def test_the_docs_name_the_base_each_gpu_image_is_built_on(name: str) -> None:
+    base = base_image(name)
+    repository, _, pin = base.rpartition(":")
+    overview = (IMAGES / "README.md").read_text()
+    assert f"| `llem/{name}` | `{base}` |" in overview
+    assert f"| `llem/{name}` | `{repository}` | `{pin}` |" in overview  # the pins' table
+    backends = (REPO / "docs" / "backends.md").read_text()
+    assert f"| `llem/{name}` | `{base}` |" in backends
+
+
 def test_the_cpu_image_starts_from_its_dependency_image_and_copies_no_wheels() -> None:
     steps = instructions("cpu")
     assert [arguments for keyword, arguments in steps if keyword == "FROM"] == ["${DEPS_IMAGE}"]

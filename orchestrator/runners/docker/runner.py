@@ -176,7 +176,7 @@ class DockerRunner(Runner):
                     on_event(event)
                 state = _final_state(container)
                 write_bytes(run_dir / LOG_NAME, _logs(container))
-                outcome = classify(end, state, run_dir / LOG_NAME, timeout_s, self.stall_note)
+                outcome = classify(end, state, run_dir / LOG_NAME, timeout_s, self.stop_note)
         except EngineError as error:
             if outcome is None:
                 raise
@@ -218,13 +218,13 @@ def _engine_refused(error: EngineError, log_path: Path) -> RunOutcome:
 
 
 def classify(end: EndKind | None, state: dict[str, Any], log_path: Path,
-             timeout_s: float | None, stall_note: str = "") -> RunOutcome:
+             timeout_s: float | None, stop_note: str = "") -> RunOutcome:
     """Name how a container ended from what we did to it and what the engine reports."""
     code = state.get("ExitCode")
     # 130 is not a signal's: the harness exits 130 itself after catching SIGTERM or SIGINT.
     signalled = code - 128 if code in (EXIT_SIGKILL, EXIT_SIGTERM) else None
     ended = ProcessEnd(code, signalled, oom=bool(state.get("OOMKilled")) and code == EXIT_SIGKILL)
-    return classify_end(end, ended, log_path, timeout_s=timeout_s, stall_note=stall_note,
+    return classify_end(end, ended, log_path, timeout_s=timeout_s, stop_note=stop_note,
                         after_stop="; stopped and removed")
 
 
