@@ -8,15 +8,13 @@ energy figures would be, and only plots that have points.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 from llem_testkit.measured import SWEEP_STUDY, MeasuredRunWriter, measured_study
+from llem_testkit.pages import figures, points
 from plotly.offline import get_plotlyjs
 
 from harness.schema.run_spec import RunSpec
@@ -63,25 +61,6 @@ class _Resources(HTMLParser):
         wanted = {"script": "src", "link": "href", "img": "src", "iframe": "src",
                   "source": "src", "embed": "src", "object": "data"}.get(tag)
         self.urls += [value or "" for name, value in attrs if name == wanted]
-
-
-def figures(page: str) -> dict[str, list[dict[str, Any]]]:
-    """Each plot div's traces, decoded from its Plotly.newPlot call."""
-    found = {}
-    for match in re.finditer(r'Plotly\.newPlot\(\s*"([^"]+)",\s*', page):
-        data, _ = json.JSONDecoder().raw_decode(page, match.end())
-        found[match.group(1)] = data
-    return found
-
-
-def points(values: Any) -> int:
-    """How many values a trace array holds (plain list or Plotly's base64 typed array)."""
-    if values is None:
-        return 0
-    if isinstance(values, dict):
-        size = int(re.sub(r"\D", "", values["dtype"]) or 8)
-        return len(base64.b64decode(values["bdata"])) // size
-    return len(values)
 
 
 def test_the_report_is_one_file_that_loads_nothing_from_elsewhere(gpu_report):
