@@ -213,8 +213,13 @@ def _setting_axis(configs: Sequence[Configuration], setting: str) -> dict[str, o
                       if isinstance(v, (int, float)) and not isinstance(v, bool)})
     if len(numbers) < len(set(map(repr, values))) or not numbers:
         return {"type": "category"}
+    return numeric_axis(numbers)
+
+
+def numeric_axis(numbers: Sequence[float]) -> dict[str, object]:
+    """An axis ticked at ``numbers`` (sorted, distinct); log when they span 8x or more."""
     log = numbers[0] > 0 and numbers[-1] >= 8 * numbers[0]
-    return {"type": "log" if log else "linear", "tickvals": numbers,
+    return {"type": "log" if log else "linear", "tickvals": list(numbers),
             "ticktext": [f"{n:g}" for n in numbers]}
 
 

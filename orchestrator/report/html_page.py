@@ -28,6 +28,14 @@ from orchestrator.report.figures import (
 from orchestrator.report.html_tables import esc, note
 from orchestrator.report.pareto import Point, pareto_front
 from orchestrator.report.power import MAX_POINTS, read_trace
+from orchestrator.report.serving import (
+    RATE_SETTING,
+    ServingLine,
+    serving_configurations,
+    serving_lines,
+    unpooled,
+)
+from orchestrator.report.serving_figure import serving_figure
 from orchestrator.report.study_data import METRICS_BY_NAME, Configuration, StudyData
 from orchestrator.study.report_inputs import ReportInputs
 
@@ -53,8 +61,9 @@ HOST_DRAM_J = "host_dram_energy_j"
 
 def render_report(data: StudyData, inputs: ReportInputs) -> str:
     """The whole page as a string (see the module docstring for what it holds)."""
-    sections = [builder(data, inputs) for builder in SECTIONS]
-    return _page(data, sections, str(get_plotlyjs()))
+    built = [builder(data, inputs) for builder in SECTIONS]
+    return _page(data, [section for section in built if section is not None],
+                 str(get_plotlyjs()))
 
 
 def plot(figure: go.Figure, name: str) -> str:
@@ -159,6 +168,52 @@ def _front_list(data: StudyData) -> str:
     return f"<p>On the front:</p><ul>{''.join(items)}</ul>" if items else ""
 
 
+def _serving(data: StudyData, inputs: ReportInputs) -> Section | None:
+    """Serving studies only: the figure against the request rate, saturation, the table."""
+    if not serving_configurations(data):
+        return None
+    lines = serving_lines(data)
+    gap = _energy_gap(lines)
+    body = ""
+    if lines:
+        body += _figure_or_note(serving_figure(lines, gap), "serving",
+                                "no serving figure measured: no J/token, TTFT or TPOT")
+        body += note(gap, "note no-energy") if gap else ""
+        body += tables.saturation_list(lines) + tables.serving_table(lines)
+    left_out = unpooled(data)
+    if left_out:
+        body += note("not drawn, every run left out of the statistics (see Runs excluded "
+                     f"from statistics): {', '.join(display_name(c) for c in left_out)}")
+    body += ('<p class="method"><b>Method.</b> One line per backend and configuration: the '
+             "configurations that differ only in load.request_rate, against the requested "
+             "rate (serving.request_rate_rps). Each point is a configuration's runs that "
+             "stats.json pools: the mean, whiskers at the 95 % interval of the mean (none "
+             "below 3 cycles). J/token is energy.energy_per_output_token_j over the "
+             "steady-state window; TTFT and TPOT p90 are serving.ttft.p90_s and "
+             "serving.tpot.p90_s of the requests that arrived in it. A point is saturated (x) "
+             "when any of its runs was (serving.saturated); the star marks the highest rate "
+             "sustained before the first saturated one (open: none saturated). Goodput needs "
+             'slo:. See <a class="doc" href="docs/report.md#serving-studies">'
+             "docs/report.md#serving-studies</a>.</p>")
+    return Section("serving", "Serving: energy and latency against request rate", body)
+
+
+def _energy_gap(lines: Sequence[ServingLine]) -> str | None:
+    """Which points have no J/token and why; None when every point has it."""
+    missing = [(line, [p for p in line.points if p.mean(J_PER_TOKEN) is None])
+               for line in lines]
+    missing = [(line, points) for line, points in missing if points]
+    if not missing:
+        return None
+    reason = tables.no_energy_reason([run for _, points in missing for point in points
+                                      for run in point.config.used_runs])
+    if sum(len(points) for _, points in missing) == sum(len(line.points) for line in lines):
+        return f"{reason}: J/token is not drawn"
+    where = "; ".join(f"{line.name} at {', '.join(f'{p.rate_rps:g}' for p in points)} req/s"
+                      for line, points in missing)
+    return f"no J/token for {where} ({reason})"
+
+
 def _per_configuration(data: StudyData, inputs: ReportInputs) -> Section:
 
     configs, swept = data.configurations, data.swept_settings
@@ -185,11 +240,16 @@ def _sweeps(data: StudyData, inputs: ReportInputs) -> Section:
     parts = [] if metric == fig.J_PER_TOKEN else [
         note(tables.no_energy_reason(data.results) + "; throughput is shown instead",
              "note no-energy")]
+    drawn_by_serving = RATE_SETTING in settings and bool(serving_configurations(data))
+    if drawn_by_serving:
+        settings.remove(RATE_SETTING)
+        parts.append(note(f"{RATE_SETTING}: see the serving section, which draws it with "
+                          "latency and saturation"))
     for setting in settings:
         parts.append(_figure_or_note(
             fig.sweep_figure(data.configurations, data.swept_settings, setting, metric),
             f"sweep-{setting}", f"no configuration measured {metric} with {setting} set"))
-    if not settings:
+    if not settings and not drawn_by_serving:
         parts.append(note("no setting was swept: one configuration per backend at most"))
     parts.append(method(f"{metric} (mean, 95 % interval) against each swept setting; one line "
                         "per combination of the other swept settings (backend first).",
@@ -297,8 +357,8 @@ def _failures(data: StudyData, inputs: ReportInputs) -> Section:
     return Section("failures", "Failures", tables.failures_table(data))
 
 
-SECTIONS: tuple[Callable[[StudyData, ReportInputs], Section], ...] = (
-    _overview, _pareto, _per_configuration, _sweeps, _power, _cold_start, _derived,
+SECTIONS: tuple[Callable[[StudyData, ReportInputs], Section | None], ...] = (
+    _overview, _pareto, _serving, _per_configuration, _sweeps, _power, _cold_start, _derived,
     _environment, _warnings, _excluded, _failures)
 
 STYLE = """

@@ -1,4 +1,4 @@
-"""The report's tables: derived figures, environment, warnings, excluded runs, failures.
+"""The report's tables: serving, derived figures, environment, warnings, exclusions, failures.
 
 Plain HTML from the study's files, every value escaped; no figure is computed here that a
 result file or stats.json does not hold, except the derived figures of :mod:`derived`, each
@@ -14,6 +14,16 @@ from harness.schema.result import Environment, ExperimentResult
 from harness.schema.warnings import WARNING_CODES
 from orchestrator.report.derived import derived_figures
 from orchestrator.report.figures import J_PER_TOKEN, display_name
+from orchestrator.report.serving import (
+    ACHIEVED,
+    GOODPUT,
+    OFFERED,
+    TPOT_P90,
+    TTFT_P90,
+    ServingLine,
+    mean_ci,
+    saturated_text,
+)
 from orchestrator.report.study_data import Configuration, StudyData
 from orchestrator.study.report_inputs import ReportInputs
 
@@ -176,3 +186,41 @@ def failures_table(data: StudyData) -> str:
         parts.append(table(["skipped combination", "reason"],
                            [[s.description, s.reason] for s in data.summary.skipped]))
     return "".join(parts) or note("no run failed and no combination was skipped", "ok")
+
+
+def saturation_list(lines: Sequence[ServingLine]) -> str:
+    """Each serving line's saturation point, in words."""
+    items = "".join(
+        f'<li data-saturation="{esc(_rate(line.saturation.rate_rps))}"><b>{esc(line.name)}'
+        f"</b>: {esc(line.saturation.text)}</li>" for line in lines)
+    return f"<p>Saturation point per line:</p><ul>{items}</ul>"
+
+
+def _rate(rate_rps: float | None) -> str:
+    return "none" if rate_rps is None else f"{rate_rps:g}"
+
+
+def serving_table(lines: Sequence[ServingLine]) -> str:
+    """One row per line and rate: the load as offered and achieved, J/token, p90 latencies.
+
+    Rates are means; J/token and the latencies carry their 95 % interval.
+    """
+    rows = []
+    for line in lines:
+        for point in line.points:
+            figures = point.figures
+            saturated = esc(saturated_text(line, point))
+            rows.append([
+                line.name, point.config.label, f"{point.rate_rps:g}",
+                mean_ci(figures[OFFERED], ".3g", interval=False),
+                mean_ci(figures[ACHIEVED], ".3g", interval=False),
+                mean_ci(figures[GOODPUT], ".3g", interval=False), mean_ci(figures[J_PER_TOKEN]),
+                mean_ci(figures[TTFT_P90], ".3g"), mean_ci(figures[TPOT_P90], ".3g"),
+                Raw(f"<b>{saturated}</b>" if line.is_marked(point) else saturated),
+                point.cycles])
+    caption = ("<p>Rates in req/s: requested (serving.request_rate_rps), offered, achieved "
+               "and goodput (serving.offered_rate_rps, achieved_rate_rps, goodput_rps; means); "
+               "J/token and the p90 latencies as mean [95 % interval].</p>")
+    return caption + table(["line", "configuration", "requested", "offered", "achieved",
+                            "goodput", "J/token", "TTFT p90 (s)", "TPOT p90 (s)", "saturated",
+                            "cycles"], rows, "serving")

@@ -3,7 +3,9 @@
 Each figure is the mean over the runs ``stats.json`` pooled, with its 95 % interval where there
 are enough cycles. A ``*`` marks a configuration on a Pareto front (J/token against tokens/s, or
 against p90 latency); the best value of each column is in bold. Warnings and sanity flags are
-listed per configuration, with the runs left out of the figures.
+listed per configuration, with the runs left out of the figures. A serving study gets a second,
+compact table: per line and requested rate, the load achieved, J/token and p90 latencies (means),
+whether the rate saturated, and each line's saturation point (:mod:`serving`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.report import serving
 from orchestrator.report.pareto import Better, Point, pareto_front
+from orchestrator.report.serving import ServingLine, ServingPoint, mean_ci, serving_lines
 from orchestrator.report.study_data import METRICS_BY_NAME, Configuration, StudyData
 
 ENERGY = "energy_per_output_token_j"
@@ -131,6 +135,52 @@ def report_table(data: StudyData) -> Table:
     return table
 
 
+SERVING_COLUMNS = (("offered", serving.OFFERED, ".3g"), ("achieved", serving.ACHIEVED, ".3g"),
+                   ("goodput", serving.GOODPUT, ".3g"), ("J/token", serving.J_PER_TOKEN, ".4g"),
+                   ("TTFT p90 s", serving.TTFT_P90, ".3g"), ("TPOT p90 s", serving.TPOT_P90, ".3g"))
+"""The serving table's figures after the requested rate: header, figure, format spec."""
+
+
+def saturation_cell(line: ServingLine, point: ServingPoint) -> str:
+    """``yes k/n`` (k of n pooled cycles saturated), or ``no`` (the mark's, said so)."""
+    if point.saturated:
+        return f"yes {point.saturated_cycles}/{point.cycles}"
+    if line.is_marked(point):
+        return "no (sat. point)" if line.saturation.reached else "no (not reached)"
+    return "no"
+
+
+def serving_table(lines: list[ServingLine]) -> Table:
+    """The serving study's compact table: one row per line and requested rate (means)."""
+    table = Table(title="serving: against the requested rate (req/s; means)")
+    table.add_column("line", overflow="fold")
+    table.add_column("rate", justify="right")
+    for header, _, _ in SERVING_COLUMNS:
+        table.add_column(header, justify="right")
+    table.add_column("saturated", no_wrap=True)
+    for line in lines:
+        for point in line.points:
+            table.add_row(line.name, f"{point.rate_rps:g}",
+                          *[mean_ci(point.figures[name], spec, interval=False)
+                            for _, name, spec in SERVING_COLUMNS],
+                          saturation_cell(line, point))
+    return table
+
+
+def print_serving(data: StudyData, console: Console) -> None:
+    """The serving table and each line's saturation point; nothing for an offline study."""
+    lines = serving_lines(data)
+    if not lines:
+        return
+    console.print(serving_table(lines))
+    console.print("sat. point: the highest rate sustained before the first saturated one; "
+                  "not reached: no rate saturated; yes k/n: k of the n pooled cycles saturated",
+                  highlight=False)
+    for line in lines:
+        console.print(f"saturation of {line.name}: {line.saturation.text}", highlight=False,
+                      markup=False)
+
+
 def print_report(data: StudyData, console: Console) -> None:
     """The table, then what its marks mean and what is missing."""
     if not data.configurations:
@@ -146,6 +196,7 @@ def print_report(data: StudyData, console: Console) -> None:
     else:
         console.print("no Pareto front: no configuration has an energy figure "
                       "(see its warnings)", highlight=False)
+    print_serving(data, console)
     for warning in data.summary.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     for failure in data.summary.failures:

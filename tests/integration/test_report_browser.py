@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 from llem_testkit.measured import measured_study
+from llem_testkit.serving import ServingFigures, serving_study
 
+from harness.schema.config import ExperimentConfig
 from orchestrator.report.derived import ReportInputs
 from orchestrator.report.html import write_html_report
 from orchestrator.report.study_data import StudyData
@@ -109,11 +111,26 @@ def _screenshot(driver: Any, path: Path) -> None:
     print(f"report screenshot: {path}")
 
 
+def _serving_figures(config: ExperimentConfig, cycle: int) -> ServingFigures:
+    """Cheaper per token and slower to answer as the rate rises; saturated from 8 req/s."""
+    rate = config.load.request_rate or 1.0
+    return ServingFigures(j_per_token=2.0 / rate ** 0.5, ttft_p90_s=0.05 * rate,
+                          tpot_p90_s=0.02 + 0.002 * rate, saturated=rate >= 8)
+
+
+def _study(kind: str, folder: Path) -> Path:
+    """The gpu and cpu sweep studies (one run failed), or a serving study over four rates."""
+    if kind == "serving":
+        return serving_study(folder, _serving_figures)
+    return measured_study(folder, gpus=1 if kind == "gpu" else 0,
+                          fail=("002_pytorch-bf16-bs4_c3",))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("gpus", [1, 0], ids=["gpu", "cpu"])
+@pytest.mark.parametrize("kind", ["gpu", "cpu", "serving"])
 def test_the_report_opens_offline_without_errors_and_draws_every_plot(
-        browser: Any, tmp_path: Path, gpus: int) -> None:
-    study_dir = measured_study(tmp_path / "study", gpus=gpus, fail=("002_pytorch-bf16-bs4_c3",))
+        browser: Any, tmp_path: Path, kind: str) -> None:
+    study_dir = _study(kind, tmp_path / "study")
     report = write_html_report(StudyData.load(study_dir), ReportInputs(
         carbon_intensity_g_per_kwh=350, electricity_price_per_kwh=0.25))
     expected = report.read_text().count("Plotly.newPlot(")
@@ -121,7 +138,7 @@ def test_the_report_opens_offline_without_errors_and_draws_every_plot(
 
     browser.get(report.as_uri())
     plots = _plots(browser, expected)
-    _screenshot(browser, _artifacts(tmp_path) / f"report-{'gpu' if gpus else 'cpu'}.png")
+    _screenshot(browser, _artifacts(tmp_path) / f"report-{kind}.png")
 
     assert len(plots) == expected, f"{expected} figures written, {len(plots)} plot divs found"
     undrawn = [p["id"] for p in plots if not p["rendered"] or not p["svg"]]
@@ -133,4 +150,4 @@ def test_the_report_opens_offline_without_errors_and_draws_every_plot(
     remote = [url for url in _requested_urls(browser) if not url.startswith(LOCAL_SCHEMES)]
     assert not remote, f"the report asked the network for {remote}"
     title = browser.find_element("css selector", "h1").text
-    assert title == "llem report: sweep"
+    assert title == ("llem report: serve" if kind == "serving" else "llem report: sweep")

@@ -8,22 +8,23 @@ energy figures would be, and only plots that have points.
 
 from __future__ import annotations
 
-import base64
-import json
+import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 from llem_testkit.measured import SWEEP_STUDY, MeasuredRunWriter, measured_study
+from llem_testkit.pages import figures, points
 from plotly.offline import get_plotlyjs
+from rich.console import Console
 
 from harness.schema.run_spec import RunSpec
 from orchestrator import run_study
 from orchestrator.report.derived import ReportInputs
 from orchestrator.report.html import write_html_report
 from orchestrator.report.study_data import StudyData
+from orchestrator.report.terminal import print_report
 
 ROOT = Path(__file__).resolve().parents[4]
 INPUTS = ReportInputs(carbon_intensity_g_per_kwh=350, electricity_price_per_kwh=0.25)
@@ -63,25 +64,6 @@ class _Resources(HTMLParser):
         wanted = {"script": "src", "link": "href", "img": "src", "iframe": "src",
                   "source": "src", "embed": "src", "object": "data"}.get(tag)
         self.urls += [value or "" for name, value in attrs if name == wanted]
-
-
-def figures(page: str) -> dict[str, list[dict[str, Any]]]:
-    """Each plot div's traces, decoded from its Plotly.newPlot call."""
-    found = {}
-    for match in re.finditer(r'Plotly\.newPlot\(\s*"([^"]+)",\s*', page):
-        data, _ = json.JSONDecoder().raw_decode(page, match.end())
-        found[match.group(1)] = data
-    return found
-
-
-def points(values: Any) -> int:
-    """How many values a trace array holds (plain list or Plotly's base64 typed array)."""
-    if values is None:
-        return 0
-    if isinstance(values, dict):
-        size = int(re.sub(r"\D", "", values["dtype"]) or 8)
-        return len(base64.b64decode(values["bdata"])) // size
-    return len(values)
 
 
 def test_the_report_is_one_file_that_loads_nothing_from_elsewhere(gpu_report):
@@ -225,6 +207,19 @@ def test_a_study_without_energy_says_so_and_draws_no_empty_plot(cpu_report):
     derived = page[page.index('<section id="derived">'):page.index('<section id="environment">')]
     assert "kWh/1M tokens" not in derived, "a figure was derived without energy"
     assert derived.count("no energy measured") == len(data.configurations)
+
+
+@pytest.mark.parametrize("report", ["gpu_report", "cpu_report"])
+def test_an_offline_study_has_no_serving_section_table_or_word(report, request):
+    data, page = request.getfixturevalue(report)
+    ours = page.replace(get_plotlyjs(), "")
+    assert tuple(re.findall(r'<section id="([^"]+)">', ours)) == SECTIONS
+    for word in ("serving", "saturat", "request rate", "req/s", "TTFT p90 (s)"):
+        assert word not in ours, word
+    console = Console(width=250, record=True, color_system=None, file=io.StringIO())
+    print_report(data, console)
+    text = console.export_text()
+    assert "serving" not in text and "saturat" not in text
 
 
 def test_a_study_whose_runs_all_failed_gives_notes_and_its_failures(tmp_path):
