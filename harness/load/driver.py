@@ -6,7 +6,7 @@
   time has passed is sent at once), in arrival order, each as its own task, made only when
   the request is due, so a long load never holds more live requests than are in flight;
 - with ``max_concurrency``, holds a due request back until one in flight ends (first come,
-  first served): the wait is its client queueing delay, ``sent_s - arrival_s``;
+  first served), and records that wait (``slot_wait_s``);
 - stamps every output that carries tokens with the clock as it arrives;
 - records a failing request's error and goes on with the others;
 - calls ``on_edge("open")`` at ``start + ramp_up_s`` and ``on_edge("close")`` at
@@ -20,6 +20,7 @@ to end before it raises.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -146,22 +147,29 @@ class _Driver:
 
     async def dispatch(self, arrivals: Sequence[Arrival]) -> None:
         """Start each request's task when it is due (and, with a limit, a slot is free)."""
+        held_until_s = -math.inf  # when the last arrival held back for a slot got one
         for index, arrival in enumerate(arrivals):
             due_s = self.start_s + arrival.offset_s
             await self.sleep_until(due_s)
+            slot_wait_s = 0.0
             if self.slots is not None:
+                held = self.slots.locked() or held_until_s > due_s
                 await self.slots.acquire()  # released by the request when it ends
-            task = asyncio.create_task(self.serve(index, arrival, due_s))
+                if held:
+                    held_until_s = self.clock()
+                    slot_wait_s = held_until_s - due_s
+            task = asyncio.create_task(self.serve(index, arrival, due_s, slot_wait_s))
             self.in_flight.add(task)
             task.add_done_callback(self.in_flight.discard)
 
-    async def serve(self, index: int, arrival: Arrival, arrival_s: float) -> None:
+    async def serve(self, index: int, arrival: Arrival, arrival_s: float,
+                    slot_wait_s: float) -> None:
         """Send one request, record its outputs as they come, and its end or its error."""
         request = arrival.request
         record = ServedRequest(request_id=request.request_id,
                                input_tokens=len(request.input_ids),
                                max_new_tokens=request.max_new_tokens, arrival_s=arrival_s,
-                               sent_s=self.clock())
+                               sent_s=self.clock(), slot_wait_s=slot_wait_s)
         self.records[index] = record
         try:
             async for chunk in self.stream(request, f"{KEY_PREFIX}{request.request_id}"):

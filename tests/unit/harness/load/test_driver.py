@@ -131,14 +131,31 @@ def test_max_concurrency_holds_arrivals_back_first_come_first_served() -> None:
     assert sent[3:] == pytest.approx([sent[index - 3] + 1.0 for index in range(3, 10)])
     assert all(r.sent_s >= r.arrival_s for r in run.requests)
     assert all(r.output_tokens == 4 and r.error is None for r in run.requests)
+    waits = [r.slot_wait_s for r in run.requests]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3:] == pytest.approx([r.sent_s - r.arrival_s for r in run.requests[3:]])
+
+
+def test_an_arrival_behind_one_waiting_for_a_slot_waits_too() -> None:
+    # Two slots, both taken until 1.0: the arrivals at 0.5 and 0.6 wait; at 1.0 both slots
+    # free at once, and the one at 0.6 finds a slot free, but it waited behind the other.
+    engine = FakeServingEngine(prefill_s=1.0)
+
+    run = play(lambda loop: drive_on(loop, arrivals(0.0, 0.0, 0.5, 0.6), engine.stream,
+                                     max_concurrency=2))
+
+    assert [r.sent_s - 100.0 for r in run.requests] == pytest.approx([0.0, 0.0, 1.0, 1.0])
+    assert [r.slot_wait_s for r in run.requests] == pytest.approx([0.0, 0.0, 0.5, 0.4])
 
 
 def test_without_a_limit_every_due_request_is_in_flight() -> None:
     engine = FakeServingEngine(prefill_s=5.0)
 
-    play(lambda loop: drive_on(loop, arrivals(*[0.01 * i for i in range(50)]), engine.stream))
+    run = play(lambda loop: drive_on(loop, arrivals(*[0.01 * i for i in range(50)]),
+                                     engine.stream))
 
     assert engine.max_in_flight == 50
+    assert {r.slot_wait_s for r in run.requests} == {0.0}
 
 
 def test_a_request_becomes_a_task_only_when_it_is_due() -> None:
