@@ -4,7 +4,8 @@ Three kinds of dataset:
 
 - ``synthetic``: exactly ``input_len`` token ids per prompt, drawn with ``random_seed`` from the
   tokenizer's ordinary (non-special) ids, each asking for ``output_len`` tokens. Same config,
-  same tokenizer, same requests.
+  same tokenizer, same requests. With ``load.lengths: uniform`` each prompt is drawn at its
+  own length, and asks for its own number of tokens (:func:`harness.load.arrivals.draw_lengths`).
 - a built-in prompt set shipped in this package (``llem-prompts-v1``: 40 original prompts,
   questions, summarise-this, code and reasoning).
 - a ``.jsonl`` file with one ``{"prompt": "...", "max_new_tokens": 64}`` object per line
@@ -29,6 +30,7 @@ from typing import Any
 from harness.backends.base import Backend, Request
 from harness.errors import BackendError, ConfigError, LlemError, PreflightError
 from harness.io import file_sha256
+from harness.load.arrivals import draw_lengths, load_seed
 from harness.schema.config import BUILTIN_DATASETS, ExperimentConfig
 from harness.schema.messages import did_you_mean
 
@@ -79,7 +81,11 @@ def synthetic_requests(config: ExperimentConfig, vocab_ids: Sequence[int]) -> li
     """Return ``config.n`` prompts of exactly ``input_len`` random ordinary token ids.
 
     The ids are drawn with ``random_seed`` from the sorted vocabulary, so the result does not
-    depend on the order in which the backend lists its ids.
+    depend on the order in which the backend lists its ids. With ``load.lengths: uniform``,
+    request ``i`` has the ``i``-th drawn prompt length and output length instead; its prompt
+    is drawn at that length (not cut from or padded to an ``input_len`` one), so a drawn
+    prompt is, like every synthetic prompt, independent ordinary ids throughout: padding it
+    with its own ids would repeat them, which a model copies and n-gram speculation exploits.
     """
     population = sorted(set(vocab_ids))
     if not population:
@@ -87,11 +93,27 @@ def synthetic_requests(config: ExperimentConfig, vocab_ids: Sequence[int]) -> li
             "the tokenizer offers no ordinary token ids to draw synthetic prompts from",
             fix="use a model whose tokenizer has a non-empty vocabulary, or a prompt dataset",
         )
+    input_lens, output_lens = _synthetic_lengths(config)
     rng = random.Random(config.random_seed)  # noqa: S311 - a workload, not cryptography
     return [
-        Request(index, rng.choices(population, k=config.input_len), config.output_len)
-        for index in range(config.n)
+        Request(index, rng.choices(population, k=input_len), output_len)
+        for index, (input_len, output_len) in enumerate(zip(input_lens, output_lens, strict=True))
     ]
+
+
+def _synthetic_lengths(config: ExperimentConfig) -> tuple[list[int], list[int]]:
+    """The prompt and output length of each of the ``config.n`` synthetic requests.
+
+    ``input_len`` and ``output_len`` each (``load.lengths: fixed``), or drawn uniformly within
+    ``load.length_range_ratio`` of them, from the load's seed (``load.seed``, else
+    ``random_seed``).
+    """
+    load = config.load
+    if load.lengths == "fixed" or load.length_range_ratio is None:
+        return [config.input_len] * config.n, [config.output_len] * config.n
+    ratio, seed = load.length_range_ratio, load_seed(config)
+    return (draw_lengths(config.input_len, ratio, config.n, seed, "input"),
+            draw_lengths(config.output_len, ratio, config.n, seed, "output"))
 
 
 WARMUP_SEED_SALT = 0x5EED

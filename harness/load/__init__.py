@@ -68,6 +68,10 @@ class ServedRequest:
         arrival_s: when it was due (the load's start + its offset).
         sent_s: when it was handed to the engine (later than ``arrival_s`` when it waited for
             a ``max_concurrency`` slot, or the driver was late).
+        slot_wait_s: how long it waited in the client for a ``max_concurrency`` slot (s): from
+            its arrival until it got one, when none was free for it then (it found every slot
+            taken, or an earlier arrival still waiting); 0 otherwise. ``sent_s - arrival_s -
+            slot_wait_s`` is the driver's own lateness.
         chunk_times_s: when each output carrying tokens reached the driver, in order.
         chunk_tokens: tokens in each of those outputs.
         end_s: when its stream ended (None if it failed).
@@ -87,6 +91,7 @@ class ServedRequest:
     max_new_tokens: int
     arrival_s: float
     sent_s: float
+    slot_wait_s: float = 0.0
     chunk_times_s: list[float] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
     end_s: float | None = None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from harness.datasets import (
     prompt_requests,
 )
 from harness.errors import ConfigError, PreflightError
+from harness.load.arrivals import draw_lengths
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import MemoryMetrics
 
@@ -102,6 +104,33 @@ def test_synthetic_prompts_are_seeded() -> None:
     assert first == again
     assert [r.input_ids for r in first] != [r.input_ids for r in other]
     assert first[0].input_ids != first[1].input_ids
+
+
+def test_fixed_synthetic_prompts_are_the_seeded_draw_they_always_were() -> None:
+    # The ids of a configuration must not change under it (results would stop comparing).
+    rng = random.Random(7)
+    population = list(range(4, 201))
+    expected = [rng.choices(population, k=12) for _ in range(5)]
+
+    assert [r.input_ids for r in requests_for(random_seed=7)] == expected
+
+
+def test_uniform_lengths_draw_each_synthetic_prompt_at_its_own_length() -> None:
+    requests = requests_for(n=40, input_len=20, output_len=10, random_seed=3,
+                            load={"lengths": "uniform", "length_range_ratio": 0.5})
+
+    assert [len(r.input_ids) for r in requests] == draw_lengths(20, 0.5, 40, 3, "input")
+    assert [r.max_new_tokens for r in requests] == draw_lengths(10, 0.5, 40, 3, "output")
+    assert len({len(r.input_ids) for r in requests}) > 5
+    assert all(4 <= token <= 200 for r in requests for token in r.input_ids)
+
+
+def test_uniform_lengths_follow_the_load_seed() -> None:
+    uniform = {"lengths": "uniform", "length_range_ratio": 0.5}
+    own = requests_for(n=40, random_seed=3, backend="vllm",
+                       load={**uniform, "mode": "serving", "request_rate": 1, "seed": 9})
+
+    assert [len(r.input_ids) for r in own] == draw_lengths(12, 0.5, 40, 9, "input")
 
 
 def test_synthetic_prompts_with_the_real_tokenizer_avoid_special_tokens(
