@@ -11,8 +11,9 @@ import os
 from harness.energy.device import GpuSet
 from harness.energy.meter import EnergyReading
 from harness.energy.nvml import ROUTINE_REASONS
+from harness.load import LoadRun
 from harness.schema.config import ExperimentConfig
-from harness.schema.result import ThermalMetrics, ThroughputMetrics, Warning_
+from harness.schema.result import ServingMetrics, ThermalMetrics, ThroughputMetrics, Warning_
 
 MIN_WINDOW_S = 10.0
 MIN_SAMPLES = 10
@@ -169,3 +170,19 @@ def cache_warnings(config: ExperimentConfig, work: ThroughputMetrics) -> list[Wa
         "a cross-request KV cache although the study did not turn one on: the window did less "
         "prefill than the workload claims, so energy per token is not comparable",
     )]
+
+
+def serving_warnings(run: LoadRun, serving: ServingMetrics) -> list[Warning_]:
+    """Failed requests and saturation of a serving run."""
+    warnings: list[Warning_] = []
+    failed = [request for request in run.requests if request.error is not None]
+    if failed:
+        warnings.append(Warning_(
+            code="serving_requests_failed",
+            message=f"{len(failed)} of {len(run.requests)} requests failed; the first "
+            f"(request {failed[0].request_id}): {failed[0].error}",
+        ))
+    if serving.saturated:
+        warnings.append(Warning_(code="serving_saturated",
+                                 message=serving.saturation_reason or "saturated"))
+    return warnings

@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from harness.datasets import build_requests, check_dataset, warmup_twins
 from harness.energy import EMPTY_GPUS, EnergyMeter, GpuSet, PowerSampler, discover_gpus
 from harness.energy.codecarbon import CodeCarbonGpuSet, TrackerFactory, codecarbon_tracker
 from harness.energy.device import GpuSample
-from harness.energy.meter import NO_SENSOR_MESSAGE, EnergyReading
+from harness.energy.meter import NO_SENSOR_MESSAGE, EnergyReading, Mark
 from harness.energy.rapl import HostEnergyMeter, HostMark
 from harness.energy.selection import (
     Selection,
@@ -34,10 +34,15 @@ from harness.energy.selection import (
 )
 from harness.energy.sources import open_energy_source
 from harness.environment import snapshot
-from harness.errors import PreflightError
+from harness.errors import ConfigError, PreflightError
 from harness.heartbeat import Heartbeat
 from harness.io import EventLog, write_json
+from harness.load import LoadRun, StreamChunk, StreamFn
+from harness.load import arrivals as load_arrivals
+from harness.load import metrics as load_metrics
+from harness.load.driver import drive
 from harness.schema import events as ev
+from harness.schema.config import ExperimentConfig
 from harness.schema.result import (
     BaselineRecord,
     EnergyMetrics,
@@ -45,6 +50,7 @@ from harness.schema.result import (
     ExperimentResult,
     GpuIdentityProof,
     MemoryMetrics,
+    ServingMetrics,
     WarmupRecord,
     Warning_,
 )
@@ -53,6 +59,9 @@ from harness.timeseries import TimeSeriesWriter
 from harness.warmup import final_slopes, run_warmup
 
 POWER_EVENT_PERIOD_S = 1.0
+
+SERVING_NO_SPLIT = ("serving: requests arrive over time, so every engine step mixes one "
+                    "request's prefill with others' decode; no phase edge exists to cut at")
 
 
 def _now() -> str:
@@ -165,10 +174,17 @@ class ExperimentRun:
     def _measure_all(self, gpus: GpuSet, backend: Backend, started_at: str) -> ExperimentResult:
         baseline = self._baseline(gpus)
         cold_start = self._load(backend)
-        requests = build_requests(self.config, backend)
+        requests = build_requests(self._workload_config(), backend)
         warmup = self._warmup(backend, requests, gpus)
-        output, reading, window_samples, host_edges = self._window(backend, requests)
-        work = metrics.throughput(output, reading.duration_s)
+        serving: ServingMetrics | None = None
+        if self.config.load.serving:
+            run, reading, window_samples, host_edges = self._serve(backend, requests)
+            work = load_metrics.window_throughput(run)
+            latency = load_metrics.window_latency(run)
+        else:
+            output, reading, window_samples, host_edges = self._window(backend, requests)
+            work = metrics.throughput(output, reading.duration_s)
+            latency = metrics.latency(output)
         energy = metrics.energy(reading, work, baseline_power_w(baseline), len(gpus))
         energy.host, host_warnings = self.host.between(*host_edges)
         self.warnings.extend(host_warnings)
@@ -176,7 +192,14 @@ class ExperimentRun:
         energy.cold_start_duration_s = cold_start.duration_s
         if isinstance(gpus, CodeCarbonGpuSet):
             energy.source_gpus = gpus.found
-        self._phase_split(energy, output, backend, requests, reading.duration_s)
+        if self.config.load.serving:
+            serving = load_metrics.serving_metrics(
+                run, self.config.load, self.config.slo, self._load_seed(),
+                baseline_power_w(baseline), energy.mean_power_w)
+            self.warnings.extend(checks.serving_warnings(run, serving))
+            phases.apply(energy, None, SERVING_NO_SPLIT)
+        else:
+            self._phase_split(energy, output, backend, requests, reading.duration_s)
         self._enter("write")
         thermal = metrics.thermal(window_samples, [gpu.index for gpu in gpus])
         self.warnings.extend(reading.warnings)
@@ -197,7 +220,8 @@ class ExperimentRun:
             finished_at=_now(),
             energy=energy,
             throughput=work,
-            latency=metrics.latency(output),
+            latency=latency,
+            serving=serving,
             memory=self._memory(backend, gpus, window_samples),
             thermal=thermal,
             flops_estimate=metrics.flops(non_embedding, work),
@@ -285,6 +309,69 @@ class ExperimentRun:
         end = self.meter.mark()
         return (output, self.meter.between(start, end),
                 self.sampler.samples_between(start.t_s, end.t_s), (host_start, host_end))
+
+    def _workload_config(self) -> ExperimentConfig:
+        """The config requests are built from: serving with ``duration_s`` sets their count."""
+        if not self.config.load.serving:
+            return self.config
+        return self.config.model_copy(update={"n": load_arrivals.request_count(self.config)})
+
+    def _load_seed(self) -> int:
+        seed = self.config.load.seed
+        return self.config.random_seed if seed is None else seed
+
+    def _serve(self, backend: Backend, requests: list[Request]
+               ) -> tuple[LoadRun, EnergyReading, list[GpuSample], tuple[HostMark, HostMark]]:
+        """Serving mode: requests arrive over time; the window is the steady state.
+
+        The window opens when the ramp-up's arrivals are done and closes at the last arrival
+        (or at ``duration_s``); the drain after it, while the last requests finish, is outside.
+        The energy counters and the host's RAPL zones are read at those two instants, from the
+        event loop that sends the requests (docs/serving.md).
+        """
+        arrivals = load_arrivals.schedule(self.config, requests)
+        duration_s = self.config.load.duration_s
+        close_offset_s = arrivals[-1].offset_s if duration_s is None else duration_s
+        ramp_up_s = self.config.load.ramp_up_s
+        if close_offset_s <= ramp_up_s:
+            raise ConfigError(
+                f"load.ramp_up_s ({ramp_up_s:g} s) leaves no steady-state window: arrivals end "
+                f"{close_offset_s:.3g} s after the start",
+                fix="lower load.ramp_up_s, or raise n or load.duration_s (more arrivals)")
+        edges: dict[str, tuple[Mark, HostMark]] = {}
+
+        def on_edge(edge: str) -> None:
+            if edge == "open":
+                self._enter("measure")
+                edges["open"] = (self.meter.mark(), self.host.mark())
+            else:
+                host = self.host.mark()
+                edges["close"] = (self.meter.mark(), host)
+                self._enter("drain")
+
+        self._enter("ramp_up")
+        run = backend.serve(lambda stream: drive(
+            arrivals, self._counted(stream, len(arrivals)),
+            max_concurrency=self.config.load.max_concurrency, ramp_up_s=ramp_up_s,
+            close_offset_s=close_offset_s, on_edge=on_edge))
+        (start, host_start), (end, host_end) = edges["open"], edges["close"]
+        return (run, self.meter.between(start, end),
+                self.sampler.samples_between(start.t_s, end.t_s), (host_start, host_end))
+
+    def _counted(self, stream: StreamFn, total: int) -> StreamFn:
+        """``stream``, with a progress event each time a request ends (liveness, progress)."""
+        done = 0
+
+        async def counted(request: Request, key: str) -> AsyncIterator[StreamChunk]:
+            nonlocal done
+            try:
+                async for chunk in stream(request, key):
+                    yield chunk
+            finally:
+                done += 1
+                self._progress(done, total)
+
+        return counted
 
     def _preflight(self, stack: contextlib.ExitStack[bool | None]) -> tuple[GpuSet, Backend]:
         """Open the GPUs and the backend; each resource goes on ``stack`` as it is opened."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from harness.schema.config import ExperimentConfig
 from harness.errors import BackendError
+from harness.schema.config import ExperimentConfig
 from harness.schema.result import EngineCacheRecord, GpuInfo, MemoryMetrics
 
 if TYPE_CHECKING:

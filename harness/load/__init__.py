@@ -79,11 +79,6 @@ class ServedRequest:
         cached_input_tokens: prompt tokens served from a cross-request cache (None: unknown).
         engine_queued_s: the engine's own report of its time in the waiting queue (None:
             not reported).
-        slot_wait_s: with ``max_concurrency`` set, how long it waited for a slot: from the
-            driver taking it up at its due time to the driver holding a slot (the acquire of
-            the semaphore, timed on both sides with the driver's clock); near 0 when a slot
-            was free. None: no concurrency limit, or not recorded. ``sent_s - arrival_s``
-            minus this is the driver's own lateness.
     """
 
     request_id: int
@@ -98,7 +93,6 @@ class ServedRequest:
     error: str | None = None
     cached_input_tokens: int | None = None
     engine_queued_s: float | None = None
-    slot_wait_s: float | None = None
 
     @property
     def output_tokens(self) -> int:
@@ -126,6 +120,14 @@ class LoadRun:
             on the closing edge, belongs to the drain.
         finished_s: when the last request ended (the drain's end).
         requests: every request, in arrival order.
+        measured_open_s: the clock when the opening edge's callback ran, i.e. when the energy
+            counters were read (a little after ``window_open_s``: the loop's timer lateness);
+            None: not recorded, the scheduled edge stands for it.
+        measured_close_s: the same for the closing edge.
+
+    Arrivals are scheduled times and are placed against the scheduled edges; everything the
+    clock stamps (tokens, sends, ends) is placed against the measured edges, the instants the
+    window's energy was read between, so energy and work cover the same interval.
     """
 
     start_s: float
@@ -133,11 +135,26 @@ class LoadRun:
     window_close_s: float
     finished_s: float
     requests: list[ServedRequest]
+    measured_open_s: float | None = None
+    measured_close_s: float | None = None
 
     @property
     def window_s(self) -> float:
-        """The window's length (s)."""
+        """The scheduled window's length (s)."""
         return self.window_close_s - self.window_open_s
+
+    @property
+    def measured_edges(self) -> tuple[float, float]:
+        """The edges the energy was read at (the scheduled ones where not recorded)."""
+        opened = self.window_open_s if self.measured_open_s is None else self.measured_open_s
+        closed = self.window_close_s if self.measured_close_s is None else self.measured_close_s
+        return opened, closed
+
+    @property
+    def measured_window_s(self) -> float:
+        """Length of the interval the energy covers (s)."""
+        opened, closed = self.measured_edges
+        return closed - opened
 
 
 WindowEdge = Callable[[str], None]

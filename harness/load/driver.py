@@ -80,7 +80,9 @@ async def drive(
         await _cancel([edges, dispatch, *state.in_flight])
         raise
     opened_s, closed_s = edges.result()
-    return LoadRun(start_s=state.start_s, window_open_s=opened_s, window_close_s=closed_s,
+    return LoadRun(start_s=state.start_s, window_open_s=state.start_s + ramp_up_s,
+                   window_close_s=state.start_s + close_offset_s, measured_open_s=opened_s,
+                   measured_close_s=closed_s,
                    finished_s=state.finished_s, requests=state.served())
 
 

@@ -1,9 +1,11 @@
 """Serving figures from what the driver recorded: pure functions over a :class:`LoadRun`.
 
 No clock and no device: every figure is computed from the times the driver stamped. The
-window holds every instant t with ``window_open_s <= t < window_close_s`` (half open: in count
-mode the window closes on the last arrival, which belongs to the drain). docs/serving.md gives
-each figure's method for users.
+window holds every instant t with ``open <= t < close`` (half open: in count mode the window
+closes on the last arrival, which belongs to the drain). Arrivals, which are scheduled times,
+are placed against the scheduled edges; tokens, sends and ends, which are clock readings, against
+the measured edges (when the energy counters were read), so that the work counted is the work
+the window's energy paid for. docs/serving.md gives each figure's method for users.
 """
 
 from __future__ import annotations
@@ -47,20 +49,21 @@ def window_throughput(run: LoadRun) -> ThroughputMetrics:
         ValueError: the window is empty (it closes at or before it opens).
     """
     _check_window(run)
-    sent = [r for r in run.requests if _inside(run, r.sent_s)]
+    sent = [r for r in run.requests if _measured_inside(run, r.sent_s)]
     output_tokens = sum(tokens for r in run.requests
                         for time_s, tokens in zip(r.chunk_times_s, r.chunk_tokens, strict=True)
-                        if _inside(run, time_s))
-    requests = sum(1 for r in run.requests if _completed(r) and _inside(run, r.end_s))
+                        if _measured_inside(run, time_s))
+    requests = sum(1 for r in run.requests if _completed(r) and _measured_inside(run, r.end_s))
+    duration_s = run.measured_window_s
     return ThroughputMetrics(
         input_tokens=sum(r.input_tokens for r in sent),
         output_tokens=output_tokens,
         generated_positions=output_tokens,
         prompt_padding_tokens=0,
         requests=requests,
-        duration_s=run.window_s,
-        output_tokens_per_s=output_tokens / run.window_s,
-        requests_per_s=requests / run.window_s,
+        duration_s=duration_s,
+        output_tokens_per_s=output_tokens / duration_s,
+        requests_per_s=requests / duration_s,
         cached_prompt_tokens=_cached_prompt_tokens(sent),
     )
 
@@ -115,7 +118,7 @@ def serving_metrics(run: LoadRun, load: LoadConfig, slo: SloConfig, seed: int,
     queueing, method = _queueing_delay(population)
     attainment, goodput = _slo_figures(arrived, slo, window_s)
     offered = len(arrived) / window_s
-    achieved = work.requests / window_s
+    achieved = work.requests_per_s
     saturated, reason = saturation(run, load.max_concurrency, offered, achieved)
     return ServingMetrics(
         client=load.client,
@@ -132,7 +135,8 @@ def serving_metrics(run: LoadRun, load: LoadConfig, slo: SloConfig, seed: int,
         requests_completed_in_window=work.requests,
         requests_failed=sum(1 for r in run.requests if not _completed(r)),
         offered_rate_rps=offered,
-        sent_rate_rps=sum(1 for r in run.requests if _inside(run, r.sent_s)) / window_s,
+        sent_rate_rps=sum(1 for r in run.requests
+                          if _measured_inside(run, r.sent_s)) / run.measured_window_s,
         achieved_rate_rps=achieved,
         output_tokens_in_window=work.output_tokens,
         output_tokens_per_s=work.output_tokens_per_s,
@@ -313,7 +317,14 @@ def _completed(request: ServedRequest) -> bool:
 
 
 def _inside(run: LoadRun, time_s: float | None) -> bool:
+    """A scheduled time (an arrival) inside the scheduled window."""
     return time_s is not None and run.window_open_s <= time_s < run.window_close_s
+
+
+def _measured_inside(run: LoadRun, time_s: float | None) -> bool:
+    """A clock reading (a token, a send, an end) inside the interval the energy covers."""
+    opened, closed = run.measured_edges
+    return time_s is not None and opened <= time_s < closed
 
 
 def _present(values: Iterable[float | None]) -> list[float]:
@@ -321,7 +332,7 @@ def _present(values: Iterable[float | None]) -> list[float]:
 
 
 def _check_window(run: LoadRun) -> None:
-    if run.window_s <= 0:
+    if run.window_s <= 0 or run.measured_window_s <= 0:
         raise ValueError(
             f"the serving window is empty: it opens {run.window_open_s - run.start_s:.3f} s "
             f"after the load's start and closes {run.window_close_s - run.start_s:.3f} s after "

@@ -54,6 +54,12 @@ WARNING_CODES: dict[str, str] = {
     "host_package_energy_unknown": "RAPL zones were read but `energy.host.cpu_package_energy_j` "
     "is null: no package-* zone, a zone whose name is unreadable, or per-die package zones that "
     "may mirror one socket counter (the message and `energy.host.null_reason` say which)",
+    "serving_requests_failed": "serving mode: requests ended with an error (the count and the "
+    "first error in the message): they miss every SLO and are not completed requests, while "
+    "the tokens they received before failing still count in the window (docs/serving.md)",
+    "serving_saturated": "serving mode: the run counts as saturated by the rule in "
+    "docs/serving.md (`serving.saturation_reason` says which part fired, with its numbers): "
+    "its figures describe an engine that did not keep up with the offered load",
     "sanity_check_failed": "a post-run sanity check failed (see `sanity.failed_checks`)",
 }
 

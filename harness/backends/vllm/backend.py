@@ -40,16 +40,20 @@ import gc
 import importlib
 import importlib.metadata
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import models
-from harness.backends.base import Backend, BatchCallback, GenerationOutput, Request
+from harness.backends.base import Backend, BatchCallback, GenerationOutput, Request, T
 from harness.backends.common import library_problem, problem
-from harness.backends.vllm import engine, generation
+from harness.backends.vllm import engine, generation, server
 from harness.errors import BackendError, LlemError
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import MemoryMetrics
+
+if TYPE_CHECKING:
+    from harness.load import StreamFn
 
 _START_FIX = (
     "check the vllm: section and passthrough_kwargs (for vLLM they are engine arguments, "
@@ -82,11 +86,19 @@ class VllmBackend(Backend):
         self._environment: dict[str, str] | None = None
         self._engine_kwargs: dict[str, Any] | None = None
         self._calls = 0
+        self._server: server.VllmServer | None = None
+        self._client: Any = None
+        self._served_model: dict[str, Any] = {}
+
+    @property
+    def through_server(self) -> bool:
+        """Whether requests go to vLLM's OpenAI server (``load.client: openai_server``)."""
+        return self.config.load.serving and self.config.load.client == "openai_server"
 
     @property
     def streaming(self) -> bool:
-        """Whether per-token times are recorded (``latency.streaming``: the async engine)."""
-        return self.config.latency.streaming
+        """Whether the async engine runs: per-token times (``latency.streaming``) or serving."""
+        return self.config.latency.streaming or self.config.load.serving
 
     # -- preflight and loading -------------------------------------------------------------
 
@@ -195,10 +207,22 @@ class VllmBackend(Backend):
         self._engine_kwargs = kwargs
         fix = f"{_START_FIX}; passthrough_kwargs given: {sorted(self.config.passthrough_kwargs)}"
         with engine.translated_errors("engine start", fix):
-            if self.streaming:
+            if self.through_server:
+                self._start_server(kwargs)
+            elif self.streaming:
                 self._start_async_engine(kwargs)
             else:
                 self._llm = self._vllm.LLM(**kwargs)
+
+    def _start_server(self, kwargs: dict[str, Any]) -> None:
+        port = server.free_port()
+        self._server = server.VllmServer(server.server_command(kwargs, port), port)
+        self._server.start()
+        self._served_model = self._server.models()
+        openai = importlib.import_module("openai")
+        self._client = openai.AsyncOpenAI(base_url=self._server.base_url, api_key="EMPTY",
+                                          max_retries=0, timeout=None)
+        self._loop = asyncio.new_event_loop()
 
     def _start_async_engine(self, kwargs: dict[str, Any]) -> None:
         engine_args = self._vllm.AsyncEngineArgs(**kwargs)
@@ -219,14 +243,19 @@ class VllmBackend(Backend):
     def unload(self) -> None:
         """Shut the engine down (its worker processes exit) and drop every reference to it."""
         llm, async_engine, loop = self._llm, self._async_engine, self._loop
-        self._llm = self._async_engine = self._loop = None
+        vllm_server, client = self._server, self._client
+        self._llm = self._async_engine = self._loop = self._server = self._client = None
         try:
             with engine.translated_errors("shutdown", "check for leftover vLLM processes"):
                 if llm is not None:
                     _shut_down_llm(llm)
                 if async_engine is not None:
                     async_engine.shutdown()
+                if client is not None and loop is not None:
+                    loop.run_until_complete(client.close())
         finally:
+            if vllm_server is not None:
+                vllm_server.stop()
             if loop is not None:
                 _close_loop(loop)
             gc.collect()
@@ -274,6 +303,10 @@ class VllmBackend(Backend):
 
     def _generate(self, requests: list[Request]) -> GenerationOutput:
         decoder = self.config.decoder
+        if self._client is not None and self._loop is not None:
+            outputs, mark = generation.generate_through(self._loop, self._stream_fn(), requests,
+                                                        self._calls)
+            return GenerationOutput(outputs=outputs, phase_marks=[mark])
         if self._async_engine is not None and self._loop is not None:
             outputs, mark = generation.generate_streaming(
                 self._loop, self._async_engine, self._vllm, decoder, requests, self._calls
@@ -284,6 +317,29 @@ class VllmBackend(Backend):
         return GenerationOutput(
             outputs=generation.generate_offline(self._llm, self._vllm, decoder, requests)
         )
+
+    def serve(self, drive: Callable[[StreamFn], Awaitable[T]]) -> T:
+        """Serving mode: run the load driver on the engine's event loop (in process).
+
+        Raises:
+            BackendError: the async engine is not loaded, or failed while serving.
+
+        """
+        stream = self._stream_fn()
+        loop = self._loop
+        assert loop is not None  # _stream_fn checked that the engine or the server runs
+        with engine.translated_errors("serving", _GENERATE_FIX):
+            return loop.run_until_complete(drive(stream))
+
+    def _stream_fn(self) -> StreamFn:
+        if self._client is not None and self._loop is not None:
+            return server.openai_stream(self._client, self.config.decoder,
+                                        generation.decoding_kwargs(self.config.decoder))
+        if self._async_engine is not None and self._loop is not None:
+            return generation.serving_stream(self._async_engine, self._vllm,
+                                             self.config.decoder)
+        raise BackendError("neither the async engine nor the server is running",
+                           fix="call load() with load.mode serving before serving")
 
     def synchronize(self) -> None:
         """Nothing to wait for: LLM.generate returns only after every token reached the host.
@@ -300,11 +356,22 @@ class VllmBackend(Backend):
         if vllm_config is not None:
             settings = engine.resolved_settings(vllm_config)
             source = "resolved: read from the engine's VllmConfig after construction"
+        elif self.through_server and self._served_model:
+            settings = engine.requested_settings(self.config)
+            settings["max_model_len"] = self._served_model.get("max_model_len")
+            source = ("requested: the engine runs in vLLM's OpenAI server process, whose "
+                      "VllmConfig this process cannot read; max_model_len read back from the "
+                      "server's /v1/models (None means vLLM's default)")
         else:
             settings = engine.requested_settings(self.config)
             source = "requested: the engine is not running (None means vLLM's default)"
+        extra = {}
+        if self.through_server:
+            extra["server_command"] = (self._server.command if self._server is not None
+                                       else server.server_command(self._planned_kwargs(), 0))
         return {
-            "engine": "AsyncLLMEngine" if self.streaming else "LLM",
+            "engine": self._engine_name(),
+            **extra,
             "batching": "continuous",
             **settings,
             "settings_source": source,
@@ -323,6 +390,11 @@ class VllmBackend(Backend):
             "timing": self._timing(),
         }
 
+    def _engine_name(self) -> str:
+        if self.through_server:
+            return f"OpenAI server ({server.MODULE})"
+        return "AsyncLLMEngine" if self.streaming else "LLM"
+
     def _cross_request_cache(self, settings: dict[str, Any]) -> dict[str, Any]:
         """Prefix caching as the engine runs it (resolved, else requested) and who chose it."""
         requested, source = engine.prefix_caching(self.config)
@@ -331,6 +403,18 @@ class VllmBackend(Backend):
                 "enabled": requested if enabled is None else enabled, "source": source}
 
     def _timing(self) -> str:
+        if self.through_server:
+            return (
+                "serving: each request sent at its arrival to vLLM's OpenAI server on loopback "
+                "as a streamed /v1/completions call with token ids; each chunk stamped when it "
+                "reached the harness (docs/serving.md)"
+            )
+        if self.config.load.serving:
+            return (
+                "serving: each request submitted to AsyncLLMEngine at its arrival and streamed "
+                "with DELTA outputs; each chunk stamped when it reached the harness "
+                "(docs/serving.md)"
+            )
         if self.streaming:
             return (
                 "all requests submitted at once to AsyncLLMEngine, streamed with DELTA outputs; "

@@ -168,9 +168,12 @@ def engine_kwargs(config: ExperimentConfig, model_dir: Path) -> dict[str, Any]:
     (which can depend on the GPU) and the resolved value is recorded after construction; the
     exception is ``enable_prefix_caching``, always passed (:func:`prefix_caching`).
     ``disable_log_stats`` is what ``LLM`` sets by itself; giving it explicitly keeps the
-    streaming engine equally quiet. ``passthrough_kwargs`` come last, as further engine
-    arguments (they must not name an argument listed in :data:`OWN_ARGS` or
-    :data:`SECTION_ARGS`; see :func:`passthrough_conflicts`).
+    streaming engine equally quiet. Serving mode keeps statistics on, as vLLM's server runs by
+    default: each request's ``RequestStateStats`` then carries its time in the scheduler's queue
+    (the engine's periodic statistics log stays below the WARNING level llem sets).
+    ``passthrough_kwargs`` come last, as further engine arguments (they must not name an
+    argument listed in :data:`OWN_ARGS` or :data:`SECTION_ARGS`; see
+    :func:`passthrough_conflicts`).
     """
     section = settings(config)
     kwargs: dict[str, Any] = {
@@ -179,7 +182,7 @@ def engine_kwargs(config: ExperimentConfig, model_dir: Path) -> dict[str, Any]:
         "revision": config.load_revision,
         "dtype": VLLM_DTYPES[config.precision],
         "seed": config.random_seed,
-        "disable_log_stats": True,
+        "disable_log_stats": not config.load.serving,
     }
     for name in SECTION_ARGS:
         value = getattr(section, name)

@@ -18,6 +18,7 @@ from typing import Any
 from harness.backends.base import PhaseMark, Request, RequestOutput
 from harness.backends.common import sampling_values
 from harness.errors import BackendError
+from harness.load import StreamChunk, StreamFn
 from harness.schema.config import DecoderConfig
 
 TOP_K_OFF = -1
@@ -198,13 +199,17 @@ def _streamed_output(request: Request, stream: _Stream, start_s: float) -> Reque
 
 
 def _checked_ids(request: Request, ids: list[int]) -> list[int]:
-    if len(ids) != request.max_new_tokens:
+    _check_length(request, len(ids))
+    return ids
+
+
+def _check_length(request: Request, produced: int) -> None:
+    if produced != request.max_new_tokens:
         raise BackendError(
-            f"request {request.request_id} produced {len(ids)} tokens, expected exactly "
+            f"request {request.request_id} produced {produced} tokens, expected exactly "
             f"{request.max_new_tokens} (min_tokens = max_tokens, ignore_eos)",
             fix=_LENGTH_FIX,
         )
-    return ids
 
 
 def _output(request: Request, ids: list[int], start_s: float,
@@ -217,3 +222,71 @@ def _output(request: Request, ids: list[int], start_s: float,
         end_s=end_s,
         output_ids=ids,
     )
+
+
+def serving_stream(engine: Any, vllm: Any, decoder: DecoderConfig) -> StreamFn:
+    """Serving mode, in process: one request at a time into the running async engine.
+
+    Each request is submitted when the load driver calls the returned function (at its
+    arrival), with ``output_kind=DELTA``; every output becomes one :class:`StreamChunk`. A
+    request that ends with other than exactly ``max_new_tokens`` tokens raises, so the driver
+    records it as failed instead of counting short work.
+    """
+    delta = importlib.import_module("vllm.sampling_params").RequestOutputKind.DELTA
+
+    async def stream(request: Request, key: str) -> Any:
+        params = sampling_params(vllm, decoder, [request], output_kind=delta)
+        received = 0
+        async for output in engine.generate(token_prompt(request), params, key):
+            ids = list(output.outputs[0].token_ids)
+            received += len(ids)
+            yield StreamChunk(token_ids=ids, cached_tokens=cached_tokens(output),
+                              engine_queued_s=queued_s(output))
+        _check_length(request, received)
+
+    return stream
+
+
+def queued_s(result: Any) -> float | None:
+    """Time the request waited in vLLM's scheduler queue, where its output reports it.
+
+    V1 engines attach ``RequestStateStats`` (``queued_ts``, ``scheduled_ts``: engine-core
+    monotonic times) as ``metrics`` only when statistics are logged; otherwise ``metrics`` is
+    None and so is this.
+    """
+    metrics = getattr(result, "metrics", None)
+    queued = getattr(metrics, "queued_ts", None)
+    scheduled = getattr(metrics, "scheduled_ts", None)
+    if not queued or not scheduled:
+        return None
+    return max(0.0, float(scheduled) - float(queued))
+
+
+def generate_through(
+    loop: asyncio.AbstractEventLoop, stream: StreamFn, requests: list[Request], call_id: int
+) -> tuple[list[RequestOutput], PhaseMark]:
+    """All requests at once through a serving stream function (the server's warmup).
+
+    The same timing as :func:`generate_streaming`: every request submitted at the call's
+    start, every chunk stamped when it arrived.
+    """
+
+    async def one(request: Request) -> _Stream:
+        record = _Stream()
+        async for chunk in stream(request, f"llem-{call_id}-{request.request_id}"):
+            arrived_s = time.perf_counter()
+            record.ids.extend(chunk.token_ids)
+            record.times_s.extend([arrived_s] * len(chunk.token_ids))
+            if chunk.token_ids:
+                record.chunk_times_s.append(arrived_s)
+            if chunk.cached_tokens is not None:
+                record.cached_tokens = chunk.cached_tokens
+        return record
+
+    start_s = time.perf_counter()
+    streamed = loop.run_until_complete(_all([one(request) for request in requests]))
+    end_s = time.perf_counter()
+    outputs = [_streamed_output(request, record, start_s)
+               for request, record in zip(requests, streamed, strict=True)]
+    prefill_end_s = max(output.first_token_s or start_s for output in outputs)
+    return outputs, PhaseMark(start_s=start_s, prefill_end_s=prefill_end_s, end_s=end_s)

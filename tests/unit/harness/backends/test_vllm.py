@@ -891,3 +891,73 @@ def test_a_study_with_only_vllm_lora_is_bad_input(tiny_model_dir: Path, tmp_path
     assert done.exit_code == 2, done.output
     assert "lora is not supported by vllm" in done.output
     assert "merge_and_unload" in done.output
+
+
+# -- serving mode ---------------------------------------------------------------------------
+
+
+def serve(model_dir: Path, run_dir: Path, **load: Any) -> ExperimentResult:
+    """A serving run of 24 requests at constant arrivals, against the fake's scheduler."""
+    settings = {"mode": "serving", "arrival": "constant", **load}
+    return execute(model_dir, run_dir, n=24, load=settings)
+
+
+def test_a_serving_run_measures_the_steady_window_between_ramp_up_and_drain(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # 100 req/s against an engine that serves MAX_NUM_SEQS requests every ~8 ms: unsaturated.
+    result = serve(tiny_model_dir, tmp_path / "run", request_rate=100.0, ramp_up_s=0.04)
+
+    serving = result.serving
+    assert serving is not None
+    assert serving.requests_total == 24 and serving.requests_failed == 0
+    # Constant arrivals 10 ms apart; the window [0.04 s, 0.23 s) holds arrivals 4 to 22.
+    assert serving.ramp_up_s == pytest.approx(0.04)
+    assert serving.window_s == pytest.approx(0.19)
+    assert serving.requests_in_window == 19
+    assert serving.offered_rate_rps == pytest.approx(19 / 0.19)
+    assert not serving.saturated, serving.saturation_reason
+    assert serving.ttft is not None and serving.ttft.count == 19
+    assert result.latency.reference_point == "arrival"
+    # The window's energy is the measured GPU's constant power between the window's edges.
+    energy = result.energy
+    assert len(result.environment.gpus) == 1
+    assert energy.energy_j == pytest.approx(POWER_W * result.throughput.duration_s, rel=0.05)
+    assert result.throughput.duration_s == pytest.approx(serving.window_s, abs=0.02)
+    assert result.throughput.output_tokens == serving.output_tokens_in_window > 0
+    assert energy.energy_per_output_token_j == pytest.approx(
+        energy.energy_j / result.throughput.output_tokens)
+    assert energy.phase_split_null_reason is not None
+    assert energy.phase_split_null_reason.startswith("serving")
+    assert result.effective_parameters["engine"] == "AsyncLLMEngine"
+    assert result.effective_parameters["timing"].startswith("serving")
+    phases = [json.loads(line)["phase"] for line in
+              (tmp_path / "run" / "events.jsonl").read_text().splitlines()
+              if json.loads(line)["event"] == "phase"]
+    assert phases[phases.index("ramp_up"):] == ["ramp_up", "measure", "drain", "write"]
+    # every request of the run went to the engine under its own id
+    keys = [call.args[2] for call in recorded("AsyncLLMEngine.generate")
+            if call.args[2].startswith("llem-serve-")]
+    assert len(keys) == len(set(keys)) == 24
+
+
+def test_an_offered_load_above_the_engines_pace_queues_and_counts_as_saturated(
+    fake_vllm: ModuleType, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # One sequence at a time (~8 ms each, ~125 req/s) against 1,000 req/s.
+    result = execute(tiny_model_dir, tmp_path / "run", n=24, vllm={"max_num_seqs": 1},
+                     load={"mode": "serving", "arrival": "constant", "request_rate": 1000.0})
+
+    serving = result.serving
+    assert serving is not None
+    assert serving.saturated
+    assert serving.achieved_rate_rps < 0.9 * serving.offered_rate_rps
+    assert "serving_saturated" in result.warning_codes()
+    # the engine's queue shows in the time to first token: later arrivals wait longest
+    # (request i starts about i x 8 ms after it could: TTFT grows with the arrival's index)
+    assert serving.ttft is not None and serving.ttft.p90_s > 1.5 * serving.ttft.p50_s
+    assert serving.ttft.p90_s > 0.05
+    # ... and in the queue time the engine reports (statistics are on in serving mode)
+    assert serving.queueing_delay_method == "client_wait+engine_queue"
+    assert serving.queueing_delay is not None and serving.queueing_delay.p90_s > 0.05
+    assert result.effective_parameters["engine_kwargs"]["disable_log_stats"] is False

@@ -4,13 +4,16 @@
 event-loop steps: the first output carries the first token (prefill), later ones carry up to
 two tokens each (outputs that arrive together are merged, as vLLM's output collector does).
 Like vLLM's, the engine binds itself to the event loop of its first request: a later request
-on another loop fails.
+on another loop fails. At most ``max_num_seqs`` requests run at once; a request beyond that waits
+for one to finish before its prefill (vLLM's scheduler queue), so an offered load above the
+engine's pace queues as it does in vLLM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,13 +26,24 @@ from vllm.usage.usage_lib import UsageContext
 
 from harness.testing import FakeWorkers
 
+
+@dataclasses.dataclass
+class RequestStateStats:
+    """vllm/v1/metrics/stats.py, the two fields llem reads (0.0 until set, as vLLM's)."""
+
+    queued_ts: float = 0.0
+    scheduled_ts: float = 0.0
+
+
 TOKENS_PER_OUTPUT = 2
 """Tokens one streamed output carries after the first (merged engine steps)."""
 
 
 class AsyncLLM:
-    def __init__(self, vllm_config: VllmConfig, model: FakeModel) -> None:
+    def __init__(self, vllm_config: VllmConfig, model: FakeModel, log_stats: bool = False
+                 ) -> None:
         self.vllm_config = vllm_config
+        self.log_stats = log_stats
         self.model_config = vllm_config.model_config
         self._model = model
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -41,6 +55,9 @@ class AsyncLLM:
                                    integer_indices_only=True)
         cache = vllm_config.cache_config
         self._prefix_cache = PrefixCache(cache.block_size, cache.enable_prefix_caching)
+        # At most max_num_seqs requests run at once; later ones wait in the scheduler's queue,
+        # as vLLM's do (created on the engine's loop, at its first request).
+        self._slots: asyncio.Semaphore | None = None
 
     @classmethod
     @recorded("AsyncLLMEngine.from_engine_args")
@@ -56,7 +73,7 @@ class AsyncLLM:
             FakeModel.from_directory(engine_args.model),
             max_model_len=vllm_config.model_config.max_model_len,
         )
-        return cls(vllm_config, fake_model)
+        return cls(vllm_config, fake_model, log_stats=not engine_args.disable_log_stats)
 
     @recorded("AsyncLLMEngine.generate")
     async def generate(
@@ -75,6 +92,18 @@ class AsyncLLM:
         if request_id in self._running:
             raise ValueError(f"Request id {request_id} already running.")
         self._running.add(request_id)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.vllm_config.scheduler_config.max_num_seqs)
+        # vLLM's RequestStateStats, only when statistics are logged: engine-core monotonic
+        # times of the request's entry into the queue and of its first scheduling
+        stats = RequestStateStats(queued_ts=time.monotonic()) if self.log_stats else None
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self._running.discard(request_id)
+            raise
+        if stats is not None:
+            stats.scheduled_ts = time.monotonic()
         try:
             ids, reason = self._model.continuation(prompt, sampling_params)
             prompt_ids = list(prompt["prompt_token_ids"])
@@ -82,8 +111,10 @@ class AsyncLLM:
             self._prefix_cache.insert(prompt_ids + ids)
             async for output in self._stream(prompt, sampling_params, request_id, ids, reason,
                                              cached):
+                output.metrics = stats
                 yield output
         finally:
+            self._slots.release()
             self._running.discard(request_id)
 
     async def _stream(
