@@ -15,14 +15,19 @@
 
 Cancelling it (or an error in ``on_edge``) cancels every request in flight and waits for them
 to end before it raises.
+
+While it runs, the garbage collector's heap is frozen (``gc.freeze()``), so that no full
+collection over the model and the engine stops the loop during the load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -71,19 +76,38 @@ async def drive(
     """
     _check(arrivals, max_concurrency, ramp_up_s, close_offset_s)
     state = _Driver(stream, clock, max_concurrency, len(arrivals))
-    state.finished_s = state.start_s = clock()
-    edges = asyncio.create_task(state.call_edges(ramp_up_s, close_offset_s, on_edge))
-    dispatch = asyncio.create_task(state.dispatch(arrivals))
-    try:
-        await _until_done([edges, dispatch], state.in_flight)
-    except BaseException:
-        await _cancel([edges, dispatch, *state.in_flight])
-        raise
+    with _frozen_heap():
+        state.finished_s = state.start_s = clock()
+        edges = asyncio.create_task(state.call_edges(ramp_up_s, close_offset_s, on_edge))
+        dispatch = asyncio.create_task(state.dispatch(arrivals))
+        try:
+            await _until_done([edges, dispatch], state.in_flight)
+        except BaseException:
+            await _cancel([edges, dispatch, *state.in_flight])
+            raise
     opened_s, closed_s = edges.result()
     return LoadRun(start_s=state.start_s, window_open_s=state.start_s + ramp_up_s,
                    window_close_s=state.start_s + close_offset_s, measured_open_s=opened_s,
                    measured_close_s=closed_s,
                    finished_s=state.finished_s, requests=state.served())
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Keep the garbage collector off the heap that exists now, until the block ends.
+
+    A full collection scans the whole heap (model, engine, harness) and stops the loop while
+    it does: 0.3 s seen with the harness alone on a 100 req/s load. Frozen, the heap is not
+    scanned; collections see only what the load makes. A heap frozen before (by the engine,
+    say) stays frozen.
+    """
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not frozen_before:
+            gc.unfreeze()
 
 
 def _check(arrivals: Sequence[Arrival], max_concurrency: int | None, ramp_up_s: float,

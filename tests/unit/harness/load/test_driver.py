@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -258,6 +259,29 @@ def test_cancelling_the_drive_cancels_every_request_and_leaves_no_task() -> None
 
     assert play(run) == []
     assert engine.in_flight == 0
+
+
+# -- the garbage collector --------------------------------------------------------------------
+
+
+def test_the_heap_is_frozen_while_the_load_runs_and_thawed_after() -> None:
+    frozen: list[int] = []
+    gc.unfreeze()
+
+    play(lambda loop: drive_on(loop, arrivals(0.0, 1.0), FakeServingEngine(),
+                               on_edge=lambda edge: frozen.append(gc.get_freeze_count())))
+
+    assert frozen[0] > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_heap_frozen_before_the_load_stays_frozen() -> None:
+    gc.freeze()
+    try:
+        play(lambda loop: drive_on(loop, arrivals(0.0), FakeServingEngine()))
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 # -- bad input --------------------------------------------------------------------------------
