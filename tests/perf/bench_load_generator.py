@@ -16,7 +16,8 @@ and ``streaming`` (first output after 20 ms, then one token every 10 ms, 16 toke
 that also stamps 16 outputs per request, as with a real engine streaming token by token).
 Beside them, ``bare loop``: a coroutine that only sleeps until each arrival and reads the
 clock, the floor any asyncio client has on this machine (the loop's timer wakes up to 1 ms
-late: epoll counts whole milliseconds, rounded up).
+late: epoll counts whole milliseconds, rounded up); and ``bare, poll``, the same ending each
+sleep 1.1 ms early and polling the loop until due: what polling would buy, and cost.
 
     .venv/bin/python tests/perf/bench_load_generator.py [immediate|streaming|all]
 """
@@ -44,6 +45,8 @@ ENGINES = {
     "streaming": FakeServingEngine(prefill_s=0.020, decode_step_s=0.010, tokens_per_chunk=1),
 }
 OUTPUT_TOKENS, SEED = 16, 0
+POLL_S = 0.0011
+"""The bare loop's polling variant ends each sleep this early (s): epoll's 1 ms and a margin."""
 
 
 Sample = tuple[list[float], list[float], float, float]
@@ -70,16 +73,22 @@ def driven(engine: FakeServingEngine, arrivals: list[Arrival]) -> Sample:
             wall_s)
 
 
-def bare(arrivals: list[Arrival]) -> Sample:
-    """Only sleep until each arrival on the loop and read the clock: the floor."""
+def bare(arrivals: list[Arrival], poll_s: float = 0.0) -> Sample:
+    """Only sleep until each arrival on the loop and read the clock: the floor.
+
+    With ``poll_s``, the sleep ends that much early and the loop is polled until due (the
+    alternative the driver does not take: it spends CPU for the last millisecond).
+    """
     async def sleep_through() -> tuple[list[float], list[float]]:
         start_s = time.perf_counter()
         due, woke = [], []
         for arrival in arrivals:
             due.append(start_s + arrival.offset_s)
-            delay_s = due[-1] - time.perf_counter()
+            delay_s = due[-1] - time.perf_counter() - poll_s
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
+            while time.perf_counter() < due[-1]:
+                await asyncio.sleep(0)
             woke.append(time.perf_counter())
         return due, woke
 
@@ -93,7 +102,7 @@ def row(name: str, rate: float, sample: Sample) -> str:
     due, sent, cpu_s, wall_s = sample
     late_ms = 1e3 * (np.array(sent) - np.array(due))
     scheduled_s, sent_s = due[-1] - due[0], sent[-1] - sent[0]
-    return (f"{name:<10} {rate:>6.0f} {len(due):>5} {np.median(late_ms):>8.3f} "
+    return (f"{name:<11} {rate:>6.0f} {len(due):>5} {np.median(late_ms):>8.3f} "
             f"{np.percentile(late_ms, 99):>8.3f} {late_ms.max():>8.3f} "
             f"{(len(due) - 1) / scheduled_s / rate:>9.3f} {scheduled_s / sent_s:>10.4f} "
             f"{1e6 * cpu_s / len(due):>9.0f} {100 * cpu_s / wall_s:>8.1f}")
@@ -105,11 +114,12 @@ def main() -> None:
     names = list(ENGINES) if chosen == "all" else [chosen]
     print(f"cores: {os.cpu_count()}, load average: "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; Poisson arrivals, seed {SEED}")
-    print(f"{'client':<10} {'req/s':>6} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+    print(f"{'client':<11} {'req/s':>6} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
           f"{'sched/req':>9} {'sent/sched':>10} {'CPU us/r':>9} {'CPU %':>8}")
     for rate, count in CASES:
         arrivals = arrivals_at(rate, count)
         print(row("bare loop", rate, bare(arrivals)), flush=True)
+        print(row("bare, poll", rate, bare(arrivals, POLL_S)), flush=True)
         for name in names:
             print(row(name, rate, driven(ENGINES[name], arrivals)), flush=True)
 
