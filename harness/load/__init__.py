@@ -9,6 +9,8 @@ The pieces, each usable alone:
   at the steady-state window's edges so the harness can read its energy counters there.
 - :mod:`harness.load.metrics`: per-request and per-run serving figures from what the driver
   recorded.
+- :mod:`harness.load.testing`: an event loop on virtual time and a fake streaming engine, to
+  test the driver (and what is built on it) exactly and instantly.
 
 The types they share are here. Times are ``time.perf_counter()`` seconds, the harness's clock.
 """

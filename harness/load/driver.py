@@ -27,6 +27,7 @@ import contextlib
 import gc
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -120,18 +121,17 @@ def _check(arrivals: Sequence[Arrival], max_concurrency: int | None, ramp_up_s: 
     if close_offset_s < ramp_up_s:
         raise ValueError(f"the window would close (at {close_offset_s} s) before it opens (at "
                          f"ramp_up_s {ramp_up_s} s): close it at or after the ramp-up")
-    offsets = [arrival.offset_s for arrival in arrivals]
-    if offsets and offsets[0] < 0:
-        raise ValueError(f"arrival offsets must not be negative, got {offsets[0]}")
+    if arrivals and arrivals[0].offset_s < 0:
+        raise ValueError(f"arrival offsets must not be negative, got {arrivals[0].offset_s}")
     for earlier, later in pairwise(arrivals):
         if later.offset_s < earlier.offset_s:
             raise ValueError(f"arrivals must be in time order: request "
                              f"{later.request.request_id} at {later.offset_s} s follows "
                              f"request {earlier.request.request_id} at {earlier.offset_s} s")
-    ids = [arrival.request.request_id for arrival in arrivals]
-    if len(set(ids)) != len(ids):
-        twice = next(request_id for request_id in ids if ids.count(request_id) > 1)
-        raise ValueError(f"request id {twice} arrives twice; every request needs its own id "
+    twice = [request_id for request_id, times in
+             Counter(arrival.request.request_id for arrival in arrivals).items() if times > 1]
+    if twice:
+        raise ValueError(f"request id {twice[0]} arrives twice; every request needs its own id "
                          "(it keys the request in the engine)")
 
 
@@ -209,7 +209,7 @@ class _Driver:
                     record.engine_queued_s = chunk.engine_queued_s
             record.end_s = self.clock()
         except Exception as error:  # noqa: BLE001 - one failed request never ends the others
-            record.error = f"{type(error).__name__}: {error}"
+            record.error = ": ".join(filter(None, (type(error).__name__, str(error))))
         finally:
             self.finished_s = max(self.finished_s, self.clock())
             if self.slots is not None:

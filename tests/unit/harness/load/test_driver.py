@@ -203,6 +203,16 @@ def test_a_stream_that_fails_before_its_first_output_is_recorded() -> None:
     assert [r.chunk_times_s for r in run.requests] == [[], []]
 
 
+def test_an_error_without_a_message_is_recorded_by_its_type() -> None:
+    async def time_out(request: Request, key: str) -> AsyncIterator[StreamChunk]:
+        yield StreamChunk([1])
+        raise TimeoutError
+
+    run = play(lambda loop: drive_on(loop, arrivals(0.0), time_out))
+
+    assert run.requests[0].error == "TimeoutError"
+
+
 def test_the_window_edges_are_called_once_each_on_time_whatever_the_requests_do() -> None:
     edges = Edges()
     engine = FakeServingEngine(prefill_s=0.01)
