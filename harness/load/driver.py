@@ -64,8 +64,9 @@ async def drive(
         clock: the clock of every recorded time; the loop's own clock times the sleeps.
 
     Returns:
-        The run: its start, the times at which ``on_edge`` was called, when the last request
-        ended, and every request in arrival order.
+        The run: its start, the window's scheduled edges (start + ``ramp_up_s``, start +
+        ``close_offset_s``) and the clock when ``on_edge`` was called at each (the measured
+        edges), when the last request ended, and every request in arrival order.
 
     Raises:
         ValueError: offsets that go back or are negative, a request id twice, a

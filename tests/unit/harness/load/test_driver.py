@@ -221,9 +221,28 @@ def test_the_window_edges_are_called_once_each_on_time_whatever_the_requests_do(
                                      ramp_up_s=0.05, close_offset_s=3.0, on_edge=edges))
 
     assert edges.calls == [("open", pytest.approx(100.05)), ("close", pytest.approx(103.0))]
-    assert (run.window_open_s, run.window_close_s) == (edges.calls[0][1], edges.calls[1][1])
+    assert run.measured_edges == (edges.calls[0][1], edges.calls[1][1])
     assert run.window_s == pytest.approx(2.95)
     assert run.finished_s == pytest.approx(100.21)  # the last request's end, before close
+
+
+def test_the_scheduled_edges_are_kept_beside_the_times_the_callbacks_ran() -> None:
+    # A stream holds the loop 0.3 s over the opening edge: the energy is read late, and the
+    # run says both when the window was due to open and when it was read.
+    edges = Edges()
+
+    def hog(loop: VirtualTimeLoop) -> StreamFn:
+        async def stream(request: Request, key: str) -> AsyncIterator[StreamChunk]:
+            loop.advance(0.3)
+            yield StreamChunk([1])
+        return stream
+
+    run = play(lambda loop: drive_on(loop, arrivals(0.0, 1.0), hog(loop), ramp_up_s=0.05,
+                                     close_offset_s=2.0, on_edge=edges))
+
+    assert (run.window_open_s, run.window_close_s) == (100.05, 102.0)
+    assert run.measured_edges == (pytest.approx(100.3), pytest.approx(102.0))
+    assert edges.calls[0] == ("open", run.measured_open_s)
 
 
 def test_edges_at_the_start_open_then_close() -> None:
