@@ -42,7 +42,9 @@ def test_pytorch_and_vllm_on_cpu_offline_and_streaming_end_with_a_report(
         f"n: {N}\ninput_len: {INPUT_LEN}\noutput_len: {OUTPUT_LEN}\n"
         "warmup:\n  n_warmup: 1\n  min_seconds: 0\n"
         "baseline:\n  enabled: false\n"
-        "execution:\n  config_gap_s: 0\n  cycle_gap_s: 0\n"
+        # a start that hangs (vLLM's client can wait for ever on a core that died) fails in
+        # minutes, not at the run's timeout
+        "execution:\n  config_gap_s: 0\n  cycle_gap_s: 0\n  load_timeout_s: 600\n"
         f"pytorch:\n  batch_size: {MAX_NUM_SEQS}\n"
         # Uncompiled here (a faster start); the compose test runs vLLM's default, compiled.
         f"vllm:\n  max_num_seqs: {MAX_NUM_SEQS}\n  cpu_kvcache_space_gib: 1\n"
@@ -91,23 +93,104 @@ def test_pytorch_and_vllm_on_cpu_offline_and_streaming_end_with_a_report(
     assert "vllm" in report.stdout and "pytorch" in report.stdout
 
 
-def test_compose_vllm_cpu_service_runs_one_streaming_experiment(
+LOW_RATE, HIGH_RATE, SERVE_S, RAMP_S = 3.0, 200.0, 4.0, 1.0
+
+
+def test_serving_on_vllm_cpu_keeps_up_below_saturation_and_queues_above_it(
         vllm_cpu_image: str, head64_model: Path, tmp_path: Path) -> None:
+    """Serving mode end to end through the Docker runner, at two request rates.
+
+    At 3 req/s the engine keeps up: the achieved rate is the requested one within 10 %. At
+    200 req/s, far above what four sequences of this model sustain on two cores (about 55
+    req/s measured), it does not: the engine's queue shows in the queueing delay and the time
+    to first token.
+    """
+    study = tmp_path / "serving.yaml"
+    study.write_text(
+        f"name: serving-cpu\nmodel: {head64_model}\nbackend: vllm\nprecision: fp32\n"
+        "input_len: 24\noutput_len: 16\n"
+        "warmup:\n  n_warmup: 1\n  min_seconds: 0\n"
+        "baseline:\n  enabled: false\n"
+        "execution:\n  config_gap_s: 0\n  cycle_gap_s: 0\n  load_timeout_s: 600\n"
+        "vllm:\n  max_num_seqs: 4\n  cpu_kvcache_space_gib: 1\n  enforce_eager: true\n"
+        f"load:\n  mode: serving\n  arrival: constant\n  duration_s: {SERVE_S}\n"
+        f"  ramp_up_s: {RAMP_S}\n"
+        "slo:\n  ttft_ms: 2000\n"
+        f"sweep:\n  load.request_rate: [{LOW_RATE}, {HIGH_RATE}]\n")
+    done = llem("run", str(study), "--runner", "docker", "--output", "out", cwd=tmp_path,
+                timeout=1800)
+    assert done.returncode == 0, done.stderr[-4000:]
+    study_dir = only_study_dir(tmp_path / "out")
+    manifest = Manifest.load(study_dir)
+    assert [run.status for run in manifest.runs] == ["completed"] * 2
+    by_rate = {}
+    for run in manifest.runs:
+        result = ExperimentResult.model_validate_json(
+            (study_dir / run.run_id / "result.json").read_text())
+        assert result.serving is not None
+        by_rate[result.serving.request_rate_rps] = result
+    low, high = by_rate[LOW_RATE], by_rate[HIGH_RATE]
+
+    for result in (low, high):
+        serving = result.serving
+        assert serving is not None
+        assert serving.requests_failed == 0
+        assert serving.window_s == pytest.approx(SERVE_S - RAMP_S)
+        # constant arrivals: the schedule itself offers the requested rate
+        assert serving.offered_rate_rps == pytest.approx(serving.request_rate_rps, rel=0.05)
+        assert serving.queueing_delay_method == "client_wait+engine_queue"
+        assert result.effective_parameters["device"] == "cpu"
+        assert result.throughput.cached_prompt_tokens == 0
+        assert result.throughput.output_tokens == serving.output_tokens_in_window > 0
+
+    low_serving, high_serving = low.serving, high.serving
+    assert low_serving is not None and high_serving is not None
+    assert not low_serving.saturated, low_serving.saturation_reason
+    assert low_serving.achieved_rate_rps == pytest.approx(LOW_RATE, rel=0.10)
+    assert low_serving.slo_attainment == 1.0
+    assert high_serving.saturated
+    assert high_serving.achieved_rate_rps < 0.9 * HIGH_RATE
+    assert "serving_saturated" in high.warning_codes()
+    assert low_serving.queueing_delay is not None and high_serving.queueing_delay is not None
+    assert high_serving.queueing_delay.p90_s > 10 * max(low_serving.queueing_delay.p90_s, 0.01)
+    assert low_serving.ttft is not None and high_serving.ttft is not None
+    assert high_serving.ttft.p90_s > 5 * low_serving.ttft.p90_s
+    report = (study_dir / "report.html").read_text()
+    assert "against request rate" in report
+
+
+def test_compose_vllm_cpu_service_serves_through_vllms_own_openai_server(
+        vllm_cpu_image: str, head64_model: Path, tmp_path: Path) -> None:
+    """``docker compose run`` of the vllm-cpu service, the way vLLM is deployed: its OpenAI
+    server in the container on loopback, compiled (vLLM's default), requests arriving at 3/s."""
     project = tmp_path / "project"
     done = compose_run(
         project, head64_model, "head64",
-        "model: ../.llem/models/head64\nbackend: vllm\nprecision: fp32\nn: 4\n"
+        "model: ../.llem/models/head64\nbackend: vllm\nprecision: fp32\n"
         "input_len: 16\noutput_len: 8\nwarmup: {n_warmup: 1, min_seconds: 0}\n"
-        "latency: {streaming: true}\nvllm: {cpu_kvcache_space_gib: 1}\n", "vllm-cpu",
+        "vllm: {cpu_kvcache_space_gib: 1}\n"
+        "load: {mode: serving, client: openai_server, arrival: constant, request_rate: 3, "
+        "duration_s: 4, ramp_up_s: 1}\n", "vllm-cpu",
         timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = list((project / "results").iterdir())
     result = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
-    assert result.throughput.output_tokens == 4 * 8
-    assert result.effective_parameters["engine"] == "AsyncLLMEngine"
-    assert result.effective_parameters["device"] == "cpu"
-    assert result.effective_parameters["enforce_eager"] is False  # vLLM's default: compiled
-    assert result.latency.ttft is not None
+    effective = result.effective_parameters
+    assert effective["engine"].startswith("OpenAI server")
+    assert effective["device"] == "cpu"
+    assert effective["max_model_len"] is not None  # read back from the server's /v1/models
+    command = effective["server_command"]
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert "--enforce-eager" not in command  # vLLM's default: compiled
+    serving = result.serving
+    assert serving is not None and serving.client == "openai_server"
+    assert serving.requests_failed == 0 and serving.requests_total == 12
+    assert not serving.saturated, serving.saturation_reason
+    assert serving.achieved_rate_rps == pytest.approx(3.0, rel=0.10)
+    # a request whose streamed token ids were not exactly 8 would have failed
+    assert result.throughput.output_tokens == serving.output_tokens_in_window > 0
+    assert serving.requests_in_window == 9  # arrivals at 1.0, 1.33, ... 3.67 s
+    assert serving.ttft is not None and serving.ttft.count == serving.requests_in_window
 
 
 RECORD_CALLS = r"""

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,13 @@ from harness.backends.base import (
     PhaseMark,
     Request,
     RequestOutput,
+    T,
 )
 from harness.backends.common import library_problem, problem, sampling_values
 from harness.backends.tensorrt import build
 from harness.engine_cache import EngineCache, default_cache_root
 from harness.errors import BackendError, LlemError
+from harness.load import StreamChunk, StreamFn
 from harness.schema.config import DecoderConfig, ExperimentConfig
 from harness.schema.result import EngineCacheRecord, MemoryMetrics
 
@@ -273,6 +276,21 @@ class TensorRtBackend(Backend):
             "detokenize": False,  # llem counts tokens; text would only cost host time
         }
 
+    def serve(self, drive: Callable[[StreamFn], Awaitable[T]]) -> T:
+        """Serving mode: each request streamed through ``generate_async`` at its arrival.
+
+        The requests share one asyncio loop (``asyncio.run``) with the load driver, as the
+        streaming path's do; TensorRT-LLM's executor batches them in flight.
+        """
+        llm = self._require_llm()
+        try:
+            return asyncio.run(drive(_serving_stream(llm, self.sampling_kwargs)))
+        except LlemError:
+            raise
+        except Exception as error:  # TensorRT-LLM raises many types; each is this failure
+            raise BackendError(f"TensorRT-LLM serving failed: {error}",
+                               fix="see the traceback in error.json") from error
+
     def generate(
         self, requests: list[Request], on_batch: BatchCallback | None = None
     ) -> GenerationOutput:
@@ -469,6 +487,23 @@ async def _stream_one(llm: Any, input_ids: list[int], params: Any
             chunks.append(arrived_s)
         final = partial
     return final, times, chunks
+
+
+def _serving_stream(llm: Any, sampling_kwargs: Callable[[int], dict[str, Any]]) -> StreamFn:
+    """Serving mode: one ``generate_async`` stream per request, submitted at its arrival."""
+    sampling_class = importlib.import_module("tensorrt_llm").SamplingParams
+
+    async def stream(request: Request, key: str) -> AsyncIterator[StreamChunk]:
+        params = sampling_class(**sampling_kwargs(request.max_new_tokens))
+        received = 0
+        async for partial in llm.generate_async(request.input_ids, sampling_params=params,
+                                                streaming=True):
+            ids = list(partial.outputs[0].token_ids_diff)
+            received += len(ids)
+            yield StreamChunk(token_ids=ids)
+        _check_length(request, received, received)
+
+    return stream
 
 
 def _check_count(results: Any, requests: list[Request]) -> None:

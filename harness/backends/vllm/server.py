@@ -57,8 +57,10 @@ def engine_flags(kwargs: dict[str, Any]) -> list[str]:
     """Engine keyword arguments as the server's flags: ``max_num_seqs=4`` -> ``--max-num-seqs 4``.
 
     vLLM generates its flags from the same ``EngineArgs`` fields, booleans as
-    ``--flag`` / ``--no-flag``; None means "vLLM's default" and is left out; dicts and lists
-    are passed as JSON, as vLLM's parser reads them.
+    ``--flag`` / ``--no-flag`` (a few, such as ``--disable-log-stats``, have no ``--no-`` form:
+    a False one given in passthrough_kwargs is refused by the server, by name); None means
+    "vLLM's default" and is left out; dicts and lists are passed as JSON, as vLLM's parser
+    reads them.
     """
     flags: list[str] = []
     for name, value in kwargs.items():
@@ -77,6 +79,9 @@ def engine_flags(kwargs: dict[str, Any]) -> list[str]:
 def server_command(kwargs: dict[str, Any], port: int) -> list[str]:
     """The command that starts the server with these engine arguments on ``port``."""
     engine = {name: value for name, value in kwargs.items() if name != "model"}
+    if engine.get("disable_log_stats") is False:
+        # a store-true flag with no --no- form; statistics are the server's default
+        del engine["disable_log_stats"]
     return [sys.executable, "-m", MODULE, "--model", str(kwargs["model"]),
             "--host", "127.0.0.1", "--port", str(port), "--served-model-name", SERVED_NAME,
             *engine_flags(engine)]

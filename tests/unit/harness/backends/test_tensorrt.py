@@ -159,6 +159,7 @@ RUNTIME_CHANGES = [
     {"baseline": {"enabled": False}},
     {"energy": {"backend": "none"}},
     {"latency": {"streaming": True}},
+    {"load": {"mode": "serving", "request_rate": 5.0}},
     {"tensorrt": {"tp_size": 1, "pp_size": 1}},  # the default, spelled out
     {"tensorrt": {"enable_block_reuse": False}},  # llem's default, spelled out
 ]
@@ -650,6 +651,24 @@ def test_a_streaming_run_reports_ttft_itl_and_a_measured_split(
     assert energy.decode.energy_j > 0 and energy.decode.duration_s > 0
     assert energy.prefill.energy_j + energy.decode.energy_j == pytest.approx(energy.energy_j)
     assert energy.prefill_pass is not None and energy.prefill_pass.repeats >= 1
+
+
+def test_a_serving_run_streams_each_request_from_its_arrival(
+        trtllm: ModuleType, tiny_model_dir: Path, tmp_path: Path) -> None:
+    spec = run_spec(tiny_model_dir, tmp_path / "engines", n=12,
+                    load={"mode": "serving", "arrival": "constant", "request_rate": 50.0,
+                          "ramp_up_s": 0.02})
+    result = execute(spec, tmp_path / "run")
+
+    serving = result.serving
+    assert serving is not None and serving.client == "in_process"
+    assert serving.requests_total == 12 and serving.requests_failed == 0
+    # arrivals every 20 ms; the window [20 ms, 220 ms) holds arrivals 1 to 10
+    assert serving.requests_in_window == 10
+    assert serving.ttft is not None and serving.ttft.count == 10  # all completed (some in drain)
+    assert result.latency.reference_point == "arrival"
+    assert result.throughput.output_tokens == serving.output_tokens_in_window > 0
+    assert result.energy.phase_split_null_reason is not None
 
 
 @pytest.mark.parametrize("decoder", [{"mode": "sampling", "temperature": 0.8},

@@ -52,7 +52,8 @@ def test_engine_arguments_become_the_servers_flags() -> None:
 
 
 def test_the_command_listens_on_loopback_under_the_served_name() -> None:
-    command = server.server_command({"model": "/m", "seed": 3}, 8123)
+    command = server.server_command({"model": "/m", "seed": 3, "disable_log_stats": False},
+                                    8123)
 
     assert command[1:3] == ["-m", server.MODULE]
     assert command[command.index("--host") + 1] == "127.0.0.1"
@@ -60,6 +61,8 @@ def test_the_command_listens_on_loopback_under_the_served_name() -> None:
     assert command[command.index("--served-model-name") + 1] == server.SERVED_NAME
     assert command[command.index("--model") + 1] == "/m"
     assert command.count("--model") == 1 and "--seed" in command
+    # statistics on is the server's default, and --disable-log-stats has no --no- form
+    assert not any("log-stats" in part for part in command)
 
 
 def test_a_server_that_answers_health_is_started_read_and_stopped(tmp_path: Path) -> None:
