@@ -55,8 +55,10 @@ lint: install
 
 model: install $(TINY_MODEL)/config.json
 
+# Head size 64: a shape vLLM's CPU build has attention kernels for, so the same model serves the
+# PyTorch demo and the vLLM-on-CPU study (studies/serving-cpu.yaml).
 $(TINY_MODEL)/config.json:
-	$(BIN)/llem tiny-model $(TINY_MODEL)
+	$(BIN)/llem tiny-model --for-vllm-cpu $(TINY_MODEL)
 
 IMAGE ?= cpu
 

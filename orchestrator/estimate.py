@@ -134,12 +134,20 @@ def estimate_run_s(config: ExperimentConfig, shape: ModelShape | None, on_gpu: b
     """A rough duration of one run (s).
 
     Start-up, load, warmup, and the work at an assumed rate: 2 x parameters x tokens at
-    100 TFLOP/s on a GPU or 20 GFLOP/s on CPU. An estimate, labelled as one wherever shown.
+    100 TFLOP/s on a GPU or 20 GFLOP/s on CPU. In serving mode the requests arrive over
+    ``load.duration_s`` (or n / request_rate), and an engine that cannot keep up drains the
+    rest after it: the longer of the two. An estimate, labelled as one wherever shown.
     """
     rate = 100e12 if on_gpu else 20e9
     parameters = shape.parameters if shape else 1e9
-    tokens = config.n * (config.input_len + config.output_len)
-    work_s = 2 * parameters * tokens / rate
+    load = config.load
+    requests = config.n
+    arrivals_s = 0.0
+    if load.serving and load.request_rate:
+        arrivals_s = load.duration_s or config.n / load.request_rate
+        requests = round(arrivals_s * load.request_rate)
+    tokens = requests * (config.input_len + config.output_len)
+    work_s = max(2 * parameters * tokens / rate, arrivals_s)
     warmup_s = max(config.warmup.min_seconds,
-                   config.warmup.n_warmup * work_s * batch_of(config) / config.n)
+                   config.warmup.n_warmup * work_s * batch_of(config) / max(requests, 1))
     return 10.0 + parameters * 2 / 2e9 + warmup_s + work_s

@@ -168,3 +168,20 @@ def test_the_study_duration_adds_each_gap_the_executor_waits(gqa_model: Path, tm
 
 def test_find_config_reads_a_relative_local_directory(gqa_model: Path) -> None:
     assert find_config(gqa_model.name, cwd=gqa_model.parent) == GQA_CONFIG
+
+
+def test_a_serving_run_lasts_its_arrivals_or_the_drain_of_what_it_cannot_keep_up_with() -> None:
+    def serving(rate: float) -> ExperimentConfig:
+        return ExperimentConfig(model="m", backend="vllm", input_len=100, output_len=100,
+                                warmup={"n_warmup": 0, "min_seconds": 0},
+                                load={"mode": "serving", "request_rate": rate,
+                                      "duration_s": 60})
+
+    fixed_s = 10.0 + SHAPE.parameters * 2 / 2e9  # start-up and load
+    # a few requests: the arrivals' 60 s dominate
+    assert estimate_run_s(serving(0.01), SHAPE, on_gpu=True) == pytest.approx(fixed_s + 60)
+    # 100 req/s x 60 s of 200 tokens on CPU: the engine's work outlasts the arrivals
+    work_s = 2 * SHAPE.parameters * 6000 * 200 / 20e9
+    assert work_s > 60
+    assert estimate_run_s(serving(100.0), SHAPE, on_gpu=False) == pytest.approx(
+        fixed_s + work_s)
