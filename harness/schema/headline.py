@@ -95,6 +95,12 @@ HEADLINE_METRICS: tuple[HeadlineMetric, ...] = (
     _m("latency_tpot_p50_s", "latency.tpot.p50_s", "s", "Median time per output token."),
     _m("latency_tpot_p90_s", "latency.tpot.p90_s", "s", "90th percentile time per output token."),
     _m("latency_itl_p50_s", "latency.itl.p50_s", "s", "Median inter-token latency."),
+    _m("serving_achieved_rate_rps", "serving.achieved_rate_rps", "request/s",
+       "Serving mode: requests completed per second of window.", better="higher"),
+    _m("serving_goodput_rps", "serving.goodput_rps", "request/s",
+       "Serving mode: requests meeting every SLO per second of window.", better="higher"),
+    _m("serving_queueing_delay_p90_s", "serving.queueing_delay.p90_s", "s",
+       "Serving mode: 90th percentile of arrival to first scheduling."),
 )
 """Every headline metric, in the order the outputs list them."""
 
