@@ -119,9 +119,10 @@ class VllmServer:
                 stopped); the message carries the end of its log.
 
         """
+        # In the harness's own process group: whatever stops the run (a container's end, the
+        # local runner's signal to the group, llem clean) stops the server with it.
         self._process = subprocess.Popen(
-            self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = self._clock() + timeout_s
         while self._clock() < deadline:
             code = self._process.poll()
@@ -164,16 +165,16 @@ class VllmServer:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """Stop the server and its engine processes (SIGINT, then SIGKILL to its group)."""
+        """Stop the server (SIGINT: it shuts its engine processes down), then SIGKILL."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGINT)
+                process.send_signal(signal.SIGINT)
             try:
                 process.wait(grace_s)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                    process.kill()
                 process.wait()
         with contextlib.suppress(OSError):
             self._log.close()
