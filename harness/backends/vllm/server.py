@@ -14,6 +14,7 @@ Nothing here imports vLLM; ``openai`` is imported when the client starts.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -44,6 +45,8 @@ START_TIMEOUT_S = 900.0
 """How long the server may take to answer ``/health`` (model load, compilation, KV cache)."""
 
 LOG_TAIL_LINES = 30
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def free_port() -> int:
@@ -119,9 +122,12 @@ class VllmServer:
                 stopped); the message carries the end of its log.
 
         """
-        self._process = subprocess.Popen(
+        # A session of its own lets stop() signal the engine processes with the server; it
+        # also takes the server out of the harness's process group, which the runner signals
+        # and llem clean kills, so the kernel stops it when the harness dies.
+        self._process = subprocess.Popen(  # noqa: PLW1509 - async-signal-safe, see below
             self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=terminated_with_parent())
         deadline = self._clock() + timeout_s
         while self._clock() < deadline:
             code = self._process.poll()
@@ -178,6 +184,32 @@ class VllmServer:
         with contextlib.suppress(OSError):
             self._log.close()
             os.unlink(self._log.name)
+
+
+def terminated_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel SIGTERM the server when the harness dies.
+
+    The server then shuts its engine processes down as on any SIGTERM. ``prctl`` is resolved
+    here, in the harness, so the child makes one system call between fork and exec (nothing
+    that could wait on a lock another harness thread held). The signal follows the death of
+    the *thread* that started the server: the harness's main thread, which loads the model.
+    None where the call does not exist (not Linux).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    term = int(signal.SIGTERM)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, term, 0, 0, 0)
+        if os.getppid() != parent:  # the harness died before the request took effect
+            os._exit(1)
+
+    return preexec
 
 
 def completion_kwargs(request: Request, decoder: DecoderConfig,
