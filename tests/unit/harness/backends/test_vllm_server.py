@@ -108,6 +108,29 @@ def test_a_server_that_never_answers_is_stopped_after_the_timeout(tmp_path: Path
     assert "loading" in raised.value.message
 
 
+def test_a_slow_start_is_limited_by_the_runs_load_limit_not_by_the_server_path(
+    tmp_path: Path,
+) -> None:
+    # A large model's first load (weights read from storage, compilation, CUDA graphs) can
+    # take longer than 15 min; execution.load_timeout_s (30 min by default, and raisable) is
+    # the limit the study sets on it, and the in-process client has no other. The server path
+    # must not stop the same load earlier. The clock says 20 min pass between polls.
+    script = tmp_path / "slow_server.py"
+    script.write_text("import time, runpy, sys\ntime.sleep(1.0)\n"
+                      "sys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n")
+    healthy = tmp_path / "fake_server.py"
+    healthy.write_text(HEALTHY)
+    readings = iter(range(0, 10**9, 1200))
+    port = server.free_port()
+    process = server.VllmServer([sys.executable, str(script), str(healthy), str(port)], port,
+                                clock=lambda: float(next(readings)))
+    try:
+        process.start()
+        assert process.models()["max_model_len"] == 96
+    finally:
+        process.stop(grace_s=5)
+
+
 HARNESS = textwrap.dedent("""
     import sys, time
     from harness.backends.vllm import server
