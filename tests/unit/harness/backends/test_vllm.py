@@ -961,3 +961,28 @@ def test_an_offered_load_above_the_engines_pace_queues_and_counts_as_saturated(
     assert serving.queueing_delay_method == "client_wait+engine_queue"
     assert serving.queueing_delay is not None and serving.queueing_delay.p90_s > 0.05
     assert result.effective_parameters["engine_kwargs"]["disable_log_stats"] is False
+
+
+def test_each_path_runs_the_engine_defaults_of_the_way_it_stands_for(
+    fake_vllm: ModuleType, tiny_model_dir: Path
+) -> None:
+    # vLLM resolves unset max_num_seqs and max_num_batched_tokens by the engine's entry point:
+    # the LLM class, the OpenAI server, or (AsyncLLMEngine.from_engine_args' own default)
+    # a generic context with smaller budgets. Streaming the offline workload must not change
+    # the engine's batch budgets behind the study's back (a latency.streaming sweep would
+    # compare two engines), and serving in process must run the engine the OpenAI server
+    # runs (a load.client sweep would compare two engines, the server's unread).
+    def budgets(**overrides: Any) -> tuple[Any, Any]:
+        backend = loaded(make_config(tiny_model_dir, vllm=None, **overrides))
+        try:
+            found = backend.effective_parameters()
+            return found["max_num_seqs"], found["max_num_batched_tokens"]
+        finally:
+            backend.unload()
+
+    offline = budgets()
+    streaming = budgets(latency={"streaming": True})
+    serving = budgets(load={"mode": "serving", "request_rate": 1.0})
+
+    assert streaming == offline == (256, 8192)
+    assert serving == (256, 2048)  # vLLM's OpenAI server on this GPU
