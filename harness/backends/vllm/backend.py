@@ -40,7 +40,7 @@ import gc
 import importlib
 import importlib.metadata
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -333,7 +333,7 @@ class VllmBackend(Backend):
             outputs=generation.generate_offline(self._llm, self._vllm, decoder, requests)
         )
 
-    def serve(self, drive: Callable[[StreamFn], Awaitable[T]]) -> T:
+    def serve(self, drive: Callable[[StreamFn], Coroutine[Any, Any, T]]) -> T:
         """Serving mode: run the load driver on the engine's event loop (in process).
 
         Raises:
