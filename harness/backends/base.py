@@ -8,7 +8,7 @@ generates a fixed amount of work, and reports what it actually ran with. Times a
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -210,12 +210,12 @@ class Backend(abc.ABC):
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Release the model."""
 
-    def serve(self, drive: Callable[[StreamFn], Awaitable[T]]) -> T:
+    def serve(self, drive: Callable[[StreamFn], Coroutine[Any, Any, T]]) -> T:
         """Serving mode: run ``drive`` on this backend's event loop with its stream function.
 
         ``drive`` receives a :data:`harness.load.StreamFn` that submits one request to the
         loaded engine (or its server) and yields its outputs as they arrive; this method runs
-        the awaitable ``drive`` returns to completion and returns its result. Backends that
+        the coroutine ``drive`` returns to completion and returns its result. Backends that
         cannot serve keep this default (the schema refuses ``load.mode: serving`` for them).
         """
         raise BackendError(f"backend {self.name} cannot serve requests that arrive over time",

@@ -234,6 +234,15 @@ class LoadConfig(Strict):
             raise PydanticCustomError(
                 CROSS_CHECK, "load.mode serving needs load.request_rate (requests/s), e.g. "
                 "load: {{mode: serving, request_rate: 4}}", {})
+        elif self.duration_s is not None and self.ramp_up_s >= self.duration_s:
+            # Known from the config alone, so refused before a model is loaded (with n
+            # requests the span depends on the drawn arrivals: the run finds it when it
+            # schedules them).
+            raise PydanticCustomError(
+                CROSS_CHECK, "load.ramp_up_s ({ramp_up_s} s) leaves no steady-state window "
+                "within load.duration_s ({duration_s} s): lower ramp_up_s or raise "
+                "duration_s", {"ramp_up_s": f"{self.ramp_up_s:g}",
+                                 "duration_s": f"{self.duration_s:g}"})
         if self.burstiness is not None and self.arrival != "gamma":
             raise PydanticCustomError(
                 CROSS_CHECK, "load.burstiness applies to load.arrival gamma, not '{arrival}'",

@@ -167,13 +167,23 @@ def saturation_point(points: Sequence[tuple[float, bool]]) -> Saturation:
 
 
 def serving_lines(data: StudyData) -> list[ServingLine]:
-    """The study's lines, by backend and name; empty for an offline study."""
+    """The study's lines, by backend and name; empty for an offline study.
+
+    A line is one environment's configurations: a rate measured in two environments (a
+    resume elsewhere) has a point on each environment's line, and every other rate stays on
+    the line of the environment it was measured in. The environment is named only where the
+    same settings were measured in several.
+    """
     groups: dict[tuple[str, str], list[Configuration]] = {}
     for config in serving_configurations(data):
         if _pooled(config):
             groups.setdefault(_line_key(config), []).append(config)
+    environments: dict[str, int] = {}
+    for settings, _ in groups:
+        environments[settings] = environments.get(settings, 0) + 1
     swept = [key for key in data.swept_settings if key not in (RATE_SETTING, "backend")]
-    lines = [_line(configs, swept) for configs in groups.values()]
+    lines = [_line(configs, swept, named=environments[settings] > 1)
+             for (settings, _), configs in groups.items()]
     return sorted(lines, key=lambda line: (line.backend, line.name))
 
 
@@ -182,21 +192,29 @@ def _pooled(config: Configuration) -> list[ExperimentResult]:
 
 
 def _line_key(config: Configuration) -> tuple[str, str]:
-    """Its settings without the rate, and its environment (the part of its key after @)."""
+    """Its settings without the rate, and the environment its runs were measured in.
+
+    The environment is the statistics entry's own, not the part of the configuration's key
+    after @: that part exists only for a configuration measured in several environments, so
+    a rate measured in one would otherwise fall on another line than a rate split between
+    that environment and a second one.
+    """
     settings = {key: value for key, value in config.settings.items() if key != RATE_SETTING}
-    return repr(sorted(settings.items())), config.key.partition("@")[2]
+    environment = config.stats.environment
+    return (repr(sorted(settings.items())),
+            "" if environment is None else environment.short_id())
 
 
-def _line(configs: list[Configuration], swept: Sequence[str]) -> ServingLine:
+def _line(configs: list[Configuration], swept: Sequence[str], named: bool) -> ServingLine:
     first = configs[0]
     others = [f"{key.split('.')[-1]}={first.settings[key]}" for key in swept
               if first.settings.get(key) is not None]
     name = ", ".join([first.backend, *others])
-    environment = first.key.partition("@")[2]
+    environment = _line_key(first)[1]
     points = sorted((_point(config) for config in configs), key=lambda p: p.rate_rps)
     return ServingLine(
-        name=f"{name} @{environment}" if environment else name, backend=first.backend,
-        points=points,
+        name=f"{name} @{environment}" if named and environment else name,
+        backend=first.backend, points=points,
         saturation=saturation_point([(p.rate_rps, p.saturated) for p in points]))
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +276,7 @@ class TensorRtBackend(Backend):
             "detokenize": False,  # llem counts tokens; text would only cost host time
         }
 
-    def serve(self, drive: Callable[[StreamFn], Awaitable[T]]) -> T:
+    def serve(self, drive: Callable[[StreamFn], Coroutine[Any, Any, T]]) -> T:
         """Serving mode: each request streamed through ``generate_async`` at its arrival.
 
         The requests share one asyncio loop (``asyncio.run``) with the load driver, as the

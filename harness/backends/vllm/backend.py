@@ -40,7 +40,7 @@ import gc
 import importlib
 import importlib.metadata
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -226,10 +226,25 @@ class VllmBackend(Backend):
 
     def _start_async_engine(self, kwargs: dict[str, Any]) -> None:
         engine_args = self._vllm.AsyncEngineArgs(**kwargs)
-        self._async_engine = self._vllm.AsyncLLMEngine.from_engine_args(engine_args)
+        self._async_engine = self._vllm.AsyncLLMEngine.from_engine_args(
+            engine_args, usage_context=self._usage_context())
         # The engine binds its output handler to the loop of the first request; every call
         # must run on that same loop.
         self._loop = asyncio.new_event_loop()
+
+    def _usage_context(self) -> Any:
+        """The entry point whose defaults the async engine takes for unset settings.
+
+        vLLM resolves unset ``max_num_seqs`` and ``max_num_batched_tokens`` by the engine's
+        usage context, and ``AsyncLLMEngine.from_engine_args`` defaults to a generic one with
+        smaller budgets than either real entry point. Serving in process stands for vLLM's
+        OpenAI server, which its other client starts; streaming an offline workload stands for
+        the ``LLM`` class of the non-streamed runs. Each gets that entry point's defaults, so
+        neither a ``load.client`` nor a ``latency.streaming`` sweep changes the engine.
+        """
+        contexts = importlib.import_module("vllm.usage.usage_lib").UsageContext
+        return (contexts.OPENAI_API_SERVER if self.config.load.serving
+                else contexts.LLM_CLASS)
 
     def _import_vllm(self) -> Any:
         self._environment = engine.prepare_environment(self.config)
@@ -318,7 +333,7 @@ class VllmBackend(Backend):
             outputs=generation.generate_offline(self._llm, self._vllm, decoder, requests)
         )
 
-    def serve(self, drive: Callable[[StreamFn], Awaitable[T]]) -> T:
+    def serve(self, drive: Callable[[StreamFn], Coroutine[Any, Any, T]]) -> T:
         """Serving mode: run the load driver on the engine's event loop (in process).
 
         Raises:

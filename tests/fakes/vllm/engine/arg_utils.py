@@ -2,11 +2,13 @@
 
 ``EngineArgs`` is a dataclass, as in vLLM, so an argument it does not know is a ``TypeError``.
 It has the fields ``LLM.__init__`` forwards plus the ones llem sets through ``**kwargs``, and a
-few more that users commonly pass through. Unset (None) fields resolve to vLLM 0.10's defaults
-for a GPU below 70 GiB used through the ``LLM`` class: max_num_seqs 256, max_num_batched_tokens
-8192 (2048 for other entry points, such as ``AsyncLLMEngine``), block_size 16,
-gpu_memory_utilization 0.9, KV cache dtype "auto", prefix caching and chunked prefill on. The
-number of KV-cache blocks is made up (it depends on free GPU memory in vLLM).
+few more that users commonly pass through. Unset (None) fields resolve to vLLM's defaults for
+a GPU below 70 GiB, which depend on the entry point (``EngineArgs.get_batch_defaults``, looked
+up by usage context): max_num_seqs 256 for the ``LLM`` class and the OpenAI server, 128 for any
+other context (``AsyncLLMEngine.from_engine_args`` defaults to ``ENGINE_CONTEXT``);
+max_num_batched_tokens 8192 for the ``LLM`` class, 2048 for the server and other contexts;
+block_size 16, gpu_memory_utilization 0.9, KV cache dtype "auto", prefix caching and chunked
+prefill on. The number of KV-cache blocks is made up (it depends on free GPU memory in vLLM).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ DTYPES = {"half": "float16", "float16": "float16", "bfloat16": "bfloat16", "floa
           "float32": "float32"}
 QUANTIZATIONS = {"awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"}
 KV_CACHE_DTYPES = {"auto", "fp8", "fp8_e4m3", "fp8_e5m2"}
-DEFAULT_MAX_NUM_SEQS = 256
-DEFAULT_BATCHED_TOKENS = {UsageContext.LLM_CLASS: 8192}
+DEFAULT_MAX_NUM_SEQS = {UsageContext.LLM_CLASS: 256, UsageContext.OPENAI_API_SERVER: 256}
+FALLBACK_MAX_NUM_SEQS = 128
+"""``SchedulerConfig.DEFAULT_MAX_NUM_SEQS``: for a usage context the table does not name."""
+DEFAULT_BATCHED_TOKENS = {UsageContext.LLM_CLASS: 8192, UsageContext.OPENAI_API_SERVER: 2048}
 FALLBACK_BATCHED_TOKENS = 2048
 
 
@@ -94,7 +98,8 @@ class EngineArgs:
             ),
             cache_config=self._cache_config(),
             scheduler_config=SchedulerConfig(
-                max_num_seqs=self.max_num_seqs or DEFAULT_MAX_NUM_SEQS,
+                max_num_seqs=self.max_num_seqs or DEFAULT_MAX_NUM_SEQS.get(
+                    usage_context, FALLBACK_MAX_NUM_SEQS),
                 max_num_batched_tokens=self._batched_tokens(usage_context, chunked, max_model_len),
                 enable_chunked_prefill=chunked,
             ),

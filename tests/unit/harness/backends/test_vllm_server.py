@@ -9,8 +9,12 @@ async iterator of chunks with ``choices[].token_ids`` and a final ``usage``).
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -102,6 +106,81 @@ def test_a_server_that_never_answers_is_stopped_after_the_timeout(tmp_path: Path
 
     assert "did not answer /health within 1.5 s" in raised.value.message
     assert "loading" in raised.value.message
+
+
+def test_a_slow_start_is_limited_by_the_runs_load_limit_not_by_the_server_path(
+    tmp_path: Path,
+) -> None:
+    # A large model's first load (weights read from storage, compilation, CUDA graphs) can
+    # take longer than 15 min; execution.load_timeout_s (30 min by default, and raisable) is
+    # the limit the study sets on it, and the in-process client has no other. The server path
+    # must not stop the same load earlier. The clock says 20 min pass between polls.
+    script = tmp_path / "slow_server.py"
+    script.write_text("import time, runpy, sys\ntime.sleep(1.0)\n"
+                      "sys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n")
+    healthy = tmp_path / "fake_server.py"
+    healthy.write_text(HEALTHY)
+    readings = iter(range(0, 10**9, 1200))
+    port = server.free_port()
+    process = server.VllmServer([sys.executable, str(script), str(healthy), str(port)], port,
+                                clock=lambda: float(next(readings)))
+    try:
+        process.start()
+        assert process.models()["max_model_len"] == 96
+    finally:
+        process.stop(grace_s=5)
+
+
+HARNESS = textwrap.dedent("""
+    import sys, time
+    from harness.backends.vllm import server
+    port = server.free_port()
+    started = server.VllmServer([sys.executable, sys.argv[1], str(port)], port)
+    started.start(timeout_s=30)
+    print(started._process.pid, flush=True)
+    time.sleep(600)
+""")
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not reaped, counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG")
+def test_the_server_does_not_outlive_a_killed_harness(tmp_path: Path) -> None:
+    # The server runs in a session of its own (so that stop() reaches its engine processes),
+    # which also puts it outside the harness's process group: the group the local runner
+    # signals, and llem clean kills, when a run is stopped or its orchestrator died. A
+    # harness killed outright (SIGKILL after the grace period, or its orchestrator gone) must
+    # not leave the server holding the GPU for the next run.
+    fake = tmp_path / "fake_server.py"
+    fake.write_text(HEALTHY)
+    harness_script = tmp_path / "starts_a_server.py"
+    harness_script.write_text(HARNESS)
+    root = Path(__file__).resolve().parents[4]
+    harness = subprocess.Popen([sys.executable, str(harness_script), str(fake)],
+                               stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)})
+    server_pid = None
+    try:
+        assert harness.stdout is not None
+        server_pid = int(harness.stdout.readline())
+        assert _alive(server_pid)
+        harness.kill()
+        harness.wait()
+        deadline = time.monotonic() + 10
+        while _alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(server_pid), "the server outlived the harness that started it"
+    finally:
+        harness.kill()
+        harness.wait()
+        if server_pid is not None and _alive(server_pid):
+            os.kill(server_pid, signal.SIGKILL)
 
 
 class FakeCompletions:

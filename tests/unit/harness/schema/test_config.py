@@ -181,3 +181,12 @@ def test_a_run_loads_the_commit_its_hub_model_was_pinned_to():
     assert ExperimentConfig(**BASE, revision="v2").load_revision == "v2"
     local = ExperimentConfig(**BASE, revision="v2", model_digest="local-files-sha256:" + "0" * 64)
     assert local.load_revision == "v2"
+
+
+def test_a_ramp_up_as_long_as_the_serving_duration_is_refused_before_any_run():
+    # The window would be empty: it is known from the config alone, so it must not take a
+    # model load and a warmup (minutes to hours, each cycle) to find out.
+    found = problems(backend="vllm", load={"mode": "serving", "request_rate": 2,
+                                           "duration_s": 60, "ramp_up_s": 60})
+    assert len(found) == 1
+    assert "load.ramp_up_s" in found[0].message and "duration_s" in found[0].message

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 from llem_testkit.pages import figures, layouts, points, values
-from llem_testkit.serving import ServingFigures, serving_study
+from llem_testkit.serving import ServingFigures, ServingRunWriter, serving_study
 from rich.console import Console
 
 from harness.schema.config import ExperimentConfig
+from harness.schema.result import ExperimentResult
 from orchestrator.report.html import write_html_report
 from orchestrator.report.serving import (
     GOODPUT,
@@ -33,6 +34,7 @@ from orchestrator.report.serving import (
 )
 from orchestrator.report.study_data import StudyData
 from orchestrator.report.terminal import print_report
+from orchestrator.runners.base import EventCallback, RunOutcome
 from orchestrator.study.report_inputs import ReportInputs
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -268,3 +270,54 @@ def test_the_terminal_prints_the_compact_serving_table(study):
     assert "│     n/a │" in rows[(SEQS1, "1")]  # J/token, no sensor
     assert (f"saturation of {SEQS1}: saturated at every rate from the lowest, 1 req/s: "
             "none marked") in text
+
+
+# A study measured partly in a second environment
+
+
+class ResumedElsewhere(ServingRunWriter):
+    """Cycle 3 of the top rate ran in another environment (a resume with a newer harness)."""
+
+    def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
+            gpus: list[int] | None = None) -> RunOutcome:
+        outcome = super().run(run_dir, timeout_s, on_event, gpus)
+        result = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
+        if result.config.load.request_rate == 8 and result.cycle == 3:
+            moved = result.environment.model_copy(update={"harness_version": "1"})
+            result = result.model_copy(update={"environment": moved})
+            (run_dir / "result.json").write_text(result.model_dump_json())
+        return outcome
+
+
+def test_a_rate_measured_in_two_environments_keeps_its_line_whole(tmp_path):
+    # Rates 1, 2 and 4 ran in one environment; 8 ran there in cycles 1 and 2, and elsewhere
+    # in cycle 3, so it has one statistics entry per environment. The first environment's
+    # line still holds all four rates (8 saturates in cycle 2: the point is 4 req/s), and the
+    # second's holds its one rate (sustained there: "not reached"): no line may lose rates
+    # because another rate was split.
+    def figures_at(config: ExperimentConfig, cycle: int) -> ServingFigures:
+        rate = config.load.request_rate
+        assert rate is not None
+        return ServingFigures(j_per_token=J_PER_TOKEN_AT[rate], ttft_p90_s=TTFT_AT[rate],
+                              tpot_p90_s=0.02, saturated=rate == 8 and cycle == 2)
+
+    study_text = ("name: resumed\nmodel: m\nbackend: vllm\n"
+                  "load: {mode: serving, request_rate: 1}\n"
+                  "execution: {n_cycles: 3, config_gap_s: 0, cycle_gap_s: 0}\n"
+                  "sweep: {load.request_rate: [1, 2, 4, 8]}\n")
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "study.yaml").write_text(study_text)
+    from orchestrator import run_study
+
+    _, study_dir = run_study(folder / "study.yaml", ResumedElsewhere(figures_at),
+                             output=folder / "out", no_gaps=True)
+    data = StudyData.load(study_dir)
+    assert len(data.configurations) == 5  # 8 req/s has an entry per environment
+
+    lines = serving_lines(data)
+
+    by_rates = sorted((([p.rate_rps for p in line.points], line.saturation.rate_rps)
+                       for line in lines), key=repr)
+    assert by_rates == [([1.0, 2.0, 4.0, 8.0], 4.0), ([8.0], 8.0)]
+    assert len({line.name for line in lines}) == 2
