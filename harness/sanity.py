@@ -5,8 +5,9 @@ listed, and a ``sanity_check_failed`` warning, so nobody mistakes it for a clean
 nobody loses the run. Every check reads only the result itself, so anyone can re-run them on a
 result file. The checks look for the ways a figure goes wrong while looking plausible: a window
 too short for the counter, a GPU measured that the model never used, a counter that stood still
-while power was drawn, a sampler that could not read a GPU, energy below idle, and a counter
-that disagrees with sampled power.
+while power was drawn, a sampler that could not read a GPU, energy below idle, a counter
+that disagrees with sampled power, and a serving run in which requests failed (its energy
+paid for a load that was not served).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def check(result: ExperimentResult, has_sensor: bool) -> SanityRecord:
                         "the energy counter cannot resolve it")
     if work.output_tokens <= 0:
         failures.append("no output tokens were generated")
+    serving = result.serving
+    if serving is not None and serving.requests_failed:
+        failures.append(f"{serving.requests_failed} of {serving.requests_total} serving "
+                        "requests failed: the window did not serve the offered load")
     if has_sensor:
         failures.extend(_energy_checks(result))
     elif energy.energy_j is not None:

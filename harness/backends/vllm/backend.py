@@ -220,8 +220,13 @@ class VllmBackend(Backend):
         self._server.start()
         self._served_model = self._server.models()
         openai = importlib.import_module("openai")
-        self._client = openai.AsyncOpenAI(base_url=self._server.base_url, api_key="EMPTY",
-                                          max_retries=0, timeout=None)
+        httpx = importlib.import_module("httpx")
+        # No connection limit of the client's own (the openai client pools 1,000): above it,
+        # sends would wait in the pool, an unrequested max_concurrency no figure would see.
+        unlimited = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        self._client = openai.AsyncOpenAI(
+            base_url=self._server.base_url, api_key="EMPTY", max_retries=0, timeout=None,
+            http_client=openai.DefaultAsyncHttpxClient(limits=unlimited, timeout=None))
         self._loop = asyncio.new_event_loop()
 
     def _start_async_engine(self, kwargs: dict[str, Any]) -> None:

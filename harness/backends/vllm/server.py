@@ -50,6 +50,10 @@ limit here would stop a large model's slow first load that the study allows. A s
 exits while starting is noticed at once."""
 
 LOG_TAIL_LINES = 30
+"""Lines of the server's log in a failed start's message."""
+
+KEPT_LOG_LINES = 200
+"""Lines of the server's log copied to the run's log when the server stops."""
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -190,6 +194,11 @@ class VllmServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        tail = self.log_tail(KEPT_LOG_LINES)
+        if tail:
+            # the run's own log (container.log) keeps the end of the server's, which a failure
+            # in the middle of a run (a connection refused) needs for its cause
+            print(f"vLLM OpenAI server, last lines of its log:\n{tail}", file=sys.stderr)
         with contextlib.suppress(OSError):
             self._log.close()
             os.unlink(self._log.name)

@@ -127,3 +127,26 @@ def test_counter_and_sampled_power_far_apart_fail_on_a_long_window_only():
     assert "apart" not in failures(gpu_result(500.0, 600.0, duration_s=2.0))
     # a coarse sampler (a few reads) integrates too roughly to fail a run on it
     assert "apart" not in failures(gpu_result(5000.0, 6000.0, reads=12))
+
+
+def test_a_serving_run_with_failed_requests_is_flagged_and_one_without_is_not():
+    from harness.schema.result import ServingMetrics
+
+    def serving(failed: int) -> ServingMetrics:
+        return ServingMetrics(
+            client="in_process", arrival="poisson", request_rate_rps=4.0, seed=1,
+            ramp_up_s=5.0, window_s=20.0, drain_s=1.0, requests_total=100,
+            requests_in_window=80, requests_completed_in_window=80 - failed,
+            requests_failed=failed, offered_rate_rps=4.0, sent_rate_rps=4.0,
+            achieved_rate_rps=(80 - failed) / 20, output_tokens_in_window=1000,
+            output_tokens_per_s=50.0, saturated=False)
+
+    clean = result(4000.0, 200.0, idle_w=60.0, limit_w=700.0)
+    clean.serving = serving(0)
+    assert sanity.flag(clean, has_sensor=True).sanity.passed
+
+    failing = result(4000.0, 200.0, idle_w=60.0, limit_w=700.0)
+    failing.serving = serving(3)
+    flagged = sanity.flag(failing, has_sensor=True)
+    assert not flagged.sanity.passed
+    assert any("3 of 100 serving requests failed" in f for f in flagged.sanity.failed_checks)
