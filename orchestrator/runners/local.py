@@ -13,7 +13,6 @@ left (where the kernel guarantee is missing) and stop its process group.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.children import signalled_with_parent
 from harness.errors import LlemError, PreflightError
 from harness.io import write_json
 from orchestrator.runners.base import (
@@ -40,7 +40,6 @@ from orchestrator.runners.session import Session, live_group_members, pid_start
 
 POLL_S = 0.2
 GRACE_S = 10.0
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 RUN_MARK = "LLEM_RUN_DIR"
 """Environment variable naming a local harness's run directory (its children inherit it)."""
 
@@ -200,21 +199,7 @@ def die_with_parent() -> Callable[[], None] | None:
     that waits for it here. None where the call does not exist (not Linux): ``llem clean``
     remains.
     """
-    kill = int(signal.SIGKILL)
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, kill, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the request took effect
-            os._exit(1)
-
-    return preexec
+    return signalled_with_parent(signal.SIGKILL)
 
 
 def state_dir() -> Path:

@@ -14,7 +14,6 @@ Nothing here imports vLLM; ``openai`` is imported when the client starts.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Request
+from harness.children import signalled_with_parent
 from harness.errors import BackendError
 from harness.load import StreamChunk, StreamFn
 from harness.schema.config import DecoderConfig
@@ -55,7 +55,6 @@ LOG_TAIL_LINES = 30
 KEPT_LOG_LINES = 200
 """Lines of the server's log copied to the run's log when the server stops."""
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def free_port() -> int:
@@ -205,29 +204,11 @@ class VllmServer:
 
 
 def terminated_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the kernel SIGTERM the server when the harness dies.
+    """A ``preexec_fn``: the kernel SIGTERMs the server when the harness's main thread dies.
 
-    The server then shuts its engine processes down as on any SIGTERM. ``prctl`` is resolved
-    here, in the harness, so the child makes one system call between fork and exec (nothing
-    that could wait on a lock another harness thread held). The signal follows the death of
-    the *thread* that started the server: the harness's main thread, which loads the model.
-    None where the call does not exist (not Linux).
+    The server then shuts its engine processes down as on any SIGTERM.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    term = int(signal.SIGTERM)
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, term, 0, 0, 0)
-        if os.getppid() != parent:  # the harness died before the request took effect
-            os._exit(1)
-
-    return preexec
+    return signalled_with_parent(signal.SIGTERM)
 
 
 def completion_kwargs(request: Request, decoder: DecoderConfig,
