@@ -8,17 +8,14 @@ generates a fixed amount of work, and reports what it actually ran with. Times a
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from harness.errors import BackendError
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import EngineCacheRecord, GpuInfo, MemoryMetrics
-
-if TYPE_CHECKING:
-    from harness.load import StreamFn
 
 T = TypeVar("T")
 
@@ -103,6 +100,30 @@ class GenerationOutput:
     """True when every mark's prefill and decode are separated in time (static batches);
     False when an engine interleaves them and the marks are only instants (continuous
     batching)."""
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """One output of a streamed request: the tokens new since the previous one.
+
+    Attributes:
+        token_ids: the new token ids (may be empty: an output that carries no token).
+        cached_tokens: prompt tokens the engine served from a cross-request cache (a count for
+            the whole request, repeated on every output), None where not reported.
+        engine_queued_s: time the request spent in the engine's own waiting queue before it
+            was first scheduled, where the engine reports it (on any output; the last reported
+            value counts), None where it does not.
+    """
+
+    token_ids: list[int]
+    cached_tokens: int | None = None
+    engine_queued_s: float | None = None
+
+
+StreamFn = Callable[[Request, str], AsyncIterator[StreamChunk]]
+"""Serving mode: submit one request to a running engine under a unique key; iterate its outputs
+as they arrive. Raising ends that request as failed (the load driver records it, and goes
+on)."""
 
 
 BatchCallback = Callable[[int, int], None]

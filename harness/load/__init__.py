@@ -17,33 +17,10 @@ The types they share are here. Times are ``time.perf_counter()`` seconds, the ha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.backends.base import Request
-
-
-@dataclass(frozen=True)
-class StreamChunk:
-    """One output of a streamed request: the tokens new since the previous one.
-
-    Attributes:
-        token_ids: the new token ids (may be empty: an output that carries no token).
-        cached_tokens: prompt tokens the engine served from a cross-request cache (a count for
-            the whole request, repeated on every output), None where not reported.
-        engine_queued_s: time the request spent in the engine's own waiting queue before it
-            was first scheduled, where the engine reports it (on any output; the last reported
-            value counts), None where it does not.
-    """
-
-    token_ids: list[int]
-    cached_tokens: int | None = None
-    engine_queued_s: float | None = None
-
-
-StreamFn = Callable[[Request, str], AsyncIterator[StreamChunk]]
-"""Submit one request to a running engine under a unique key; iterate its outputs as they
-arrive. Raising ends that request as failed (the driver records it, and goes on)."""
+from harness.backends.base import Request, StreamChunk, StreamFn
 
 
 @dataclass(frozen=True)
