@@ -178,7 +178,10 @@ def test_compose_vllm_cpu_service_serves_through_vllms_own_openai_server(
     effective = result.effective_parameters
     assert effective["engine"].startswith("OpenAI server")
     assert effective["device"] == "cpu"
-    assert effective["max_model_len"] is not None  # read back from the server's /v1/models
+    # read back from the server's own VllmConfig (/server_info), not echoed from the study
+    assert effective["settings_source"].startswith("resolved: read from the server's")
+    assert effective["max_model_len"] is not None and effective["max_num_seqs"] is not None
+    assert effective["dtype"] == "float32" and effective["enable_prefix_caching"] is False
     command = effective["server_command"]
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert "--enforce-eager" not in command  # vLLM's default: compiled

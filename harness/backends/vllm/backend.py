@@ -59,6 +59,8 @@ _START_FIX = (
     "check the vllm: section and passthrough_kwargs (for vLLM they are engine arguments, "
     "passed to LLM(...)), the model directory, and free GPU memory"
 )
+LARGEST_DEFAULT_WAVE = 1024
+"""The largest ``max_num_seqs`` vLLM picks by itself (its OpenAI server on large GPUs)."""
 _GENERATE_FIX = "check that input_len + output_len fits the model's context (max_model_len)"
 
 
@@ -89,6 +91,7 @@ class VllmBackend(Backend):
         self._server: server.VllmServer | None = None
         self._client: Any = None
         self._served_model: dict[str, Any] = {}
+        self._server_config: Any = None
 
     @property
     def through_server(self) -> bool:
@@ -219,6 +222,7 @@ class VllmBackend(Backend):
         self._server = server.VllmServer(server.server_command(kwargs, port), port)
         self._server.start()
         self._served_model = self._server.models()
+        self._server_config = engine.config_view(self._server.vllm_config())
         openai = importlib.import_module("openai")
         httpx = importlib.import_module("httpx")
         # No connection limit of the client's own (the openai client pools 1,000): above it,
@@ -298,8 +302,15 @@ class VllmBackend(Backend):
     # -- generation ------------------------------------------------------------------------
 
     def warmup_requests(self, requests: list[Request]) -> list[Request]:
-        """Return one full engine wave: the first ``max_num_seqs`` requests (or all of them)."""
-        wave = self.settings.max_num_seqs or self._resolved("max_num_seqs") or len(requests)
+        """Return one full engine wave: the first ``max_num_seqs`` requests.
+
+        ``max_num_seqs`` as the study sets it, else as the engine (or the server's
+        ``/server_info``) resolved it; where neither is known, at most
+        :data:`LARGEST_DEFAULT_WAVE`, so that a long serving run's thousands of requests are
+        not all one warmup batch.
+        """
+        wave = (self.settings.max_num_seqs or self._resolved("max_num_seqs")
+                or min(len(requests), LARGEST_DEFAULT_WAVE))
         return list(requests[:wave])
 
     def generate(
@@ -373,7 +384,11 @@ class VllmBackend(Backend):
     def effective_parameters(self) -> dict[str, Any]:
         """Engine settings as resolved by vLLM after load (as requested before), and the rest."""
         vllm_config = self._vllm_config()
-        if vllm_config is not None:
+        if vllm_config is not None and self.through_server:
+            settings = engine.resolved_settings(vllm_config)
+            source = ("resolved: read from the server's VllmConfig (/server_info, "
+                      "VLLM_SERVER_DEV_MODE=1 in the server's environment)")
+        elif vllm_config is not None:
             settings = engine.resolved_settings(vllm_config)
             source = "resolved: read from the engine's VllmConfig after construction"
         elif self.through_server and self._served_model:
@@ -458,7 +473,7 @@ class VllmBackend(Backend):
             return getattr(getattr(self._llm, "llm_engine", None), "vllm_config", None)
         if self._async_engine is not None:
             return getattr(self._async_engine, "vllm_config", None)
-        return None
+        return self._server_config
 
     def _resolved(self, name: str) -> Any:
         vllm_config = self._vllm_config()

@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from harness.errors import BackendError, LlemError
@@ -225,9 +226,27 @@ def resolved_settings(vllm_config: Any) -> dict[str, Any]:
     return resolved
 
 
+def config_view(dumped: dict[str, Any] | None) -> Any:
+    """A ``VllmConfig`` dumped to JSON (the server's ``/server_info``) as attributes again.
+
+    Each part (``model_config``, ``cache_config``, ...) becomes an object whose attributes are
+    its fields, so :func:`resolved_settings` reads it as it reads the engine's own config.
+    None stays None.
+    """
+    if dumped is None:
+        return None
+    return SimpleNamespace(**{part: SimpleNamespace(**fields) if isinstance(fields, dict)
+                              else fields for part, fields in dumped.items()})
+
+
 def plain(value: Any) -> Any:
-    """A JSON-friendly form of a config value: ``torch.bfloat16`` becomes ``"bfloat16"``."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    """A JSON-friendly form of a config value: ``torch.bfloat16`` becomes ``"bfloat16"``.
+
+    The same for a dtype the server dumped as the string ``"torch.bfloat16"``.
+    """
+    if isinstance(value, str):
+        return value.removeprefix("torch.")
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     return str(value).removeprefix("torch.")
 

@@ -49,6 +49,11 @@ no limit of its own. The server's start is the run's load phase, which the study
 limit here would stop a large model's slow first load that the study allows. A server that
 exits while starting is noticed at once."""
 
+SERVER_ENVIRONMENT = {"VLLM_SERVER_DEV_MODE": "1"}
+"""Added to the server's environment only: its development routes, of which llem reads
+``/server_info`` (the resolved ``VllmConfig``), as vLLM's own benchmark sweeps do. They change
+no engine setting; the server listens on loopback only."""
+
 LOG_TAIL_LINES = 30
 """Lines of the server's log in a failed start's message."""
 
@@ -139,7 +144,8 @@ class VllmServer:
         # and llem clean kills, so the kernel stops it when the harness dies.
         self._process = subprocess.Popen(  # noqa: PLW1509 - async-signal-safe, see below
             self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=terminated_with_parent())
+            start_new_session=True, preexec_fn=terminated_with_parent(),
+            env={**os.environ, **SERVER_ENVIRONMENT})
         deadline = math.inf if timeout_s is None else self._clock() + timeout_s
         while self._clock() < deadline:
             code = self._process.poll()
@@ -166,6 +172,21 @@ class VllmServer:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
+
+    def vllm_config(self) -> dict[str, Any] | None:
+        """The engine's resolved ``VllmConfig`` as the server dumps it (``/server_info``).
+
+        The route exists with ``VLLM_SERVER_DEV_MODE=1`` (:data:`SERVER_ENVIRONMENT`); None when
+        it does not answer (another vLLM version), and the run records requested settings.
+        """
+        url = f"http://127.0.0.1:{self.port}/server_info?config_format=json"
+        try:
+            with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - loopback
+                info = json.load(response)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+        config = info.get("vllm_config") if isinstance(info, dict) else None
+        return config if isinstance(config, dict) else None
 
     def models(self) -> dict[str, Any]:
         """The server's ``/v1/models`` entry for the served model (``max_model_len`` in it)."""

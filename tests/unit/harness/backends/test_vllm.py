@@ -26,6 +26,7 @@ from harness.backends.vllm import VllmBackend
 from harness.backends.vllm.engine import (
     CPU_ENVIRONMENT,
     ENVIRONMENT,
+    config_view,
     planned_environment,
     prepare_environment,
 )
@@ -988,20 +989,23 @@ def test_each_path_runs_the_engine_defaults_of_the_way_it_stands_for(
     assert serving == (256, 2048)  # vLLM's OpenAI server on this GPU
 
 
-@pytest.mark.xfail(strict=True, reason="open: the server's max_num_seqs is unknown, so "
-                   "warmup_requests falls back to every request")
 def test_the_servers_warmup_is_one_engine_wave_not_the_whole_workload(
     fake_vllm: ModuleType, tiny_model_dir: Path
 ) -> None:
-    # Through the OpenAI server the engine's resolved max_num_seqs cannot be read. A serving
-    # run of minutes builds thousands of requests; warmup must still be one engine wave (at
-    # most the largest max_num_seqs vLLM picks by itself, 1024), not all of them at once,
-    # repeated n_warmup times.
+    # A serving run of minutes builds thousands of requests; warmup is one engine wave: the
+    # max_num_seqs the server resolved (read from its /server_info), and where that is not
+    # known, at most the largest max_num_seqs vLLM picks by itself (1024), never all of them.
     requests = [Request(i, [5], 2) for i in range(5000)]
     config = make_config(tiny_model_dir, vllm=None,
                          load={"mode": "serving", "request_rate": 16.0,
                                "client": "openai_server"})
+    backend = VllmBackend(config, "cuda:0")
 
-    wave = VllmBackend(config, "cuda:0").warmup_requests(requests)
+    assert len(backend.warmup_requests(requests)) == 1024  # nothing known
 
-    assert len(wave) <= 1024
+    backend._server_config = config_view({"scheduler_config": {"max_num_seqs": 256},
+                                          "model_config": {"dtype": "torch.bfloat16"}})
+    assert len(backend.warmup_requests(requests)) == 256
+    resolved = backend.effective_parameters()
+    assert resolved["max_num_seqs"] == 256 and resolved["dtype"] == "bfloat16"
+    assert resolved["settings_source"].startswith("resolved: read from the server's")

@@ -28,13 +28,17 @@ from harness.errors import BackendError
 from harness.schema.config import DecoderConfig
 
 HEALTHY = textwrap.dedent("""
-    import http.server, json, sys
+    import http.server, json, os, sys
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             if self.path == "/health":
                 body = b""
             elif self.path == "/v1/models":
                 body = json.dumps({"data": [{"id": "llem", "max_model_len": 96}]}).encode()
+            elif (self.path == "/server_info?config_format=json"
+                  and os.environ.get("VLLM_SERVER_DEV_MODE") == "1"):
+                body = json.dumps({"vllm_config": {"scheduler_config": {"max_num_seqs": 7}},
+                                   "vllm_env": {}}).encode()
             else:
                 self.send_error(404); return
             self.send_response(200); self.end_headers(); self.wfile.write(body)
@@ -77,6 +81,9 @@ def test_a_server_that_answers_health_is_started_read_and_stopped(tmp_path: Path
     process.start(timeout_s=30)
     try:
         assert process.models()["max_model_len"] == 96
+        # the development route, there because the server's environment turned it on
+        config = process.vllm_config()
+        assert config is not None and config["scheduler_config"]["max_num_seqs"] == 7
         assert "server starting" in process.log_tail()
     finally:
         process.stop(grace_s=5)
@@ -127,6 +134,9 @@ def test_a_slow_start_is_limited_by_the_runs_load_limit_not_by_the_server_path(
     try:
         process.start()
         assert process.models()["max_model_len"] == 96
+        # the development route, there because the server's environment turned it on
+        config = process.vllm_config()
+        assert config is not None and config["scheduler_config"]["max_num_seqs"] == 7
     finally:
         process.stop(grace_s=5)
 
