@@ -169,7 +169,7 @@ CATALOG: tuple[BackendEntry, ...] = (
             quantizations=frozenset({"fp8", "int8_sq", "int8_weight_only", "int4_weight_only",
                                      "int4_awq"}),
             quantized_precisions=_HALF,
-            serving_clients=frozenset({"in_process"}),
+            serving_clients=frozenset({"in_process", "openai_server"}),
         ),
         memory=MemoryProfile(batch_setting="max_batch_size", default_batch=2048,
                              parallel_settings=("tp_size", "pp_size"),

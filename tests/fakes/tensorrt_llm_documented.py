@@ -128,3 +128,18 @@ RELIED = {
 
 VERSION_DEPENDENT_DEFAULTS = {("KvCacheConfig", "free_gpu_memory_fraction")}
 """Defaults that differ between released versions: only the name is checked against them."""
+
+
+SERVE_OPTIONS = ("--tokenizer", "--host", "--port", "--backend", "--max_beam_width",
+                 "--max_batch_size", "--max_num_tokens", "--max_seq_len", "--tp_size",
+                 "--pp_size", "--extra_llm_api_options")
+"""``tensorrt_llm/commands/serve.py``: options of ``trtllm-serve serve MODEL`` that llem passes
+(1.0-1.2; ``--backend`` takes ``pytorch`` (the default), ``tensorrt``, ``_autodeploy``)."""
+
+COMPLETION_REQUEST_FIELDS = (
+    "model", "prompt", "best_of", "max_tokens", "n", "seed", "stream", "stream_options",
+    "temperature", "top_p", "use_beam_search", "top_k", "ignore_eos", "min_tokens",
+    "detokenize")
+"""``tensorrt_llm/serve/openai_protocol.py``: ``CompletionRequest`` fields llem sends (the model
+forbids unknown fields). With ``detokenize`` False each streamed choice carries ``token_ids``
+(``postprocess_handlers.completion_stream_post_processor``)."""

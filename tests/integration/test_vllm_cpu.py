@@ -194,6 +194,10 @@ def test_compose_vllm_cpu_service_serves_through_vllms_own_openai_server(
     assert result.throughput.output_tokens == serving.output_tokens_in_window > 0
     assert serving.requests_in_window == 9  # arrivals at 1.0, 1.33, ... 3.67 s
     assert serving.ttft is not None and serving.ttft.count == serving.requests_in_window
+    # the usage of every stream reported its prefix-cache hits (--enable-prompt-tokens-details):
+    # none, with the prefix cache off
+    assert result.throughput.cached_prompt_tokens == 0
+    assert "cross_request_cache_hits" not in result.warning_codes()
 
 
 RECORD_CALLS = r"""

@@ -18,6 +18,10 @@ batching runs one request's prefill in the same engine steps as other requests' 
 instant separates the workload's prefill from its decode; the split is approximate: prefill from
 the call's start to the last request's first token, decode from there to the end.
 
+Serving (``load.mode: serving``) streams each request through ``generate_async`` at its
+arrival, or, with ``load.client: openai_server``, through ``trtllm-serve`` serving the same
+engine on loopback (:mod:`harness.backends.tensorrt.server`).
+
 ``passthrough_kwargs`` go to ``LLM(...)`` (when building and when loading an engine); naming an
 argument llem sets itself (:data:`build.OWN_LLM_ARGS`) fails preflight and load. tensorrt_llm
 is imported inside methods only, and nothing here touches CUDA outside the library.
@@ -31,13 +35,16 @@ How many prompt tokens reused blocks is not reported: the LLM API's outputs do n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from harness import models
+from harness.backends import openai_server
 from harness.backends.base import (
     Backend,
     BatchCallback,
@@ -48,7 +55,7 @@ from harness.backends.base import (
     T,
 )
 from harness.backends.common import library_problem, problem, sampling_values
-from harness.backends.tensorrt import build
+from harness.backends.tensorrt import build, server
 from harness.engine_cache import EngineCache, default_cache_root
 from harness.errors import BackendError, LlemError
 from harness.load import StreamChunk, StreamFn
@@ -114,6 +121,17 @@ class TensorRtBackend(Backend):
         self._llm: Any = None
         self._record: EngineCacheRecord | None = None
         self._engine_config: dict[str, Any] = {}
+        self._server: openai_server.LoopbackServer | None = None
+        self._options_file: Path | None = None
+        self._served_name: str | None = None
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._calls = 0
+
+    @property
+    def through_server(self) -> bool:
+        """Whether requests go to ``trtllm-serve`` (``load.client: openai_server``)."""
+        return self.config.load.serving and self.config.load.client == "openai_server"
 
     # -- preflight -------------------------------------------------------------------------
 
@@ -182,11 +200,30 @@ class TensorRtBackend(Backend):
             raise conflict
         if self.settings.engine_dir:
             engine_dir = self._given_engine_dir()
-            self._llm = self._construct(engine_dir, build.runtime_settings(self.config), "load")
+            if not self.through_server:  # else the server loads it
+                self._llm = self._construct(engine_dir, build.runtime_settings(self.config),
+                                            "load")
             self._record = EngineCacheRecord(source="engine_dir", engine_dir=str(engine_dir))
         else:
             self._load_through_cache(self._model_dir)
         self._engine_config = build.read_engine_config(Path(self._require_record().engine_dir))
+        if self.through_server:
+            self._start_server(Path(self._require_record().engine_dir), self._model_dir)
+
+    def _start_server(self, engine_dir: Path, model_dir: Path) -> None:
+        """``trtllm-serve`` on the engine, and the client that streams to it."""
+        self._options_file = server.write_options(server.llm_api_options(
+            build.kv_cache_values(self.config), dict(self.config.passthrough_kwargs)))
+        port = openai_server.free_port()
+        command = server.server_command(
+            engine_dir, model_dir, self._engine_config, build.parallel_sizes(self.config),
+            build.beam_width(self.config.decoder), self._options_file, port)
+        self._server = openai_server.LoopbackServer(server.LABEL, command, port,
+                                                    fix=server.START_FIX)
+        self._server.start()
+        self._served_name = str(self._server.models().get("id") or engine_dir)
+        self._client = openai_server.openai_client(self._server.base_url)
+        self._loop = asyncio.new_event_loop()
 
     def _load_through_cache(self, model_dir: Path) -> None:
         # The host's digest of the same checkpoint when it took one (reading a local model's
@@ -214,8 +251,12 @@ class TensorRtBackend(Backend):
             if isinstance(error, (OSError, RuntimeError)):
                 raise _cache_error(error, root) from error
             raise
-        self._llm = built[0] if built else self._construct(
-            outcome.engine_dir, build.runtime_settings(self.config), "load")
+        if self.through_server:
+            for llm in built:  # the server loads the saved engine; the builder's GPUs go
+                llm.shutdown()
+        else:
+            self._llm = built[0] if built else self._construct(
+                outcome.engine_dir, build.runtime_settings(self.config), "load")
         self._record = EngineCacheRecord(
             source="cache", hit=outcome.hit, key=outcome.key, engine_dir=str(outcome.engine_dir),
             build_s=outcome.build_s, description=description)
@@ -238,10 +279,24 @@ class TensorRtBackend(Backend):
         return str(importlib.import_module("tensorrt_llm").__version__)
 
     def unload(self) -> None:
-        """Shut the engine's executor down and release its GPUs."""
+        """Shut the engine's executor (or the server) down and release its GPUs."""
         llm, self._llm = self._llm, None
-        if llm is not None:
-            llm.shutdown()
+        loop, client, served = self._loop, self._client, self._server
+        self._loop = self._client = self._server = None
+        try:
+            if llm is not None:
+                llm.shutdown()
+            if client is not None and loop is not None:
+                loop.run_until_complete(client.close())
+        finally:
+            if served is not None:
+                served.stop()
+            if loop is not None:
+                openai_server.close_loop(loop)
+            if self._options_file is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._options_file)
+                self._options_file = None
 
     # -- tokenizer -------------------------------------------------------------------------
 
@@ -277,13 +332,17 @@ class TensorRtBackend(Backend):
         }
 
     def serve(self, drive: Callable[[StreamFn], Coroutine[Any, Any, T]]) -> T:
-        """Serving mode: each request streamed through ``generate_async`` at its arrival.
+        """Serving mode: each request streamed at its arrival, in flight with the others.
 
-        The requests share one asyncio loop (``asyncio.run``) with the load driver, as the
-        streaming path's do; TensorRT-LLM's executor batches them in flight.
+        In process, through ``generate_async``: the requests share one asyncio loop
+        (``asyncio.run``) with the load driver, as the streaming path's do. Through the server,
+        as streamed ``/v1/completions`` calls on the client's loop. Either way TensorRT-LLM's
+        executor batches them in flight.
         """
-        llm = self._require_llm()
         try:
+            if self._client is not None and self._loop is not None:
+                return self._loop.run_until_complete(drive(self._server_stream()))
+            llm = self._require_llm()
             return asyncio.run(drive(_serving_stream(llm, self.sampling_kwargs)))
         except LlemError:
             raise
@@ -300,6 +359,19 @@ class TensorRtBackend(Backend):
             BackendError: generation failed or did not produce the fixed length.
 
         """
+        self._calls += 1
+        if self._client is not None and self._loop is not None:
+            try:
+                outputs, mark = openai_server.generate_through(
+                    self._loop, self._server_stream(), requests, self._calls)
+            except LlemError:
+                raise
+            except Exception as error:  # the client's and the server's failures alike
+                raise BackendError(f"generation through trtllm-serve failed: {error}",
+                                   fix="see the server's log in container.log") from error
+            if on_batch is not None:
+                on_batch(len(requests), len(requests))
+            return GenerationOutput(outputs=outputs, phase_marks=[mark])
         llm = self._require_llm()
         sampling_class = importlib.import_module("tensorrt_llm").SamplingParams
         params = [sampling_class(**self.sampling_kwargs(r.max_new_tokens)) for r in requests]
@@ -316,6 +388,9 @@ class TensorRtBackend(Backend):
         if on_batch is not None:
             on_batch(len(requests), len(requests))
         return output
+
+    def _server_stream(self) -> StreamFn:
+        return server.openai_stream(self._client, self._served_name or "", self.sampling_kwargs)
 
     def synchronize(self) -> None:
         """Nothing to wait for: ``generate`` returns only when its tokens are on the host."""
@@ -348,7 +423,20 @@ class TensorRtBackend(Backend):
         quantization = pretrained.get("quantization") or {}
         tensor_parallel, pipeline_parallel = build.parallel_sizes(self.config)
         given = bool(self.settings.engine_dir)  # a prebuilt engine: llem's build settings unused
+        sampling = self.sampling_kwargs(self.config.output_len)
+        extra: dict[str, Any] = {}
+        if self.through_server:
+            for name in server.SERVER_OWNED[:2]:  # end and pad ids: the server's tokenizer's
+                sampling.pop(name, None)
+            extra = {
+                "engine_runner": "trtllm-serve (--backend tensorrt)",
+                "server_command": self._server.command if self._server is not None else None,
+                "server_llm_api_options": server.llm_api_options(
+                    build.kv_cache_values(self.config), dict(self.config.passthrough_kwargs)),
+                "end_and_pad_ids": "the server's, from the model's tokenizer",
+            }
         return {
+            **extra,
             "engine_source": self._record.source if self._record else None,
             "engine_dir": self._record.engine_dir if self._record else None,
             "build_config": self._build_config(),
@@ -365,13 +453,24 @@ class TensorRtBackend(Backend):
             "batching": "inflight",
             "device": self.device,
             "decoder_mode": self.config.decoder.mode,
-            **self.sampling_kwargs(self.config.output_len),
+            **sampling,
             "output_length": "fixed: min_tokens = max_tokens, ignore_eos (EOS ignored)",
             "llm_passthrough_kwargs": dict(self.config.passthrough_kwargs),
-            "timing": ("per-token arrival through generate_async streams; phase split "
-                       "approximate (in-flight batching)" if self.config.latency.streaming
-                       else "edges of one LLM.generate call over all requests"),
+            "timing": self._timing(),
         }
+
+    def _timing(self) -> str:
+        if self.through_server:
+            return ("serving: each request sent at its arrival to trtllm-serve on loopback as a "
+                    "streamed /v1/completions call with token ids; each chunk stamped when it "
+                    "reached the harness (docs/serving.md)")
+        if self.config.load.serving:
+            return ("serving: each request submitted through generate_async at its arrival and "
+                    "streamed; each chunk stamped when it reached the harness (docs/serving.md)")
+        if self.config.latency.streaming:
+            return ("per-token arrival through generate_async streams; phase split approximate "
+                    "(in-flight batching)")
+        return "edges of one LLM.generate call over all requests"
 
     def _build_config(self) -> dict[str, Any]:
         # An engine built by this run: the LLM's own args; otherwise the engine's config.json.
@@ -384,6 +483,11 @@ class TensorRtBackend(Backend):
         return {name: built[name] for name in BUILD_CONFIG_FIELDS if name in built}
 
     def _kv_cache_config(self) -> dict[str, Any]:
+        if self.through_server:
+            # what the options file sets; the server reports no resolved LLM arguments
+            values = build.kv_cache_values(self.config)
+            return {"free_gpu_memory_fraction": values.get("free_gpu_memory_fraction"),
+                    "enable_block_reuse": values["enable_block_reuse"]}
         kv_cache = getattr(getattr(self._llm, "args", None), "kv_cache_config", None)
         requested = self.settings.kv_cache_free_gpu_memory_fraction
         return {

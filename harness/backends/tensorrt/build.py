@@ -224,19 +224,24 @@ def block_reuse(config: ExperimentConfig) -> tuple[bool, str]:
     return requested, BLOCK_REUSE_STUDY_SOURCE
 
 
-def runtime_settings(config: ExperimentConfig) -> dict[str, Any]:
-    """Keyword arguments for every ``LLM(...)``: run-time limits and the KV-cache settings.
+def kv_cache_values(config: ExperimentConfig) -> dict[str, Any]:
+    """``KvCacheConfig`` fields llem sets, in process and in ``trtllm-serve``'s options file.
 
-    ``KvCacheConfig`` always carries ``enable_block_reuse`` (:func:`block_reuse`); the memory
-    fraction only when the config sets it (else TensorRT-LLM's default).
+    Always ``enable_block_reuse`` (:func:`block_reuse`); the memory fraction only when the
+    config sets it (else TensorRT-LLM's default).
     """
-    kwargs: dict[str, Any] = dict(runtime_limits(config))
-    kv_cache: dict[str, Any] = {"enable_block_reuse": block_reuse(config)[0]}
+    values: dict[str, Any] = {"enable_block_reuse": block_reuse(config)[0]}
     fraction = settings_of(config).kv_cache_free_gpu_memory_fraction
     if fraction is not None:
-        kv_cache["free_gpu_memory_fraction"] = fraction
+        values["free_gpu_memory_fraction"] = fraction
+    return values
+
+
+def runtime_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """Keyword arguments for every ``LLM(...)``: run-time limits and the KV-cache settings."""
+    kwargs: dict[str, Any] = dict(runtime_limits(config))
     llmapi = importlib.import_module("tensorrt_llm.llmapi")
-    kwargs["kv_cache_config"] = llmapi.KvCacheConfig(**kv_cache)
+    kwargs["kv_cache_config"] = llmapi.KvCacheConfig(**kv_cache_values(config))
     return kwargs
 
 

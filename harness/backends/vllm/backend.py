@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import models
+from harness.backends import openai_server
 from harness.backends.base import Backend, BatchCallback, GenerationOutput, Request, T
 from harness.backends.common import library_problem, problem
 from harness.backends.vllm import engine, generation, server
@@ -218,19 +219,12 @@ class VllmBackend(Backend):
                 self._llm = self._vllm.LLM(**kwargs)
 
     def _start_server(self, kwargs: dict[str, Any]) -> None:
-        port = server.free_port()
+        port = openai_server.free_port()
         self._server = server.VllmServer(server.server_command(kwargs, port), port)
         self._server.start()
         self._served_model = self._server.models()
         self._server_config = engine.config_view(self._server.vllm_config())
-        openai = importlib.import_module("openai")
-        httpx = importlib.import_module("httpx")
-        # No connection limit of the client's own (the openai client pools 1,000): above it,
-        # sends would wait in the pool, an unrequested max_concurrency no figure would see.
-        unlimited = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        self._client = openai.AsyncOpenAI(
-            base_url=self._server.base_url, api_key="EMPTY", max_retries=0, timeout=None,
-            http_client=openai.DefaultAsyncHttpxClient(limits=unlimited, timeout=None))
+        self._client = openai_server.openai_client(self._server.base_url)
         self._loop = asyncio.new_event_loop()
 
     def _start_async_engine(self, kwargs: dict[str, Any]) -> None:
@@ -281,7 +275,7 @@ class VllmBackend(Backend):
             if vllm_server is not None:
                 vllm_server.stop()
             if loop is not None:
-                _close_loop(loop)
+                openai_server.close_loop(loop)
             gc.collect()
 
     def _directory(self) -> Path:
@@ -335,8 +329,8 @@ class VllmBackend(Backend):
     def _generate(self, requests: list[Request]) -> GenerationOutput:
         decoder = self.config.decoder
         if self._client is not None and self._loop is not None:
-            outputs, mark = generation.generate_through(self._loop, self._stream_fn(), requests,
-                                                        self._calls)
+            outputs, mark = openai_server.generate_through(self._loop, self._stream_fn(),
+                                                           requests, self._calls)
             return GenerationOutput(outputs=outputs, phase_marks=[mark])
         if self._async_engine is not None and self._loop is not None:
             outputs, mark = generation.generate_streaming(
@@ -507,18 +501,6 @@ def _shut_down_llm(llm: Any) -> None:
     core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
     if core is not None and hasattr(core, "shutdown"):
         core.shutdown()
-
-
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    # The engine's output handler is a task on this loop; shutdown cancels it, and the loop
-    # must run once more for the cancellation to finish before it closes.
-    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.close()
 
 
 def _library_version(name: str) -> str | None:

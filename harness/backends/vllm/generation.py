@@ -260,33 +260,3 @@ def queued_s(result: Any) -> float | None:
     if not queued or not scheduled:
         return None
     return max(0.0, float(scheduled) - float(queued))
-
-
-def generate_through(
-    loop: asyncio.AbstractEventLoop, stream: StreamFn, requests: list[Request], call_id: int
-) -> tuple[list[RequestOutput], PhaseMark]:
-    """All requests at once through a serving stream function (the server's warmup).
-
-    The same timing as :func:`generate_streaming`: every request submitted at the call's
-    start, every chunk stamped when it arrived.
-    """
-
-    async def one(request: Request) -> _Stream:
-        record = _Stream()
-        async for chunk in stream(request, f"llem-{call_id}-{request.request_id}"):
-            arrived_s = time.perf_counter()
-            record.ids.extend(chunk.token_ids)
-            record.times_s.extend([arrived_s] * len(chunk.token_ids))
-            if chunk.token_ids:
-                record.chunk_times_s.append(arrived_s)
-            if chunk.cached_tokens is not None:
-                record.cached_tokens = chunk.cached_tokens
-        return record
-
-    start_s = time.perf_counter()
-    streamed = loop.run_until_complete(_all([one(request) for request in requests]))
-    end_s = time.perf_counter()
-    outputs = [_streamed_output(request, record, start_s)
-               for request, record in zip(requests, streamed, strict=True)]
-    prefill_end_s = max(output.first_token_s or start_s for output in outputs)
-    return outputs, PhaseMark(start_s=start_s, prefill_end_s=prefill_end_s, end_s=end_s)

@@ -154,6 +154,9 @@ class _TrtLLM:
         checkpoint = _read_json(source / "config.json")
         if "build_config" in checkpoint:
             self._load_engine(source, checkpoint)
+            # 1.0 (TrtLlmArgs against the loaded engine's config): run-time limits above the
+            # engine's built ones are an error, not a clamp
+            _check_runtime_limits(kwargs, self.args.build_config)
         else:
             self._build(checkpoint)
         self._executor_beam_width = self.args.max_beam_width

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from harness.backends import openai_server
 from harness.backends.base import Request
 from harness.backends.vllm import server
 from harness.errors import BackendError
@@ -76,7 +77,7 @@ def test_the_command_listens_on_loopback_under_the_served_name() -> None:
 def test_a_server_that_answers_health_is_started_read_and_stopped(tmp_path: Path) -> None:
     script = tmp_path / "fake_server.py"
     script.write_text(HEALTHY)
-    port = server.free_port()
+    port = openai_server.free_port()
     process = server.VllmServer([sys.executable, str(script), str(port)], port)
     process.start(timeout_s=30)
     try:
@@ -94,7 +95,7 @@ def test_a_server_that_answers_health_is_started_read_and_stopped(tmp_path: Path
 def test_a_server_that_exits_while_starting_fails_the_load_with_its_log(tmp_path: Path) -> None:
     script = tmp_path / "dying.py"
     script.write_text("print('ValueError: max_num_seqs is too large'); raise SystemExit(3)\n")
-    process = server.VllmServer([sys.executable, str(script)], server.free_port())
+    process = server.VllmServer([sys.executable, str(script)], openai_server.free_port())
 
     with pytest.raises(BackendError) as raised:
         process.start(timeout_s=30)
@@ -106,7 +107,7 @@ def test_a_server_that_exits_while_starting_fails_the_load_with_its_log(tmp_path
 def test_a_server_that_never_answers_is_stopped_after_the_timeout(tmp_path: Path) -> None:
     script = tmp_path / "silent.py"
     script.write_text("import time\nprint('loading', flush=True)\ntime.sleep(600)\n")
-    process = server.VllmServer([sys.executable, str(script)], server.free_port())
+    process = server.VllmServer([sys.executable, str(script)], openai_server.free_port())
 
     with pytest.raises(BackendError) as raised:
         process.start(timeout_s=1.5)
@@ -128,7 +129,7 @@ def test_a_slow_start_is_limited_by_the_runs_load_limit_not_by_the_server_path(
     healthy = tmp_path / "fake_server.py"
     healthy.write_text(HEALTHY)
     readings = iter(range(0, 10**9, 1200))
-    port = server.free_port()
+    port = openai_server.free_port()
     process = server.VllmServer([sys.executable, str(script), str(healthy), str(port)], port,
                                 clock=lambda: float(next(readings)))
     try:
@@ -143,8 +144,9 @@ def test_a_slow_start_is_limited_by_the_runs_load_limit_not_by_the_server_path(
 
 HARNESS = textwrap.dedent("""
     import sys, time
+    from harness.backends import openai_server
     from harness.backends.vllm import server
-    port = server.free_port()
+    port = openai_server.free_port()
     started = server.VllmServer([sys.executable, sys.argv[1], str(port)], port)
     started.start(timeout_s=30)
     print(started._process.pid, flush=True)
@@ -267,3 +269,30 @@ def test_a_chunk_without_token_ids_is_an_error_not_a_guess() -> None:
 
     with pytest.raises(BackendError, match="without token_ids"):
         asyncio.run(run())
+
+
+def test_the_usages_cached_prompt_tokens_reach_the_request() -> None:
+    # vLLM's usage, with --enable-prompt-tokens-details, says how many prompt tokens came from
+    # the prefix cache; the stream passes the count on (a token-less chunk after the last)
+    completions = FakeCompletions([[1], [2]], usage=2)
+    usage = SimpleNamespace(completion_tokens=2,
+                            prompt_tokens_details=SimpleNamespace(cached_tokens=3))
+
+    async def create(**kwargs: Any) -> AsyncIterator[Any]:
+        async def events() -> AsyncIterator[Any]:
+            for ids in completions.chunks:
+                yield SimpleNamespace(usage=None, choices=[
+                    SimpleNamespace(model_extra={"token_ids": ids})])
+            yield SimpleNamespace(choices=[], usage=usage)
+        return events()
+
+    completions.create = create  # type: ignore[method-assign]
+    stream = server.openai_stream(SimpleNamespace(completions=completions), DecoderConfig(), {})
+
+    async def run() -> list[Any]:
+        return [chunk async for chunk in stream(Request(0, [1, 2, 3], 2), "k")]
+
+    chunks = asyncio.run(run())
+    assert [chunk.token_ids for chunk in chunks] == [[1], [2], []]
+    assert chunks[-1].cached_tokens == 3
+    assert server.FRONTEND_FLAGS[0] in server.server_command({"model": "/m"}, 1)

@@ -1,0 +1,1 @@
+"""``tensorrt_llm.commands``: the console scripts (here ``trtllm-serve`` only)."""
