@@ -159,13 +159,20 @@ def test_fake_build_makes_the_dependency_image_then_the_image(tmp_path: Path) ->
     assert len(builds) == 1 and f"DEPS_IMAGE={commits[0]}" in builds[0]
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupt_during_the_dependency_install_stops_the_build(tmp_path: Path) -> None:
     # Ctrl-C in the terminal: SIGINT to the whole process group while the wheels install.
     images, env = sandbox(tmp_path)
     env["FAKE_RUN_SECONDS"] = "30"
+    # As a terminal starts it: SIGINT at its default. A shell started with SIGINT ignored (as
+    # everything below a non-interactive shell's `cmd &` is) cannot trap it, and no Ctrl-C
+    # reaches such a process anyway.
     build = subprocess.Popen(["bash", str(images / "build.sh"), "cpu"], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=_sigint_default)
     try:
         deadline = time.monotonic() + 20
         while not any(call[0] == "run" for call in calls(env)):
