@@ -55,7 +55,7 @@ from harness.backends.base import (
     T,
 )
 from harness.backends.common import library_problem, problem, sampling_values
-from harness.backends.tensorrt import build, server
+from harness.backends.tensorrt import build, runtimes, server
 from harness.engine_cache import EngineCache, default_cache_root
 from harness.errors import BackendError, LlemError
 from harness.load import StreamChunk, StreamFn
@@ -76,14 +76,22 @@ _LENGTH_FIX = ("remove passthrough_kwargs that change stopping or the number of 
 
 
 def engine_llm_class() -> Any:
-    """TensorRT-LLM's LLM class for TensorRT engines (1.x moved it; 0.x exports it at the top)."""
-    try:
-        module = importlib.import_module("tensorrt_llm._tensorrt_engine")
-    except ModuleNotFoundError as error:
-        if error.name != "tensorrt_llm._tensorrt_engine":
-            raise
-        module = importlib.import_module("tensorrt_llm")
-    return module.LLM
+    """TensorRT-LLM's LLM class for TensorRT engines, where the installed package has one.
+
+    ``tensorrt_llm._tensorrt_engine.LLM`` from 1.0; the top-level ``LLM`` in 0.x only: from
+    1.0 the top-level one is the PyTorch runtime, which is never taken for the engine path.
+
+    Raises:
+        BackendError: the package has no TensorRT-engine runtime (:mod:`.runtimes`).
+
+    """
+    found = runtimes.installed()
+    if found is None or found.engine_module is None:
+        version = None if found is None else found.version
+        raise BackendError(
+            runtimes.engine_missing_message(found or runtimes.Installed(version, None, True)),
+            fix=runtimes.ENGINE_FIX)
+    return importlib.import_module(found.engine_module).LLM
 
 
 def decoding_kwargs(decoder: DecoderConfig) -> dict[str, Any]:
@@ -139,6 +147,9 @@ class TensorRtBackend(Backend):
         """Return every problem: library, model files (offline), device, GPUs, engine limits."""
         missing = library_problem("tensorrt_llm", "tensorrt", "tensorrt")
         problems = [missing] if missing else []
+        runtime_missing = missing is None and not self._engine_runtime_installed()
+        if runtime_missing:
+            problems.append(self._runtime_problem())
         try:
             models.directory(self.config.model, self.config.load_revision)
         except LlemError as error:
@@ -151,8 +162,20 @@ class TensorRtBackend(Backend):
             problems.extend(build.engine_problems(self.config, self._given_engine_dir()))
             return problems
         problems.extend(build.workload_problems(self.config))
-        opt_problem = build.builder_opt_problem(self.config) if missing is None else None
+        usable = missing is None and not runtime_missing
+        opt_problem = build.builder_opt_problem(self.config) if usable else None
         return problems + ([opt_problem] if opt_problem else [])
+
+    @staticmethod
+    def _engine_runtime_installed() -> bool:
+        found = runtimes.installed()
+        return found is not None and found.engine
+
+    @staticmethod
+    def _runtime_problem() -> str:
+        found = runtimes.installed()
+        assert found is not None
+        return problem(runtimes.engine_missing_message(found), runtimes.ENGINE_FIX)
 
     def caches_across_requests(self) -> bool:
         """TensorRT-LLM's KV-cache block reuse: off unless the study turned it on."""
@@ -198,6 +221,7 @@ class TensorRtBackend(Backend):
         conflict = build.passthrough_error(self.config)
         if conflict is not None:
             raise conflict
+        engine_llm_class()  # the engine runtime is there, or a BackendError that says why not
         if self.settings.engine_dir:
             engine_dir = self._given_engine_dir()
             if not self.through_server:  # else the server loads it

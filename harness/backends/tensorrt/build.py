@@ -173,8 +173,9 @@ def builder_opt_problem(config: ExperimentConfig) -> str | None:
     except Exception as error:  # a broken install fails in many ways; each is this problem
         return problem(f"tensorrt_llm fails to import: {error}",
                        "reinstall tensorrt_llm or use the tensorrt image")
-    if has_builder_opt(llmapi.BuildConfig):
-        return None
+    build_config = getattr(llmapi, "BuildConfig", None)
+    if build_config is None or has_builder_opt(build_config):
+        return None  # no BuildConfig: no engine runtime, which preflight reports on its own
     return problem(builder_opt_message(str(library.__version__)), BUILDER_OPT_FIX)
 
 

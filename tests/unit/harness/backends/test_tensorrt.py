@@ -261,13 +261,63 @@ def test_the_engine_llm_is_the_tensorrt_engine_path_not_the_pytorch_default(
     assert engine_llm_class() is not trtllm.LLM
 
 
-def test_versions_without_the_engine_module_use_the_top_level_llm(
-        trtllm: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine_class = importlib.import_module("tensorrt_llm._tensorrt_engine").LLM
-    monkeypatch.setitem(sys.modules, "tensorrt_llm._tensorrt_engine", None)
-    monkeypatch.setattr(trtllm, "LLM", engine_class)
+def install_layout(root: Path, monkeypatch: pytest.MonkeyPatch, version: str,
+                   engine_module: bool) -> ModuleType:
+    """A copy of the fake package as another release lays it out, importable as tensorrt_llm.
 
-    assert engine_llm_class() is engine_class
+    Without the engine module and at 1.x or later: the layout after TensorRT-LLM removed its
+    TensorRT-engine runtime (no ``_tensorrt_engine``, no ``llmapi.BuildConfig``; the top-level
+    ``LLM`` is the PyTorch runtime). At 0.x: the top-level ``LLM`` is the engine path.
+    """
+    import shutil
+
+    package = root / "tensorrt_llm"
+    shutil.copytree(FAKES / "tensorrt_llm", package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "version.py").write_text(f'__version__ = "{version}"\n')
+    engine_class = "from tensorrt_llm.llmapi.llm import _TrtLLM as LLM"
+    if not engine_module:
+        (package / "_tensorrt_engine.py").unlink()
+        llmapi = package / "llmapi" / "__init__.py"
+        text = llmapi.read_text().replace("from tensorrt_llm.builder import BuildConfig\n", "")
+        llmapi.write_text(text.replace('"BuildConfig", ', ""))
+        if version.startswith("0."):
+            init = package / "__init__.py"
+            init.write_text(init.read_text().replace(
+                "from tensorrt_llm.llmapi.llm import _TorchLLM as LLM", engine_class))
+    _forget_tensorrt_llm()
+    monkeypatch.syspath_prepend(str(root))
+    return importlib.import_module("tensorrt_llm")
+
+
+def test_a_0x_release_uses_its_top_level_llm_as_the_engine_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trtllm = install_layout(tmp_path, monkeypatch, "0.21.0", engine_module=False)
+    try:
+        assert engine_llm_class() is trtllm.LLM
+        assert engine_llm_class().__name__ == "_TrtLLM"
+    finally:
+        _forget_tensorrt_llm()
+
+
+def test_a_release_without_the_engine_runtime_is_refused_never_run_on_pytorch(
+        tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After the removal the top-level LLM is the PyTorch runtime: taking it for the engine
+    # path would measure another runtime under the engine's name.
+    install_layout(tmp_path / "pkg", monkeypatch, "1.3.0rc1", engine_module=False)
+    try:
+        backend = make_backend(tiny_model_dir, tmp_path / "engines",
+                               tensorrt={"builder_opt_level": 3})
+        problems = backend.preflight()  # builder_opt_level would look for BuildConfig
+        (runtime,) = [p for p in problems if "no TensorRT-engine runtime" in p]
+        assert "tensorrt_llm 1.3.0rc1" in runtime and "1.2.1" in runtime
+        assert len(problems) == 1, problems
+        with pytest.raises(BackendError, match="no TensorRT-engine runtime") as raised:
+            backend.load()
+        assert raised.value.fix is not None and "1.0.0" in raised.value.fix
+        assert fake_llm_module().INSTANCES == []  # nothing constructed, no PyTorch LLM
+    finally:
+        _forget_tensorrt_llm()
 
 
 # -- preflight -------------------------------------------------------------------------------
