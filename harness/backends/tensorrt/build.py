@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from harness.backends.common import num_beams, problem
 from harness.errors import BackendError
+from harness.load.arrivals import length_bounds
 from harness.schema.config import DecoderConfig, ExperimentConfig, TensorRtConfig
 
 
@@ -335,15 +336,48 @@ def passthrough_error(config: ExperimentConfig) -> BackendError | None:
                         "llem sets from the config", fix=PASSTHROUGH_FIX)
 
 
+DEFAULT_MAX_INPUT_LEN = 1024
+"""``BuildConfig.max_input_len``'s default (0.17-1.2): an engine built without the setting
+takes prompts up to this long and rejects longer ones at every request."""
+
+
+def workload_lengths(config: ExperimentConfig) -> tuple[int, int]:
+    """(longest prompt, longest output) the workload sends.
+
+    The configured lengths, or the top of their range when ``load.lengths`` draws them
+    (``load.length_range_ratio``).
+    """
+    load = config.load
+    if load.lengths == "uniform" and load.length_range_ratio is not None:
+        return (length_bounds(config.input_len, load.length_range_ratio)[1],
+                length_bounds(config.output_len, load.length_range_ratio)[1])
+    return config.input_len, config.output_len
+
+
 def workload_problems(config: ExperimentConfig) -> list[str]:
-    """Build limits set below what the workload needs (the engine would reject its prompts)."""
+    """Build limits below what the workload needs (the engine would reject its prompts).
+
+    Checked before anything is built, so that no engine that cannot serve the workload is built
+    and cached: an unset ``max_input_len`` is TensorRT-LLM's default
+    (:data:`DEFAULT_MAX_INPUT_LEN`); an unset ``max_seq_len`` is the model's maximum, which
+    TensorRT-LLM reads at build time, and is not checked here.
+    """
     settings = settings_of(config)
-    checks = (("max_input_len", settings.max_input_len, config.input_len),
-              ("max_seq_len", settings.max_seq_len, config.input_len + config.output_len))
-    return [
+    prompt, output = workload_lengths(config)
+    problems = []
+    if settings.max_input_len is None and prompt > DEFAULT_MAX_INPUT_LEN:
+        problems.append(problem(
+            f"tensorrt.max_input_len is unset, so TensorRT-LLM builds the engine for prompts of "
+            f"at most {DEFAULT_MAX_INPUT_LEN} tokens (its default), but the workload sends "
+            f"prompts of {prompt}",
+            f"set tensorrt.max_input_len to at least {prompt}"))
+    checks = (("max_input_len", settings.max_input_len, prompt),
+              ("max_seq_len", settings.max_seq_len, prompt + output))
+    problems += [
         problem(f"tensorrt.{name} is {limit}, but the workload needs {needed} "
-                "(input_len" + (" + output_len" if name == "max_seq_len" else "") + ")",
+                "(its longest prompt" + (" + output" if name == "max_seq_len" else "") + ")",
                 f"raise tensorrt.{name} to at least {needed}, or leave it unset")
         for name, limit, needed in checks
         if limit is not None and limit < needed
     ]
+    return problems

@@ -351,6 +351,28 @@ def test_preflight_checks_gpus_limits_and_builder_opt(trtllm: ModuleType,
     assert "no builder optimisation level setting" in problems
 
 
+@pytest.mark.parametrize(("overrides", "needed"), [
+    ({"input_len": 2000, "output_len": 8}, 2000),
+    # drawn lengths: the longest draw is round(900 x 1.2) = 1080
+    ({"input_len": 900, "output_len": 8,
+      "load": {"lengths": "uniform", "length_range_ratio": 0.2}}, 1080),
+])
+def test_an_unset_max_input_len_is_checked_against_the_default_before_a_build(
+        trtllm: ModuleType, tiny_model_dir: Path, overrides: dict[str, Any],
+        needed: int) -> None:
+    # TensorRT-LLM builds for 1024 prompt tokens when max_input_len is unset; an engine built
+    # so would be cached and reject every longer prompt at generate
+    backend = make_backend(tiny_model_dir, Path("unused"), **overrides)
+
+    problems = "\n".join(backend.preflight())
+
+    assert "tensorrt.max_input_len is unset" in problems
+    assert f"prompts of {needed}" in problems and f"at least {needed}" in problems
+    fits = make_backend(tiny_model_dir, Path("unused"),
+                        **{**overrides, "tensorrt": {"max_input_len": needed}})
+    assert not any("max_input_len" in p for p in fits.preflight())
+
+
 def test_a_healthy_configuration_passes_preflight(trtllm: ModuleType,
                                                   tiny_model_dir: Path) -> None:
     backend = make_backend(tiny_model_dir, Path("unused"))
