@@ -314,9 +314,13 @@ def engine_problems(config: ExperimentConfig, engine_dir: Path) -> list[str]:
         built = read_engine_config(engine_dir).get("build_config") or {}
     except BackendError as error:
         return [str(error)]
+    prompt, output = workload_lengths(config)
+    # Run-time limits above the built ones raise in TensorRT-LLM 1.0 and are clamped with a
+    # warning by later releases: either way the study would not run what it says, so they are
+    # refused here, before the engine loads.
     needed = {"max_beam_width": beam_width(config.decoder),
-              "max_input_len": config.input_len,
-              "max_seq_len": config.input_len + config.output_len,
+              "max_input_len": prompt,
+              "max_seq_len": prompt + output,
               **runtime_limits(config)}
     return [
         problem(f"the engine in {engine_dir} was built with {name} {built[name]}, but this "
