@@ -118,9 +118,11 @@ class LoopbackServer:
         while self._clock() < deadline:
             code = self._process.poll()
             if code is not None:
+                tail = self.log_tail()
+                self.stop()  # reaps it and removes its log
                 raise BackendError(
-                    f"{self.label} exited with status {code} while starting:\n"
-                    f"{self.log_tail()}", fix=self.fix)
+                    f"{self.label} exited with status {code} while starting:\n{tail}",
+                    fix=self.fix)
             if self._healthy():
                 return
             time.sleep(0.5)
@@ -151,9 +153,29 @@ class LoopbackServer:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback
             return json.load(response)
 
+    def check_running(self) -> None:
+        """Raise if the server has exited (a run whose server died is failed, not measured).
+
+        Raises:
+            BackendError: the process exited; the message carries its status and log's end.
+
+        """
+        code = None if self._process is None else self._process.poll()
+        if code is not None:
+            raise BackendError(
+                f"{self.label} exited with status {code} during the run; its requests after "
+                f"that failed:\n{self.log_tail()}",
+                fix="read the server's log above (an engine error, or the machine's memory)")
+
     def models(self) -> dict[str, Any]:
-        """The server's ``/v1/models`` entry for the served model (empty when absent)."""
-        listing = self.get_json("/v1/models")
+        """The server's ``/v1/models`` entry for the served model.
+
+        Empty when absent, or when the route does not answer.
+        """
+        try:
+            listing = self.get_json("/v1/models")
+        except (OSError, ValueError):
+            return {}
         data = listing.get("data", []) if isinstance(listing, dict) else []
         return next((m for m in data if m.get("id") == SERVED_NAME), data[0] if data else {})
 
@@ -228,7 +250,7 @@ def openai_client(base_url: str) -> Any:
 
 
 def openai_stream(client: Any, completion_kwargs: Callable[[Request], dict[str, Any]],
-                  label: str, fix: str) -> StreamFn:
+                  label: str, fix: str, cached_tokens: bool = True) -> StreamFn:
     """Serving through a server: one streamed ``/v1/completions`` call per request.
 
     Every SSE chunk that carries tokens becomes one :class:`StreamChunk` with the chunk's token
@@ -241,6 +263,8 @@ def openai_stream(client: Any, completion_kwargs: Callable[[Request], dict[str, 
         completion_kwargs: ``completions.create`` arguments for one request.
         label: how messages name the server.
         fix: the fix a miscounted stream's message gives.
+        cached_tokens: whether the usage's cached-token count is the engine's measurement
+            (False: ignored, the request's cached tokens stay unknown).
 
     """
 
@@ -253,7 +277,7 @@ def openai_stream(client: Any, completion_kwargs: Callable[[Request], dict[str, 
         async for chunk in response:
             if chunk.usage is not None:
                 reported = chunk.usage.completion_tokens
-                cached = _cached_tokens(chunk.usage)
+                cached = _cached_tokens(chunk.usage) if cached_tokens else None
             for choice in chunk.choices:
                 ids = _token_ids(choice, label)
                 received += len(ids)

@@ -239,9 +239,12 @@ class TensorRtBackend(Backend):
         self._options_file = server.write_options(server.llm_api_options(
             build.kv_cache_values(self.config), dict(self.config.passthrough_kwargs)))
         port = openai_server.free_port()
+        runtime = {name: value for name, value in build.runtime_limits(self.config).items()
+                   if name != "max_beam_width"}
         command = server.server_command(
-            engine_dir, model_dir, self._engine_config, build.parallel_sizes(self.config),
-            build.beam_width(self.config.decoder), self._options_file, port)
+            engine_dir, model_dir, self._engine_config, runtime,
+            build.parallel_sizes(self.config), build.beam_width(self.config.decoder),
+            self._options_file, port)
         self._server = openai_server.LoopbackServer(server.LABEL, command, port,
                                                     fix=server.START_FIX)
         self._server.start()
@@ -364,13 +367,17 @@ class TensorRtBackend(Backend):
         executor batches them in flight.
         """
         try:
-            if self._client is not None and self._loop is not None:
-                return self._loop.run_until_complete(drive(self._server_stream()))
+            if self._client is not None and self._loop is not None and self._server is not None:
+                served = self._loop.run_until_complete(drive(self._server_stream()))
+                self._server.check_running()  # a server that died mid-run fails the run
+                return served
             llm = self._require_llm()
             return asyncio.run(drive(_serving_stream(llm, self.sampling_kwargs)))
         except LlemError:
             raise
         except Exception as error:  # TensorRT-LLM raises many types; each is this failure
+            if self._server is not None:
+                self._server.check_running()
             raise BackendError(f"TensorRT-LLM serving failed: {error}",
                                fix="see the traceback in error.json") from error
 
@@ -388,9 +395,11 @@ class TensorRtBackend(Backend):
             try:
                 outputs, mark = openai_server.generate_through(
                     self._loop, self._server_stream(), requests, self._calls)
-            except LlemError:
-                raise
             except Exception as error:  # the client's and the server's failures alike
+                if self._server is not None:
+                    self._server.check_running()  # its death is the cause to report
+                if isinstance(error, LlemError):
+                    raise
                 raise BackendError(f"generation through trtllm-serve failed: {error}",
                                    fix="see the server's log in container.log") from error
             if on_batch is not None:
@@ -452,6 +461,9 @@ class TensorRtBackend(Backend):
         if self.through_server:
             for name in server.SERVER_OWNED[:2]:  # end and pad ids: the server's tokenizer's
                 sampling.pop(name, None)
+            # what the server's CompletionRequest.to_sampling_params fills in when absent
+            sampling.setdefault("temperature", 1.0)
+            sampling.setdefault("top_p", 1.0)
             extra = {
                 "engine_runner": "trtllm-serve (--backend tensorrt)",
                 "server_command": self._server.command if self._server is not None else None,

@@ -9,11 +9,18 @@ nothing and run another runtime) and the model's own tokenizer.
 Limits. ``trtllm-serve`` always passes ``max_batch_size``, ``max_num_tokens``, ``max_seq_len``
 and ``max_beam_width`` to the LLM, its own defaults (2,048 / 8,192 / ...) where not given, and
 TensorRT-LLM 1.0 refuses run-time limits above the engine's built ones. The command therefore
-repeats the engine's own limits from its ``config.json`` (the beam width is the decoder's,
-which the engine was built for). The KV-cache settings (block reuse off unless the study turns
-it on, the memory fraction) and ``passthrough_kwargs`` go in the
-``--extra_llm_api_options`` file, which the server applies over its flags, as the in-process
-path hands them to ``LLM(...)``.
+passes the run-time limits the in-process path would (``tensorrt.max_batch_size`` and
+``max_num_tokens`` where the study sets them, which preflight keeps within the engine's), else
+the engine's own from its ``config.json``; the beam width is the decoder's, which the engine was
+built for.
+
+Options. ``trtllm-serve`` also hands the LLM a scheduler of its own making (its
+``get_llm_args``: ``GUARANTEED_NO_EVICT`` with dynamic batch-size tuning), where the LLM API's
+default has no tuning. The ``--extra_llm_api_options`` file, which the server applies over its
+flags, puts back the in-process default (:data:`IN_PROCESS_SCHEDULER`; a ``scheduler_config``
+in ``passthrough_kwargs`` replaces it, as it would in process), then ``passthrough_kwargs``,
+then the KV-cache settings (block reuse off unless the study turns it on, the memory
+fraction), so the server runs the engine as the in-process path does.
 
 Requests. ``/v1/completions`` with a token-id prompt, ``min_tokens = max_tokens`` and
 ``ignore_eos`` (exactly N tokens), ``detokenize: false`` (each chunk then carries its
@@ -44,6 +51,10 @@ console script is the same entry point; the module form needs no PATH lookup).""
 ENGINE_LIMITS = ("max_batch_size", "max_num_tokens", "max_seq_len")
 """Build limits the command repeats from the engine's ``config.json``."""
 
+IN_PROCESS_SCHEDULER = {"capacity_scheduler_policy": "GUARANTEED_NO_EVICT",
+                        "dynamic_batch_config": None}
+"""The LLM API's default ``SchedulerConfig`` (0.17-1.2), which ``LLM(...)`` in process gets."""
+
 STANDARD_FIELDS = ("temperature", "top_p", "seed", "n", "best_of")
 """Sampling fields of the OpenAI completions schema; the others are TensorRT-LLM's extensions
 of the same request (its schema has them at the top level: the ``openai`` client sends
@@ -61,23 +72,26 @@ LENGTH_FIX = ("check that trtllm-serve honours min_tokens, ignore_eos and detoke
 
 
 def llm_api_options(kv_cache: dict[str, Any], passthrough: dict[str, Any]) -> dict[str, Any]:
-    """The ``--extra_llm_api_options`` mapping: passthrough first, llem's KV-cache settings over it.
+    """The ``--extra_llm_api_options`` mapping: the in-process scheduler, passthrough, KV cache.
 
-    The server replaces its whole ``KvCacheConfig`` with a ``kv_cache_config`` mapping given
-    here, so the memory fraction goes with block reuse.
+    The server replaces its whole ``KvCacheConfig`` (and ``SchedulerConfig``) with a mapping
+    given here, so the memory fraction goes with block reuse.
     """
-    return {**passthrough, "kv_cache_config": dict(kv_cache)}
+    return {"scheduler_config": dict(IN_PROCESS_SCHEDULER), **passthrough,
+            "kv_cache_config": dict(kv_cache)}
 
 
 def server_command(engine_dir: Path, tokenizer_dir: Path, engine_config: dict[str, Any],
-                   parallel: tuple[int, int], beam_width: int, options_file: Path,
-                   port: int) -> list[str]:
+                   runtime: dict[str, int], parallel: tuple[int, int], beam_width: int,
+                   options_file: Path, port: int) -> list[str]:
     """The command that serves ``engine_dir`` on ``port``.
 
     Args:
         engine_dir: the engine directory (cache entry or ``tensorrt.engine_dir``).
         tokenizer_dir: the model's checkpoint directory, for its tokenizer.
-        engine_config: the engine's ``config.json``; its ``build_config`` limits are repeated.
+        engine_config: the engine's ``config.json``; its ``build_config`` limits are repeated
+            where ``runtime`` sets none.
+        runtime: run-time limits the study sets (``max_batch_size``, ``max_num_tokens``).
         parallel: (tensor parallel size, pipeline parallel size).
         beam_width: the decoder's beam width.
         options_file: the ``--extra_llm_api_options`` file (:func:`write_options`).
@@ -87,8 +101,9 @@ def server_command(engine_dir: Path, tokenizer_dir: Path, engine_config: dict[st
     built = engine_config.get("build_config") or {}
     limits: list[str] = []
     for name in ENGINE_LIMITS:
-        if built.get(name) is not None:
-            limits += [f"--{name}", str(int(built[name]))]
+        value = runtime.get(name, built.get(name))
+        if value is not None:
+            limits += [f"--{name}", str(int(value))]
     tensor_parallel, pipeline_parallel = parallel
     return [sys.executable, "-m", MODULE, "serve", str(engine_dir),
             "--tokenizer", str(tokenizer_dir), "--backend", "tensorrt",
@@ -125,7 +140,8 @@ def completion_kwargs(request: Request, model: str,
         "prompt": list(request.input_ids),
         "max_tokens": request.max_new_tokens,
         "stream": True,
-        "stream_options": {"include_usage": True},
+        # usage once, at the end: not on every chunk, which costs the server serialising work
+        "stream_options": {"include_usage": True, "continuous_usage_stats": False},
         "extra_body": extra,
         **standard,
     }
@@ -140,7 +156,9 @@ def openai_stream(client: Any, model: str, sampling_of: Any) -> StreamFn:
         sampling_of: ``max_new_tokens -> SamplingParams fields`` (the backend's).
 
     """
+    # Newer releases put a cached-token count in the usage that the TensorRT-engine path may not
+    # measure: it is not taken for one (in process, the count is unknown too).
     return openai_server.openai_stream(
         client,
         lambda request: completion_kwargs(request, model, sampling_of(request.max_new_tokens)),
-        LABEL, LENGTH_FIX)
+        LABEL, LENGTH_FIX, cached_tokens=False)

@@ -354,7 +354,10 @@ class VllmBackend(Backend):
         loop = self._loop
         assert loop is not None  # _stream_fn checked that the engine or the server runs
         with engine.translated_errors("serving", _GENERATE_FIX):
-            return loop.run_until_complete(drive(stream))
+            served = loop.run_until_complete(drive(stream))
+        if self._server is not None:
+            self._server.check_running()  # a server that died mid-run fails the run
+        return served
 
     def _stream_fn(self) -> StreamFn:
         if self._client is not None and self._loop is not None:

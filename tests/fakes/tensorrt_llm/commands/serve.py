@@ -9,17 +9,19 @@ What llem relies on, as the published source behaves:
 - the LLM arguments as ``get_llm_args`` makes them: a ``BuildConfig`` and the top-level
   ``max_batch_size``, ``max_num_tokens``, ``max_beam_width``, ``max_seq_len`` from the four
   limit options (their defaults when not given), ``KvCacheConfig(free_gpu_memory_fraction=...)``
-  from ``--kv_cache_free_gpu_memory_fraction`` (0.9), then the ``--extra_llm_api_options`` YAML
-  on top, a nested ``kv_cache_config`` mapping replacing the whole ``KvCacheConfig``. The fake
-  LLM checks the result as the library does (unknown arguments, run-time limits above an
-  engine's built ones);
+  from ``--kv_cache_free_gpu_memory_fraction`` (0.9), a ``SchedulerConfig`` of its own
+  (``GUARANTEED_NO_EVICT`` with dynamic batch-size tuning), then the ``--extra_llm_api_options``
+  YAML on top, a nested ``kv_cache_config`` or ``scheduler_config`` mapping replacing the whole
+  object. The fake LLM checks the result as the library does (unknown arguments, run-time
+  limits above an engine's built ones);
 - the routes: nothing listens until the LLM is loaded; ``GET /health`` 200; ``GET /v1/models``
-  lists the served model under the MODEL argument; ``POST /v1/completions`` validates the body
-  as ``CompletionRequest`` (extra fields forbidden: 400 with an error object), takes token-id
-  prompts, and streams server-sent events: one ``text_completion`` chunk per engine update
-  (``text`` the new text and ``token_ids`` None, or, with ``detokenize: false``, ``text`` empty
-  and ``token_ids`` the new ids), then, when ``stream_options.include_usage`` (True once
-  ``stream_options`` is given), a chunk with no choices and the ``usage``, then ``[DONE]``.
+  lists the served model under the MODEL argument's last path component;
+  ``POST /v1/completions`` validates the body as ``CompletionRequest`` (extra fields forbidden:
+  400 with an error object), takes token-id prompts, and streams server-sent events: one
+  ``text_completion`` chunk per engine update (``text`` the new text and ``token_ids`` None, or,
+  with ``detokenize: false``, ``text`` empty and ``token_ids`` the new ids), then, when
+  ``stream_options.include_usage`` (True once ``stream_options`` is given), a chunk with no
+  choices and the ``usage``, then ``[DONE]``.
   1.0's usage carries no ``prompt_tokens_details``.
 
 Run as ``python -m tensorrt_llm.commands.serve`` with ``tests/fakes`` first on the path.
@@ -30,6 +32,8 @@ import json
 import signal
 import time
 import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -40,6 +44,28 @@ from tensorrt_llm.llmapi.llm_args import KvCacheConfig
 from tensorrt_llm.sampling_params import SamplingParams
 
 _DEFAULTS = BuildConfig()
+
+
+@dataclass
+class DynamicBatchConfig:
+    """tensorrt_llm/llmapi/llm_args.py (1.0)."""
+
+    enable_batch_size_tuning: bool
+    enable_max_num_tokens_tuning: bool
+    dynamic_batch_moving_average_window: int
+
+
+@dataclass
+class SchedulerConfig:
+    """tensorrt_llm/llmapi/llm_args.py (1.0): the LLM API's default has no dynamic batching."""
+
+    capacity_scheduler_policy: str = "GUARANTEED_NO_EVICT"
+    context_chunking_policy: str | None = None
+    dynamic_batch_config: DynamicBatchConfig | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dynamic_batch_config, dict):
+            self.dynamic_batch_config = DynamicBatchConfig(**self.dynamic_batch_config)
 
 
 class StreamOptions(BaseModel):
@@ -103,8 +129,14 @@ def get_llm_args(model: str, tokenizer: str | None, max_beam_width: int, max_bat
                  pipeline_parallel_size: int, free_gpu_memory_fraction: float) -> dict[str, Any]:
     build_config = BuildConfig(max_batch_size=max_batch_size, max_num_tokens=max_num_tokens,
                                max_beam_width=max_beam_width, max_seq_len=max_seq_len)
+    scheduler_config = SchedulerConfig(
+        capacity_scheduler_policy="GUARANTEED_NO_EVICT",
+        dynamic_batch_config=DynamicBatchConfig(enable_batch_size_tuning=True,
+                                                enable_max_num_tokens_tuning=False,
+                                                dynamic_batch_moving_average_window=128))
     return {
-        "model": model, "tokenizer": tokenizer, "tensor_parallel_size": tensor_parallel_size,
+        "model": model, "scheduler_config": scheduler_config, "tokenizer": tokenizer,
+        "tensor_parallel_size": tensor_parallel_size,
         "pipeline_parallel_size": pipeline_parallel_size, "build_config": build_config,
         "max_batch_size": max_batch_size, "max_num_tokens": max_num_tokens,
         "max_beam_width": max_beam_width, "max_seq_len": max_seq_len,
@@ -118,6 +150,8 @@ def update_llm_args_with_extra_dict(llm_args: dict[str, Any],
     converted = dict(extra)
     if isinstance(converted.get("kv_cache_config"), dict):
         converted["kv_cache_config"] = KvCacheConfig(**converted["kv_cache_config"])
+    if isinstance(converted.get("scheduler_config"), dict):
+        converted["scheduler_config"] = SchedulerConfig(**converted["scheduler_config"])
     if isinstance(converted.get("build_config"), dict):
         converted["build_config"] = BuildConfig(**converted["build_config"])
     return {**llm_args, **converted}
@@ -150,7 +184,7 @@ class _Server:
         if method == "GET" and path == "/health":
             await _respond(writer, 200, b"")
         elif method == "GET" and path == "/v1/models":
-            listing = {"object": "list", "data": [{"id": self.model, "object": "model",
+            listing = {"object": "list", "data": [{"id": Path(self.model).name, "object": "model",
                                                    "owned_by": "tensorrt_llm"}]}
             await _respond(writer, 200, json.dumps(listing).encode())
         elif method == "POST" and path == "/v1/completions":
@@ -182,6 +216,7 @@ class _Server:
                      b"connection: close\r\n\r\n")
         include_usage = (request.stream_options is not None
                          and bool(request.stream_options.include_usage))
+        continuous = include_usage and bool(request.stream_options.continuous_usage_stats)
         cid = f"cmpl-{uuid.uuid4().hex}"
         final = None
         async for partial in stream:
@@ -192,9 +227,14 @@ class _Server:
                       "token_ids": None if request.detokenize else diff,
                       "logprobs": None, "finish_reason": output.finish_reason,
                       "stop_reason": None}
+            usage = None
+            if continuous:  # usage on every chunk, counting what was generated so far
+                usage = {"prompt_tokens": len(request.prompt),
+                         "completion_tokens": len(output.token_ids),
+                         "total_tokens": len(request.prompt) + len(output.token_ids)}
             await _event(writer, {"id": cid, "object": "text_completion",
                                   "created": int(time.time()), "model": request.model,
-                                  "choices": [choice], "usage": None})
+                                  "choices": [choice], "usage": usage})
             final = partial
         if include_usage and final is not None:
             completion = len(final.outputs[0].token_ids)
@@ -276,7 +316,9 @@ def serve(model: str, tokenizer: str | None, host: str, port: int, backend: str,
     else:
         from tensorrt_llm import LLM
     llm = LLM(**llm_args)
-    print(f"[TensorRT-LLM][INFO] engine loaded: {json.dumps(_loaded(llm))}", flush=True)
+    loaded = {**_loaded(llm), "run_time_max_batch_size": llm_args["max_batch_size"],
+              "scheduler_config": asdict(llm_args["scheduler_config"])}
+    print(f"[TensorRT-LLM][INFO] engine loaded: {json.dumps(loaded)}", flush=True)
     try:
         asyncio.run(_serve(llm, model, host, port))
     finally:

@@ -100,7 +100,7 @@ def server_on_fake_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_spec(model_dir: Path, cache_dir: Path, **overrides: Any) -> RunSpec:
-    config = {"model": str(model_dir), "backend": "tensorrt", "precision": "fp16", "n": 12,
+    config = {"model": str(model_dir), "backend": "tensorrt", "precision": "fp16", "n": 24,
               "input_len": 16, "output_len": 12, "warmup": {"n_warmup": 1, "min_seconds": 0},
               "baseline": {"enabled": False}, "energy": {"sample_interval_ms": 20},
               "tensorrt": {"max_batch_size": 4},
@@ -130,8 +130,8 @@ def loaded_settings(log: str) -> dict[str, Any]:
 def test_the_command_serves_the_engine_with_its_own_limits_on_loopback(tmp_path: Path) -> None:
     engine = {"build_config": {"max_batch_size": 4, "max_num_tokens": 256, "max_seq_len": 96,
                                "max_input_len": 64}}
-    command = server.server_command(tmp_path / "engine", tmp_path / "model", engine, (2, 1), 3,
-                                    tmp_path / "options.yaml", 8123)
+    command = server.server_command(tmp_path / "engine", tmp_path / "model", engine, {},
+                                    (2, 1), 3, tmp_path / "options.yaml", 8123)
 
     assert command[1:5] == ["-m", server.MODULE, "serve", str(tmp_path / "engine")]
     flag = {command[i]: command[i + 1] for i in range(5, len(command) - 1, 2)}
@@ -144,6 +144,11 @@ def test_the_command_serves_the_engine_with_its_own_limits_on_loopback(tmp_path:
     assert flag["--extra_llm_api_options"] == str(tmp_path / "options.yaml")
     # every option llem passes is one the published command has, and the fake's command too
     assert set(flag) <= set(DOCUMENTED.SERVE_OPTIONS)
+    # run-time limits the study sets are what the in-process path passes: they win
+    capped = server.server_command(tmp_path / "engine", tmp_path / "model", engine,
+                                   {"max_batch_size": 2}, (1, 1), 1, tmp_path / "o.yaml", 1)
+    assert capped[capped.index("--max_batch_size") + 1] == "2"
+    assert capped[capped.index("--max_num_tokens") + 1] == "256"
 
 
 def test_the_options_file_puts_llems_kv_cache_settings_over_passthrough() -> None:
@@ -151,8 +156,12 @@ def test_the_options_file_puts_llems_kv_cache_settings_over_passthrough() -> Non
                                      {"kv_cache_config": {"enable_block_reuse": True},
                                       "enable_chunked_prefill": True})
 
-    assert options == {"kv_cache_config": {"enable_block_reuse": False},
+    assert options == {"scheduler_config": server.IN_PROCESS_SCHEDULER,
+                       "kv_cache_config": {"enable_block_reuse": False},
                        "enable_chunked_prefill": True}
+    # a scheduler the study passes replaces the in-process default, as it would in process
+    chosen = server.llm_api_options({}, {"scheduler_config": {"dynamic_batch_config": {}}})
+    assert chosen["scheduler_config"] == {"dynamic_batch_config": {}}
 
 
 @pytest.mark.parametrize("decoder", [{"mode": "greedy"}, {"mode": "sampling", "temperature": 0.7},
@@ -189,22 +198,28 @@ def test_a_serving_run_through_trtllm_serve(trtllm: ModuleType, server_on_fake_g
 
     serving = result.serving
     assert serving is not None and serving.client == "openai_server"
-    assert serving.requests_total == 12 and serving.requests_failed == 0
-    # arrivals every 100 ms; the window [100 ms, 1.1 s) holds arrivals 1 to 10
-    assert serving.requests_in_window == 10
-    assert serving.ttft is not None and serving.ttft.count == 10
+    assert serving.requests_total == 24 and serving.requests_failed == 0
+    # arrivals every 100 ms, the last at 2.3 s; the window [100 ms, 2.3 s) holds arrivals 1-22
+    assert serving.requests_in_window == 22
+    assert serving.ttft is not None and serving.ttft.count == 22
     assert not serving.saturated, serving.saturation_reason
     assert result.throughput.output_tokens == serving.output_tokens_in_window > 0
     params = result.effective_parameters
     assert params["engine_runner"].startswith("trtllm-serve")
     assert params["server_command"][params["server_command"].index("--backend") + 1] == "tensorrt"
-    assert params["server_llm_api_options"] == {"kv_cache_config": {"enable_block_reuse": False}}
+    assert params["server_llm_api_options"] == {
+        "scheduler_config": server.IN_PROCESS_SCHEDULER,
+        "kv_cache_config": {"enable_block_reuse": False}}
     assert "end_id" not in params and params["detokenize"] is False
+    # greedy: top_k 1, and what the server fills in for the fields the request leaves out
+    assert (params["top_k"], params["temperature"], params["top_p"]) == (1, 1.0, 1.0)
     assert params["cross_request_cache"]["enabled"] is False
     # the engine in the server ran with the built limit and without block reuse
     ran = loaded_settings(log)
-    assert ran["max_batch_size"] == 4
+    assert ran["max_batch_size"] == ran["run_time_max_batch_size"] == 4
     assert ran["kv_cache_config"]["enable_block_reuse"] is False
+    # the in-process scheduler, not trtllm-serve's own (which tunes the batch size)
+    assert ran["scheduler_config"]["dynamic_batch_config"] is None
     assert fake_builds() == 1  # built here, in the harness, then served by the server
 
 
@@ -285,8 +300,8 @@ def test_limits_above_the_engines_are_refused_by_the_server_so_the_command_repea
                                             (json.loads((engine / "config.json").read_text()),
                                              True)):
             port = openai_server.free_port()
-            command = server.server_command(engine, tiny_model_dir, engine_config, (1, 1), 1,
-                                            options, port)
+            command = server.server_command(engine, tiny_model_dir, engine_config, {},
+                                            (1, 1), 1, options, port)
             process = openai_server.LoopbackServer(server.LABEL, command, port)
             try:
                 if expect_start:
@@ -298,6 +313,36 @@ def test_limits_above_the_engines_are_refused_by_the_server_so_the_command_repea
                 process.stop(grace_s=10)
     finally:
         options.unlink()
+
+
+def test_a_server_that_dies_during_the_run_fails_it(
+        trtllm: ModuleType, server_on_fake_gpus: None, tiny_model_dir: Path,
+        tmp_path: Path) -> None:
+    # its requests would fail one by one and the run would read as saturated
+    import asyncio
+    import signal
+
+    backend = _backend(tiny_model_dir, tmp_path / "engines")
+    backend.load()
+    try:
+        assert backend._server is not None and backend._server.pid is not None
+        pid = backend._server.pid
+
+        async def drive(stream: Any) -> int:
+            os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.5)
+            failed = 0
+            try:
+                async for _ in stream(Request(0, [5, 6, 7], 4), "k"):
+                    pass
+            except Exception:  # noqa: BLE001 - the driver records a failed request
+                failed += 1
+            return failed
+
+        with pytest.raises(BackendError, match="exited with status -9 during the run"):
+            backend.serve(drive)
+    finally:
+        backend.unload()
 
 
 def test_the_fake_server_command_has_the_documented_options(trtllm: ModuleType) -> None:
