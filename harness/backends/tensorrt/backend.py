@@ -471,7 +471,12 @@ class TensorRtBackend(Backend):
                     build.kv_cache_values(self.config), dict(self.config.passthrough_kwargs)),
                 "end_and_pad_ids": "the server's, from the model's tokenizer",
             }
+        found = runtimes.installed()
         return {
+            # which of TensorRT-LLM's runtimes produced the figures (docs/backends.md)
+            "runtime": "engine",
+            "runtime_llm_class": (f"{found.engine_module}.LLM"
+                                  if found is not None and found.engine_module else None),
             **extra,
             "engine_source": self._record.source if self._record else None,
             "engine_dir": self._record.engine_dir if self._record else None,

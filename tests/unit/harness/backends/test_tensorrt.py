@@ -672,6 +672,8 @@ def test_two_runs_build_once_then_hit(trtllm: ModuleType, tiny_model_dir: Path,
         assert params["build_config"]["max_batch_size"] == 4
         assert params["build_config"]["max_seq_len"] == 4096  # the model's, resolved at build
         assert params["batching"] == "inflight" and params["ignore_eos"] is True
+        assert params["runtime"] == "engine"
+        assert params["runtime_llm_class"] == "tensorrt_llm._tensorrt_engine.LLM"
         assert params["min_tokens"] == params["max_tokens"] == 12
         # TensorRT-LLM's outputs do not say how many prompt tokens reused KV blocks: unknown.
         assert result.throughput.cached_prompt_tokens is None
