@@ -30,6 +30,13 @@ CONTENT_DIGESTS = ("model_digest", "dataset_sha256")
 """Fields that pin the content of local inputs; left out of the hash while unset (as is
 ``lora.adapter_digest``, the LoRA adapter's)."""
 
+ADDED_SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tensorrt": {"runtime": "engine", "cuda_graphs": None, "cuda_graph_batch_sizes": None,
+                 "attention_backend": None, "overlap_scheduler": None},
+}
+"""Backend-section fields added after results were first written, at their defaults: left out
+of the hash, so a configuration written before them keeps its hash."""
+
 CROSS_CHECK = "llem_cross_check"
 """Pydantic error type of a rejected value combination (a study skips these, it does not fail)."""
 
@@ -329,9 +336,36 @@ class VllmConfig(Strict):
     )
 
 
-class TensorRtConfig(Strict):
-    """TensorRT-LLM build and runtime knobs. Unset means TensorRT-LLM's default (recorded)."""
+TensorRtRuntime = Literal["engine", "pytorch"]
+"""TensorRT-LLM's runtimes (docs/backends.md): its TensorRT engines, or its PyTorch runtime."""
 
+TENSORRT_ENGINE_ONLY = ("quantization", "builder_opt_level", "engine_dir")
+"""``tensorrt`` settings of the engine runtime only (they build or pick an engine)."""
+
+TENSORRT_PYTORCH_ONLY = ("cuda_graphs", "cuda_graph_batch_sizes", "attention_backend",
+                         "overlap_scheduler")
+"""``tensorrt`` settings of the PyTorch runtime only."""
+
+
+class TensorRtConfig(Strict):
+    """TensorRT-LLM build and runtime knobs. Unset means TensorRT-LLM's default (recorded).
+
+    ``runtime`` picks which of TensorRT-LLM's runtimes runs: ``engine`` builds (or loads) a
+    TensorRT engine through the engine cache; ``pytorch`` runs TensorRT-LLM's PyTorch runtime on
+    the checkpoint (no build). The limits, parallelism and KV-cache settings apply to both;
+    the others to one runtime only (:data:`TENSORRT_ENGINE_ONLY`,
+    :data:`TENSORRT_PYTORCH_ONLY`), and setting one for the other runtime is an error.
+    """
+
+    runtime: TensorRtRuntime = Field(
+        "engine",
+        description=(
+            "engine: TensorRT engines, built and cached by llem (TensorRT-LLM 0.17-1.2); "
+            "pytorch: TensorRT-LLM's PyTorch runtime on the checkpoint (1.0 and later; the "
+            "only one after TensorRT-LLM removed its engine runtime). Never switched by llem: "
+            "a runtime the installed TensorRT-LLM lacks fails preflight."
+        ),
+    )
     max_batch_size: int | None = Field(None, ge=1, description="Engine max batch size.")
     max_input_len: int | None = Field(None, ge=1, description="Engine max input length.")
     max_seq_len: int | None = Field(None, ge=1, description="Engine max input+output length.")
@@ -355,6 +389,37 @@ class TensorRtConfig(Strict):
     )
     builder_opt_level: int | None = Field(None, ge=0, le=5, description="TensorRT opt level.")
     engine_dir: str | None = Field(None, description="Use this prebuilt engine (no build).")
+    cuda_graphs: bool | None = Field(
+        None, description="runtime pytorch: capture decode steps in CUDA graphs "
+        "(cuda_graph_config; TensorRT-LLM's default is on). The value used is recorded.")
+    cuda_graph_batch_sizes: list[int] | None = Field(
+        None, min_length=1, description="runtime pytorch: batch sizes to capture "
+        "(CudaGraphConfig.batch_sizes); unset = TensorRT-LLM's list.")
+    attention_backend: Literal["TRTLLM", "FLASHINFER", "VANILLA"] | None = Field(
+        None, description="runtime pytorch: attention kernels (attn_backend; TensorRT-LLM's "
+        "default TRTLLM).")
+    overlap_scheduler: bool | None = Field(
+        None, description="runtime pytorch: overlap the host's scheduling of step n+1 with "
+        "the GPU's step n (disable_overlap_scheduler = not this; TensorRT-LLM's default on).")
+
+    @model_validator(mode="after")
+    def _runtime_settings(self) -> TensorRtConfig:
+        other = TENSORRT_ENGINE_ONLY if self.runtime == "pytorch" else TENSORRT_PYTORCH_ONLY
+        named = [name for name in other if getattr(self, name) is not None]
+        if named:
+            runtime = "engine" if self.runtime == "pytorch" else "pytorch"
+            raise PydanticCustomError(
+                "llem_tensorrt_runtime",
+                "tensorrt.{names} belong to runtime {runtime}, but tensorrt.runtime is {chosen}; "
+                "remove them or set tensorrt.runtime: {runtime}",
+                {"names": ", ".join(named), "runtime": runtime, "chosen": self.runtime})
+        if self.cuda_graph_batch_sizes is not None and (
+                self.cuda_graphs is False or min(self.cuda_graph_batch_sizes) < 1):
+            raise PydanticCustomError(
+                "llem_tensorrt_cuda_graphs",
+                "tensorrt.cuda_graph_batch_sizes must be positive and needs CUDA graphs on; "
+                "fix the sizes or remove cuda_graphs: false", {})
+        return self
 
 
 class LoraConfig(Strict):
@@ -499,6 +564,11 @@ class ExperimentConfig(Strict):
         for name in CONTENT_DIGESTS:
             if data[name] is None:
                 del data[name]
+        for section, defaults in ADDED_SECTION_DEFAULTS.items():
+            if isinstance(data.get(section), dict):
+                for name, default in defaults.items():
+                    if data[section].get(name, default) == default:
+                        data[section].pop(name, None)
         for name, model in (("load", LoadConfig), ("slo", SloConfig)):
             if getattr(self, name) == model():
                 del data[name]
@@ -554,6 +624,12 @@ def cross_check(config: ExperimentConfig) -> list[str]:
         problems.append(f"lora is not supported by {config.backend}: {rules.lora_fix}")
     problems.extend(_quantisation_checks(config))
     problems.extend(_load_checks(config))
+    if (config.tensorrt is not None and config.tensorrt.runtime == "pytorch"
+            and config.precision in QUANTISED_PRECISIONS):
+        problems.append(
+            f"precision '{config.precision}' quantises while building a TensorRT engine; "
+            "TensorRT-LLM's PyTorch runtime takes quantisation from the checkpoint: use a "
+            "pre-quantised checkpoint with precision bf16 or fp16, or tensorrt.runtime: engine")
     return problems
 
 

@@ -48,6 +48,49 @@ def test_hashes_recorded_before_stay_the_same():
         "66bac2c877e8bcc7")
     eight = ExperimentConfig(model="m", backend="pytorch", pytorch={"batch_size": 8})
     assert eight.measurement_config_hash == "f73db5a4287cfceb"
+    batch = ExperimentConfig(model="m", backend="tensorrt", tensorrt={"max_batch_size": 8})
+    assert batch.measurement_config_hash == "349634ba8fe65d0c"  # before tensorrt.runtime
+
+
+def test_the_tensorrt_runtime_is_part_of_the_hash_and_engine_is_the_default():
+    engine = ExperimentConfig(model="m", backend="tensorrt", tensorrt={"runtime": "engine"})
+    pytorch = ExperimentConfig(model="m", backend="tensorrt", tensorrt={"runtime": "pytorch"})
+    plain = ExperimentConfig(model="m", backend="tensorrt")
+
+    assert engine.measurement_config_hash == plain.measurement_config_hash
+    assert pytorch.measurement_config_hash != plain.measurement_config_hash
+    graphs = ExperimentConfig(model="m", backend="tensorrt",
+                              tensorrt={"runtime": "pytorch", "cuda_graphs": False})
+    assert graphs.measurement_config_hash != pytorch.measurement_config_hash
+
+
+@pytest.mark.parametrize(("section", "named"), [
+    ({"runtime": "pytorch", "engine_dir": "/e"}, "engine_dir"),
+    ({"runtime": "pytorch", "builder_opt_level": 3}, "builder_opt_level"),
+    ({"runtime": "pytorch", "quantization": "fp8"}, "quantization"),
+    ({"cuda_graphs": True}, "cuda_graphs"),
+    ({"runtime": "engine", "attention_backend": "FLASHINFER"}, "attention_backend"),
+    ({"overlap_scheduler": False}, "overlap_scheduler"),
+])
+def test_a_setting_of_the_other_tensorrt_runtime_is_refused(section, named):
+    with pytest.raises(ValidationError) as raised:
+        ExperimentConfig(model="m", backend="tensorrt", tensorrt=section)
+
+    message = str(raised.value)
+    assert f"tensorrt.{named}" in message and "tensorrt.runtime" in message
+
+
+def test_the_pytorch_runtime_refuses_quantising_precisions_and_stray_graph_sizes():
+    with pytest.raises(ValidationError, match="pre-quantised checkpoint"):
+        ExperimentConfig(model="m", backend="tensorrt", precision="fp8",
+                         tensorrt={"runtime": "pytorch"})
+    with pytest.raises(ValidationError, match="needs CUDA graphs on"):
+        ExperimentConfig(model="m", backend="tensorrt", tensorrt={
+            "runtime": "pytorch", "cuda_graphs": False, "cuda_graph_batch_sizes": [1, 2]})
+    ExperimentConfig(model="m", backend="tensorrt", tensorrt={
+        "runtime": "pytorch", "cuda_graphs": True, "cuda_graph_batch_sizes": [1, 2, 4],
+        "attention_backend": "FLASHINFER", "overlap_scheduler": False,
+        "kv_cache_free_gpu_memory_fraction": 0.5, "enable_block_reuse": False})
 
 
 def test_a_backend_setting_changes_the_hash():
