@@ -55,7 +55,7 @@ from harness.backends.base import (
     T,
 )
 from harness.backends.common import library_problem, problem, sampling_values
-from harness.backends.tensorrt import build, runtimes, server
+from harness.backends.tensorrt import build, pytorch_runtime, runtimes, server
 from harness.engine_cache import EngineCache, default_cache_root
 from harness.errors import BackendError, LlemError
 from harness.load import StreamChunk, StreamFn
@@ -71,6 +71,8 @@ BUILD_CONFIG_FIELDS = ("max_batch_size", "max_input_len", "max_seq_len", "max_nu
 
 _ENGINE_FIX = ("see the TensorRT-LLM message above; check the tensorrt section (limits, "
                "quantization, tp_size/pp_size) against the model and the GPUs")
+_PYTORCH_FIX = ("see the TensorRT-LLM message above; check the tensorrt section (limits, "
+                "cuda_graphs, attention_backend, tp_size/pp_size) against the model and the GPUs")
 _LENGTH_FIX = ("remove passthrough_kwargs that change stopping or the number of returned "
                "sequences; report it if the engine ignores min_tokens/ignore_eos")
 
@@ -92,6 +94,22 @@ def engine_llm_class() -> Any:
             runtimes.engine_missing_message(found or runtimes.Installed(version, None, True)),
             fix=runtimes.ENGINE_FIX)
     return importlib.import_module(found.engine_module).LLM
+
+
+def pytorch_llm_class() -> Any:
+    """TensorRT-LLM's PyTorch-runtime LLM: the top-level ``tensorrt_llm.LLM`` from 1.0.
+
+    Raises:
+        BackendError: the package has no PyTorch runtime (0.x, whose top-level LLM is the
+            TensorRT-engine path: never taken for the PyTorch runtime).
+
+    """
+    found = runtimes.installed()
+    if found is None or not found.pytorch:
+        raise BackendError(
+            runtimes.pytorch_missing_message(found or runtimes.Installed(None, None, False)),
+            fix=runtimes.PYTORCH_FIX)
+    return importlib.import_module("tensorrt_llm").LLM
 
 
 def decoding_kwargs(decoder: DecoderConfig) -> dict[str, Any]:
@@ -147,17 +165,19 @@ class TensorRtBackend(Backend):
         """Return every problem: library, model files (offline), device, GPUs, engine limits."""
         missing = library_problem("tensorrt_llm", "tensorrt", "tensorrt")
         problems = [missing] if missing else []
-        runtime_missing = missing is None and not self._engine_runtime_installed()
+        runtime_missing = missing is None and self._runtime_problem() is not None
         if runtime_missing:
-            problems.append(self._runtime_problem())
+            problems.append(self._runtime_problem() or "")
         try:
             models.directory(self.config.model, self.config.load_revision)
         except LlemError as error:
             problems.append(str(error))
         problems.extend(self._device_problems())
-        conflict = build.passthrough_error(self.config)
+        conflict = self._passthrough_error()
         if conflict is not None:
             problems.append(problem(conflict.message, conflict.fix or ""))
+        if self.runtime == "pytorch":
+            return problems + pytorch_runtime.workload_problems(self.config)
         if self.settings.engine_dir:
             problems.extend(build.engine_problems(self.config, self._given_engine_dir()))
             return problems
@@ -166,16 +186,26 @@ class TensorRtBackend(Backend):
         opt_problem = build.builder_opt_problem(self.config) if usable else None
         return problems + ([opt_problem] if opt_problem else [])
 
-    @staticmethod
-    def _engine_runtime_installed() -> bool:
-        found = runtimes.installed()
-        return found is not None and found.engine
+    @property
+    def runtime(self) -> str:
+        """Which of TensorRT-LLM's runtimes the study asked for (``tensorrt.runtime``)."""
+        return self.settings.runtime
 
-    @staticmethod
-    def _runtime_problem() -> str:
+    def _runtime_problem(self) -> str | None:
+        """Why the installed tensorrt_llm cannot run the asked runtime, or None when it can."""
         found = runtimes.installed()
-        assert found is not None
-        return problem(runtimes.engine_missing_message(found), runtimes.ENGINE_FIX)
+        if found is None:
+            return None  # not installed: library_problem says so
+        if self.runtime == "pytorch":
+            return None if found.pytorch else problem(runtimes.pytorch_missing_message(found),
+                                                       runtimes.PYTORCH_FIX)
+        return None if found.engine else problem(runtimes.engine_missing_message(found),
+                                                 runtimes.ENGINE_FIX)
+
+    def _passthrough_error(self) -> BackendError | None:
+        if self.runtime == "pytorch":
+            return pytorch_runtime.passthrough_error(self.config)
+        return build.passthrough_error(self.config)
 
     def caches_across_requests(self) -> bool:
         """TensorRT-LLM's KV-cache block reuse: off unless the study turned it on."""
@@ -218,9 +248,12 @@ class TensorRtBackend(Backend):
 
         """
         self._model_dir = models.directory(self.config.model, self.config.load_revision)
-        conflict = build.passthrough_error(self.config)
+        conflict = self._passthrough_error()
         if conflict is not None:
             raise conflict
+        if self.runtime == "pytorch":
+            self._load_pytorch(self._model_dir)
+            return
         engine_llm_class()  # the engine runtime is there, or a BackendError that says why not
         if self.settings.engine_dir:
             engine_dir = self._given_engine_dir()
@@ -234,23 +267,52 @@ class TensorRtBackend(Backend):
         if self.through_server:
             self._start_server(Path(self._require_record().engine_dir), self._model_dir)
 
-    def _start_server(self, engine_dir: Path, model_dir: Path) -> None:
-        """``trtllm-serve`` on the engine, and the client that streams to it."""
-        self._options_file = server.write_options(server.llm_api_options(
-            build.kv_cache_values(self.config), dict(self.config.passthrough_kwargs)))
+    def _load_pytorch(self, model_dir: Path) -> None:
+        """The PyTorch runtime on the checkpoint: in process, or in ``trtllm-serve``."""
+        pytorch_llm_class()  # the PyTorch runtime is there, or a BackendError that says why not
+        if self.through_server:
+            self._start_server(model_dir, model_dir)
+            return
+        arguments = {**self.config.passthrough_kwargs,
+                     **pytorch_runtime.llm_settings(self.config),
+                     "model": str(model_dir), "tokenizer": str(model_dir)}
+        try:
+            self._llm = pytorch_llm_class()(**arguments)
+        except Exception as error:  # TensorRT-LLM raises many types; each is this failure
+            raise BackendError(f"TensorRT-LLM's PyTorch runtime failed to load "
+                               f"'{self.config.model}': {error}",
+                               fix=_PYTORCH_FIX) from error
+
+    def _start_server(self, model: Path, model_dir: Path) -> None:
+        """``trtllm-serve`` on the engine (or the checkpoint), and its client."""
+        self._options_file = server.write_options(self._server_options())
         port = openai_server.free_port()
-        runtime = {name: value for name, value in build.runtime_limits(self.config).items()
+        runtime = {name: value for name, value in self._server_limits().items()
                    if name != "max_beam_width"}
         command = server.server_command(
-            engine_dir, model_dir, self._engine_config, runtime,
-            build.parallel_sizes(self.config), build.beam_width(self.config.decoder),
-            self._options_file, port)
+            model, model_dir, self.runtime, runtime, build.parallel_sizes(self.config),
+            build.beam_width(self.config.decoder), self._options_file, port)
         self._server = openai_server.LoopbackServer(server.LABEL, command, port,
                                                     fix=server.START_FIX)
         self._server.start()
-        self._served_name = str(self._server.models().get("id") or engine_dir)
+        self._served_name = str(self._server.models().get("id") or model)
         self._client = openai_server.openai_client(self._server.base_url)
         self._loop = asyncio.new_event_loop()
+
+    def _server_options(self) -> dict[str, Any]:
+        knobs: dict[str, Any] = {}
+        if self.runtime == "pytorch":  # max_input_len has no trtllm-serve flag
+            input_len = {name: value for name, value in pytorch_runtime.limits(self.config).items()
+                         if name == "max_input_len"}
+            knobs = {**pytorch_runtime.knobs(self.config), **input_len}
+        return server.llm_api_options(build.kv_cache_values(self.config),
+                                      dict(self.config.passthrough_kwargs), knobs)
+
+    def _server_limits(self) -> dict[str, int]:
+        """The limits on the server's command line: the study's, else the engine's built ones."""
+        if self.runtime == "pytorch":
+            return pytorch_runtime.limits(self.config)
+        return server.engine_limits(self._engine_config, build.runtime_limits(self.config))
 
     def _load_through_cache(self, model_dir: Path) -> None:
         # The host's digest of the same checkpoint when it took one (reading a local model's
@@ -447,15 +509,15 @@ class TensorRtBackend(Backend):
     # -- reporting -------------------------------------------------------------------------
 
     def effective_parameters(self) -> dict[str, Any]:
-        """Backend parameters as actually used: the engine's build, KV cache and sampling.
+        """Backend parameters as actually used: the runtime, its settings, KV cache, decoding.
 
-        ``llm_passthrough_kwargs`` are the ``passthrough_kwargs`` handed to ``LLM(...)``.
+        ``runtime`` names which of TensorRT-LLM's runtimes produced the figures; the engine
+        runtime records the engine's build, the PyTorch runtime what ``llm.args`` says it runs
+        with (:func:`.pytorch_runtime.effective`). ``decoding_by_library`` is the installed
+        release's own reading of the ``SamplingParams`` the requests carry (its greedy rule
+        changed across releases). ``llm_passthrough_kwargs`` are the ``passthrough_kwargs``
+        handed to ``LLM(...)``.
         """
-        pretrained = self._engine_config.get("pretrained_config") or {}
-        mapping = pretrained.get("mapping") or {}
-        quantization = pretrained.get("quantization") or {}
-        tensor_parallel, pipeline_parallel = build.parallel_sizes(self.config)
-        given = bool(self.settings.engine_dir)  # a prebuilt engine: llem's build settings unused
         sampling = self.sampling_kwargs(self.config.output_len)
         extra: dict[str, Any] = {}
         if self.through_server:
@@ -464,20 +526,48 @@ class TensorRtBackend(Backend):
             # what the server's CompletionRequest.to_sampling_params fills in when absent
             sampling.setdefault("temperature", 1.0)
             sampling.setdefault("top_p", 1.0)
+            backend = "pytorch" if self.runtime == "pytorch" else "tensorrt"
             extra = {
-                "engine_runner": "trtllm-serve (--backend tensorrt)",
+                "engine_runner": f"trtllm-serve (--backend {backend})",
                 "server_command": self._server.command if self._server is not None else None,
-                "server_llm_api_options": server.llm_api_options(
-                    build.kv_cache_values(self.config), dict(self.config.passthrough_kwargs)),
+                "server_llm_api_options": self._server_options(),
                 "end_and_pad_ids": "the server's, from the model's tokenizer",
             }
-        found = runtimes.installed()
+        runtime = (self._pytorch_parameters() if self.runtime == "pytorch"
+                   else self._engine_parameters())
         return {
             # which of TensorRT-LLM's runtimes produced the figures (docs/backends.md)
-            "runtime": "engine",
-            "runtime_llm_class": (f"{found.engine_module}.LLM"
-                                  if found is not None and found.engine_module else None),
+            "runtime": self.runtime,
+            "runtime_llm_class": self._llm_class_name(),
             **extra,
+            **runtime,
+            "kv_cache_config": self._kv_cache_config(),
+            "cross_request_cache": self._cross_request_cache(),
+            "batching": "inflight",
+            "device": self.device,
+            "decoder_mode": self.config.decoder.mode,
+            **sampling,
+            "decoding_by_library": library_decoding(sampling),
+            "output_length": "fixed: min_tokens = max_tokens, ignore_eos (EOS ignored)",
+            "llm_passthrough_kwargs": dict(self.config.passthrough_kwargs),
+            "timing": self._timing(),
+        }
+
+    def _llm_class_name(self) -> str | None:
+        found = runtimes.installed()
+        if found is None:
+            return None
+        if self.runtime == "pytorch":
+            return "tensorrt_llm.LLM" if found.pytorch else None
+        return f"{found.engine_module}.LLM" if found.engine_module else None
+
+    def _engine_parameters(self) -> dict[str, Any]:
+        pretrained = self._engine_config.get("pretrained_config") or {}
+        mapping = pretrained.get("mapping") or {}
+        quantization = pretrained.get("quantization") or {}
+        tensor_parallel, pipeline_parallel = build.parallel_sizes(self.config)
+        given = bool(self.settings.engine_dir)  # a prebuilt engine: llem's build settings unused
+        return {
             "engine_source": self._record.source if self._record else None,
             "engine_dir": self._record.engine_dir if self._record else None,
             "build_config": self._build_config(),
@@ -489,16 +579,24 @@ class TensorRtBackend(Backend):
             "quant_algo": quantization.get(
                 "quant_algo", None if given else build.quant_algo(self.config)),
             "kv_cache_quant_algo": quantization.get("kv_cache_quant_algo"),
-            "kv_cache_config": self._kv_cache_config(),
-            "cross_request_cache": self._cross_request_cache(),
-            "batching": "inflight",
-            "device": self.device,
-            "decoder_mode": self.config.decoder.mode,
-            **sampling,
-            "output_length": "fixed: min_tokens = max_tokens, ignore_eos (EOS ignored)",
-            "llm_passthrough_kwargs": dict(self.config.passthrough_kwargs),
-            "timing": self._timing(),
         }
+
+    def _pytorch_parameters(self) -> dict[str, Any]:
+        """What the PyTorch LLM runs with.
+
+        Read back in process; through the server, what the command and the options file ask
+        for (the server reports no resolved arguments).
+        """
+        tensor_parallel, pipeline_parallel = build.parallel_sizes(self.config)
+        asked = {"tensor_parallel_size": tensor_parallel,
+                 "pipeline_parallel_size": pipeline_parallel,
+                 "dtype": build.dtype(self.config), **pytorch_runtime.limits(self.config),
+                 **pytorch_runtime.knobs(self.config)}
+        read_back = None if self._llm is None else pytorch_runtime.effective(self._llm)
+        return {"engine_source": None, "pytorch_runtime_asked": asked,
+                "pytorch_runtime": read_back,
+                "pytorch_runtime_source": ("llm.args after loading" if read_back is not None
+                                           else "asked of trtllm-serve; not read back")}
 
     def _timing(self) -> str:
         if self.through_server:
@@ -564,6 +662,22 @@ class TensorRtBackend(Backend):
     def engine_cache(self) -> EngineCacheRecord | None:
         """Where the engine came from: the cache (hit or build) or ``tensorrt.engine_dir``."""
         return self._record
+
+
+def library_decoding(sampling: dict[str, Any]) -> dict[str, Any]:
+    """How the installed release reads these ``SamplingParams`` fields.
+
+    Built with the library's own class, so its own defaults and greedy rule apply: ``greedy``
+    is its ``_greedy_decoding`` (None where the release has no such property); the others are
+    the fields as the object holds them after its own validation.
+    """
+    try:
+        params = importlib.import_module("tensorrt_llm").SamplingParams(**sampling)
+    except Exception as error:  # an import or validation failure is recorded, not raised
+        return {"error": f"{type(error).__name__}: {error}"}
+    return {"greedy": getattr(params, "_greedy_decoding", None),
+            **{name: getattr(params, name, None)
+               for name in ("top_k", "top_p", "temperature", "use_beam_search", "n", "best_of")}}
 
 
 def _cache_error(error: OSError | RuntimeError, root: Path) -> BackendError:

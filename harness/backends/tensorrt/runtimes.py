@@ -94,6 +94,17 @@ def package_version(root: Path) -> str | None:
     return found.group(1) if found else None
 
 
+PYTORCH_FIX = ("set tensorrt.runtime: engine, or run in an image with TensorRT-LLM 1.0 or "
+               "later (the llem/tensorrt image: images/README.md)")
+
+
+def pytorch_missing_message(found: Installed) -> str:
+    """The problem text when the PyTorch runtime is asked for and absent (0.x releases)."""
+    return (f"tensorrt.runtime is pytorch, but the installed tensorrt_llm "
+            f"{found.version or '(version unknown)'} has no PyTorch runtime: its top-level LLM "
+            "is the TensorRT-engine path (TensorRT-LLM 0.17-0.21)")
+
+
 def engine_missing_message(found: Installed) -> str:
     """The problem text when the engine runtime is asked for and absent."""
     return (f"the tensorrt backend runs TensorRT engines, but the installed tensorrt_llm "

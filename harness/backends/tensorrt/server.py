@@ -71,43 +71,56 @@ LENGTH_FIX = ("check that trtllm-serve honours min_tokens, ignore_eos and detoke
               "(TensorRT-LLM 1.0 or later); remove passthrough_kwargs that change stopping")
 
 
-def llm_api_options(kv_cache: dict[str, Any], passthrough: dict[str, Any]) -> dict[str, Any]:
-    """The ``--extra_llm_api_options`` mapping: the in-process scheduler, passthrough, KV cache.
+def llm_api_options(kv_cache: dict[str, Any], passthrough: dict[str, Any],
+                    knobs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``--extra_llm_api_options`` mapping: in-process scheduler, knobs, passthrough, KV.
 
+    ``knobs`` are the PyTorch runtime's (:func:`.pytorch_runtime.knobs`).
     The server replaces its whole ``KvCacheConfig`` (and ``SchedulerConfig``) with a mapping
     given here, so the memory fraction goes with block reuse.
     """
-    return {"scheduler_config": dict(IN_PROCESS_SCHEDULER), **passthrough,
+    return {"scheduler_config": dict(IN_PROCESS_SCHEDULER), **(knobs or {}), **passthrough,
             "kv_cache_config": dict(kv_cache)}
 
 
-def server_command(engine_dir: Path, tokenizer_dir: Path, engine_config: dict[str, Any],
-                   runtime: dict[str, int], parallel: tuple[int, int], beam_width: int,
-                   options_file: Path, port: int) -> list[str]:
-    """The command that serves ``engine_dir`` on ``port``.
+def engine_limits(engine_config: dict[str, Any], runtime: dict[str, int]) -> dict[str, int]:
+    """The limits to serve an engine with: the study's run-time ones, else the engine's own.
+
+    The engine's built limits come from its ``config.json``; trtllm-serve's own defaults may
+    exceed them, which TensorRT-LLM 1.0 refuses.
+    """
+    built = engine_config.get("build_config") or {}
+    found = {name: built[name] for name in ENGINE_LIMITS if isinstance(built.get(name), int)}
+    return {**found, **runtime}
+
+
+def server_command(model: Path, tokenizer_dir: Path, runtime_name: str, limits: dict[str, int],
+                   parallel: tuple[int, int], beam_width: int, options_file: Path,
+                   port: int) -> list[str]:
+    """The command that serves ``model`` on ``port``.
 
     Args:
-        engine_dir: the engine directory (cache entry or ``tensorrt.engine_dir``).
+        model: the engine directory (cache entry or ``tensorrt.engine_dir``) for the engine
+            runtime, the checkpoint directory for the PyTorch runtime.
         tokenizer_dir: the model's checkpoint directory, for its tokenizer.
-        engine_config: the engine's ``config.json``; its ``build_config`` limits are repeated
-            where ``runtime`` sets none.
-        runtime: run-time limits the study sets (``max_batch_size``, ``max_num_tokens``).
+        runtime_name: ``engine`` (``--backend tensorrt``) or ``pytorch``.
+        limits: ``max_batch_size``, ``max_num_tokens``, ``max_seq_len`` where known
+            (:func:`engine_limits`); the server's defaults stand for the others.
         parallel: (tensor parallel size, pipeline parallel size).
         beam_width: the decoder's beam width.
         options_file: the ``--extra_llm_api_options`` file (:func:`write_options`).
         port: the loopback port.
 
     """
-    built = engine_config.get("build_config") or {}
-    limits: list[str] = []
+    flags: list[str] = []
     for name in ENGINE_LIMITS:
-        value = runtime.get(name, built.get(name))
-        if value is not None:
-            limits += [f"--{name}", str(int(value))]
+        if limits.get(name) is not None:
+            flags += [f"--{name}", str(int(limits[name]))]
     tensor_parallel, pipeline_parallel = parallel
-    return [sys.executable, "-m", MODULE, "serve", str(engine_dir),
-            "--tokenizer", str(tokenizer_dir), "--backend", "tensorrt",
-            "--host", "127.0.0.1", "--port", str(port), *limits,
+    backend = "pytorch" if runtime_name == "pytorch" else "tensorrt"
+    return [sys.executable, "-m", MODULE, "serve", str(model),
+            "--tokenizer", str(tokenizer_dir), "--backend", backend,
+            "--host", "127.0.0.1", "--port", str(port), *flags,
             "--max_beam_width", str(beam_width),
             "--tp_size", str(tensor_parallel), "--pp_size", str(pipeline_parallel),
             "--extra_llm_api_options", str(options_file)]

@@ -130,8 +130,9 @@ def loaded_settings(log: str) -> dict[str, Any]:
 def test_the_command_serves_the_engine_with_its_own_limits_on_loopback(tmp_path: Path) -> None:
     engine = {"build_config": {"max_batch_size": 4, "max_num_tokens": 256, "max_seq_len": 96,
                                "max_input_len": 64}}
-    command = server.server_command(tmp_path / "engine", tmp_path / "model", engine, {},
-                                    (2, 1), 3, tmp_path / "options.yaml", 8123)
+    command = server.server_command(tmp_path / "engine", tmp_path / "model", "engine",
+                                    server.engine_limits(engine, {}), (2, 1), 3,
+                                    tmp_path / "options.yaml", 8123)
 
     assert command[1:5] == ["-m", server.MODULE, "serve", str(tmp_path / "engine")]
     flag = {command[i]: command[i + 1] for i in range(5, len(command) - 1, 2)}
@@ -145,8 +146,9 @@ def test_the_command_serves_the_engine_with_its_own_limits_on_loopback(tmp_path:
     # every option llem passes is one the published command has, and the fake's command too
     assert set(flag) <= set(DOCUMENTED.SERVE_OPTIONS)
     # run-time limits the study sets are what the in-process path passes: they win
-    capped = server.server_command(tmp_path / "engine", tmp_path / "model", engine,
-                                   {"max_batch_size": 2}, (1, 1), 1, tmp_path / "o.yaml", 1)
+    capped = server.server_command(tmp_path / "engine", tmp_path / "model", "engine",
+                                   server.engine_limits(engine, {"max_batch_size": 2}), (1, 1),
+                                   1, tmp_path / "o.yaml", 1)
     assert capped[capped.index("--max_batch_size") + 1] == "2"
     assert capped[capped.index("--max_num_tokens") + 1] == "256"
 
@@ -300,8 +302,9 @@ def test_limits_above_the_engines_are_refused_by_the_server_so_the_command_repea
                                             (json.loads((engine / "config.json").read_text()),
                                              True)):
             port = openai_server.free_port()
-            command = server.server_command(engine, tiny_model_dir, engine_config, {},
-                                            (1, 1), 1, options, port)
+            command = server.server_command(engine, tiny_model_dir, "engine",
+                                            server.engine_limits(engine_config, {}), (1, 1), 1,
+                                            options, port)
             process = openai_server.LoopbackServer(server.LABEL, command, port)
             try:
                 if expect_start:
