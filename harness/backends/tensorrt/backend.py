@@ -273,11 +273,13 @@ class TensorRtBackend(Backend):
         if self.through_server:
             self._start_server(model_dir, model_dir)
             return
-        arguments = {**self.config.passthrough_kwargs,
-                     **pytorch_runtime.llm_settings(self.config),
-                     "model": str(model_dir), "tokenizer": str(model_dir)}
         try:
-            self._llm = pytorch_llm_class()(**arguments)
+            # passthrough_kwargs first: they may add LLM options, never replace llem's.
+            self._llm = pytorch_llm_class()(**{
+                **self.config.passthrough_kwargs, **pytorch_runtime.llm_settings(self.config),
+                "model": str(model_dir), "tokenizer": str(model_dir)})
+        except LlemError:
+            raise
         except Exception as error:  # TensorRT-LLM raises many types; each is this failure
             raise BackendError(f"TensorRT-LLM's PyTorch runtime failed to load "
                                f"'{self.config.model}': {error}",
@@ -323,10 +325,10 @@ class TensorRtBackend(Backend):
         built: list[Any] = []
 
         def build_engine(target: Path) -> None:
-            built.append(self._construct(model_dir, build.build_settings(self.config), "build"))
+            built.append(self._construct(model_dir, self._build_settings(), "build"))
             try:
                 built[0].save(str(target))
-            except (OSError, RuntimeError) as error:
+            except Exception as error:  # TensorRT-LLM raises many types; each is this failure
                 raise BackendError(f"saving the built engine into {target} failed: {error}",
                                    fix="check free space and permissions of the engine "
                                    "cache") from error
@@ -349,6 +351,17 @@ class TensorRtBackend(Backend):
         self._record = EngineCacheRecord(
             source="cache", hit=outcome.hit, key=outcome.key, engine_dir=str(outcome.engine_dir),
             build_s=outcome.build_s, description=description)
+
+    def _build_settings(self) -> dict[str, Any]:
+        try:
+            return build.build_settings(self.config)
+        except LlemError:
+            raise
+        except Exception as error:  # a class or member this release lacks, a refused value
+            raise BackendError(
+                f"tensorrt_llm {self._library_version()} cannot take llem's build settings for "
+                f"'{self.config.model}': {type(error).__name__}: {error}",
+                fix=_ENGINE_FIX) from error
 
     def _construct(self, model: Path, settings: dict[str, Any], action: str) -> Any:
         # passthrough_kwargs first: they may add LLM options, never replace llem's.
