@@ -15,6 +15,10 @@ caller assembles it; see ``harness.backends.tensorrt``). A build goes into a tem
 under the key's lock; key.json is written last and the directory is renamed into place, so a
 crash never leaves something that looks complete. An entry without key.json, without an engine,
 or whose key.json describes something else is rebuilt, never used.
+
+An engine loads only with the TensorRT-LLM version that built it, and releases after TensorRT-LLM
+removed its TensorRT-engine runtime (July 2026) load none: entries built by such a release (by
+the version in their description, :func:`engine_runtime_in`) are ``unusable``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+from packaging.version import InvalidVersion, Version
 
 from harness._version import __version__
 from harness.io import write_json
@@ -41,6 +46,29 @@ KEY_FILE = "key.json"
 ENGINE_DIR = "engine"
 BUILDING_PREFIX = ".building-"
 LOCKS_DIR = ".locks"
+
+_FIRST_WITHOUT_ENGINE = Version("1.3.0")
+"""The first final release without the TensorRT-engine runtime (removed during its rcs)."""
+
+
+def engine_runtime_in(trt_version: str | None) -> bool | None:
+    """Whether the TensorRT-LLM release ``trt_version`` carries the TensorRT-engine runtime.
+
+    Told from the version string alone: True for 0.x and 1.0-1.2.x (their release candidates,
+    dev and post releases included), False for 1.3.0 and later (1.4 release candidates
+    included). None (not known) for the 1.3.0 release candidates, since the runtime was removed
+    between two of them and which one first lacks it is not known, and for a version that is
+    missing or not a PEP 440 version.
+    """
+    try:
+        parsed = Version(trt_version or "")
+    except InvalidVersion:
+        return None
+    if parsed >= _FIRST_WITHOUT_ENGINE:
+        return False
+    if parsed.release < _FIRST_WITHOUT_ENGINE.release[:2]:
+        return True
+    return None  # a pre-release (or dev release) of 1.3.0
 
 
 def cache_key(description: Mapping[str, Any]) -> str:
@@ -73,12 +101,15 @@ class CacheEntry:
     Attributes:
         key: directory name (the key, for a complete entry).
         path: the directory.
-        state: ``complete``, ``partial`` (no key.json or no engine), ``mismatch`` (key.json
-            names another key) or ``building`` (a temporary build directory).
-        description: the key's description (complete entries).
+        state: ``complete``, ``unusable`` (complete, but built by a TensorRT-LLM release
+            without the engine runtime: nothing can load it), ``partial`` (no key.json or no
+            engine), ``mismatch`` (key.json names another key) or ``building`` (a temporary
+            build directory).
+        description: the key's description (entries whose key.json names their key).
         size_bytes: bytes on disk.
-        created_at: when the build finished (ISO 8601, complete entries).
+        created_at: when the build finished (ISO 8601, from the same key.json).
         last_used_s: seconds since the epoch of the last hit or build.
+        unusable_reason: why a run cannot load the entry (None for a complete one).
     """
 
     key: str
@@ -88,6 +119,12 @@ class CacheEntry:
     size_bytes: int
     created_at: str | None
     last_used_s: float
+    unusable_reason: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Whether a run can load this entry's engine."""
+        return self.state == "complete"
 
 
 class EngineCache:
@@ -179,12 +216,12 @@ class EngineCache:
 
     def prune(self, *, unused_for_s: float | None = None,
               everything: bool = False) -> list[CacheEntry]:
-        """Remove broken entries, dead build directories and, if asked, complete entries.
+        """Remove broken and unusable entries, dead build directories and, if asked, complete ones.
 
-        Partial and mismatching entries are always removed, and so is a build directory whose
-        key is not locked (its builder died). A complete entry goes when ``everything`` is set
-        or it was last used more than ``unused_for_s`` ago. An entry whose key is being built
-        right now is skipped. Returns what was removed.
+        Partial, mismatching and unusable entries are always removed, and so is a build
+        directory whose key is not locked (its builder died). A complete entry goes when
+        ``everything`` is set or it was last used more than ``unused_for_s`` ago. An entry whose
+        key is being built right now is skipped. Returns what was removed.
         """
         removed = []
         now = time.time()
@@ -221,23 +258,41 @@ def _has_engine(entry: Path) -> bool:
     return engine.is_dir() and any(engine.iterdir())
 
 
+_PARTIAL = "no key.json or an empty engine directory (a build that did not finish)"
+_MISMATCH = "key.json names another key"
+_BUILDING = "a build in progress, or one whose builder died"
+
+
 def _describe(path: Path) -> CacheEntry:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
     last_used = path.stat().st_mtime
     if path.name.startswith(BUILDING_PREFIX):
-        return CacheEntry(path.name, path, "building", None, size, None, last_used)
+        return CacheEntry(path.name, path, "building", None, size, None, last_used, _BUILDING)
     try:
         recorded = json.loads((path / KEY_FILE).read_text())
         last_used = (path / KEY_FILE).stat().st_mtime
     except (OSError, ValueError):
-        return CacheEntry(path.name, path, "partial", None, size, None, last_used)
+        return CacheEntry(path.name, path, "partial", None, size, None, last_used, _PARTIAL)
     if not isinstance(recorded, dict) or recorded.get("key") != path.name:
-        return CacheEntry(path.name, path, "mismatch", None, size, None, last_used)
-    state = "complete" if _has_engine(path) else "partial"
-    description = recorded.get("description")
-    return CacheEntry(path.name, path, state,
-                      description if isinstance(description, dict) else None, size,
-                      recorded.get("created_at"), last_used)
+        return CacheEntry(path.name, path, "mismatch", None, size, None, last_used, _MISMATCH)
+    described = recorded.get("description")
+    description = described if isinstance(described, dict) else None
+    created_at = recorded.get("created_at")
+    if not _has_engine(path):
+        return CacheEntry(path.name, path, "partial", description, size, created_at, last_used,
+                          _PARTIAL)
+    reason = _unusable_reason(description)
+    return CacheEntry(path.name, path, "complete" if reason is None else "unusable", description,
+                      size, created_at, last_used, reason)
+
+
+def _unusable_reason(description: Mapping[str, Any] | None) -> str | None:
+    """Why a complete entry's engine cannot be loaded by any release, or None."""
+    version = (description or {}).get("tensorrt_llm_version")
+    if engine_runtime_in(str(version) if version is not None else None) is not False:
+        return None
+    return (f"built by tensorrt_llm {version}, a release without the TensorRT-engine runtime "
+            f"(removed in July 2026; 1.3.0 and later lack it): no release can load it")
 
 
 def _touch(entry: Path) -> None:
@@ -274,4 +329,5 @@ def default_cache_root() -> Path:
     return Path(base) / "llem" / "trt-engines"
 
 
-__all__ = ["CacheEntry", "CacheOutcome", "EngineCache", "cache_key", "default_cache_root"]
+__all__ = ["CacheEntry", "CacheOutcome", "EngineCache", "cache_key", "default_cache_root",
+           "engine_runtime_in"]

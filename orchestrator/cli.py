@@ -732,7 +732,11 @@ _ROOT_OPTION = click.option("--root", type=click.Path(path_type=Path),
 @_ROOT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
 def cache_list(root: Path | None, as_json: bool) -> None:
-    """List cached engines: key, state, model, versions, size and last use."""
+    """List cached engines: key, state, model, runtime, versions, size and last use.
+
+    State ``unusable``: an engine built by a TensorRT-LLM release without the engine runtime
+    (1.3.0 and later), which nothing can load; ``llem cache prune`` removes it.
+    """
     import datetime as dt
 
     engines = _engine_cache(root)
@@ -742,15 +746,19 @@ def cache_list(root: Path | None, as_json: bool) -> None:
             "key": entry.key, "state": entry.state, "path": str(entry.path),
             "size_bytes": entry.size_bytes, "created_at": entry.created_at,
             "last_used_s": entry.last_used_s, "description": entry.description,
+            "usable": entry.usable, "unusable_reason": entry.unusable_reason,
         } for entry in entries], indent=2))
         return
     table = Table(title=f"llem engine cache: {engines.root}")
-    for column in ("key", "state", "model", "tensorrt_llm", "cc", "size GB", "last used"):
+    for column in ("key", "state", "model", "runtime", "tensorrt_llm", "cc", "size GB",
+                   "last used"):
         table.add_column(column, overflow="fold")
     for entry in entries:
         described = entry.description or {}
         used = dt.datetime.fromtimestamp(entry.last_used_s, dt.timezone.utc)
-        table.add_row(entry.key[:12], entry.state, str(described.get("model", "")),
+        # Entries written before the description named the runtime are engines.
+        runtime = str(described.get("runtime", "engine")) if described else ""
+        table.add_row(entry.key[:12], entry.state, str(described.get("model", "")), runtime,
                       str(described.get("tensorrt_llm_version", "")),
                       str(described.get("compute_capability", "")),
                       f"{entry.size_bytes / 1e9:.2f}", used.isoformat(timespec="minutes"))
@@ -765,9 +773,11 @@ def cache_list(root: Path | None, as_json: bool) -> None:
               help="Also remove complete engines not used for this many days.")
 @click.option("--all", "everything", is_flag=True, help="Remove every engine.")
 def cache_prune(root: Path | None, unused_days: float | None, everything: bool) -> None:
-    """Remove partial, mismatching and abandoned entries (and old or all engines if asked).
+    """Remove partial, mismatching, unusable and abandoned entries (and old or all if asked).
 
-    Entries whose key is being built right now are skipped.
+    Unusable entries are engines built by a TensorRT-LLM release without the engine runtime
+    (1.3.0 and later): no release can load them. Entries whose key is being built right now
+    are skipped.
     """
     removed = _engine_cache(root).prune(
         unused_for_s=None if unused_days is None else unused_days * 86400,

@@ -13,6 +13,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
+
+from harness.engine_cache import engine_runtime_in
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
@@ -94,6 +97,17 @@ def test_the_docs_name_the_base_each_gpu_image_is_built_on(name: str) -> None:
     assert f"| `llem/{name}` | `{repository}` | `{pin}` |" in overview  # the pins' table
     backends = (REPO / "docs" / "backends.md").read_text()
     assert f"| `llem/{name}` | `{base}` |" in backends
+
+
+def test_the_tensorrt_image_pins_a_release_with_both_runtimes() -> None:
+    repository, _, pin = base_image("tensorrt").rpartition(":")
+    assert repository == "nvcr.io/nvidia/tensorrt-llm/release"
+    assert engine_runtime_in(pin) is True  # tensorrt.runtime: engine
+    assert Version(pin) >= Version("1.0")  # tensorrt.runtime: pytorch
+    # The pin is the build argument build.sh and `llem images build --base` replace.
+    build = (IMAGES / "build.sh").read_text()
+    assert '--build-arg "BASE_IMAGE=$base_image"' in build
+    assert "FROM ${BASE_IMAGE}" in (IMAGES / "tensorrt" / "Dockerfile").read_text()
 
 
 def test_the_cpu_image_starts_from_its_dependency_image_and_copies_no_wheels() -> None:

@@ -251,6 +251,10 @@ def cache_description(config: ExperimentConfig, revision: str, trt_version: str,
                       compute_capability: str) -> dict[str, Any]:
     """Every field that makes the engine different, and nothing that only matters at run time.
 
+    The key covers the runtime (always ``engine``: the PyTorch runtime never uses the engine
+    cache). Adding that field changed every key once, together with the image pin's move to
+    TensorRT-LLM 1.2.1, which rebuilds every engine anyway.
+
     Args:
         config: the experiment.
         revision: the checkpoint's resolved revision (``harness.models.resolved_revision``).
@@ -264,6 +268,7 @@ def cache_description(config: ExperimentConfig, revision: str, trt_version: str,
     settings = settings_of(config)
     tensor_parallel, pipeline_parallel = parallel_sizes(config)
     return {
+        "runtime": "engine",
         "model": config.model,
         "model_revision": revision,
         "precision": config.precision,

@@ -31,9 +31,10 @@ ENGINE_MODULE = "tensorrt_llm._tensorrt_engine"
 REMOVAL_NOTE = ("TensorRT-LLM removed its TensorRT-engine runtime in July 2026 (releases after "
                 "1.2 carry its PyTorch runtime only)")
 
-ENGINE_FIX = ("run in the llem/tensorrt image, which pins TensorRT-LLM 1.0.0 (images/README.md), "
-              "or build it on a release that still has the engine runtime (1.2.1 or earlier: "
-              "llem images build tensorrt --base nvcr.io/nvidia/tensorrt-llm/release:1.2.1)")
+ENGINE_FIX = ("run in the llem/tensorrt image, which pins TensorRT-LLM 1.2.1 (images/README.md), "
+              "or build it on another release that still has the engine runtime (1.2.x or "
+              "earlier: llem images build tensorrt --base "
+              "nvcr.io/nvidia/tensorrt-llm/release:<version>)")
 
 
 @dataclass(frozen=True)

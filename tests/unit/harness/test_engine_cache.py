@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine_cache import KEY_FILE, EngineCache, cache_key
+from harness.engine_cache import KEY_FILE, EngineCache, cache_key, engine_runtime_in
 
 DESCRIPTION = {"model": "/models/llama", "revision": "abc", "max_batch_size": 8,
                "tensorrt_llm_version": "1.0.0", "compute_capability": "9.0"}
@@ -180,3 +180,35 @@ def test_prune_skips_a_key_being_built(tmp_path):
     with cache._lock(key).acquire(timeout=1):
         assert cache.prune(everything=True) == []
     assert staging.exists()
+
+
+@pytest.mark.parametrize(("version", "carried"), [
+    ("0.17.0", True), ("0.21.0", True), ("0.21.0rc1", True),
+    ("1.0.0", True), ("1.0.0rc4", True), ("1.1.0", True), ("1.2.0rc6", True),
+    ("1.2.1", True), ("1.2.1.post1", True), ("1.2.1+cu130", True), ("1.2.9", True),
+    ("1.3.0", False), ("1.3.0.post1", False), ("1.3.1rc1", False), ("1.3.2", False),
+    ("1.4.0rc1", False), ("1.4.0rc4", False), ("2.0.0", False),
+    # The runtime was removed between two 1.3.0 release candidates: which is not known.
+    ("1.3.0rc0", None), ("1.3.0rc10", None), ("1.3.0rc29", None), ("1.3.0.dev20260801", None),
+    ("", None), (None, None), ("unknown", None), ("1.x", None),
+])
+def test_which_releases_carry_the_engine_runtime(version: str | None,
+                                                 carried: bool | None) -> None:
+    assert engine_runtime_in(version) is carried
+
+
+def test_an_entry_built_by_a_release_without_the_engine_runtime_is_unusable(tmp_path):
+    cache = EngineCache(tmp_path)
+    cache.get_or_build({**DESCRIPTION, "tensorrt_llm_version": "1.3.0"}, write_engine)
+    candidate = cache.get_or_build({**DESCRIPTION, "tensorrt_llm_version": "1.3.0rc20"},
+                                   write_engine)
+
+    entries = {entry.state: entry for entry in cache.entries()}
+    assert sorted(entries) == ["complete", "unusable"]
+    assert entries["complete"].key == candidate.key  # not known: kept
+    assert entries["complete"].usable and entries["complete"].unusable_reason is None
+    assert not entries["unusable"].usable
+    assert "tensorrt_llm 1.3.0" in str(entries["unusable"].unusable_reason)
+
+    assert [entry.state for entry in cache.prune()] == ["unusable"]
+    assert [entry.key for entry in cache.entries()] == [candidate.key]

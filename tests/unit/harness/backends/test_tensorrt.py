@@ -147,6 +147,14 @@ def test_the_key_changes_with_the_beam_width_revision_version_and_gpu() -> None:
     assert key_of({}, capability="8.0") != key_of({})
 
 
+def test_the_key_covers_the_runtime() -> None:
+    config = ExperimentConfig(**BASE)
+    described = build.cache_description(config, "rev1", "1.0.0", "9.0")
+
+    assert described["runtime"] == "engine"
+    assert cache_key({**described, "runtime": "pytorch"}) != cache_key(described)
+
+
 RUNTIME_CHANGES = [
     {"tensorrt": {"kv_cache_free_gpu_memory_fraction": 0.5}},
     {"decoder": {"mode": "sampling", "temperature": 0.7, "top_p": 0.9, "top_k": 20}},
@@ -170,11 +178,12 @@ def test_the_key_ignores_run_time_fields(change: dict[str, Any]) -> None:
     assert key_of(change) == key_of({})
 
 
-def test_the_description_names_model_version_and_capability_for_cache_list() -> None:
+def test_the_description_names_model_runtime_version_and_capability_for_cache_list() -> None:
     config = ExperimentConfig(**{**BASE, "tensorrt": {"max_batch_size": 8}})
     described = build.cache_description(config, "rev1", "1.0.0", "9.0")
 
     assert described["model"] == "org/model" and described["model_revision"] == "rev1"
+    assert described["runtime"] == "engine"
     assert described["tensorrt_llm_version"] == "1.0.0"
     assert described["compute_capability"] == "9.0"
     assert described["max_batch_size"] == 8 and described["max_seq_len"] is None
@@ -314,7 +323,7 @@ def test_a_release_without_the_engine_runtime_is_refused_never_run_on_pytorch(
         assert len(problems) == 1, problems
         with pytest.raises(BackendError, match="no TensorRT-engine runtime") as raised:
             backend.load()
-        assert raised.value.fix is not None and "1.0.0" in raised.value.fix
+        assert raised.value.fix is not None and "1.2.1" in raised.value.fix
         assert fake_llm_module().INSTANCES == []  # nothing constructed, no PyTorch LLM
     finally:
         _forget_tensorrt_llm()
