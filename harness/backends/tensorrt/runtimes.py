@@ -34,7 +34,8 @@ REMOVAL_NOTE = ("TensorRT-LLM removed its TensorRT-engine runtime in July 2026 (
 ENGINE_FIX = ("run in the llem/tensorrt image, which pins TensorRT-LLM 1.2.1 (images/README.md), "
               "or build it on another release that still has the engine runtime (1.2.x or "
               "earlier: llem images build tensorrt --base "
-              "nvcr.io/nvidia/tensorrt-llm/release:<version>)")
+              "nvcr.io/nvidia/tensorrt-llm/release:<version>), or set tensorrt.runtime: "
+              "pytorch to run TensorRT-LLM's PyTorch runtime instead")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``BuildConfig`` as in tensorrt_llm/builder.py (0.17-1.0: a dataclass, no builder_opt)."""
+"""``BuildConfig`` as in tensorrt_llm/builder.py (0.17-1.0: a dataclass, no builder_opt; the
+removal deleted the module)."""
 
 from dataclasses import dataclass
 

@@ -1,19 +1,31 @@
-"""``trtllm-serve`` (tensorrt_llm/commands/serve.py and tensorrt_llm/serve/, 1.0-1.2) without a GPU.
+"""``trtllm-serve`` (tensorrt_llm/commands/serve.py and tensorrt_llm/serve/) without a GPU.
 
-What llem relies on, as the published source behaves:
+What llem relies on, as the published source behaves (1.2-era serve.py, index commit 00209af,
+unless a line says otherwise):
 
 - the command: a click group whose unknown first argument means ``serve``; ``serve MODEL``
-  with the option names and defaults of the real one (``--backend`` defaults to ``pytorch``,
-  which this fake, like its top-level ``LLM``, refuses to run; ``tensorrt`` loads
-  ``tensorrt_llm._tensorrt_engine.LLM``); an unknown option is a usage error (exit 2);
-- the LLM arguments as ``get_llm_args`` makes them: a ``BuildConfig`` and the top-level
-  ``max_batch_size``, ``max_num_tokens``, ``max_beam_width``, ``max_seq_len`` from the four
-  limit options (their defaults when not given), ``KvCacheConfig(free_gpu_memory_fraction=...)``
-  from ``--kv_cache_free_gpu_memory_fraction`` (0.9), a ``SchedulerConfig`` of its own
-  (``GUARANTEED_NO_EVICT`` with dynamic batch-size tuning), then the ``--extra_llm_api_options``
-  YAML on top, a nested ``kv_cache_config`` or ``scheduler_config`` mapping replacing the whole
-  object. The fake LLM checks the result as the library does (unknown arguments, run-time
-  limits above an engine's built ones);
+  with the option names and defaults of the real one; an unknown option is a usage error
+  (exit 2). ``--backend`` defaults to ``pytorch``: the PyTorch runtime (``tensorrt_llm.LLM``)
+  serving a Hugging Face checkpoint directory; ``tensorrt`` loads
+  ``tensorrt_llm._tensorrt_engine.LLM``. After the removal (fake layout 1.4.0rc1) its choices
+  are narrowed to ``pytorch``, so ``tensorrt`` is a usage error (the post-removal serve.py was
+  not read: the migration guide says "Omit, or pass ``--backend pytorch``", and
+  ``trtllm-eval --backend`` became ``click.Choice(["pytorch"])``);
+- the LLM arguments as ``get_llm_args`` makes them: a ``BuildConfig`` (while the release has
+  one) and the top-level ``max_batch_size``, ``max_num_tokens``, ``max_beam_width``,
+  ``max_seq_len`` from the four limit options (their defaults when not given: ``BuildConfig``'s
+  before the removal, ``TorchLlmArgs``' after it, unverified), ``KvCacheConfig(
+  free_gpu_memory_fraction=...)`` from ``--kv_cache_free_gpu_memory_fraction`` (0.9), a
+  ``SchedulerConfig`` of its own (``GUARANTEED_NO_EVICT`` with dynamic batch-size tuning), then
+  the ``--extra_llm_api_options`` YAML (or JSON) on top, a nested ``kv_cache_config``,
+  ``scheduler_config`` or ``cuda_graph_config`` mapping replacing the whole object (a null
+  ``cuda_graph_config`` turns CUDA graphs off). The file wins over the flags; after the removal
+  the limit and parallelism flags given on the command line win over the file, with a warning
+  (post-removal ``update_llm_args_with_extra_dict(..., explicit_cli_keys)``; the fake does not
+  model its mapping of ``--kv_cache_free_gpu_memory_fraction`` onto a file's
+  ``kv_cache_config``). For ``pytorch``,
+  ``launch_server`` pops ``build_config`` before ``LLM(**llm_args)``. The fake LLMs check the
+  result as the library does (unknown arguments, run-time limits above an engine's built ones);
 - the routes: nothing listens until the LLM is loaded; ``GET /health`` 200; ``GET /v1/models``
   lists the served model under the MODEL argument's last path component;
   ``POST /v1/completions`` validates the body as ``CompletionRequest`` (extra fields forbidden:
@@ -24,48 +36,55 @@ What llem relies on, as the published source behaves:
   choices and the ``usage``, then ``[DONE]``.
   1.0's usage carries no ``prompt_tokens_details``.
 
+Once loaded, the fake logs the settings the LLM runs with (``engine loaded: {json}``) for tests.
 Run as ``python -m tensorrt_llm.commands.serve`` with ``tests/fakes`` first on the path.
 """
 
 import asyncio
 import json
+import logging
 import signal
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
+from click.core import ParameterSource
 from pydantic import BaseModel, ConfigDict, ValidationError
-from tensorrt_llm.builder import BuildConfig
-from tensorrt_llm.llmapi.llm_args import KvCacheConfig
+from tensorrt_llm import _release
+from tensorrt_llm.llmapi.llm_args import (
+    TORCH_LIMIT_DEFAULTS,
+    CudaGraphConfig,
+    DynamicBatchConfig,
+    KvCacheConfig,
+    SchedulerConfig,
+)
 from tensorrt_llm.sampling_params import SamplingParams
 
-_DEFAULTS = BuildConfig()
+if _release.has_engine_runtime():
+    from tensorrt_llm.builder import BuildConfig
+else:  # the removal deleted builder.py
+    BuildConfig = None
+
+_LIMITS = ("max_beam_width", "max_batch_size", "max_num_tokens", "max_seq_len")
+_CLI_LLM_ARGS = (*_LIMITS, "tensor_parallel_size", "pipeline_parallel_size")
+"""Options whose value ``get_llm_args`` passes under the same name."""
+_LOGGER = logging.getLogger("tensorrt_llm")
 
 
-@dataclass
-class DynamicBatchConfig:
-    """tensorrt_llm/llmapi/llm_args.py (1.0)."""
-
-    enable_batch_size_tuning: bool
-    enable_max_num_tokens_tuning: bool
-    dynamic_batch_moving_average_window: int
+def _limit_defaults() -> dict[str, Any]:
+    """The limit options' defaults: ``BuildConfig.model_fields[...].default`` while the release
+    has ``BuildConfig``; after the removal ``TorchLlmArgs``' (serve.py not read: unverified)."""
+    defaults = TORCH_LIMIT_DEFAULTS if BuildConfig is None else vars(BuildConfig())
+    return {name: defaults[name] for name in _LIMITS}
 
 
-@dataclass
-class SchedulerConfig:
-    """tensorrt_llm/llmapi/llm_args.py (1.0): the LLM API's default has no dynamic batching."""
-
-    capacity_scheduler_policy: str = "GUARANTEED_NO_EVICT"
-    context_chunking_policy: str | None = None
-    dynamic_batch_config: DynamicBatchConfig | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.dynamic_batch_config, dict):
-            self.dynamic_batch_config = DynamicBatchConfig(**self.dynamic_batch_config)
+_DEFAULTS = _limit_defaults()
+_BACKENDS = (["pytorch", "tensorrt", "_autodeploy"] if _release.has_engine_runtime()
+             else ["pytorch"])
 
 
 class StreamOptions(BaseModel):
@@ -127,33 +146,39 @@ class CompletionRequest(BaseModel):
 def get_llm_args(model: str, tokenizer: str | None, max_beam_width: int, max_batch_size: int,
                  max_num_tokens: int, max_seq_len: int | None, tensor_parallel_size: int,
                  pipeline_parallel_size: int, free_gpu_memory_fraction: float) -> dict[str, Any]:
-    build_config = BuildConfig(max_batch_size=max_batch_size, max_num_tokens=max_num_tokens,
-                               max_beam_width=max_beam_width, max_seq_len=max_seq_len)
     scheduler_config = SchedulerConfig(
         capacity_scheduler_policy="GUARANTEED_NO_EVICT",
         dynamic_batch_config=DynamicBatchConfig(enable_batch_size_tuning=True,
                                                 enable_max_num_tokens_tuning=False,
                                                 dynamic_batch_moving_average_window=128))
-    return {
+    llm_args = {
         "model": model, "scheduler_config": scheduler_config, "tokenizer": tokenizer,
         "tensor_parallel_size": tensor_parallel_size,
-        "pipeline_parallel_size": pipeline_parallel_size, "build_config": build_config,
+        "pipeline_parallel_size": pipeline_parallel_size,
         "max_batch_size": max_batch_size, "max_num_tokens": max_num_tokens,
         "max_beam_width": max_beam_width, "max_seq_len": max_seq_len,
         "kv_cache_config": KvCacheConfig(free_gpu_memory_fraction=free_gpu_memory_fraction),
     }
+    if BuildConfig is not None:
+        llm_args["build_config"] = BuildConfig(
+            max_batch_size=max_batch_size, max_num_tokens=max_num_tokens,
+            max_beam_width=max_beam_width, max_seq_len=max_seq_len)
+    return llm_args
 
 
-def update_llm_args_with_extra_dict(llm_args: dict[str, Any],
-                                    extra: dict[str, Any]) -> dict[str, Any]:
-    """tensorrt_llm/llmapi/llm_utils.py: nested config mappings become their classes."""
-    converted = dict(extra)
-    if isinstance(converted.get("kv_cache_config"), dict):
-        converted["kv_cache_config"] = KvCacheConfig(**converted["kv_cache_config"])
-    if isinstance(converted.get("scheduler_config"), dict):
-        converted["scheduler_config"] = SchedulerConfig(**converted["scheduler_config"])
-    if isinstance(converted.get("build_config"), dict):
-        converted["build_config"] = BuildConfig(**converted["build_config"])
+def update_llm_args_with_extra_dict(llm_args: dict[str, Any], extra: dict[str, Any],
+                                    explicit_cli_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """tensorrt_llm/llmapi/llm_utils.py: nested config mappings become their classes; the keys
+    given on the command line (after the removal only) keep the flags' values."""
+    classes = {"kv_cache_config": KvCacheConfig, "scheduler_config": SchedulerConfig,
+               "cuda_graph_config": CudaGraphConfig, "build_config": BuildConfig}
+    converted = {key: classes[key](**value) if classes.get(key) and isinstance(value, dict)
+                 else value for key, value in extra.items()}
+    for key in explicit_cli_keys:
+        if key in converted:
+            _LOGGER.warning("%s from the command line overrides the value in the options file",
+                            key)
+            del converted[key]
     return {**llm_args, **converted}
 
 
@@ -282,14 +307,13 @@ async def _serve(llm: Any, model: str, host: str, port: int) -> None:
 @click.option("--tokenizer", type=str, default=None)
 @click.option("--host", type=str, default="localhost")
 @click.option("--port", type=int, default=8000)
-@click.option("--backend", type=click.Choice(["pytorch", "tensorrt", "_autodeploy"]),
-              default="pytorch")
+@click.option("--backend", type=click.Choice(_BACKENDS), default="pytorch")
 @click.option("--log_level", type=click.Choice(["verbose", "info", "warning", "error"]),
               default="info")
-@click.option("--max_beam_width", type=int, default=_DEFAULTS.max_beam_width)
-@click.option("--max_batch_size", type=int, default=_DEFAULTS.max_batch_size)
-@click.option("--max_num_tokens", type=int, default=_DEFAULTS.max_num_tokens)
-@click.option("--max_seq_len", type=int, default=_DEFAULTS.max_seq_len)
+@click.option("--max_beam_width", type=int, default=_DEFAULTS["max_beam_width"])
+@click.option("--max_batch_size", type=int, default=_DEFAULTS["max_batch_size"])
+@click.option("--max_num_tokens", type=int, default=_DEFAULTS["max_num_tokens"])
+@click.option("--max_seq_len", type=int, default=_DEFAULTS["max_seq_len"])
 @click.option("--tensor_parallel_size", "--tp_size", type=int, default=1)
 @click.option("--pipeline_parallel_size", "--pp_size", type=int, default=1)
 @click.option("--free_gpu_memory_fraction", "--kv_cache_free_gpu_memory_fraction", type=float,
@@ -310,11 +334,13 @@ def serve(model: str, tokenizer: str | None, host: str, port: int, backend: str,
     if extra_llm_api_options is not None:
         with open(extra_llm_api_options) as options:
             extra = yaml.safe_load(options) or {}
-    llm_args = update_llm_args_with_extra_dict(llm_args, extra)
+    llm_args = update_llm_args_with_extra_dict(llm_args, extra, _explicit_cli_keys())
     if backend == "tensorrt":
         from tensorrt_llm._tensorrt_engine import LLM
     else:
         from tensorrt_llm import LLM
+
+        llm_args.pop("build_config", None)
     llm = LLM(**llm_args)
     loaded = {**_loaded(llm), "run_time_max_batch_size": llm_args["max_batch_size"],
               "scheduler_config": asdict(llm_args["scheduler_config"])}
@@ -325,14 +351,29 @@ def serve(model: str, tokenizer: str | None, host: str, port: int, backend: str,
         llm.shutdown()
 
 
+def _explicit_cli_keys() -> tuple[str, ...]:
+    """The LLM arguments given as flags, which win over the options file after the removal."""
+    if _release.has_engine_runtime():
+        return ()
+    context = click.get_current_context()
+    return tuple(name for name in _CLI_LLM_ARGS
+                 if context.get_parameter_source(name) is ParameterSource.COMMANDLINE)
+
+
 def _loaded(llm: Any) -> dict[str, Any]:
-    """What the fake loaded, in its log (tests read the settings the engine ran with)."""
+    """What the fake loaded, in its log (tests read the settings the LLM runs with)."""
     args = llm.args
     kv = args.kv_cache_config
-    return {"max_batch_size": args.build_config.max_batch_size,
-            "max_beam_width": args.max_beam_width,
-            "kv_cache_config": {"enable_block_reuse": kv.enable_block_reuse,
-                                "free_gpu_memory_fraction": kv.free_gpu_memory_fraction}}
+    cache = {"kv_cache_config": {"enable_block_reuse": kv.enable_block_reuse,
+                                 "free_gpu_memory_fraction": kv.free_gpu_memory_fraction}}
+    if getattr(args, "backend", None) != "pytorch":
+        return {"max_batch_size": args.build_config.max_batch_size,
+                "max_beam_width": args.max_beam_width, **cache}
+    graphs = args.cuda_graph_config
+    return {"backend": "pytorch", **{name: getattr(args, name) for name in (
+        "max_batch_size", "max_num_tokens", "max_seq_len", "max_beam_width", "attn_backend",
+        "disable_overlap_scheduler")}, **cache,
+        "cuda_graph_config": None if graphs is None else asdict(graphs)}
 
 
 class DefaultGroup(click.Group):

@@ -1,10 +1,25 @@
-"""``tensorrt_llm.llmapi``: the configuration classes llem passes to ``LLM(...)``."""
+"""``tensorrt_llm.llmapi``: the ``LLM`` and the configuration classes llem passes to it.
 
-from tensorrt_llm.builder import BuildConfig
-from tensorrt_llm.llmapi.llm import RequestOutput
-from tensorrt_llm.llmapi.llm import _TorchLLM as LLM
-from tensorrt_llm.llmapi.llm_args import KvCacheConfig, QuantAlgo, QuantConfig
+``BuildConfig`` is exported while the release has the TensorRT-engine runtime; the removal took
+it out of ``llm_args.py`` (post-removal index commit 0004396 never references it; whether the
+package still exports it was not read, so the fake's post-removal layout does not).
+"""
+
+from tensorrt_llm import _release
+from tensorrt_llm.llmapi.llm import LLM, RequestOutput
+from tensorrt_llm.llmapi.llm_args import (
+    CudaGraphConfig,
+    KvCacheConfig,
+    QuantAlgo,
+    QuantConfig,
+    SchedulerConfig,
+)
 from tensorrt_llm.sampling_params import SamplingParams
 
-__all__ = ["LLM", "BuildConfig", "KvCacheConfig", "QuantAlgo", "QuantConfig", "RequestOutput",
-           "SamplingParams"]
+__all__ = ["LLM", "CudaGraphConfig", "KvCacheConfig", "QuantAlgo", "QuantConfig",
+           "RequestOutput", "SamplingParams", "SchedulerConfig"]
+
+if _release.has_engine_runtime():
+    from tensorrt_llm.builder import BuildConfig
+
+    __all__ += ["BuildConfig"]

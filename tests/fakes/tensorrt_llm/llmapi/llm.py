@@ -1,32 +1,35 @@
-"""The LLM API's ``LLM`` (tensorrt_llm/llmapi/llm.py), TensorRT-engine path, without a GPU.
+"""The LLM API's LLM classes (tensorrt_llm/llmapi/llm.py) without a GPU.
 
-"Building" writes an engine directory like the real builder's (config.json with ``version``,
-``pretrained_config`` and ``build_config``, one ``rank<N>.engine`` per rank) and ``save`` copies
-it, exactly as ``LLM.save`` does. ``LLM(model=<dir with config.json holding build_config>)``
-loads such an engine without building.
+- ``BaseLLM``: what both runtimes share (``generate``, ``generate_async``, ``shutdown``).
+- ``_TorchLLM``, the PyTorch runtime: the top-level ``tensorrt_llm.LLM`` from 1.0 (the public
+  ``LLM`` subclasses it: "Bases: _TorchLLM" in the 1.1-1.4 reference docs). It loads a Hugging
+  Face checkpoint directory and never builds an engine.
+- ``_TrtLLM``, the TensorRT-engine runtime, while the release has it (see
+  :mod:`tensorrt_llm.llmapi._trt_llm`); the top-level ``LLM`` in 0.x.
 
 Generation is deterministic: token ``i`` of a request is EOS for every ``i % 4 == 2`` and an
 ordinary id derived from the prompt otherwise, so a request stops early at EOS unless
-``ignore_eos`` is set or ``min_tokens`` masks it. The argument checks mirror the library's:
-unknown keyword arguments, run-time limits above the built ones, prompts longer than
-``max_input_len``, prompt + ``max_tokens`` beyond ``max_seq_len``, beams beyond
-``max_beam_width``.
+``ignore_eos`` is set or ``min_tokens`` masks it.
 
 Module-level counters let tests assert what happened: ``BUILDS`` (engines built), ``LOADS``
-(engines loaded from a directory) and ``INSTANCES`` (every LLM created, to check shutdown).
+(engines loaded from a directory), ``TORCH_LOADS`` (checkpoints the PyTorch runtime loaded)
+and ``INSTANCES`` (every LLM created, either runtime, to check shutdown).
 """
 
 import asyncio
-import dataclasses
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import tensorrt_llm
-from tensorrt_llm.builder import BuildConfig
-from tensorrt_llm.llmapi.llm_args import TRT_LLM_ARGS, KvCacheConfig, QuantConfig
+from tensorrt_llm import _release
+from tensorrt_llm.llmapi.llm_args import (
+    ATTENTION_BACKENDS,
+    TORCH_LIMIT_DEFAULTS,
+    TORCH_LLM_ARGS,
+    CudaGraphConfig,
+    KvCacheConfig,
+    SchedulerConfig,
+)
 from tensorrt_llm.sampling_params import SamplingParams
 
 from harness.testing import FakeWorkers
@@ -41,12 +44,12 @@ a prefill repetition outlast the whole window)."""
 
 BUILDS = 0
 LOADS = 0
-INSTANCES: list["_TrtLLM"] = []
+TORCH_LOADS = 0
+INSTANCES: list["BaseLLM"] = []
 EOS_EVERY = 4
+DTYPES = ("auto", "float16", "bfloat16", "float32")
 _FIRST_ORDINARY_ID = 3
-_DTYPES = ("auto", "float16", "bfloat16", "float32")
-_CONFIG_TYPES = {"build_config": BuildConfig, "kv_cache_config": KvCacheConfig,
-                 "quant_config": QuantConfig}
+_DEFAULT_MAX_SEQ_LEN = 2048
 
 
 class CompletionOutput:
@@ -110,106 +113,34 @@ class RequestOutput:
 
 
 class _Args:
-    """The parts of ``TrtLlmArgs`` llem reads (``llm.args``)."""
+    """The parts of ``TrtLlmArgs``/``TorchLlmArgs`` llem reads (``llm.args``)."""
 
     def __init__(self, **values: Any) -> None:
         self.__dict__.update(values)
 
 
-class _TrtLLM:
-    def __init__(self,
-                 model: str,
-                 tokenizer: str | None = None,
-                 tokenizer_mode: str = "auto",
-                 skip_tokenizer_init: bool = False,
-                 trust_remote_code: bool = False,
-                 tensor_parallel_size: int = 1,
-                 dtype: str = "auto",
-                 revision: str | None = None,
-                 tokenizer_revision: str | None = None,
-                 **kwargs: Any) -> None:
-        _validate_kwargs(kwargs, dtype)
-        build_config = kwargs.get("build_config") or BuildConfig(**{
-            name: kwargs[name] for name in ("max_batch_size", "max_num_tokens", "max_seq_len",
-                                            "max_beam_width", "max_input_len")
-            if kwargs.get(name)})
-        _check_runtime_limits(kwargs, build_config)
-        # As validate_build_config_remaining: an unset run-time beam width comes from the
-        # build_config given (or made up from defaults), before any engine is loaded.
-        self.args = _Args(
-            model=model, tokenizer=tokenizer, tensor_parallel_size=tensor_parallel_size,
-            pipeline_parallel_size=kwargs.get("pipeline_parallel_size", 1), dtype=dtype,
-            build_config=build_config,
-            max_beam_width=kwargs.get("max_beam_width") or build_config.max_beam_width,
-            kv_cache_config=kwargs.get("kv_cache_config") or KvCacheConfig(),
-            quant_config=kwargs.get("quant_config") or QuantConfig())
-        self._shut_down = False
+class BaseLLM:
+    """Generation and shutdown, shared by both runtimes as ``BaseLLM`` shares them.
+
+    A subclass sets ``args``, ``_eos_id`` and ``_vocab_size``, calls :meth:`_start` to put its
+    workers on the GPUs and :meth:`_register` once constructed, and checks each request in
+    :meth:`_check_arguments`.
+    """
+
+    args: _Args
+    _eos_id: int | None
+    _vocab_size: int
+
+    def _start(self) -> None:
         fraction = self.args.kv_cache_config.free_gpu_memory_fraction
         self._workers = FakeWorkers(
-            tensor_parallel_size * self.args.pipeline_parallel_size,
+            self.args.tensor_parallel_size * self.args.pipeline_parallel_size,
             0.9 if fraction is None else fraction)
+        self._shut_down = False
         self._next_request_id = 0
-        self._eos_id = _tokenizer_eos(tokenizer or model)
-        source = Path(model)
-        checkpoint = _read_json(source / "config.json")
-        if "build_config" in checkpoint:
-            self._load_engine(source, checkpoint)
-            # 1.0 (TrtLlmArgs against the loaded engine's config): run-time limits above the
-            # engine's built ones are an error, not a clamp
-            _check_runtime_limits(kwargs, self.args.build_config)
-        else:
-            self._build(checkpoint)
-        self._executor_beam_width = self.args.max_beam_width
+
+    def _register(self) -> None:
         INSTANCES.append(self)
-
-    def _build(self, checkpoint: dict) -> None:
-        global BUILDS
-        BUILDS += 1
-        args = self.args
-        build_config = dataclasses.replace(args.build_config)
-        if build_config.max_seq_len is None:
-            build_config.max_seq_len = int(checkpoint.get("max_position_embeddings", 2048))
-        args.build_config = build_config
-        world = args.tensor_parallel_size * args.pipeline_parallel_size
-        quant = args.quant_config
-        self._pretrained = {
-            "architecture": (checkpoint.get("architectures") or ["LlamaForCausalLM"])[0],
-            "dtype": (checkpoint.get("dtype") or checkpoint.get("torch_dtype") or "float16")
-            if args.dtype == "auto" else args.dtype,
-            "vocab_size": int(checkpoint["vocab_size"]),
-            "max_position_embeddings": checkpoint.get("max_position_embeddings"),
-            "mapping": {"world_size": world, "tp_size": args.tensor_parallel_size,
-                        "pp_size": args.pipeline_parallel_size},
-            "quantization": {"quant_algo": _algo(quant.quant_algo),
-                             "kv_cache_quant_algo": _algo(quant.kv_cache_quant_algo)},
-        }
-        self._workspace = tempfile.TemporaryDirectory(suffix="-llm-workspace")
-        self._engine_dir: Path | None = Path(self._workspace.name) / "engine"
-        self._engine_dir.mkdir()
-        (self._engine_dir / "config.json").write_text(json.dumps({
-            "version": tensorrt_llm.__version__,
-            "pretrained_config": self._pretrained,
-            "build_config": dataclasses.asdict(build_config),
-        }, indent=2))
-        for rank in range(world):
-            (self._engine_dir / f"rank{rank}.engine").write_bytes(b"fake engine")
-
-    def _load_engine(self, engine_dir: Path, engine: dict) -> None:
-        global LOADS
-        mapping = engine["pretrained_config"]["mapping"]
-        for name, key in (("tensor_parallel_size", "tp_size"),
-                          ("pipeline_parallel_size", "pp_size")):
-            if getattr(self.args, name) not in (1, mapping[key]):
-                raise ValueError(f"{key} {getattr(self.args, name)} is not consistent with the "
-                                 f"engine's {key} {mapping[key]}")
-        if not (engine_dir / "rank0.engine").is_file():
-            raise RuntimeError(f"no engine file in {engine_dir}")
-        known = {f.name for f in dataclasses.fields(BuildConfig)}
-        self.args.build_config = BuildConfig(**{k: v for k, v in engine["build_config"].items()
-                                                if k in known})
-        self._pretrained = engine["pretrained_config"]
-        self._engine_dir = engine_dir
-        LOADS += 1
 
     def generate(self, inputs: Any, sampling_params: Any = None, use_tqdm: bool = True,
                  lora_request: Any = None, prompt_adapter_request: Any = None,
@@ -231,12 +162,6 @@ class _TrtLLM:
             asyncio.get_running_loop()  # RuntimeError outside a running event loop
         return self._submit(inputs, sampling_params, streaming=streaming)
 
-    def save(self, engine_dir: str) -> None:
-        if self._engine_dir is None:
-            raise RuntimeError("The engine is not built yet.")
-        if self._engine_dir.absolute() != Path(engine_dir).absolute():
-            shutil.copytree(self._engine_dir, engine_dir, dirs_exist_ok=True)
-
     def shutdown(self) -> None:
         self._workers.stop()
         self._shut_down = True
@@ -253,8 +178,8 @@ class _TrtLLM:
             raise TypeError(f"The inputs must be type str or list of int, but got {type(prompt)}")
         params = self._prepare(params)
         self._check_arguments(len(prompt), params)
-        planned = [_plan(prompt, params, self._eos_id_of(params), self._pretrained["vocab_size"],
-                         beam) for beam in range(params.n)]
+        planned = [_plan(prompt, params, self._eos_id_of(params), self._vocab_size, beam)
+                   for beam in range(params.n)]
         self._next_request_id += 1
         return RequestOutput(self._next_request_id, list(prompt), [p for p, _ in planned],
                              [r for _, r in planned], streaming)
@@ -275,46 +200,140 @@ class _TrtLLM:
         return self._eos_id
 
     def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
-        build_config = self.args.build_config
-        if prompt_len > build_config.max_input_len:
-            raise ValueError(f"prompt length ({prompt_len}) exceeds max_input_len "
-                             f"({build_config.max_input_len})")
-        if prompt_len + params.max_tokens > build_config.max_seq_len:
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_seq_len(prompt_len: int, params: SamplingParams, max_seq_len: int) -> None:
+        if prompt_len + params.max_tokens > max_seq_len:
             raise ValueError(f"The sum of prompt length ({prompt_len}) and max_tokens "
                              f"({params.max_tokens}) should not exceed max_seq_len "
-                             f"({build_config.max_seq_len})")
-        if params.beam_width > self._executor_beam_width:
+                             f"({max_seq_len})")
+
+    @staticmethod
+    def _check_beam_width(params: SamplingParams, max_beam_width: int) -> None:
+        if params.beam_width > max_beam_width:
             raise ValueError(f"sampling_params's beam_width ({params.beam_width}) should not "
-                             f"exceed max_beam_width ({self._executor_beam_width})")
-        if params.n > build_config.max_batch_size:
-            raise ValueError(f"SamplingParams.n ({params.n}) should not exceed max_batch_size")
+                             f"exceed max_beam_width ({max_beam_width})")
 
 
-class _TorchLLM:
-    """1.0's default ``LLM`` runs the PyTorch backend: not the engine path llem measures."""
+class _TorchLLM(BaseLLM):
+    """The PyTorch runtime on a Hugging Face checkpoint directory (``config.json`` without
+    ``build_config``; an engine directory is refused with a ValueError, whose text in the library
+    is unverified).
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("fake tensorrt_llm: tensorrt_llm.LLM is the PyTorch-backend LLM in "
-                           "1.0; the TensorRT engine LLM is tensorrt_llm._tensorrt_engine.LLM")
+    Arguments (``BaseLLM.__init__``'s signature, 1.1-era ``llm.py``): keyword arguments outside
+    ``TORCH_LLM_ARGS`` are a ValueError "<class> got invalid argument: <key>" (as
+    ``BaseLLM.__init__``); ``kv_cache_config``, ``cuda_graph_config`` and ``scheduler_config``
+    take their class or a mapping of its fields (pydantic coerces mappings), anything else is a
+    ValueError (pydantic's ValidationError is one); ``attn_backend`` must be one of
+    ``ATTENTION_BACKENDS`` and ``backend`` "pytorch" (after the removal the migration guide says
+    ``LLM(backend="tensorrt")`` raises ValueError; before it the fake refuses other backends too,
+    unverified: the engine path is ``tensorrt_llm._tensorrt_engine.LLM``).
+
+    ``llm.args`` holds what was passed over the resolved defaults: ``TORCH_LIMIT_DEFAULTS`` for
+    the limits (None counts as unset), ``max_seq_len`` from the checkpoint's
+    ``max_position_embeddings`` when unset (unverified: the library resolves it while loading
+    the model), ``KvCacheConfig()``, ``CudaGraphConfig()`` (None turns CUDA graphs off),
+    ``attn_backend="TRTLLM"``, ``disable_overlap_scheduler=False``, ``backend="pytorch"``,
+    ``dtype`` as passed (whether the library writes the checkpoint's dtype back is unverified).
+
+    Per request (``_check_arguments`` for the PyTorch backend as remembered from 1.x,
+    unverified): prompt + ``max_tokens`` above ``max_seq_len`` and, without
+    ``enable_chunked_prefill``, a prompt above ``max_num_tokens`` are ValueErrors; a beam width
+    above ``max_beam_width`` too; ``max_input_len`` is not checked.
+    """
+
+    def __init__(self,
+                 model: str,
+                 tokenizer: str | None = None,
+                 tokenizer_mode: str = "auto",
+                 skip_tokenizer_init: bool = False,
+                 trust_remote_code: bool = False,
+                 tensor_parallel_size: int = 1,
+                 dtype: str = "auto",
+                 revision: str | None = None,
+                 tokenizer_revision: str | None = None,
+                 **kwargs: Any) -> None:
+        global TORCH_LOADS
+        self._validate(kwargs, dtype)
+        checkpoint = _read_json(Path(model) / "config.json")
+        if "build_config" in checkpoint:
+            raise ValueError(f"{model} is a TensorRT engine directory (its config.json has "
+                             f"build_config); the PyTorch backend loads Hugging Face "
+                             f"checkpoints")
+        self.args = _torch_args(model, tokenizer, tensor_parallel_size, dtype, kwargs,
+                                checkpoint)
+        self._eos_id = _tokenizer_eos(tokenizer or model)
+        self._vocab_size = int(checkpoint["vocab_size"])
+        self._start()
+        TORCH_LOADS += 1
+        self._register()
+
+    def _validate(self, kwargs: dict, dtype: str) -> None:
+        for key in kwargs:
+            if key not in TORCH_LLM_ARGS:
+                raise ValueError(f"{type(self).__name__} got invalid argument: {key}")
+        backend = kwargs.get("backend")
+        if backend not in (None, "pytorch"):
+            removed = "" if _release.has_engine_runtime() else "; PyTorch is the only backend"
+            raise ValueError(f"backend {backend!r} is not supported by {type(self).__name__}"
+                             f"{removed}: omit backend")
+        attention = kwargs.get("attn_backend", "TRTLLM")
+        if attention not in ATTENTION_BACKENDS:
+            raise ValueError(f"attn_backend must be one of {', '.join(ATTENTION_BACKENDS)}, "
+                             f"got {attention!r}")
+        if not isinstance(kwargs.get("disable_overlap_scheduler", False), bool):
+            raise ValueError("disable_overlap_scheduler must be a bool")
+        if dtype not in DTYPES:
+            raise ValueError(f"unsupported dtype {dtype!r}")
+
+    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
+        args = self.args
+        if not args.enable_chunked_prefill and prompt_len > args.max_num_tokens:
+            raise ValueError(f"The sum of prompt length ({prompt_len}) and query length (0) "
+                             f"should not exceed max_num_tokens ({args.max_num_tokens})")
+        self._check_seq_len(prompt_len, params, args.max_seq_len)
+        self._check_beam_width(params, args.max_beam_width)
 
 
-def _validate_kwargs(kwargs: dict, dtype: str) -> None:
-    for key, value in kwargs.items():
-        if key not in TRT_LLM_ARGS:
-            raise ValueError(f"TrtLlmArgs got invalid argument: {key}")
-        expected = _CONFIG_TYPES.get(key)
-        if expected is not None and value is not None and not isinstance(value, expected):
-            raise TypeError(f"{key} must be a {expected.__name__}, got {type(value).__name__}")
-    if dtype not in _DTYPES:
-        raise ValueError(f"unsupported dtype {dtype!r}")
+def _torch_args(model: str, tokenizer: str | None, tensor_parallel_size: int, dtype: str,
+                kwargs: dict, checkpoint: dict) -> _Args:
+    limits = {name: default if kwargs.get(name) is None else kwargs[name]
+              for name, default in TORCH_LIMIT_DEFAULTS.items()}
+    if limits["max_seq_len"] is None:
+        limits["max_seq_len"] = checkpoint_max_seq_len(checkpoint)
+    values = {name: value for name, value in kwargs.items() if name != "build_config"}
+    graphs = kwargs.get("cuda_graph_config", CudaGraphConfig())
+    values.update(
+        model=model, tokenizer=tokenizer, tensor_parallel_size=tensor_parallel_size,
+        pipeline_parallel_size=kwargs.get("pipeline_parallel_size", 1), dtype=dtype,
+        backend="pytorch", **limits,
+        kv_cache_config=_config("kv_cache_config", kwargs.get("kv_cache_config"), KvCacheConfig),
+        scheduler_config=_config("scheduler_config", kwargs.get("scheduler_config"),
+                                 SchedulerConfig),
+        cuda_graph_config=None if graphs is None else _config("cuda_graph_config", graphs,
+                                                              CudaGraphConfig),
+        attn_backend=kwargs.get("attn_backend", "TRTLLM"),
+        disable_overlap_scheduler=kwargs.get("disable_overlap_scheduler", False),
+        enable_chunked_prefill=kwargs.get("enable_chunked_prefill", False))
+    return _Args(**values)
 
 
-def _check_runtime_limits(kwargs: dict, build_config: BuildConfig) -> None:
-    for name in ("max_batch_size", "max_num_tokens"):
-        value = kwargs.get(name)
-        if value is not None and value > getattr(build_config, name):
-            raise ValueError(f"{name} [{value}] is greater than build_config.{name} "
-                             f"[{getattr(build_config, name)}] in build_config")
+def _config(name: str, value: Any, cls: type) -> Any:
+    """A config argument: its class, a mapping of its fields, or (None) its default."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        return cls(**value)
+    raise ValueError(f"{name} must be a {cls.__name__} or a mapping of its fields, "
+                     f"got {type(value).__name__}")
+
+
+def checkpoint_max_seq_len(checkpoint: dict) -> int:
+    """The longest sequence a checkpoint's ``config.json`` allows (2048 when it does not say)."""
+    return int(checkpoint.get("max_position_embeddings", _DEFAULT_MAX_SEQ_LEN))
 
 
 def _plan(prompt: list[int], params: SamplingParams, eos_id: int, vocab_size: int,
@@ -346,8 +365,14 @@ def _tokenizer_eos(location: str) -> int | None:
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
+    return dict(json.loads(path.read_text()))
 
 
-def _algo(value: Any) -> str | None:
-    return None if value is None else str(value.value)
+if _release.has_engine_runtime():  # 0.x-1.2; the removal took it out
+    from tensorrt_llm.llmapi._trt_llm import _TrtLLM
+
+if _release.engine_is_top_level():
+    LLM = _TrtLLM  # 0.17-0.21: the LLM API's LLM is the TensorRT-engine one
+else:
+    class LLM(_TorchLLM):
+        """The public ``LLM`` from 1.0: the PyTorch runtime ("Bases: _TorchLLM")."""

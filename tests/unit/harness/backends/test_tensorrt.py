@@ -3,15 +3,15 @@ mirrors the LLM API surface llem calls, with the real tiny model's tokenizer and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
-import importlib.util
 import inspect
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,32 +35,6 @@ from harness.testing import FakeGpu
 FAKES = Path(__file__).resolve().parents[3] / "fakes"
 EOS_ID = 1
 POWER_W = 150.0
-
-
-def _load_documented() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tensorrt_llm_documented",
-                                                  FAKES / "tensorrt_llm_documented.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-DOCUMENTED = _load_documented()
-
-
-def _forget_tensorrt_llm() -> None:
-    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
-        del sys.modules[name]
-
-
-@pytest.fixture
-def trtllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """The fake tensorrt_llm, freshly imported (its build/load counters start at zero)."""
-    _forget_tensorrt_llm()
-    monkeypatch.syspath_prepend(str(FAKES))
-    yield importlib.import_module("tensorrt_llm")
-    _forget_tensorrt_llm()
 
 
 def fake_llm_module() -> ModuleType:
@@ -270,63 +244,30 @@ def test_the_engine_llm_is_the_tensorrt_engine_path_not_the_pytorch_default(
     assert engine_llm_class() is not trtllm.LLM
 
 
-def install_layout(root: Path, monkeypatch: pytest.MonkeyPatch, version: str,
-                   engine_module: bool) -> ModuleType:
-    """A copy of the fake package as another release lays it out, importable as tensorrt_llm.
-
-    Without the engine module and at 1.x or later: the layout after TensorRT-LLM removed its
-    TensorRT-engine runtime (no ``_tensorrt_engine``, no ``llmapi.BuildConfig``; the top-level
-    ``LLM`` is the PyTorch runtime). At 0.x: the top-level ``LLM`` is the engine path.
-    """
-    import shutil
-
-    package = root / "tensorrt_llm"
-    shutil.copytree(FAKES / "tensorrt_llm", package,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (package / "version.py").write_text(f'__version__ = "{version}"\n')
-    engine_class = "from tensorrt_llm.llmapi.llm import _TrtLLM as LLM"
-    if not engine_module:
-        (package / "_tensorrt_engine.py").unlink()
-        llmapi = package / "llmapi" / "__init__.py"
-        text = llmapi.read_text().replace("from tensorrt_llm.builder import BuildConfig\n", "")
-        llmapi.write_text(text.replace('"BuildConfig", ', ""))
-        if version.startswith("0."):
-            init = package / "__init__.py"
-            init.write_text(init.read_text().replace(
-                "from tensorrt_llm.llmapi.llm import _TorchLLM as LLM", engine_class))
-    _forget_tensorrt_llm()
-    monkeypatch.syspath_prepend(str(root))
-    return importlib.import_module("tensorrt_llm")
-
-
 def test_a_0x_release_uses_its_top_level_llm_as_the_engine_path(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    trtllm = install_layout(tmp_path, monkeypatch, "0.21.0", engine_module=False)
-    try:
-        assert engine_llm_class() is trtllm.LLM
-        assert engine_llm_class().__name__ == "_TrtLLM"
-    finally:
-        _forget_tensorrt_llm()
+        trtllm_layout: Callable[[str], ModuleType]) -> None:
+    trtllm = trtllm_layout("0.21.0")
+
+    assert engine_llm_class() is trtllm.LLM
+    assert engine_llm_class().__name__ == "_TrtLLM"
 
 
 def test_a_release_without_the_engine_runtime_is_refused_never_run_on_pytorch(
-        tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        trtllm_layout: Callable[[str], ModuleType], tiny_model_dir: Path,
+        tmp_path: Path) -> None:
     # After the removal the top-level LLM is the PyTorch runtime: taking it for the engine
     # path would measure another runtime under the engine's name.
-    install_layout(tmp_path / "pkg", monkeypatch, "1.3.0rc1", engine_module=False)
-    try:
-        backend = make_backend(tiny_model_dir, tmp_path / "engines",
-                               tensorrt={"builder_opt_level": 3})
-        problems = backend.preflight()  # builder_opt_level would look for BuildConfig
-        (runtime,) = [p for p in problems if "no TensorRT-engine runtime" in p]
-        assert "tensorrt_llm 1.3.0rc1" in runtime and "1.2.1" in runtime
-        assert len(problems) == 1, problems
-        with pytest.raises(BackendError, match="no TensorRT-engine runtime") as raised:
-            backend.load()
-        assert raised.value.fix is not None and "1.2.1" in raised.value.fix
-        assert fake_llm_module().INSTANCES == []  # nothing constructed, no PyTorch LLM
-    finally:
-        _forget_tensorrt_llm()
+    trtllm_layout("1.3.0rc1")
+    backend = make_backend(tiny_model_dir, tmp_path / "engines",
+                           tensorrt={"builder_opt_level": 3})
+    problems = backend.preflight()  # builder_opt_level would look for BuildConfig
+    (runtime,) = [p for p in problems if "no TensorRT-engine runtime" in p]
+    assert "tensorrt_llm 1.3.0rc1" in runtime and "1.2.1" in runtime
+    assert len(problems) == 1, problems
+    with pytest.raises(BackendError, match="no TensorRT-engine runtime") as raised:
+        backend.load()
+    assert raised.value.fix is not None and "1.2.1" in raised.value.fix and "runtime: pytorch" in raised.value.fix
+    assert fake_llm_module().INSTANCES == []  # nothing constructed, no PyTorch LLM
 
 
 # -- preflight -------------------------------------------------------------------------------
@@ -788,73 +729,127 @@ def test_lora_is_rejected_with_merge_instructions() -> None:
 # -- the fake mirrors the documented (and, where installed, the real) signatures ---------------
 
 
-def _documented_signature(name: str) -> inspect.Signature:
+def _documented_signature(documented: ModuleType, name: str) -> inspect.Signature:
     owner, _, method = name.partition(".")
-    target = getattr(DOCUMENTED, owner)
+    target = getattr(documented, owner)
     return inspect.signature(getattr(target, method) if method else target)
 
 
 def _library_objects(library: ModuleType) -> dict[str, Any]:
-    llm = importlib.import_module(f"{library.__name__}.llmapi")
-    try:
-        engine_llm = importlib.import_module(f"{library.__name__}._tensorrt_engine").LLM
-    except ModuleNotFoundError:
-        engine_llm = library.LLM
-    return {"LLM": engine_llm, "BuildConfig": llm.BuildConfig, "KvCacheConfig": llm.KvCacheConfig,
-            "QuantConfig": llm.QuantConfig, "SamplingParams": library.SamplingParams}
+    """The library's objects under the documented stubs' names, those its release has."""
+    llmapi = importlib.import_module(f"{library.__name__}.llmapi")
+    objects = {"KvCacheConfig": llmapi.KvCacheConfig, "QuantConfig": llmapi.QuantConfig,
+               "SamplingParams": library.SamplingParams}
+    with contextlib.suppress(BackendError):  # no TensorRT-engine runtime after its removal
+        objects.update(LLM=engine_llm_class(), BuildConfig=llmapi.BuildConfig)
+    if library.LLM is not objects.get("LLM"):  # the PyTorch runtime (from 1.0)
+        objects.update(TorchLLM=library.LLM, CudaGraphConfig=llmapi.CudaGraphConfig)
+    return objects
 
 
-def _assert_matches_documented(library: ModuleType, check_all_defaults: bool) -> None:
+def _assert_matches_documented(documented: ModuleType, library: ModuleType,
+                               check_all_defaults: bool) -> set[str]:
+    """Compare what the library has with the stubs; return the stubs it has no object for."""
     objects = _library_objects(library)
-    for name, relied in DOCUMENTED.RELIED.items():
+    for name, relied in documented.RELIED.items():
         owner, _, method = name.partition(".")
+        if owner not in objects:
+            continue
         target = getattr(objects[owner], method) if method else objects[owner]
         actual = inspect.signature(target).parameters
-        documented = _documented_signature(name).parameters
+        stub = _documented_signature(documented, name).parameters
         for parameter in relied:
             assert parameter in actual, f"{name} has no parameter {parameter}"
-            assert actual[parameter].kind == documented[parameter].kind, (name, parameter)
-            varies = (owner, parameter) in DOCUMENTED.VERSION_DEPENDENT_DEFAULTS
+            assert actual[parameter].kind == stub[parameter].kind, (name, parameter)
+            varies = (owner, parameter) in documented.VERSION_DEPENDENT_DEFAULTS
             if check_all_defaults or not varies:
-                assert actual[parameter].default == documented[parameter].default, (
-                    name, parameter)
+                assert actual[parameter].default == stub[parameter].default, (name, parameter)
     quant_algo = importlib.import_module(f"{library.__name__}.llmapi").QuantAlgo
-    assert all(hasattr(quant_algo, member) for member in DOCUMENTED.QUANT_ALGO_MEMBERS)
+    assert all(hasattr(quant_algo, member) for member in documented.QUANT_ALGO_MEMBERS)
+    return {name.partition(".")[0] for name in documented.RELIED} - set(objects)
 
 
-def test_the_fake_matches_the_documented_signatures(trtllm: ModuleType) -> None:
-    _assert_matches_documented(trtllm, check_all_defaults=True)
+@pytest.mark.parametrize(("version", "missing"), [
+    ("1.0.0", set()), ("1.2.1", set()), ("1.4.0rc1", {"LLM", "BuildConfig"}),
+    ("0.21.0", {"TorchLLM", "CudaGraphConfig"})])
+def test_the_fake_matches_the_documented_signatures(
+        documented: ModuleType, trtllm_layout: Callable[[str], ModuleType], version: str,
+        missing: set[str]) -> None:
+    library = trtllm_layout(version)
+    # the stubs copy 1.0's defaults; the others differ in the version-dependent ones only
+    assert _assert_matches_documented(documented, library,
+                                      check_all_defaults=version == "1.0.0") == missing
 
 
-def test_every_keyword_llem_passes_is_accepted_by_the_fake(trtllm: ModuleType,
+def test_every_keyword_llem_passes_is_accepted_by_the_fake(documented: ModuleType,
+                                                           trtllm: ModuleType,
                                                            tiny_model_dir: Path) -> None:
     config = make_config(tiny_model_dir, decoder={"mode": "beam", "num_beams": 2}, tensorrt={
         "max_batch_size": 4, "max_num_tokens": 256, "tp_size": 1, "pp_size": 1,
         "quantization": "int8_weight_only", "kv_cache_free_gpu_memory_fraction": 0.5})
     settings = build.build_settings(config)
-    llm_keywords = set(settings) - set(inspect.signature(DOCUMENTED.LLM.__init__).parameters)
+    llm_keywords = set(settings) - set(inspect.signature(documented.LLM.__init__).parameters)
 
-    assert llm_keywords <= set(DOCUMENTED.TRT_LLM_ARGS_PASSED)
+    assert llm_keywords <= set(documented.TRT_LLM_ARGS_PASSED)
     llm = engine_llm_class()(model=str(tiny_model_dir), tokenizer=str(tiny_model_dir),
                              **settings)
     backend = TensorRtBackend(config, "cuda:0")
     sampling = set(backend.sampling_kwargs(3))
-    assert sampling <= set(inspect.signature(DOCUMENTED.SamplingParams).parameters)
+    assert sampling <= set(inspect.signature(documented.SamplingParams).parameters)
     assert sampling <= set(inspect.signature(trtllm.SamplingParams).parameters)
     llm.shutdown()
 
 
-def test_the_real_library_matches_the_documented_signatures() -> None:
-    _forget_tensorrt_llm()
+def _checkpoint(directory: Path) -> Path:
+    """A Hugging Face checkpoint directory as far as the fake reads one (its config.json)."""
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(
+        {"vocab_size": 64, "eos_token_id": EOS_ID, "max_position_embeddings": 256}))
+    return directory
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.2.1", "1.4.0rc1"])
+def test_the_pytorch_runtime_keywords_llem_passes_are_accepted_and_read_back(
+        documented: ModuleType, trtllm_layout: Callable[[str], ModuleType], tmp_path: Path,
+        version: str) -> None:
+    trtllm = trtllm_layout(version)
+    llmapi = trtllm.llmapi
+    passed = {"pipeline_parallel_size": 1, "max_batch_size": 8, "max_num_tokens": 512,
+              "max_seq_len": 96, "max_beam_width": 1,
+              "kv_cache_config": llmapi.KvCacheConfig(enable_block_reuse=False,
+                                                      free_gpu_memory_fraction=0.5),
+              "cuda_graph_config": llmapi.CudaGraphConfig(batch_sizes=[4, 1, 2]),
+              "attn_backend": "FLASHINFER", "disable_overlap_scheduler": True}
+    checkpoint = str(_checkpoint(tmp_path / "checkpoint"))
+    fake = importlib.import_module("tensorrt_llm.llmapi.llm")
+
+    assert set(passed) == set(documented.TORCH_LLM_ARGS_PASSED)
+    assert set(passed) <= fake.TORCH_LLM_ARGS
+    llm = trtllm.LLM(model=checkpoint, tokenizer=checkpoint, tensor_parallel_size=1,
+                     dtype="float16", **passed)
+    for name, value in passed.items():
+        assert getattr(llm.args, name) == value, name
+    assert llm.args.cuda_graph_config.max_batch_size == 4
+    default = trtllm.LLM(model=checkpoint)
+    for name, value in documented.TORCH_LLM_ARGS_DEFAULTS.items():
+        assert getattr(default.args, name) == value, name
+    assert default.args.cuda_graph_config == llmapi.CudaGraphConfig()
+    llm.shutdown()
+    default.shutdown()
+
+
+def test_the_real_library_matches_the_documented_signatures(
+        documented: ModuleType, forget: Callable[[], None]) -> None:
+    forget()
     library = pytest.importorskip("tensorrt_llm")
     if Path(library.__file__ or "").is_relative_to(FAKES):
         pytest.skip("only the fake tensorrt_llm is importable")
-    _assert_matches_documented(library, check_all_defaults=False)
+    _assert_matches_documented(documented, library, check_all_defaults=False)
     config = ExperimentConfig(**BASE, decoder={"mode": "beam", "num_beams": 2}, tensorrt={
         "max_batch_size": 4, "max_num_tokens": 256, "quantization": "fp8",
         "kv_cache_free_gpu_memory_fraction": 0.5})
     settings = build.build_settings(config)  # constructs BuildConfig, QuantConfig, KvCacheConfig
-    assert set(settings) - {"tensor_parallel_size", "dtype"} <= set(DOCUMENTED.TRT_LLM_ARGS_PASSED)
+    assert set(settings) - {"tensor_parallel_size", "dtype"} <= set(documented.TRT_LLM_ARGS_PASSED)
     library.SamplingParams(**{**decoding_kwargs(config.decoder), "max_tokens": 3,
                               "min_tokens": 3, "ignore_eos": True, "end_id": 2, "pad_id": 2,
                               "seed": 1, "detokenize": False})

@@ -9,13 +9,11 @@ real ``openai`` package.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,39 +32,9 @@ from harness.schema.result import ExperimentResult
 from harness.schema.run_spec import RunSpec
 from harness.testing import FakeGpu, visible_fake_gpus
 
-ROOT = Path(__file__).resolve().parents[4]
-FAKES = ROOT / "tests" / "fakes"
 POWER_W = 150.0
 
 pytest.importorskip("openai", reason="the openai client is a dev dependency")
-
-
-def _documented() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tensorrt_llm_documented",
-                                                  FAKES / "tensorrt_llm_documented.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-DOCUMENTED = _documented()
-
-
-def _forget_tensorrt_llm() -> None:
-    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
-        del sys.modules[name]
-
-
-@pytest.fixture
-def trtllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """The fake tensorrt_llm here and in the server process the harness starts."""
-    _forget_tensorrt_llm()
-    monkeypatch.syspath_prepend(str(FAKES))
-    path = os.pathsep.join(filter(None, [str(FAKES), str(ROOT), os.environ.get("PYTHONPATH")]))
-    monkeypatch.setenv("PYTHONPATH", path)
-    yield importlib.import_module("tensorrt_llm")
-    _forget_tensorrt_llm()
 
 
 @pytest.fixture
@@ -127,7 +95,8 @@ def loaded_settings(log: str) -> dict[str, Any]:
 # -- the command and the request -------------------------------------------------------------
 
 
-def test_the_command_serves_the_engine_with_its_own_limits_on_loopback(tmp_path: Path) -> None:
+def test_the_command_serves_the_engine_with_its_own_limits_on_loopback(
+        documented: ModuleType, tmp_path: Path) -> None:
     engine = {"build_config": {"max_batch_size": 4, "max_num_tokens": 256, "max_seq_len": 96,
                                "max_input_len": 64}}
     command = server.server_command(tmp_path / "engine", tmp_path / "model", "engine",
@@ -144,7 +113,7 @@ def test_the_command_serves_the_engine_with_its_own_limits_on_loopback(tmp_path:
     assert flag["--max_beam_width"] == "3" and (flag["--tp_size"], flag["--pp_size"]) == ("2", "1")
     assert flag["--extra_llm_api_options"] == str(tmp_path / "options.yaml")
     # every option llem passes is one the published command has, and the fake's command too
-    assert set(flag) <= set(DOCUMENTED.SERVE_OPTIONS)
+    assert set(flag) <= set(documented.SERVE_OPTIONS)
     # run-time limits the study sets are what the in-process path passes: they win
     capped = server.server_command(tmp_path / "engine", tmp_path / "model", "engine",
                                    server.engine_limits(engine, {"max_batch_size": 2}), (1, 1),
@@ -169,7 +138,8 @@ def test_the_options_file_puts_llems_kv_cache_settings_over_passthrough() -> Non
 @pytest.mark.parametrize("decoder", [{"mode": "greedy"}, {"mode": "sampling", "temperature": 0.7},
                                      {"mode": "beam", "num_beams": 2}])
 def test_each_decoder_becomes_a_request_the_servers_schema_accepts(
-        trtllm: ModuleType, tiny_model_dir: Path, decoder: dict[str, Any]) -> None:
+        documented: ModuleType, trtllm: ModuleType, tiny_model_dir: Path,
+        decoder: dict[str, Any]) -> None:
     config = ExperimentConfig(model=str(tiny_model_dir), backend="tensorrt", precision="fp16",
                               n=2, input_len=4, output_len=5, decoder=decoder)
     backend = TensorRtBackend(config, "cuda:0")
@@ -179,7 +149,7 @@ def test_each_decoder_becomes_a_request_the_servers_schema_accepts(
 
     serve = importlib.import_module("tensorrt_llm.commands.serve")
     request = serve.CompletionRequest.model_validate(body)  # extra fields would be a 400
-    assert set(body) <= set(DOCUMENTED.COMPLETION_REQUEST_FIELDS)
+    assert set(body) <= set(documented.COMPLETION_REQUEST_FIELDS)
     params = request.to_sampling_params()
     assert (params.max_tokens, params.min_tokens, params.ignore_eos) == (5, 5, True)
     assert params.detokenize is False and request.prompt == [5, 6, 7]
@@ -348,15 +318,16 @@ def test_a_server_that_dies_during_the_run_fails_it(
         backend.unload()
 
 
-def test_the_fake_server_command_has_the_documented_options(trtllm: ModuleType) -> None:
+def test_the_fake_server_command_has_the_documented_options(documented: ModuleType,
+                                                            trtllm: ModuleType) -> None:
     serve = importlib.import_module("tensorrt_llm.commands.serve")
     names = {opt for param in serve.serve.params for opt in getattr(param, "opts", [])}
 
-    assert set(DOCUMENTED.SERVE_OPTIONS) <= names
+    assert set(documented.SERVE_OPTIONS) <= names
     backend = next(p for p in serve.serve.params if p.name == "backend")
     assert backend.default == "pytorch" and "tensorrt" in backend.type.choices
     fields = set(inspect.signature(serve.CompletionRequest).parameters)
-    assert set(DOCUMENTED.COMPLETION_REQUEST_FIELDS) <= fields
+    assert set(documented.COMPLETION_REQUEST_FIELDS) <= fields
 
 
 def test_an_unknown_option_is_a_usage_error(trtllm: ModuleType, tmp_path: Path) -> None:
