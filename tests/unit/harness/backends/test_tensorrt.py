@@ -266,7 +266,8 @@ def test_a_release_without_the_engine_runtime_is_refused_never_run_on_pytorch(
     assert len(problems) == 1, problems
     with pytest.raises(BackendError, match="no TensorRT-engine runtime") as raised:
         backend.load()
-    assert raised.value.fix is not None and "1.2.1" in raised.value.fix and "runtime: pytorch" in raised.value.fix
+    fix = raised.value.fix or ""
+    assert "1.2.1" in fix and "runtime: pytorch" in fix  # an image pin, or the other runtime
     assert fake_llm_module().INSTANCES == []  # nothing constructed, no PyTorch LLM
 
 

@@ -30,41 +30,11 @@ from harness.protocol import ExperimentRun
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import ExperimentResult
 from harness.schema.run_spec import RunSpec
-from harness.testing import FakeGpu, visible_fake_gpus
+from harness.testing import FakeGpu
 
 POWER_W = 150.0
 
 pytest.importorskip("openai", reason="the openai client is a dev dependency")
-
-
-@pytest.fixture
-def server_on_fake_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The server's process on the fake GPUs, as NVML would list a real server's.
-
-    The fake GPUs live in this process; the fake engine in the server process cannot occupy
-    them, so the server's pid is put on the visible ones while it runs (with the share of
-    memory the engine's KV cache reserves by default), and taken off when it stops.
-    """
-    real_start = openai_server.LoopbackServer.start
-    real_stop = openai_server.LoopbackServer.stop
-    held: dict[int, list[FakeGpu]] = {}
-
-    def start(self: openai_server.LoopbackServer, timeout_s: float | None = None) -> None:
-        real_start(self, timeout_s)
-        assert self.pid is not None
-        held[id(self)] = visible_fake_gpus()
-        for gpu in held[id(self)]:
-            gpu.occupy(self.pid, 0.9 * gpu.info().memory_total_mb)
-
-    def stop(self: openai_server.LoopbackServer, grace_s: float = 30.0) -> None:
-        pid = self.pid
-        for gpu in held.pop(id(self), []):
-            if pid is not None:
-                gpu.release(pid)
-        real_stop(self, grace_s)
-
-    monkeypatch.setattr(openai_server.LoopbackServer, "start", start)
-    monkeypatch.setattr(openai_server.LoopbackServer, "stop", stop)
 
 
 def run_spec(model_dir: Path, cache_dir: Path, **overrides: Any) -> RunSpec:
