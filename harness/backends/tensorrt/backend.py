@@ -1,4 +1,11 @@
-"""The TensorRT-LLM backend: one compiled engine, all requests batched in flight.
+"""The TensorRT-LLM backend: one compiled engine (or the PyTorch runtime), requests in flight.
+
+``tensorrt.runtime`` picks TensorRT-LLM's runtime. ``engine`` (below) builds or loads a TensorRT
+engine. ``pytorch`` runs TensorRT-LLM's PyTorch runtime, ``tensorrt_llm.LLM`` from 1.0, on the
+checkpoint itself (:mod:`.pytorch_runtime`): no build, no engine cache; generation, streaming,
+serving and timing are the same code for both, as both return the same request outputs. Which
+runtimes the installed release has is read from its files (:mod:`.runtimes`); a runtime it lacks
+fails preflight and load, and llem never runs the other one in its place.
 
 The engine comes from ``tensorrt.engine_dir`` when one is given; otherwise from the engine cache
 (:mod:`harness.engine_cache`), which builds it on a miss through TensorRT-LLM's LLM API (the

@@ -28,6 +28,11 @@ Requests. ``/v1/completions`` with a token-id prompt, ``min_tokens = max_tokens`
 loop). The request schema forbids unknown fields: ``end_id`` and ``pad_id`` are the server's
 (from the tokenizer), which ``ignore_eos`` makes irrelevant to the length.
 
+The PyTorch runtime (``tensorrt.runtime: pytorch``) is served the same way with
+``--backend pytorch`` and the checkpoint directory as MODEL: its limits are the study's where
+set (else the server's defaults, which are the in-process LLM's), and its knobs
+(:func:`.pytorch_runtime.knobs`) and ``max_input_len`` (no flag) go into the options file.
+
 Nothing here imports TensorRT-LLM.
 """
 
