@@ -336,13 +336,22 @@ def engine_problems(config: ExperimentConfig, engine_dir: Path) -> list[str]:
     ]
 
 
-def passthrough_error(config: ExperimentConfig) -> BackendError | None:
-    """The error for ``passthrough_kwargs`` that name an argument llem sets, or None."""
-    conflicts = sorted(set(OWN_LLM_ARGS) & set(config.passthrough_kwargs))
+def passthrough_error(config: ExperimentConfig, own: tuple[str, ...] = OWN_LLM_ARGS,
+                      fix: str = PASSTHROUGH_FIX) -> BackendError | None:
+    """The error for ``passthrough_kwargs`` that name an argument llem sets, or None.
+
+    Args:
+        config: the experiment.
+        own: the ``LLM(...)`` arguments llem sets on this runtime (the engine runtime's by
+            default; :data:`.pytorch_runtime.OWN_LLM_ARGS` for the PyTorch runtime).
+        fix: the fix to name.
+
+    """
+    conflicts = sorted(set(own) & set(config.passthrough_kwargs))
     if not conflicts:
         return None
     return BackendError(f"passthrough_kwargs {', '.join(conflicts)} would be replaced by what "
-                        "llem sets from the config", fix=PASSTHROUGH_FIX)
+                        "llem sets from the config", fix=fix)
 
 
 DEFAULT_MAX_INPUT_LEN = 1024

@@ -106,11 +106,7 @@ def llm_settings(config: ExperimentConfig) -> dict[str, Any]:
 
 def passthrough_error(config: ExperimentConfig) -> BackendError | None:
     """The error for ``passthrough_kwargs`` that name an argument llem sets, or None."""
-    conflicts = sorted(set(OWN_LLM_ARGS) & set(config.passthrough_kwargs))
-    if not conflicts:
-        return None
-    return BackendError(f"passthrough_kwargs {', '.join(conflicts)} would be replaced by what "
-                        "llem sets from the config", fix=PASSTHROUGH_FIX)
+    return build.passthrough_error(config, OWN_LLM_ARGS, PASSTHROUGH_FIX)
 
 
 def workload_problems(config: ExperimentConfig) -> list[str]:
