@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -100,7 +101,20 @@ def engine_llm_class() -> Any:
         raise BackendError(
             runtimes.engine_missing_message(found or runtimes.Installed(version, None, True)),
             fix=runtimes.ENGINE_FIX)
-    return importlib.import_module(found.engine_module).LLM
+    return _import(found.engine_module).LLM
+
+
+def _import(module: str) -> Any:
+    """Import a TensorRT-LLM module, or raise an llem error with its fix.
+
+    A failure (CUDA, the driver, a broken install) is never a raw ImportError or OSError.
+    """
+    try:
+        return importlib.import_module(module)
+    except Exception as error:  # the library fails to import in many ways; each is this one
+        raise BackendError(f"{module} fails to import: {type(error).__name__}: {error}",
+                           fix="check the GPU driver and CUDA libraries the image sees "
+                           "(llem doctor), or rebuild the tensorrt image") from error
 
 
 def pytorch_llm_class() -> Any:
@@ -116,7 +130,7 @@ def pytorch_llm_class() -> Any:
         raise BackendError(
             runtimes.pytorch_missing_message(found or runtimes.Installed(None, None, False)),
             fix=runtimes.PYTORCH_FIX)
-    return importlib.import_module("tensorrt_llm").LLM
+    return _import("tensorrt_llm").LLM
 
 
 def decoding_kwargs(decoder: DecoderConfig) -> dict[str, Any]:
@@ -184,7 +198,8 @@ class TensorRtBackend(Backend):
         if conflict is not None:
             problems.append(problem(conflict.message, conflict.fix or ""))
         if self.runtime == "pytorch":
-            return problems + pytorch_runtime.workload_problems(self.config)
+            return problems + pytorch_runtime.workload_problems(self.config,
+                                                                self._model_max_positions())
         if self.settings.engine_dir:
             problems.extend(build.engine_problems(self.config, self._given_engine_dir()))
             return problems
@@ -208,6 +223,15 @@ class TensorRtBackend(Backend):
                                                        runtimes.PYTORCH_FIX)
         return None if found.engine else problem(runtimes.engine_missing_message(found),
                                                  runtimes.ENGINE_FIX)
+
+    def _model_max_positions(self) -> int | None:
+        """The checkpoint's ``max_position_embeddings`` (None when it cannot be read)."""
+        try:
+            config = json.loads((self._require_model_dir() / "config.json").read_text())
+        except (OSError, ValueError, LlemError):
+            return None  # a missing model is preflight's own problem
+        value = config.get("max_position_embeddings") if isinstance(config, dict) else None
+        return value if isinstance(value, int) else None
 
     def _passthrough_error(self) -> BackendError | None:
         if self.runtime == "pytorch":
@@ -611,7 +635,7 @@ class TensorRtBackend(Backend):
         asked = {"tensor_parallel_size": tensor_parallel,
                  "pipeline_parallel_size": pipeline_parallel,
                  "dtype": build.dtype(self.config), **pytorch_runtime.limits(self.config),
-                 **pytorch_runtime.knobs(self.config)}
+                 **pytorch_runtime.asked_knobs(self.config)}
         read_back = None if self._llm is None else pytorch_runtime.effective(self._llm)
         return {"engine_source": None, "pytorch_runtime_asked": asked,
                 "pytorch_runtime": read_back,
@@ -695,7 +719,10 @@ def library_decoding(sampling: dict[str, Any]) -> dict[str, Any]:
         params = importlib.import_module("tensorrt_llm").SamplingParams(**sampling)
     except Exception as error:  # an import or validation failure is recorded, not raised
         return {"error": f"{type(error).__name__}: {error}"}
+    top_k = getattr(params, "top_k", None)
     return {"greedy": getattr(params, "_greedy_decoding", None),
+            # top-k 1 keeps one token whatever top_p and temperature say: argmax decoding
+            "argmax": top_k == 1 and not getattr(params, "use_beam_search", False),
             **{name: getattr(params, name, None)
                for name in ("top_k", "top_p", "temperature", "use_beam_search", "n", "best_of")}}
 

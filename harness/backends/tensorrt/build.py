@@ -66,7 +66,7 @@ RUNTIME_LIMITS = ("max_batch_size", "max_num_tokens")
 
 _BUILD_LIMITS = ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens")
 
-OWN_LLM_ARGS = ("model", "tokenizer", "build_config", "tensor_parallel_size",
+OWN_LLM_ARGS = ("model", "tokenizer", "backend", "build_config", "tensor_parallel_size",
                 "pipeline_parallel_size", "dtype", "quant_config", "kv_cache_config",
                 *RUNTIME_LIMITS, "max_beam_width")
 """``LLM(...)`` arguments llem derives from the config; ``passthrough_kwargs`` may not name

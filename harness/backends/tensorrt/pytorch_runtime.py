@@ -41,6 +41,14 @@ LIMITS = ("max_batch_size", "max_num_tokens", "max_seq_len", "max_input_len")
 DEFAULT_MAX_NUM_TOKENS = 8192
 """``BaseLlmArgs.max_num_tokens``'s default (1.0 and later)."""
 
+DEFAULT_MAX_BATCH_SIZE = 2048
+"""``max_batch_size``'s default (``BuildConfig``'s before the removal, ``BaseLlmArgs``' after)."""
+
+DEFAULT_KNOBS = {"cuda_graph_config": "TensorRT-LLM's default: CudaGraphConfig() (on)",
+                 "attn_backend": "TensorRT-LLM's default (TRTLLM)",
+                 "disable_overlap_scheduler": "TensorRT-LLM's default (False)"}
+"""What an unset knob is, in the record of what was asked (:func:`asked_knobs`)."""
+
 OWN_LLM_ARGS = ("model", "tokenizer", "backend", "tensor_parallel_size",
                 "pipeline_parallel_size", "dtype", "kv_cache_config", *LIMITS, "max_beam_width",
                 "cuda_graph_config", "attn_backend", "disable_overlap_scheduler")
@@ -86,6 +94,23 @@ def knobs(config: ExperimentConfig) -> dict[str, Any]:
     return found
 
 
+def asked_knobs(config: ExperimentConfig) -> dict[str, Any]:
+    """Every knob as asked: the study's value, or which default stands for it."""
+    return {**DEFAULT_KNOBS, **knobs(config)}
+
+
+def captured_batch_sizes(batch_sizes: list[int], max_batch_size: int | None,
+                         max_num_tokens: int | None) -> list[int]:
+    """The CUDA-graph batch sizes the runtime captures: those within both limits.
+
+    The PyTorch runtime's model engine drops sizes above ``max_batch_size`` and
+    ``max_num_tokens`` (``_filter_cuda_graph_batch_sizes``); a batch the runtime can never form
+    gets no graph.
+    """
+    bound = min(max_batch_size or DEFAULT_MAX_BATCH_SIZE, max_num_tokens or DEFAULT_MAX_NUM_TOKENS)
+    return [size for size in batch_sizes if size <= bound]
+
+
 def llm_settings(config: ExperimentConfig) -> dict[str, Any]:
     """Keyword arguments for ``tensorrt_llm.LLM(model=<checkpoint>, ...)``."""
     llmapi = importlib.import_module("tensorrt_llm.llmapi")
@@ -109,11 +134,30 @@ def passthrough_error(config: ExperimentConfig) -> BackendError | None:
     return build.passthrough_error(config, OWN_LLM_ARGS, PASSTHROUGH_FIX)
 
 
-def workload_problems(config: ExperimentConfig) -> list[str]:
-    """Limits the workload's longest request would break (each request would be rejected)."""
+def workload_problems(config: ExperimentConfig, model_max_positions: int | None) -> list[str]:
+    """Limits the workload's longest request would break, and CUDA graphs that cannot be used.
+
+    Args:
+        config: the experiment.
+        model_max_positions: the checkpoint's ``max_position_embeddings``, which an unset
+            ``max_seq_len`` resolves to (None when the checkpoint does not say).
+
+    A request whose prompt + output exceeds ``max_seq_len`` is not refused by the PyTorch
+    runtime: its output is cut short with a warning, so it is refused here.
+    """
     settings = build.settings_of(config)
     prompt, output = build.workload_lengths(config)
     problems = []
+    sizes = settings.cuda_graph_batch_sizes
+    if sizes is not None:
+        kept = captured_batch_sizes(sizes, settings.max_batch_size, settings.max_num_tokens)
+        if len(kept) < len(sizes):
+            problems.append(problem(
+                f"tensorrt.cuda_graph_batch_sizes {sorted(sizes)} go above what a step can hold "
+                "(max_batch_size and max_num_tokens); the PyTorch runtime captures no graph for "
+                f"them, {'so CUDA graphs would be off' if not kept else f'only for {kept}'}",
+                "keep the sizes within tensorrt.max_batch_size (and max_num_tokens), or raise "
+                "the limits"))
     step_tokens = settings.max_num_tokens or DEFAULT_MAX_NUM_TOKENS
     chunked = bool(config.passthrough_kwargs.get("enable_chunked_prefill"))
     if not chunked and prompt > step_tokens:
@@ -129,6 +173,13 @@ def workload_problems(config: ExperimentConfig) -> list[str]:
             f"tensorrt.max_seq_len is {settings.max_seq_len}, but the workload needs "
             f"{prompt + output} (its longest prompt + output)",
             f"raise tensorrt.max_seq_len to at least {prompt + output}, or leave it unset"))
+    elif (settings.max_seq_len is None and model_max_positions is not None
+          and model_max_positions < prompt + output):
+        problems.append(problem(
+            f"the model holds {model_max_positions} positions (max_position_embeddings, what "
+            f"an unset tensorrt.max_seq_len becomes), but the workload needs {prompt + output} "
+            "(its longest prompt + output); the PyTorch runtime would cut outputs short",
+            "shorten input_len/output_len, or use a model with more positions"))
     return problems
 
 
@@ -137,10 +188,14 @@ def effective(llm: Any) -> dict[str, Any]:
     args = getattr(llm, "args", None)
     values: dict[str, Any] = {name: _plain(getattr(args, name, None)) for name in READ_BACK}
     graphs = getattr(args, "cuda_graph_config", None)
-    values["cuda_graphs"] = None if args is None else graphs is not None
     values["cuda_graph_config"] = None if graphs is None else {
         name: _plain(getattr(graphs, name, None))
         for name in ("batch_sizes", "max_batch_size", "enable_padding")}
+    captured = None if graphs is None else captured_batch_sizes(
+        list(getattr(graphs, "batch_sizes", None) or []), getattr(args, "max_batch_size", None),
+        getattr(args, "max_num_tokens", None))
+    values["cuda_graph_captured_batch_sizes"] = captured
+    values["cuda_graphs"] = None if args is None else bool(captured)
     kv_cache = getattr(args, "kv_cache_config", None)
     values["kv_cache_config"] = {
         name: _plain(getattr(kv_cache, name, None))

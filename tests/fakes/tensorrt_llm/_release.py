@@ -75,3 +75,12 @@ def removed_files(version: str) -> tuple[str, ...]:
     if engine_is_top_level(version):
         return ("_tensorrt_engine.py",)
     return ()
+
+
+def greedy_implied_by_any_field(version: str | None = None) -> bool:
+    """Whether ``SamplingParams`` reads greedy from any one field (``top_k == 1``,
+    ``top_p == 0`` or ``temperature == 0``, or all three unset: ``params_imply_greedy_decoding``
+    in a stored newer ``sampling_params.py``) rather than 1.0's rule (``top_k`` None or 1 and
+    ``top_p`` None or 0). Which release changed it is unknown: the fake takes the newer rule from
+    the removal on (1.3) and 1.0's before it."""
+    return not has_engine_runtime(version)

@@ -1,6 +1,12 @@
-"""``SamplingParams`` as in tensorrt_llm/sampling_params.py (1.0: kw_only dataclass)."""
+"""``SamplingParams`` as in tensorrt_llm/sampling_params.py (1.0: kw_only dataclass).
+
+The greedy rule follows the release (:func:`tensorrt_llm._release.greedy_implied_by_any_field`):
+1.0's (1.0.0rc4 source) before the removal, the newer ``params_imply_greedy_decoding`` after.
+"""
 
 from dataclasses import dataclass
+
+from tensorrt_llm import _release
 
 
 @dataclass(kw_only=True)
@@ -54,8 +60,17 @@ class SamplingParams:
             raise ValueError("Greedy decoding in the LLM API does not allow multiple returns. "
                              f"Please set to best_of=1, got best_of={self.best_of}.")
 
+    @staticmethod
+    def params_imply_greedy_decoding(*, temperature: float | None, top_p: float | None,
+                                     top_k: int | None) -> bool:
+        return ((temperature is None and top_p is None and top_k is None)
+                or top_k == 1 or top_p == 0.0 or temperature == 0)
+
     @property
     def _greedy_decoding(self) -> bool:
+        if _release.greedy_implied_by_any_field():
+            return not self.use_beam_search and self.params_imply_greedy_decoding(
+                temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
         return (not self.use_beam_search
                 and (self.top_k is None or self.top_k == 1)
                 and (self.top_p is None or self.top_p == 0.0))

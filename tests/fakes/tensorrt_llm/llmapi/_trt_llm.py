@@ -158,7 +158,8 @@ def _warn_legacy_once() -> None:
 
 def _validate_kwargs(kwargs: dict, dtype: str) -> None:
     for key, value in kwargs.items():
-        if key not in TRT_LLM_ARGS:
+        # BaseLLM.__init__ takes ``backend`` beside the args' fields (1.1-era llm.py)
+        if key not in TRT_LLM_ARGS and key != "backend":
             raise ValueError(f"TrtLlmArgs got invalid argument: {key}")
         expected = _CONFIG_TYPES.get(key)
         if expected is not None and value is not None and not isinstance(value, expected):

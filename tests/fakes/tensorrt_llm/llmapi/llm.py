@@ -18,6 +18,7 @@ and ``INSTANCES`` (every LLM created, either runtime, to check shutdown).
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -238,9 +239,10 @@ class _TorchLLM(BaseLLM):
     ``dtype`` as passed (whether the library writes the checkpoint's dtype back is unverified).
 
     Per request (``_check_arguments`` for the PyTorch backend as remembered from 1.x,
-    unverified): prompt + ``max_tokens`` above ``max_seq_len`` and, without
-    ``enable_chunked_prefill``, a prompt above ``max_num_tokens`` are ValueErrors; a beam width
-    above ``max_beam_width`` too; ``max_input_len`` is not checked.
+    unverified): without ``enable_chunked_prefill``, a prompt above ``max_num_tokens`` is a
+    ValueError; prompt + ``max_tokens`` above ``max_seq_len`` is not refused: ``max_tokens`` is
+    clamped with a warning (the worker's ``_deduce_max_tokens``); neither the beam width nor
+    ``max_input_len`` is checked.
     """
 
     def __init__(self,
@@ -292,8 +294,14 @@ class _TorchLLM(BaseLLM):
         if not args.enable_chunked_prefill and prompt_len > args.max_num_tokens:
             raise ValueError(f"The sum of prompt length ({prompt_len}) and query length (0) "
                              f"should not exceed max_num_tokens ({args.max_num_tokens})")
-        self._check_seq_len(prompt_len, params, args.max_seq_len)
-        self._check_beam_width(params, args.max_beam_width)
+        # The PyTorch backend's check returns here; its worker (_deduce_max_tokens) clamps
+        # max_tokens to max_seq_len - prompt with a warning instead of refusing the request.
+        room = args.max_seq_len - prompt_len
+        if params.max_tokens > room:
+            logging.getLogger("tensorrt_llm").warning(
+                "max_tokens (%d) is larger than max_seq_len - prompt length (%d); clamped",
+                params.max_tokens, room)
+            params.max_tokens = max(room, 0)
 
 
 def _torch_args(model: str, tokenizer: str | None, tensor_parallel_size: int, dtype: str,

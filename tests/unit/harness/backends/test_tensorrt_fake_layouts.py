@@ -303,16 +303,17 @@ def test_streaming_yields_one_token_per_update(torch_llm: Any) -> None:
         torch_llm.generate_async([5, 6, 7], params, streaming=True)
 
 
-def test_the_pytorch_runtime_checks_max_seq_len_and_max_num_tokens_not_max_input_len(
-        trtllm_layout: Install, checkpoint: str, torch_llm: Any) -> None:
+def test_the_pytorch_runtime_checks_max_num_tokens_and_clamps_to_max_seq_len(
+        trtllm_layout: Install, checkpoint: str, torch_llm: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
     sampling = importlib.import_module("tensorrt_llm").SamplingParams
 
-    with pytest.raises(ValueError, match=r"should not exceed max_seq_len \(40\)"):
-        torch_llm.generate([5] * 10, sampling(max_tokens=31))
+    # prompt + max_tokens beyond max_seq_len (40) is not refused: the output is cut short
+    clamped = torch_llm.generate([5] * 10, sampling(max_tokens=31, ignore_eos=True))
+    assert len(clamped.outputs[0].token_ids) == 30
+    assert any("clamped" in record.getMessage() for record in caplog.records)
     with pytest.raises(ValueError, match=r"should not exceed max_num_tokens \(16\)"):
         torch_llm.generate([5] * 17, sampling(max_tokens=1))
-    with pytest.raises(ValueError, match="beam_width"):
-        torch_llm.generate([5], sampling(max_tokens=1, n=2, best_of=2, use_beam_search=True))
     trtllm = importlib.import_module("tensorrt_llm")
     chunked = trtllm.LLM(model=checkpoint, max_seq_len=40, max_num_tokens=16,
                          enable_chunked_prefill=True, max_input_len=8)

@@ -89,6 +89,8 @@ def test_a_pytorch_runtime_run_loads_the_checkpoint_and_builds_nothing(
     # unset knobs are the library's defaults, read back, not llem's guesses
     assert ran["backend"] == "pytorch" and ran["attn_backend"] == "TRTLLM"
     assert ran["cuda_graphs"] is True and ran["cuda_graph_config"]["max_batch_size"] == 128
+    # of the default list, the runtime captures only the sizes a step of 4 can form
+    assert ran["cuda_graph_captured_batch_sizes"] == [1, 2, 3, 4]
     assert ran["disable_overlap_scheduler"] is False
     assert ran["max_batch_size"] == 4 and ran["max_num_tokens"] == 8192
     checkpoint = json.loads((tiny_model_dir / "config.json").read_text())
@@ -144,6 +146,12 @@ def test_a_pytorch_runtime_serving_run_through_trtllm_serve(
     assert command[command.index("--backend") + 1] == "pytorch"
     assert params["engine_runner"] == "trtllm-serve (--backend pytorch)"
     assert params["pytorch_runtime"] is None
+    asked = params["pytorch_runtime_asked"]
+    assert asked["attn_backend"] == "FLASHINFER" and asked["max_input_len"] == 32
+    # top_k 1 is argmax whatever the top_p the server fills in; whether the library calls it
+    # greedy depends on its release (1.0's rule needs top_p unset or 0)
+    assert params["decoding_by_library"]["argmax"] is True
+    assert params["decoding_by_library"]["greedy"] is True  # the newer rule (after removal)
     assert params["pytorch_runtime_source"] == "asked of trtllm-serve; not read back"
     options = params["server_llm_api_options"]
     assert options["cuda_graph_config"] == {"batch_sizes": [4, 1, 2]}  # as the study wrote
@@ -290,3 +298,72 @@ def test_the_decoding_the_library_reads_is_recorded(
 
     assert read["greedy"] is False
     assert (read["top_k"], read["top_p"], read["temperature"]) == (0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(("version", "greedy"), [("1.0.0", False), ("1.2.1", False),
+                                                 (AFTER_REMOVAL, True)])
+def test_each_release_reads_the_servers_greedy_request_by_its_own_rule(
+        trtllm_layout: Callable[[str], ModuleType], version: str, greedy: bool) -> None:
+    from harness.backends.tensorrt.backend import library_decoding
+
+    trtllm_layout(version)
+    # what a greedy request through trtllm-serve becomes: top_k 1, the server's top_p 1.0
+    read = library_decoding({"top_k": 1, "top_p": 1.0, "temperature": 1.0, "max_tokens": 4})
+
+    assert read["greedy"] is greedy and read["argmax"] is True
+
+
+def test_graph_sizes_no_step_can_form_are_refused(
+        trtllm_layout: Callable[[str], ModuleType], tiny_model_dir: Path,
+        tmp_path: Path) -> None:
+    trtllm_layout(AFTER_REMOVAL)
+    backend = backend_of(tiny_model_dir, tmp_path / "c", tensorrt={
+        **PYTORCH, "max_batch_size": 4, "cuda_graph_batch_sizes": [8, 16]})
+
+    (problem,) = backend.preflight()
+    assert "cuda_graph_batch_sizes [8, 16]" in problem and "CUDA graphs would be off" in problem
+    partly = backend_of(tiny_model_dir, tmp_path / "c", tensorrt={
+        **PYTORCH, "max_batch_size": 4, "cuda_graph_batch_sizes": [2, 8]})
+    (problem,) = partly.preflight()
+    assert "only for [2]" in problem
+
+
+def test_an_unset_max_seq_len_is_checked_against_the_models_positions(
+        trtllm_layout: Callable[[str], ModuleType], tiny_model_dir: Path,
+        tmp_path: Path) -> None:
+    # the PyTorch runtime would cut such outputs short with a warning, not refuse them
+    trtllm_layout(AFTER_REMOVAL)
+    positions = json.loads((tiny_model_dir / "config.json").read_text())[
+        "max_position_embeddings"]
+    backend = backend_of(tiny_model_dir, tmp_path / "c", input_len=positions - 4, output_len=8,
+                         tensorrt={**PYTORCH, "max_num_tokens": positions})
+
+    (problem,) = backend.preflight()
+    assert f"holds {positions} positions" in problem and f"needs {positions + 4}" in problem
+
+
+def test_passthrough_backend_is_refused_on_the_engine_runtime(
+        trtllm_layout: Callable[[str], ModuleType], tiny_model_dir: Path,
+        tmp_path: Path) -> None:
+    # BaseLLM takes backend="pytorch" and would build no engine under the engine's name
+    trtllm_layout("1.2.1")
+    backend = backend_of(tiny_model_dir, tmp_path / "c", tensorrt={"max_batch_size": 4},
+                         passthrough_kwargs={"backend": "pytorch"})
+
+    (problem,) = backend.preflight()
+    assert "passthrough_kwargs backend" in problem
+
+
+@pytest.mark.parametrize("runtime", ["engine", "pytorch"])
+def test_a_library_that_fails_to_import_is_a_backend_error(
+        trtllm_layout: Callable[[str], ModuleType], runtime: str, tiny_model_dir: Path,
+        tmp_path: Path, forget: Callable[[], None]) -> None:
+    trtllm = trtllm_layout("1.2.1")
+    init = Path(trtllm.__file__)
+    init.write_text("raise OSError('libcuda.so.1: cannot open shared object file')\n")
+    forget()
+    backend = backend_of(tiny_model_dir, tmp_path / "c", tensorrt={"runtime": runtime})
+
+    with pytest.raises(BackendError, match="fails to import: OSError: libcuda") as raised:
+        backend.load()
+    assert raised.value.fix and "driver" in raised.value.fix
