@@ -206,26 +206,34 @@ class EngineCache:
             _fsync_directory(self.root)
         return build_s
 
-    def entries(self) -> list[CacheEntry]:
-        """Every entry and leftover build directory, newest use first."""
+    def entries(self, usable_with: str | None = None) -> list[CacheEntry]:
+        """Every entry and leftover build directory, newest use first.
+
+        Args:
+            usable_with: a TensorRT-LLM version to judge complete entries against: one built by
+                another version is ``unusable`` (an engine loads only with the release that built
+                it). Without it, only entries of releases without the engine runtime are.
+
+        """
         if not self.root.is_dir():
             return []
-        found = [_describe(path) for path in self.root.iterdir()
+        found = [_describe(path, usable_with) for path in self.root.iterdir()
                  if path.is_dir() and path.name != LOCKS_DIR]
         return sorted(found, key=lambda entry: entry.last_used_s, reverse=True)
 
-    def prune(self, *, unused_for_s: float | None = None,
-              everything: bool = False) -> list[CacheEntry]:
+    def prune(self, *, unused_for_s: float | None = None, everything: bool = False,
+              usable_with: str | None = None) -> list[CacheEntry]:
         """Remove broken and unusable entries, dead build directories and, if asked, complete ones.
 
         Partial, mismatching and unusable entries are always removed, and so is a build
         directory whose key is not locked (its builder died). A complete entry goes when
         ``everything`` is set or it was last used more than ``unused_for_s`` ago. An entry whose
-        key is being built right now is skipped. Returns what was removed.
+        key is being built right now is skipped. With ``usable_with``, entries built by another
+        TensorRT-LLM version are unusable too (:meth:`entries`). Returns what was removed.
         """
         removed = []
         now = time.time()
-        for entry in self.entries():
+        for entry in self.entries(usable_with):
             key = entry.key
             if entry.state == "building":
                 key = entry.path.name.removeprefix(BUILDING_PREFIX).rsplit("-", 1)[0]
@@ -263,7 +271,7 @@ _MISMATCH = "key.json names another key"
 _BUILDING = "a build in progress, or one whose builder died"
 
 
-def _describe(path: Path) -> CacheEntry:
+def _describe(path: Path, usable_with: str | None = None) -> CacheEntry:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
     last_used = path.stat().st_mtime
     if path.name.startswith(BUILDING_PREFIX):
@@ -281,14 +289,18 @@ def _describe(path: Path) -> CacheEntry:
     if not _has_engine(path):
         return CacheEntry(path.name, path, "partial", description, size, created_at, last_used,
                           _PARTIAL)
-    reason = _unusable_reason(description)
+    reason = _unusable_reason(description, usable_with)
     return CacheEntry(path.name, path, "complete" if reason is None else "unusable", description,
                       size, created_at, last_used, reason)
 
 
-def _unusable_reason(description: Mapping[str, Any] | None) -> str | None:
-    """Why a complete entry's engine cannot be loaded by any release, or None."""
+def _unusable_reason(description: Mapping[str, Any] | None,
+                     usable_with: str | None = None) -> str | None:
+    """Why a complete entry's engine cannot be loaded (by any release, or by ``usable_with``)."""
     version = (description or {}).get("tensorrt_llm_version")
+    if usable_with is not None and str(version) != usable_with:
+        return (f"built by tensorrt_llm {version}; an engine loads only with the release that "
+                f"built it, not {usable_with}")
     if engine_runtime_in(str(version) if version is not None else None) is not False:
         return None
     return (f"built by tensorrt_llm {version}, a release without the TensorRT-engine runtime "

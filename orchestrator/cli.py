@@ -728,19 +728,27 @@ _ROOT_OPTION = click.option("--root", type=click.Path(path_type=Path),
                             "~/.cache/llem/trt-engines).")
 
 
+_USABLE_WITH_OPTION = click.option(
+    "--tensorrt-llm", "usable_with", metavar="VERSION",
+    help="Judge engines against this TensorRT-LLM version (the image's, e.g. 1.2.1): those built "
+    "by another release are unusable (an engine loads only with the release that built it).")
+
+
 @cache.command("list", cls=JsonCommand)
 @_ROOT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
-def cache_list(root: Path | None, as_json: bool) -> None:
+@_USABLE_WITH_OPTION
+def cache_list(root: Path | None, as_json: bool, usable_with: str | None) -> None:
     """List cached engines: key, state, model, runtime, versions, size and last use.
 
     State ``unusable``: an engine built by a TensorRT-LLM release without the engine runtime
-    (1.3.0 and later), which nothing can load; ``llem cache prune`` removes it.
+    (1.3.0 and later), which nothing can load, or, with --tensorrt-llm, by another release than
+    the one named; ``llem cache prune`` (with the same option) removes it.
     """
     import datetime as dt
 
     engines = _engine_cache(root)
-    entries = engines.entries()
+    entries = engines.entries(usable_with)
     if as_json:
         click.echo(json.dumps([{
             "key": entry.key, "state": entry.state, "path": str(entry.path),
@@ -772,7 +780,9 @@ def cache_list(root: Path | None, as_json: bool) -> None:
 @click.option("--unused-days", type=click.FloatRange(min=0),
               help="Also remove complete engines not used for this many days.")
 @click.option("--all", "everything", is_flag=True, help="Remove every engine.")
-def cache_prune(root: Path | None, unused_days: float | None, everything: bool) -> None:
+@_USABLE_WITH_OPTION
+def cache_prune(root: Path | None, unused_days: float | None, everything: bool,
+                usable_with: str | None) -> None:
     """Remove partial, mismatching, unusable and abandoned entries (and old or all if asked).
 
     Unusable entries are engines built by a TensorRT-LLM release without the engine runtime
@@ -781,7 +791,7 @@ def cache_prune(root: Path | None, unused_days: float | None, everything: bool) 
     """
     removed = _engine_cache(root).prune(
         unused_for_s=None if unused_days is None else unused_days * 86400,
-        everything=everything)
+        everything=everything, usable_with=usable_with)
     freed = sum(entry.size_bytes for entry in removed)
     out.print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} "
               f"({freed / 1e9:.2f} GB)", highlight=False)

@@ -87,6 +87,32 @@ def test_an_engine_of_a_release_without_the_engine_runtime_is_listed_unusable_an
     assert sorted(entry.key for entry in cache.entries()) == sorted([older.key, current.key])
 
 
+def test_engines_of_another_release_than_the_images_are_unusable_with_it(tmp_path, monkeypatch):
+    # The realistic case: the image pin moved from 1.0.0 to 1.2.1, so the 1.0.0 engines are
+    # never hit again; named with --tensorrt-llm, they are listed unusable and pruned.
+    monkeypatch.setenv("LLEM_ENGINE_CACHE", str(tmp_path))
+    cache = EngineCache(tmp_path)
+    old = cache.get_or_build({"runtime": "engine", "model": "tiny",
+                              "tensorrt_llm_version": "1.0.0"}, engine)
+    new = cache.get_or_build({"runtime": "engine", "model": "tiny",
+                              "tensorrt_llm_version": "1.2.1"}, engine)
+    runner = CliRunner()
+
+    listed = runner.invoke(main, ["cache", "list", "--json"]).output
+    plain = {e["key"]: e for e in json.loads(listed)}
+    assert plain[old.key]["state"] == plain[new.key]["state"] == "complete"
+    judged = runner.invoke(main, ["cache", "list", "--json", "--tensorrt-llm", "1.2.1"])
+    entries = {e["key"]: e for e in json.loads(judged.output)}
+    assert entries[old.key]["state"] == "unusable"
+    assert "built by tensorrt_llm 1.0.0" in entries[old.key]["unusable_reason"]
+    assert "not 1.2.1" in entries[old.key]["unusable_reason"]
+    assert entries[new.key]["state"] == "complete"
+
+    pruned = runner.invoke(main, ["cache", "prune", "--tensorrt-llm", "1.2.1"])
+    assert pruned.exit_code == 0 and "removed 1 entry" in pruned.output
+    assert [entry.key for entry in cache.entries()] == [new.key]
+
+
 def test_images_build_refuses_extras_for_the_cpu_image_as_bad_input():
     done = CliRunner().invoke(main, ["images", "build", "cpu", "--extras", "zeus"])
     assert done.exit_code == 2
