@@ -73,10 +73,6 @@ from harness.schema.result import EngineCacheRecord, MemoryMetrics
 UNKNOWN_CAPABILITY = "unknown"
 """Compute capability recorded in the cache key when the run has no GPU facts."""
 
-BUILD_CONFIG_FIELDS = ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens",
-                       "max_beam_width", "opt_batch_size", "opt_num_tokens", "builder_opt")
-"""``BuildConfig`` fields reported in the effective parameters (those the version has)."""
-
 _ENGINE_FIX = ("see the TensorRT-LLM message above; check the tensorrt section (limits, "
                "quantization, tp_size/pp_size) against the model and the GPUs")
 _PYTORCH_FIX = ("see the TensorRT-LLM message above; check the tensorrt section (limits, "
@@ -577,8 +573,10 @@ class TensorRtBackend(Backend):
                 "server_llm_api_options": self._server_options(),
                 "end_and_pad_ids": "the server's, from the model's tokenizer",
             }
-        runtime = (self._pytorch_parameters() if self.runtime == "pytorch"
-                   else self._engine_parameters())
+        runtime = (pytorch_runtime.parameters(self.config, self._llm)
+                   if self.runtime == "pytorch"
+                   else build.engine_parameters(self.config, self._engine_config, self._record,
+                                                self._llm))
         return {
             # which of TensorRT-LLM's runtimes produced the figures (docs/backends.md)
             "runtime": self.runtime,
@@ -605,43 +603,6 @@ class TensorRtBackend(Backend):
             return "tensorrt_llm.LLM" if found.pytorch else None
         return f"{found.engine_module}.LLM" if found.engine_module else None
 
-    def _engine_parameters(self) -> dict[str, Any]:
-        pretrained = self._engine_config.get("pretrained_config") or {}
-        mapping = pretrained.get("mapping") or {}
-        quantization = pretrained.get("quantization") or {}
-        tensor_parallel, pipeline_parallel = build.parallel_sizes(self.config)
-        given = bool(self.settings.engine_dir)  # a prebuilt engine: llem's build settings unused
-        return {
-            "engine_source": self._record.source if self._record else None,
-            "engine_dir": self._record.engine_dir if self._record else None,
-            "build_config": self._build_config(),
-            "builder_opt_level": self.settings.builder_opt_level,
-            "tensor_parallel_size": mapping.get("tp_size", tensor_parallel),
-            "pipeline_parallel_size": mapping.get("pp_size", pipeline_parallel),
-            "dtype": None if given else build.dtype(self.config),
-            "engine_dtype": pretrained.get("dtype"),
-            "quant_algo": quantization.get(
-                "quant_algo", None if given else build.quant_algo(self.config)),
-            "kv_cache_quant_algo": quantization.get("kv_cache_quant_algo"),
-        }
-
-    def _pytorch_parameters(self) -> dict[str, Any]:
-        """What the PyTorch LLM runs with.
-
-        Read back in process; through the server, what the command and the options file ask
-        for (the server reports no resolved arguments).
-        """
-        tensor_parallel, pipeline_parallel = build.parallel_sizes(self.config)
-        asked = {"tensor_parallel_size": tensor_parallel,
-                 "pipeline_parallel_size": pipeline_parallel,
-                 "dtype": build.dtype(self.config), **pytorch_runtime.limits(self.config),
-                 **pytorch_runtime.asked_knobs(self.config)}
-        read_back = None if self._llm is None else pytorch_runtime.effective(self._llm)
-        return {"engine_source": None, "pytorch_runtime_asked": asked,
-                "pytorch_runtime": read_back,
-                "pytorch_runtime_source": ("llm.args after loading" if read_back is not None
-                                           else "asked of trtllm-serve; not read back")}
-
     def _timing(self) -> str:
         if self.through_server:
             return ("serving: each request sent at its arrival to trtllm-serve on loopback as a "
@@ -654,16 +615,6 @@ class TensorRtBackend(Backend):
             return ("per-token arrival through generate_async streams; phase split approximate "
                     "(in-flight batching)")
         return "edges of one LLM.generate call over all requests"
-
-    def _build_config(self) -> dict[str, Any]:
-        # An engine built by this run: the LLM's own args; otherwise the engine's config.json.
-        args = getattr(self._llm, "args", None)
-        source = getattr(args, "build_config", None)
-        if self._record is not None and self._record.hit is False and source is not None:
-            return {name: getattr(source, name) for name in BUILD_CONFIG_FIELDS
-                    if hasattr(source, name)}
-        built = self._engine_config.get("build_config") or {}
-        return {name: built[name] for name in BUILD_CONFIG_FIELDS if name in built}
 
     def _kv_cache_config(self) -> dict[str, Any]:
         if self.through_server:

@@ -25,6 +25,7 @@ from harness.backends.common import num_beams, problem
 from harness.errors import BackendError
 from harness.load.arrivals import length_bounds
 from harness.schema.config import DecoderConfig, ExperimentConfig, TensorRtConfig
+from harness.schema.result import EngineCacheRecord
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ PRECISION_TABLE = (
     PrecisionRow("quantization", "int4_awq", None, "W4A16_AWQ"),
 )
 """The one mapping from llem precision and quantisation names to TensorRT-LLM's."""
+
+BUILD_CONFIG_FIELDS = ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens",
+                       "max_beam_width", "opt_batch_size", "opt_num_tokens", "builder_opt")
+"""``BuildConfig`` fields reported in the effective parameters (those the version has)."""
 
 RUNTIME_LIMITS = ("max_batch_size", "max_num_tokens")
 """Build limits that ``LLM(...)`` also takes as run-time limits (never above the built ones)."""
@@ -399,3 +404,41 @@ def workload_problems(config: ExperimentConfig) -> list[str]:
         if limit is not None and limit < needed
     ]
     return problems
+
+
+def engine_parameters(config: ExperimentConfig, engine_config: dict[str, Any],
+                      record: EngineCacheRecord | None, llm: Any) -> dict[str, Any]:
+    """The engine runtime's effective parameters: where the engine came from and its build.
+
+    Args:
+        config: the experiment.
+        engine_config: the engine's ``config.json``.
+        record: where the engine came from (None before loading).
+        llm: the in-process LLM (None through the server): an engine it built reports its own
+            ``build_config``; otherwise the engine's ``config.json`` does.
+
+    """
+    pretrained = engine_config.get("pretrained_config") or {}
+    mapping = pretrained.get("mapping") or {}
+    quantization = pretrained.get("quantization") or {}
+    tensor_parallel, pipeline_parallel = parallel_sizes(config)
+    given = bool(settings_of(config).engine_dir)  # prebuilt: llem's build settings unused
+    source = getattr(getattr(llm, "args", None), "build_config", None)
+    if record is not None and record.hit is False and source is not None:
+        built = {name: getattr(source, name) for name in BUILD_CONFIG_FIELDS
+                 if hasattr(source, name)}
+    else:
+        written = engine_config.get("build_config") or {}
+        built = {name: written[name] for name in BUILD_CONFIG_FIELDS if name in written}
+    return {
+        "engine_source": record.source if record else None,
+        "engine_dir": record.engine_dir if record else None,
+        "build_config": built,
+        "builder_opt_level": settings_of(config).builder_opt_level,
+        "tensor_parallel_size": mapping.get("tp_size", tensor_parallel),
+        "pipeline_parallel_size": mapping.get("pp_size", pipeline_parallel),
+        "dtype": None if given else dtype(config),
+        "engine_dtype": pretrained.get("dtype"),
+        "quant_algo": quantization.get("quant_algo", None if given else quant_algo(config)),
+        "kv_cache_quant_algo": quantization.get("kv_cache_quant_algo"),
+    }

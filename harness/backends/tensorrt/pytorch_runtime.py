@@ -205,6 +205,23 @@ def effective(llm: Any) -> dict[str, Any]:
     return values
 
 
+def parameters(config: ExperimentConfig, llm: Any) -> dict[str, Any]:
+    """The PyTorch runtime's effective parameters: what was asked, and what ``llm.args`` says.
+
+    ``llm`` is the in-process LLM, or None through ``trtllm-serve``, which reports no resolved
+    arguments: then only what the command and the options file asked for is known.
+    """
+    tensor_parallel, pipeline_parallel = build.parallel_sizes(config)
+    asked = {"tensor_parallel_size": tensor_parallel,
+             "pipeline_parallel_size": pipeline_parallel,
+             "dtype": build.dtype(config), **limits(config), **asked_knobs(config)}
+    read_back = None if llm is None else effective(llm)
+    return {"engine_source": None, "pytorch_runtime_asked": asked,
+            "pytorch_runtime": read_back,
+            "pytorch_runtime_source": ("llm.args after loading" if read_back is not None
+                                       else "asked of trtllm-serve; not read back")}
+
+
 def _plain(value: Any) -> Any:
     """A JSON value: enums by value, sequences as lists, other objects as their text."""
     if value is None or isinstance(value, bool | int | float | str):
