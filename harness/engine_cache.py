@@ -294,11 +294,22 @@ def _describe(path: Path, usable_with: str | None = None) -> CacheEntry:
                       size, created_at, last_used, reason)
 
 
+def same_release(recorded: Any, named: str) -> bool:
+    """Whether a description's TensorRT-LLM version is the release ``named``.
+
+    PEP 440 equality: ``v1.2.1`` and ``1.2.1`` are one release; ``1.2`` is not ``1.2.1``.
+    """
+    try:
+        return Version(str(recorded)) == Version(named)
+    except InvalidVersion:
+        return str(recorded) == named
+
+
 def _unusable_reason(description: Mapping[str, Any] | None,
                      usable_with: str | None = None) -> str | None:
     """Why a complete entry's engine cannot be loaded (by any release, or by ``usable_with``)."""
     version = (description or {}).get("tensorrt_llm_version")
-    if usable_with is not None and str(version) != usable_with:
+    if usable_with is not None and not same_release(version, usable_with):
         return (f"built by tensorrt_llm {version}; an engine loads only with the release that "
                 f"built it, not {usable_with}")
     if engine_runtime_in(str(version) if version is not None else None) is not False:

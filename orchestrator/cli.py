@@ -728,8 +728,28 @@ _ROOT_OPTION = click.option("--root", type=click.Path(path_type=Path),
                             "~/.cache/llem/trt-engines).")
 
 
+def _release_version(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A whole TensorRT-LLM release version (``1.2.1``, ``1.3.0rc5``), normalised.
+
+    A partial one such as ``1.2`` would judge every 1.2.x engine unusable: it is bad input.
+    """
+    if value is None:
+        return None
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        parsed = Version(value)
+    except InvalidVersion as error:
+        raise click.BadParameter(
+            f"{value!r} is not a version; give the release, e.g. 1.2.1") from error
+    if len(parsed.release) < 3:
+        raise click.BadParameter(f"{value!r} is not a whole release; give all of it, e.g. "
+                                 f"{value}.1 (tensorrt_llm.__version__ in the image)")
+    return str(parsed)
+
+
 _USABLE_WITH_OPTION = click.option(
-    "--tensorrt-llm", "usable_with", metavar="VERSION",
+    "--tensorrt-llm", "usable_with", metavar="VERSION", callback=_release_version,
     help="Judge engines against this TensorRT-LLM version (the image's, e.g. 1.2.1): those built "
     "by another release are unusable (an engine loads only with the release that built it).")
 

@@ -195,7 +195,7 @@ class TensorRtBackend(Backend):
             problems.append(problem(conflict.message, conflict.fix or ""))
         if self.runtime == "pytorch":
             return problems + pytorch_runtime.workload_problems(self.config,
-                                                                self._model_max_positions())
+                                                                self._model_limit())
         if self.settings.engine_dir:
             problems.extend(build.engine_problems(self.config, self._given_engine_dir()))
             return problems
@@ -220,14 +220,13 @@ class TensorRtBackend(Backend):
         return None if found.engine else problem(runtimes.engine_missing_message(found),
                                                  runtimes.ENGINE_FIX)
 
-    def _model_max_positions(self) -> int | None:
-        """The checkpoint's ``max_position_embeddings`` (None when it cannot be read)."""
+    def _model_limit(self) -> int | None:
+        """:func:`.pytorch_runtime.model_max_seq_len` (None when config.json is unreadable)."""
         try:
             config = json.loads((self._require_model_dir() / "config.json").read_text())
         except (OSError, ValueError, LlemError):
             return None  # a missing model is preflight's own problem
-        value = config.get("max_position_embeddings") if isinstance(config, dict) else None
-        return value if isinstance(value, int) else None
+        return pytorch_runtime.model_max_seq_len(config) if isinstance(config, dict) else None
 
     def _passthrough_error(self) -> BackendError | None:
         if self.runtime == "pytorch":

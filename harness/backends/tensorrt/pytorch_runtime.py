@@ -134,16 +134,47 @@ def passthrough_error(config: ExperimentConfig) -> BackendError | None:
     return build.passthrough_error(config, OWN_LLM_ARGS, PASSTHROUGH_FIX)
 
 
-def workload_problems(config: ExperimentConfig, model_max_positions: int | None) -> list[str]:
+DEFAULT_MODEL_MAX_SEQ_LEN = 2048
+"""What the PyTorch runtime takes when the checkpoint names no maximum length."""
+
+_UNSCALED_ROPE = ("su", "longrope", "llama3", "yarn")
+"""RoPE scaling types whose factor the runtime does not multiply into the maximum length."""
+
+
+def model_max_seq_len(checkpoint: dict[str, Any]) -> int:
+    """The longest sequence the PyTorch runtime lets the model hold, from its ``config.json``.
+
+    As TensorRT-LLM infers it (``infer_max_seq_len``): ``max_position_embeddings`` (else the
+    ``text_config``'s, else 2,048), times the RoPE scaling factor unless the scaling type is one
+    that extends the context itself (su, longrope, llama3, yarn). A ``max_seq_len`` above it is
+    lowered to it, with a warning.
+    """
+    text = checkpoint.get("text_config")
+    positions = checkpoint.get("max_position_embeddings")
+    if not isinstance(positions, int) and isinstance(text, dict):
+        positions = text.get("max_position_embeddings")
+    if not isinstance(positions, int):
+        return DEFAULT_MODEL_MAX_SEQ_LEN
+    rope = checkpoint.get("rope_scaling")
+    if isinstance(rope, dict):
+        kind = rope.get("type", rope.get("rope_type"))
+        factor = rope.get("factor")
+        if kind not in _UNSCALED_ROPE and isinstance(factor, int | float) and factor > 1:
+            positions = int(positions * factor)
+    return positions
+
+
+def workload_problems(config: ExperimentConfig, model_limit: int | None) -> list[str]:
     """Limits the workload's longest request would break, and CUDA graphs that cannot be used.
 
     Args:
         config: the experiment.
-        model_max_positions: the checkpoint's ``max_position_embeddings``, which an unset
-            ``max_seq_len`` resolves to (None when the checkpoint does not say).
+        model_limit: :func:`model_max_seq_len` of the checkpoint (None when unreadable).
 
-    A request whose prompt + output exceeds ``max_seq_len`` is not refused by the PyTorch
-    runtime: its output is cut short with a warning, so it is refused here.
+    A request whose prompt + output exceeds the sequence limit is not refused by the PyTorch
+    runtime: its output is cut short with a warning, so it is refused here. The limit is
+    ``tensorrt.max_seq_len`` where set, lowered to the model's, which is also what an unset one
+    becomes.
     """
     settings = build.settings_of(config)
     prompt, output = build.workload_lengths(config)
@@ -151,6 +182,13 @@ def workload_problems(config: ExperimentConfig, model_max_positions: int | None)
     sizes = settings.cuda_graph_batch_sizes
     if sizes is not None:
         kept = captured_batch_sizes(sizes, settings.max_batch_size, settings.max_num_tokens)
+        if kept and min(kept) > config.n:
+            problems.append(problem(
+                f"tensorrt.cuda_graph_batch_sizes {sorted(sizes)} are all above the "
+                f"{config.n} requests of the workload; a graph replays only for a decode step "
+                "of exactly its batch size, so no step would use one",
+                f"include batch sizes of at most {config.n}, or remove "
+                "cuda_graph_batch_sizes"))
         if len(kept) < len(sizes):
             problems.append(problem(
                 f"tensorrt.cuda_graph_batch_sizes {sorted(sizes)} go above what a step can hold "
@@ -168,18 +206,19 @@ def workload_problems(config: ExperimentConfig, model_max_positions: int | None)
             "runtime refuses without chunked prefill",
             f"raise tensorrt.max_num_tokens to at least {prompt}, or pass "
             "enable_chunked_prefill: true in passthrough_kwargs"))
-    if settings.max_seq_len is not None and settings.max_seq_len < prompt + output:
+    needed = prompt + output
+    if settings.max_seq_len is not None and settings.max_seq_len < needed:
         problems.append(problem(
             f"tensorrt.max_seq_len is {settings.max_seq_len}, but the workload needs "
-            f"{prompt + output} (its longest prompt + output)",
-            f"raise tensorrt.max_seq_len to at least {prompt + output}, or leave it unset"))
-    elif (settings.max_seq_len is None and model_max_positions is not None
-          and model_max_positions < prompt + output):
+            f"{needed} (its longest prompt + output)",
+            f"raise tensorrt.max_seq_len to at least {needed}, or leave it unset"))
+    elif model_limit is not None and model_limit < needed:
         problems.append(problem(
-            f"the model holds {model_max_positions} positions (max_position_embeddings, what "
-            f"an unset tensorrt.max_seq_len becomes), but the workload needs {prompt + output} "
-            "(its longest prompt + output); the PyTorch runtime would cut outputs short",
-            "shorten input_len/output_len, or use a model with more positions"))
+            f"the model holds sequences of at most {model_limit} tokens (its "
+            "max_position_embeddings and RoPE scaling, which also cap tensorrt.max_seq_len), "
+            f"but the workload needs {needed} (its longest prompt + output); the PyTorch "
+            "runtime would cut outputs short",
+            "shorten input_len/output_len, or use a model with a longer context"))
     return problems
 
 
@@ -195,6 +234,8 @@ def effective(llm: Any) -> dict[str, Any]:
         list(getattr(graphs, "batch_sizes", None) or []), getattr(args, "max_batch_size", None),
         getattr(args, "max_num_tokens", None))
     values["cuda_graph_captured_batch_sizes"] = captured
+    values["cuda_graph_replay"] = ("a decode step replays a graph only when its batch size is "
+                                   "one of the captured sizes (no padding)")
     values["cuda_graphs"] = None if args is None else bool(captured)
     kv_cache = getattr(args, "kv_cache_config", None)
     values["kv_cache_config"] = {

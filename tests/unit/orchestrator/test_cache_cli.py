@@ -108,7 +108,12 @@ def test_engines_of_another_release_than_the_images_are_unusable_with_it(tmp_pat
     assert "not 1.2.1" in entries[old.key]["unusable_reason"]
     assert entries[new.key]["state"] == "complete"
 
-    pruned = runner.invoke(main, ["cache", "prune", "--tensorrt-llm", "1.2.1"])
+    # a partial or malformed version is bad input: "1.2" would judge every 1.2.x engine
+    for wrong in ("1.2", "latest"):
+        refused = runner.invoke(main, ["cache", "prune", "--tensorrt-llm", wrong])
+        assert refused.exit_code == 2 and "--tensorrt-llm" in refused.output
+    assert len(cache.entries()) == 2  # nothing removed
+    pruned = runner.invoke(main, ["cache", "prune", "--tensorrt-llm", "v1.2.1"])
     assert pruned.exit_code == 0 and "removed 1 entry" in pruned.output
     assert [entry.key for entry in cache.entries()] == [new.key]
 

@@ -138,7 +138,7 @@ class _TrtLLM(BaseLLM):
         if self._engine_dir.absolute() != Path(engine_dir).absolute():
             shutil.copytree(self._engine_dir, engine_dir, dirs_exist_ok=True)
 
-    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
+    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> SamplingParams:
         build_config = self.args.build_config
         if prompt_len > build_config.max_input_len:
             raise ValueError(f"prompt length ({prompt_len}) exceeds max_input_len "
@@ -147,6 +147,7 @@ class _TrtLLM(BaseLLM):
         self._check_beam_width(params, self._executor_beam_width)
         if params.n > build_config.max_batch_size:
             raise ValueError(f"SamplingParams.n ({params.n}) should not exceed max_batch_size")
+        return params
 
 
 def _warn_legacy_once() -> None:

@@ -17,6 +17,7 @@ and ``INSTANCES`` (every LLM created, either runtime, to check shutdown).
 """
 
 import asyncio
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -178,7 +179,7 @@ class BaseLLM:
         if not isinstance(prompt, list) or not all(isinstance(t, int) for t in prompt):
             raise TypeError(f"The inputs must be type str or list of int, but got {type(prompt)}")
         params = self._prepare(params)
-        self._check_arguments(len(prompt), params)
+        params = self._check_arguments(len(prompt), params)
         planned = [_plan(prompt, params, self._eos_id_of(params), self._vocab_size, beam)
                    for beam in range(params.n)]
         self._next_request_id += 1
@@ -200,7 +201,7 @@ class BaseLLM:
             raise ValueError("tokenizer is required to reset end_id if it is None")
         return self._eos_id
 
-    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
+    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> SamplingParams:
         raise NotImplementedError
 
     @staticmethod
@@ -289,7 +290,7 @@ class _TorchLLM(BaseLLM):
         if dtype not in DTYPES:
             raise ValueError(f"unsupported dtype {dtype!r}")
 
-    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
+    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> SamplingParams:
         args = self.args
         if not args.enable_chunked_prefill and prompt_len > args.max_num_tokens:
             raise ValueError(f"The sum of prompt length ({prompt_len}) and query length (0) "
@@ -301,15 +302,19 @@ class _TorchLLM(BaseLLM):
             logging.getLogger("tensorrt_llm").warning(
                 "max_tokens (%d) is larger than max_seq_len - prompt length (%d); clamped",
                 params.max_tokens, room)
-            params.max_tokens = max(room, 0)
+            params = dataclasses.replace(params, max_tokens=max(room, 0))  # the caller's stays
+        return params
 
 
 def _torch_args(model: str, tokenizer: str | None, tensor_parallel_size: int, dtype: str,
                 kwargs: dict, checkpoint: dict) -> _Args:
     limits = {name: default if kwargs.get(name) is None else kwargs[name]
               for name, default in TORCH_LIMIT_DEFAULTS.items()}
-    if limits["max_seq_len"] is None:
-        limits["max_seq_len"] = checkpoint_max_seq_len(checkpoint)
+    # PyTorchModelEngine._init_max_seq_len: unset, the model's; above the model's, lowered to
+    # it with a warning (the model's limit here without RoPE scaling: the tiny model has none)
+    model_limit = checkpoint_max_seq_len(checkpoint)
+    if limits["max_seq_len"] is None or limits["max_seq_len"] > model_limit:
+        limits["max_seq_len"] = model_limit
     values = {name: value for name, value in kwargs.items() if name != "build_config"}
     graphs = kwargs.get("cuda_graph_config", CudaGraphConfig())
     values.update(

@@ -317,7 +317,7 @@ def test_graph_sizes_no_step_can_form_are_refused(
         trtllm_layout: Callable[[str], ModuleType], tiny_model_dir: Path,
         tmp_path: Path) -> None:
     trtllm_layout(AFTER_REMOVAL)
-    backend = backend_of(tiny_model_dir, tmp_path / "c", tensorrt={
+    backend = backend_of(tiny_model_dir, tmp_path / "c", n=40, tensorrt={
         **PYTORCH, "max_batch_size": 4, "cuda_graph_batch_sizes": [8, 16]})
 
     (problem,) = backend.preflight()
@@ -328,18 +328,51 @@ def test_graph_sizes_no_step_can_form_are_refused(
     assert "only for [2]" in problem
 
 
-def test_an_unset_max_seq_len_is_checked_against_the_models_positions(
-        trtllm_layout: Callable[[str], ModuleType], tiny_model_dir: Path,
-        tmp_path: Path) -> None:
-    # the PyTorch runtime would cut such outputs short with a warning, not refuse them
+@pytest.mark.parametrize("max_seq_len", [None, 1 << 20])
+def test_the_sequence_limit_is_checked_against_the_models_own(
+        trtllm_layout: Callable[[str], ModuleType], max_seq_len: int | None,
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    # the PyTorch runtime lowers max_seq_len to the model's and cuts longer outputs short with a
+    # warning, rather than refusing them: unset or set above it, the model's limit holds
     trtllm_layout(AFTER_REMOVAL)
     positions = json.loads((tiny_model_dir / "config.json").read_text())[
         "max_position_embeddings"]
+    limits = {"max_num_tokens": positions} | ({"max_seq_len": max_seq_len} if max_seq_len else {})
     backend = backend_of(tiny_model_dir, tmp_path / "c", input_len=positions - 4, output_len=8,
-                         tensorrt={**PYTORCH, "max_num_tokens": positions})
+                         tensorrt={**PYTORCH, **limits})
 
     (problem,) = backend.preflight()
-    assert f"holds {positions} positions" in problem and f"needs {positions + 4}" in problem
+    assert f"at most {positions} tokens" in problem and f"needs {positions + 4}" in problem
+
+
+@pytest.mark.parametrize(("checkpoint", "limit"), [
+    ({"max_position_embeddings": 4096}, 4096),
+    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "linear", "factor": 4.0}},
+     16384),
+    ({"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
+     4096),
+    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "yarn", "factor": 4.0}}, 4096),
+    ({"text_config": {"max_position_embeddings": 8192}}, 8192),
+    ({}, 2048),
+])
+def test_the_models_limit_is_inferred_as_the_runtime_infers_it(
+        checkpoint: dict[str, Any], limit: int) -> None:
+    from harness.backends.tensorrt import pytorch_runtime
+
+    assert pytorch_runtime.model_max_seq_len(checkpoint) == limit
+
+
+def test_graph_sizes_above_every_step_of_the_workload_are_refused(
+        trtllm_layout: Callable[[str], ModuleType], tiny_model_dir: Path,
+        tmp_path: Path) -> None:
+    # a graph replays only for a decode step of exactly its batch size; 6 requests never
+    # form a step of 8 or 16
+    trtllm_layout(AFTER_REMOVAL)
+    backend = backend_of(tiny_model_dir, tmp_path / "c", tensorrt={
+        **PYTORCH, "cuda_graph_batch_sizes": [8, 16]})
+
+    (problem,) = backend.preflight()
+    assert "all above the 6 requests" in problem
 
 
 def test_passthrough_backend_is_refused_on_the_engine_runtime(
