@@ -65,17 +65,7 @@ class TorchLLM:
     exported as ``tensorrt_llm.LLM`` from 1.0; ``__init__`` is ``BaseLLM``'s (``llm.py`` at index
     commit 4c05a74, 1.1-era), ``generate``/``generate_async``/``shutdown`` too."""
 
-    def __init__(self,
-                 model: str,
-                 tokenizer: str | None = None,
-                 tokenizer_mode: str = "auto",
-                 skip_tokenizer_init: bool = False,
-                 trust_remote_code: bool = False,
-                 tensor_parallel_size: int = 1,
-                 dtype: str = "auto",
-                 revision: str | None = None,
-                 tokenizer_revision: str | None = None,
-                 **kwargs: Any) -> None: ...
+    __init__ = LLM.__init__  # BaseLLM.__init__: the engine LLM's too
 
     def generate(self,
                  inputs: Any,

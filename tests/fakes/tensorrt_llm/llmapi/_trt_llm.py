@@ -46,17 +46,8 @@ _legacy_warned = False
 
 
 class _TrtLLM(BaseLLM):
-    def __init__(self,
-                 model: str,
-                 tokenizer: str | None = None,
-                 tokenizer_mode: str = "auto",
-                 skip_tokenizer_init: bool = False,
-                 trust_remote_code: bool = False,
-                 tensor_parallel_size: int = 1,
-                 dtype: str = "auto",
-                 revision: str | None = None,
-                 tokenizer_revision: str | None = None,
-                 **kwargs: Any) -> None:
+    def _setup(self, model: str, tokenizer: str | None, tensor_parallel_size: int, dtype: str,
+               kwargs: dict) -> None:
         _warn_legacy_once()
         _validate_kwargs(kwargs, dtype)
         build_config = kwargs.get("build_config") or BuildConfig(**{

@@ -133,6 +133,24 @@ class BaseLLM:
     _eos_id: int | None
     _vocab_size: int
 
+    def __init__(self,
+                 model: str,
+                 tokenizer: str | None = None,
+                 tokenizer_mode: str = "auto",
+                 skip_tokenizer_init: bool = False,
+                 trust_remote_code: bool = False,
+                 tensor_parallel_size: int = 1,
+                 dtype: str = "auto",
+                 revision: str | None = None,
+                 tokenizer_revision: str | None = None,
+                 **kwargs: Any) -> None:
+        # BaseLLM.__init__'s signature, which both runtimes' LLM classes inherit
+        self._setup(model, tokenizer, tensor_parallel_size, dtype, kwargs)
+
+    def _setup(self, model: str, tokenizer: str | None, tensor_parallel_size: int, dtype: str,
+               kwargs: dict) -> None:
+        raise NotImplementedError
+
     def _start(self) -> None:
         fraction = self.args.kv_cache_config.free_gpu_memory_fraction
         self._workers = FakeWorkers(
@@ -246,17 +264,8 @@ class _TorchLLM(BaseLLM):
     ``max_input_len`` is checked.
     """
 
-    def __init__(self,
-                 model: str,
-                 tokenizer: str | None = None,
-                 tokenizer_mode: str = "auto",
-                 skip_tokenizer_init: bool = False,
-                 trust_remote_code: bool = False,
-                 tensor_parallel_size: int = 1,
-                 dtype: str = "auto",
-                 revision: str | None = None,
-                 tokenizer_revision: str | None = None,
-                 **kwargs: Any) -> None:
+    def _setup(self, model: str, tokenizer: str | None, tensor_parallel_size: int, dtype: str,
+               kwargs: dict) -> None:
         global TORCH_LOADS
         self._validate(kwargs, dtype)
         checkpoint = _read_json(Path(model) / "config.json")
