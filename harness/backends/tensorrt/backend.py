@@ -182,9 +182,10 @@ class TensorRtBackend(Backend):
         """Return every problem: library, model files (offline), device, GPUs, engine limits."""
         missing = library_problem("tensorrt_llm", "tensorrt", "tensorrt")
         problems = [missing] if missing else []
-        runtime_missing = missing is None and self._runtime_problem() is not None
-        if runtime_missing:
-            problems.append(self._runtime_problem() or "")
+        runtime_problem = self._runtime_problem() if missing is None else None
+        runtime_missing = runtime_problem is not None
+        if runtime_problem is not None:
+            problems.append(runtime_problem)
         try:
             models.directory(self.config.model, self.config.load_revision)
         except LlemError as error:
@@ -329,10 +330,10 @@ class TensorRtBackend(Backend):
 
     def _server_options(self) -> dict[str, Any]:
         knobs: dict[str, Any] = {}
-        if self.runtime == "pytorch":  # max_input_len has no trtllm-serve flag
-            input_len = {name: value for name, value in pytorch_runtime.limits(self.config).items()
-                         if name == "max_input_len"}
-            knobs = {**pytorch_runtime.knobs(self.config), **input_len}
+        if self.runtime == "pytorch":
+            knobs = pytorch_runtime.knobs(self.config)
+            if self.settings.max_input_len is not None:  # it has no trtllm-serve flag
+                knobs["max_input_len"] = self.settings.max_input_len
         return server.llm_api_options(build.kv_cache_values(self.config),
                                       dict(self.config.passthrough_kwargs), knobs)
 
