@@ -93,7 +93,10 @@ def test_pytorch_and_vllm_on_cpu_offline_and_streaming_end_with_a_report(
     assert "vllm" in report.stdout and "pytorch" in report.stdout
 
 
-LOW_RATE, HIGH_RATE, SERVE_S, RAMP_S = 3.0, 200.0, 4.0, 1.0
+LOW_RATE, HIGH_RATE, SERVE_S, RAMP_S = 3.0, 100.0, 9.0, 1.0
+# The window holds 24 arrivals at the low rate: a request or two still in flight at its close
+# (a slow step on a busy host) leaves the achieved rate above 0.9 x offered, where with a
+# 3 s window (9 arrivals) a single one read as saturation (docs/serving.md, "Saturation").
 
 
 def test_serving_on_vllm_cpu_keeps_up_below_saturation_and_queues_above_it(
@@ -101,7 +104,7 @@ def test_serving_on_vllm_cpu_keeps_up_below_saturation_and_queues_above_it(
     """Serving mode end to end through the Docker runner, at two request rates.
 
     At 3 req/s the engine keeps up: the achieved rate is the requested one within 10 %. At
-    200 req/s, far above what four sequences of this model sustain on two cores (about 55
+    100 req/s, far above what four sequences of this model sustain on two cores (about 55
     req/s measured), it does not: the engine's queue shows in the queueing delay and the time
     to first token.
     """
@@ -170,7 +173,7 @@ def test_compose_vllm_cpu_service_serves_through_vllms_own_openai_server(
         "input_len: 16\noutput_len: 8\nwarmup: {n_warmup: 1, min_seconds: 0}\n"
         "vllm: {cpu_kvcache_space_gib: 1}\n"
         "load: {mode: serving, client: openai_server, arrival: constant, request_rate: 3, "
-        "duration_s: 4, ramp_up_s: 1}\n", "vllm-cpu",
+        "duration_s: 9, ramp_up_s: 1}\n", "vllm-cpu",
         timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = list((project / "results").iterdir())
@@ -187,12 +190,14 @@ def test_compose_vllm_cpu_service_serves_through_vllms_own_openai_server(
     assert "--enforce-eager" not in command  # vLLM's default: compiled
     serving = result.serving
     assert serving is not None and serving.client == "openai_server"
-    assert serving.requests_failed == 0 and serving.requests_total == 12
+    assert serving.requests_failed == 0 and serving.requests_total == 27
     assert not serving.saturated, serving.saturation_reason
     assert serving.achieved_rate_rps == pytest.approx(3.0, rel=0.10)
     # a request whose streamed token ids were not exactly 8 would have failed
     assert result.throughput.output_tokens == serving.output_tokens_in_window > 0
-    assert serving.requests_in_window == 9  # arrivals at 1.0, 1.33, ... 3.67 s
+    # arrivals at 1.0, 1.33, ... 8.67 s: 24, so that a request or two in flight at the close
+    # does not read as saturation (a 3 s window of 9 arrivals did, on a busy host)
+    assert serving.requests_in_window == 24
     assert serving.ttft is not None and serving.ttft.count == serving.requests_in_window
     # the usage of every stream reported its prefix-cache hits (--enable-prompt-tokens-details):
     # none, with the prefix cache off
