@@ -6,13 +6,14 @@ import hashlib
 import os
 import platform
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from harness._version import __version__
 from harness.energy.device import GpuSet
 from harness.energy.selection import Selection
-from harness.schema.result import Environment, GpuIdentityProof
+from harness.schema.result import Environment, GpuIdentityProof, SchedulerJob
 
 # Set by the Docker runner from the engine's API (image id and repo digest); absent elsewhere.
 IMAGE_ID_ENV = "LLEM_IMAGE_ID"
@@ -54,7 +55,23 @@ def snapshot(gpus: GpuSet, backend_versions: dict[str, str],
         container_image_id=os.environ.get(IMAGE_ID_ENV) or None,
         container_image_digest=os.environ.get(IMAGE_DIGEST_ENV) or None,
         hostname_hash=hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12],
+        scheduler=scheduler_job(os.environ),
     )
+
+
+SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURMD_NODENAME", "SLURM_JOB_PARTITION", "SLURM_JOB_GPUS")
+"""What Slurm sets in a job and the run records; the Slurm runner passes them into a container."""
+
+
+def scheduler_job(environ: Mapping[str, str]) -> SchedulerJob | None:
+    """The Slurm job this process runs in, from its variables; None outside a job."""
+    job_id = environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return None
+    return SchedulerJob(scheduler="slurm", job_id=job_id,
+                        node=environ.get("SLURMD_NODENAME") or None,
+                        partition=environ.get("SLURM_JOB_PARTITION") or None,
+                        gpus=environ.get("SLURM_JOB_GPUS") or None)
 
 
 def _cpu_model() -> str | None:

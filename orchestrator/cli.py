@@ -45,7 +45,7 @@ from orchestrator.preflight import study_problems
 from orchestrator.progress import StudyProgress
 from orchestrator.report.commands import compare as compare_command
 from orchestrator.report.commands import history as history_command
-from orchestrator.runners import Runner, make_runner
+from orchestrator.runners import Runner, SlurmRunner, make_runner
 from orchestrator.settings import resolve_output, resolve_runner
 from orchestrator.study import Study, check_cycles, load_study
 from orchestrator.study.execution import parse_gpus
@@ -151,9 +151,11 @@ def _run_study(request: RunRequest, options: RunOptions) -> tuple[StudySummary, 
         # runner's checks and before any model is fetched.
         if resume_dir is not None:
             preview_resume(study, resume_dir, cycles)
-        name, source = resolve_runner(request.runner_name)
-        runner = make_runner(name, image=request.image)
+        name, source = resolve_runner(request.runner_name, study.execution.runner)
+        runner = make_runner(name, image=request.image, slurm=study.execution.slurm)
         options = dataclasses.replace(options, output=resolve_output(request.output))
+        if isinstance(runner, SlurmRunner):  # the shared-storage check writes there
+            runner.output_root = resume_dir or options.output
         if resume_dir is None:
             check_output_root(options.output)  # before the preflight fetches any model
         _guard(study, options.output if resume_dir is None else resume_dir, request.yes)

@@ -89,6 +89,7 @@ class StudyExecution:
         execution = study.execution
         runner.stall_timeout_s = execution.stall_timeout_s
         runner.load_timeout_s = execution.load_timeout_s
+        runner.on_study_event = self.on_event
         # The idle reference is read now, before the first run heats anything.
         self.cool_down: CoolDown | None = None
         if execution.gap_until_cool and not no_gaps:

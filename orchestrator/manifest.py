@@ -26,7 +26,7 @@ from orchestrator.run_environment import RunEnvironment
 MANIFEST_NAME = "manifest.json"
 RunStatus = Literal["pending", "running", "completed", "failed", "skipped", "interrupted"]
 FailureCause = Literal["error", "oom", "killed", "timeout", "stalled", "interrupted",
-                       "invalid_result", "runner_error"]
+                       "node_failure", "preempted", "invalid_result", "runner_error"]
 
 
 def now_utc() -> str:

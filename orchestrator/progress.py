@@ -17,6 +17,7 @@ from harness.schema.events import (
     Cooling,
     ErrorEvent,
     Gap,
+    JobQueued,
     PhaseEvent,
     ProgressEvent,
     RunEvent,
@@ -89,6 +90,18 @@ class StudyProgress:
                                  description=f"cooling down ({event.elapsed_s:.0f} s)")
         elif isinstance(event, RunEventReceived):
             self._run_event(event.run_id, event.event)
+        elif isinstance(event, JobQueued):
+            self._job(event)
+
+    def _job(self, event: JobQueued) -> None:
+        if event.node and event.position is None:
+            text = f"{event.run_id}: job {event.job_id} {event.state.lower()} on {event.node}"
+        else:
+            place = f", position {event.position}" if event.position is not None else ""
+            why = f", {event.reason}" if event.reason else ""
+            text = f"{event.run_id}: job {event.job_id} {event.state.lower()}{place}{why}"
+        self.progress.update(self.current, description=text)
+        self._note(text)
 
     def _run_event(self, run_id: str, event: RunEvent) -> None:
         if isinstance(event, PhaseEvent):

@@ -1,6 +1,7 @@
 """Where a study runs and writes, from the command line, the environment and the user config.
 
-Runner: ``--runner`` > ``LLEM_RUNNER`` > ``runner:`` in the user config > ``docker``.
+Runner: ``--runner`` > ``LLEM_RUNNER`` > ``execution.runner`` of the study > ``runner:`` in the
+user config > ``docker``.
 Output root: ``--output`` > ``output:`` in the user config > ``results``.
 """
 
@@ -25,12 +26,14 @@ def user_config_path() -> Path:
     return USER_CONFIG.expanduser()
 
 
-def resolve_runner(cli_value: str | None) -> tuple[str, str]:
-    """Return (runner name, where it came from)."""
+def resolve_runner(cli_value: str | None, study_value: str | None = None) -> tuple[str, str]:
+    """Return (runner name, where it came from); ``study_value``: the study's own choice."""
     if cli_value:
         return cli_value, "--runner"
     if os.environ.get(RUNNER_ENV):
         return os.environ[RUNNER_ENV], RUNNER_ENV
+    if study_value:
+        return study_value, "execution.runner"
     configured = _setting("runner")
     if configured:
         return configured, str(user_config_path())

@@ -240,6 +240,19 @@ class Cooled(_StudyEvent):
     outcome: str
 
 
+class JobQueued(_StudyEvent):
+    """A run's batch job changed state in the scheduler's queue (the Slurm runner)."""
+
+    kind: Literal["job_queued"] = "job_queued"
+    run_id: str
+    job_id: str
+    state: str = Field(description="Slurm's state: PENDING, RUNNING, ...")
+    reason: str = Field("", description="Why it waits (Resources, Priority, ...), if it does.")
+    position: int | None = Field(None, description="Its place among the pending jobs of its "
+                                 "partition, by priority (1: next); null once it runs.")
+    node: str = Field("", description="The node it runs on, once it runs.")
+
+
 class ResumeNote(_StudyEvent):
     """On resume: something the study directory held was set aside (``note`` says what)."""
 
@@ -248,7 +261,8 @@ class ResumeNote(_StudyEvent):
 
 
 StudyEvent = Annotated[
-    RunStarted | RunEventReceived | RunFinished | Gap | Cooling | Cooled | ResumeNote,
+    RunStarted | RunEventReceived | RunFinished | Gap | Cooling | Cooled | JobQueued
+    | ResumeNote,
     Field(discriminator="kind"),
 ]
 """Any study event, by its ``kind``."""
@@ -260,6 +274,7 @@ __all__ = [
     "RUN_EVENT",
     "BaselineEvent",
     "Cooled",
+    "JobQueued",
     "Cooling",
     "DoneEvent",
     "ErrorEvent",

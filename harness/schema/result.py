@@ -421,6 +421,19 @@ class GpuIdentityProof(Record):
     evidence: list[str] = Field(default_factory=list, description="What was seen, per GPU.")
 
 
+class SchedulerJob(Record):
+    """The batch job a run ran in (the Slurm runner), from the variables the scheduler sets."""
+
+    scheduler: Literal["slurm"] = Field(description="The workload manager.")
+    job_id: str = Field(description="Its job id (SLURM_JOB_ID).")
+    node: str | None = Field(None, description="The node it ran on (SLURMD_NODENAME).")
+    partition: str | None = Field(None, description="Its partition (SLURM_JOB_PARTITION).")
+    gpus: str | None = Field(
+        None, description="The GPUs the job was allocated, as Slurm numbers them on the node "
+        "(SLURM_JOB_GPUS); null: none allocated through gres. The measured GPUs (gpus, "
+        "gpu_bindings) are these, by UUID.")
+
+
 class Environment(Record):
     """The machine and software the run measured, read from APIs (never from pip)."""
 
@@ -452,6 +465,8 @@ class Environment(Record):
     container_image_digest: str | None = Field(
         None, description="Repository digest of that image, where it has one.")
     hostname_hash: str | None = Field(None, description="SHA-256 prefix, not the name itself.")
+    scheduler: SchedulerJob | None = Field(
+        None, description="The batch job it ran in (Slurm runner); null elsewhere.")
 
 
 class EngineCacheRecord(Record):

@@ -9,8 +9,10 @@ from harness.schema.messages import did_you_mean
 from orchestrator.runners.base import Runner, RunOutcome
 from orchestrator.runners.docker.runner import DockerRunner
 from orchestrator.runners.local import LocalRunner
+from orchestrator.runners.slurm.runner import SlurmRunner
 
-RUNNERS: dict[str, type[Runner]] = {"docker": DockerRunner, "local": LocalRunner}
+RUNNERS: dict[str, type[Runner]] = {"docker": DockerRunner, "local": LocalRunner,
+                                    "slurm": SlurmRunner}
 
 
 def make_runner(name: str, **options: Any) -> Runner:
@@ -22,8 +24,12 @@ def make_runner(name: str, **options: Any) -> Runner:
             f"unknown runner '{name}'{hint}", fix=f"use --runner {' or '.join(RUNNERS)}"
         )
     if name == "docker":
-        return DockerRunner(**{k: v for k, v in options.items() if v is not None})
+        return DockerRunner(**{k: v for k, v in options.items()
+                               if v is not None and k in ("image", "images", "mem_limit")})
+    if name == "slurm":
+        return SlurmRunner(slurm=options.get("slurm"), image=options.get("image"))
     return RUNNERS[name]()
 
 
-__all__ = ["RUNNERS", "DockerRunner", "LocalRunner", "RunOutcome", "Runner", "make_runner"]
+__all__ = ["RUNNERS", "DockerRunner", "LocalRunner", "RunOutcome", "Runner", "SlurmRunner",
+           "make_runner"]

@@ -21,10 +21,16 @@ from pathlib import Path
 from typing import Literal
 
 from harness.errors import LlemError
-from harness.schema.events import PhaseEvent, RunEvent, StartEvent, parse_run_event
+from harness.schema.events import (
+    PhaseEvent,
+    RunEvent,
+    StartEvent,
+    StudyEvent,
+    parse_run_event,
+)
 
 EndKind = Literal["ok", "error", "oom", "killed", "timeout", "stalled", "interrupted",
-                  "runner_error"]
+                  "node_failure", "preempted", "runner_error"]
 EventCallback = Callable[[RunEvent], None]
 
 LOG_NAME = "container.log"
@@ -42,8 +48,9 @@ class RunOutcome:
     """How a run ended.
 
     Attributes:
-        end: ok | error | oom | killed | timeout | stalled | interrupted | runner_error (the
-            runner raised instead of reporting an end: see ``runner_failure``).
+        end: ok | error | oom | killed | timeout | stalled | interrupted | node_failure and
+            preempted (a batch scheduler's) | runner_error (the runner raised instead of
+            reporting an end: see ``runner_failure``).
         exit_code: the harness process's exit status, None if it never exited by itself.
         message: one line for the manifest.
         log_tail: the last lines of the run's log, for the failure record.
@@ -169,6 +176,8 @@ class Runner(abc.ABC):
         self.stop_note = ""
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], None] = time.sleep
+        self.on_study_event: Callable[[StudyEvent], None] | None = None
+        """Receives what the runner itself has to say (a batch job's queue state)."""
 
     def preflight(self, backends: set[str] | None = None,
                   gpus: list[int] | None = None) -> list[str]:

@@ -17,10 +17,67 @@ STALL_TIMEOUT_MIN_S = 2 * HEARTBEAT_PERIOD_S
 """Two heartbeat periods: a shorter stall timeout would stop healthy runs."""
 
 
+SlurmExec = Literal["docker", "apptainer", "pyxis", "local"]
+SLURM_TIME = r"^(\d+-)?\d+(:\d{1,2}){0,2}$"
+"""Slurm's time formats: minutes, minutes:seconds, hours:minutes:seconds, days-hours[...]."""
+
+
+class SlurmConfig(BaseModel):
+    """The ``execution.slurm:`` block: how the Slurm runner submits each run (docs/runners.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exec: SlurmExec = Field(
+        "docker",
+        description="How a job runs the harness on its node: docker (the backend's image with "
+        "the Docker runner's container plan), apptainer (apptainer exec --nv of the image as a "
+        "SIF file), pyxis (srun --container-image) or local (a Python environment on storage "
+        "the nodes share).")
+    partition: str | None = Field(None, description="sbatch --partition (null: the default).")
+    account: str | None = Field(None, description="sbatch --account.")
+    qos: str | None = Field(None, description="sbatch --qos.")
+    time_limit: str | None = Field(
+        None, pattern=SLURM_TIME,
+        description="sbatch --time in Slurm's format (e.g. 90, 1:30:00, 1-00:00:00); null: "
+        "execution.timeout_s rounded up to whole minutes plus 5 minutes, so that llem's own "
+        "timeout stops the run first and records it.")
+    gpus_per_run: int | None = Field(
+        None, ge=0, description="GPUs each job allocates (sbatch --gres=gpu:N); null: none "
+        "for pytorch on cpu, else 1.")
+    cpus_per_run: int | None = Field(None, ge=1, description="sbatch --cpus-per-task.")
+    mem: str | None = Field(
+        None, pattern=r"^\d+[KMGT]?$",
+        description="Memory of each job (sbatch --mem, e.g. 64G); a job above it is recorded "
+        "as oom.")
+    sbatch_options: list[str] = Field(
+        default_factory=list,
+        description="More sbatch options, each one argument as on the command line (e.g. "
+        "--constraint=h100); options llem sets itself are refused.")
+    python: str | None = Field(
+        None, description="exec local: the interpreter on the nodes, with llem and the backend "
+        "installed (null: the one running llem, which must then be on shared storage).")
+    image: str | None = Field(
+        None, description="exec docker or pyxis: the image reference on the nodes (null: the "
+        "backend's llem image, as the Docker runner names it).")
+    sif: str | None = Field(
+        None, description="exec apptainer: the image converted to a SIF file on shared storage "
+        "(docs/runners.md says how).")
+    poll_s: float = Field(
+        5.0, ge=1.0,
+        description="How often the one watcher of a study's jobs asks the controller (s): one "
+        "squeue call per period, whatever the number of jobs.")
+
+
 class ExecutionConfig(BaseModel):
     """The ``execution:`` block of a study file."""
 
     model_config = ConfigDict(extra="forbid")
+
+    runner: Literal["docker", "local", "slurm"] | None = Field(
+        None, description="Where the study runs when neither --runner nor LLEM_RUNNER says "
+        "(null: the user config's runner, else docker).")
+    slurm: SlurmConfig = Field(
+        default_factory=SlurmConfig, description="The Slurm runner's submission settings.")
 
     n_cycles: int = Field(
         1, ge=1, description="How many times every configuration is measured (repetitions)."

@@ -1,0 +1,136 @@
+"""What the Slurm runner checks before a study's first job (each problem with its fix).
+
+The controller answers; the partition exists; the study's settings fit the runner (no host GPU
+indices, a GPU for a GPU-only backend, no sbatch option that overrides one llem sets, an
+interpreter or SIF file that exists); and the output directory is on storage the nodes share:
+a probe job on the study's partition reads a file written here and writes one back.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import LlemError
+from harness.io import write_text
+from harness.schema.catalog import BY_NAME
+from orchestrator.runners.slurm import script as scripts
+from orchestrator.runners.slurm.client import JobInfo, SlurmClient
+from orchestrator.runners.slurm.states import ended
+
+if TYPE_CHECKING:
+    from orchestrator.runners.slurm.runner import SlurmRunner
+
+PROBE_WAIT_S = 120.0
+"""How long the storage probe's job may take (queue included) before the check gives up."""
+PROBE_NAME = ".llem-storage-probe"
+
+
+def slurm_problems(runner: SlurmRunner, backends: set[str],
+                   gpus: list[int] | None) -> list[str]:
+    """Everything that stops ``runner`` from running these backends' runs on the cluster."""
+    settings = runner.slurm
+    problems = setting_problems(runner, backends, gpus)
+    try:
+        runner.client.ping()
+        names = {partition.name.rstrip("*") for partition in runner.client.partitions()}
+    except LlemError as error:
+        return [*problems, str(error)]
+    if settings.partition and settings.partition not in names:
+        problems.append(f"execution.slurm.partition '{settings.partition}' is not a partition "
+                        f"of this cluster (sinfo lists {', '.join(sorted(names)) or 'none'})\n"
+                        "  fix: name one of them, or leave it out for the default")
+    if not problems and runner.output_root is not None:
+        problems += storage_problems(runner.client, runner.output_root, runner)
+    return problems
+
+
+def setting_problems(runner: SlurmRunner, backends: set[str],
+                     gpus: list[int] | None) -> list[str]:
+    """The study's settings against the runner, without asking the cluster."""
+    settings = runner.slurm
+    problems = []
+    if gpus:
+        problems.append(f"execution.gpus (or --gpus) is {gpus}: on Slurm the job's allocation "
+                        "decides which GPUs a run gets\n  fix: remove it and set "
+                        "execution.slurm.gpus_per_run")
+    gpu_only = sorted(b for b in backends if BY_NAME[b].gpu_only)
+    if gpu_only and settings.gpus_per_run == 0:
+        problems.append(f"backend {', '.join(gpu_only)} needs a GPU, but "
+                        "execution.slurm.gpus_per_run is 0\n  fix: set it to 1 or more")
+    for option in settings.sbatch_options:
+        own = scripts.own_option(option)
+        if own is not None:
+            problems.append(f"execution.slurm.sbatch_options has {option!r}, which llem sets "
+                            f"itself ({own})\n  fix: use the matching execution.slurm setting "
+                            "(partition, account, qos, time_limit, gpus_per_run, cpus_per_run, "
+                            "mem) or leave it out")
+    if settings.exec == "local" and not Path(runner.python).is_file():
+        problems.append(f"execution.slurm.python {runner.python} does not exist here\n  fix: "
+                        "name an interpreter on storage the nodes share, with llem installed")
+    if settings.exec == "apptainer" and not (settings.sif and Path(settings.sif).is_file()):
+        problems.append(f"exec apptainer needs the image as a SIF file: execution.slurm.sif is "
+                        f"{settings.sif or 'not set'}\n  fix: apptainer build llem-cpu.sif "
+                        "docker-daemon://llem/cpu:latest (docs/runners.md), then set "
+                        "execution.slurm.sif to it")
+    return problems
+
+
+def storage_problems(client: SlurmClient, directory: Path, runner: SlurmRunner) -> list[str]:
+    """Whether a job can read a file written here and write one back (shared storage).
+
+    A probe job that has not run within ``PROBE_WAIT_S`` (a busy queue) is cancelled and the
+    check is reported as not done, not as failed: it is the first run's job that then finds out.
+    """
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(8)
+    probe = directory / f"{PROBE_NAME}-{token}"
+    seen = probe.with_suffix(".seen")
+    write_text(probe, token)
+    settings = runner.slurm
+    text = f"#!/bin/sh\ncat '{probe}' > '{seen}'\n"
+    options = ["--job-name=llem-storage-probe", "--output=/dev/null", "--time=1",
+               "--nodes=1", "--ntasks=1", "--no-requeue", f"--chdir={directory}"]
+    for flag, value in (("--partition", settings.partition), ("--account", settings.account),
+                        ("--qos", settings.qos)):
+        if value:
+            options.append(f"{flag}={value}")
+    try:
+        job_id = client.submit(text, options + list(settings.sbatch_options))
+        job = _wait(client, job_id)
+        if job is None or not ended(job):
+            client.cancel([job_id])
+            return []  # not checked: the queue is busy; the first job finds out
+        if _read(seen) == token:
+            return []
+        return [f"a job on node {job.node or '?'} could not read and write {directory} "
+                f"(probe job {job_id} ended {job.state}): the output directory must be on "
+                "storage the submitting host and the nodes share\n  fix: --output on the "
+                "shared file system (NFS, Lustre, GPFS...), the same path on every node"]
+    except LlemError as error:
+        return [str(error)]
+    finally:
+        probe.unlink(missing_ok=True)
+        seen.unlink(missing_ok=True)
+
+
+def _wait(client: SlurmClient, job_id: str) -> JobInfo | None:
+    deadline = time.monotonic() + PROBE_WAIT_S
+    job = None
+    while time.monotonic() < deadline:
+        found, _ = client.jobs_and_queue([job_id])
+        job = found.get(job_id)
+        if job is not None and ended(job):
+            return job
+        time.sleep(1.0)
+    return job
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None

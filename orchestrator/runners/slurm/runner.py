@@ -1,0 +1,337 @@
+"""Slurm runner: each run is one batch job on a real Slurm cluster, over shared storage.
+
+The same contract as the Docker and local runners: the job runs ``python -m harness run
+<run-dir>/experiment.json`` on its node (wrapped as ``execution.slurm.exec`` says, see
+``script.py``) and writes the run directory, which must be on storage the submitting host and
+the nodes share. The study's order, cycles and gaps are kept as on one machine: a run's job is
+submitted when the run before it has ended and its gap has passed, so runs never overlap and
+every gap is honoured (docs/runners.md says what this costs and what is not guaranteed: two
+runs may land on different nodes).
+
+While the job waits in the queue nothing is timed; once it runs, the wait loop shared by every
+runner follows its events.jsonl (timeout, stall, load limit). One watcher asks the controller
+for every job of the study at once, every ``execution.slurm.poll_s`` seconds; the job's end is
+read from Slurm's state (``states.py``). Ctrl-C, a timeout or a stall cancel the job with
+``scancel``; so does any crash of the orchestrator's wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.environment import IMAGE_ID_ENV
+from harness.errors import LlemError
+from harness.io import write_json, write_text
+from harness.schema.catalog import BY_NAME
+from harness.schema.events import JobQueued
+from harness.schema.reading import read_model
+from harness.schema.run_spec import RunSpec
+from orchestrator.runners.base import (
+    LOG_NAME,
+    EndKind,
+    EventCallback,
+    EventFollower,
+    Runner,
+    RunOutcome,
+    runner_failure,
+)
+from orchestrator.runners.docker.images import image_ref
+from orchestrator.runners.docker.plan import (
+    HOST_RAPL,
+    ContainerPlan,
+    MachineSettings,
+    plan_container,
+)
+from orchestrator.runners.session import Session
+from orchestrator.runners.slurm import script as scripts
+from orchestrator.runners.slurm.client import JobInfo, SlurmClient
+from orchestrator.runners.slurm.states import classify_job, ended, waiting
+from orchestrator.study.execution import SlurmConfig
+
+FOLLOW_POLL_S = 0.5
+"""How often the run's events.jsonl is read (a file on shared storage, not the controller)."""
+CANCEL_WAIT_S = 120.0
+"""How long to wait for a cancelled job to end: Slurm's KillWait (30 s by default) and more."""
+MISSING_READS = 3
+"""Reads in a row in which a submitted job is absent before its end counts as unknown."""
+JOBS_DIR = ".slurm"
+"""Beside the run directories in the study directory: each run's job script and record."""
+
+
+def job_record(run_dir: Path) -> Path:
+    """Where the Slurm runner records the job of ``run_dir`` (``.json``; the script: ``.sh``)."""
+    return run_dir.parent / JOBS_DIR / f"{run_dir.name}.json"
+
+
+class JobWatcher:
+    """One watcher for all of a study's jobs: one ``squeue`` call per period.
+
+    The call costs the same whatever the number of jobs; jobs the controller has forgotten are
+    looked up in accounting (``sacct``) where the cluster keeps it.
+
+    Args:
+        client: the Slurm commands.
+        poll_s: the period (s): a read younger than this is answered from memory.
+        clock: monotonic clock (tests inject one).
+    """
+
+    def __init__(self, client: SlurmClient, poll_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.poll_s = poll_s
+        self.clock = clock
+        self._tracked: set[str] = set()
+        self._known: dict[str, JobInfo] = {}
+        self._missing: dict[str, int] = {}
+        self._read_at: float | None = None
+        self._accounting: bool | None = None
+        self.positions: dict[str, int] = {}
+
+    def track(self, job_id: str) -> None:
+        """Follow ``job_id`` from now on."""
+        self._tracked.add(job_id)
+        self._read_at = None  # the next read asks the controller
+
+    def forget(self, job_id: str) -> None:
+        """Stop following ``job_id``."""
+        self._tracked.discard(job_id)
+        self._known.pop(job_id, None)
+        self._missing.pop(job_id, None)
+
+    def state(self, job_id: str, fresh: bool = False) -> JobInfo | None:
+        """The job as last read (re-read when older than the period, or ``fresh``)."""
+        now = self.clock()
+        if fresh or self._read_at is None or now - self._read_at >= self.poll_s:
+            self.refresh()
+            self._read_at = now
+        return self._known.get(job_id)
+
+    def gone(self, job_id: str) -> bool:
+        """True once the job was absent from the controller and accounting for a few reads."""
+        return self._missing.get(job_id, 0) >= MISSING_READS
+
+    def refresh(self) -> None:
+        """Read every tracked job at once."""
+        listed, pending = self.client.jobs_and_queue(self._tracked)
+        missing = self._tracked - set(listed)
+        if missing and self.accounting():
+            listed.update(self.client.finished(missing))
+        for job_id in self._tracked:
+            if job_id in listed:
+                self._known[job_id] = listed[job_id]
+                self._missing.pop(job_id, None)
+            else:
+                self._missing[job_id] = self._missing.get(job_id, 0) + 1
+        self.positions = pending
+
+    def accounting(self) -> bool:
+        """Whether the cluster keeps accounting (asked once)."""
+        if self._accounting is None:
+            self._accounting = self.client.accounting()
+        return self._accounting
+
+
+class SlurmRunner(Runner):
+    """Runs each experiment as one Slurm batch job.
+
+    Args:
+        slurm: the study's ``execution.slurm`` settings.
+        image: one image for every backend (``--image``), for exec docker, pyxis.
+        client: the Slurm commands (tests inject one).
+        machine: the submitting host's settings for the container plan (exec docker, pyxis,
+            apptainer).
+    """
+
+    name = "slurm"
+
+    def __init__(self, slurm: SlurmConfig | None = None, image: str | None = None,
+                 client: SlurmClient | None = None,
+                 machine: MachineSettings | None = None) -> None:
+        super().__init__()
+        self.slurm = slurm or SlurmConfig()
+        self.image_override = image or self.slurm.image
+        self.client = client or SlurmClient()
+        self.watcher = JobWatcher(self.client, self.slurm.poll_s)
+        self._machine = machine
+        self.session = Session.current()
+        self.output_root: Path | None = None
+        """Where the study directory goes, for the shared-storage check (set by the CLI)."""
+
+    @property
+    def python(self) -> str:
+        """The interpreter the jobs run with exec local."""
+        return self.slurm.python or sys.executable
+
+    def harness_gpus(self, requested: list[int] | None) -> list[int] | None:
+        """None: the job's allocation decides, and the harness maps what it sees by UUID."""
+        return None
+
+    def image_for(self, backend: str) -> str:
+        """The image that serves ``backend`` on the nodes (exec docker, pyxis)."""
+        if self.image_override:
+            return self.image_override
+        entry = BY_NAME[backend]
+        if not self._needs_gpu(backend) and entry.cpu_image:
+            return image_ref(entry.cpu_image)
+        return image_ref(entry.image)
+
+    def _needs_gpu(self, backend: str) -> bool:
+        if self.slurm.gpus_per_run is not None:
+            return self.slurm.gpus_per_run > 0
+        return BY_NAME[backend].gpu_only
+
+    def preflight(self, backends: set[str] | None = None,
+                  gpus: list[int] | None = None) -> list[str]:
+        """The controller answers, the settings fit the cluster, the storage is shared."""
+        from orchestrator.runners.slurm.preflight import slurm_problems
+
+        return slurm_problems(self, backends or set(), gpus)
+
+    def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
+            gpus: list[int] | None = None) -> RunOutcome:
+        """Submit ``run_dir``'s job, follow it to its end and classify it.
+
+        The run directory gets exactly the files it gets under the other runners; the job's
+        script and record (id, options) go to ``<study>/.slurm/<run-id>.{sh,json}``.
+        """
+        run_dir = run_dir.resolve()
+        spec = read_model(run_dir / "experiment.json", RunSpec)
+        limit = scripts.time_limit(self.slurm, timeout_s)
+        needs_gpu = self._needs_gpu(spec.config.backend)
+        text = self.job_script(run_dir, spec, needs_gpu)
+        record = job_record(run_dir)
+        write_text(record.with_suffix(".sh"), text)
+        options = scripts.sbatch_options(self.slurm, scripts.JobRequest(
+            name=f"llem-{spec.run_id}", comment=f"llem session {self.session.id}",
+            log=run_dir / LOG_NAME, workdir=Path.cwd(), time_limit=limit,
+            gpus=scripts.gpus_per_run(self.slurm, needs_gpu)))
+        try:
+            job_id = self.client.submit(text, options)
+        except LlemError as error:  # refused: this run failed, and so would the next ones
+            return runner_failure(error, run_dir / LOG_NAME, fatal=True)
+        write_json(record, {"job_id": job_id, "session": self.session.id,
+                            "submitted_at": time.time(), "options": options})
+        self.watcher.track(job_id)
+        try:
+            end, job = self._follow(job_id, run_dir, timeout_s, on_event)
+        except BaseException:
+            # A second Ctrl-C, a controller that went away, a bug: never leave the job behind.
+            with contextlib.suppress(Exception):
+                self.client.cancel([job_id])
+            raise
+        finally:
+            self.watcher.forget(job_id)
+        return classify_job(end, job, run_dir / LOG_NAME, timeout_s=timeout_s,
+                            stop_note=self.stop_note, limit=limit)
+
+    def job_script(self, run_dir: Path, spec: RunSpec, needs_gpu: bool) -> str:
+        """The batch script of this run, as ``execution.slurm.exec`` wraps the harness."""
+        mode = self.slurm.exec
+        if mode == "local":
+            host_env = {key: os.environ[key] for key in ("HF_HOME", "HF_HUB_CACHE")
+                        if key in os.environ}
+            return scripts.local_script(run_dir, spec.run_id, spec.study, self.python,
+                                        Path.cwd(), host_env)
+        machine = self._machine or MachineSettings.detect()
+        plan = plan_container(
+            run_dir, spec, self.image_for(spec.config.backend), "", None, self.session,
+            # RAPL is bound by the script only where the node has it; HF_TOKEN stays out:
+            # runs never download.
+            MachineSettings(machine.uid, machine.gid, machine.cwd, machine.hf_cache, {}),
+            gpu_ids=None, mem_limit=_docker_memory(self.slurm.mem))
+        plan = _without_image_id(plan)
+        if mode == "docker":
+            return scripts.docker_script(plan, spec.run_id, spec.study, needs_gpu,
+                                         str(HOST_RAPL))
+        if mode == "apptainer":
+            return scripts.apptainer_script(plan, self.slurm.sif or "", spec.run_id,
+                                            spec.study, needs_gpu)
+        return scripts.pyxis_script(plan, spec.run_id, spec.study)
+
+    def _follow(self, job_id: str, run_dir: Path, timeout_s: float | None,
+                on_event: EventCallback) -> tuple[EndKind | None, JobInfo | None]:
+        """Wait while the job is queued (untimed), then follow it as every runner does."""
+        self.stop_note = ""
+        job = self._queued(job_id, run_dir.name)
+        if job is None or ended(job):
+            return ("interrupted" if self.stop_requested.is_set() else None), self._final(job_id)
+        self._announce(run_dir.name, job)
+        follower = EventFollower(run_dir / "events.jsonl")
+        end = self.supervise(lambda: self._running(job_id), lambda: self._cancel(job_id),
+                             timeout_s, follower, on_event, FOLLOW_POLL_S)
+        job = self._final(job_id)
+        for event in follower.poll():
+            on_event(event)
+        return end, job
+
+    def _queued(self, job_id: str, run_id: str) -> JobInfo | None:
+        """The job once it left the queue (running or ended); None if Ctrl-C came first."""
+        shown: tuple[str, str, int | None] | None = None
+        while True:
+            job = self.watcher.state(job_id)
+            if job is None and self.watcher.gone(job_id):
+                return None
+            if job is not None and not waiting(job):
+                return job
+            if self.stop_requested.is_set():
+                self._cancel(job_id)
+                return None
+            if job is not None:
+                now = (job.state, job.reason, self.watcher.positions.get(job_id))
+                if now != shown:
+                    shown = now
+                    self._announce(run_id, job)
+            self.sleep(min(1.0, self.slurm.poll_s))
+
+    def _running(self, job_id: str) -> bool:
+        job = self.watcher.state(job_id)
+        if job is None:
+            return not self.watcher.gone(job_id)
+        return not ended(job)
+
+    def _cancel(self, job_id: str) -> None:
+        """``scancel`` the job (SIGTERM, then SIGKILL after KillWait) and wait for its end."""
+        self.client.cancel([job_id])
+        deadline = self.clock() + CANCEL_WAIT_S
+        while self.clock() < deadline:
+            job = self.watcher.state(job_id, fresh=True)
+            if (job is not None and ended(job)) or (job is None and self.watcher.gone(job_id)):
+                return
+            self.sleep(1.0)
+
+    def _final(self, job_id: str) -> JobInfo | None:
+        """The job's final state (read fresh: the wait loop's last read may be a period old)."""
+        for _ in range(MISSING_READS):
+            job = self.watcher.state(job_id, fresh=True)
+            if job is not None and ended(job):
+                return job
+            self.sleep(1.0)
+        job = self.watcher.state(job_id)
+        return job if job is not None and ended(job) else None
+
+    def _announce(self, run_id: str, job: JobInfo) -> None:
+        if self.on_study_event is None:
+            return
+        self.on_study_event(JobQueued(
+            run_id=run_id, job_id=job.job_id, state=job.state, reason=job.reason,
+            position=self.watcher.positions.get(job.job_id) if waiting(job) else None,
+            node=job.node))
+
+
+def _docker_memory(mem: str | None) -> str | None:
+    """Slurm's ``--mem`` (megabytes without a unit) as Docker's ``--memory``."""
+    if mem is None:
+        return None
+    return mem.lower() if mem[-1].isalpha() else f"{mem}m"
+
+
+def _without_image_id(plan: ContainerPlan) -> ContainerPlan:
+    """The plan with the image id left to the node (the script reads it there)."""
+    env = {k: v for k, v in plan.environment.items() if k != IMAGE_ID_ENV}
+    return dataclasses.replace(plan, environment=env)
