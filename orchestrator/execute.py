@@ -382,9 +382,14 @@ def _unprepared(run_dir: Path, error: OSError | ConfigError) -> RunOutcome:
 def _failure_message(run_dir: Path, outcome: RunOutcome) -> str:
     # For a timeout, a stall or an interruption the runner's account is the cause; the harness's
     # error.json only records the stop it was sent. A runner that raised is the cause itself.
+    # So is a batch scheduler's account of what ended its job (a cancel, a node failure): the
+    # harness's record follows it.
     if outcome.end in ("timeout", "stalled", "interrupted", "runner_error"):
         return outcome.message
-    return harness_error(run_dir) or outcome.message
+    harness = harness_error(run_dir)
+    if outcome.scheduler_cause:
+        return f"{outcome.message}; the harness: {harness}" if harness else outcome.message
+    return harness or outcome.message
 
 
 def harness_error(run_dir: Path) -> str | None:

@@ -56,6 +56,9 @@ class RunOutcome:
         log_tail: the last lines of the run's log, for the failure record.
         fatal: the runner can start no further run (e.g. the Docker engine is gone): the
             study records this run and stops, leaving the rest pending for --resume.
+        scheduler_cause: the message is a batch scheduler's account of what ended the run
+            (a cancel, a memory kill, a node failure), which the manifest puts before the
+            harness's own error record.
     """
 
     end: EndKind
@@ -63,6 +66,7 @@ class RunOutcome:
     message: str = ""
     log_tail: list[str] = field(default_factory=list)
     fatal: bool = False
+    scheduler_cause: bool = False
 
 
 @dataclass(frozen=True)

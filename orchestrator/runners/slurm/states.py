@@ -72,19 +72,21 @@ def classify_job(end: EndKind | None, job: JobInfo | None, log_path: Path, *,
                           "it with --resume", tail)
     if job.state in ("TIMEOUT", "DEADLINE"):
         return RunOutcome("timeout", job.exit_code, f"Slurm stopped the job at its time limit "
-                          f"({limit}){where}: raise execution.slurm.time_limit", tail)
+                          f"({limit}){where}: raise execution.slurm.time_limit", tail,
+                          scheduler_cause=True)
     if job.state == "OUT_OF_MEMORY" or (job.state != "COMPLETED" and _memory_kill(tail)):
         return RunOutcome("oom", job.exit_code, f"ran out of memory{where} ({job.state}): "
-                          "raise execution.slurm.mem", tail)
+                          "raise execution.slurm.mem", tail, scheduler_cause=True)
     if job.state in ("NODE_FAIL", "BOOT_FAIL"):
         return RunOutcome("node_failure", job.exit_code, f"the node failed{where} ({job.state}"
-                          f"{_reason(job)}): the run is redone on --resume", tail)
+                          f"{_reason(job)}): the run is redone on --resume", tail,
+                          scheduler_cause=True)
     if job.state == "PREEMPTED":
         return RunOutcome("preempted", job.exit_code, f"the job was preempted{where}: the run "
-                          "is redone on --resume", tail)
+                          "is redone on --resume", tail, scheduler_cause=True)
     if job.state in ("CANCELLED", "REVOKED"):
         return RunOutcome("killed", job.exit_code, f"the job was cancelled from outside "
-                          f"(scancel, or an administrator){where}", tail)
+                          f"(scancel, or an administrator){where}", tail, scheduler_cause=True)
     if job.state in ("COMPLETED", "FAILED"):
         outcome = classify_end(None, ProcessEnd(job.exit_code, job.signal), log_path,
                                timeout_s=timeout_s)
