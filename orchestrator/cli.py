@@ -651,16 +651,22 @@ def clean(study: str | None) -> None:
 
 @main.command()
 @click.option("--output", type=click.Path(path_type=Path),
-              help="Output root whose disk is checked (default: as for llem run).")
-def doctor(output: Path | None) -> None:
-    """Check engine, NVIDIA runtime, GPUs, images, disk and caches; print each fix."""
+              help="Output root whose disk is checked (default: as for llem run); with the "
+              "slurm runner, a probe job checks that the nodes share it.")
+@click.option("--runner", "runner_name",
+              help="The runner to check for (default: LLEM_RUNNER, user config, then docker); "
+              "slurm makes a missing cluster a problem and probes the shared storage.")
+def doctor(output: Path | None, runner_name: str | None) -> None:
+    """Check engine, NVIDIA runtime, GPUs, images, disk, caches and Slurm; print each fix."""
     from orchestrator.doctor import run_checks
+    from orchestrator.doctor_slurm import runner_check, slurm_checks
 
     try:
         root = resolve_output(output)
+        name, source = resolve_runner(runner_name)
     except LlemError as error:
         fail(error)
-    checks = run_checks(root)
+    checks = [runner_check(name, source), *run_checks(root), *slurm_checks(root, name)]
     table = Table(title="llem doctor")
     for column in ("check", "status", "detail", "fix"):
         table.add_column(column, overflow="fold")
