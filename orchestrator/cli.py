@@ -81,7 +81,8 @@ def main() -> None:
 @main.command(cls=JsonCommand)
 @click.argument("file", type=click.Path(path_type=Path), required=False)
 @click.option("--runner", "runner_name",
-              help="docker or local (default: LLEM_RUNNER, user config, then docker).")
+              help="docker, local or slurm (default: LLEM_RUNNER, execution.runner, user "
+              "config, then docker).")
 @click.option("--image", help="Docker image for every run (default: llem/<backend>:latest).")
 @click.option("--dry-run", is_flag=True, help="Expand, validate and estimate; start nothing.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),

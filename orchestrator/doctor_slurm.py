@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import get_args
 
@@ -121,13 +120,12 @@ def _not_probed(why: str) -> Check:
 
 def _storage(client: SlurmClient, output: Path, runner: SlurmRunner) -> Check:
     """The preflight's probe job on the output root (ok, problem, or not checked in time)."""
-    started = time.monotonic()
-    problems = preflight.storage_problems(client, output, runner)
+    probe = preflight.probe_storage(client, output, runner)
     directory = output.resolve()
-    if problems:
-        message, _, fix = problems[0].partition("\n  fix: ")
+    if probe.problems:
+        message, _, fix = probe.problems[0].partition("\n  fix: ")
         return Check("slurm shared storage", False, message, fix)
-    if time.monotonic() - started >= preflight.PROBE_WAIT_S:
+    if not probe.checked:
         return Check("slurm shared storage", True,
                      f"{directory}: not checked, the probe job did not run within "
                      f"{preflight.PROBE_WAIT_S:g} s (a busy queue); the first run's job finds out")

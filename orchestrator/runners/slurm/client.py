@@ -139,8 +139,11 @@ class SlurmClient:
 
     def accounting(self) -> bool:
         """Whether the cluster keeps accounting (``sacct`` answers)."""
-        done = self.command(["sacct", "--noheader", "--parsable2", "-X", "-j", "0"],
-                            check=False)
+        try:
+            done = self.command(["sacct", "--noheader", "--parsable2", "-X", "-j", "0"],
+                                check=False)
+        except SlurmError:  # no sacct here at all
+            return False
         return done.returncode == 0 and ACCOUNTING_OFF not in (done.stderr + done.stdout)
 
     def finished(self, job_ids: Iterable[str]) -> dict[str, JobInfo]:
@@ -169,14 +172,16 @@ class SlurmClient:
         """The controller's answer to ``scontrol ping`` (raises when it is down)."""
         done = self.command(["scontrol", "ping"], check=False)
         text = done.stdout.strip()
-        if done.returncode != 0 or "DOWN" in text:
+        # "Slurmctld(primary) at a is UP" (a backup's line may say DOWN: one UP suffices)
+        if done.returncode != 0 or not any(line.rstrip().endswith("is UP")
+                                           for line in text.splitlines()):
             raise SlurmError(f"the Slurm controller does not answer: {text or done.stderr.strip()}",
                              fix="start slurmctld, or run llem on a host of the cluster")
         return text
 
     def partitions(self) -> list[PartitionInfo]:
         """Partitions with their nodes, CPUs, memory and GPUs (``sinfo``, one line each)."""
-        done = self.command(["sinfo", "--noheader", "--format=%R|%D|%c|%m|%G|%a|%l"])
+        done = self.command(["sinfo", "--noheader", "--format=%R|%D|%c|%m|%G|%a|%l|%P"])
         return [partition for line in done.stdout.splitlines()
                 if (partition := PartitionInfo.parse(line)) is not None]
 
@@ -192,14 +197,21 @@ class PartitionInfo:
     gres: str
     available: str
     time_limit: str
+    default: bool = False
 
     @classmethod
     def parse(cls, line: str) -> PartitionInfo | None:
-        """One ``sinfo --format=%R|%D|%c|%m|%G|%a|%l`` line; None for anything else."""
+        """One ``sinfo --format=%R|%D|%c|%m|%G|%a|%l|%P`` line; None for anything else.
+
+        ``%P`` marks the default partition with ``*``; a line without it (``%R|...|%l``)
+        names no default.
+        """
         parts = line.strip().split("|")
-        if len(parts) != 7 or not parts[1].isdigit():
+        if len(parts) not in (7, 8) or not parts[1].isdigit():
             return None
-        return cls(parts[0], int(parts[1]), *parts[2:])
+        return cls(name=parts[0], nodes=int(parts[1]), cpus_per_node=parts[2],
+                   memory_mb=parts[3], gres=parts[4], available=parts[5],
+                   time_limit=parts[6], default=len(parts) == 8 and parts[7].endswith("*"))
 
     @property
     def gpus_per_node(self) -> str:

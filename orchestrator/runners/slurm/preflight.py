@@ -9,7 +9,9 @@ a probe job on the study's partition reads a file written here and writes one ba
 from __future__ import annotations
 
 import secrets
+import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +37,7 @@ def slurm_problems(runner: SlurmRunner, backends: set[str],
     problems = setting_problems(runner, backends, gpus)
     try:
         runner.client.ping()
-        names = {partition.name.rstrip("*") for partition in runner.client.partitions()}
+        names = {partition.name for partition in runner.client.partitions()}
     except LlemError as error:
         return [*problems, str(error)]
     if settings.partition and settings.partition not in names:
@@ -43,7 +45,7 @@ def slurm_problems(runner: SlurmRunner, backends: set[str],
                         f"of this cluster (sinfo lists {', '.join(sorted(names)) or 'none'})\n"
                         "  fix: name one of them, or leave it out for the default")
     if not problems and runner.output_root is not None:
-        problems += storage_problems(runner.client, runner.output_root, runner)
+        problems += probe_storage(runner.client, runner.output_root, runner).problems
     return problems
 
 
@@ -78,7 +80,24 @@ def setting_problems(runner: SlurmRunner, backends: set[str],
     return problems
 
 
-def storage_problems(client: SlurmClient, directory: Path, runner: SlurmRunner) -> list[str]:
+@dataclass(frozen=True)
+class StorageProbe:
+    """What the shared-storage probe found.
+
+    Attributes:
+        problems: the problem (with its fix) when a job could not read and write the
+            directory; empty otherwise.
+        checked: False when the probe job did not run within ``PROBE_WAIT_S`` (or could not
+            be submitted): nothing is known.
+        node: the node the probe ran on.
+    """
+
+    problems: list[str]
+    checked: bool
+    node: str = ""
+
+
+def probe_storage(client: SlurmClient, directory: Path, runner: SlurmRunner) -> StorageProbe:
     """Whether a job can read a file written here and write one back (shared storage).
 
     A probe job that has not run within ``PROBE_WAIT_S`` (a busy queue) is cancelled and the
@@ -91,7 +110,7 @@ def storage_problems(client: SlurmClient, directory: Path, runner: SlurmRunner) 
     seen = probe.with_suffix(".seen")
     write_text(probe, token)
     settings = runner.slurm
-    text = f"#!/bin/sh\ncat '{probe}' > '{seen}'\n"
+    text = f"#!/bin/sh\ncat {shlex.quote(str(probe))} > {shlex.quote(str(seen))}\n"
     options = ["--job-name=llem-storage-probe", "--output=/dev/null", "--time=1",
                "--nodes=1", "--ntasks=1", "--no-requeue", f"--chdir={directory}"]
     for flag, value in (("--partition", settings.partition), ("--account", settings.account),
@@ -103,15 +122,16 @@ def storage_problems(client: SlurmClient, directory: Path, runner: SlurmRunner) 
         job = _wait(client, job_id)
         if job is None or not ended(job):
             client.cancel([job_id])
-            return []  # not checked: the queue is busy; the first job finds out
+            return StorageProbe([], checked=False)  # a busy queue: the first job tells
         if _read(seen) == token:
-            return []
-        return [f"a job on node {job.node or '?'} could not read and write {directory} "
-                f"(probe job {job_id} ended {job.state}): the output directory must be on "
-                "storage the submitting host and the nodes share\n  fix: --output on the "
-                "shared file system (NFS, Lustre, GPFS...), the same path on every node"]
+            return StorageProbe([], checked=True, node=job.node)
+        problem = (f"a job on node {job.node or '?'} could not read and write {directory} "
+                   f"(probe job {job_id} ended {job.state}): the output directory must be on "
+                   "storage the submitting host and the nodes share\n  fix: --output on the "
+                   "shared file system (NFS, Lustre, GPFS...), the same path on every node")
+        return StorageProbe([problem], checked=True, node=job.node)
     except LlemError as error:
-        return [str(error)]
+        return StorageProbe([str(error)], checked=False)
     finally:
         probe.unlink(missing_ok=True)
         seen.unlink(missing_ok=True)
