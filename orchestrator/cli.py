@@ -102,14 +102,16 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--offline", is_flag=True, help="Fetch no model: a hub model missing from the "
               "Hugging Face cache is refused (fill it with llem fetch).")
+@click.option("--detach", is_flag=True, help="Slurm runner: submit every pending run and "
+              "return; llem run --resume DIR follows and collects them.")
 def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: bool,
         resume_dir: Path | None, cycles: int | None, order: str | None, gpus: str | None,
         output: Path | None, no_gaps: bool, yes: bool, export_csv: bool, quiet: bool,
-        verbose: bool, as_json: bool, offline: bool) -> None:
+        verbose: bool, as_json: bool, offline: bool, detach: bool) -> None:
     """Run a study (or a single experiment) FILE, or --resume a study directory."""
     request = RunRequest(file, resume_dir, cycles, order, gpus, runner_name, image, output,
                          yes, offline)
-    options = RunOptions(Path(), no_gaps, quiet, verbose, as_json, export_csv)
+    options = RunOptions(Path(), no_gaps, quiet, verbose, as_json, export_csv, detach)
     if dry_run:
         try:
             study = _with_overrides(_load(file, resume_dir), cycles, order, gpus)
@@ -119,6 +121,11 @@ def run(file: Path | None, runner_name: str | None, image: str | None, dry_run: 
         _print_dry_run(study, as_json, no_gaps, resumed)
         return
     summary, study_dir = _run_study(request, options)
+    if detach and not summary.interrupted:
+        submitted = summary.counts.get("running", 0)
+        err.print(f"{submitted} run(s) submitted to Slurm; follow and collect them with: "
+                  f"llem run --resume {study_dir}", highlight=False)
+        sys.exit(EXIT_OK)
     _print_summary(summary, study_dir, as_json)
     for warning in summary.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -155,6 +162,10 @@ def _run_study(request: RunRequest, options: RunOptions) -> tuple[StudySummary, 
         name, source = resolve_runner(request.runner_name, study.execution.runner)
         runner = make_runner(name, image=request.image, slurm=study.execution.slurm)
         options = dataclasses.replace(options, output=resolve_output(request.output))
+        if options.detach and not runner.detachable:
+            raise ConfigError(f"--detach needs a runner that hands runs to a scheduler; the "
+                              f"{name} runner's runs end with llem",
+                              fix="use --runner slurm, or leave --detach out")
         if isinstance(runner, SlurmRunner):  # the shared-storage check writes there
             runner.output_root = resume_dir or options.output
         if resume_dir is None:
@@ -191,6 +202,7 @@ class RunOptions:
     verbose: bool
     as_json: bool
     export_csv: bool
+    detach: bool = False
 
 
 def _load(file: Path | None, resume_dir: Path | None) -> Study:
@@ -257,7 +269,7 @@ def _execute(study: Study, runner: Runner, options: RunOptions, resume_dir: Path
             with StudyProgress(err, opened.todo, quiet=options.quiet,
                                verbose=options.verbose) as progress:
                 execution = StudyExecution(study, study_dir, runner, progress.on_event,
-                                           options.no_gaps)
+                                           options.no_gaps, detach=options.detach)
                 summary = execution.execute(opened.runs, opened.manifest)
                 interrupts.disarm()
             if options.export_csv and summary.results_table:

@@ -66,6 +66,9 @@ class StudyExecution:
         on_event: receives typed study events (``harness.schema.events``): run started,
             each run event, run finished, gap, cooling.
         no_gaps: skip config and cycle gaps.
+        detach: hand every pending run to the runner's scheduler and return without waiting
+            (``llem run --detach``; runners with ``detachable`` only). Each gap becomes a wait
+            at the start of the next run's job; no cool-down is watched.
         cooling_gpus: GPUs the cool-down watches; by default the host's NVML GPUs of the
             study's selection.
     """
@@ -78,12 +81,17 @@ class StudyExecution:
         on_event: OnStudyEvent | None = None,
         no_gaps: bool = False,
         cooling_gpus: GpuSet | None = None,
+        detach: bool = False,
     ) -> None:
         self.study = study
         self.study_dir = study_dir
         self.runner = runner
         self._callback = on_event
         self.no_gaps = no_gaps
+        self.detach = detach
+        if detach and not runner.detachable:
+            raise ConfigError(f"the {runner.name} runner cannot detach: its runs end with "
+                              "llem", fix="use --detach with --runner slurm, or leave it out")
         self.started_at = now_utc()
         self._current: RunEntry | None = None  # the run in progress, for a full disk's record
         execution = study.execution
@@ -92,7 +100,7 @@ class StudyExecution:
         runner.on_study_event = self.on_event
         # The idle reference is read now, before the first run heats anything.
         self.cool_down: CoolDown | None = None
-        if execution.gap_until_cool and not no_gaps:
+        if execution.gap_until_cool and not no_gaps and not detach:
             self.cool_down = (
                 CoolDown(cooling_gpus, execution.cool_margin_c, execution.cool_max_s)
                 if cooling_gpus is not None
@@ -160,7 +168,14 @@ class StudyExecution:
             entry = by_key[run.key]
             if entry.status in ("completed", "skipped"):
                 continue
-            cool_down = self._gap(None if previous is None else gaps.between(previous, position))
+            gap = None if previous is None else gaps.between(previous, position)
+            if self.detach:
+                if entry.status == "running" and self.runner.alive(self.study_dir / entry.run_id):
+                    continue  # submitted by an earlier invocation, still queued or running
+                self._submit(run, entry, manifest, 0.0 if self.no_gaps else gap or 0.0)
+                previous = position
+                continue
+            cool_down = self._gap(gap)
             if self.runner.stop_requested.is_set():
                 break
             if self._run_one(run, entry, manifest, cool_down):
@@ -209,6 +224,26 @@ class StudyExecution:
         self.on_event(Cooled(waited_s=record.waited_s, outcome=record.outcome))
         return record
 
+    def _submit(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
+                delay_s: float) -> None:
+        """Prepare the run and hand it to the scheduler (``--detach``); it stays running."""
+        entry.runner, entry.environment = self.runner.name, None
+        entry.gpus = self.study.execution.gpus
+        run_dir = self.study_dir / entry.run_id
+        try:
+            self._prepare(run, entry, manifest, None)
+            self.runner.submit_detached(run_dir, self.study.execution.timeout_s, delay_s)
+        except DiskFullError:
+            raise
+        except (LlemError, OSError) as error:
+            outcome = runner_failure(error, run_dir / LOG_NAME, fatal=False)
+            self._record(entry, run_dir, outcome)
+            save_manifest(self.study_dir, manifest)
+            raise RunnerError(f"run {entry.run_id} could not be submitted: "
+                              f"{outcome.message}", fix="fix the cause, then submit the rest "
+                              "with llem run --resume DIR --detach") from error
+        save_manifest(self.study_dir, manifest)
+
     def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None = None) -> bool:
         """Run one entry and record it; True when the runner can start no further run."""
@@ -219,9 +254,17 @@ class StudyExecution:
 
     def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None) -> bool:
+        run_dir = self.study_dir / entry.run_id
+        if entry.status == "running":  # an earlier invocation started it and never recorded
+            adopted = self._adopt(entry.run_id, run_dir)
+            if adopted is not None:
+                self._record(entry, run_dir, adopted)
+                save_manifest(self.study_dir, manifest)
+                self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
+                                          cause=entry.failure.cause if entry.failure else None))
+                return adopted.fatal
         entry.runner, entry.environment = self.runner.name, None
         entry.gpus = self.study.execution.gpus
-        run_dir = self.study_dir / entry.run_id
         try:
             self._prepare(run, entry, manifest, cool_down)
         except DiskFullError:
@@ -261,6 +304,20 @@ class StudyExecution:
         )
         write_json(run_dir / "experiment.json", spec)
         mark_running(self.study_dir, manifest, entry)
+
+    def _adopt(self, run_id: str, run_dir: Path) -> RunOutcome | None:
+        """The runner's account of a run an earlier invocation left running; None: none."""
+        self.on_event(RunStarted(run_id=run_id))
+        try:
+            adopted = self.runner.adopt(
+                run_dir, self.study.execution.timeout_s,
+                lambda event: self.on_event(RunEventReceived(run_id=run_id, event=event)))
+        except DiskFullError:
+            raise
+        except (LlemError, OSError) as error:
+            fatal = isinstance(error, RunnerError) and error.fatal
+            return runner_failure(error, run_dir / LOG_NAME, fatal=fatal)
+        return adopted
 
     def _runner_run(self, run_id: str, run_dir: Path) -> RunOutcome:
         """The runner's account of the run; an error it raises is this run's failure.

@@ -207,6 +207,32 @@ class Runner(abc.ABC):
             gpus: host GPU indices the run may use (None: all).
         """
 
+    detachable: bool = False
+    """Whether the runner can hand runs to a scheduler and return (``llem run --detach``)."""
+
+    def submit_detached(self, run_dir: Path, timeout_s: float | None,
+                        delay_s: float = 0.0) -> str:
+        """Hand ``run_dir``'s experiment to the scheduler without waiting; return its job id.
+
+        Runs submitted so start in submission order, the next ``delay_s`` after the previous
+        one ended. Only runners with ``detachable`` set implement it.
+        """
+        raise NotImplementedError(f"the {self.name} runner cannot detach")
+
+    def adopt(self, run_dir: Path, timeout_s: float | None,
+              on_event: EventCallback) -> RunOutcome | None:
+        """Follow a run an earlier invocation started and never recorded (``--resume``).
+
+        Returns how it ended, after waiting for it if it still runs; None when there is
+        nothing to follow (the run starts anew). Runners whose runs die with their
+        orchestrator (docker, local) have nothing to follow.
+        """
+        return None
+
+    def alive(self, run_dir: Path) -> bool:
+        """Whether a run an earlier invocation started is still queued or running."""
+        return False
+
     def request_stop(self) -> None:
         """Ask the running experiment to stop (first Ctrl-C): graceful, then killed."""
         self.stop_requested.set()

@@ -199,3 +199,36 @@ def test_ctrl_c_cancels_the_job_and_exits_130(
     assert not (study_dir / ".slurm" / "002_pytorch-bs2_c1.json").exists()  # never submitted
     error = json.loads((events.parent / "error.json").read_text())
     assert error["phase"] == "warmup"  # the harness got SIGTERM and wrote its record
+
+
+def test_detach_then_resume_collects_the_study(
+        slurm: SlurmClient, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """--detach submits every run (chained in order) and returns; --resume follows them."""
+    # a 10 s warmup: the resume below finds the first job still running and follows it
+    study = study_file(tmp_path, tiny_model_dir, "detached", {"exec": "local"},
+                       warmup={"n_warmup": 1, "min_seconds": 10},
+                       sweep={"pytorch.batch_size": [1, 2]})
+    started = time.monotonic()
+    done = llem("run", str(study), "--runner", "slurm", "--output", "out", "--detach",
+                cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 run(s) submitted" in done.stderr
+    study_dir = only_study_dir(tmp_path / "out")
+    assert [run.status for run in Manifest.load(study_dir).runs] == ["running", "running"]
+    first, second = (json.loads((study_dir / ".slurm" / f"{run_id}.json").read_text())
+                     for run_id in ("001_pytorch-bs1_c1", "002_pytorch-bs2_c1"))
+    # the second runs after the first, whatever the cluster's free slots
+    assert f"--dependency=afterany:{first['job_id']}" in second["options"]
+    assert time.monotonic() - started < 120  # returned without waiting for the runs
+
+    assert slurm.jobs_and_queue([str(first["job_id"])])[0], "the first job already ended"
+    resumed = llem("run", "--resume", str(study_dir), "--runner", "slurm", "-q",
+                   cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    manifest = Manifest.load(study_dir)
+    assert [run.status for run in manifest.runs] == ["completed", "completed"]
+    for run, record in zip(manifest.runs, (first, second), strict=True):
+        result = ExperimentResult.model_validate_json(
+            (study_dir / run.run_id / "result.json").read_text())
+        assert result.environment.scheduler is not None
+        assert result.environment.scheduler.job_id == str(record["job_id"])  # not resubmitted

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.environment import IMAGE_ID_ENV
 from harness.errors import LlemError
@@ -162,6 +164,7 @@ class SlurmRunner(Runner):
         self.session = Session.current()
         self.output_root: Path | None = None
         """Where the study directory goes, for the shared-storage check (set by the CLI)."""
+        self._last_detached: str | None = None
 
     @property
     def python(self) -> str:
@@ -201,22 +204,99 @@ class SlurmRunner(Runner):
         script and record (id, options) go to ``<study>/.slurm/<run-id>.{sh,json}``.
         """
         run_dir = run_dir.resolve()
+        try:
+            job_id = self._submit(run_dir, timeout_s)
+        except LlemError as error:  # refused: this run failed, and so would the next ones
+            return runner_failure(error, run_dir / LOG_NAME, fatal=True)
+        return self._follow_to_end(job_id, run_dir, timeout_s, on_event)
+
+    detachable = True
+
+    def submit_detached(self, run_dir: Path, timeout_s: float | None,
+                        delay_s: float = 0.0) -> str:
+        """Submit without waiting; return the job id.
+
+        The job starts after the job this runner submitted last (``afterany``), and waits
+        ``delay_s`` in its own allocation first (the gap before the run).
+        """
+        run_dir = run_dir.resolve()
+        job_id = self._submit(run_dir, timeout_s, after=self._last_detached, delay_s=delay_s)
+        self._last_detached = job_id
+        return job_id
+
+    def adopt(self, run_dir: Path, timeout_s: float | None,
+              on_event: EventCallback) -> RunOutcome | None:
+        """Follow the job an earlier invocation submitted for ``run_dir``, or read its end.
+
+        The job of a ``--detach`` or of an orchestrator that died. None when the run has no
+        job, or Slurm no longer knows it and it left no result: the run starts anew.
+        """
+        run_dir = run_dir.resolve()
+        record = _read_record(job_record(run_dir))
+        if record is None:
+            return None
+        job_id = str(record["job_id"])
+        self.watcher.track(job_id)
+        try:
+            job = self._current(job_id)
+            if job is None:
+                if (run_dir / "result.json").is_file():  # ended, and left its result
+                    return RunOutcome("ok", 0)
+                return None
+            if ended(job):
+                return classify_job(None, job, run_dir / LOG_NAME, timeout_s=timeout_s,
+                                    stop_note="", limit=str(record.get("time_limit", "?")))
+        finally:
+            self.watcher.forget(job_id)
+        return self._follow_to_end(job_id, run_dir, timeout_s, on_event,
+                                   limit=str(record.get("time_limit", "?")))
+
+    def alive(self, run_dir: Path) -> bool:
+        """Whether the job recorded for ``run_dir`` is still queued or running."""
+        record = _read_record(job_record(run_dir.resolve()))
+        if record is None:
+            return False
+        job_id = str(record["job_id"])
+        self.watcher.track(job_id)
+        try:
+            job = self._current(job_id)
+        finally:
+            self.watcher.forget(job_id)
+        return job is not None and not ended(job)
+
+    def _current(self, job_id: str) -> JobInfo | None:
+        """The job's state now; None once the controller and accounting do not know it."""
+        for _ in range(MISSING_READS):
+            job = self.watcher.state(job_id, fresh=True)
+            if job is not None:
+                return job
+            self.sleep(1.0)
+        return None
+
+    def _submit(self, run_dir: Path, timeout_s: float | None, after: str | None = None,
+                delay_s: float = 0.0) -> str:
+        """Write the run's job script and record; submit it; return the job id."""
         spec = read_model(run_dir / "experiment.json", RunSpec)
-        limit = scripts.time_limit(self.slurm, timeout_s)
+        limit = scripts.time_limit(self.slurm, timeout_s, delay_s)
         needs_gpu = self._needs_gpu(spec.config.backend)
-        text = self.job_script(run_dir, spec, needs_gpu)
+        text = scripts.delayed(self.job_script(run_dir, spec, needs_gpu), delay_s)
         record = job_record(run_dir)
         write_text(record.with_suffix(".sh"), text)
         options = scripts.sbatch_options(self.slurm, scripts.JobRequest(
             name=f"llem-{spec.run_id}", comment=f"llem session {self.session.id}",
             log=run_dir / LOG_NAME, workdir=Path.cwd(), time_limit=limit,
             gpus=scripts.gpus_per_run(self.slurm, needs_gpu)))
-        try:
-            job_id = self.client.submit(text, options)
-        except LlemError as error:  # refused: this run failed, and so would the next ones
-            return runner_failure(error, run_dir / LOG_NAME, fatal=True)
+        if after is not None:
+            options.append(f"--dependency=afterany:{after}")
+        job_id = self.client.submit(text, options)
         write_json(record, {"job_id": job_id, "session": self.session.id,
-                            "submitted_at": time.time(), "options": options})
+                            "submitted_at": time.time(), "time_limit": limit,
+                            "options": options})
+        return job_id
+
+    def _follow_to_end(self, job_id: str, run_dir: Path, timeout_s: float | None,
+                       on_event: EventCallback, limit: str | None = None) -> RunOutcome:
+        """Follow the job until it ends (cancelling it on any way out) and classify it."""
         self.watcher.track(job_id)
         try:
             end, job = self._follow(job_id, run_dir, timeout_s, on_event)
@@ -227,6 +307,7 @@ class SlurmRunner(Runner):
             raise
         finally:
             self.watcher.forget(job_id)
+        limit = limit or scripts.time_limit(self.slurm, timeout_s)
         return classify_job(end, job, run_dir / LOG_NAME, timeout_s=timeout_s,
                             stop_note=self.stop_note, limit=limit)
 
@@ -322,6 +403,15 @@ class SlurmRunner(Runner):
             run_id=run_id, job_id=job.job_id, state=job.state, reason=job.reason,
             position=self.watcher.positions.get(job.job_id) if waiting(job) else None,
             node=job.node))
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A run's job record, None when it has none (or one that cannot be read)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "job_id" in record else None
 
 
 def _docker_memory(mem: str | None) -> str | None:

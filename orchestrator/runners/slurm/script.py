@@ -55,13 +55,26 @@ class JobRequest:
     gpus: int
 
 
-def time_limit(slurm: SlurmConfig, timeout_s: float | None) -> str:
-    """``execution.slurm.time_limit``, else the run's timeout in minutes plus a margin."""
+def time_limit(slurm: SlurmConfig, timeout_s: float | None, delay_s: float = 0.0) -> str:
+    """``execution.slurm.time_limit``, else the run's timeout in minutes plus a margin.
+
+    A detached job's gap (``delay_s``, waited in its allocation) is added to the timeout.
+    """
     if slurm.time_limit:
         return slurm.time_limit
     if timeout_s is None:
         return "UNLIMITED"
-    return str(math.ceil(timeout_s / 60) + MARGIN_MIN)
+    return str(math.ceil((timeout_s + delay_s) / 60) + MARGIN_MIN)
+
+
+def delayed(text: str, delay_s: float) -> str:
+    """The job script waiting ``delay_s`` first (a detached study's gap, in the allocation)."""
+    if delay_s <= 0:
+        return text
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line == "set -u") + 1
+    lines.insert(at, f"sleep {delay_s:g}  # the study's gap before this run")
+    return "\n".join(lines) + "\n"
 
 
 def gpus_per_run(slurm: SlurmConfig, needs_gpu: bool) -> int:
