@@ -55,7 +55,9 @@ class SlurmConfig(BaseModel):
         "--constraint=h100); options llem sets itself are refused.")
     python: str | None = Field(
         None, description="exec local: the interpreter on the nodes, with llem and the backend "
-        "installed (null: the one running llem, which must then be on shared storage).")
+        "installed (null: the one running llem, which must then be on shared storage). It is "
+        "not looked for on the submitting host: a node-local install is fine; a missing one "
+        "fails the run with the node's error.")
     image: str | None = Field(
         None, description="exec docker or pyxis: the image reference on the nodes (null: the "
         "backend's llem image, as the Docker runner names it).")

@@ -69,9 +69,6 @@ def setting_problems(runner: SlurmRunner, backends: set[str],
                             f"itself ({own})\n  fix: use the matching execution.slurm setting "
                             "(partition, account, qos, time_limit, gpus_per_run, cpus_per_run, "
                             "mem) or leave it out")
-    if settings.exec == "local" and not Path(runner.python).is_file():
-        problems.append(f"execution.slurm.python {runner.python} does not exist here\n  fix: "
-                        "name an interpreter on storage the nodes share, with llem installed")
     if settings.exec == "apptainer" and not (settings.sif and Path(settings.sif).is_file()):
         problems.append(f"exec apptainer needs the image as a SIF file: execution.slurm.sif is "
                         f"{settings.sif or 'not set'}\n  fix: apptainer build llem-cpu.sif "
