@@ -9,7 +9,7 @@ orchestrator's and are added here, so one generated file holds the whole configu
 from __future__ import annotations
 
 from harness.schema import docgen
-from orchestrator.study.execution import ExecutionConfig
+from orchestrator.study.execution import ExecutionConfig, SlurmConfig
 from orchestrator.study.report_inputs import ReportInputs
 
 HEADER = """# Configuration reference
@@ -25,6 +25,13 @@ EXECUTION = """
 How a study runs its experiments: cycles, order, pauses, devices and time limits. Only a study
 file has this block (it is not part of an experiment, of `result.json` or of any hash); the
 `llem run` options `--cycles`, `--order`, `--gpus` and `--no-gaps` override it.
+"""
+
+SLURM = """
+### `execution.slurm`
+
+How the Slurm runner (`--runner slurm`) submits each run: one batch job per run, on storage the
+nodes share (docs/runners.md, "slurm"). Ignored by the other runners.
 """
 
 REPORT = """
@@ -43,6 +50,7 @@ def render() -> str:
     experiment = docgen.render().removeprefix(docgen.HEADER)
     return (HEADER + experiment + EXECUTION + "\n"
             + docgen.model_table(ExecutionConfig, "execution.") + "\n"
+            + SLURM + "\n" + docgen.model_table(SlurmConfig, "execution.slurm.") + "\n"
             + REPORT + "\n" + docgen.model_table(ReportInputs, "report.") + "\n")
 
 

@@ -41,9 +41,10 @@ class SlurmConfig(BaseModel):
         description="sbatch --time in Slurm's format (e.g. 90, 1:30:00, 1-00:00:00); null: "
         "execution.timeout_s rounded up to whole minutes plus 5 minutes, so that llem's own "
         "timeout stops the run first and records it.")
-    gpus_per_run: int | None = Field(
-        None, ge=0, description="GPUs each job allocates (sbatch --gres=gpu:N); null: none "
-        "for pytorch on cpu, else 1.")
+    gpus_per_run: int = Field(
+        1, ge=0, description="GPUs each job allocates (sbatch --gres=gpu:N); 0 for a run on "
+        "the node's CPUs (pytorch, or vLLM's CPU build: the cpu images), which a GPU-only "
+        "backend refuses.")
     cpus_per_run: int | None = Field(None, ge=1, description="sbatch --cpus-per-task.")
     mem: str | None = Field(
         None, pattern=r"^\d+[KMGT]?$",

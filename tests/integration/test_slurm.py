@@ -51,7 +51,8 @@ def study_file(tmp_path: Path, model: Path, name: str, slurm: dict[str, object],
         "name": name, "model": str(model), "backend": "pytorch", "precision": "fp32",
         "n": 4, "input_len": 16, "output_len": 8,
         "warmup": {"n_warmup": 1, "min_seconds": 0},
-        "execution": {"config_gap_s": 0, "cycle_gap_s": 0, "slurm": {"poll_s": 1, **slurm}},
+        "execution": {"config_gap_s": 0, "cycle_gap_s": 0,
+                      "slurm": {"poll_s": 1, "gpus_per_run": 0, **slurm}},
         **extra,
     }
     path = tmp_path / f"{name}.yaml"

@@ -185,9 +185,8 @@ class SlurmRunner(Runner):
         return image_ref(entry.image)
 
     def _needs_gpu(self, backend: str) -> bool:
-        if self.slurm.gpus_per_run is not None:
-            return self.slurm.gpus_per_run > 0
-        return BY_NAME[backend].gpu_only
+        """Whether the run's job allocates GPUs (``execution.slurm.gpus_per_run``)."""
+        return self.slurm.gpus_per_run > 0
 
     def preflight(self, backends: set[str] | None = None,
                   gpus: list[int] | None = None) -> list[str]:
@@ -285,7 +284,7 @@ class SlurmRunner(Runner):
         options = scripts.sbatch_options(self.slurm, scripts.JobRequest(
             name=f"llem-{spec.run_id}", comment=f"llem session {self.session.id}",
             log=run_dir / LOG_NAME, workdir=Path.cwd(), time_limit=limit,
-            gpus=scripts.gpus_per_run(self.slurm, needs_gpu)))
+            gpus=self.slurm.gpus_per_run))
         if after is not None:
             options.append(f"--dependency=afterany:{after}")
         job_id = self.client.submit(text, options)

@@ -77,13 +77,6 @@ def delayed(text: str, delay_s: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def gpus_per_run(slurm: SlurmConfig, needs_gpu: bool) -> int:
-    """GPUs each job allocates: the setting, else 1 for a run on a GPU and 0 for one on CPU."""
-    if slurm.gpus_per_run is not None:
-        return slurm.gpus_per_run
-    return 1 if needs_gpu else 0
-
-
 def sbatch_options(slurm: SlurmConfig, job: JobRequest) -> list[str]:
     """The command-line options of ``sbatch`` for one run's job.
 
