@@ -170,8 +170,11 @@ class StudyExecution:
                 continue
             gap = None if previous is None else gaps.between(previous, position)
             if self.detach:
-                if entry.status == "running" and self.runner.alive(self.study_dir / entry.run_id):
-                    continue  # submitted by an earlier invocation, still queued or running
+                if entry.status == "running":  # submitted by an earlier invocation
+                    if self.runner.alive(self.study_dir / entry.run_id):
+                        continue  # still queued or running: left to run
+                    if self._collected_completed(entry, manifest):  # ended: read, not waited
+                        continue
                 self._submit(run, entry, manifest, 0.0 if self.no_gaps else gap or 0.0)
                 previous = position
                 continue
@@ -256,12 +259,8 @@ class StudyExecution:
                  cool_down: CoolDownRecord | None) -> bool:
         run_dir = self.study_dir / entry.run_id
         if entry.status == "running":  # an earlier invocation started it and never recorded
-            adopted = self._adopt(entry.run_id, run_dir)
+            adopted = self._collect(entry, manifest)
             if adopted is not None:
-                self._record(entry, run_dir, adopted)
-                save_manifest(self.study_dir, manifest)
-                self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
-                                          cause=entry.failure.cause if entry.failure else None))
                 return adopted.fatal
         entry.runner, entry.environment = self.runner.name, None
         entry.gpus = self.study.execution.gpus
@@ -304,6 +303,26 @@ class StudyExecution:
         )
         write_json(run_dir / "experiment.json", spec)
         mark_running(self.study_dir, manifest, entry)
+
+    def _collected_completed(self, entry: RunEntry, manifest: Manifest) -> bool:
+        """Record an ended job an earlier invocation left; True when its run completed."""
+        self._collect(entry, manifest)
+        return _status(entry) == "completed"
+
+    def _collect(self, entry: RunEntry, manifest: Manifest) -> RunOutcome | None:
+        """Follow and record a run an earlier invocation left running; None: nothing to follow.
+
+        Its directory is the job's: it is never emptied for a new attempt before the job's
+        end is known.
+        """
+        run_dir = self.study_dir / entry.run_id
+        adopted = self._adopt(entry.run_id, run_dir)
+        if adopted is not None:
+            self._record(entry, run_dir, adopted)
+            save_manifest(self.study_dir, manifest)
+            self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
+                                      cause=entry.failure.cause if entry.failure else None))
+        return adopted
 
     def _adopt(self, run_id: str, run_dir: Path) -> RunOutcome | None:
         """The runner's account of a run an earlier invocation left running; None: none."""
@@ -434,6 +453,11 @@ def _unprepared(run_dir: Path, error: OSError | ConfigError) -> RunOutcome:
                f"left there owned by root), then llem run --resume {run_dir.parent}")
     message = f"its folder {run_dir} could not be prepared: {cause} (fix: {fix})"
     return RunOutcome("runner_error", None, " ".join(message.split()))
+
+
+def _status(entry: RunEntry) -> str:
+    """The entry's status now (read through a call: a check after a change of it)."""
+    return entry.status
 
 
 def _failure_message(run_dir: Path, outcome: RunOutcome) -> str:

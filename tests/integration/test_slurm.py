@@ -233,3 +233,26 @@ def test_detach_then_resume_collects_the_study(
             (study_dir / run.run_id / "result.json").read_text())
         assert result.environment.scheduler is not None
         assert result.environment.scheduler.job_id == str(record["job_id"])  # not resubmitted
+
+
+def test_resume_detach_records_ended_jobs_and_submits_nothing_again(
+        slurm: SlurmClient, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A detached run whose job has ended is read and recorded, never wiped and resubmitted."""
+    study = study_file(tmp_path, tiny_model_dir, "ended", {"exec": "local"})
+    done = llem("run", str(study), "--runner", "slurm", "--output", "out", "--detach",
+                cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study_dir = only_study_dir(tmp_path / "out")
+    job_id = job_of(study_dir, "001_pytorch_c1")
+    assert wait_ended(slurm, job_id) == "COMPLETED"
+    again = llem("run", "--resume", str(study_dir), "--runner", "slurm", "--detach",
+                 cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 run(s) submitted" in again.stderr
+    (run,) = Manifest.load(study_dir).runs
+    assert run.status == "completed"
+    assert job_of(study_dir, "001_pytorch_c1") == job_id  # the same job: nothing resubmitted
+    result = ExperimentResult.model_validate_json(
+        (study_dir / run.run_id / "result.json").read_text())
+    assert result.environment.scheduler is not None
+    assert result.environment.scheduler.job_id == job_id
