@@ -7,9 +7,10 @@ holds, finished ones included for ``MinJobAge``), ``sacct --parsable2`` where ac
 of ours, no queue of ours: the controller is the only state.
 
 ``squeue --json`` changed shape across releases (OpenAPI v0.0.38 in 22.05: a state string and
-an exit code as a wait status; v0.0.39 and later: a list of states and objects with ``set``
-and ``number``); both are read. ``squeue --json`` ignores ``--jobs`` in 22.05, so the one
-call lists every job and the watcher picks its own.
+an exit code as a wait status; v0.0.39 in 23.02: the wait status in a ``{set, infinite,
+number}`` object; v0.0.40 from 23.11: a list of a base state and flags, and an exit code object
+with ``return_code`` and ``signal``); all are read. ``squeue --json`` ignores ``--jobs`` in
+22.05, so the one call lists every job and the watcher picks its own.
 """
 
 from __future__ import annotations
@@ -223,8 +224,8 @@ class PartitionInfo:
 def job_from_squeue(job: dict[str, Any]) -> JobInfo:
     """One entry of ``squeue --json``, whichever OpenAPI version wrote it."""
     state = job.get("job_state", "")
-    if isinstance(state, list):  # v0.0.39+: the base state first, then flags
-        state = state[0] if state else ""
+    if isinstance(state, list):  # v0.0.40+ (23.11): the base state first, then flags
+        state = _state_with_flags(state)
     exit_code, signal = _exit(job.get("exit_code"))
     return JobInfo(
         job_id=str(_number(job.get("job_id"))),
@@ -253,6 +254,22 @@ def job_from_sacct(line: str) -> JobInfo | None:
                    signal=signal_number, node=parts[3], source="sacct")
 
 
+FLAG_STATES = ("COMPLETING", "CONFIGURING", "REQUEUED", "RESIZING", "STAGE_OUT",
+               "SIGNALING", "STOPPED", "UPDATE_DB", "POWER_UP_NODE", "REQUEUE_HOLD",
+               "REQUEUE_FED", "RESV_DEL_HOLD")
+"""Flags that the string form (``job_state_string``, as 22.05 prints it) shows instead of the
+base state: a RUNNING job whose nodes boot reads CONFIGURING (waiting, untimed)."""
+
+
+def _state_with_flags(states: list[Any]) -> str:
+    """The one state the string form would print for a v0.0.40+ list of base state and flags."""
+    names = [str(state).upper() for state in states]
+    for flag in FLAG_STATES:
+        if flag in names[1:]:
+            return flag
+    return names[0] if names else ""
+
+
 def _number(value: Any) -> Any:
     """A plain value, or the ``number`` of an OpenAPI ``{"set": ..., "number": ...}``."""
     if isinstance(value, dict):
@@ -262,7 +279,9 @@ def _number(value: Any) -> Any:
 
 def _exit(value: Any) -> tuple[int | None, int | None]:
     """(exit status, signal) of a job's exit code in either OpenAPI shape."""
-    if isinstance(value, dict):  # v0.0.39+: {"status": [...], "return_code": n, "signal": {...}}
+    if isinstance(value, dict) and "number" in value:  # v0.0.39 (23.02): the wait status
+        value = _number(value)
+    elif isinstance(value, dict):  # v0.0.40+: {"status": [...], "return_code": n, "signal": ...}
         signal = value.get("signal", {})
         signal_id = _number(signal.get("id")) if isinstance(signal, dict) else None
         if signal_id:

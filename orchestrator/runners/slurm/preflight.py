@@ -69,6 +69,11 @@ def setting_problems(runner: SlurmRunner, backends: set[str],
                             f"itself ({own})\n  fix: use the matching execution.slurm setting "
                             "(partition, account, qos, time_limit, gpus_per_run, cpus_per_run, "
                             "mem) or leave it out")
+    if settings.exec == "pyxis" and not (runner.image_override or settings.image):
+        problems.append("exec pyxis needs the image as enroot can read it: a squashfs file or "
+                        "a registry reference, not the name of an image in a node's Docker\n"
+                        "  fix: enroot import -o llem-vllm.sqsh dockerd://llem/vllm:latest "
+                        "(docs/runners.md), then set execution.slurm.image to the file")
     if settings.exec == "apptainer" and not (settings.sif and Path(settings.sif).is_file()):
         problems.append(f"exec apptainer needs the image as a SIF file: execution.slurm.sif is "
                         f"{settings.sif or 'not set'}\n  fix: apptainer build llem-cpu.sif "

@@ -52,7 +52,7 @@ from orchestrator.runners.docker.plan import (
 )
 from orchestrator.runners.session import Session
 from orchestrator.runners.slurm import script as scripts
-from orchestrator.runners.slurm.client import JobInfo, SlurmClient
+from orchestrator.runners.slurm.client import JobInfo, SlurmClient, SlurmError
 from orchestrator.runners.slurm.states import classify_job, ended, waiting
 from orchestrator.study.execution import SlurmConfig
 
@@ -62,6 +62,9 @@ CANCEL_WAIT_S = 120.0
 """How long to wait for a cancelled job to end: Slurm's KillWait (30 s by default) and more."""
 MISSING_READS = 3
 """Reads in a row in which a submitted job is absent before its end counts as unknown."""
+CONTROLLER_ERRORS = 5
+"""Failed reads of the controller in a row after which the watcher gives up (and the run's job
+is cancelled: ``SlurmRunner.run`` never leaves one behind)."""
 JOBS_DIR = ".slurm"
 """Beside the run directories in the study directory: each run's job script and record."""
 
@@ -93,6 +96,7 @@ class JobWatcher:
         self._missing: dict[str, int] = {}
         self._read_at: float | None = None
         self._accounting: bool | None = None
+        self._errors = 0
         self.positions: dict[str, int] = {}
 
     def track(self, job_id: str) -> None:
@@ -110,7 +114,15 @@ class JobWatcher:
         """The job as last read (re-read when older than the period, or ``fresh``)."""
         now = self.clock()
         if fresh or self._read_at is None or now - self._read_at >= self.poll_s:
-            self.refresh()
+            try:
+                self.refresh()
+                self._errors = 0
+            except SlurmError:
+                # A controller busy for a moment (a timeout, a refused connection) is asked
+                # again next period; only several failures in a row stop the study.
+                self._errors += 1
+                if self._errors >= CONTROLLER_ERRORS:
+                    raise
             self._read_at = now
         return self._known.get(job_id)
 

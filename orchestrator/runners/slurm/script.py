@@ -35,9 +35,12 @@ from orchestrator.study.execution import SlurmConfig
 MARGIN_MIN = 5
 """Minutes added to execution.timeout_s for the job's own limit: llem's timeout stops first."""
 OWN_OPTIONS = ("--parsable", "--job-name", "--output", "--error", "--chdir", "--time",
-               "--partition", "--account", "--qos", "--gres", "--gpus", "--cpus-per-task",
-               "--mem", "--requeue", "--no-requeue", "--export", "--comment", "--array",
-               "--wrap", "-J", "-o", "-e", "-D", "-t", "-p", "-A", "-q", "-c", "-G")
+               "--partition", "--account", "--qos", "--gres", "--gpus", "--gpus-per-node",
+               "--gpus-per-task", "--gpus-per-socket", "--cpus-per-task", "--cpus-per-gpu",
+               "--mem", "--mem-per-cpu", "--mem-per-gpu", "--requeue", "--no-requeue",
+               "--export", "--comment", "--array", "--wrap", "--nodes", "--ntasks",
+               "--dependency", "--hold", "-J", "-o", "-e", "-D", "-t", "-p", "-A", "-q", "-c",
+               "-G", "-N", "-n", "-d", "-H", "-a")
 """sbatch options llem sets from the study (or must not be changed under it)."""
 HARNESS_ENV = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 LOG_NAME = "container.log"
@@ -104,6 +107,10 @@ def own_option(option: str) -> str | None:
     for own in OWN_OPTIONS:
         if flag == own or (len(own) == 2 and flag.startswith(own) and not flag.startswith("--")):
             return own
+    if flag.startswith("--") and len(flag) > 3:  # sbatch takes unambiguous abbreviations
+        for own in OWN_OPTIONS:
+            if own.startswith("--") and own.startswith(flag):
+                return own
     return None
 
 

@@ -29,10 +29,12 @@ from orchestrator.runners.slurm.client import JobInfo
 WAITING = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
                      "RESIZING", "SUSPENDED", "STOPPED", "RESV_DEL_HOLD", "POWER_UP_NODE"})
 RUNNING = frozenset({"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "UPDATE_DB"})
-MEMORY_KILL_LINES = ("exceeded job memory limit", "oom-kill", "out of memory",
-                     "llem: the container ran out of memory")
-"""What slurmstepd (jobacct_gather's OverMemoryKill, or the cgroup's OOM event) or the job
-script's docker step writes to the job's log when memory ended it."""
+MEMORY_KILL_LINES = ("exceeded job memory limit", "exceeded memory limit", "oom-kill event",
+                     "oom_kill event", "oom killed", "llem: the container ran out of memory")
+"""What slurmstepd (jobacct_gather's OverMemoryKill; the cgroup's OOM event: 22.05 "oom-kill
+event(s)", 23.02+ "oom_kill event ... OOM Killed") or the job script's docker step writes to
+the job's log when memory ended it. Not the harness's own errors: a CUDA "out of memory" is the
+GPU's, an ``error`` as under every runner, not the job's memory limit."""
 
 
 def ended(job: JobInfo) -> bool:

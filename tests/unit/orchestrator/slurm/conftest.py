@@ -32,8 +32,9 @@ SACCT_DISABLED = "Slurm accounting storage is disabled\n"
 """``sacct --noheader --parsable2 -X -j 0`` with AccountingStorageType=accounting_storage/none:
 stderr, exit status 1."""
 
-SINFO = "debug|1|2|23081|(null)|up|infinite\n"
-"""``sinfo --noheader --format='%R|%D|%c|%m|%G|%a|%l'`` on a node without gres."""
+SINFO = "debug|1|2|23081|(null)|up|infinite|debug*\n"
+"""``sinfo --noheader --format='%R|%D|%c|%m|%G|%a|%l|%P'`` on a node without gres (``%P``
+marks the default partition with ``*``)."""
 
 SCONTROL_PING = "Slurmctld(primary) at vm is UP\n"
 

@@ -74,9 +74,6 @@ def test_v0040_unset_priority_reads_as_zero(canned):
     assert (job.state, job.priority, job.exit_code, job.signal) == ("PENDING", 0, None, None)
 
 
-@pytest.mark.xfail(strict=True, reason="client.py _exit reads a v0.0.39 exit_code object "
-                   "({set, infinite, number} holding the wait status, Slurm 23.02.4+) as no "
-                   "exit code at all")
 @pytest.mark.parametrize(("status", "exit_code", "signal"), [
     (0, 0, None), (36608, 143, None), (9, None, 9)])
 def test_v0039_exit_code_is_a_wait_status_in_a_number_object(status, exit_code, signal):
@@ -94,10 +91,6 @@ def test_v0039_exit_code_is_a_wait_status_in_a_number_object(status, exit_code, 
     assert (job.exit_code, job.signal) == (exit_code, signal)
 
 
-@pytest.mark.xfail(strict=True, reason="client.py job_from_squeue takes the base state of a "
-                   "v0.0.40+ job_state list and drops its flags: a job whose nodes boot "
-                   "(RUNNING + CONFIGURING) reads RUNNING, while Slurm 22.05 prints CONFIGURING "
-                   "(waiting, untimed) for the same job")
 def test_v0040_flag_states_read_as_the_string_form_does(canned):
     # SchedMD/slurm tag slurm-23-11-0-1: src/common/slurm_protocol_defs.c job_state_string()
     # returns a flag (COMPLETING, CONFIGURING, REQUEUED, ...) before the base state, which is
@@ -278,16 +271,18 @@ def test_ping(canned, recorder):
 
 
 def test_partitions_parse_sinfo_lines(canned, recorder):
-    gpu_line = "gpu|4|112|2063000|gpu:h100:8(S:0-1),mps:800(S:0-1)|up|2-00:00:00\n"
+    gpu_line = "gpu|4|112|2063000|gpu:h100:8(S:0-1),mps:800(S:0-1)|up|2-00:00:00|gpu\n"
     recorder.on("sinfo", stdout=canned.SINFO + gpu_line + "\n")
     debug, gpu = SlurmClient(run=recorder).partitions()
-    assert debug == PartitionInfo("debug", 1, "2", "23081", "(null)", "up", "infinite")
+    assert debug == PartitionInfo("debug", 1, "2", "23081", "(null)", "up", "infinite",
+                                  default=True)
+    assert not gpu.default
     assert debug.gpus_per_node == "none"
     assert (gpu.name, gpu.nodes, gpu.cpus_per_node, gpu.time_limit) == ("gpu", 4, "112",
                                                                         "2-00:00:00")
     assert gpu.gpus_per_node == "gpu:h100:8(S:0-1)"
     (args,) = recorder.commands("sinfo")
-    assert args == ["sinfo", "--noheader", "--format=%R|%D|%c|%m|%G|%a|%l"]
+    assert args == ["sinfo", "--noheader", "--format=%R|%D|%c|%m|%G|%a|%l|%P"]
 
 
 def test_partition_parse_refuses_other_lines():

@@ -9,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from harness.schema import ExperimentConfig
 from harness.schema.events import JobQueued
 from harness.schema.run_spec import RunSpec
@@ -210,3 +212,33 @@ def test_a_refused_submission_is_a_fatal_runner_error(tmp_path, canned, recorder
     assert outcome.end == "runner_error" and outcome.fatal
     assert "Invalid partition name specified" in outcome.message
     assert not job_record(run_dir).exists()  # no job: no record
+
+
+def test_the_watcher_rides_out_a_controller_busy_for_a_moment_and_gives_up_after_five():
+    from orchestrator.runners.slurm.client import SlurmError
+    from orchestrator.runners.slurm.runner import CONTROLLER_ERRORS, JobWatcher
+
+    class Flaky(SlurmClient):
+        def __init__(self, failures: int) -> None:
+            super().__init__()
+            self.failures = failures
+
+        def jobs_and_queue(self, job_ids):  # type: ignore[no-untyped-def]
+            if self.failures:
+                self.failures -= 1
+                raise SlurmError("squeue --json got no answer within 60 s")
+            return {}, {}
+
+        def accounting(self) -> bool:
+            return False
+
+    watcher = JobWatcher(Flaky(CONTROLLER_ERRORS - 1), poll_s=5.0)
+    watcher.track("7")
+    for _ in range(CONTROLLER_ERRORS):
+        assert watcher.state("7", fresh=True) is None  # four failures, then an answer
+    watcher = JobWatcher(Flaky(CONTROLLER_ERRORS), poll_s=5.0)
+    watcher.track("7")
+    for _ in range(CONTROLLER_ERRORS - 1):
+        watcher.state("7", fresh=True)
+    with pytest.raises(SlurmError):
+        watcher.state("7", fresh=True)

@@ -94,10 +94,10 @@ def test_gres_only_for_gpus():
     assert "--gres=gpu:1" in scripts.sbatch_options(SlurmConfig(), job(gpus=1))
 
 
-def test_gpus_per_run():
-    assert scripts.gpus_per_run(SlurmConfig(), needs_gpu=True) == 1
-    assert scripts.gpus_per_run(SlurmConfig(), needs_gpu=False) == 0
-    assert scripts.gpus_per_run(SlurmConfig(gpus_per_run=4), needs_gpu=False) == 4
+def test_every_run_asks_for_one_gpu_unless_told_otherwise():
+    # a pytorch run on a GPU cluster gets its GPU; 0 asks for a run on the node's CPUs
+    assert SlurmConfig().gpus_per_run == 1
+    assert SlurmConfig(gpus_per_run=0).gpus_per_run == 0
 
 
 @pytest.mark.parametrize(("option", "own"), [
@@ -110,9 +110,6 @@ def test_own_option(option, own):
     assert scripts.own_option(option) == own
 
 
-@pytest.mark.xfail(strict=True, reason="script.py OWN_OPTIONS lacks --nodes/-N and --ntasks/-n, "
-                   "which sbatch_options sets (--nodes=1 --ntasks=1): an extra option "
-                   "overrides them unrefused")
 @pytest.mark.parametrize("option", ["--nodes=2", "-N2", "--ntasks=4", "-n4"])
 def test_options_llem_sets_for_one_node_are_its_own(option):
     assert "--nodes=1" in scripts.sbatch_options(SlurmConfig(), job())

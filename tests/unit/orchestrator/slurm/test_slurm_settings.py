@@ -134,10 +134,10 @@ def test_apptainer_needs_a_sif_file(tmp_path):
     assert setting_problems(runner(exec="apptainer", sif=str(sif)), {"pytorch"}, None) == []
 
 
-def test_local_needs_an_interpreter_that_exists(tmp_path):
-    (problem,) = setting_problems(runner(exec="local", python=str(tmp_path / "python")),
-                                  {"pytorch"}, None)
-    assert "execution.slurm.python" in problem and "does not exist" in problem
+def test_the_nodes_interpreter_is_not_looked_for_on_the_submitting_host(tmp_path):
+    # a node-local install (/opt/env/bin/python on every node, not on the login node) is fine
+    settings = runner(exec="local", python=str(tmp_path / "python"), gpus_per_run=0)
+    assert setting_problems(settings, {"pytorch"}, None) == []
 
 
 def test_a_partition_the_cluster_lacks_is_named_with_those_it_has(canned, recorder):
@@ -172,3 +172,10 @@ def test_job_queued_is_a_study_event_and_is_shown():
     lines = out.getvalue().splitlines()
     assert "001: job 4242 pending, position 2, Priority" in lines
     assert "001: job 4242 running on gpu-07" in lines
+
+
+def test_pyxis_needs_an_image_enroot_can_read():
+    (problem,) = setting_problems(runner(exec="pyxis"), {"pytorch"}, None)
+    assert "exec pyxis" in problem and "enroot import" in problem
+    assert setting_problems(runner(exec="pyxis", image="/shared/llem-vllm.sqsh"),
+                            {"pytorch"}, None) == []

@@ -118,9 +118,6 @@ def test_a_completed_job_is_never_oom_whatever_its_log_says(tmp_path):
     assert outcome.end == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason="states.py MEMORY_KILL_LINES has 'out of memory': the "
-                   "harness's CUDA OOM error line makes a FAILED job 'oom' with the fix "
-                   "'raise execution.slurm.mem', where every other runner records 'error'")
 def test_a_cuda_out_of_memory_error_is_the_harness_error_not_slurms_memory_limit(tmp_path):
     line = ("error: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 "
             "has a total capacity of 79.10 GiB of which 1.02 GiB is free.")
@@ -128,8 +125,6 @@ def test_a_cuda_out_of_memory_error_is_the_harness_error_not_slurms_memory_limit
     assert outcome.end == "error"
 
 
-@pytest.mark.xfail(strict=True, reason="states.py MEMORY_KILL_LINES matches 22.05's 'oom-kill "
-                   "event(s)' but not the 'oom_kill event' line of Slurm 23.02+")
 def test_the_cgroup_oom_line_of_slurm_23_is_oom(tmp_path):
     # SchedMD/slurm src/plugins/task/cgroup/task_cgroup_memory.c: tag slurm-22-05-8-1 writes
     # "Detected %lu oom-kill event(s) in %ps. Some of your processes may have been killed by
