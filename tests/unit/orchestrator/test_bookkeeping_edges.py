@@ -177,7 +177,7 @@ def test_a_resume_with_another_design_is_refused_before_preflight_fetches_models
         return []
 
     monkeypatch.setattr(cli, "study_problems", preflight)
-    monkeypatch.setattr(cli, "make_runner", lambda name, image=None: ResultWriter())
+    monkeypatch.setattr(cli, "make_runner", lambda name, image=None, slurm=None: ResultWriter())
     done = CliRunner().invoke(cli.main, ["run", str(tmp_path / "k2.yaml"), "--resume",
                                          str(study_dir), "--runner", "local"])
     assert done.exit_code == 2, done.output

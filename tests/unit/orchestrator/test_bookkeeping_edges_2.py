@@ -134,7 +134,7 @@ def test_a_resume_after_the_hub_cache_was_emptied_fetches_the_model_and_goes_on(
         return []
 
     monkeypatch.setattr(cli, "study_problems", preflight)
-    monkeypatch.setattr(cli, "make_runner", lambda name, image=None: ResultWriter())
+    monkeypatch.setattr(cli, "make_runner", lambda name, image=None, slurm=None: ResultWriter())
     done = CliRunner().invoke(cli.main, ["run", "--resume", str(study_dir), "--cycles", "2",
                                          "--runner", "local", "--yes"])
     assert done.exit_code == 0, done.output
