@@ -256,3 +256,35 @@ def test_resume_detach_records_ended_jobs_and_submits_nothing_again(
         (study_dir / run.run_id / "result.json").read_text())
     assert result.environment.scheduler is not None
     assert result.environment.scheduler.job_id == job_id
+
+
+def test_accounting_answers_for_a_job_the_controller_has_forgotten(
+        slurm: SlurmClient, tmp_path: Path) -> None:
+    """The watcher's accounting path against the real slurmdbd: a job absent from squeue (as
+    after the controller's MinJobAge) is read from sacct, with its state, exit and node."""
+    from orchestrator.runners.slurm.runner import JobWatcher
+
+    if not slurm.accounting():
+        if os.environ.get("LLEM_REQUIRE_SLURM") == "1":
+            pytest.fail("LLEM_REQUIRE_SLURM=1 but the cluster keeps no accounting (Debian's "
+                        "slurmdbd and mariadb-server: tests/slurm/single-node.sh sets it up)")
+        pytest.skip("the cluster keeps no accounting")
+    job_id = slurm.submit("#!/bin/sh\nexit 3\n", ["--output=/dev/null", "--mem=50M",
+                                                  "--time=1", f"--chdir={tmp_path}"])
+    assert wait_ended(slurm, job_id) == "FAILED"
+
+    class Forgetful(SlurmClient):
+        """The real cluster, but a controller that has already forgotten every job."""
+
+        def jobs_and_queue(self, job_ids):  # type: ignore[no-untyped-def]
+            return {}, {}
+
+    watcher = JobWatcher(Forgetful(), poll_s=1.0)
+    watcher.track(job_id)
+    deadline = time.monotonic() + 30  # slurmctld hands the job's end to slurmdbd on its own
+    while (job := watcher.state(job_id, fresh=True)) is None or job.state != "FAILED":
+        assert time.monotonic() < deadline, f"sacct never had job {job_id}: {job}"
+        time.sleep(1)
+    assert job.source == "sacct"
+    assert (job.exit_code, job.signal) == (3, None)
+    assert job.node == socket.gethostname().split(".")[0]
