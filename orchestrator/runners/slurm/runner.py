@@ -243,37 +243,37 @@ class SlurmRunner(Runner):
         job, or Slurm no longer knows it and it left no result: the run starts anew.
         """
         run_dir = run_dir.resolve()
+        found = self._recorded_job(run_dir)
+        if found is None:
+            return None
+        record, job = found
+        limit = str(record.get("time_limit", "?"))
+        if job is None:
+            if (run_dir / "result.json").is_file():  # ended, and left its result
+                return RunOutcome("ok", 0)
+            return None
+        if ended(job):
+            return classify_job(None, job, run_dir / LOG_NAME, timeout_s=timeout_s,
+                                stop_note="", limit=limit)
+        return self._follow_to_end(job.job_id, run_dir, timeout_s, on_event, limit=limit)
+
+    def alive(self, run_dir: Path) -> bool:
+        """Whether the job recorded for ``run_dir`` is still queued or running."""
+        found = self._recorded_job(run_dir.resolve())
+        job = found[1] if found is not None else None
+        return job is not None and not ended(job)
+
+    def _recorded_job(self, run_dir: Path) -> tuple[dict[str, Any], JobInfo | None] | None:
+        """The job record of ``run_dir`` and the job's state now; None without a record."""
         record = _read_record(job_record(run_dir))
         if record is None:
             return None
         job_id = str(record["job_id"])
         self.watcher.track(job_id)
         try:
-            job = self._current(job_id)
-            if job is None:
-                if (run_dir / "result.json").is_file():  # ended, and left its result
-                    return RunOutcome("ok", 0)
-                return None
-            if ended(job):
-                return classify_job(None, job, run_dir / LOG_NAME, timeout_s=timeout_s,
-                                    stop_note="", limit=str(record.get("time_limit", "?")))
+            return record, self._current(job_id)
         finally:
             self.watcher.forget(job_id)
-        return self._follow_to_end(job_id, run_dir, timeout_s, on_event,
-                                   limit=str(record.get("time_limit", "?")))
-
-    def alive(self, run_dir: Path) -> bool:
-        """Whether the job recorded for ``run_dir`` is still queued or running."""
-        record = _read_record(job_record(run_dir.resolve()))
-        if record is None:
-            return False
-        job_id = str(record["job_id"])
-        self.watcher.track(job_id)
-        try:
-            job = self._current(job_id)
-        finally:
-            self.watcher.forget(job_id)
-        return job is not None and not ended(job)
 
     def _current(self, job_id: str) -> JobInfo | None:
         """The job's state now; None once the controller and accounting do not know it."""
