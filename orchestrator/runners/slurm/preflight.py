@@ -13,7 +13,7 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from harness.errors import LlemError
 from harness.io import write_text
@@ -21,9 +21,16 @@ from harness.schema.catalog import BY_NAME
 from orchestrator.runners.slurm import script as scripts
 from orchestrator.runners.slurm.client import JobInfo, SlurmClient
 from orchestrator.runners.slurm.states import ended
+from orchestrator.study.execution import SlurmConfig
 
-if TYPE_CHECKING:
-    from orchestrator.runners.slurm.runner import SlurmRunner
+
+class SlurmRunner(Protocol):
+    """What the checks read of the Slurm runner (``runner.SlurmRunner``)."""
+
+    slurm: SlurmConfig
+    client: SlurmClient
+    image_override: str | None
+    output_root: Path | None
 
 PROBE_WAIT_S = 120.0
 """How long the storage probe's job may take (queue included) before the check gives up."""

@@ -53,6 +53,7 @@ from orchestrator.runners.docker.plan import (
 from orchestrator.runners.session import Session
 from orchestrator.runners.slurm import script as scripts
 from orchestrator.runners.slurm.client import JobInfo, SlurmClient, SlurmError
+from orchestrator.runners.slurm.preflight import slurm_problems
 from orchestrator.runners.slurm.states import classify_job, ended, waiting
 from orchestrator.study.execution import SlurmConfig
 
@@ -203,8 +204,6 @@ class SlurmRunner(Runner):
     def preflight(self, backends: set[str] | None = None,
                   gpus: list[int] | None = None) -> list[str]:
         """The controller answers, the settings fit the cluster, the storage is shared."""
-        from orchestrator.runners.slurm.preflight import slurm_problems
-
         return slurm_problems(self, backends or set(), gpus)
 
     def run(self, run_dir: Path, timeout_s: float | None, on_event: EventCallback,
