@@ -148,17 +148,19 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
-            cpu_image: str) -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            tiny_model_dir: Path) -> Iterator[Cluster]:
     """A controller and two compute nodes as containers; all removed at the end.
 
-    The node image is built on ``cpu_image`` (this checkout's harness) first.
+    The node image is built on the ``cpu_image`` fixture's image (this checkout's harness),
+    once Slurm's commands and munge are known to be here.
     """
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
         _skip_or_fail("Slurm's client commands are not installed here")
     if not os.access(MUNGE_KEY, os.R_OK) or subprocess.run(
             ["munge", "-n"], capture_output=True, check=False).returncode != 0:
         _skip_or_fail(f"no munge daemon here with a readable {MUNGE_KEY}")
+    cpu_image = request.getfixturevalue("cpu_image")
     # No reaper container (it is an image from a registry); the fixture removes what it starts.
     testcontainers_config.ryuk_disabled = True
     built = subprocess.run(["bash", str(REPO / "tests" / "slurm" / "node" / "build.sh"),
