@@ -1,0 +1,369 @@
+"""Defects of the Slurm runner found in review, each as a test that fails until it is fixed.
+
+``FakeCluster`` plays Slurm 22.05's commands (``sbatch --parsable``, ``squeue --json`` in
+OpenAPI v0.0.38, ``scancel``, no accounting) in memory; each test sets the jobs' states as the
+real cluster would have them at the moment it describes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.execute import StudyExecution, plan
+from orchestrator.manifest import Manifest
+from orchestrator.runners.slurm import script as scripts
+from orchestrator.runners.slurm.client import SlurmClient
+from orchestrator.runners.slurm.preflight import setting_problems
+from orchestrator.runners.slurm.runner import SlurmRunner, job_record
+from orchestrator.study import load_study
+from orchestrator.study.execution import SlurmConfig
+from orchestrator.study_dir import new_manifest, save_manifest
+
+ALIVE = ("PENDING", "RUNNING", "COMPLETING")
+
+
+class FakeCluster:
+    """``subprocess.run`` for sbatch, squeue, scancel and sacct, over jobs kept in memory."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.submitted: list[tuple[str, list[str]]] = []
+        self.cancelled: list[str] = []
+        self.next_id = 100
+        self.on_squeue: list[Any] = []  # callables run before each squeue answer
+
+    def add(self, state: str, name: str = "wrap", exit_code: int = 0,
+            reason: str = "None", priority: int = 1000) -> str:
+        job_id = str(self.next_id)
+        self.next_id += 1
+        self.jobs[job_id] = {"job_id": int(job_id), "job_state": state, "exit_code": exit_code,
+                             "state_reason": reason, "nodes": "" if state == "PENDING" else "vm",
+                             "partition": "debug", "priority": priority, "restart_cnt": 0,
+                             "name": name}
+        return job_id
+
+    def set(self, job_id: str, state: str, exit_code: int = 0) -> None:
+        self.jobs[job_id].update(job_state=state, exit_code=exit_code, nodes="vm")
+
+    def alive(self) -> set[str]:
+        return {job_id for job_id, job in self.jobs.items() if job["job_state"] in ALIVE}
+
+    def __call__(self, args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        args = list(args)
+        if args[0] == "sbatch":
+            options = args[2:]
+            name = next(o.split("=", 1)[1] for o in options if o.startswith("--job-name="))
+            depends = any(o.startswith("--dependency=") for o in options)
+            job_id = self.add("PENDING", name, reason="Dependency" if depends else "None")
+            self.submitted.append((job_id, options))
+            return subprocess.CompletedProcess(args, 0, f"{job_id}\n", "")
+        if args[0] == "squeue":
+            for hook in list(self.on_squeue):
+                hook()
+            return subprocess.CompletedProcess(args, 0, json.dumps(
+                {"jobs": list(self.jobs.values()), "errors": []}), "")
+        if args[0] == "scancel":
+            for job_id in args[1:]:
+                self.cancelled.append(job_id)
+                if job_id in self.jobs and self.jobs[job_id]["job_state"] in ALIVE:
+                    self.set(job_id, "CANCELLED", exit_code=15)
+            return subprocess.CompletedProcess(args, 0, "", "")
+        if args[0] == "sacct":
+            return subprocess.CompletedProcess(args, 1, "", "Slurm accounting storage is "
+                                               "disabled\n")
+        raise AssertionError(f"unexpected command {args}")
+
+
+def make_runner(cluster: FakeCluster, **settings: Any) -> SlurmRunner:
+    runner = SlurmRunner(SlurmConfig(**{"exec": "local", "gpus_per_run": 0, "poll_s": 1,
+                                        **settings}),
+                         client=SlurmClient(run=cluster))
+    runner.sleep = lambda seconds: None  # the fake cluster answers at once
+    return runner
+
+
+def make_study(tmp_path: Path, gap: float = 0.0, stall: float | None = None) -> Any:
+    path = tmp_path / "s.yaml"
+    stall_line = f", stall_timeout_s: {stall}" if stall is not None else ""
+    path.write_text("model: m\nbackend: pytorch\n"
+                    f"execution: {{config_gap_s: {gap}, cycle_gap_s: 0{stall_line}}}\n"
+                    "sweep:\n  pytorch.batch_size: [1, 2]\n")
+    return load_study(path)
+
+
+def detached_study(tmp_path: Path, cluster: FakeCluster,
+                   gap: float = 0.0) -> tuple[Any, Path, Manifest, list[Any]]:
+    """A study of two runs, both submitted with ``--detach``; the study dir, manifest, runs."""
+    study = make_study(tmp_path, gap=gap)
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    runs = plan(study)
+    manifest = new_manifest(study, runs, "slurm")
+    save_manifest(study_dir, manifest)
+    StudyExecution(study, study_dir, make_runner(cluster), detach=True)._run_pending(
+        runs, manifest)
+    assert [entry.status for entry in manifest.runs] == ["running", "running"]
+    return study, study_dir, manifest, runs
+
+
+def job_of(study_dir: Path, run_id: str) -> str:
+    return str(json.loads(job_record(study_dir / run_id).read_text())["job_id"])
+
+
+@pytest.mark.xfail(strict=True, reason="--resume --detach resubmits a detached run whose job "
+                   "already COMPLETED instead of collecting it: its result is set aside")
+def test_resume_detach_collects_a_finished_job_instead_of_rerunning_it(tmp_path):
+    cluster = FakeCluster()
+    study, study_dir, manifest, runs = detached_study(tmp_path, cluster)
+    first, second = manifest.runs
+    cluster.set(job_of(study_dir, first.run_id), "COMPLETED")
+    (study_dir / first.run_id / "result.json").write_text("{}")  # the job's result
+    cluster.set(job_of(study_dir, second.run_id), "RUNNING")
+    before = len(cluster.submitted)
+
+    StudyExecution(study, study_dir, make_runner(cluster), detach=True)._run_pending(
+        runs, manifest)
+
+    assert len(cluster.submitted) == before, "the finished run was submitted again"
+    assert (study_dir / first.run_id / "result.json").is_file()
+
+
+@pytest.mark.xfail(strict=True, reason="--resume --detach submits new jobs without a dependency "
+                   "on the study's jobs still running: two runs overlap on the cluster")
+def test_resume_detach_chains_new_jobs_after_the_ones_still_alive(tmp_path):
+    cluster = FakeCluster()
+    study, study_dir, manifest, runs = detached_study(tmp_path, cluster)
+    first, second = manifest.runs
+    cluster.set(job_of(study_dir, first.run_id), "FAILED", exit_code=1 << 8)
+    alive = job_of(study_dir, second.run_id)
+    cluster.set(alive, "RUNNING")
+    before = len(cluster.submitted)
+
+    StudyExecution(study, study_dir, make_runner(cluster), detach=True)._run_pending(
+        runs, manifest)
+
+    new = cluster.submitted[before:]
+    assert new, "the failed run was not resubmitted"
+    for _, options in new:
+        assert any(option.startswith("--dependency=") and alive in option
+                   for option in options), f"job submitted beside running job {alive}: {options}"
+
+
+@pytest.mark.xfail(strict=True, reason="a second Ctrl-C while --resume follows a detached study "
+                   "records every running run interrupted, but only the followed job is "
+                   "cancelled: the others keep running and the next --resume reruns them beside")
+def test_second_ctrl_c_leaves_no_job_alive_behind_an_interrupted_run(tmp_path):
+    cluster = FakeCluster()
+    study, study_dir, manifest, runs = detached_study(tmp_path, cluster)
+    first, second = manifest.runs
+    cluster.set(job_of(study_dir, first.run_id), "RUNNING")
+    calls = []
+
+    def second_ctrl_c() -> None:  # the signal handler raises in the follow loop
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    cluster.on_squeue.append(second_ctrl_c)
+    execution = StudyExecution(study, study_dir, make_runner(cluster))
+    execution._execute(runs, manifest)
+
+    for entry in manifest.runs:
+        if entry.status == "interrupted":
+            job_id = job_of(study_dir, entry.run_id)
+            assert job_id not in cluster.alive(), (
+                f"{entry.run_id} recorded interrupted while its job {job_id} is still queued")
+
+
+@pytest.mark.xfail(strict=True, reason="the first Ctrl-C (or SIGTERM) on --resume of a detached "
+                   "study cancels at most the followed job; llem exits 130 with the study's "
+                   "other jobs still queued or running on the cluster")
+def test_ctrl_c_cancels_every_job_of_the_study(tmp_path):
+    cluster = FakeCluster()
+    study, study_dir, manifest, runs = detached_study(tmp_path, cluster)
+    cluster.set(job_of(study_dir, manifest.runs[0].run_id), "RUNNING")
+    runner = make_runner(cluster)
+    calls = []
+
+    def ctrl_c() -> None:
+        calls.append(1)
+        if len(calls) == 5:
+            runner.request_stop()
+
+    cluster.on_squeue.append(ctrl_c)
+    StudyExecution(study, study_dir, runner)._execute(runs, manifest)
+
+    assert runner.stop_requested.is_set()
+    assert cluster.alive() == set(), f"jobs left on the cluster: {cluster.alive()}"
+
+
+@pytest.mark.xfail(strict=True, reason="a detached job waits its gap (sleep) inside its "
+                   "allocation, and --resume times that sleep as the run: a healthy run whose "
+                   "gap exceeds stall_timeout_s (or timeout_s) is stopped as stalled")
+def test_adopting_a_detached_job_does_not_time_its_gap_as_the_run(tmp_path):
+    cluster = FakeCluster()
+    study = make_study(tmp_path, gap=60.0, stall=20.0)
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    runs = plan(study)
+    manifest = new_manifest(study, runs, "slurm")
+    save_manifest(study_dir, manifest)
+    StudyExecution(study, study_dir, make_runner(cluster), detach=True)._run_pending(
+        runs, manifest)
+    second = manifest.runs[1]
+    assert "sleep 60" in job_record(study_dir / second.run_id).with_suffix(".sh").read_text()
+    job_id = job_of(study_dir, second.run_id)
+    cluster.set(job_id, "RUNNING")  # it sleeps its 60 s gap: no harness, no event yet
+
+    runner = make_runner(cluster)
+    runner.stall_timeout_s = study.execution.stall_timeout_s
+    now = [0.0]
+    runner.clock = lambda: now[0]
+
+    def tick(seconds: float) -> None:
+        now[0] += seconds
+        if now[0] >= 45:  # still inside the gap: the job then ends by itself
+            cluster.set(job_id, "COMPLETED")
+
+    runner.sleep = tick
+    outcome = runner.adopt(study_dir / second.run_id, study.execution.timeout_s,
+                           lambda event: None)
+
+    assert outcome is not None
+    assert outcome.end != "stalled", outcome.message
+
+
+@pytest.mark.xfail(strict=True, reason="an error after sbatch returned (the job record cannot "
+                   "be written: a full disk, an OSError, a second Ctrl-C) leaves the submitted "
+                   "job running, unrecorded and never cancelled")
+def test_a_job_whose_record_cannot_be_written_is_cancelled(tmp_path):
+    cluster = FakeCluster()
+    study = make_study(tmp_path)
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    runs = plan(study)
+    manifest = new_manifest(study, runs, "slurm")
+    save_manifest(study_dir, manifest)
+    runner = make_runner(cluster)
+    execution = StudyExecution(study, study_dir, runner)
+    entry = manifest.runs[0]
+    execution._prepare(runs[0], entry, manifest, None)
+    job_record(study_dir / entry.run_id).mkdir(parents=True)  # the record cannot be written
+
+    with pytest.raises(OSError):
+        runner.run(study_dir / entry.run_id, 600.0, lambda event: None)
+
+    assert cluster.submitted, "nothing was submitted"
+    assert cluster.alive() == set(), f"job(s) {cluster.alive()} left running, unrecorded"
+
+
+class Died(BaseException):
+    """The orchestrator process died here (SIGKILL, SIGHUP, the login node rebooted)."""
+
+
+@pytest.mark.xfail(strict=True, reason="the previous attempt's job record survives until the "
+                   "new sbatch answers: an orchestrator that dies in between leaves a run that "
+                   "--resume attributes to the old job, while the new job runs unfollowed")
+def test_resume_never_adopts_the_job_of_an_earlier_attempt(tmp_path):
+    cluster = FakeCluster()
+    study = make_study(tmp_path)
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    runs = plan(study)[:1]
+    manifest = new_manifest(study, runs, "slurm")
+    save_manifest(study_dir, manifest)
+    entry = manifest.runs[0]
+    run_dir = study_dir / entry.run_id
+    # the first attempt: its job failed and was recorded so
+    old = cluster.add("FAILED", f"llem-{entry.run_id}", exit_code=1 << 8)
+    job_record(run_dir).parent.mkdir(parents=True)
+    job_record(run_dir).write_text(json.dumps({"job_id": old, "time_limit": "65"}))
+    entry.status = "failed"
+
+    def dies_during_sbatch(args: Sequence[str], **kwargs: Any) -> Any:
+        done = cluster(args, **kwargs)
+        if args[0] == "sbatch":  # the job is in the queue; the answer never reaches llem
+            raise Died
+        return done
+
+    runner = make_runner(cluster)
+    runner.client = SlurmClient(run=dies_during_sbatch)
+    with pytest.raises(Died):
+        StudyExecution(study, study_dir, runner)._run_pending(runs, manifest)
+    new = cluster.submitted[-1][0]
+    cluster.set(new, "RUNNING")
+
+    resumed = Manifest.load(study_dir)
+    assert resumed.runs[0].status == "running"
+    StudyExecution(study, study_dir, make_runner(cluster))._run_pending(runs, resumed)
+
+    (entry,) = resumed.runs
+    message = entry.failure.message if entry.failure else ""
+    assert f"Slurm job {old}" not in message, f"the new attempt was recorded as job {old}"
+    assert new not in cluster.alive(), f"job {new} runs on, unfollowed"
+
+
+@pytest.mark.xfail(strict=True, reason="execution.slurm.sbatch_options that override what llem "
+                   "sets pass the check: getopt abbreviations (--requ re-enables requeue, "
+                   "--parti, --outp, --chd) and --nodes/-N/--ntasks/-n, which llem sets too")
+@pytest.mark.parametrize("option", ["--requ", "--parti=gpu", "--outp=/elsewhere/%j.log",
+                                    "--chd=/elsewhere", "--nodes=2", "-N2", "--ntasks=4",
+                                    "-n4"])
+def test_sbatch_options_overriding_llems_are_refused(option):
+    runner = SlurmRunner(SlurmConfig(sbatch_options=[option]), client=SlurmClient(
+        run=FakeCluster()))
+    assert setting_problems(runner, set(), None), f"{option} was accepted"
+
+
+@pytest.mark.xfail(strict=True, reason="Slurm 22.05 reports a job whose launch failed "
+                   "(JobLaunchFailure: log or work directory missing on the node) with exit "
+                   "code 4021; it is read as signal 53 and the runner crashes with ValueError")
+def test_a_job_launch_failure_is_recorded_with_slurms_reason(tmp_path):
+    cluster = FakeCluster()
+    study = make_study(tmp_path)
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    runs = plan(study)[:1]
+    manifest = new_manifest(study, runs, "slurm")
+    save_manifest(study_dir, manifest)
+    runner = make_runner(cluster)
+
+    def launch_fails() -> None:  # as squeue --json showed job 1118 of the real cluster
+        for job in cluster.jobs.values():
+            if job["job_state"] == "PENDING":
+                job.update(job_state="FAILED", exit_code=4021, state_reason="JobLaunchFailure",
+                           nodes="vm")
+
+    cluster.on_squeue.append(launch_fails)
+    StudyExecution(study, study_dir, runner)._run_pending(runs, manifest)
+
+    (entry,) = manifest.runs
+    assert entry.failure is not None
+    assert "JobLaunchFailure" in entry.failure.message, entry.failure.message
+
+
+@pytest.mark.xfail(strict=True, reason="sbatch --output expands %j, %x, %u...: a study under a "
+                   "folder with % in its name sends the job's log elsewhere (or the launch fails)")
+def test_the_log_option_escapes_percent(tmp_path):
+    log = tmp_path / "p%jq" / "run" / "container.log"
+    options = scripts.sbatch_options(SlurmConfig(), scripts.JobRequest(
+        name="llem-run", comment="c", log=log, workdir=tmp_path, time_limit="5", gpus=0))
+    output = next(o for o in options if o.startswith("--output="))
+    assert output == f"--output={str(log).replace('%', '%%')}"
+
+
+@pytest.mark.xfail(strict=True, reason="the queue position counts only pending jobs of a higher "
+                   "priority: jobs of equal priority submitted earlier are ahead but not counted")
+def test_queue_position_counts_earlier_jobs_of_equal_priority():
+    cluster = FakeCluster()
+    ahead = cluster.add("PENDING", priority=1000)
+    ours = cluster.add("PENDING", priority=1000)
+    _, positions = SlurmClient(run=cluster).jobs_and_queue([ours])
+    assert ahead != ours
+    assert positions[ours] == 2
