@@ -144,6 +144,8 @@ class StudyExecution:
             self._run_pending(runs, manifest)
         except KeyboardInterrupt:
             self._stopped_now(manifest)
+        if self.runner.stop_requested.is_set():
+            self._stop_left_running(manifest)
         try:
             return self.summarise(manifest)
         except KeyboardInterrupt:  # the second Ctrl-C came while the summary was written
@@ -162,6 +164,11 @@ class StudyExecution:
         by_key = entries_by_key(manifest)
         gaps = Gaps(runs, self.study.execution)
         previous: int | None = None  # position of the run this invocation ran last
+        if self.detach:  # what it submits starts after every run still queued or running
+            for entry in manifest.runs:
+                run_dir = self.study_dir / entry.run_id
+                if entry.status == "running" and self.runner.alive(run_dir):
+                    self.runner.chain_after(run_dir)
         for position, run in enumerate(runs):
             if self.runner.stop_requested.is_set():
                 break
@@ -171,13 +178,21 @@ class StudyExecution:
             gap = None if previous is None else gaps.between(previous, position)
             if self.detach:
                 if entry.status == "running":  # submitted by an earlier invocation
-                    if self.runner.alive(self.study_dir / entry.run_id):
+                    run_dir = self.study_dir / entry.run_id
+                    if self.runner.alive(run_dir):
                         continue  # still queued or running: left to run
                     if self._collected_completed(entry, manifest):  # ended: read, not waited
                         continue
                 self._submit(run, entry, manifest, 0.0 if self.no_gaps else gap or 0.0)
                 previous = position
                 continue
+            if entry.status == "running":  # an earlier invocation started it: follow it
+                adopted = self._collect(entry, manifest)  # before any gap: it ran already
+                if adopted is not None:
+                    if adopted.fatal:
+                        break
+                    previous = position
+                    continue
             cool_down = self._gap(gap)
             if self.runner.stop_requested.is_set():
                 break
@@ -185,11 +200,29 @@ class StudyExecution:
                 break  # the runner can start no more runs: stop with the summary
             previous = position
 
+    def _stop_left_running(self, manifest: Manifest) -> None:
+        """Stopped (Ctrl-C): cancel what still runs outside llem, record it interrupted.
+
+        Runs an earlier ``--detach`` (or this one) handed to a scheduler run on without llem;
+        a stop cancels them all, as it stops the run it follows.
+        """
+        for entry in manifest.runs:
+            if entry.status == "running":
+                with contextlib.suppress(Exception):  # a controller gone: still record it
+                    self.runner.cancel(self.study_dir / entry.run_id)
+                entry.status, entry.finished_at = "interrupted", now_utc()
+                entry.failure = Failure(
+                    cause="interrupted", message="cancelled by the user before llem followed "
+                    "it", log_tail=log_tail(self.study_dir / entry.run_id / LOG_NAME))
+        save_manifest(self.study_dir, manifest)
+
     def _stopped_now(self, manifest: Manifest) -> None:
         """Record the run that a second Ctrl-C killed (if any) as interrupted."""
         self.runner.stop_requested.set()
         for entry in manifest.runs:
             if entry.status == "running":
+                with contextlib.suppress(Exception):  # its job, where a scheduler has one
+                    self.runner.cancel(self.study_dir / entry.run_id)
                 entry.status, entry.finished_at = "interrupted", now_utc()
                 entry.failure = Failure(
                     cause="interrupted", message=KILLED_NOW,
@@ -258,10 +291,6 @@ class StudyExecution:
     def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None) -> bool:
         run_dir = self.study_dir / entry.run_id
-        if entry.status == "running":  # an earlier invocation started it and never recorded
-            adopted = self._collect(entry, manifest)
-            if adopted is not None:
-                return adopted.fatal
         entry.runner, entry.environment = self.runner.name, None
         entry.gpus = self.study.execution.gpus
         try:
@@ -289,6 +318,7 @@ class StudyExecution:
             OSError: the folder or a file of it could not be written (the run has not started).
             ConfigError: the run's folder is no folder of its own in the study directory.
         """
+        self.runner.new_attempt(self.study_dir / entry.run_id)  # no earlier job adopted
         run_dir = fresh_run_dir(self.study_dir, entry.run_id)
         spec = RunSpec(
             run_id=entry.run_id,

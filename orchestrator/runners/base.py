@@ -116,7 +116,10 @@ def classify_end(end: EndKind | None, ended: ProcessEnd, log_path: Path, *,
     if code == 0:
         return RunOutcome("ok", 0)
     if ended.signal_number is not None:
-        name = signal.Signals(ended.signal_number).name
+        try:
+            name = signal.Signals(ended.signal_number).name
+        except ValueError:  # a number no signal has
+            name = f"signal {ended.signal_number}"
         return RunOutcome("killed", code, f"the harness was killed by {name} from outside "
                           f"(exit {code})", tail)
     if code == HARNESS_STOPPED:
@@ -232,6 +235,15 @@ class Runner(abc.ABC):
     def alive(self, run_dir: Path) -> bool:
         """Whether a run an earlier invocation started is still queued or running."""
         return False
+
+    def chain_after(self, run_dir: Path) -> None:  # noqa: B027 - optional hook
+        """Runs submitted from now on start after ``run_dir``'s (a live detached run)."""
+
+    def cancel(self, run_dir: Path) -> None:  # noqa: B027 - optional hook
+        """Stop a run an earlier invocation handed to a scheduler (Ctrl-C of the study)."""
+
+    def new_attempt(self, run_dir: Path) -> None:  # noqa: B027 - optional hook
+        """A new attempt of ``run_dir`` starts: forget what the runner kept of earlier ones."""
 
     def request_stop(self) -> None:
         """Ask the running experiment to stop (first Ctrl-C): graceful, then killed."""

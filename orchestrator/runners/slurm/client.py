@@ -59,6 +59,7 @@ class JobInfo:
     restarts: int = 0
     partition: str = ""
     priority: int = 0
+    comment: str = ""
     source: str = "squeue"
 
 
@@ -134,9 +135,19 @@ class SlurmClient:
         pending = [info for info in listed if info.state == "PENDING"]
         positions = {
             info.job_id: 1 + sum(1 for other in pending if other.partition == info.partition
-                                 and other.priority > info.priority)
+                                 and _ahead(other, info))
             for info in found.values() if info.state == "PENDING"}
         return found, positions
+
+    def live_jobs(self) -> list[JobInfo]:
+        """Every job the controller lists that has not ended (one ``squeue`` call)."""
+        done = self.command(["squeue", "--json"])
+        try:
+            listed = [job_from_squeue(job) for job in json.loads(done.stdout).get("jobs", [])]
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as error:
+            raise SlurmError("squeue --json printed nothing this wrapper can read",
+                             fix="use Slurm 21.08 or later (squeue --json)") from error
+        return [job for job in listed if job.state in LIVE_STATES]
 
     def accounting(self) -> bool:
         """Whether the cluster keeps accounting (``sacct`` answers)."""
@@ -237,6 +248,7 @@ def job_from_squeue(job: dict[str, Any]) -> JobInfo:
         restarts=int(_number(job.get("restart_cnt")) or 0),
         partition=str(job.get("partition") or ""),
         priority=int(_number(job.get("priority")) or 0),
+        comment=str(job.get("comment") or ""),
     )
 
 
@@ -270,6 +282,22 @@ def _state_with_flags(states: list[Any]) -> str:
     return names[0] if names else ""
 
 
+LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
+                         "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"})
+
+
+def _ahead(other: JobInfo, job: JobInfo) -> bool:
+    """Whether ``other`` starts before ``job``: a higher priority, or the same and earlier."""
+    if other.priority != job.priority:
+        return other.priority > job.priority
+    return _id_number(other.job_id) < _id_number(job.job_id)
+
+
+def _id_number(job_id: str) -> int:
+    head = job_id.split("_")[0]
+    return int(head) if head.isdigit() else 0
+
+
 def _number(value: Any) -> Any:
     """A plain value, or the ``number`` of an OpenAPI ``{"set": ..., "number": ...}``."""
     if isinstance(value, dict):
@@ -292,5 +320,7 @@ def _exit(value: Any) -> tuple[int | None, int | None]:
         return None, None
     status = int(value)  # v0.0.38: a wait status
     if status & 0x7F:
-        return None, status & 0x7F
+        if status > 0xFFFF:  # no wait status
+            return None, None
+        return None, status & 0x7F  # slurmctld's SIG_OOM (253) reads as 125: no real signal
     return status >> 8, None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -66,6 +67,14 @@ MISSING_READS = 3
 CONTROLLER_ERRORS = 5
 """Failed reads of the controller in a row after which the watcher gives up (and the run's job
 is cancelled: ``SlurmRunner.run`` never leaves one behind)."""
+NEVER_RUNS = frozenset({"PartitionTimeLimit", "PartitionNodeLimit", "PartitionConfig",
+                        "BadConstraints", "InvalidAccount", "InvalidQOS",
+                        "QOSMaxWallDurationPerJobLimit", "AssocMaxWallDurationPerJobLimit",
+                        "QOSMaxGRESPerJob", "AssocMaxGRESPerJob", "QOSMaxCpuPerJobLimit",
+                        "AssocMaxCpuPerJobLimit", "QOSMaxMemoryPerJob", "AssocMaxNodePerJobLimit"})
+"""Pending reasons that no wait clears (the job asks more than its partition or association
+may ever have): the job is cancelled and the run fails with the reason, instead of waiting for
+ever, untimed."""
 JOBS_DIR = ".slurm"
 """Beside the run directories in the study directory: each run's job script and record."""
 
@@ -172,7 +181,8 @@ class SlurmRunner(Runner):
         self.slurm = slurm or SlurmConfig()
         self.image_override = image or self.slurm.image
         self.client = client or SlurmClient()
-        self.watcher = JobWatcher(self.client, self.slurm.poll_s)
+        # on the runner's clock: the wait loop and the watcher's period agree (tests set one)
+        self.watcher = JobWatcher(self.client, self.slurm.poll_s, clock=lambda: self.clock())
         self._machine = machine
         self.session = Session.current()
         self.output_root: Path | None = None
@@ -244,6 +254,8 @@ class SlurmRunner(Runner):
         run_dir = run_dir.resolve()
         found = self._recorded_job(run_dir)
         if found is None:
+            found = self._unrecorded_job(run_dir)
+        if found is None:
             return None
         record, job = found
         limit = str(record.get("time_limit", "?"))
@@ -261,6 +273,37 @@ class SlurmRunner(Runner):
         found = self._recorded_job(run_dir.resolve())
         job = found[1] if found is not None else None
         return job is not None and not ended(job)
+
+    def _unrecorded_job(self, run_dir: Path) -> tuple[dict[str, Any], JobInfo] | None:
+        """A live job of this run whose record was never written, found by its comment.
+
+        The orchestrator died while sbatch answered. Any older such job is cancelled.
+        """
+        comment = job_comment(run_dir)
+        live = sorted((job for job in self.client.live_jobs() if job.comment == comment),
+                      key=lambda job: int(job.job_id) if job.job_id.isdigit() else 0)
+        if not live:
+            return None
+        self.client.cancel([job.job_id for job in live[:-1]])
+        return {"job_id": live[-1].job_id, "time_limit": "?"}, live[-1]
+
+    def chain_after(self, run_dir: Path) -> None:
+        """Jobs submitted from now on depend on ``run_dir``'s live job (``afterany``)."""
+        record = _read_record(job_record(run_dir.resolve()))
+        if record is not None:
+            self._last_detached = str(record["job_id"])
+
+    def cancel(self, run_dir: Path) -> None:
+        """``scancel`` the job recorded for ``run_dir`` (an ended one is no error)."""
+        record = _read_record(job_record(run_dir.resolve()))
+        if record is not None:
+            self.client.cancel([str(record["job_id"])])
+
+    def new_attempt(self, run_dir: Path) -> None:
+        """Forget the job of an earlier attempt: no resume may take it for the new one's."""
+        record = job_record(run_dir.resolve())
+        record.unlink(missing_ok=True)
+        record.with_suffix(".sh").unlink(missing_ok=True)
 
     def _recorded_job(self, run_dir: Path) -> tuple[dict[str, Any], JobInfo | None] | None:
         """The job record of ``run_dir`` and the job's state now; None without a record."""
@@ -293,15 +336,22 @@ class SlurmRunner(Runner):
         record = job_record(run_dir)
         write_text(record.with_suffix(".sh"), text)
         options = scripts.sbatch_options(self.slurm, scripts.JobRequest(
-            name=f"llem-{spec.run_id}", comment=f"llem session {self.session.id}",
+            name=f"llem-{spec.run_id}", comment=job_comment(run_dir),
             log=run_dir / LOG_NAME, workdir=Path.cwd(), time_limit=limit,
             gpus=self.slurm.gpus_per_run))
         if after is not None:
             options.append(f"--dependency=afterany:{after}")
         job_id = self.client.submit(text, options)
-        write_json(record, {"job_id": job_id, "session": self.session.id,
-                            "submitted_at": time.time(), "time_limit": limit,
-                            "options": options})
+        try:
+            write_json(record, {"job_id": job_id, "session": self.session.id,
+                                "submitted_at": time.time(), "time_limit": limit,
+                                "delay_s": delay_s, "options": options})
+        except BaseException:
+            # A job llem has no record of would run on unfollowed, and a resume would start
+            # the run a second time into the same directory.
+            with contextlib.suppress(Exception):
+                self.client.cancel([job_id])
+            raise
         return job_id
 
     def _follow_to_end(self, job_id: str, run_dir: Path, timeout_s: float | None,
@@ -318,6 +368,8 @@ class SlurmRunner(Runner):
         finally:
             self.watcher.forget(job_id)
         limit = limit or scripts.time_limit(self.slurm, timeout_s)
+        if end is None and job is None and (run_dir / "result.json").is_file():
+            return RunOutcome("ok", 0)  # forgotten by the controller, its result written
         return classify_job(end, job, run_dir / LOG_NAME, timeout_s=timeout_s,
                             stop_note=self.stop_note, limit=limit)
 
@@ -353,6 +405,7 @@ class SlurmRunner(Runner):
         if job is None or ended(job):
             return ("interrupted" if self.stop_requested.is_set() else None), self._final(job_id)
         self._announce(run_dir.name, job)
+        self._gap_in_job(job_id, run_dir)
         follower = EventFollower(run_dir / "events.jsonl")
         end = self.supervise(lambda: self._running(job_id), lambda: self._cancel(job_id),
                              timeout_s, follower, on_event, FOLLOW_POLL_S)
@@ -360,6 +413,24 @@ class SlurmRunner(Runner):
         for event in follower.poll():
             on_event(event)
         return end, job
+
+    def _gap_in_job(self, job_id: str, run_dir: Path) -> None:
+        """Wait, untimed, while a detached job sleeps its gap before the harness starts.
+
+        Until its first event (or its end, or a stop), bounded by the gap plus a minute.
+        """
+        record = _read_record(job_record(run_dir)) or {}
+        delay_s = float(record.get("delay_s") or 0.0)
+        if delay_s <= 0:
+            return
+        deadline = self.clock() + delay_s + 60.0
+        events = run_dir / "events.jsonl"
+        while (self.clock() < deadline and not events.exists()
+               and not self.stop_requested.is_set()):
+            job = self.watcher.state(job_id)
+            if job is not None and ended(job):
+                return
+            self.sleep(1.0)
 
     def _queued(self, job_id: str, run_id: str) -> JobInfo | None:
         """The job once it left the queue (running or ended); None if Ctrl-C came first."""
@@ -373,6 +444,13 @@ class SlurmRunner(Runner):
             if self.stop_requested.is_set():
                 self._cancel(job_id)
                 return None
+            if job is not None and job.reason in NEVER_RUNS:
+                self.client.cancel([job_id])  # its end (CANCELLED, the reason) is classified
+                raise SlurmError(f"job {job_id} can never start: Slurm holds it for "
+                                 f"{job.reason}", fix="fit the job to the partition and the "
+                                 "account's limits (execution.slurm: time_limit, "
+                                 "gpus_per_run, mem, partition, qos), see sinfo and sacctmgr "
+                                 "show qos")
             if job is not None:
                 now = (job.state, job.reason, self.watcher.positions.get(job_id))
                 if now != shown:
@@ -413,6 +491,12 @@ class SlurmRunner(Runner):
             run_id=run_id, job_id=job.job_id, state=job.state, reason=job.reason,
             position=self.watcher.positions.get(job.job_id) if waiting(job) else None,
             node=job.node))
+
+
+def job_comment(run_dir: Path) -> str:
+    """The ``--comment`` of a run's job: which study directory and run it belongs to."""
+    study = hashlib.sha256(str(run_dir.resolve().parent).encode()).hexdigest()[:12]
+    return f"llem:{study}:{run_dir.name}"
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:

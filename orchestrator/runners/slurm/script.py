@@ -1,8 +1,8 @@
 """The batch script of one run and the ``sbatch`` options it is submitted with.
 
 A pure function of the run, the study's ``execution.slurm`` and the submitting host's settings,
-as the Docker runner's container plan is (unit-tested line by line). The script is kept in the
-run directory (``job.sh``) so that what ran can be read afterwards.
+as the Docker runner's container plan is (unit-tested). The script is kept beside the run
+directories (``<study>/.slurm/<run-id>.sh``) so that what ran can be read afterwards.
 
 Every exec mode runs the same ``python -m harness run <run-dir>/experiment.json``; they differ
 only in what wraps it (docs/runners.md, "Slurm"):
@@ -88,9 +88,10 @@ def sbatch_options(slurm: SlurmConfig, job: JobRequest) -> list[str]:
     attempts. ``--export=NONE``: the job starts from the node's environment, not the submitting
     shell's; the script sets what the harness needs.
     """
-    options = [f"--job-name={job.name}", f"--comment={job.comment}",
-               f"--output={job.log}", f"--chdir={job.workdir}", f"--time={job.time_limit}",
-               "--no-requeue", "--export=NONE", "--nodes=1", "--ntasks=1"]
+    log = str(job.log).replace("%", "%%")  # sbatch expands %j, %x, ... in --output
+    options = [f"--job-name={job.name}", f"--comment={job.comment}", f"--output={log}",
+               f"--chdir={job.workdir}", f"--time={job.time_limit}", "--no-requeue",
+               "--export=NONE", "--nodes=1", "--ntasks=1"]
     for flag, value in (("--partition", slurm.partition), ("--account", slurm.account),
                         ("--qos", slurm.qos), ("--cpus-per-task", slurm.cpus_per_run),
                         ("--mem", slurm.mem)):

@@ -37,6 +37,12 @@ the job's log when memory ended it. Not the harness's own errors: a CUDA "out of
 GPU's, an ``error`` as under every runner, not the job's memory limit."""
 
 
+LAUNCH_FAILURES = frozenset({"JobLaunchFailure", "launch_failed_requeued_held"})
+"""Reasons of a job Slurm could not start (its log or working directory), before any harness.
+Slurm 22.05 gives JobLaunchFailure to a batch script killed by a signal too: only a job that
+left no log at all counts as not started."""
+
+
 def ended(job: JobInfo) -> bool:
     """Whether the job has reached a final state."""
     return job.state not in WAITING and job.state not in RUNNING
@@ -89,6 +95,11 @@ def classify_job(end: EndKind | None, job: JobInfo | None, log_path: Path, *,
     if job.state in ("CANCELLED", "REVOKED"):
         return RunOutcome("killed", job.exit_code, f"the job was cancelled from outside "
                           f"(scancel, or an administrator){where}", tail, scheduler_cause=True)
+    if job.state == "FAILED" and job.reason in LAUNCH_FAILURES and not tail:
+        return RunOutcome("error", job.exit_code, f"Slurm could not start the job{where} "
+                          f"({job.reason}): the working directory or the run directory is "
+                          "missing or not writable on the node (the study must be on storage "
+                          "the nodes share, at the same path)", tail, scheduler_cause=True)
     if job.state in ("COMPLETED", "FAILED"):
         outcome = classify_end(None, ProcessEnd(job.exit_code, job.signal), log_path,
                                timeout_s=timeout_s)

@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llem_testkit.results import fake_result
 
+from harness.io import write_json
+from harness.schema.reading import read_model
+from harness.schema.run_spec import RunSpec
 from orchestrator.execute import StudyExecution, plan
 from orchestrator.manifest import Manifest
 from orchestrator.runners.slurm import script as scripts
@@ -39,13 +43,13 @@ class FakeCluster:
         self.on_squeue: list[Any] = []  # callables run before each squeue answer
 
     def add(self, state: str, name: str = "wrap", exit_code: int = 0,
-            reason: str = "None", priority: int = 1000) -> str:
+            reason: str = "None", priority: int = 1000, comment: str = "") -> str:
         job_id = str(self.next_id)
         self.next_id += 1
         self.jobs[job_id] = {"job_id": int(job_id), "job_state": state, "exit_code": exit_code,
                              "state_reason": reason, "nodes": "" if state == "PENDING" else "vm",
                              "partition": "debug", "priority": priority, "restart_cnt": 0,
-                             "name": name}
+                             "name": name, "comment": comment}  # squeue --json lists both
         return job_id
 
     def set(self, job_id: str, state: str, exit_code: int = 0) -> None:
@@ -59,8 +63,11 @@ class FakeCluster:
         if args[0] == "sbatch":
             options = args[2:]
             name = next(o.split("=", 1)[1] for o in options if o.startswith("--job-name="))
+            comment = next((o.split("=", 1)[1] for o in options if o.startswith("--comment=")),
+                           "")
             depends = any(o.startswith("--dependency=") for o in options)
-            job_id = self.add("PENDING", name, reason="Dependency" if depends else "None")
+            job_id = self.add("PENDING", name, reason="Dependency" if depends else "None",
+                              comment=comment)
             self.submitted.append((job_id, options))
             return subprocess.CompletedProcess(args, 0, f"{job_id}\n", "")
         if args[0] == "squeue":
@@ -116,14 +123,14 @@ def job_of(study_dir: Path, run_id: str) -> str:
     return str(json.loads(job_record(study_dir / run_id).read_text())["job_id"])
 
 
-@pytest.mark.xfail(strict=True, reason="--resume --detach resubmits a detached run whose job "
-                   "already COMPLETED instead of collecting it: its result is set aside")
 def test_resume_detach_collects_a_finished_job_instead_of_rerunning_it(tmp_path):
     cluster = FakeCluster()
     study, study_dir, manifest, runs = detached_study(tmp_path, cluster)
     first, second = manifest.runs
     cluster.set(job_of(study_dir, first.run_id), "COMPLETED")
-    (study_dir / first.run_id / "result.json").write_text("{}")  # the job's result
+    run_dir = study_dir / first.run_id  # the job's result, as the harness writes it
+    spec = read_model(run_dir / "experiment.json", RunSpec)
+    write_json(run_dir / "result.json", fake_result(spec, energy_j=100.0))
     cluster.set(job_of(study_dir, second.run_id), "RUNNING")
     before = len(cluster.submitted)
 
@@ -132,10 +139,9 @@ def test_resume_detach_collects_a_finished_job_instead_of_rerunning_it(tmp_path)
 
     assert len(cluster.submitted) == before, "the finished run was submitted again"
     assert (study_dir / first.run_id / "result.json").is_file()
+    assert [entry.status for entry in manifest.runs] == ["completed", "running"]
 
 
-@pytest.mark.xfail(strict=True, reason="--resume --detach submits new jobs without a dependency "
-                   "on the study's jobs still running: two runs overlap on the cluster")
 def test_resume_detach_chains_new_jobs_after_the_ones_still_alive(tmp_path):
     cluster = FakeCluster()
     study, study_dir, manifest, runs = detached_study(tmp_path, cluster)
@@ -155,9 +161,6 @@ def test_resume_detach_chains_new_jobs_after_the_ones_still_alive(tmp_path):
                    for option in options), f"job submitted beside running job {alive}: {options}"
 
 
-@pytest.mark.xfail(strict=True, reason="a second Ctrl-C while --resume follows a detached study "
-                   "records every running run interrupted, but only the followed job is "
-                   "cancelled: the others keep running and the next --resume reruns them beside")
 def test_second_ctrl_c_leaves_no_job_alive_behind_an_interrupted_run(tmp_path):
     cluster = FakeCluster()
     study, study_dir, manifest, runs = detached_study(tmp_path, cluster)
@@ -181,9 +184,6 @@ def test_second_ctrl_c_leaves_no_job_alive_behind_an_interrupted_run(tmp_path):
                 f"{entry.run_id} recorded interrupted while its job {job_id} is still queued")
 
 
-@pytest.mark.xfail(strict=True, reason="the first Ctrl-C (or SIGTERM) on --resume of a detached "
-                   "study cancels at most the followed job; llem exits 130 with the study's "
-                   "other jobs still queued or running on the cluster")
 def test_ctrl_c_cancels_every_job_of_the_study(tmp_path):
     cluster = FakeCluster()
     study, study_dir, manifest, runs = detached_study(tmp_path, cluster)
@@ -203,9 +203,6 @@ def test_ctrl_c_cancels_every_job_of_the_study(tmp_path):
     assert cluster.alive() == set(), f"jobs left on the cluster: {cluster.alive()}"
 
 
-@pytest.mark.xfail(strict=True, reason="a detached job waits its gap (sleep) inside its "
-                   "allocation, and --resume times that sleep as the run: a healthy run whose "
-                   "gap exceeds stall_timeout_s (or timeout_s) is stopped as stalled")
 def test_adopting_a_detached_job_does_not_time_its_gap_as_the_run(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path, gap=60.0, stall=20.0)
@@ -239,9 +236,6 @@ def test_adopting_a_detached_job_does_not_time_its_gap_as_the_run(tmp_path):
     assert outcome.end != "stalled", outcome.message
 
 
-@pytest.mark.xfail(strict=True, reason="an error after sbatch returned (the job record cannot "
-                   "be written: a full disk, an OSError, a second Ctrl-C) leaves the submitted "
-                   "job running, unrecorded and never cancelled")
 def test_a_job_whose_record_cannot_be_written_is_cancelled(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path)
@@ -267,9 +261,6 @@ class Died(BaseException):
     """The orchestrator process died here (SIGKILL, SIGHUP, the login node rebooted)."""
 
 
-@pytest.mark.xfail(strict=True, reason="the previous attempt's job record survives until the "
-                   "new sbatch answers: an orchestrator that dies in between leaves a run that "
-                   "--resume attributes to the old job, while the new job runs unfollowed")
 def test_resume_never_adopts_the_job_of_an_earlier_attempt(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path)
@@ -298,7 +289,14 @@ def test_resume_never_adopts_the_job_of_an_earlier_attempt(tmp_path):
         StudyExecution(study, study_dir, runner)._run_pending(runs, manifest)
     new = cluster.submitted[-1][0]
     cluster.set(new, "RUNNING")
+    reads = []
 
+    def ends_after_a_while() -> None:  # the new attempt's job, followed, ends by itself
+        reads.append(1)
+        if len(reads) == 5 and cluster.jobs[new]["job_state"] == "RUNNING":
+            cluster.set(new, "COMPLETED")
+
+    cluster.on_squeue.append(ends_after_a_while)
     resumed = Manifest.load(study_dir)
     assert resumed.runs[0].status == "running"
     StudyExecution(study, study_dir, make_runner(cluster))._run_pending(runs, resumed)
@@ -307,11 +305,10 @@ def test_resume_never_adopts_the_job_of_an_earlier_attempt(tmp_path):
     message = entry.failure.message if entry.failure else ""
     assert f"Slurm job {old}" not in message, f"the new attempt was recorded as job {old}"
     assert new not in cluster.alive(), f"job {new} runs on, unfollowed"
+    assert len(reads) >= 5, "the new attempt's job was not followed"
+    assert len(cluster.submitted) == 1, "the run was submitted a second time beside its job"
 
 
-@pytest.mark.xfail(strict=True, reason="execution.slurm.sbatch_options that override what llem "
-                   "sets pass the check: getopt abbreviations (--requ re-enables requeue, "
-                   "--parti, --outp, --chd) and --nodes/-N/--ntasks/-n, which llem sets too")
 @pytest.mark.parametrize("option", ["--requ", "--parti=gpu", "--outp=/elsewhere/%j.log",
                                     "--chd=/elsewhere", "--nodes=2", "-N2", "--ntasks=4",
                                     "-n4"])
@@ -321,9 +318,6 @@ def test_sbatch_options_overriding_llems_are_refused(option):
     assert setting_problems(runner, set(), None), f"{option} was accepted"
 
 
-@pytest.mark.xfail(strict=True, reason="Slurm 22.05 reports a job whose launch failed "
-                   "(JobLaunchFailure: log or work directory missing on the node) with exit "
-                   "code 4021; it is read as signal 53 and the runner crashes with ValueError")
 def test_a_job_launch_failure_is_recorded_with_slurms_reason(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path)
@@ -348,8 +342,6 @@ def test_a_job_launch_failure_is_recorded_with_slurms_reason(tmp_path):
     assert "JobLaunchFailure" in entry.failure.message, entry.failure.message
 
 
-@pytest.mark.xfail(strict=True, reason="sbatch --output expands %j, %x, %u...: a study under a "
-                   "folder with % in its name sends the job's log elsewhere (or the launch fails)")
 def test_the_log_option_escapes_percent(tmp_path):
     log = tmp_path / "p%jq" / "run" / "container.log"
     options = scripts.sbatch_options(SlurmConfig(), scripts.JobRequest(
@@ -358,8 +350,6 @@ def test_the_log_option_escapes_percent(tmp_path):
     assert output == f"--output={str(log).replace('%', '%%')}"
 
 
-@pytest.mark.xfail(strict=True, reason="the queue position counts only pending jobs of a higher "
-                   "priority: jobs of equal priority submitted earlier are ahead but not counted")
 def test_queue_position_counts_earlier_jobs_of_equal_priority():
     cluster = FakeCluster()
     ahead = cluster.add("PENDING", priority=1000)

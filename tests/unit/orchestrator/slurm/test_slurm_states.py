@@ -59,7 +59,9 @@ def test_exit_130_is_killed(tmp_path):
 
 
 def test_a_signal_without_memory_lines_is_killed(tmp_path, canned):
-    outcome = classify(tmp_path, job_from_squeue(canned.JOBS_22_05["sigkill"]), "")
+    # the harness had started (its first line); 22.05 still calls the end JobLaunchFailure
+    outcome = classify(tmp_path, job_from_squeue(canned.JOBS_22_05["sigkill"]),
+                       "run directory: /shared/study/001_pytorch_c1\n")
     assert outcome.end == "killed"
     assert "SIGKILL" in outcome.message
 
@@ -190,3 +192,10 @@ def test_any_other_final_state_is_an_error_naming_it(tmp_path):
 def test_waiting_and_ended(state, is_waiting, is_ended):
     job = JobInfo("1", state)
     assert (waiting(job), ended(job)) == (is_waiting, is_ended)
+
+
+def test_a_job_that_never_started_is_slurms_launch_failure(tmp_path, canned):
+    # no log at all: Slurm could not open it or enter the working directory on the node
+    outcome = classify(tmp_path, job_from_squeue(canned.JOBS_22_05["sigkill"]), "")
+    assert outcome.end == "error"
+    assert "JobLaunchFailure" in outcome.message and "shared" in outcome.message
