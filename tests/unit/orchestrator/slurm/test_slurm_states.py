@@ -198,4 +198,4 @@ def test_a_job_that_never_started_is_slurms_launch_failure(tmp_path, canned):
     # no log at all: Slurm could not open it or enter the working directory on the node
     outcome = classify(tmp_path, job_from_squeue(canned.JOBS_22_05["sigkill"]), "")
     assert outcome.end == "error"
-    assert "JobLaunchFailure" in outcome.message and "shared" in outcome.message
+    assert "JobLaunchFailure" in outcome.message and "nodes share" in outcome.message
