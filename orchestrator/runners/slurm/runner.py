@@ -445,12 +445,14 @@ class SlurmRunner(Runner):
                 self._cancel(job_id)
                 return None
             if job is not None and job.reason in NEVER_RUNS:
-                self.client.cancel([job_id])  # its end (CANCELLED, the reason) is classified
-                raise SlurmError(f"job {job_id} can never start: Slurm holds it for "
-                                 f"{job.reason}", fix="fit the job to the partition and the "
-                                 "account's limits (execution.slurm: time_limit, "
-                                 "gpus_per_run, mem, partition, qos), see sinfo and sacctmgr "
-                                 "show qos")
+                self.client.cancel([job_id])
+                error = SlurmError(f"job {job_id} can never start: Slurm holds it for "
+                                   f"{job.reason}", fix="fit the job to the partition and the "
+                                   "account's limits (execution.slurm: time_limit, "
+                                   "gpus_per_run, mem, partition, qos), see sinfo and "
+                                   "sacctmgr show qos")
+                error.fatal = True  # every later run's job asks the same: the study stops
+                raise error
             if job is not None:
                 now = (job.state, job.reason, self.watcher.positions.get(job_id))
                 if now != shown:

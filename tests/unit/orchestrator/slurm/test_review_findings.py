@@ -357,3 +357,26 @@ def test_queue_position_counts_earlier_jobs_of_equal_priority():
     _, positions = SlurmClient(run=cluster).jobs_and_queue([ours])
     assert ahead != ours
     assert positions[ours] == 2
+
+
+def test_a_job_held_for_a_reason_no_wait_clears_stops_the_study(tmp_path):
+    cluster = FakeCluster()
+    study = make_study(tmp_path)
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    runs = plan(study)
+    manifest = new_manifest(study, runs, "slurm")
+    save_manifest(study_dir, manifest)
+
+    def partition_too_short() -> None:  # --time above the partition's MaxTime
+        for job in cluster.jobs.values():
+            if job["job_state"] == "PENDING":
+                job["state_reason"] = "PartitionTimeLimit"
+
+    cluster.on_squeue.append(partition_too_short)
+    StudyExecution(study, study_dir, make_runner(cluster))._run_pending(runs, manifest)
+
+    first, second = manifest.runs
+    assert first.failure is not None and "PartitionTimeLimit" in first.failure.message
+    assert second.status == "pending", "a second job was submitted to wait for ever too"
+    assert cluster.alive() == set()
