@@ -125,12 +125,7 @@ class SlurmClient:
         wanted = set(job_ids)
         if not wanted:
             return {}, {}
-        done = self.command(["squeue", "--json"])
-        try:
-            listed = [job_from_squeue(job) for job in json.loads(done.stdout).get("jobs", [])]
-        except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as error:
-            raise SlurmError("squeue --json printed nothing this wrapper can read",
-                             fix="use Slurm 21.08 or later (squeue --json)") from error
+        listed = self._squeue()
         found = {info.job_id: info for info in listed if info.job_id in wanted}
         pending = [info for info in listed if info.state == "PENDING"]
         positions = {
@@ -141,13 +136,16 @@ class SlurmClient:
 
     def live_jobs(self) -> list[JobInfo]:
         """Every job the controller lists that has not ended (one ``squeue`` call)."""
+        return [job for job in self._squeue() if job.state in LIVE_STATES]
+
+    def _squeue(self) -> list[JobInfo]:
+        """Every job the controller holds, finished ones included (``MinJobAge``)."""
         done = self.command(["squeue", "--json"])
         try:
-            listed = [job_from_squeue(job) for job in json.loads(done.stdout).get("jobs", [])]
+            return [job_from_squeue(job) for job in json.loads(done.stdout).get("jobs", [])]
         except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as error:
             raise SlurmError("squeue --json printed nothing this wrapper can read",
                              fix="use Slurm 21.08 or later (squeue --json)") from error
-        return [job for job in listed if job.state in LIVE_STATES]
 
     def accounting(self) -> bool:
         """Whether the cluster keeps accounting (``sacct`` answers)."""
