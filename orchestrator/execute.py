@@ -337,7 +337,7 @@ class StudyExecution:
     def _collected_completed(self, entry: RunEntry, manifest: Manifest) -> bool:
         """Record an ended job an earlier invocation left; True when its run completed."""
         self._collect(entry, manifest)
-        return _status(entry) == "completed"
+        return entry.status == "completed"
 
     def _collect(self, entry: RunEntry, manifest: Manifest) -> RunOutcome | None:
         """Follow and record a run an earlier invocation left running; None: nothing to follow.
@@ -483,11 +483,6 @@ def _unprepared(run_dir: Path, error: OSError | ConfigError) -> RunOutcome:
                f"left there owned by root), then llem run --resume {run_dir.parent}")
     message = f"its folder {run_dir} could not be prepared: {cause} (fix: {fix})"
     return RunOutcome("runner_error", None, " ".join(message.split()))
-
-
-def _status(entry: RunEntry) -> str:
-    """The entry's status now (read through a call: a check after a change of it)."""
-    return entry.status
 
 
 def _failure_message(run_dir: Path, outcome: RunOutcome) -> str:

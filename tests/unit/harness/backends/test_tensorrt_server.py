@@ -19,14 +19,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from llem_testkit.gpu_runs import execute_on_fake_gpu
 
 from harness.backends import openai_server
 from harness.backends.base import Request
 from harness.backends.tensorrt import TensorRtBackend, server
 from harness.backends.tensorrt.backend import engine_llm_class
-from harness.energy import GpuSet
 from harness.errors import BackendError
-from harness.protocol import ExperimentRun
 from harness.schema.config import ExperimentConfig
 from harness.schema.result import ExperimentResult
 from harness.schema.run_spec import RunSpec
@@ -50,10 +49,7 @@ def run_spec(model_dir: Path, cache_dir: Path, **overrides: Any) -> RunSpec:
 
 
 def execute(spec: RunSpec, run_dir: Path) -> ExperimentResult:
-    gpu = FakeGpu([(0.0, POWER_W), (1e6, POWER_W)], temperature_c=[(0.0, 40.0), (1e6, 40.0)],
-                  info={"compute_capability": "9.0"})
-    gpus = GpuSet([gpu], driver_version="999.1", cuda_version="12.9")
-    return ExperimentRun(spec, run_dir, gpus=gpus, device="cuda:0").execute()
+    return execute_on_fake_gpu(spec, run_dir, POWER_W)
 
 
 def loaded_settings(log: str) -> dict[str, Any]:

@@ -104,15 +104,22 @@ def make_study(tmp_path: Path, gap: float = 0.0, stall: float | None = None) -> 
     return load_study(path)
 
 
+def new_study_dir(tmp_path: Path, study: Any,
+                  runs: int | None = None) -> tuple[Path, Manifest, list[Any]]:
+    """A study directory for ``study`` with its manifest saved: (directory, manifest, runs)."""
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    planned = plan(study)[:runs]
+    manifest = new_manifest(study, planned, "slurm")
+    save_manifest(study_dir, manifest)
+    return study_dir, manifest, planned
+
+
 def detached_study(tmp_path: Path, cluster: FakeCluster,
                    gap: float = 0.0) -> tuple[Any, Path, Manifest, list[Any]]:
     """A study of two runs, both submitted with ``--detach``; the study dir, manifest, runs."""
     study = make_study(tmp_path, gap=gap)
-    study_dir = tmp_path / "study"
-    study_dir.mkdir()
-    runs = plan(study)
-    manifest = new_manifest(study, runs, "slurm")
-    save_manifest(study_dir, manifest)
+    study_dir, manifest, runs = new_study_dir(tmp_path, study)
     StudyExecution(study, study_dir, make_runner(cluster), detach=True)._run_pending(
         runs, manifest)
     assert [entry.status for entry in manifest.runs] == ["running", "running"]
@@ -206,11 +213,7 @@ def test_ctrl_c_cancels_every_job_of_the_study(tmp_path):
 def test_adopting_a_detached_job_does_not_time_its_gap_as_the_run(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path, gap=60.0, stall=20.0)
-    study_dir = tmp_path / "study"
-    study_dir.mkdir()
-    runs = plan(study)
-    manifest = new_manifest(study, runs, "slurm")
-    save_manifest(study_dir, manifest)
+    study_dir, manifest, runs = new_study_dir(tmp_path, study)
     StudyExecution(study, study_dir, make_runner(cluster), detach=True)._run_pending(
         runs, manifest)
     second = manifest.runs[1]
@@ -239,11 +242,7 @@ def test_adopting_a_detached_job_does_not_time_its_gap_as_the_run(tmp_path):
 def test_a_job_whose_record_cannot_be_written_is_cancelled(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path)
-    study_dir = tmp_path / "study"
-    study_dir.mkdir()
-    runs = plan(study)
-    manifest = new_manifest(study, runs, "slurm")
-    save_manifest(study_dir, manifest)
+    study_dir, manifest, runs = new_study_dir(tmp_path, study)
     runner = make_runner(cluster)
     execution = StudyExecution(study, study_dir, runner)
     entry = manifest.runs[0]
@@ -264,11 +263,7 @@ class Died(BaseException):
 def test_resume_never_adopts_the_job_of_an_earlier_attempt(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path)
-    study_dir = tmp_path / "study"
-    study_dir.mkdir()
-    runs = plan(study)[:1]
-    manifest = new_manifest(study, runs, "slurm")
-    save_manifest(study_dir, manifest)
+    study_dir, manifest, runs = new_study_dir(tmp_path, study, runs=1)
     entry = manifest.runs[0]
     run_dir = study_dir / entry.run_id
     # the first attempt: its job failed and was recorded so
@@ -321,11 +316,7 @@ def test_sbatch_options_overriding_llems_are_refused(option):
 def test_a_job_launch_failure_is_recorded_with_slurms_reason(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path)
-    study_dir = tmp_path / "study"
-    study_dir.mkdir()
-    runs = plan(study)[:1]
-    manifest = new_manifest(study, runs, "slurm")
-    save_manifest(study_dir, manifest)
+    study_dir, manifest, runs = new_study_dir(tmp_path, study, runs=1)
     runner = make_runner(cluster)
 
     def launch_fails() -> None:  # as squeue --json showed job 1118 of the real cluster
@@ -362,11 +353,7 @@ def test_queue_position_counts_earlier_jobs_of_equal_priority():
 def test_a_job_held_for_a_reason_no_wait_clears_stops_the_study(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path)
-    study_dir = tmp_path / "study"
-    study_dir.mkdir()
-    runs = plan(study)
-    manifest = new_manifest(study, runs, "slurm")
-    save_manifest(study_dir, manifest)
+    study_dir, manifest, runs = new_study_dir(tmp_path, study)
 
     def partition_too_short() -> None:  # --time above the partition's MaxTime
         for job in cluster.jobs.values():
