@@ -206,26 +206,22 @@ class StudyExecution:
         Runs an earlier ``--detach`` (or this one) handed to a scheduler run on without llem;
         a stop cancels them all, as it stops the run it follows.
         """
+        self._interrupt_running(manifest, "cancelled by the user before llem followed it")
+
+    def _stopped_now(self, manifest: Manifest) -> None:
+        """Record the run that a second Ctrl-C killed (if any) as interrupted."""
+        self.runner.stop_requested.set()
+        self._interrupt_running(manifest, KILLED_NOW)
+
+    def _interrupt_running(self, manifest: Manifest, message: str) -> None:
+        """Every run still ``running``: its scheduler job cancelled, recorded interrupted."""
         for entry in manifest.runs:
             if entry.status == "running":
                 with contextlib.suppress(Exception):  # a controller gone: still record it
                     self.runner.cancel(self.study_dir / entry.run_id)
                 entry.status, entry.finished_at = "interrupted", now_utc()
                 entry.failure = Failure(
-                    cause="interrupted", message="cancelled by the user before llem followed "
-                    "it", log_tail=log_tail(self.study_dir / entry.run_id / LOG_NAME))
-        save_manifest(self.study_dir, manifest)
-
-    def _stopped_now(self, manifest: Manifest) -> None:
-        """Record the run that a second Ctrl-C killed (if any) as interrupted."""
-        self.runner.stop_requested.set()
-        for entry in manifest.runs:
-            if entry.status == "running":
-                with contextlib.suppress(Exception):  # its job, where a scheduler has one
-                    self.runner.cancel(self.study_dir / entry.run_id)
-                entry.status, entry.finished_at = "interrupted", now_utc()
-                entry.failure = Failure(
-                    cause="interrupted", message=KILLED_NOW,
+                    cause="interrupted", message=message,
                     log_tail=log_tail(self.study_dir / entry.run_id / LOG_NAME))
         save_manifest(self.study_dir, manifest)
 
@@ -263,9 +259,7 @@ class StudyExecution:
     def _submit(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                 delay_s: float) -> None:
         """Prepare the run and hand it to the scheduler (``--detach``); it stays running."""
-        entry.runner, entry.environment = self.runner.name, None
-        entry.gpus = self.study.execution.gpus
-        run_dir = self.study_dir / entry.run_id
+        run_dir = self._claim(entry)
         try:
             self._prepare(run, entry, manifest, None)
             self.runner.submit_detached(run_dir, self.study.execution.timeout_s, delay_s)
@@ -280,6 +274,12 @@ class StudyExecution:
                               "with llem run --resume DIR --detach") from error
         save_manifest(self.study_dir, manifest)
 
+    def _claim(self, entry: RunEntry) -> Path:
+        """A new attempt of ``entry`` by this runner on this study's GPUs; its run directory."""
+        entry.runner, entry.environment = self.runner.name, None
+        entry.gpus = self.study.execution.gpus
+        return self.study_dir / entry.run_id
+
     def _run_one(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None = None) -> bool:
         """Run one entry and record it; True when the runner can start no further run."""
@@ -290,9 +290,7 @@ class StudyExecution:
 
     def _attempt(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
                  cool_down: CoolDownRecord | None) -> bool:
-        run_dir = self.study_dir / entry.run_id
-        entry.runner, entry.environment = self.runner.name, None
-        entry.gpus = self.study.execution.gpus
+        run_dir = self._claim(entry)
         try:
             self._prepare(run, entry, manifest, cool_down)
         except DiskFullError:
