@@ -176,7 +176,10 @@ def test_sigkilled_orchestrator_leaves_an_orphan_that_clean_removes(
     orphaned = containers_of_study(engine, name)
     assert len(orphaned) == 1, "the killed orchestrator's container should still be there"
     cleaned = llem("clean", "--study", name, timeout=120, check=True)
-    assert "removed 1 orphaned container" in cleaned.stdout
+    # Any study started meanwhile with the Docker runner removes the orphans of dead sessions
+    # too (DockerRunner.startup), another test's among them: then this clean finds none left.
+    assert ("removed 1 orphaned container" in cleaned.stdout
+            or "removed 0 orphaned container" in cleaned.stdout), cleaned.stdout
     assert containers_of_study(engine, name) == []
     study_dir = only_study_dir(tmp_path / "o")
     first = Manifest.load(study_dir).runs[0]
