@@ -37,6 +37,18 @@ ADDED_SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
 """Backend-section fields added after results were first written, at their defaults: left out
 of the hash, so a configuration written before them keeps its hash."""
 
+REMOVED_SECTION_FIELDS: dict[str, dict[str, str]] = {
+    "tensorrt": {
+        "builder_opt_level": (
+            "no TensorRT-LLM release llem runs (0.17-1.2, and none after the engine runtime's "
+            "removal) has a builder optimisation level: BuildConfig has no such field, so the "
+            "value could only be ignored. Remove tensorrt.builder_opt_level"),
+    },
+}
+"""Backend-section fields that were removed, each with the message a config naming it gets.
+Every configuration written while one existed had it unset: the hash puts it back as null, so
+those configurations keep their hash."""
+
 CROSS_CHECK = "llem_cross_check"
 """Pydantic error type of a rejected value combination (a study skips these, it does not fail)."""
 
@@ -339,7 +351,7 @@ class VllmConfig(Strict):
 TensorRtRuntime = Literal["engine", "pytorch"]
 """TensorRT-LLM's runtimes (docs/backends.md): its TensorRT engines, or its PyTorch runtime."""
 
-TENSORRT_ENGINE_ONLY = ("quantization", "builder_opt_level", "engine_dir")
+TENSORRT_ENGINE_ONLY = ("quantization", "engine_dir")
 """``tensorrt`` settings of the engine runtime only (they build or pick an engine)."""
 
 TENSORRT_PYTORCH_ONLY = ("cuda_graphs", "cuda_graph_batch_sizes", "attention_backend",
@@ -387,7 +399,6 @@ class TensorRtConfig(Strict):
             "engine cache key: some TensorRT-LLM versions build a different engine for it."
         ),
     )
-    builder_opt_level: int | None = Field(None, ge=0, le=5, description="TensorRT opt level.")
     engine_dir: str | None = Field(None, description="Use this prebuilt engine (no build).")
     cuda_graphs: bool | None = Field(
         None, description="runtime pytorch: capture decode steps in CUDA graphs "
@@ -401,6 +412,15 @@ class TensorRtConfig(Strict):
     overlap_scheduler: bool | None = Field(
         None, description="runtime pytorch: overlap the host's scheduling of step n+1 with "
         "the GPU's step n (disable_overlap_scheduler = not this; TensorRT-LLM's default on).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, message in REMOVED_SECTION_FIELDS["tensorrt"].items():
+                if name in data:
+                    raise PydanticCustomError("llem_removed_setting", message)
+        return data
 
     @model_validator(mode="after")
     def _runtime_settings(self) -> TensorRtConfig:
@@ -569,6 +589,9 @@ class ExperimentConfig(Strict):
                 for name, default in defaults.items():
                     if data[section].get(name, default) == default:
                         data[section].pop(name, None)
+        for section, removed in REMOVED_SECTION_FIELDS.items():
+            if isinstance(data.get(section), dict):
+                data[section].update(dict.fromkeys(removed))
         for name, model in (("load", LoadConfig), ("slo", SloConfig)):
             if getattr(self, name) == model():
                 del data[name]

@@ -23,7 +23,7 @@ _SHORT = {
     "enable_block_reuse": "reuse",
     "enable_chunked_prefill": "chunked", "enforce_eager": "eager", "torch_compile": "compile",
     "load_in_8bit": "8bit", "load_in_4bit": "4bit", "block_size": "blk",
-    "builder_opt_level": "opt", "max_input_len": "maxin", "max_seq_len": "maxseq",
+    "max_input_len": "maxin", "max_seq_len": "maxseq",
     "input_len": "in", "output_len": "out", "n_warmup": "wu", "num_beams": "beams",
     "temperature": "temp", "top_p": "topp", "top_k": "topk", "random_seed": "seed",
     "sample_interval_ms": "ms", "streaming": "stream",

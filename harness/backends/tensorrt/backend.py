@@ -183,7 +183,6 @@ class TensorRtBackend(Backend):
         missing = library_problem("tensorrt_llm", "tensorrt", "tensorrt")
         problems = [missing] if missing else []
         runtime_problem = self._runtime_problem() if missing is None else None
-        runtime_missing = runtime_problem is not None
         if runtime_problem is not None:
             problems.append(runtime_problem)
         try:
@@ -201,9 +200,7 @@ class TensorRtBackend(Backend):
             problems.extend(build.engine_problems(self.config, self._given_engine_dir()))
             return problems
         problems.extend(build.workload_problems(self.config))
-        usable = missing is None and not runtime_missing
-        opt_problem = build.builder_opt_problem(self.config) if usable else None
-        return problems + ([opt_problem] if opt_problem else [])
+        return problems
 
     @property
     def runtime(self) -> str:

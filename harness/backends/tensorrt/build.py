@@ -15,7 +15,6 @@ tensorrt_llm is imported inside functions only, through :mod:`importlib`.
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +62,7 @@ PRECISION_TABLE = (
 """The one mapping from llem precision and quantisation names to TensorRT-LLM's."""
 
 BUILD_CONFIG_FIELDS = ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens",
-                       "max_beam_width", "opt_batch_size", "opt_num_tokens", "builder_opt")
+                       "max_beam_width", "opt_batch_size", "opt_num_tokens")
 """``BuildConfig`` fields reported in the effective parameters (those the version has)."""
 
 RUNTIME_LIMITS = ("max_batch_size", "max_num_tokens")
@@ -128,8 +127,6 @@ def build_config_values(config: ExperimentConfig) -> dict[str, int]:
     values = {name: getattr(settings, name) for name in _BUILD_LIMITS}
     found = {name: value for name, value in values.items() if value is not None}
     found["max_beam_width"] = beam_width(config.decoder)
-    if settings.builder_opt_level is not None:
-        found["builder_opt"] = settings.builder_opt_level
     return found
 
 
@@ -147,56 +144,10 @@ def runtime_limits(config: ExperimentConfig) -> dict[str, int]:
     return found
 
 
-def has_builder_opt(build_config_class: Any) -> bool:
-    """Whether this tensorrt_llm's ``BuildConfig`` has a ``builder_opt`` field."""
-    try:
-        return "builder_opt" in inspect.signature(build_config_class).parameters
-    except (TypeError, ValueError):  # no introspectable signature: look at the fields
-        return "builder_opt" in getattr(build_config_class, "__dataclass_fields__", {})
-
-
-def builder_opt_message(version: str) -> str:
-    """The problem text for a ``builder_opt_level`` this tensorrt_llm cannot take."""
-    return (f"tensorrt.builder_opt_level is set, but tensorrt_llm {version} has no builder "
-            "optimisation level setting (its BuildConfig has no builder_opt field)")
-
-
-BUILDER_OPT_FIX = ("remove tensorrt.builder_opt_level, or run with a tensorrt_llm version whose "
-                   "BuildConfig has builder_opt")
-
-
-def builder_opt_problem(config: ExperimentConfig) -> str | None:
-    """A preflight problem when ``builder_opt_level`` is set and cannot be honoured.
-
-    Imports ``tensorrt_llm.llmapi`` (only when the level is set): the one way to know is to
-    look at the installed ``BuildConfig``.
-    """
-    if settings_of(config).builder_opt_level is None:
-        return None
-    try:
-        library = importlib.import_module("tensorrt_llm")
-        llmapi = importlib.import_module("tensorrt_llm.llmapi")
-    except Exception as error:  # a broken install fails in many ways; each is this problem
-        return problem(f"tensorrt_llm fails to import: {error}",
-                       "reinstall tensorrt_llm or use the tensorrt image")
-    build_config = getattr(llmapi, "BuildConfig", None)
-    if build_config is None or has_builder_opt(build_config):
-        return None  # no BuildConfig: no engine runtime, which preflight reports on its own
-    return problem(builder_opt_message(str(library.__version__)), BUILDER_OPT_FIX)
-
-
 def build_settings(config: ExperimentConfig) -> dict[str, Any]:
-    """Keyword arguments for ``LLM(model=<checkpoint>, ...)`` that build the engine.
-
-    Raises:
-        BackendError: ``builder_opt_level`` is set and this tensorrt_llm has no such setting.
-
-    """
-    library = importlib.import_module("tensorrt_llm")
+    """Keyword arguments for ``LLM(model=<checkpoint>, ...)`` that build the engine."""
     llmapi = importlib.import_module("tensorrt_llm.llmapi")
     values = build_config_values(config)
-    if "builder_opt" in values and not has_builder_opt(llmapi.BuildConfig):
-        raise BackendError(builder_opt_message(str(library.__version__)), fix=BUILDER_OPT_FIX)
     tensor_parallel, pipeline_parallel = parallel_sizes(config)
     kwargs: dict[str, Any] = {
         "build_config": llmapi.BuildConfig(**values),
@@ -284,7 +235,9 @@ def cache_description(config: ExperimentConfig, revision: str, trt_version: str,
         "pipeline_parallel_size": pipeline_parallel,
         **{name: getattr(settings, name) for name in _BUILD_LIMITS},
         "max_beam_width": beam_width(config.decoder),
-        "builder_opt_level": settings.builder_opt_level,
+        # The removed tensorrt.builder_opt_level, always unset: kept so that engines built
+        # while it existed keep their key (docs/backends.md).
+        "builder_opt_level": None,
         # Handed to LLM(...) with the build arguments; some versions build for it.
         "enable_block_reuse": block_reuse(config)[0],
         # Handed to LLM(...) with the build arguments, so they may change the engine.
@@ -434,7 +387,6 @@ def engine_parameters(config: ExperimentConfig, engine_config: dict[str, Any],
         "engine_source": record.source if record else None,
         "engine_dir": record.engine_dir if record else None,
         "build_config": built,
-        "builder_opt_level": settings_of(config).builder_opt_level,
         "tensor_parallel_size": mapping.get("tp_size", tensor_parallel),
         "pipeline_parallel_size": mapping.get("pp_size", pipeline_parallel),
         "dtype": None if given else dtype(config),

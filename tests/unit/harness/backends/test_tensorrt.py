@@ -4,7 +4,6 @@ mirrors the LLM API surface llem calls, with the real tiny model's tokenizer and
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import inspect
 import json
@@ -99,7 +98,6 @@ BUILD_CHANGES = [
     {"tensorrt": {"max_num_tokens": 4096}},
     {"tensorrt": {"tp_size": 2}},
     {"tensorrt": {"pp_size": 2}},
-    {"tensorrt": {"builder_opt_level": 3}},
     {"decoder": {"mode": "beam"}},
     {"passthrough_kwargs": {"embedding_parallel_mode": "NONE"}},
     # A run-time setting, but handed to LLM(...) while building, and some TensorRT-LLM versions
@@ -127,6 +125,12 @@ def test_the_key_covers_the_runtime() -> None:
 
     assert described["runtime"] == "engine"
     assert cache_key({**described, "runtime": "pytorch"}) != cache_key(described)
+
+
+def test_removing_builder_opt_level_kept_every_engine_key() -> None:
+    # Taken before tensorrt.builder_opt_level was removed: engines built then are still hits.
+    assert key_of({}, version="1.2.1") == (
+        "e671a9d1d3fd0a75fcbb6af4e8bd5b9ff2061fba8f8d34ea51137329eee49ec2")
 
 
 RUNTIME_CHANGES = [
@@ -217,24 +221,6 @@ def test_set_build_fields_reach_build_config_and_run_time_limits(trtllm: ModuleT
     assert settings["kv_cache_config"].free_gpu_memory_fraction == 0.4
 
 
-def test_builder_opt_level_needs_a_build_config_that_has_it(trtllm: ModuleType,
-                                                            monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
-    config = ExperimentConfig(**BASE, tensorrt={"builder_opt_level": 4})
-    with pytest.raises(BackendError, match="no builder optimisation level"):
-        build.build_settings(config)
-    assert build.builder_opt_problem(config) is not None
-
-    @dataclasses.dataclass
-    class OlderBuildConfig(trtllm.llmapi.BuildConfig):
-        builder_opt: int | None = None
-
-    monkeypatch.setattr(trtllm.llmapi, "BuildConfig", OlderBuildConfig)
-
-    assert build.build_settings(config)["build_config"].builder_opt == 4
-    assert build.builder_opt_problem(config) is None
-
-
 # -- the LLM class ---------------------------------------------------------------------------
 
 
@@ -259,8 +245,8 @@ def test_a_release_without_the_engine_runtime_is_refused_never_run_on_pytorch(
     # path would measure another runtime under the engine's name.
     trtllm_layout("1.3.0rc1")
     backend = make_backend(tiny_model_dir, tmp_path / "engines",
-                           tensorrt={"builder_opt_level": 3})
-    problems = backend.preflight()  # builder_opt_level would look for BuildConfig
+                           tensorrt={"max_batch_size": 8})
+    problems = backend.preflight()
     (runtime,) = [p for p in problems if "no TensorRT-engine runtime" in p]
     assert "tensorrt_llm 1.3.0rc1" in runtime and "1.2.1" in runtime
     assert len(problems) == 1, problems
@@ -288,10 +274,9 @@ def test_preflight_lists_every_problem_at_once(tmp_path: Path,
     assert "NVIDIA GPUs only, not on device 'cpu'" in problems[2]
 
 
-def test_preflight_checks_gpus_limits_and_builder_opt(trtllm: ModuleType,
-                                                      tiny_model_dir: Path) -> None:
+def test_preflight_checks_gpus_and_limits(trtllm: ModuleType, tiny_model_dir: Path) -> None:
     config = make_config(tiny_model_dir, input_len=100, output_len=50, tensorrt={
-        "tp_size": 2, "max_seq_len": 120, "builder_opt_level": 2})
+        "tp_size": 2, "max_seq_len": 120})
     backend = TensorRtBackend(config, "cuda:0")
     backend.gpu_info = gpu_info()
 
@@ -299,7 +284,6 @@ def test_preflight_checks_gpus_limits_and_builder_opt(trtllm: ModuleType,
 
     assert "needs 2 GPUs, but the run has 1" in problems
     assert "tensorrt.max_seq_len is 120, but the workload needs 150" in problems
-    assert "no builder optimisation level setting" in problems
 
 
 @pytest.mark.parametrize(("overrides", "needed"), [

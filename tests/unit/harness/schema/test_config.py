@@ -66,7 +66,6 @@ def test_the_tensorrt_runtime_is_part_of_the_hash_and_engine_is_the_default():
 
 @pytest.mark.parametrize(("section", "named"), [
     ({"runtime": "pytorch", "engine_dir": "/e"}, "engine_dir"),
-    ({"runtime": "pytorch", "builder_opt_level": 3}, "builder_opt_level"),
     ({"runtime": "pytorch", "quantization": "fp8"}, "quantization"),
     ({"cuda_graphs": True}, "cuda_graphs"),
     ({"runtime": "engine", "attention_backend": "FLASHINFER"}, "attention_backend"),
@@ -78,6 +77,28 @@ def test_a_setting_of_the_other_tensorrt_runtime_is_refused(section, named):
 
     message = str(raised.value)
     assert f"tensorrt.{named}" in message and "tensorrt.runtime" in message
+
+
+@pytest.mark.parametrize("runtime", ["engine", "pytorch"])
+def test_builder_opt_level_is_refused_as_a_removed_setting_with_its_reason(runtime):
+    with pytest.raises(ValidationError) as raised:
+        ExperimentConfig(model="m", backend="tensorrt",
+                         tensorrt={"runtime": runtime, "builder_opt_level": 3})
+
+    message = str(raised.value)
+    assert "has a builder optimisation level" in message
+    assert "Remove tensorrt.builder_opt_level" in message
+
+
+def test_removing_builder_opt_level_keeps_every_tensorrt_hash():
+    # Taken before the field was removed (it was always unset in any configuration written).
+    set_section = ExperimentConfig(model="m", backend="tensorrt",
+                                   tensorrt={"max_batch_size": 8})
+    assert '"builder_opt_level":null' in set_section.canonical_json()
+    assert set_section.measurement_config_hash == "349634ba8fe65d0c"
+    plain = ExperimentConfig(model="m", backend="tensorrt")
+    assert "builder_opt_level" not in plain.canonical_json()
+    assert plain.measurement_config_hash == "66bac2c877e8bcc7"
 
 
 def test_the_pytorch_runtime_refuses_quantising_precisions_and_stray_graph_sizes():
