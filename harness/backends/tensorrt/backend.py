@@ -199,7 +199,7 @@ class TensorRtBackend(Backend):
         if self.settings.engine_dir:
             problems.extend(build.engine_problems(self.config, self._given_engine_dir()))
             return problems
-        problems.extend(build.workload_problems(self.config))
+        problems.extend(build.workload_problems(self.config, self._model_limit()))
         return problems
 
     @property

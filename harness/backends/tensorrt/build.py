@@ -330,17 +330,27 @@ def workload_lengths(config: ExperimentConfig) -> tuple[int, int]:
     return config.input_len, config.output_len
 
 
-def workload_problems(config: ExperimentConfig) -> list[str]:
+def workload_problems(config: ExperimentConfig, model_limit: int | None) -> list[str]:
     """Build limits below what the workload needs (the engine would reject its prompts).
 
     Checked before anything is built, so that no engine that cannot serve the workload is built
     and cached: an unset ``max_input_len`` is TensorRT-LLM's default
-    (:data:`DEFAULT_MAX_INPUT_LEN`); an unset ``max_seq_len`` is the model's maximum, which
-    TensorRT-LLM reads at build time, and is not checked here.
+    (:data:`DEFAULT_MAX_INPUT_LEN`); an unset ``max_seq_len`` is the model's maximum
+    (``model_limit``: TensorRT-LLM's build infers it as its PyTorch runtime does, from
+    ``max_position_embeddings`` and the RoPE scaling; None when the model's config is
+    unreadable, which preflight reports on its own).
     """
     settings = settings_of(config)
     prompt, output = workload_lengths(config)
     problems = []
+    if settings.max_seq_len is None and model_limit is not None and \
+            prompt + output > model_limit:
+        problems.append(problem(
+            f"tensorrt.max_seq_len is unset, so TensorRT-LLM builds the engine for prompt + "
+            f"output of at most {model_limit} tokens (the model's positions), but the workload "
+            f"needs {prompt + output} (its longest prompt + output)",
+            "shorten input_len or output_len, or set tensorrt.max_seq_len to at least "
+            f"{prompt + output} if the model is known to hold longer sequences"))
     if settings.max_input_len is None and prompt > DEFAULT_MAX_INPUT_LEN:
         problems.append(problem(
             f"tensorrt.max_input_len is unset, so TensorRT-LLM builds the engine for prompts of "
