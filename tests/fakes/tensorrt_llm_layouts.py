@@ -21,8 +21,9 @@ LAYOUTS = {
               "runtime; run-time limits above an engine's built ones raise (the fake's 1.0 "
               "docstrings; 1.0.0rc4 sampling_params.py at index commit 000a01de)"),
     "1.2.1": ("as 1.0.0, but the engine path logs a legacy warning once and clamps run-time "
-              "limits above the built ones with a warning (both unverified: not found in the "
-              "stored 1.2-era sources; serve.py from index commit 00209af)"),
+              "limits above the built ones with a warning (both unverified for 1.2.1: the "
+              "clamp is in a 1.1-era llm_args.py later than 1.1.0, whose published trtllm-serve "
+              "log still shows the ValueError; serve.py from index commit 00209af)"),
     "1.4.0rc1": ("after the July 2026 removal: no _tensorrt_engine, builder.py or "
                  "llmapi.BuildConfig; LLM(backend='tensorrt') raises ValueError; trtllm-serve "
                  "--backend pytorch only (PR #15918, docs/source/legacy/"

@@ -51,8 +51,9 @@ DEFAULT_KNOBS = {"cuda_graph_config": "TensorRT-LLM's default: CudaGraphConfig()
 
 OWN_LLM_ARGS = ("model", "tokenizer", "backend", "tensor_parallel_size",
                 "pipeline_parallel_size", "dtype", "kv_cache_config", *LIMITS, "max_beam_width",
-                "cuda_graph_config", "attn_backend", "disable_overlap_scheduler")
-"""``LLM(...)`` arguments llem derives from the config on this runtime."""
+                "cuda_graph_config", "attn_backend", "disable_overlap_scheduler", "build_config")
+"""``LLM(...)`` arguments llem derives from the config on this runtime (``build_config``: before
+the engine runtime's removal its limits replace the run-time ones llem sets)."""
 
 PASSTHROUGH_FIX = ("set the tensorrt: section instead (cuda_graphs, attention_backend, "
                    "overlap_scheduler, enable_block_reuse, kv_cache_free_gpu_memory_fraction, "

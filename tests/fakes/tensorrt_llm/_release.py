@@ -11,9 +11,12 @@ The release boundaries, and where each comes from:
   (the fake's 1.0 docstrings; ``_tensorrt_engine`` arrived with 1.0).
 - 1.0: ``tensorrt_llm._tensorrt_engine.LLM`` is the engine path and the top-level ``LLM`` the
   PyTorch runtime; run-time limits above an engine's built ones raise.
-- 1.1-1.2: as 1.0, but the engine path logs a legacy warning and clamps run-time limits above
-  the built ones with a warning. Unverified: neither the warning (its text included) nor the
-  clamp was found in a stored 1.1/1.2 source; 1.1 is assumed to behave as 1.2.1.
+- 1.1-1.2: as 1.0, but the engine path logs a legacy warning (unverified: neither the warning
+  nor its text was found in a stored 1.1/1.2 source).
+- 1.2: run-time limits above the built ones are clamped with a warning instead of raising. A
+  published trtllm-serve log of 1.1.0 shows it still raising (TrtLlmArgs' "max_batch_size
+  [2048] is greater than build_config.max_batch_size [64] in build_config"); the clamp is in a
+  later 1.1-era ``llm_args.py``, so it is taken to ship from 1.2 (1.2.1 itself unverified).
 - 1.3 and later: the TensorRT-engine runtime is gone (NVIDIA/TensorRT-LLM PR #15918 and
   ``docs/source/legacy/tensorrt-backend-removal.md``, July 2026: no ``_tensorrt_engine``, no
   ``BuildConfig``, ``LLM(backend="tensorrt")`` raises ValueError). Which 1.3 release candidate
@@ -23,7 +26,8 @@ The release boundaries, and where each comes from:
 import re
 
 _ENGINE_TOP_LEVEL_BEFORE = (1, 0)
-_CLAMPS_FROM = (1, 1)
+_LEGACY_WARNING_FROM = (1, 1)
+_CLAMPS_FROM = (1, 2)
 _REMOVED_FROM = (1, 3)
 
 
@@ -58,14 +62,14 @@ def has_engine_module(version: str | None = None) -> bool:
 
 
 def clamps_runtime_limits(version: str | None = None) -> bool:
-    """Whether the engine path clamps run-time limits above the built ones (1.1-1.2,
-    unverified) instead of raising (1.0)."""
+    """Whether the engine path clamps run-time limits above the built ones (1.2, unverified)
+    instead of raising (1.0 and 1.1.0)."""
     return parse(version or current()) >= _CLAMPS_FROM
 
 
 def warns_legacy_engine(version: str | None = None) -> bool:
     """Whether the engine path logs a legacy warning when constructed (1.1-1.2, unverified)."""
-    return clamps_runtime_limits(version) and has_engine_runtime(version)
+    return parse(version or current()) >= _LEGACY_WARNING_FROM and has_engine_runtime(version)
 
 
 def removed_files(version: str) -> tuple[str, ...]:

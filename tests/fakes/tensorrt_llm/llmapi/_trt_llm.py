@@ -73,7 +73,6 @@ class _TrtLLM(BaseLLM):
         else:
             self._build(checkpoint)
         self._vocab_size = int(self._pretrained["vocab_size"])
-        self._executor_beam_width = self.args.max_beam_width
         self._register()
 
     def _build(self, checkpoint: dict) -> None:
@@ -135,7 +134,8 @@ class _TrtLLM(BaseLLM):
             raise ValueError(f"prompt length ({prompt_len}) exceeds max_input_len "
                              f"({build_config.max_input_len})")
         self._check_seq_len(prompt_len, params, build_config.max_seq_len)
-        self._check_beam_width(params, self._executor_beam_width)
+        # the library checks best_of against the loaded engine's width, not the run-time one
+        self._check_beam_width(params, build_config.max_beam_width)
         if params.n > build_config.max_batch_size:
             raise ValueError(f"SamplingParams.n ({params.n}) should not exceed max_batch_size")
         return params
@@ -162,7 +162,7 @@ def _validate_kwargs(kwargs: dict, dtype: str) -> None:
 
 def _runtime_limits(kwargs: dict, build_config: BuildConfig) -> dict[str, int | None]:
     """The run-time ``max_batch_size``/``max_num_tokens`` (None when unset) against the built
-    ones: above them, a ValueError (1.0) or the built value with a warning (1.1-1.2)."""
+    ones: above them, a ValueError (1.0, 1.1.0) or the built value with a warning (1.2)."""
     limits: dict[str, int | None] = {}
     for name in _RUNTIME_LIMITS:
         value, built = kwargs.get(name), getattr(build_config, name)

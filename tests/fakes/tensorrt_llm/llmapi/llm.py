@@ -321,6 +321,14 @@ def _torch_args(model: str, tokenizer: str | None, tensor_parallel_size: int, dt
               for name, default in TORCH_LIMIT_DEFAULTS.items()}
     # PyTorchModelEngine._init_max_seq_len: unset, the model's; above the model's, lowered to
     # it with a warning (the model's limit here without RoPE scaling: the tiny model has none)
+    # BaseLlmArgs.set_runtime_knobs_from_build_config (1.1-era llm_args.py): before the
+    # removal, a build_config given to the PyTorch runtime sets its limits over the run-time ones
+    build_config = kwargs.get("build_config")
+    if build_config is not None and _release.has_engine_runtime():
+        for name in ("max_batch_size", "max_num_tokens", "max_seq_len", "max_input_len",
+                     "max_beam_width"):
+            if getattr(build_config, name, None) is not None:
+                limits[name] = getattr(build_config, name)
     model_limit = checkpoint_max_seq_len(checkpoint)
     if limits["max_seq_len"] is None or limits["max_seq_len"] > model_limit:
         limits["max_seq_len"] = model_limit

@@ -259,7 +259,8 @@ def test_a_prompt_above_max_num_tokens_is_refused_unless_chunked_prefill(
     assert chunked.preflight() == []
 
 
-@pytest.mark.parametrize("name", ["cuda_graph_config", "attn_backend", "max_seq_len"])
+@pytest.mark.parametrize("name", ["cuda_graph_config", "attn_backend", "max_seq_len",
+                                  "build_config"])
 def test_passthrough_may_not_replace_what_the_pytorch_runtime_sets(
         trtllm_layout: Callable[[str], ModuleType], name: str, tiny_model_dir: Path,
         tmp_path: Path) -> None:
