@@ -35,7 +35,7 @@ from orchestrator.manifest import Failure, Manifest, RunEntry, now_utc
 from orchestrator.report.build import REPORT_NAME, write_report
 from orchestrator.run_environment import RunEnvironment
 from orchestrator.runners.base import LOG_NAME, Runner, RunOutcome, log_tail, runner_failure
-from orchestrator.schedule import Gaps, PlannedRun, plan
+from orchestrator.schedule import Gaps, PlannedRun, RunKey, lanes, plan
 from orchestrator.stats import STATS_NAME, write_stats
 from orchestrator.study import Study
 from orchestrator.study_dir import (
@@ -100,7 +100,8 @@ class StudyExecution:
         runner.on_study_event = self.on_event
         # The idle reference is read now, before the first run heats anything.
         self.cool_down: CoolDown | None = None
-        if execution.gap_until_cool and not no_gaps and not detach:
+        # Runs in lanes run on the cluster's GPUs, side by side: no host GPU tells when to go on.
+        if execution.gap_until_cool and not no_gaps and not detach and runner.lanes == 1:
             self.cool_down = (
                 CoolDown(cooling_gpus, execution.cool_margin_c, execution.cool_max_s)
                 if cooling_gpus is not None
@@ -163,28 +164,17 @@ class StudyExecution:
         # A run is found by what it measures: its folder name is only a label.
         by_key = entries_by_key(manifest)
         gaps = Gaps(runs, self.study.execution)
+        if self.detach or self.runner.lanes > 1:
+            self._submit_pending(runs, by_key, manifest, gaps)
+            if not self.detach:
+                self._follow_submitted(runs, by_key, manifest)
+            return
         previous: int | None = None  # position of the run this invocation ran last
-        if self.detach:  # what it submits starts after every run still queued or running
-            for entry in manifest.runs:
-                run_dir = self.study_dir / entry.run_id
-                if entry.status == "running" and self.runner.alive(run_dir):
-                    self.runner.chain_after(run_dir)
         for position, run in enumerate(runs):
             if self.runner.stop_requested.is_set():
                 break
             entry = by_key[run.key]
             if entry.status in ("completed", "skipped"):
-                continue
-            gap = None if previous is None else gaps.between(previous, position)
-            if self.detach:
-                if entry.status == "running":  # submitted by an earlier invocation
-                    run_dir = self.study_dir / entry.run_id
-                    if self.runner.alive(run_dir):
-                        continue  # still queued or running: left to run
-                    if self._collected_completed(entry, manifest):  # ended: read, not waited
-                        continue
-                self._submit(run, entry, manifest, 0.0 if self.no_gaps else gap or 0.0)
-                previous = position
                 continue
             if entry.status == "running":  # an earlier invocation started it: follow it
                 adopted = self._collect(entry, manifest)  # before any gap: it ran already
@@ -193,12 +183,72 @@ class StudyExecution:
                         break
                     previous = position
                     continue
+            gap = None if previous is None else gaps.between(previous, position)
             cool_down = self._gap(gap)
             if self.runner.stop_requested.is_set():
                 break
             if self._run_one(run, entry, manifest, cool_down):
                 break  # the runner can start no more runs: stop with the summary
             previous = position
+
+    def _submit_pending(self, runs: list[PlannedRun], by_key: dict[RunKey, RunEntry],
+                        manifest: Manifest, gaps: Gaps) -> None:
+        """Hand every pending run to the scheduler, one chain of jobs per lane.
+
+        What is submitted to a lane starts after the lane's runs still queued or running (an
+        earlier invocation's), and waits the plan's gap to the lane's previous run in its own
+        allocation first.
+        """
+        lane_of = lanes(runs, self.runner.lanes)
+        previous: dict[int, int] = {}  # lane -> position of the run its next job follows
+        live: set[RunKey] = set()
+        for position, run in enumerate(runs):
+            entry = by_key[run.key]
+            if entry.status == "running" and self.runner.alive(self.study_dir / entry.run_id):
+                self.runner.chain_after(self.study_dir / entry.run_id, lane_of[position])
+                previous[lane_of[position]] = position
+                live.add(run.key)
+        for position, run in enumerate(runs):
+            if self.runner.stop_requested.is_set():
+                break
+            entry = by_key[run.key]
+            if entry.status in ("completed", "skipped") or run.key in live:
+                continue
+            if entry.status == "running" and self._collected_completed(entry, manifest):
+                continue  # an earlier invocation's job ended: read, not waited for
+            lane = lane_of[position]
+            before = previous.get(lane)
+            gap = 0.0 if before is None or self.no_gaps else gaps.between(
+                min(before, position), max(before, position))
+            self._submit(run, entry, manifest, gap, lane)
+            previous[lane] = position
+
+    def _follow_submitted(self, runs: list[PlannedRun], by_key: dict[RunKey, RunEntry],
+                          manifest: Manifest) -> None:
+        """Follow every submitted run to its end and record it, in the plan's order.
+
+        The lanes run side by side on the cluster meanwhile: a run whose job ended while an
+        earlier one was followed is read at once.
+        """
+        for run in runs:
+            if self.runner.stop_requested.is_set():
+                return
+            entry = by_key[run.key]
+            if entry.status != "running":
+                continue
+            outcome = self._collect(entry, manifest)
+            if outcome is None:  # the scheduler lost the job, and it left no result
+                run_dir = self.study_dir / entry.run_id
+                outcome = runner_failure(RunnerError(
+                    "the run's job is gone from the scheduler and left no result",
+                    fix="run llem run --resume DIR to run it again"), run_dir / LOG_NAME,
+                    fatal=False)
+                self._record(entry, run_dir, outcome)
+                save_manifest(self.study_dir, manifest)
+            if outcome.fatal:  # the jobs left would fail the same way
+                self._interrupt_running(manifest, "cancelled: an earlier run of the study "
+                                        "stopped it (see that run's failure)")
+                return
 
     def _stop_left_running(self, manifest: Manifest) -> None:
         """Stopped (Ctrl-C): cancel what still runs outside llem, record it interrupted.
@@ -257,12 +307,13 @@ class StudyExecution:
         return record
 
     def _submit(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
-                delay_s: float) -> None:
-        """Prepare the run and hand it to the scheduler (``--detach``); it stays running."""
+                delay_s: float, lane: int) -> None:
+        """Prepare the run and hand it to the scheduler's ``lane``; it stays running."""
         run_dir = self._claim(entry)
         try:
             self._prepare(run, entry, manifest, None)
-            self.runner.submit_detached(run_dir, self.study.execution.timeout_s, delay_s)
+            self.runner.submit_detached(run_dir, self.study.execution.timeout_s, delay_s,
+                                        lane)
         except DiskFullError:
             raise
         except (LlemError, OSError) as error:

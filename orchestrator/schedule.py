@@ -103,3 +103,21 @@ class Gaps:
     def total_s(self) -> float:
         """Every pause (s) of the whole plan run in order."""
         return sum(self.waits(range(len(self.runs))))
+
+
+def lanes(runs: Sequence[PlannedRun], count: int) -> list[int]:
+    """The lane (0 .. ``count`` - 1) of each run of the plan, for a runner with lanes.
+
+    A lane is one chain of runs, one after another in the plan's order (on one node, with the
+    Slurm runner's ``nodes``). With at least as many cycles as lanes, whole cycles are dealt
+    out (cycle k to lane k mod ``count``): each lane then runs every configuration, in the
+    plan's order within a cycle, so configurations are compared on the same node. With fewer
+    cycles, the runs are dealt out one by one in plan order.
+    """
+    if count <= 1:
+        return [0] * len(runs)
+    cycles = sorted({run.cycle for run in runs})
+    if len(cycles) >= count:
+        index = {cycle: number for number, cycle in enumerate(cycles)}
+        return [index[run.cycle] % count for run in runs]
+    return [position % count for position in range(len(runs))]

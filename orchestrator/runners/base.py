@@ -213,12 +213,16 @@ class Runner(abc.ABC):
     detachable: bool = False
     """Whether the runner can hand runs to a scheduler and return (``llem run --detach``)."""
 
+    lanes: int = 1
+    """How many runs the runner keeps in flight at once, each lane a chain of runs in the
+    plan's order (more than 1: the runs are submitted as with ``--detach``, then followed)."""
+
     def submit_detached(self, run_dir: Path, timeout_s: float | None,
-                        delay_s: float = 0.0) -> str:
+                        delay_s: float = 0.0, lane: int = 0) -> str:
         """Hand ``run_dir``'s experiment to the scheduler without waiting; return its job id.
 
-        Runs submitted so start in submission order, the next ``delay_s`` after the previous
-        one ended. Only runners with ``detachable`` set implement it.
+        Runs submitted so to one ``lane`` start in submission order, the next ``delay_s``
+        after the previous one ended. Only runners with ``detachable`` set implement it.
         """
         raise NotImplementedError(f"the {self.name} runner cannot detach")
 
@@ -236,8 +240,8 @@ class Runner(abc.ABC):
         """Whether a run an earlier invocation started is still queued or running."""
         return False
 
-    def chain_after(self, run_dir: Path) -> None:  # noqa: B027 - optional hook
-        """Runs submitted from now on start after ``run_dir``'s (a live detached run)."""
+    def chain_after(self, run_dir: Path, lane: int = 0) -> None:  # noqa: B027 - optional hook
+        """Runs submitted from now on to ``lane`` start after ``run_dir``'s (a live one)."""
 
     def cancel(self, run_dir: Path) -> None:  # noqa: B027 - optional hook
         """Stop a run an earlier invocation handed to a scheduler (Ctrl-C of the study)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.errors import ConfigError
 from harness.schema.events import HEARTBEAT_PERIOD_S
@@ -65,10 +65,44 @@ class SlurmConfig(BaseModel):
     sif: str | None = Field(
         None, description="exec apptainer: the image converted to a SIF file on shared storage "
         "(docs/runners.md says how).")
+    nodes: list[str] | None = Field(
+        None, min_length=1,
+        description="Run the study on these nodes at once, one lane per node: the runs are "
+        "dealt out over the nodes (whole cycles where there are enough), each node runs its "
+        "share in the study's order, one job after another (--nodelist, and --dependency on "
+        "the node's previous job), so the gap before a run is kept on its node. Null: one run "
+        "at a time, wherever Slurm places it (or lanes).")
+    lanes: int | None = Field(
+        None, ge=1,
+        description="Runs in flight at once without pinning nodes: the runs are dealt out over "
+        "this many chains of jobs, each chain in the study's order with its gaps; two chains "
+        "may share a node (not a GPU: each job allocates its own). Null: the number of nodes, "
+        "else 1.")
     poll_s: float = Field(
         5.0, ge=1.0,
         description="How often the one watcher of a study's jobs asks the controller (s): one "
         "squeue call per period, whatever the number of jobs.")
+
+
+    @field_validator("nodes")
+    @classmethod
+    def _distinct_nodes(cls, nodes: list[str] | None) -> list[str] | None:
+        if nodes is not None and len(set(nodes)) != len(nodes):
+            raise ValueError("execution.slurm.nodes names a node twice; list each node once")
+        return nodes
+
+    @model_validator(mode="after")
+    def _lanes_fit_nodes(self) -> SlurmConfig:
+        if self.nodes is not None and self.lanes is not None and self.lanes != len(self.nodes):
+            raise ValueError(
+                f"execution.slurm.lanes is {self.lanes} but nodes lists {len(self.nodes)}: with "
+                "nodes there is one lane per node; leave lanes out")
+        return self
+
+    @property
+    def lane_count(self) -> int:
+        """How many chains of jobs run at once (one per node when nodes are named)."""
+        return len(self.nodes) if self.nodes else (self.lanes or 1)
 
 
 class ExecutionConfig(BaseModel):

@@ -189,6 +189,17 @@ class SlurmClient:
                              fix="start slurmctld, or run llem on a host of the cluster")
         return text
 
+    def node_names(self, partition: str | None = None) -> set[str]:
+        """The nodes of ``partition`` (None: the default one), as ``sinfo --Node`` lists them."""
+        where = [f"--partition={partition}"] if partition else []
+        done = self.command(["sinfo", "--noheader", "--Node", "--format=%N|%P", *where])
+        names = set()
+        for line in done.stdout.splitlines():
+            node, _, listed = line.strip().partition("|")
+            if node and (partition or listed.endswith("*")):
+                names.add(node)
+        return names
+
     def partitions(self) -> list[PartitionInfo]:
         """Partitions with their nodes, CPUs, memory and GPUs (``sinfo``, one line each)."""
         done = self.command(["sinfo", "--noheader", "--format=%R|%D|%c|%m|%G|%a|%l|%P"])

@@ -51,6 +51,18 @@ def slurm_problems(runner: SlurmRunner, backends: set[str],
         problems.append(f"execution.slurm.partition '{settings.partition}' is not a partition "
                         f"of this cluster (sinfo lists {', '.join(sorted(names)) or 'none'})\n"
                         "  fix: name one of them, or leave it out for the default")
+    elif settings.nodes:
+        try:
+            known = runner.client.node_names(settings.partition)
+        except LlemError as error:
+            return [*problems, str(error)]
+        unknown = [node for node in settings.nodes if node not in known]
+        if unknown:
+            where = f"partition '{settings.partition}'" if settings.partition else \
+                "the default partition"
+            problems.append(f"execution.slurm.nodes names {', '.join(unknown)}, not a node of "
+                            f"{where} (sinfo lists {', '.join(sorted(known)) or 'none'})\n"
+                            "  fix: name nodes of the partition, or set partition to theirs")
     if not problems and runner.output_root is not None:
         problems += probe_storage(runner.client, runner.output_root, runner).problems
     return problems
@@ -70,12 +82,23 @@ def setting_problems(runner: SlurmRunner, backends: set[str],
         problems.append(f"backend {', '.join(gpu_only)} needs a GPU, but "
                         "execution.slurm.gpus_per_run is 0\n  fix: set it to 1 or more")
     for option in settings.sbatch_options:
+        if settings.nodes and scripts.pins_nodes(option):
+            problems.append(f"execution.slurm.sbatch_options has {option!r}, but "
+                            "execution.slurm.nodes already places each job on its lane's node"
+                            "\n  fix: leave one of them out")
         own = scripts.own_option(option)
         if own is not None:
             problems.append(f"execution.slurm.sbatch_options has {option!r}, which llem sets "
                             f"itself ({own})\n  fix: use the matching execution.slurm setting "
                             "(partition, account, qos, time_limit, gpus_per_run, cpus_per_run, "
                             "mem) or leave it out")
+    if settings.exec in ("apptainer", "pyxis"):
+        for path in (runner.output_root, Path.cwd()):
+            if path is not None and ("," in str(path) or ":" in str(path)):
+                problems.append(f"exec {settings.exec} cannot mount {path}: its bind list "
+                                "separates mounts with ',' and source from target with ':', "
+                                "and cannot quote either\n  fix: run from, and write to, a "
+                                "directory without ',' or ':' (or use exec docker or local)")
     if settings.exec == "pyxis" and not (runner.image_override or settings.image):
         problems.append("exec pyxis needs the image as enroot can read it: a squashfs file or "
                         "a registry reference, not the name of an image in a node's Docker\n"

@@ -187,7 +187,9 @@ class SlurmRunner(Runner):
         self.session = Session.current()
         self.output_root: Path | None = None
         """Where the study directory goes, for the shared-storage check (set by the CLI)."""
-        self._last_detached: str | None = None
+        self._last_detached: dict[int, str] = {}
+        """The job each lane's next job depends on."""
+        self.lanes = self.slurm.lane_count
 
     @property
     def python(self) -> str:
@@ -233,16 +235,23 @@ class SlurmRunner(Runner):
     detachable = True
 
     def submit_detached(self, run_dir: Path, timeout_s: float | None,
-                        delay_s: float = 0.0) -> str:
+                        delay_s: float = 0.0, lane: int = 0) -> str:
         """Submit without waiting; return the job id.
 
-        The job starts after the job this runner submitted last (``afterany``), and waits
-        ``delay_s`` in its own allocation first (the gap before the run).
+        The job starts after the job this runner submitted last to the same ``lane``
+        (``afterany``), on the lane's node when ``nodes`` are named, and waits ``delay_s`` in
+        its own allocation first (the gap before the run).
         """
         run_dir = run_dir.resolve()
-        job_id = self._submit(run_dir, timeout_s, after=self._last_detached, delay_s=delay_s)
-        self._last_detached = job_id
+        job_id = self._submit(run_dir, timeout_s, after=self._last_detached.get(lane),
+                              delay_s=delay_s, node=self._node(lane))
+        self._last_detached[lane] = job_id
         return job_id
+
+    def _node(self, lane: int) -> str | None:
+        """The node a lane's jobs are pinned to (``execution.slurm.nodes``), or None."""
+        nodes = self.slurm.nodes
+        return nodes[lane % len(nodes)] if nodes else None
 
     def adopt(self, run_dir: Path, timeout_s: float | None,
               on_event: EventCallback) -> RunOutcome | None:
@@ -287,11 +296,11 @@ class SlurmRunner(Runner):
         self.client.cancel([job.job_id for job in live[:-1]])
         return {"job_id": live[-1].job_id, "time_limit": "?"}, live[-1]
 
-    def chain_after(self, run_dir: Path) -> None:
-        """Jobs submitted from now on depend on ``run_dir``'s live job (``afterany``)."""
+    def chain_after(self, run_dir: Path, lane: int = 0) -> None:
+        """Jobs submitted from now on to ``lane`` depend on ``run_dir``'s live job."""
         record = _read_record(job_record(run_dir.resolve()))
         if record is not None:
-            self._last_detached = str(record["job_id"])
+            self._last_detached[lane] = str(record["job_id"])
 
     def cancel(self, run_dir: Path) -> None:
         """``scancel`` the job recorded for ``run_dir`` (an ended one is no error)."""
@@ -327,7 +336,7 @@ class SlurmRunner(Runner):
         return None
 
     def _submit(self, run_dir: Path, timeout_s: float | None, after: str | None = None,
-                delay_s: float = 0.0) -> str:
+                delay_s: float = 0.0, node: str | None = None) -> str:
         """Write the run's job script and record; submit it; return the job id."""
         spec = read_model(run_dir / "experiment.json", RunSpec)
         limit = scripts.time_limit(self.slurm, timeout_s, delay_s)
@@ -338,7 +347,7 @@ class SlurmRunner(Runner):
         options = scripts.sbatch_options(self.slurm, scripts.JobRequest(
             name=f"llem-{spec.run_id}", comment=job_comment(run_dir),
             log=run_dir / LOG_NAME, workdir=Path.cwd(), time_limit=limit,
-            gpus=self.slurm.gpus_per_run))
+            gpus=self.slurm.gpus_per_run, node=node))
         if after is not None:
             options.append(f"--dependency=afterany:{after}")
         job_id = self.client.submit(text, options)

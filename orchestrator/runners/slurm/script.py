@@ -56,6 +56,8 @@ class JobRequest:
     workdir: Path
     time_limit: str
     gpus: int
+    node: str | None = None
+    """The node the job must run on (``--nodelist``): its lane's, with ``nodes``."""
 
 
 def time_limit(slurm: SlurmConfig, timeout_s: float | None, delay_s: float = 0.0) -> str:
@@ -99,7 +101,17 @@ def sbatch_options(slurm: SlurmConfig, job: JobRequest) -> list[str]:
             options.append(f"{flag}={value}")
     if job.gpus:
         options.append(f"--gres=gpu:{job.gpus}")
+    if job.node is not None:
+        options.append(f"--nodelist={job.node}")
     return options + list(slurm.sbatch_options)
+
+
+def pins_nodes(option: str) -> bool:
+    """Whether the sbatch argument ``option`` names the job's nodes (``--nodelist``, ``-w``)."""
+    flag = option.split("=", 1)[0]
+    if flag.startswith("--"):
+        return len(flag) > 3 and "--nodelist".startswith(flag)
+    return flag.startswith("-w")
 
 
 def own_option(option: str) -> str | None:
