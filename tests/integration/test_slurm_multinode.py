@@ -240,35 +240,48 @@ def run_files(study_dir: Path) -> dict[str, set[str]]:
             if run.is_dir() and not run.name.startswith(".")}
 
 
-def test_two_studies_at_once_spread_over_both_nodes(cluster: Cluster,
-                                                     tiny_model_dir: Path) -> None:
-    """Two studies of two runs each, started together: their runs run on n1 and on n2.
+def test_one_study_spreads_over_both_nodes_one_lane_each(cluster: Cluster,
+                                                         tiny_model_dir: Path) -> None:
+    """A study of two configurations x two cycles with ``nodes: [n1, n2]``: one lane per node.
 
-    A study submits one run at a time, and each node takes one job at a time: the two studies'
-    first runs are in the queue together and run on different nodes. Every run directory holds
-    what it holds under the other runners, and its result names the node that ran it.
+    Cycle 1 runs on n1 and cycle 2 on n2, each node in the plan's order, and the two nodes work
+    at the same time (each lane's first run overlaps the other's). Every run directory holds
+    what it holds under the other runners, and its result names the node and job that ran it.
     """
-    sweep = {"sweep": {"pytorch.batch_size": [1, 2]}}
-    processes = {name: cluster.start_llem(
-        "run", str(study_file(cluster.root, tiny_model_dir, name, **sweep)), "--runner", "slurm",
-        "--output", f"out-{name}", "-q") for name in ("spread-a", "spread-b")}
-    nodes_used = set()
-    for name, process in processes.items():
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr[-3000:]
-        study_dir = only_study_dir(cluster.root / f"out-{name}")
-        manifest = Manifest.load(study_dir)
-        assert [run.status for run in manifest.runs] == ["completed", "completed"]
-        assert all(files == RUN_FILES for files in run_files(study_dir).values()), \
-            run_files(study_dir)
-        for run in manifest.runs:
-            job = result_of(study_dir, run.run_id).environment.scheduler
-            assert job is not None and job.scheduler == "slurm"
-            record = json.loads((study_dir / ".slurm" / f"{run.run_id}.json").read_text())
-            assert job.job_id == str(record["job_id"])
-            assert job.node in NODES and job.partition == "debug"
-            nodes_used.add(job.node)
-    assert nodes_used == set(NODES)
+    study = study_file(cluster.root, tiny_model_dir, "spread",
+                       sweep={"pytorch.batch_size": [1, 2]})
+    body = dict(line.split(": ", 1) for line in study.read_text().splitlines())
+    execution = json.loads(body["execution"])
+    execution["n_cycles"] = 2
+    execution["slurm"]["nodes"] = list(NODES)
+    body["execution"] = json.dumps(execution)
+    study.write_text("".join(f"{key}: {value}\n" for key, value in body.items()))
+    done = llem("run", str(study), "--runner", "slurm", "--output", "out-spread", "-q",
+                cwd=cluster.root, env=cluster.env, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study_dir = only_study_dir(cluster.root / "out-spread")
+    manifest = Manifest.load(study_dir)
+    assert [run.status for run in manifest.runs] == ["completed"] * 4
+    assert all(files == RUN_FILES for files in run_files(study_dir).values()), \
+        run_files(study_dir)
+    spans: dict[str, list[tuple[float, float]]] = {node: [] for node in NODES}
+    for run in manifest.runs:
+        result = result_of(study_dir, run.run_id)
+        job = result.environment.scheduler
+        assert job is not None and job.scheduler == "slurm" and job.partition == "debug"
+        record = json.loads((study_dir / ".slurm" / f"{run.run_id}.json").read_text())
+        assert job.job_id == str(record["job_id"])
+        cycle = int(run.run_id.rsplit("_c", 1)[1])
+        assert job.node == NODES[cycle - 1], (run.run_id, job.node)  # cycle k on lane k
+        spans[job.node].append(event_span(study_dir / run.run_id / "events.jsonl"))
+    (first_n1, _), (first_n2, _) = (sorted(spans[node]) for node in NODES)
+    assert first_n1[0] < first_n2[1] and first_n2[0] < first_n1[1], spans  # side by side
+
+
+def event_span(events: Path) -> tuple[float, float]:
+    """When a run's harness wrote its first and its last event (wall-clock seconds)."""
+    stamps = [json.loads(line)["time"] for line in events.read_text().splitlines() if line.strip()]
+    return min(stamps), max(stamps)
 
 
 def test_a_node_stopped_mid_run_is_a_node_failure_redone_on_resume(

@@ -1,118 +1,37 @@
 """Defects of the Slurm runner found in review, each as a test that fails until it is fixed.
 
-``FakeCluster`` plays Slurm 22.05's commands (``sbatch --parsable``, ``squeue --json`` in
-OpenAPI v0.0.38, ``scancel``, no accounting) in memory; each test sets the jobs' states as the
-real cluster would have them at the moment it describes.
+``FakeCluster`` (llem_testkit.slurm_cluster) plays Slurm 22.05's commands (``sbatch
+--parsable``, ``squeue --json`` in OpenAPI v0.0.38, ``scancel``, no accounting) in memory; each
+test sets the jobs' states as the real cluster would have them at the moment it describes.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from llem_testkit.results import fake_result
+from llem_testkit.slurm_cluster import (
+    FakeCluster,
+    job_of,
+    make_runner,
+    make_study,
+    new_study_dir,
+)
 
 from harness.io import write_json
 from harness.schema.reading import read_model
 from harness.schema.run_spec import RunSpec
-from orchestrator.execute import StudyExecution, plan
+from orchestrator.execute import StudyExecution
 from orchestrator.manifest import Manifest
 from orchestrator.runners.slurm import script as scripts
 from orchestrator.runners.slurm.client import SlurmClient
 from orchestrator.runners.slurm.preflight import setting_problems
 from orchestrator.runners.slurm.runner import SlurmRunner, job_record
-from orchestrator.study import load_study
 from orchestrator.study.execution import SlurmConfig
-from orchestrator.study_dir import new_manifest, save_manifest
-
-ALIVE = ("PENDING", "RUNNING", "COMPLETING")
-
-
-class FakeCluster:
-    """``subprocess.run`` for sbatch, squeue, scancel and sacct, over jobs kept in memory."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.submitted: list[tuple[str, list[str]]] = []
-        self.cancelled: list[str] = []
-        self.next_id = 100
-        self.on_squeue: list[Any] = []  # callables run before each squeue answer
-
-    def add(self, state: str, name: str = "wrap", exit_code: int = 0,
-            reason: str = "None", priority: int = 1000, comment: str = "") -> str:
-        job_id = str(self.next_id)
-        self.next_id += 1
-        self.jobs[job_id] = {"job_id": int(job_id), "job_state": state, "exit_code": exit_code,
-                             "state_reason": reason, "nodes": "" if state == "PENDING" else "vm",
-                             "partition": "debug", "priority": priority, "restart_cnt": 0,
-                             "name": name, "comment": comment}  # squeue --json lists both
-        return job_id
-
-    def set(self, job_id: str, state: str, exit_code: int = 0) -> None:
-        self.jobs[job_id].update(job_state=state, exit_code=exit_code, nodes="vm")
-
-    def alive(self) -> set[str]:
-        return {job_id for job_id, job in self.jobs.items() if job["job_state"] in ALIVE}
-
-    def __call__(self, args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        args = list(args)
-        if args[0] == "sbatch":
-            options = args[2:]
-            name = next(o.split("=", 1)[1] for o in options if o.startswith("--job-name="))
-            comment = next((o.split("=", 1)[1] for o in options if o.startswith("--comment=")),
-                           "")
-            depends = any(o.startswith("--dependency=") for o in options)
-            job_id = self.add("PENDING", name, reason="Dependency" if depends else "None",
-                              comment=comment)
-            self.submitted.append((job_id, options))
-            return subprocess.CompletedProcess(args, 0, f"{job_id}\n", "")
-        if args[0] == "squeue":
-            for hook in list(self.on_squeue):
-                hook()
-            return subprocess.CompletedProcess(args, 0, json.dumps(
-                {"jobs": list(self.jobs.values()), "errors": []}), "")
-        if args[0] == "scancel":
-            for job_id in args[1:]:
-                self.cancelled.append(job_id)
-                if job_id in self.jobs and self.jobs[job_id]["job_state"] in ALIVE:
-                    self.set(job_id, "CANCELLED", exit_code=15)
-            return subprocess.CompletedProcess(args, 0, "", "")
-        if args[0] == "sacct":
-            return subprocess.CompletedProcess(args, 1, "", "Slurm accounting storage is "
-                                               "disabled\n")
-        raise AssertionError(f"unexpected command {args}")
-
-
-def make_runner(cluster: FakeCluster, **settings: Any) -> SlurmRunner:
-    runner = SlurmRunner(SlurmConfig(**{"exec": "local", "gpus_per_run": 0, "poll_s": 1,
-                                        **settings}),
-                         client=SlurmClient(run=cluster))
-    runner.sleep = lambda seconds: None  # the fake cluster answers at once
-    return runner
-
-
-def make_study(tmp_path: Path, gap: float = 0.0, stall: float | None = None) -> Any:
-    path = tmp_path / "s.yaml"
-    stall_line = f", stall_timeout_s: {stall}" if stall is not None else ""
-    path.write_text("model: m\nbackend: pytorch\n"
-                    f"execution: {{config_gap_s: {gap}, cycle_gap_s: 0{stall_line}}}\n"
-                    "sweep:\n  pytorch.batch_size: [1, 2]\n")
-    return load_study(path)
-
-
-def new_study_dir(tmp_path: Path, study: Any,
-                  runs: int | None = None) -> tuple[Path, Manifest, list[Any]]:
-    """A study directory for ``study`` with its manifest saved: (directory, manifest, runs)."""
-    study_dir = tmp_path / "study"
-    study_dir.mkdir()
-    planned = plan(study)[:runs]
-    manifest = new_manifest(study, planned, "slurm")
-    save_manifest(study_dir, manifest)
-    return study_dir, manifest, planned
 
 
 def detached_study(tmp_path: Path, cluster: FakeCluster,
@@ -124,10 +43,6 @@ def detached_study(tmp_path: Path, cluster: FakeCluster,
         runs, manifest)
     assert [entry.status for entry in manifest.runs] == ["running", "running"]
     return study, study_dir, manifest, runs
-
-
-def job_of(study_dir: Path, run_id: str) -> str:
-    return str(json.loads(job_record(study_dir / run_id).read_text())["job_id"])
 
 
 def test_resume_detach_collects_a_finished_job_instead_of_rerunning_it(tmp_path):
