@@ -29,6 +29,7 @@ from pathlib import Path
 
 from harness.energy.rapl import ROOT_ENV
 from harness.environment import SLURM_VARIABLES
+from harness.errors import ConfigError
 from orchestrator.runners.docker.plan import RAPL_TARGET, ContainerPlan
 from orchestrator.study.execution import SlurmConfig
 
@@ -158,8 +159,11 @@ def docker_arguments(plan: ContainerPlan) -> list[str]:
     for key, value in sorted(plan.labels.items()):
         args += ["--label", f"{key}={value}"]
     for mount in plan.mounts:
-        spec = f"type=bind,source={mount.source},target={mount.target}"
-        args += ["--mount", spec + (",readonly" if mount.read_only else "")]
+        # --mount is one CSV record: a field holding a comma or a quote is quoted
+        spec = ",".join(_csv_field(field) for field in (
+            "type=bind", f"source={mount.source}", f"target={mount.target}",
+            *(["readonly"] if mount.read_only else [])))
+        args += ["--mount", spec]
     for key, value in sorted(plan.environment.items()):
         args += ["--env", f"{key}={value}"]
     if plan.network_mode:
@@ -233,7 +237,27 @@ def docker_script(plan: ContainerPlan, run_id: str, study: str | None, gpus: boo
     return "\n".join(lines) + "\n"
 
 
-def _bind_list(plan: ContainerPlan, separator: str) -> str:
+def _csv_field(field: str) -> str:
+    """``field`` as one CSV field (quoted when it holds a comma, a quote or a line break)."""
+    if any(char in field for char in ',"\n\r'):
+        return '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def _bind_list(plan: ContainerPlan, separator: str, mode: str) -> str:
+    """Apptainer's ``--bind`` / pyxis' ``--container-mounts`` list of the plan's mounts.
+
+    Raises:
+        ConfigError: a path holds ``,`` or ``:``, which these lists cannot quote.
+    """
+    for mount in plan.mounts:
+        for path in (mount.source, mount.target):
+            if "," in path or ":" in path:
+                raise ConfigError(
+                    f"exec {mode} cannot mount {path}: its bind list separates mounts with ',' "
+                    "and source from target with ':', and has no way to quote either",
+                    fix="move the study, model or cache out of paths with ',' or ':' (or use "
+                    "exec docker or local)")
     return ",".join(f"{m.source}:{m.target}" + (f"{separator}ro" if m.read_only else "")
                     for m in plan.mounts)
 
@@ -245,7 +269,7 @@ def apptainer_script(plan: ContainerPlan, sif: str, run_id: str, study: str | No
     env = ",".join(f"{k}={v}" for k, v in sorted({**plan.environment, **HARNESS_ENV}.items())
                    if k != "HOME")
     args = ["apptainer", "exec", "--containall", "--cleanenv", "--writable-tmpfs",
-            *(["--nv"] if gpus else []), "--bind", _bind_list(plan, ":"),
+            *(["--nv"] if gpus else []), "--bind", _bind_list(plan, ":", "apptainer"),
             "--pwd", plan.working_dir, "--env", env, sif,
             "python", "-m", "harness", *plan.command]
     lines = [*header(run_id, study), "exec " + " ".join(quote(arg) for arg in args)]
@@ -258,7 +282,7 @@ def pyxis_script(plan: ContainerPlan, run_id: str, study: str | None) -> str:
     exports = [f"export {k}={quote(v)}" for k, v in
                sorted({**plan.environment, **HARNESS_ENV}.items()) if k != "HOME"]
     args = ["srun", "--ntasks=1", f"--container-image={plan.image}",
-            f"--container-mounts={_bind_list(plan, ':')}",
+            f"--container-mounts={_bind_list(plan, ':', 'pyxis')}",
             f"--container-workdir={plan.working_dir}", "--export=ALL",
             "python", "-m", "harness", *plan.command]
     lines = [*header(run_id, study), *exports, "exec " + " ".join(quote(arg) for arg in args)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shlex
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import ConfigError
 from harness.schema import ExperimentConfig
 from harness.schema.run_spec import RunSpec
 from orchestrator.runners.docker.plan import ContainerPlan, MachineSettings, plan_container
@@ -148,7 +150,9 @@ def parse_docker_run(args: list[str]) -> dict[str, object]:
             path, _, options = value.partition(":")
             kwargs["tmpfs"][path] = options  # type: ignore[index]
         elif flag == "--mount":
-            fields = dict(part.partition("=")[::2] for part in value.split(","))
+            # docker reads --mount as one CSV record (its opts/mount.go uses encoding/csv)
+            (record,) = csv.reader([value])
+            fields = dict(part.partition("=")[::2] for part in record)
             kwargs["mounts"].append({"Target": fields["target"], "Source": fields["source"],  # type: ignore[attr-defined]
                                      "Type": fields["type"], "ReadOnly": "readonly" in fields})
         else:
@@ -171,6 +175,32 @@ def test_docker_arguments_carry_every_setting_of_the_container_plan(tmp_path):
     assert parsed["cap_drop"] == ["ALL"] and parsed["security_opt"] == ["no-new-privileges"]
     assert parsed["read_only"] is True and parsed["privileged"] is False
     assert parsed["user"] == "1234:5678" and parsed["network_mode"] == "none"
+
+
+@pytest.mark.parametrize("odd", ["a,b", 'say "hi"', "x:y"])
+def test_docker_mounts_of_paths_with_commas_quotes_or_colons_read_back_whole(tmp_path, odd):
+    base = tmp_path / odd
+    base.mkdir()
+    plan, run_dir = make_plan(base)
+    parsed = parse_docker_run(scripts.docker_arguments(plan))
+
+    assert str(run_dir.resolve()) in {m["Source"] for m in parsed["mounts"]}
+    assert [m["Source"] for m in parsed["mounts"]] == [m.source for m in plan.mounts]
+
+
+@pytest.mark.parametrize("odd", ["a,b", "x:y"])
+@pytest.mark.parametrize("mode", ["apptainer", "pyxis"])
+def test_bind_lists_refuse_paths_they_cannot_quote(tmp_path, odd, mode):
+    base = tmp_path / odd
+    base.mkdir()
+    plan, _ = make_plan(base)
+
+    with pytest.raises(ConfigError, match=f"exec {mode} cannot mount .*{odd}") as raised:
+        if mode == "apptainer":
+            scripts.apptainer_script(plan, "/shared/x.sif", RUN_ID, "s", False)
+        else:
+            scripts.pyxis_script(plan, RUN_ID, "s")
+    assert "exec docker or local" in (raised.value.fix or "")
 
 
 def test_no_memory_limit_no_memory_flags(tmp_path):
