@@ -196,17 +196,23 @@ class StudyExecution:
         """Hand every pending run to the scheduler, one chain of jobs per lane.
 
         What is submitted to a lane starts after the lane's runs still queued or running (an
-        earlier invocation's), and waits the plan's gap to the lane's previous run in its own
-        allocation first.
+        earlier invocation's; the runner says which lane each went to), and waits the plan's
+        gap to the lane's previous run in its own allocation first: one still running, one
+        that has just ended, or one submitted now. A submission that fails stops the
+        submitting; with ``--detach`` the error ends the command, attached the runs submitted
+        so far are followed.
         """
         lane_of = lanes(runs, self.runner.lanes)
         previous: dict[int, int] = {}  # lane -> position of the run its next job follows
         live: set[RunKey] = set()
-        for position, run in enumerate(runs):
-            entry = by_key[run.key]
-            if entry.status == "running" and self.runner.alive(self.study_dir / entry.run_id):
-                self.runner.chain_after(self.study_dir / entry.run_id, lane_of[position])
-                previous[lane_of[position]] = position
+        running = [(position, run, by_key[run.key]) for position, run in enumerate(runs)
+                   if by_key[run.key].status == "running"]
+        self.runner.watch([self.study_dir / entry.run_id for _, _, entry in running])
+        for position, run, entry in running:
+            if self.runner.alive(self.study_dir / entry.run_id):
+                lane = self.runner.chain_after(self.study_dir / entry.run_id, lane_of[position])
+                if lane is not None:
+                    previous[lane] = max(previous.get(lane, position), position)
                 live.add(run.key)
         for position, run in enumerate(runs):
             if self.runner.stop_requested.is_set():
@@ -214,31 +220,48 @@ class StudyExecution:
             entry = by_key[run.key]
             if entry.status in ("completed", "skipped") or run.key in live:
                 continue
-            if entry.status == "running" and self._collected_completed(entry, manifest):
-                continue  # an earlier invocation's job ended: read, not waited for
             lane = lane_of[position]
-            before = previous.get(lane)
-            gap = 0.0 if before is None or self.no_gaps else gaps.between(
-                min(before, position), max(before, position))
-            self._submit(run, entry, manifest, gap, lane)
+            if entry.status == "running":  # an earlier invocation's job ended: read it
+                if self._collected_completed(entry, manifest):
+                    previous[lane] = position
+                    continue
+                previous[lane] = position  # it ran there just now: the gap follows it
+            gap = 0.0 if self.no_gaps else self._gap_after(gaps, previous.get(lane), position)
+            if not self._submit(run, entry, manifest, gap, lane):
+                break
             previous[lane] = position
+
+    def _gap_after(self, gaps: Gaps, before: int | None, position: int) -> float:
+        """The plan's pause before ``runs[position]`` when ``runs[before]`` ran last in its lane.
+
+        None: nothing ran before it there. The run itself (a new attempt after its job ended):
+        ``config_gap_s``.
+        """
+        if before is None:
+            return 0.0
+        if before == position:
+            return self.study.execution.config_gap_s
+        return gaps.between(min(before, position), max(before, position))
 
     def _follow_submitted(self, runs: list[PlannedRun], by_key: dict[RunKey, RunEntry],
                           manifest: Manifest) -> None:
         """Follow every submitted run to its end and record it, in the plan's order.
 
         The lanes run side by side on the cluster meanwhile: a run whose job ended while an
-        earlier one was followed is read at once.
+        earlier one was followed is read at once (from the watcher's last read of all of
+        them). A run lost to a node failure takes the runs queued behind it on that node with
+        it: they would wait for the node, untimed.
         """
-        for run in runs:
+        pending = [by_key[run.key] for run in runs if by_key[run.key].status == "running"]
+        self.runner.watch([self.study_dir / entry.run_id for entry in pending])
+        for entry in pending:
             if self.runner.stop_requested.is_set():
                 return
-            entry = by_key[run.key]
-            if entry.status != "running":
+            if entry.status != "running":  # recorded meanwhile (its node failed)
                 continue
+            run_dir = self.study_dir / entry.run_id
             outcome = self._collect(entry, manifest)
             if outcome is None:  # the scheduler lost the job, and it left no result
-                run_dir = self.study_dir / entry.run_id
                 outcome = runner_failure(RunnerError(
                     "the run's job is gone from the scheduler and left no result",
                     fix="run llem run --resume DIR to run it again"), run_dir / LOG_NAME,
@@ -249,6 +272,32 @@ class StudyExecution:
                 self._interrupt_running(manifest, "cancelled: an earlier run of the study "
                                         "stopped it (see that run's failure)")
                 return
+            if entry.failure is not None and entry.failure.cause == "node_failure":
+                self._drop_lane(manifest, entry)
+
+    def _drop_lane(self, manifest: Manifest, failed: RunEntry) -> None:
+        """The node under ``failed`` failed: its lane's runs still queued there fail too.
+
+        Their jobs are cancelled (they would wait for the node, untimed) and each is
+        recorded failed with cause node_failure, so ``--resume`` runs it again.
+        """
+        node = self.runner.pinned_node(self.study_dir / failed.run_id)
+        if node is None:
+            return
+        for entry in manifest.runs:
+            run_dir = self.study_dir / entry.run_id
+            if entry.status != "running" or self.runner.pinned_node(run_dir) != node:
+                continue
+            with contextlib.suppress(Exception):  # a controller gone: still record it
+                self.runner.cancel(run_dir)
+            entry.status, entry.finished_at = "failed", now_utc()
+            entry.failure = Failure(
+                cause="node_failure", message=f"not run: node {node}, where its lane's jobs "
+                f"were queued, failed under run {failed.run_id}; llem run --resume DIR runs it "
+                "again (leave the node out of execution.slurm.nodes while it is down)")
+            self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
+                                      cause="node_failure"))
+        save_manifest(self.study_dir, manifest)
 
     def _stop_left_running(self, manifest: Manifest) -> None:
         """Stopped (Ctrl-C): cancel what still runs outside llem, record it interrupted.
@@ -264,15 +313,23 @@ class StudyExecution:
         self._interrupt_running(manifest, KILLED_NOW)
 
     def _interrupt_running(self, manifest: Manifest, message: str) -> None:
-        """Every run still ``running``: its scheduler job cancelled, recorded interrupted."""
+        """Every run still ``running``: its scheduler job cancelled, recorded interrupted.
+
+        A run whose job had already ended with a valid result (another lane's, finished while
+        llem followed an earlier run) is recorded completed: its measurement is whole.
+        """
         for entry in manifest.runs:
-            if entry.status == "running":
-                with contextlib.suppress(Exception):  # a controller gone: still record it
-                    self.runner.cancel(self.study_dir / entry.run_id)
-                entry.status, entry.finished_at = "interrupted", now_utc()
-                entry.failure = Failure(
-                    cause="interrupted", message=message,
-                    log_tail=log_tail(self.study_dir / entry.run_id / LOG_NAME))
+            if entry.status != "running":
+                continue
+            run_dir = self.study_dir / entry.run_id
+            with contextlib.suppress(Exception):  # a controller gone: still record it
+                self.runner.cancel(run_dir)
+            if (run_dir / "result.json").is_file() and validate_result(run_dir) is None:
+                self._record(entry, run_dir, RunOutcome("ok", 0))
+                continue
+            entry.status, entry.finished_at = "interrupted", now_utc()
+            entry.failure = Failure(
+                cause="interrupted", message=message, log_tail=log_tail(run_dir / LOG_NAME))
         save_manifest(self.study_dir, manifest)
 
     def _gap(self, seconds: float | None) -> CoolDownRecord:
@@ -307,8 +364,12 @@ class StudyExecution:
         return record
 
     def _submit(self, run: PlannedRun, entry: RunEntry, manifest: Manifest,
-                delay_s: float, lane: int) -> None:
-        """Prepare the run and hand it to the scheduler's ``lane``; it stays running."""
+                delay_s: float, lane: int) -> bool:
+        """Prepare the run and hand it to the scheduler's ``lane``; it stays running.
+
+        Returns False when it could not be submitted: recorded interrupted after a stop (the
+        submission died with it), failed otherwise, and then, with ``--detach``, raised.
+        """
         run_dir = self._claim(entry)
         try:
             self._prepare(run, entry, manifest, None)
@@ -317,13 +378,19 @@ class StudyExecution:
         except DiskFullError:
             raise
         except (LlemError, OSError) as error:
+            if self.runner.stop_requested.is_set():
+                save_manifest(self.study_dir, manifest)  # still running: the stop records it
+                return False
             outcome = runner_failure(error, run_dir / LOG_NAME, fatal=False)
             self._record(entry, run_dir, outcome)
             save_manifest(self.study_dir, manifest)
-            raise RunnerError(f"run {entry.run_id} could not be submitted: "
-                              f"{outcome.message}", fix="fix the cause, then submit the rest "
-                              "with llem run --resume DIR --detach") from error
+            if self.detach:
+                raise RunnerError(f"run {entry.run_id} could not be submitted: "
+                                  f"{outcome.message}", fix="fix the cause, then submit the "
+                                  "rest with llem run --resume DIR --detach") from error
+            return False
         save_manifest(self.study_dir, manifest)
+        return True
 
     def _claim(self, entry: RunEntry) -> Path:
         """A new attempt of ``entry`` by this runner on this study's GPUs; its run directory."""

@@ -240,8 +240,20 @@ class Runner(abc.ABC):
         """Whether a run an earlier invocation started is still queued or running."""
         return False
 
-    def chain_after(self, run_dir: Path, lane: int = 0) -> None:  # noqa: B027 - optional hook
-        """Runs submitted from now on to ``lane`` start after ``run_dir``'s (a live one)."""
+    def chain_after(self, run_dir: Path, lane: int = 0) -> int | None:
+        """Runs submitted from now on to the lane of ``run_dir``'s live run start after it.
+
+        Returns that lane (``lane``, the plan's, unless the runner knows where the run went),
+        or None when no run submitted from now on goes where it runs.
+        """
+        return lane
+
+    def pinned_node(self, run_dir: Path) -> str | None:
+        """The machine ``run_dir``'s run was bound to when handed to a scheduler, or None."""
+        return None
+
+    def watch(self, run_dirs: list[Path]) -> None:  # noqa: B027 - optional hook
+        """Runs the orchestrator is about to read one after another (read together)."""
 
     def cancel(self, run_dir: Path) -> None:  # noqa: B027 - optional hook
         """Stop a run an earlier invocation handed to a scheduler (Ctrl-C of the study)."""

@@ -189,16 +189,19 @@ class SlurmClient:
                              fix="start slurmctld, or run llem on a host of the cluster")
         return text
 
-    def node_names(self, partition: str | None = None) -> set[str]:
-        """The nodes of ``partition`` (None: the default one), as ``sinfo --Node`` lists them."""
+    def node_states(self, partition: str | None = None) -> dict[str, str]:
+        """The nodes of ``partition`` (None: the default one) and their states.
+
+        As ``sinfo --Node`` lists them: ``idle``, ``alloc``, ``down*``, ``drained``, ...
+        """
         where = [f"--partition={partition}"] if partition else []
-        done = self.command(["sinfo", "--noheader", "--Node", "--format=%N|%P", *where])
-        names = set()
+        done = self.command(["sinfo", "--noheader", "--Node", "--format=%N|%P|%T", *where])
+        states = {}
         for line in done.stdout.splitlines():
-            node, _, listed = line.strip().partition("|")
+            node, listed, state = ([*line.strip().split("|"), "", ""])[:3]
             if node and (partition or listed.endswith("*")):
-                names.add(node)
-        return names
+                states[node] = state
+        return states
 
     def partitions(self) -> list[PartitionInfo]:
         """Partitions with their nodes, CPUs, memory and GPUs (``sinfo``, one line each)."""

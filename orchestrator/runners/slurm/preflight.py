@@ -32,6 +32,8 @@ class SlurmRunner(Protocol):
     image_override: str | None
     output_root: Path | None
 
+UNAVAILABLE_STATES = ("down", "drain", "fail", "inval", "maint", "future")
+"""sinfo node states (``%T``, lower case, a ``*`` or ``~`` may follow) in which no job starts."""
 PROBE_WAIT_S = 120.0
 """How long the storage probe's job may take (queue included) before the check gives up."""
 PROBE_NAME = ".llem-storage-probe"
@@ -53,7 +55,7 @@ def slurm_problems(runner: SlurmRunner, backends: set[str],
                         "  fix: name one of them, or leave it out for the default")
     elif settings.nodes:
         try:
-            known = runner.client.node_names(settings.partition)
+            known = runner.client.node_states(settings.partition)
         except LlemError as error:
             return [*problems, str(error)]
         unknown = [node for node in settings.nodes if node not in known]
@@ -63,6 +65,12 @@ def slurm_problems(runner: SlurmRunner, backends: set[str],
             problems.append(f"execution.slurm.nodes names {', '.join(unknown)}, not a node of "
                             f"{where} (sinfo lists {', '.join(sorted(known)) or 'none'})\n"
                             "  fix: name nodes of the partition, or set partition to theirs")
+        down = [f"{node} ({known[node]})" for node in settings.nodes
+                if known.get(node, "").startswith(UNAVAILABLE_STATES)]
+        if down:
+            problems.append(f"execution.slurm.nodes names {', '.join(down)}: its lane's jobs "
+                            "would wait for it, untimed\n  fix: leave it out of nodes until "
+                            "it is back (scontrol update nodename=NODE state=resume)")
     if not problems and runner.output_root is not None:
         problems += probe_storage(runner.client, runner.output_root, runner).problems
     return problems

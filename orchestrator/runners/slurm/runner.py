@@ -64,6 +64,8 @@ CANCEL_WAIT_S = 120.0
 """How long to wait for a cancelled job to end: Slurm's KillWait (30 s by default) and more."""
 MISSING_READS = 3
 """Reads in a row in which a submitted job is absent before its end counts as unknown."""
+JUST_SUBMITTED_S = 60.0
+"""A job submitted less than this long ago may be missing from squeue for a moment."""
 CONTROLLER_ERRORS = 5
 """Failed reads of the controller in a row after which the watcher gives up (and the run's job
 is cancelled: ``SlurmRunner.run`` never leaves one behind)."""
@@ -109,10 +111,13 @@ class JobWatcher:
         self._errors = 0
         self.positions: dict[str, int] = {}
 
-    def track(self, job_id: str) -> None:
-        """Follow ``job_id`` from now on."""
+    def track(self, job_id: str) -> bool:
+        """Follow ``job_id`` from now on; False when it was followed already."""
+        if job_id in self._tracked:
+            return False
         self._tracked.add(job_id)
         self._read_at = None  # the next read asks the controller
+        return True
 
     def forget(self, job_id: str) -> None:
         """Stop following ``job_id``."""
@@ -188,7 +193,9 @@ class SlurmRunner(Runner):
         self.output_root: Path | None = None
         """Where the study directory goes, for the shared-storage check (set by the CLI)."""
         self._last_detached: dict[int, str] = {}
-        """The job each lane's next job depends on."""
+        """The job each lane's next job depends on (the last submitted to the lane)."""
+        self._tail_submitted: dict[int, float] = {}
+        """When that job was submitted (the newest live job of a lane is its chain's tail)."""
         self.lanes = self.slurm.lane_count
 
     @property
@@ -227,7 +234,7 @@ class SlurmRunner(Runner):
         """
         run_dir = run_dir.resolve()
         try:
-            job_id = self._submit(run_dir, timeout_s)
+            job_id = self._submit(run_dir, timeout_s, node=self._node(0))
         except LlemError as error:  # refused: this run failed, and so would the next ones
             return runner_failure(error, run_dir / LOG_NAME, fatal=True)
         return self._follow_to_end(job_id, run_dir, timeout_s, on_event)
@@ -244,8 +251,9 @@ class SlurmRunner(Runner):
         """
         run_dir = run_dir.resolve()
         job_id = self._submit(run_dir, timeout_s, after=self._last_detached.get(lane),
-                              delay_s=delay_s, node=self._node(lane))
+                              delay_s=delay_s, node=self._node(lane), lane=lane)
         self._last_detached[lane] = job_id
+        self._tail_submitted[lane] = time.time()
         return job_id
 
     def _node(self, lane: int) -> str | None:
@@ -296,17 +304,58 @@ class SlurmRunner(Runner):
         self.client.cancel([job.job_id for job in live[:-1]])
         return {"job_id": live[-1].job_id, "time_limit": "?"}, live[-1]
 
-    def chain_after(self, run_dir: Path, lane: int = 0) -> None:
-        """Jobs submitted from now on to ``lane`` depend on ``run_dir``'s live job."""
+    def chain_after(self, run_dir: Path, lane: int = 0) -> int | None:
+        """Jobs submitted from now on to the lane of ``run_dir``'s live job depend on it.
+
+        The lane is where the job went, not where the plan would deal the run now (the
+        study's ``nodes`` or cycles may have changed since): the lane of the node it is pinned
+        to, None when that node is no longer one of ``nodes`` (no new job goes there);
+        ``lane`` for a job pinned to no node. Of a lane's live jobs, the one submitted last
+        is its chain's tail, whatever the order of the calls.
+        """
         record = _read_record(job_record(run_dir.resolve()))
-        if record is not None:
+        if record is None:
+            return None
+        node, nodes = record.get("node"), self.slurm.nodes
+        if nodes and node:
+            if node not in nodes:
+                return None
+            lane = nodes.index(node)
+        elif record.get("lane") is not None and not nodes:
+            lane = int(record["lane"]) % self.lanes
+        submitted = float(record.get("submitted_at") or 0.0)
+        if submitted >= self._tail_submitted.get(lane, float("-inf")):
             self._last_detached[lane] = str(record["job_id"])
+            self._tail_submitted[lane] = submitted
+        return lane
+
+    def pinned_node(self, run_dir: Path) -> str | None:
+        """The node ``run_dir``'s job was pinned to (``execution.slurm.nodes``), or None."""
+        record = _read_record(job_record(run_dir.resolve()))
+        node = record.get("node") if record is not None else None
+        return str(node) if node else None
+
+    def watch(self, run_dirs: list[Path]) -> None:
+        """Follow the jobs of these runs together: one squeue per period answers for all."""
+        for run_dir in run_dirs:
+            record = _read_record(job_record(run_dir.resolve()))
+            if record is not None:
+                self.watcher.track(str(record["job_id"]))
 
     def cancel(self, run_dir: Path) -> None:
-        """``scancel`` the job recorded for ``run_dir`` (an ended one is no error)."""
+        """``scancel`` the job of ``run_dir`` (an ended one is no error).
+
+        The recorded job; without a record (sbatch was interrupted, or its answer lost), the
+        live jobs carrying the run's comment.
+        """
         record = _read_record(job_record(run_dir.resolve()))
         if record is not None:
             self.client.cancel([str(record["job_id"])])
+            return
+        comment = job_comment(run_dir.resolve())
+        found = [job.job_id for job in self.client.live_jobs() if job.comment == comment]
+        if found:
+            self.client.cancel(found)
 
     def new_attempt(self, run_dir: Path) -> None:
         """Forget the job of an earlier attempt: no resume may take it for the new one's."""
@@ -320,23 +369,28 @@ class SlurmRunner(Runner):
         if record is None:
             return None
         job_id = str(record["job_id"])
-        self.watcher.track(job_id)
+        added = self.watcher.track(job_id)  # a watched job is answered from the last read
+        recent = time.time() - float(record.get("submitted_at") or 0.0) < JUST_SUBMITTED_S
         try:
-            return record, self._current(job_id)
+            return record, self._current(job_id, recent)
         finally:
-            self.watcher.forget(job_id)
+            if added:
+                self.watcher.forget(job_id)
 
-    def _current(self, job_id: str) -> JobInfo | None:
-        """The job's state now; None once the controller and accounting do not know it."""
-        for _ in range(MISSING_READS):
+    def _current(self, job_id: str, just_submitted: bool) -> JobInfo | None:
+        """The job's state as of the last read (at most a period old), or None.
+
+        None once the controller and accounting do not know it. A job submitted moments ago
+        may not be listed yet: it is read again a few times before it counts as unknown.
+        """
+        job = self.watcher.state(job_id)
+        while job is None and just_submitted and not self.watcher.gone(job_id):
+            self.sleep(1.0)  # each read counts every watched job still absent: bounded
             job = self.watcher.state(job_id, fresh=True)
-            if job is not None:
-                return job
-            self.sleep(1.0)
-        return None
+        return job
 
     def _submit(self, run_dir: Path, timeout_s: float | None, after: str | None = None,
-                delay_s: float = 0.0, node: str | None = None) -> str:
+                delay_s: float = 0.0, node: str | None = None, lane: int = 0) -> str:
         """Write the run's job script and record; submit it; return the job id."""
         spec = read_model(run_dir / "experiment.json", RunSpec)
         limit = scripts.time_limit(self.slurm, timeout_s, delay_s)
@@ -354,7 +408,8 @@ class SlurmRunner(Runner):
         try:
             write_json(record, {"job_id": job_id, "session": self.session.id,
                                 "submitted_at": time.time(), "time_limit": limit,
-                                "delay_s": delay_s, "options": options})
+                                "delay_s": delay_s, "options": options, "node": node,
+                                "lane": lane})
         except BaseException:
             # A job llem has no record of would run on unfollowed, and a resume would start
             # the run a second time into the same directory.
@@ -486,7 +541,14 @@ class SlurmRunner(Runner):
             self.sleep(1.0)
 
     def _final(self, job_id: str) -> JobInfo | None:
-        """The job's final state (read fresh: the wait loop's last read may be a period old)."""
+        """The job's final state.
+
+        Read fresh unless the last read shows its end: the wait loop may have ended on the
+        run's own events, a period before the controller's.
+        """
+        job = self.watcher.state(job_id)
+        if job is not None and ended(job):
+            return job
         for _ in range(MISSING_READS):
             job = self.watcher.state(job_id, fresh=True)
             if job is not None and ended(job):

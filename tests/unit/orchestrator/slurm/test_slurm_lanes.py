@@ -264,14 +264,14 @@ def test_a_nodelist_in_sbatch_options_alone_is_still_allowed():
     assert setting_problems(runner, {"pytorch"}, None) == []
 
 
-def test_nodes_the_partition_does_not_have_are_refused(tmp_path):
+def test_nodes_the_partition_does_not_have_or_that_are_down_are_refused(tmp_path):
     cluster = FakeCluster()
     answers = {"scontrol": "Slurmctld(primary) at ctl is UP\n",
                "sinfo": "debug|2|1|2048|(null)|up|infinite|debug*\n"}
 
     def sinfo_and_ping(args: list[str], **kwargs: Any) -> Any:
         if args[0] == "sinfo" and "--Node" in args:
-            return subprocess.CompletedProcess(args, 0, "n1|debug*\nn2|debug*\n", "")
+            return subprocess.CompletedProcess(args, 0, "n1|debug*|idle\nn2|debug*|down*\n", "")
         if args[0] in answers:
             return subprocess.CompletedProcess(args, 0, answers[args[0]], "")
         return cluster(args, **kwargs)
@@ -283,3 +283,7 @@ def test_nodes_the_partition_does_not_have_are_refused(tmp_path):
 
     assert "n9, not a node of the default partition" in problem
     assert "n1, n2" in problem
+
+    runner.slurm = SlurmConfig(exec="local", gpus_per_run=0, nodes=["n1", "n2"])
+    (problem,) = slurm_problems(runner, {"pytorch"}, None)
+    assert "nodes names n2 (down*)" in problem and "leave it out of nodes" in problem
