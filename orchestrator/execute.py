@@ -92,6 +92,12 @@ class StudyExecution:
         if detach and not runner.detachable:
             raise ConfigError(f"the {runner.name} runner cannot detach: its runs end with "
                               "llem", fix="use --detach with --runner slurm, or leave it out")
+        if study.execution.gap_until_cool and not no_gaps and not runner.host_gpus:
+            raise ConfigError(
+                f"execution.gap_until_cool watches this host's GPUs, but the {runner.name} "
+                "runner runs the study on other machines' GPUs", fix="remove gap_until_cool "
+                "and set config_gap_s / cycle_gap_s (each job waits its gap on its node), or "
+                "pass --no-gaps")
         self.started_at = now_utc()
         self._current: RunEntry | None = None  # the run in progress, for a full disk's record
         execution = study.execution
@@ -100,8 +106,7 @@ class StudyExecution:
         runner.on_study_event = self.on_event
         # The idle reference is read now, before the first run heats anything.
         self.cool_down: CoolDown | None = None
-        # Runs in lanes run on the cluster's GPUs, side by side: no host GPU tells when to go on.
-        if execution.gap_until_cool and not no_gaps and not detach and runner.lanes == 1:
+        if execution.gap_until_cool and not no_gaps and not detach:
             self.cool_down = (
                 CoolDown(cooling_gpus, execution.cool_margin_c, execution.cool_max_s)
                 if cooling_gpus is not None

@@ -213,6 +213,9 @@ class Runner(abc.ABC):
     detachable: bool = False
     """Whether the runner can hand runs to a scheduler and return (``llem run --detach``)."""
 
+    host_gpus: bool = True
+    """Whether runs use this host's GPUs (the cool-down of ``gap_until_cool`` watches them)."""
+
     lanes: int = 1
     """How many runs the runner keeps in flight at once, each lane a chain of runs in the
     plan's order (more than 1: the runs are submitted as with ``--detach``, then followed)."""

@@ -240,6 +240,7 @@ class SlurmRunner(Runner):
         return self._follow_to_end(job_id, run_dir, timeout_s, on_event)
 
     detachable = True
+    host_gpus = False
 
     def submit_detached(self, run_dir: Path, timeout_s: float | None,
                         delay_s: float = 0.0, lane: int = 0) -> str:

@@ -25,6 +25,7 @@ from llem_testkit.slurm_cluster import (
 )
 from pydantic import ValidationError
 
+from harness.errors import ConfigError
 from harness.io import write_json
 from harness.schema.reading import read_model
 from harness.schema.run_spec import RunSpec
@@ -226,14 +227,18 @@ def test_a_resume_chains_new_jobs_after_the_live_job_of_their_own_lane(tmp_path)
     assert option(resubmitted[1], "dependency") == f"afterany:{live_n1}"
 
 
-def test_no_cool_down_is_watched_on_the_host_with_lanes(tmp_path):
-    study = make_study(tmp_path, cycles=2, slurm={"nodes": NODES})
+@pytest.mark.parametrize("slurm", [{}, {"nodes": NODES}])
+def test_a_cool_down_read_on_this_host_is_refused_for_runs_on_the_cluster(tmp_path, slurm):
+    # It would watch the submitting host's GPUs (or none), not the node's, and record them.
+    study = make_study(tmp_path, cycles=2, slurm=slurm or None)
     study.execution.gap_until_cool = True
     study_dir, _, _ = new_study_dir(tmp_path, study)
 
-    execution = StudyExecution(study, study_dir, make_runner(FakeCluster(), nodes=NODES))
-
-    assert execution.cool_down is None
+    with pytest.raises(ConfigError, match="gap_until_cool watches this host's GPUs") as raised:
+        StudyExecution(study, study_dir, make_runner(FakeCluster(), **slurm))
+    assert "config_gap_s" in (raised.value.fix or "")
+    assert StudyExecution(study, study_dir, make_runner(FakeCluster(), **slurm),
+                          no_gaps=True).cool_down is None
 
 
 # -- settings and preflight --------------------------------------------------------------------
