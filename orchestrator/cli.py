@@ -38,7 +38,7 @@ from orchestrator.cli_common import (
     fail,
     out,
 )
-from orchestrator.execute import StudyExecution
+from orchestrator.execute import COOL_DOWN_ELSEWHERE, COOL_DOWN_FIX, StudyExecution
 from orchestrator.fetch import fetch_missing, hub_models
 from orchestrator.manifest import Manifest, RunEntry
 from orchestrator.preflight import study_problems
@@ -166,6 +166,8 @@ def _run_study(request: RunRequest, options: RunOptions) -> tuple[StudySummary, 
             raise ConfigError(f"--detach needs a runner that hands runs to a scheduler; the "
                               f"{name} runner's runs end with llem",
                               fix="use --runner slurm, or leave --detach out")
+        if study.execution.gap_until_cool and not options.no_gaps and not runner.host_gpus:
+            raise ConfigError(COOL_DOWN_ELSEWHERE.format(runner=name), fix=COOL_DOWN_FIX)
         if isinstance(runner, SlurmRunner):  # the shared-storage check writes there
             runner.output_root = resume_dir or options.output
         if resume_dir is None:

@@ -93,11 +93,7 @@ class StudyExecution:
             raise ConfigError(f"the {runner.name} runner cannot detach: its runs end with "
                               "llem", fix="use --detach with --runner slurm, or leave it out")
         if study.execution.gap_until_cool and not no_gaps and not runner.host_gpus:
-            raise ConfigError(
-                f"execution.gap_until_cool watches this host's GPUs, but the {runner.name} "
-                "runner runs the study on other machines' GPUs", fix="remove gap_until_cool "
-                "and set config_gap_s / cycle_gap_s (each job waits its gap on its node), or "
-                "pass --no-gaps")
+            raise ConfigError(COOL_DOWN_ELSEWHERE.format(runner=runner.name), fix=COOL_DOWN_FIX)
         self.started_at = now_utc()
         self._current: RunEntry | None = None  # the run in progress, for a full disk's record
         execution = study.execution
@@ -175,6 +171,8 @@ class StudyExecution:
                 self._follow_submitted(runs, by_key, manifest)
             return
         previous: int | None = None  # position of the run this invocation ran last
+        self.runner.watch([self.study_dir / by_key[run.key].run_id for run in runs
+                           if by_key[run.key].status == "running"])  # read together
         for position, run in enumerate(runs):
             if self.runner.stop_requested.is_set():
                 break
@@ -254,16 +252,14 @@ class StudyExecution:
 
         The lanes run side by side on the cluster meanwhile: a run whose job ended while an
         earlier one was followed is read at once (from the watcher's last read of all of
-        them). A run lost to a node failure takes the runs queued behind it on that node with
-        it: they would wait for the node, untimed.
+        them). A job left waiting for a node that is down fails as a node failure (the
+        runner's account), so one lost node does not hold the study.
         """
         pending = [by_key[run.key] for run in runs if by_key[run.key].status == "running"]
         self.runner.watch([self.study_dir / entry.run_id for entry in pending])
         for entry in pending:
             if self.runner.stop_requested.is_set():
                 return
-            if entry.status != "running":  # recorded meanwhile (its node failed)
-                continue
             run_dir = self.study_dir / entry.run_id
             outcome = self._collect(entry, manifest)
             if outcome is None:  # the scheduler lost the job, and it left no result
@@ -277,32 +273,6 @@ class StudyExecution:
                 self._interrupt_running(manifest, "cancelled: an earlier run of the study "
                                         "stopped it (see that run's failure)")
                 return
-            if entry.failure is not None and entry.failure.cause == "node_failure":
-                self._drop_lane(manifest, entry)
-
-    def _drop_lane(self, manifest: Manifest, failed: RunEntry) -> None:
-        """The node under ``failed`` failed: its lane's runs still queued there fail too.
-
-        Their jobs are cancelled (they would wait for the node, untimed) and each is
-        recorded failed with cause node_failure, so ``--resume`` runs it again.
-        """
-        node = self.runner.pinned_node(self.study_dir / failed.run_id)
-        if node is None:
-            return
-        for entry in manifest.runs:
-            run_dir = self.study_dir / entry.run_id
-            if entry.status != "running" or self.runner.pinned_node(run_dir) != node:
-                continue
-            with contextlib.suppress(Exception):  # a controller gone: still record it
-                self.runner.cancel(run_dir)
-            entry.status, entry.finished_at = "failed", now_utc()
-            entry.failure = Failure(
-                cause="node_failure", message=f"not run: node {node}, where its lane's jobs "
-                f"were queued, failed under run {failed.run_id}; llem run --resume DIR runs it "
-                "again (leave the node out of execution.slurm.nodes while it is down)")
-            self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
-                                      cause="node_failure"))
-        save_manifest(self.study_dir, manifest)
 
     def _stop_left_running(self, manifest: Manifest) -> None:
         """Stopped (Ctrl-C): cancel what still runs outside llem, record it interrupted.
@@ -320,18 +290,23 @@ class StudyExecution:
     def _interrupt_running(self, manifest: Manifest, message: str) -> None:
         """Every run still ``running``: its scheduler job cancelled, recorded interrupted.
 
-        A run whose job had already ended with a valid result (another lane's, finished while
-        llem followed an earlier run) is recorded completed: its measurement is whole.
+        A run whose job had already ended by itself (another lane's, while llem followed an
+        earlier run) is recorded as it ended, by the runner's account of that end.
         """
         for entry in manifest.runs:
             if entry.status != "running":
                 continue
             run_dir = self.study_dir / entry.run_id
+            ended = None
+            with contextlib.suppress(Exception):  # a controller gone: still record it
+                ended = self.runner.ended_outcome(run_dir, self.study.execution.timeout_s)
+            if ended is not None:
+                self._record(entry, run_dir, ended)
+                self.on_event(RunFinished(run_id=entry.run_id, status=entry.status,
+                                          cause=entry.failure.cause if entry.failure else None))
+                continue
             with contextlib.suppress(Exception):  # a controller gone: still record it
                 self.runner.cancel(run_dir)
-            if (run_dir / "result.json").is_file() and validate_result(run_dir) is None:
-                self._record(entry, run_dir, RunOutcome("ok", 0))
-                continue
             entry.status, entry.finished_at = "interrupted", now_utc()
             entry.failure = Failure(
                 cause="interrupted", message=message, log_tail=log_tail(run_dir / LOG_NAME))
@@ -588,6 +563,12 @@ class StudyExecution:
             summary.report = REPORT_NAME
         write_json(self.study_dir / SUMMARY_NAME, summary)
         return summary
+
+
+COOL_DOWN_ELSEWHERE = ("execution.gap_until_cool watches this host's GPUs, but the {runner} "
+                       "runner runs the study on other machines' GPUs")
+COOL_DOWN_FIX = ("remove gap_until_cool and set config_gap_s / cycle_gap_s (each job waits its "
+                 "gap on its node), or pass --no-gaps")
 
 
 def _unprepared(run_dir: Path, error: OSError | ConfigError) -> RunOutcome:

@@ -251,8 +251,12 @@ class Runner(abc.ABC):
         """
         return lane
 
-    def pinned_node(self, run_dir: Path) -> str | None:
-        """The machine ``run_dir``'s run was bound to when handed to a scheduler, or None."""
+    def ended_outcome(self, run_dir: Path, timeout_s: float | None) -> RunOutcome | None:
+        """How a run handed to a scheduler ended by itself, or None (still running, or unknown).
+
+        A stop records such a run as it ended rather than interrupted. Runners whose runs end
+        with llem have none.
+        """
         return None
 
     def watch(self, run_dirs: list[Path]) -> None:  # noqa: B027 - optional hook

@@ -42,6 +42,7 @@ from orchestrator.runners.base import (
     EventFollower,
     Runner,
     RunOutcome,
+    log_tail,
     runner_failure,
 )
 from orchestrator.runners.docker.images import image_ref
@@ -77,8 +78,14 @@ NEVER_RUNS = frozenset({"PartitionTimeLimit", "PartitionNodeLimit", "PartitionCo
 """Pending reasons that no wait clears (the job asks more than its partition or association
 may ever have): the job is cancelled and the run fails with the reason, instead of waiting for
 ever, untimed."""
+NODE_NOT_AVAILABLE = "ReqNodeNotAvail"
+"""Pending reason of a job whose required node is down, drained or reserved."""
 JOBS_DIR = ".slurm"
 """Beside the run directories in the study directory: each run's job script and record."""
+
+
+class NodeUnavailable(SlurmError):
+    """A job pinned to a node waits for it, and the node is unavailable."""
 
 
 def job_record(run_dir: Path) -> Path:
@@ -109,6 +116,8 @@ class JobWatcher:
         self._read_at: float | None = None
         self._accounting: bool | None = None
         self._errors = 0
+        self.read_ok = False
+        """Whether the last read reached the controller (a failed one answers from memory)."""
         self.positions: dict[str, int] = {}
 
     def track(self, job_id: str) -> bool:
@@ -132,9 +141,11 @@ class JobWatcher:
             try:
                 self.refresh()
                 self._errors = 0
+                self.read_ok = True
             except SlurmError:
                 # A controller busy for a moment (a timeout, a refused connection) is asked
                 # again next period; only several failures in a row stop the study.
+                self.read_ok = False
                 self._errors += 1
                 if self._errors >= CONTROLLER_ERRORS:
                     raise
@@ -330,11 +341,17 @@ class SlurmRunner(Runner):
             self._tail_submitted[lane] = submitted
         return lane
 
-    def pinned_node(self, run_dir: Path) -> str | None:
-        """The node ``run_dir``'s job was pinned to (``execution.slurm.nodes``), or None."""
-        record = _read_record(job_record(run_dir.resolve()))
-        node = record.get("node") if record is not None else None
-        return str(node) if node else None
+    def ended_outcome(self, run_dir: Path, timeout_s: float | None) -> RunOutcome | None:
+        """How ``run_dir``'s job ended by itself, by Slurm's account.
+
+        None while it is queued or running, or when its end is unknown.
+        """
+        found = self._recorded_job(run_dir.resolve())
+        if found is None or found[1] is None or not ended(found[1]):
+            return None
+        record, job = found
+        return classify_job(None, job, run_dir / LOG_NAME, timeout_s=timeout_s, stop_note="",
+                            limit=str(record.get("time_limit", "?")))
 
     def watch(self, run_dirs: list[Path]) -> None:
         """Follow the jobs of these runs together: one squeue per period answers for all."""
@@ -385,8 +402,12 @@ class SlurmRunner(Runner):
         may not be listed yet: it is read again a few times before it counts as unknown.
         """
         job = self.watcher.state(job_id)
-        while job is None and just_submitted and not self.watcher.gone(job_id):
-            self.sleep(1.0)  # each read counts every watched job still absent: bounded
+        # Absent from a read that failed says nothing: read again (several failures in a row
+        # raise). Absent moments after sbatch: read a few times (each read counts every watched
+        # job still absent, so this is bounded for all of them at once).
+        while job is None and (not self.watcher.read_ok
+                               or (just_submitted and not self.watcher.gone(job_id))):
+            self.sleep(1.0)
             job = self.watcher.state(job_id, fresh=True)
         return job
 
@@ -405,7 +426,13 @@ class SlurmRunner(Runner):
             gpus=self.slurm.gpus_per_run, node=node))
         if after is not None:
             options.append(f"--dependency=afterany:{after}")
-        job_id = self.client.submit(text, options)
+        try:
+            job_id = self.client.submit(text, options)
+        except SlurmError:
+            # A timed-out sbatch may still have queued the job: none may run unfollowed.
+            with contextlib.suppress(Exception):
+                self.cancel(run_dir)
+            raise
         try:
             write_json(record, {"job_id": job_id, "session": self.session.id,
                                 "submitted_at": time.time(), "time_limit": limit,
@@ -425,6 +452,9 @@ class SlurmRunner(Runner):
         self.watcher.track(job_id)
         try:
             end, job = self._follow(job_id, run_dir, timeout_s, on_event)
+        except NodeUnavailable as gone:  # cancelled: it would wait for its node, untimed
+            return RunOutcome("node_failure", None, str(gone), log_tail(run_dir / LOG_NAME),
+                              scheduler_cause=True)
         except BaseException:
             # A second Ctrl-C, a controller that went away, a bug: never leave the job behind.
             with contextlib.suppress(Exception):
@@ -466,7 +496,7 @@ class SlurmRunner(Runner):
                 on_event: EventCallback) -> tuple[EndKind | None, JobInfo | None]:
         """Wait while the job is queued (untimed), then follow it as every runner does."""
         self.stop_note = ""
-        job = self._queued(job_id, run_dir.name)
+        job = self._queued(job_id, run_dir.name, self._pinned_to(run_dir))
         if job is None or ended(job):
             return ("interrupted" if self.stop_requested.is_set() else None), self._final(job_id)
         self._announce(run_dir.name, job)
@@ -497,8 +527,19 @@ class SlurmRunner(Runner):
                 return
             self.sleep(1.0)
 
-    def _queued(self, job_id: str, run_id: str) -> JobInfo | None:
-        """The job once it left the queue (running or ended); None if Ctrl-C came first."""
+    def _pinned_to(self, run_dir: Path) -> str | None:
+        """The node ``run_dir``'s job was pinned to (``execution.slurm.nodes``), or None."""
+        record = _read_record(job_record(run_dir))
+        node = record.get("node") if record is not None else None
+        return str(node) if node else None
+
+    def _queued(self, job_id: str, run_id: str, node: str | None = None) -> JobInfo | None:
+        """The job once it left the queue (running or ended); None if Ctrl-C came first.
+
+        A job pinned to ``node`` that waits because the node is unavailable (down, drained,
+        reserved: ``ReqNodeNotAvail``) is cancelled and raises :class:`NodeUnavailable`: it
+        could wait for ever, and the run is redone on ``--resume``.
+        """
         shown: tuple[str, str, int | None] | None = None
         while True:
             job = self.watcher.state(job_id)
@@ -509,6 +550,13 @@ class SlurmRunner(Runner):
             if self.stop_requested.is_set():
                 self._cancel(job_id)
                 return None
+            if node is not None and job is not None and job.reason.startswith(NODE_NOT_AVAILABLE):
+                self._cancel(job_id)
+                raise NodeUnavailable(
+                    f"not run: job {job_id} waited for node {node}, which is unavailable "
+                    f"({job.reason}); the run is redone on --resume",
+                    fix=f"bring {node} back (scontrol update nodename={node} state=resume) or "
+                    "leave it out of execution.slurm.nodes, then llem run --resume DIR")
             if job is not None and job.reason in NEVER_RUNS:
                 self.client.cancel([job_id])
                 error = SlurmError(f"job {job_id} can never start: Slurm holds it for "

@@ -1,6 +1,6 @@
 """Defects found in a review of the fixes to the lanes review (``test_review_lanes.py``).
 
-Each test is a strict xfail: it fails while its defect stands. ``FakeCluster``
+Each test failed before its defect was fixed. ``FakeCluster``
 (llem_testkit.slurm_cluster) plays Slurm 22.05's commands in memory; each test moves the jobs
 as a real cluster would at the moment it describes.
 """
@@ -109,9 +109,6 @@ def submissions_of(cluster: FakeCluster, run_id: str) -> list[str]:
 # -- a controller busy for one read on a resume: running jobs taken for gone ------------------
 
 
-@pytest.mark.xfail(strict=True, reason="_current answers from one read: a read that failed "
-                   "(a busy controller) reads as 'no such job', so a resume resubmits a run "
-                   "whose job is still running, into the same run directory")
 @pytest.mark.parametrize("slurm", [{}, {"nodes": NODES}], ids=["one-at-a-time", "lanes"])
 def test_a_busy_controller_on_a_resume_does_not_start_a_running_run_again(tmp_path, slurm):
     cluster = FakeCluster()
@@ -137,9 +134,6 @@ def test_a_busy_controller_on_a_resume_does_not_start_a_running_run_again(tmp_pa
 # -- a node failure drops runs its node has since run -----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="_drop_lane fails every run still 'running' in the "
-                   "manifest on the failed node, also one whose job ran on the node once it "
-                   "was back and completed with its result")
 def test_a_node_failure_keeps_a_run_the_node_completed_once_it_was_back(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path, cycles=2, slurm={"nodes": NODES})
@@ -182,9 +176,6 @@ def test_a_node_failure_keeps_a_run_the_node_completed_once_it_was_back(tmp_path
 # -- a stop records 'completed' what Slurm says failed ----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="_interrupt_running records completed any run with a "
-                   "valid result.json, whatever its job's end: a job that FAILED after writing "
-                   "it is recorded failed when followed, completed when a Ctrl-C comes first")
 def test_a_stop_records_a_failed_job_of_another_lane_as_following_it_would(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path, cycles=2, slurm={"nodes": NODES})
@@ -238,10 +229,6 @@ class CrashAfterResult(Runner):
         return RunOutcome(end="error", exit_code=1, message="failed")
 
 
-@pytest.mark.xfail(strict=True, reason="_interrupt_running takes the result.json of a run "
-                   "left 'running' by a crashed invocation of a host runner (no scheduler "
-                   "says it ended): recorded completed on a Ctrl-C, though without one the "
-                   "resume sets that result aside as unrecorded and runs it again")
 def test_a_ctrl_c_on_a_host_runners_resume_does_not_take_a_killed_runs_result(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("model: m\nbackend: pytorch\nexecution: {n_cycles: 1, config_gap_s: 0, "
@@ -280,9 +267,6 @@ def simulated_time(runner: Any) -> list[float]:
     return now
 
 
-@pytest.mark.xfail(strict=True, reason="only the lanes' path reads the study's jobs "
-                   "together (watch); the one-at-a-time resume still reads each run's job on "
-                   "its own: a squeue per run, and 3 reads and 3 s per run just submitted")
 def test_a_resume_after_detach_reads_the_ended_jobs_with_few_squeue_calls(tmp_path):
     cluster = FakeCluster()
     path = tmp_path / "sweep.yaml"
@@ -310,10 +294,6 @@ def test_a_resume_after_detach_reads_the_ended_jobs_with_few_squeue_calls(tmp_pa
 # -- a failed sbatch whose job the controller did create --------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a submission that fails without a stop is recorded "
-                   "failed with no search by the run's comment: a job the busy controller "
-                   "created before its answer was lost runs on, unfollowed, and --resume "
-                   "submits the run a second time into the same directory")
 def test_an_sbatch_timeout_whose_job_was_created_leaves_no_job_unfollowed(tmp_path):
     cluster = FakeCluster()
     study = make_study(tmp_path, cycles=2, slurm={"nodes": NODES})

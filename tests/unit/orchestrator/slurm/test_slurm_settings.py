@@ -6,12 +6,14 @@ import io
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
 from harness.environment import SLURM_VARIABLES, scheduler_job
 from harness.schema.events import JobQueued, RunStarted, StudyEvent
 from harness.schema.result import SchedulerJob
+from orchestrator.cli import main
 from orchestrator.progress import StudyProgress
 from orchestrator.runners.slurm.client import SlurmClient
 from orchestrator.runners.slurm.preflight import setting_problems, slurm_problems
@@ -179,3 +181,17 @@ def test_pyxis_needs_an_image_enroot_can_read():
     assert "exec pyxis" in problem and "enroot import" in problem
     assert setting_problems(runner(exec="pyxis", image="/shared/llem-vllm.sqsh"),
                             {"pytorch"}, None) == []
+
+
+def test_gap_until_cool_with_slurm_exits_2_before_any_directory_is_made(tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text("model: m\nbackend: pytorch\nexecution: {runner: slurm, gap_until_cool: "
+                     "true}\n")
+    output = tmp_path / "out"
+
+    result = CliRunner().invoke(main, ["run", str(study), "--output", str(output), "--yes"])
+
+    assert result.exit_code == 2, result.output
+    assert "gap_until_cool watches this host's GPUs" in result.output
+    assert "config_gap_s" in result.output
+    assert not output.exists() or not any(output.iterdir())
