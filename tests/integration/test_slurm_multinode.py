@@ -319,9 +319,15 @@ def test_a_node_stopped_mid_run_is_a_node_failure_redone_on_resume(
     assert node in run.failure.message and "NODE_FAIL" in run.failure.message
     assert cluster.node_states()[node].startswith("down")
 
-    resumed = llem("run", "--resume", str(study_dir), "--runner", "slurm", "-q",
-                   cwd=cluster.root, env=cluster.env, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = cluster.start_llem("run", "--resume", str(study_dir), "--runner", "slurm", "-q")
+    try:
+        _, stderr = resumed.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        resumed.kill()
+        _, stderr = resumed.communicate(timeout=60)
+        raise AssertionError(f"the resume did not end; nodes {cluster.node_states()}, jobs "
+                             f"{cluster.squeue()}; llem said:\n{stderr[-3000:]}") from None
+    assert resumed.returncode == 0, stderr[-3000:]
     (run,) = Manifest.load(study_dir).runs
     assert run.status == "completed"
     job = result_of(study_dir, run.run_id).environment.scheduler
