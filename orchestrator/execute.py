@@ -225,10 +225,9 @@ class StudyExecution:
                 continue
             lane = lane_of[position]
             if entry.status == "running":  # an earlier invocation's job ended: read it
-                if self._collected_completed(entry, manifest):
-                    previous[lane] = position
-                    continue
                 previous[lane] = position  # it ran there just now: the gap follows it
+                if self._collected_completed(entry, manifest):
+                    continue
             gap = 0.0 if self.no_gaps else self._gap_after(gaps, previous.get(lane), position)
             if not self._submit(run, entry, manifest, gap, lane):
                 break

@@ -14,7 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.execute import plan
+from harness.io import write_json
+from harness.schema.reading import read_model
+from harness.schema.run_spec import RunSpec
+from llem_testkit.results import fake_result
+from orchestrator.execute import StudyExecution, plan
 from orchestrator.manifest import Manifest
 from orchestrator.runners.slurm.client import SlurmClient
 from orchestrator.runners.slurm.runner import SlurmRunner, job_record
@@ -23,6 +27,8 @@ from orchestrator.study.execution import SlurmConfig
 from orchestrator.study_dir import new_manifest, save_manifest
 
 ALIVE = ("PENDING", "RUNNING", "COMPLETING")
+NODES = ["n1", "n2"]
+"""The nodes of the lanes tests' studies (``execution.slurm.nodes``)."""
 
 
 class FakeCluster:
@@ -129,3 +135,46 @@ def new_study_dir(tmp_path: Path, study: Any,
 
 def job_of(study_dir: Path, run_id: str) -> str:
     return str(json.loads(job_record(study_dir / run_id).read_text())["job_id"])
+
+
+def option(options: list[str], name: str) -> str | None:
+    """The value of ``--name=VALUE`` among sbatch ``options``, or None."""
+    return next((o.split("=", 1)[1] for o in options if o.startswith(f"--{name}=")), None)
+
+
+def lanes_study(tmp_path: Path, cycles: int = 2, gap: float = 0.0,
+                **slurm: Any) -> tuple[Any, Path, Manifest, list[Any]]:
+    """A study on :data:`NODES`: (study, directory, manifest, runs)."""
+    study = make_study(tmp_path, gap=gap, cycles=cycles, slurm={"nodes": NODES, **slurm})
+    return (study, *new_study_dir(tmp_path, study))
+
+
+def write_result(run_dir: Path) -> None:
+    """What the harness writes once its measurement is done (before it unloads and exits)."""
+    spec = read_model(run_dir / "experiment.json", RunSpec)
+    write_json(run_dir / "result.json", fake_result(spec, energy_j=100.0))
+
+
+def complete(cluster: FakeCluster, study_dir: Path, run_id: str) -> None:
+    """The run's job ends COMPLETED, its result.json written (as the harness does)."""
+    write_result(study_dir / run_id)
+    cluster.set(job_of(study_dir, run_id), "COMPLETED")
+
+
+def detach(study: Any, study_dir: Path, manifest: Any, runs: list[Any], cluster: FakeCluster,
+           **slurm: Any) -> None:
+    """``llem run --detach`` (or ``--resume DIR --detach``) of ``runs`` on ``cluster``."""
+    StudyExecution(study, study_dir, make_runner(cluster, **slurm),
+                   detach=True)._run_pending(runs, manifest)
+
+
+def simulated_time(runner: Any) -> list[float]:
+    """The runner's clock and sleep on simulated time; returns the clock's cell."""
+    now = [0.0]
+    runner.clock = lambda: now[0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    runner.sleep = sleep
+    return now

@@ -13,44 +13,25 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from llem_testkit.results import fake_result
 from llem_testkit.slurm_cluster import (
+    NODES,
     FakeCluster,
+    complete,
+    detach,
     job_of,
+    lanes_study,
     make_runner,
     make_study,
     new_study_dir,
+    option,
+    simulated_time,
 )
 
-from harness.io import write_json
-from harness.schema.reading import read_model
-from harness.schema.run_spec import RunSpec
 from orchestrator.execute import StudyExecution
 from orchestrator.runners.slurm.client import SlurmClient
 from orchestrator.runners.slurm.runner import job_record
 from orchestrator.study import load_study
 from orchestrator.study_dir import open_study_dir
-
-NODES = ["n1", "n2"]
-
-
-def option(options: list[str], name: str) -> str | None:
-    """The value of ``--name=VALUE`` among sbatch ``options``, or None."""
-    return next((o.split("=", 1)[1] for o in options if o.startswith(f"--{name}=")), None)
-
-
-def lanes_study(tmp_path: Path, cycles: int = 2, gap: float = 0.0,
-                **slurm: Any) -> tuple[Any, Path, Any, list[Any]]:
-    study = make_study(tmp_path, gap=gap, cycles=cycles, slurm={"nodes": NODES, **slurm})
-    return (study, *new_study_dir(tmp_path, study))
-
-
-def complete(cluster: FakeCluster, study_dir: Path, run_id: str) -> None:
-    """The run's job ends COMPLETED, its result.json written (as the harness does)."""
-    run_dir = study_dir / run_id
-    spec = read_model(run_dir / "experiment.json", RunSpec)
-    write_json(run_dir / "result.json", fake_result(spec, energy_j=100.0))
-    cluster.set(job_of(study_dir, run_id), "COMPLETED")
 
 
 def options_of(cluster: FakeCluster, job_id: str) -> list[str]:
@@ -214,10 +195,6 @@ def test_an_sbatch_error_mid_submission_leaves_no_job_of_an_attached_study_unfol
 # -- resumes: the chain a new job joins ----------------------------------------------------------
 
 
-def detach(study: Any, study_dir: Path, manifest: Any, runs: list[Any], cluster: FakeCluster,
-           **slurm: Any) -> None:
-    StudyExecution(study, study_dir, make_runner(cluster, **slurm),
-                   detach=True)._run_pending(runs, manifest)
 
 
 def test_a_second_resume_chains_after_the_tail_of_the_lane_not_its_last_run_in_plan_order(
@@ -328,16 +305,6 @@ def sweep_study(tmp_path: Path, configs: int, cycles: int) -> Any:
     return load_study(path)
 
 
-def simulated_time(runner: Any) -> list[float]:
-    """The runner's clock and sleep on simulated time; returns the clock's cell."""
-    now = [0.0]
-    runner.clock = lambda: now[0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    runner.sleep = sleep
-    return now
 
 
 def most_calls_in_one_period(calls: list[float], period: float) -> int:

@@ -14,18 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llem_testkit.results import fake_result
 from llem_testkit.slurm_cluster import (
+    NODES,
     FakeCluster,
+    complete,
+    detach,
     job_of,
     make_runner,
     make_study,
     new_study_dir,
+    simulated_time,
+    write_result,
 )
 
-from harness.io import write_json
-from harness.schema.reading import read_model
-from harness.schema.run_spec import RunSpec
 from orchestrator.execute import StudyExecution, plan
 from orchestrator.manifest import Manifest
 from orchestrator.runners.base import Runner, RunOutcome
@@ -34,26 +35,13 @@ from orchestrator.runners.slurm.runner import job_record
 from orchestrator.study import load_study
 from orchestrator.study_dir import new_manifest
 
-NODES = ["n1", "n2"]
 BUSY = "squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation\n"
 
 
-def write_result(run_dir: Path) -> None:
-    """What the harness writes once its measurement is done (before it unloads and exits)."""
-    spec = read_model(run_dir / "experiment.json", RunSpec)
-    write_json(run_dir / "result.json", fake_result(spec, energy_j=100.0))
 
 
-def complete(cluster: FakeCluster, study_dir: Path, run_id: str) -> None:
-    """The run's job ends COMPLETED, its result.json written."""
-    write_result(study_dir / run_id)
-    cluster.set(job_of(study_dir, run_id), "COMPLETED")
 
 
-def detach(study: Any, study_dir: Path, manifest: Any, runs: list[Any], cluster: FakeCluster,
-           **slurm: Any) -> None:
-    StudyExecution(study, study_dir, make_runner(cluster, **slurm),
-                   detach=True)._run_pending(runs, manifest)
 
 
 def age_records(study_dir: Path, seconds: float) -> None:
@@ -256,15 +244,6 @@ def test_a_ctrl_c_on_a_host_runners_resume_does_not_take_a_killed_runs_result(tm
 # -- the one watcher: a resume of a study run one job at a time -------------------------------
 
 
-def simulated_time(runner: Any) -> list[float]:
-    now = [0.0]
-    runner.clock = lambda: now[0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    runner.sleep = sleep
-    return now
 
 
 def test_a_resume_after_detach_reads_the_ended_jobs_with_few_squeue_calls(tmp_path):

@@ -17,11 +17,14 @@ from typing import Any
 import pytest
 from llem_testkit.results import fake_result
 from llem_testkit.slurm_cluster import (
+    NODES,
     FakeCluster,
     job_of,
+    lanes_study,
     make_runner,
     make_study,
     new_study_dir,
+    option,
 )
 from pydantic import ValidationError
 
@@ -35,19 +38,6 @@ from orchestrator.runners.slurm.preflight import setting_problems, slurm_problem
 from orchestrator.runners.slurm.runner import SlurmRunner, job_record
 from orchestrator.schedule import lanes, plan
 from orchestrator.study.execution import SlurmConfig
-
-NODES = ["n1", "n2"]
-
-
-def option(options: list[str], name: str) -> str | None:
-    """The value of ``--name=VALUE`` among sbatch ``options``, or None."""
-    return next((o.split("=", 1)[1] for o in options if o.startswith(f"--{name}=")), None)
-
-
-def lanes_study(tmp_path: Path, cycles: int = 2, gap: float = 0.0,
-                **slurm: Any) -> tuple[Any, Path, Any, list[Any]]:
-    study = make_study(tmp_path, gap=gap, cycles=cycles, slurm={"nodes": NODES, **slurm})
-    return (study, *new_study_dir(tmp_path, study))
 
 
 def run_like_a_cluster(cluster: FakeCluster, study_dir: Path,
